@@ -1,0 +1,23 @@
+# Writes OUT: a C file holding every migration in FILES (sorted), as
+#   const char *const fl_migrations[]; const int fl_migrations_count;
+# Migration N (1-based) is fl_migrations[N-1]; its number must match its file name.
+set(body "// generated from migrations/NNN_*.sql by cmake/embed_migrations.cmake; do not edit\n")
+set(list "")
+set(n 0)
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  math(EXPR n "${n} + 1")
+  string(REGEX MATCH "^[0-9]+" num "${name}")
+  math(EXPR num "${num} + 0")
+  if(NOT num EQUAL n)
+    message(FATAL_ERROR "migration ${name}: expected number ${n}")
+  endif()
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND body "static const char m${n}[] = {${hex}0x00};\n")
+  string(APPEND list "m${n},")
+endforeach()
+string(APPEND body "const char *const fl_migrations[] = {${list}0};\n")
+string(APPEND body "const int fl_migrations_count = ${n};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,82 @@
+/* config.h — flingd's configuration: the INI file (inih), its defaults and validation.
+ * A loaded fl_config owns every string and array in it; fl_config_free releases them.
+ * Read-only after start-up: the loop and the worker threads may read it without locks. */
+#ifndef FL_CONFIG_H
+#define FL_CONFIG_H
+
+#include <stddef.h>
+
+typedef enum fl_handler {
+    FL_HANDLER_EXEC = 0,  /* argv from the config, payload on stdin */
+    FL_HANDLER_HTTP,      /* POST the payload to url */
+    FL_HANDLER_NOOP,      /* succeeds at once */
+    FL_HANDLER_SLEEP      /* sleeps for the seconds in its payload (a decimal) */
+} fl_handler;
+
+typedef struct fl_type {
+    char *name;             /* [type.NAME] */
+    fl_handler handler;
+    char **argv;            /* exec: NULL-terminated, split like a shell (quotes, backslash); else NULL */
+    char *url;              /* http: target URL; else NULL */
+    double timeout;         /* seconds an attempt may run; default 30 */
+    int max_attempts;       /* default 3 */
+    int concurrency;        /* max running at once for this type; 0 = only [workers] count limits */
+    double backoff_base;    /* seconds before the first retry, doubled each time; default 1 */
+    double backoff_max;     /* cap on one back-off; default 3600 */
+    char *on_complete;      /* URL or "exec:COMMAND"; NULL if unset */
+    char *on_abort;         /* URL or "exec:COMMAND"; NULL if unset */
+} fl_type;
+
+typedef struct fl_config {
+    /* [server] */
+    char *listen_host;      /* "127.0.0.1" */
+    int listen_port;        /* 7878; 0 = a free port (see --ready-file) */
+    char *unix_path;        /* NULL = no Unix socket */
+    char *token;            /* NULL = no auth */
+    size_t max_payload;     /* 1048576; larger bodies get 413 */
+    size_t max_header;      /* 16384 bytes of request line + headers; more gets 431 */
+    int backlog;            /* listen() backlog; default 4096 (SOMAXCONN) */
+    int max_connections;    /* accept pauses at this many open connections; default 10000 */
+    double read_timeout;    /* seconds an incomplete request may take; default 10 */
+    double idle_timeout;    /* seconds a keep-alive connection may sit idle; default 60 */
+    /* [store] */
+    char *db_path;          /* "var/fling.db" */
+    int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
+    /* [workers] */
+    int workers;            /* default 8 */
+    double shutdown_grace;  /* seconds running jobs get on SIGTERM; default 30 */
+    /* [redis] */
+    char *redis_url;        /* NULL = no mirror */
+    char *redis_prefix;     /* "fling:" */
+    long redis_retention;   /* seconds a terminal job's hash lives; default 86400 */
+    /* [callbacks] */
+    char **callback_allow;  /* URL prefixes a Fling-Callback may start with */
+    size_t n_callback_allow;
+    char *callback_secret;  /* NULL = unsigned */
+    /* [type.*] */
+    fl_type *types;
+    size_t n_types;
+} fl_config;
+
+/* fl_config_init fills c with the defaults (and the built-in types noop and sleep, used when
+ * no file is given); 0 or -ENOMEM. Free with fl_config_free. */
+int fl_config_init(fl_config *c);
+
+/* fl_config_load reads the INI file at path over the defaults already in c. With a file, the
+ * types are exactly the file's [type.*] sections. Returns 0, or a negative errno with a
+ * one-line reason "FILE:LINE: reason" (or "FILE: reason") written to err. */
+int fl_config_load(fl_config *c, const char *path, char *err, size_t errlen);
+
+/* fl_config_set_listen parses "HOST:PORT" into c (the --listen override); 0 or -EINVAL with err. */
+int fl_config_set_listen(fl_config *c, const char *hostport, char *err, size_t errlen);
+
+/* fl_config_find_type returns the type called name (len bytes), or NULL. Borrowed from c. */
+const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t len);
+
+/* fl_config_callback_allowed returns 1 if url (len bytes) starts with one of [callbacks] allow. */
+int fl_config_callback_allowed(const fl_config *c, const char *url, size_t len);
+
+/* fl_config_free releases everything c owns; c itself is the caller's. Safe on a zeroed c. */
+void fl_config_free(fl_config *c);
+
+#endif

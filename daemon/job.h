@@ -1,0 +1,61 @@
+/* job.h — the job record shared by the store, the HTTP layer and the scheduler, and its JSON
+ * form (the body of GET /v1/jobs/{id}, of callbacks and of Redis events).
+ * A job and all its strings and payload share one allocation (beanstalkd's allocate_job):
+ * fl_job_new sizes it once, fl_job_free releases it whole. */
+#ifndef FL_JOB_H
+#define FL_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "proto.h"
+
+typedef struct fl_job {
+    int64_t id;                /* 0 until the store assigned one */
+    fl_state state;
+    int status;                /* FL_STATUS_* bits */
+    int attempts;              /* attempts started so far */
+    int max_attempts;
+    int32_t priority;
+    double timeout;            /* seconds an attempt may run */
+    int64_t created_at;        /* ms since the epoch; 0 = not yet */
+    int64_t run_at;
+    int64_t started_at;
+    int64_t finished_at;
+    int has_exit_code;
+    int exit_code;
+    /* Strings point into this allocation; NULL when absent. Sizes fixed by fl_job_new. */
+    char *type;
+    char *callback;            /* Fling-Callback URL */
+    char *idem_key;            /* Idempotency-Key */
+    char *error;               /* last error, human-readable */
+    char *output;              /* tail of the last attempt's output (bytes, maybe not UTF-8) */
+    size_t output_len;
+    unsigned char *payload;    /* NULL when not loaded (lists); payload_len bytes */
+    size_t payload_len;
+} fl_job;
+
+/* Byte sizes of the variable parts, for fl_job_new; a field of size (size_t)-1 is absent (NULL),
+ * any other size gets that many bytes plus a NUL, zeroed. */
+typedef struct fl_job_sizes {
+    size_t type, callback, idem_key, error, output, payload;
+} fl_job_sizes;
+
+#define FL_JOB_ABSENT ((size_t)-1)
+
+/* fl_job_new returns a zeroed job with room for the parts in sizes (strings NUL-terminated,
+ * callers fill them), or NULL on ENOMEM. Caller frees with fl_job_free. */
+fl_job *fl_job_new(const fl_job_sizes *sizes);
+
+/* fl_job_free releases job and everything in it; NULL is a no-op. */
+void fl_job_free(fl_job *job);
+
+/* fl_job_to_json returns a new JSON object with the contract fields of DESIGN.md
+ * (id as a string, times as RFC 3339 UTC with milliseconds or null, output as text with
+ * invalid UTF-8 replaced); NULL on ENOMEM. Caller releases with json_decref. */
+json_t *fl_job_to_json(const fl_job *job);
+
+/* fl_job_now_ms returns the wall-clock time in ms since the epoch. */
+int64_t fl_job_now_ms(void);
+
+#endif

@@ -1,0 +1,125 @@
+/* store.h — the durable job store: SQLite in WAL mode behind a narrow, asynchronous interface
+ * (submit a batch, claim due jobs, record an outcome, get/list/cancel), so that a PostgreSQL
+ * backend can take its place later. No SQL outside store.c; no scheduling policy inside it.
+ *
+ * DESIGN. One writer thread owns the SQLite connection. The loop thread pushes operations
+ * (fl_store_push) onto a pending list under a mutex; the writer takes everything pending,
+ * runs it in ONE transaction and commits (one fsync for the whole group, under
+ * durability=full), then moves the ops to a done list and calls notify() — the daemon wires
+ * that to ev_async_send. The loop thread then calls fl_store_reap(), which runs each op's
+ * callback, in push order. So requests that arrive while one commit runs share the next one,
+ * and the loop never waits on the disk. If the transaction fails (disk full, I/O error) every
+ * op of that group fails with the same negative errno and nothing of it is stored.
+ * Reads (get, list) go through the same queue and see every earlier push. */
+#ifndef FL_STORE_H
+#define FL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "job.h"
+
+typedef struct fl_store fl_store;
+
+typedef enum fl_store_kind {
+    FL_STORE_SUBMIT,      /* insert a new job, or find the one with the same type + idem_key */
+    FL_STORE_GET,         /* load one job (without payload) */
+    FL_STORE_LIST,        /* a page of jobs, newest first (without payloads) */
+    FL_STORE_CANCEL,      /* queued/scheduled -> cancelled */
+    FL_STORE_SET_STATUS,  /* OR status bits into a job (ABORTED after its ack failed) */
+    FL_STORE_CLAIM,       /* mark up to limit due jobs of one type running, return them with payloads */
+    FL_STORE_FINISH       /* record the outcome of an attempt */
+} fl_store_kind;
+
+typedef struct fl_store_op fl_store_op;
+/* Runs on the loop thread from fl_store_reap; the op is the caller's again from then on. */
+typedef void (*fl_store_cb)(fl_store_op *op);
+
+struct fl_store_op {
+    fl_store_kind kind;
+    int result;               /* out: 0, or a negative errno (see each kind) */
+    fl_store_cb cb;
+    void *udata;              /* the caller's */
+    fl_store_op *next;        /* store-private link */
+    union {
+        /* in: job, borrowed until cb, with type, payload, priority, max_attempts, timeout,
+         *     created_at, run_at, state (queued or scheduled), callback, idem_key filled.
+         * out: job->id set. If a job of the same type had the same idem_key, nothing is
+         *     inserted: duplicate = 1 and job->id/state/created_at/run_at are the existing job's. */
+        struct { fl_job *job; int duplicate; } submit;
+        /* in: id. out: job (caller frees with fl_job_free), or result -ENOENT. */
+        struct { int64_t id; fl_job *job; } get;
+        /* in: optional filters (has_state/state, type NULL = any), limit (1..1000), after
+         *     (0 = from the newest; else only ids < after).
+         * out: jobs[0..n) newest first (the array and each job owned by the caller: free with
+         *     fl_store_list_free), next = id to pass as after for the following page, 0 if none. */
+        struct {
+            int has_state; fl_state state; const char *type;
+            int limit; int64_t after;
+            fl_job **jobs; size_t n; int64_t next;
+        } list;
+        /* in: id, now (ms). out: job after the change (caller frees).
+         * result: 0 = was queued/scheduled, now cancelled; -EBUSY = it is running (unchanged,
+         * job returned so the caller can stop it and FINISH it as cancelled);
+         * -EALREADY = already terminal (unchanged, job returned); -ENOENT = no such job. */
+        struct { int64_t id; int64_t now; fl_job *job; } cancel;
+        /* in: id, bits to OR into status. result 0 or -ENOENT. */
+        struct { int64_t id; int bits; } set_status;
+        /* in: type, limit (>= 1), now (ms). Picks jobs of that type in state queued, or
+         *     scheduled with run_at <= now, highest priority first, then oldest id; marks them
+         *     running, attempts += 1, started_at = now.
+         * out: jobs[0..n) with payloads (caller frees with fl_store_list_free); next_run_at =
+         *     the earliest run_at of this type's jobs still waiting, or 0 if none. */
+        struct {
+            const char *type; int limit; int64_t now;
+            fl_job **jobs; size_t n; int64_t next_run_at;
+        } claim;
+        /* in: id, state (succeeded/failed/cancelled, or scheduled for a retry at run_at, or
+         *     queued to hand a job back at shutdown), status bits to OR in, exit code, error,
+         *     output (borrowed), finished_at (terminal states). result 0 or -ENOENT. */
+        struct {
+            int64_t id; fl_state state; int status_bits;
+            int has_exit_code; int exit_code;
+            const char *error; const char *output; size_t output_len;
+            int64_t run_at; int64_t finished_at;
+        } finish;
+    } u;
+};
+
+/* fl_store_open opens (creating it and its directory if needed) the database at path, sets WAL
+ * mode and the durability (1 = synchronous FULL, 0 = NORMAL), applies the migrations compiled
+ * into the binary under PRAGMA user_version, and starts the writer thread. notify(arg) is
+ * called from the writer thread whenever ops are done. Returns 0 and *out (free with
+ * fl_store_close), or a negative errno with a one-line reason in err. */
+int fl_store_open(fl_store **out, const char *path, int durability_full,
+                  void (*notify)(void *arg), void *arg, char *err, size_t errlen);
+
+/* fl_store_recover runs before any push: every job left running by a dead daemon goes back to
+ * queued (its attempt counted). Returns how many, or a negative errno. Synchronous. */
+int fl_store_recover(fl_store *s);
+
+/* fl_store_push queues op (borrowed until its cb runs). Loop thread only. Never fails: errors
+ * come back in op->result. */
+void fl_store_push(fl_store *s, fl_store_op *op);
+
+/* fl_store_reap runs the callbacks of every finished op, in push order. Loop thread only. */
+void fl_store_reap(fl_store *s);
+
+/* fl_store_pending returns how many pushed ops have not been reaped yet. Loop thread only. */
+size_t fl_store_pending(const fl_store *s);
+
+/* fl_store_stats copies counters for /metrics: commits, rows written, failed groups. */
+typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; } fl_store_stats;
+void fl_store_stats_get(fl_store *s, fl_store_stats *out);
+
+/* fl_store_list_free frees an array of n jobs returned by LIST or CLAIM; NULL is a no-op. */
+void fl_store_list_free(fl_job **jobs, size_t n);
+
+/* fl_store_close finishes every pushed op (their callbacks run from this call), stops the
+ * writer thread and closes the database; NULL is a no-op. Loop thread only. */
+void fl_store_close(fl_store *s);
+
+/* Fault seam for tests: the next `count` groups fail as if SQLite had returned err
+ * (e.g. -ENOSPC for SQLITE_FULL) and are rolled back. */
+void fl_store_inject_fault(fl_store *s, int err, int count);
+
+#endif
