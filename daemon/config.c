@@ -1,1 +1,972 @@
+/* config.c — flingd's configuration: the defaults, the INI file (read with inih) and validation.
+ * inih splits lines into sections and key = value pairs and strips comments. We hand it the
+ * lines through our own reader, which counts them (inih's handler gets no line number), refuses
+ * over-long lines instead of letting inih cut them in two, and sees every [section] header, even
+ * one with no keys under it. Every value is checked as it is read, so a bad file is refused with
+ * "FILE:LINE: reason" for its first bad line. */
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "proto.h"
+
+/* Longest line accepted, newline included. inih keeps its line buffer on the stack; a command or
+ * an allow list longer than this is better split into shorter pieces anyway. */
+#define LINE_MAX_BYTES 8192
+/* A value quoted back in an error message is cut here so the message stays one readable line. */
+#define ECHO_MAX 80
+/* Longest [section] name we ever accept: "type." plus a type name. */
+#define SECTION_MAX (5 + FL_TYPE_NAME_MAX)
+
+#define KIB 1024.0
+#define MIB (1024.0 * 1024.0)
+/* Upper bound for the seconds settings without a tighter one: a year, like Fling-Delay. */
+#define SECONDS_MAX FL_DELAY_MAX
+/* Bytes a Unix socket path may take in struct sockaddr_un, its NUL included. */
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+/* Redis retention: ten years is already "forever" for a job hash. */
+#define RETENTION_MAX (10 * 365 * 86400.0)
+
+/* ---- defaults ---------------------------------------------------------------------------- */
+
+#define DEFAULT_HOST            "127.0.0.1"
+#define DEFAULT_PORT            7878
+#define DEFAULT_MAX_PAYLOAD     (1024 * 1024)
+#define DEFAULT_MAX_HEADER      (16 * 1024)
+#define DEFAULT_BACKLOG         4096    /* Linux's SOMAXCONN since 5.4 */
+#define DEFAULT_MAX_CONNECTIONS 10000
+#define DEFAULT_READ_TIMEOUT    10.0
+#define DEFAULT_IDLE_TIMEOUT    60.0
+#define DEFAULT_DB_PATH         "var/fling.db"
+#define DEFAULT_WORKERS         8
+#define DEFAULT_SHUTDOWN_GRACE  30.0
+#define DEFAULT_REDIS_PREFIX    "fling:"
+#define DEFAULT_RETENTION       86400
+#define DEFAULT_TIMEOUT         30.0
+#define DEFAULT_MAX_ATTEMPTS    3
+#define DEFAULT_BACKOFF         1.0
+#define DEFAULT_BACKOFF_MAX     3600.0
+
+/* ---- the key table ----------------------------------------------------------------------- */
+
+typedef enum section_kind {
+    SEC_NONE = 0,   /* before the first [section] */
+    SEC_SERVER,
+    SEC_STORE,
+    SEC_WORKERS,
+    SEC_REDIS,
+    SEC_CALLBACKS,
+    SEC_TYPE        /* [type.NAME]: keys go into the last fl_type */
+} section_kind;
+
+typedef enum value_kind {
+    V_INT,          /* int: decimal integer lo..hi */
+    V_LONG,         /* long: decimal integer lo..hi */
+    V_BYTES,        /* size_t: decimal integer lo..hi, optional k/K or m/M suffix (x1024) */
+    V_SECONDS,      /* double: decimal seconds > 0, at most hi */
+    V_SECONDS0,     /* double: decimal seconds >= 0, at most hi */
+    V_TEXT,         /* char *: any text, empty too */
+    V_PATH,         /* char *: non-empty */
+    V_UNIX,         /* char *: non-empty and short enough for sockaddr_un */
+    V_SECRET,       /* char *: visible ASCII; never quoted back in an error */
+    V_REDIS_URL,    /* char *: redis://... or unix:... */
+    V_LISTEN,       /* listen_host and listen_port */
+    V_DURABILITY,   /* int: full = 1, normal = 0 */
+    V_ALLOW,        /* callback_allow list */
+    V_HANDLER,      /* fl_handler */
+    V_COMMAND,      /* argv */
+    V_URL,          /* char *: http:// or https:// URL */
+    V_HOOK          /* char *: URL or exec:COMMAND */
+} value_kind;
+
+typedef struct key_spec {
+    section_kind section;
+    const char *name;
+    value_kind kind;
+    size_t off;             /* field offset in fl_config, or in fl_type for SEC_TYPE */
+    double lo, hi;          /* bounds of the numeric kinds */
+} key_spec;
+
+#define CFG(field) offsetof(fl_config, field)
+#define TYP(field) offsetof(fl_type, field)
+
+static const key_spec keys[] = {
+    {SEC_SERVER, "listen", V_LISTEN, 0, 0, 0},
+    {SEC_SERVER, "unix", V_UNIX, CFG(unix_path), 0, 0},
+    {SEC_SERVER, "token", V_SECRET, CFG(token), 0, 0},
+    {SEC_SERVER, "max_payload", V_BYTES, CFG(max_payload), 1, 64 * MIB},
+    {SEC_SERVER, "max_header", V_BYTES, CFG(max_header), KIB, MIB},
+    {SEC_SERVER, "backlog", V_INT, CFG(backlog), 1, 65535},
+    {SEC_SERVER, "max_connections", V_INT, CFG(max_connections), 1, 1000000},
+    {SEC_SERVER, "read_timeout", V_SECONDS, CFG(read_timeout), 0, SECONDS_MAX},
+    {SEC_SERVER, "idle_timeout", V_SECONDS, CFG(idle_timeout), 0, SECONDS_MAX},
+    {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
+    {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
+    {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
+    {SEC_WORKERS, "shutdown_grace", V_SECONDS0, CFG(shutdown_grace), 0, SECONDS_MAX},
+    {SEC_REDIS, "url", V_REDIS_URL, CFG(redis_url), 0, 0},
+    {SEC_REDIS, "prefix", V_TEXT, CFG(redis_prefix), 0, 0},
+    {SEC_REDIS, "retention", V_LONG, CFG(redis_retention), 1, RETENTION_MAX},
+    {SEC_CALLBACKS, "allow", V_ALLOW, 0, 0, 0},
+    {SEC_CALLBACKS, "secret", V_SECRET, CFG(callback_secret), 0, 0},
+    {SEC_TYPE, "handler", V_HANDLER, TYP(handler), 0, 0},
+    {SEC_TYPE, "command", V_COMMAND, TYP(argv), 0, 0},
+    {SEC_TYPE, "url", V_URL, TYP(url), 0, 0},
+    {SEC_TYPE, "timeout", V_SECONDS, TYP(timeout), 0, FL_TIMEOUT_MAX},
+    {SEC_TYPE, "max_attempts", V_INT, TYP(max_attempts), 1, FL_ATTEMPTS_MAX},
+    {SEC_TYPE, "concurrency", V_INT, TYP(concurrency), 0, 100000},
+    {SEC_TYPE, "backoff", V_SECONDS, TYP(backoff_base), 0, SECONDS_MAX},
+    {SEC_TYPE, "backoff_max", V_SECONDS, TYP(backoff_max), 0, SECONDS_MAX},
+    {SEC_TYPE, "on_complete", V_HOOK, TYP(on_complete), 0, 0},
+    {SEC_TYPE, "on_abort", V_HOOK, TYP(on_abort), 0, 0},
+};
+
+static const struct {
+    const char *name;
+    section_kind kind;
+} sections[] = {
+    {"server", SEC_SERVER},   {"store", SEC_STORE}, {"workers", SEC_WORKERS},
+    {"redis", SEC_REDIS},     {"callbacks", SEC_CALLBACKS},
+};
+
+static const char *const handler_names[] = {
+    [FL_HANDLER_EXEC] = "exec",
+    [FL_HANDLER_HTTP] = "http",
+    [FL_HANDLER_NOOP] = "noop",
+    [FL_HANDLER_SLEEP] = "sleep",
+};
+
+/* ---- the loader: state of one fl_config_load ------------------------------------------- */
+
+typedef struct loader {
+    fl_config *c;
+    const char *path;
+    FILE *f;
+    char *buf;                      /* getline's buffer: the line inih works on */
+    size_t cap;
+    int line;                       /* number of the line in buf */
+    section_kind kind;
+    char section[SECTION_MAX + 1];  /* current section name, for messages */
+    int section_line;
+    /* what the current [type.*] section said so far, checked when it ends */
+    int has_handler;
+    int command_line;               /* line of its command key, 0 if none */
+    int url_line;
+    char why[160];                  /* reason a value was refused, filled by reject() */
+    int rc;                         /* first error (negative errno), 0 so far */
+    char *err;
+    size_t errlen;
+} loader;
+
+__attribute__((format(printf, 3, 0)))
+static void put_verr(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void put_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    put_verr(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* fail records the load's first error as "PATH:LINE: message" ("PATH: message" for line 0) and
+ * returns rc; later errors are consequences of the first and are dropped. */
+__attribute__((format(printf, 4, 5)))
+static int fail(loader *ld, int line, int rc, const char *fmt, ...)
+{
+    if (ld->rc)
+        return ld->rc;
+    ld->rc = rc;
+    if (!ld->err || ld->errlen == 0)
+        return rc;
+    int n = line > 0 ? snprintf(ld->err, ld->errlen, "%s:%d: ", ld->path, line)
+                     : snprintf(ld->err, ld->errlen, "%s: ", ld->path);
+    if (n >= 0 && (size_t)n < ld->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        put_verr(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* reject notes why a value was refused; the key handler adds section, key and the value. */
+__attribute__((format(printf, 2, 3)))
+static int reject(loader *ld, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->why, sizeof ld->why, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/* ---- value parsers ----------------------------------------------------------------------- */
+
+/* parse_digits reads a run of decimal digits at *s up to max; 0, or -EINVAL if there is none
+ * or it is larger than max. */
+static int parse_digits(const char **s, double max, double *out)
+{
+    const char *p = *s;
+    double n = 0;
+    if (!isdigit((unsigned char)*p))
+        return -EINVAL;
+    for (; isdigit((unsigned char)*p); p++) {
+        n = n * 10 + (*p - '0');
+        if (n > max)
+            return -EINVAL;
+    }
+    *s = p;
+    *out = n;
+    return 0;
+}
+
+/* parse_integer accepts only digits (no sign, no blanks): lo..hi. */
+static int parse_integer(const char *s, double lo, double hi, double *out)
+{
+    if (parse_digits(&s, hi, out) < 0 || *s != '\0' || *out < lo)
+        return -EINVAL;
+    return 0;
+}
+
+/* parse_bytes accepts digits with an optional k/K or m/M suffix (1024 multiples): lo..hi. */
+static int parse_bytes(const char *s, double lo, double hi, double *out)
+{
+    double scale = 1;
+    if (parse_digits(&s, hi, out) < 0)
+        return -EINVAL;
+    if (*s == 'k' || *s == 'K')
+        scale = KIB, s++;
+    else if (*s == 'm' || *s == 'M')
+        scale = MIB, s++;
+    if (*s != '\0')
+        return -EINVAL;
+    *out *= scale;
+    return *out < lo || *out > hi ? -EINVAL : 0;
+}
+
+/* parse_seconds accepts a plain decimal ("30", "0.25", "1."): digits with at most one point,
+ * no sign, no exponent, so what a user reads is what we take. 0, or -EINVAL if malformed. */
+static int parse_seconds(const char *s, double *out)
+{
+    size_t digits = 0, points = 0;
+    for (const char *p = s; *p; p++) {
+        if (isdigit((unsigned char)*p))
+            digits++;
+        else if (*p == '.')
+            points++;
+        else
+            return -EINVAL;
+    }
+    if (digits == 0 || points > 1)
+        return -EINVAL;
+    *out = strtod(s, NULL);
+    return isfinite(*out) ? 0 : -EINVAL;
+}
+
+/* is_http_url says whether s starts with http:// or https://, has more after it and holds no
+ * blank or control character (it goes into a request line as is). */
+static int is_http_url(const char *s)
+{
+    const char *rest;
+    if (strncmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else if (strncmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    else
+        return 0;
+    if (*rest == '\0')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* is_visible says whether s is non-empty visible ASCII: a bearer token or a secret that can
+ * travel in a header unchanged. */
+static int is_visible(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* parse_listen splits "HOST:PORT" (IPv4, "localhost" or "[IPv6]") into a new host string
+ * (brackets removed, caller frees) and a port 0..65535; 0, -EINVAL or -ENOMEM. */
+static int parse_listen(const char *s, char **host, int *port)
+{
+    const char *h = s, *h_end, *p;
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    int family = AF_INET;
+    if (*s == '[') {
+        h = s + 1;
+        h_end = strchr(h, ']');
+        if (!h_end || h_end[1] != ':')
+            return -EINVAL;
+        p = h_end + 2;
+        family = AF_INET6;
+    } else {
+        h_end = strrchr(s, ':');
+        if (!h_end)
+            return -EINVAL;
+        p = h_end + 1;
+    }
+    size_t hlen = (size_t)(h_end - h);
+    if (hlen == 0 || hlen >= sizeof buf)
+        return -EINVAL;
+    memcpy(buf, h, hlen);
+    buf[hlen] = '\0';
+    int named = family == AF_INET && strcmp(buf, "localhost") == 0;
+    if (!named && inet_pton(family, buf, addr) != 1)
+        return -EINVAL;
+    double n;
+    if (parse_integer(p, 0, 65535, &n) < 0)
+        return -EINVAL;
+    char *copy = strdup(buf);
+    if (!copy)
+        return -ENOMEM;
+    *host = copy;
+    *port = (int)n;
+    return 0;
+}
+
+#define LISTEN_EXPECTED "expected HOST:PORT (IPv4, localhost or [IPv6]; port 0..65535)"
+
+/* ---- shell-like word splitting ----------------------------------------------------------- */
+
+/* A splitter writes words into out when it is not NULL and counts bytes either way, so one
+ * function serves to measure, to check and to fill. */
+typedef struct splitter {
+    char **argv;
+    char *out;
+    size_t words;
+    size_t bytes;           /* NULs included */
+} splitter;
+
+static void put_byte(splitter *sp, char ch)
+{
+    if (sp->out)
+        sp->out[sp->bytes] = ch;
+    sp->bytes++;
+}
+
+/* split_word reads one word at *pp: single quotes are literal, double quotes take backslash
+ * escapes of " \ $ ` only, a backslash outside quotes escapes any next byte. NULL, or why not. */
+static const char *split_word(splitter *sp, const char **pp)
+{
+    const char *p = *pp;
+    if (sp->argv)
+        sp->argv[sp->words] = sp->out + sp->bytes;
+    while (*p && *p != ' ' && *p != '\t') {
+        char ch = *p++;
+        if (ch == '\'') {
+            while (*p && *p != '\'')
+                put_byte(sp, *p++);
+            if (!*p)
+                return "unterminated ' quote";
+            p++;
+        } else if (ch == '"') {
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1] && strchr("\"\\$`", p[1]))
+                    p++;
+                put_byte(sp, *p++);
+            }
+            if (!*p)
+                return "unterminated \" quote";
+            p++;
+        } else if (ch == '\\') {
+            if (!*p)
+                return "backslash at the end";
+            put_byte(sp, *p++);
+        } else {
+            put_byte(sp, ch);
+        }
+    }
+    put_byte(sp, '\0');
+    sp->words++;
+    *pp = p;
+    return NULL;
+}
+
+/* split_words splits s into words like a POSIX shell, without running one and without any
+ * expansion; NULL, or why not (an empty command is refused). */
+static const char *split_words(splitter *sp, const char *s)
+{
+    for (;;) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (!*s)
+            break;
+        const char *why = split_word(sp, &s);
+        if (why)
+            return why;
+    }
+    return sp->words == 0 ? "empty command" : NULL;
+}
+
+/* make_argv returns in *argv a NULL-terminated argv for s in one allocation (the pointers,
+ * then the strings; one free releases it): 0, -EINVAL with *why, or -ENOMEM. */
+static int make_argv(const char *s, char ***argv, const char **why)
+{
+    splitter count = {0};
+    *why = split_words(&count, s);
+    if (*why)
+        return -EINVAL;
+    size_t ptrs = (count.words + 1) * sizeof(char *);
+    char **v = malloc(ptrs + count.bytes);
+    if (!v)
+        return -ENOMEM;
+    splitter fill = {.argv = v, .out = (char *)v + ptrs};
+    split_words(&fill, s);
+    v[fill.words] = NULL;
+    *argv = v;
+    return 0;
+}
+
+/* ---- owned memory ------------------------------------------------------------------------ */
+
+static void type_free(fl_type *t)
+{
+    free(t->name);
+    free(t->argv);
+    free(t->url);
+    free(t->on_complete);
+    free(t->on_abort);
+}
+
+static void types_free(fl_config *c)
+{
+    for (size_t i = 0; i < c->n_types; i++)
+        type_free(&c->types[i]);
+    free(c->types);
+    c->types = NULL;
+    c->n_types = 0;
+}
+
+static void allow_free(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* types_append adds a type called name (len bytes) with the default limits; NULL on ENOMEM
+ * (then c is unchanged apart from maybe a larger array). */
+static fl_type *types_append(fl_config *c, const char *name, size_t len, fl_handler handler)
+{
+    fl_type *grown = realloc(c->types, (c->n_types + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    c->types = grown;
+    fl_type *t = &grown[c->n_types];
+    memset(t, 0, sizeof *t);
+    t->name = strndup(name, len);
+    if (!t->name)
+        return NULL;
+    t->handler = handler;
+    t->timeout = DEFAULT_TIMEOUT;
+    t->max_attempts = DEFAULT_MAX_ATTEMPTS;
+    t->backoff_base = DEFAULT_BACKOFF;
+    t->backoff_max = DEFAULT_BACKOFF_MAX;
+    c->n_types++;
+    return t;
+}
+
+/* replace_string stores a copy of v in *dst, freeing the old one; 0 or -ENOMEM. */
+static int replace_string(char **dst, const char *v)
+{
+    char *copy = strdup(v);
+    if (!copy)
+        return -ENOMEM;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* ---- setting values ---------------------------------------------------------------------- */
+
+/* allow_entry checks and copies one comma-separated allow entry (blanks around it trimmed). */
+static int allow_entry(loader *ld, const char *s, size_t len, char **out)
+{
+    while (len > 0 && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len == 0)
+        return reject(ld, "empty entry in the list");
+    char *entry = strndup(s, len);
+    if (!entry)
+        return -ENOMEM;
+    if (!is_http_url(entry)) {
+        free(entry);
+        return reject(ld, "each entry must be an http:// or https:// URL prefix");
+    }
+    *out = entry;
+    return 0;
+}
+
+/* set_allow replaces the callback allow list with the comma-separated prefixes in v. */
+static int set_allow(loader *ld, const char *v)
+{
+    fl_config *c = ld->c;
+    size_t n = 0;
+    if (*v) {
+        n = 1;
+        for (const char *p = v; *p; p++)
+            n += *p == ',';
+    }
+    char **list = calloc(n ? n : 1, sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    const char *p = v;
+    for (size_t i = 0; i < n; i++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        int rc = allow_entry(ld, p, len, &list[i]);
+        if (rc < 0) {
+            allow_free(list, i);
+            return rc;
+        }
+        p += len + 1;
+    }
+    allow_free(c->callback_allow, c->n_callback_allow);
+    c->callback_allow = list;
+    c->n_callback_allow = n;
+    return 0;
+}
+
+static int set_handler(loader *ld, fl_type *t, const char *v)
+{
+    for (size_t i = 0; i < sizeof handler_names / sizeof handler_names[0]; i++) {
+        if (strcmp(v, handler_names[i]) == 0) {
+            t->handler = (fl_handler)i;
+            ld->has_handler = 1;
+            return 0;
+        }
+    }
+    return reject(ld, "expected exec, http, noop or sleep");
+}
+
+static int set_command(loader *ld, fl_type *t, const char *v)
+{
+    char **argv;
+    const char *why;
+    int rc = make_argv(v, &argv, &why);
+    if (rc == -EINVAL)
+        return reject(ld, "%s", why);
+    if (rc < 0)
+        return rc;
+    free(t->argv);
+    t->argv = argv;
+    ld->command_line = ld->line;
+    return 0;
+}
+
+static int set_hook(loader *ld, char **dst, const char *v)
+{
+    if (strncmp(v, "exec:", 5) == 0) {
+        splitter check = {0};
+        const char *why = split_words(&check, v + 5);
+        if (why)
+            return reject(ld, "exec: %s", why);
+    } else if (!is_http_url(v)) {
+        return reject(ld, "expected an http:// or https:// URL or exec:COMMAND");
+    }
+    return replace_string(dst, v);
+}
+
+/* set_number parses the numeric kinds into their field. */
+static int set_number(loader *ld, const key_spec *k, void *field, const char *v)
+{
+    double n;
+    switch (k->kind) {
+    case V_INT:
+    case V_LONG:
+        if (parse_integer(v, k->lo, k->hi, &n) < 0)
+            return reject(ld, "expected an integer %.0f..%.0f", k->lo, k->hi);
+        if (k->kind == V_INT)
+            *(int *)field = (int)n;
+        else
+            *(long *)field = (long)n;
+        return 0;
+    case V_BYTES:
+        if (parse_bytes(v, k->lo, k->hi, &n) < 0)
+            return reject(ld, "expected bytes %.0f..%.0f (suffix k or m for x1024)", k->lo, k->hi);
+        *(size_t *)field = (size_t)n;
+        return 0;
+    default:
+        if (parse_seconds(v, &n) < 0 || (k->kind == V_SECONDS && n <= 0))
+            return reject(ld, "expected seconds %s 0", k->kind == V_SECONDS ? ">" : ">=");
+        if (n > k->hi)
+            return reject(ld, "expected seconds at most %.0f", k->hi);
+        *(double *)field = n;
+        return 0;
+    }
+}
+
+/* set_value parses v as key k into the config or into the current type. */
+static int set_value(loader *ld, const key_spec *k, const char *v)
+{
+    fl_config *c = ld->c;
+    fl_type *t = k->section == SEC_TYPE ? &c->types[c->n_types - 1] : NULL;
+    char *field = (t ? (char *)t : (char *)c) + k->off;
+    char **str = (char **)(void *)field;
+    switch (k->kind) {
+    case V_INT:
+    case V_LONG:
+    case V_BYTES:
+    case V_SECONDS:
+    case V_SECONDS0:
+        return set_number(ld, k, field, v);
+    case V_TEXT:
+        return replace_string(str, v);
+    case V_PATH:
+        return *v ? replace_string(str, v) : reject(ld, "expected a path");
+    case V_UNIX:
+        if (*v == '\0' || strlen(v) >= SUN_PATH_SIZE)
+            return reject(ld, "expected a socket path of 1..%zu bytes", SUN_PATH_SIZE - 1);
+        return replace_string(str, v);
+    case V_SECRET:
+        return is_visible(v) ? replace_string(str, v)
+                             : reject(ld, "expected visible ASCII characters, no blanks");
+    case V_REDIS_URL:
+        if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:", 5) != 0)
+            return reject(ld, "expected redis://HOST:PORT/DB or unix:PATH");
+        return replace_string(str, v);
+    case V_LISTEN: {
+        char *host;
+        int rc = parse_listen(v, &host, &c->listen_port);
+        if (rc == -EINVAL)
+            return reject(ld, LISTEN_EXPECTED);
+        if (rc == 0) {
+            free(c->listen_host);
+            c->listen_host = host;
+        }
+        return rc;
+    }
+    case V_DURABILITY:
+        if (strcmp(v, "full") != 0 && strcmp(v, "normal") != 0)
+            return reject(ld, "expected full or normal");
+        c->durability_full = strcmp(v, "full") == 0;
+        return 0;
+    case V_ALLOW:
+        return set_allow(ld, v);
+    case V_HANDLER:
+        return set_handler(ld, t, v);
+    case V_COMMAND:
+        return set_command(ld, t, v);
+    case V_URL:
+        if (!is_http_url(v))
+            return reject(ld, "expected an http:// or https:// URL");
+        ld->url_line = ld->line;
+        return replace_string(str, v);
+    case V_HOOK:
+        break;
+    }
+    return set_hook(ld, str, v);
+}
+
+/* on_key is inih's handler: one key = value of the line the reader just handed over. */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    loader *ld = user;
+    (void)section;  /* inih cuts section names at 49 bytes; the reader kept the whole name */
+    if (ld->kind == SEC_NONE) {
+        fail(ld, ld->line, -EINVAL, "%s: key before any [section]", name);
+        return 0;
+    }
+    const key_spec *k = NULL;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !k; i++)
+        if (keys[i].section == ld->kind && strcmp(keys[i].name, name) == 0)
+            k = &keys[i];
+    if (!k) {
+        fail(ld, ld->line, -EINVAL, "[%s] %s: unknown key", ld->section, name);
+        return 0;
+    }
+    int rc = set_value(ld, k, value);
+    if (rc == -EINVAL && k->kind == V_SECRET)
+        fail(ld, ld->line, rc, "[%s] %s: %s", ld->section, name, ld->why);
+    else if (rc == -EINVAL)
+        fail(ld, ld->line, rc, "[%s] %s: %s, got \"%.*s%s\"", ld->section, name, ld->why,
+             ECHO_MAX, value, strlen(value) > ECHO_MAX ? "..." : "");
+    else if (rc < 0)
+        fail(ld, ld->line, rc, "[%s] %s: %s", ld->section, name, strerror(-rc));
+    return rc == 0;
+}
+
+/* ---- sections ---------------------------------------------------------------------------- */
+
+/* close_type checks what only the whole [type.*] section can tell. */
+static void close_type(loader *ld)
+{
+    const fl_type *t = &ld->c->types[ld->c->n_types - 1];
+    const char *s = ld->section;
+    if (!ld->has_handler)
+        fail(ld, ld->section_line, -EINVAL, "[%s] handler: missing (exec, http, noop or sleep)", s);
+    else if (t->handler == FL_HANDLER_EXEC && !t->argv)
+        fail(ld, ld->section_line, -EINVAL, "[%s] command: missing, handler = exec needs it", s);
+    else if (t->handler != FL_HANDLER_EXEC && t->argv)
+        fail(ld, ld->command_line, -EINVAL, "[%s] command: only for handler = exec", s);
+    else if (t->handler == FL_HANDLER_HTTP && !t->url)
+        fail(ld, ld->section_line, -EINVAL, "[%s] url: missing, handler = http needs it", s);
+    else if (t->handler != FL_HANDLER_HTTP && t->url)
+        fail(ld, ld->url_line, -EINVAL, "[%s] url: only for handler = http", s);
+    else if (t->backoff_base > t->backoff_max)
+        fail(ld, ld->section_line, -EINVAL, "[%s] backoff: %g is more than backoff_max %g", s,
+             t->backoff_base, t->backoff_max);
+}
+
+/* open_type starts [type.NAME]: the name must be valid and new. */
+static int open_type(loader *ld, const char *name, size_t len)
+{
+    fl_config *c = ld->c;
+    if (!fl_proto_valid_type(name, len))
+        return fail(ld, ld->line, -EINVAL,
+                    "[type.%.*s] bad type name: expected 1..%d of A-Z a-z 0-9 _ . -",
+                    (int)(len > ECHO_MAX ? ECHO_MAX : len), name, FL_TYPE_NAME_MAX);
+    if (fl_config_find_type(c, name, len))
+        return fail(ld, ld->line, -EINVAL, "[type.%.*s] duplicate section", (int)len, name);
+    if (!types_append(c, name, len, FL_HANDLER_NOOP))
+        return fail(ld, ld->line, -ENOMEM, "%s", strerror(ENOMEM));
+    ld->kind = SEC_TYPE;
+    ld->has_handler = 0;
+    ld->command_line = 0;
+    ld->url_line = 0;
+    return 0;
+}
+
+/* open_section ends the current section and starts the one named name (len bytes). */
+static int open_section(loader *ld, const char *name, size_t len)
+{
+    if (ld->kind == SEC_TYPE)
+        close_type(ld);
+    if (ld->rc)
+        return ld->rc;
+    ld->kind = SEC_NONE;
+    ld->section_line = ld->line;
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+        if (strlen(sections[i].name) == len && memcmp(sections[i].name, name, len) == 0)
+            ld->kind = sections[i].kind;
+    if (ld->kind == SEC_NONE && len >= 5 && memcmp(name, "type.", 5) == 0 &&
+        open_type(ld, name + 5, len - 5) < 0)
+        return ld->rc;
+    if (ld->kind == SEC_NONE)
+        return fail(ld, ld->line, -EINVAL,
+                    "unknown section [%.*s] (expected server, store, workers, redis, callbacks "
+                    "or type.NAME)", (int)(len > ECHO_MAX ? ECHO_MAX : len), name);
+    memcpy(ld->section, name, len);   /* fits: a known name or "type." + a valid type name */
+    ld->section[len] = '\0';
+    return 0;
+}
+
+/* header_name finds a "[name]" header in line the way inih does (leading blanks and a UTF-8
+ * BOM on line 1 skipped, the first ']' not after an inline " ;" comment) and refuses text after
+ * the ']' other than a comment. Returns 1 and sets name/len for a header, 0 for any other
+ * line (inih judges those), -1 for a header with trailing text. */
+static int header_name(const char *line, int lineno, const char **name, size_t *len)
+{
+    const char *p = line;
+    int was_space = 0;
+    if (lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p != '[')
+        return 0;
+    const char *q = ++p;
+    for (; *q && *q != ']'; q++) {
+        if (was_space && *q == ';')
+            return 0;
+        was_space = isspace((unsigned char)*q);
+    }
+    if (*q != ']')
+        return 0;
+    *name = p;
+    *len = (size_t)(q - p);
+    for (q++; isspace((unsigned char)*q); q++)
+        ;
+    return *q == '\0' || *q == ';' || *q == '#' ? 1 : -1;
+}
+
+/* ---- the reader inih pulls lines from ---------------------------------------------------- */
+
+/* read_line hands inih the next line (fgets-like: at most num - 1 bytes plus a NUL) and keeps
+ * the count. Returning NULL ends the parse, at the end of the file or at our first error. */
+static char *read_line(char *str, int num, void *stream)
+{
+    loader *ld = stream;
+    if (ld->rc)
+        return NULL;
+    errno = 0;
+    ssize_t n = getline(&ld->buf, &ld->cap, ld->f);
+    if (n < 0) {
+        int e = errno ? errno : EIO;
+        if (e == ENOMEM || ferror(ld->f))
+            fail(ld, ld->line, -e, "%s", strerror(e));
+        else if (ld->kind == SEC_TYPE)
+            close_type(ld);
+        return NULL;
+    }
+    ld->line++;
+    if (memchr(ld->buf, '\0', (size_t)n)) {
+        fail(ld, ld->line, -EINVAL, "NUL byte in the line");
+        return NULL;
+    }
+    if (n >= num) {
+        fail(ld, ld->line, -EINVAL, "line longer than %d bytes", num - 2);
+        return NULL;
+    }
+    const char *name;
+    size_t len;
+    int header = header_name(ld->buf, ld->line, &name, &len);
+    if (header < 0)
+        fail(ld, ld->line, -EINVAL, "text after [%.*s]", (int)(len > ECHO_MAX ? ECHO_MAX : len),
+             name);
+    else if (header > 0)
+        open_section(ld, name, len);
+    if (ld->rc)
+        return NULL;
+    memcpy(str, ld->buf, (size_t)n + 1);
+    return str;
+}
+
+/* inih_setup pins down the inih behaviour we rely on. Debian builds inih with these as run-time
+ * globals (INI_RUNTIME_OPTIONS); flingd is their only user and loads its config once at start. */
+static void inih_setup(void)
+{
+    static char start_comments[] = ";#";
+    static char inline_comments[] = ";";
+    ini_allow_multiline = false;        /* an indented key is a key, not a continuation */
+    ini_allow_bom = true;
+    ini_start_comment_prefixes = start_comments;
+    ini_allow_inline_comments = true;   /* "listen = 127.0.0.1:7878 ; default" */
+    ini_inline_comment_prefixes = inline_comments;
+    ini_use_stack = true;
+    ini_max_line = LINE_MAX_BYTES;
+    ini_stop_on_first_error = true;     /* the first bad line is the one we report */
+    ini_allow_no_value = false;
+}
+
+/* ---- public API -------------------------------------------------------------------------- */
+
+int fl_config_init(fl_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->listen_port = DEFAULT_PORT;
+    c->max_payload = DEFAULT_MAX_PAYLOAD;
+    c->max_header = DEFAULT_MAX_HEADER;
+    c->backlog = DEFAULT_BACKLOG;
+    c->max_connections = DEFAULT_MAX_CONNECTIONS;
+    c->read_timeout = DEFAULT_READ_TIMEOUT;
+    c->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    c->durability_full = 1;
+    c->workers = DEFAULT_WORKERS;
+    c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
+    c->redis_retention = DEFAULT_RETENTION;
+    c->listen_host = strdup(DEFAULT_HOST);
+    c->db_path = strdup(DEFAULT_DB_PATH);
+    c->redis_prefix = strdup(DEFAULT_REDIS_PREFIX);
+    if (!c->listen_host || !c->db_path || !c->redis_prefix ||
+        !types_append(c, "noop", 4, FL_HANDLER_NOOP) ||
+        !types_append(c, "sleep", 5, FL_HANDLER_SLEEP)) {
+        fl_config_free(c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int fl_config_load(fl_config *c, const char *path, char *err, size_t errlen)
+{
+    loader ld = {.c = c, .path = path, .err = err, .errlen = errlen};
+    ld.f = fopen(path, "re");
+    if (!ld.f) {
+        int e = errno;
+        put_err(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    types_free(c);
+    inih_setup();
+    int rc = ini_parse_stream(read_line, &ld, on_key, &ld);
+    if (rc > 0 && !ld.rc) {
+        /* inih's own complaint: stopped at once, so buf still holds that line */
+        size_t len = strcspn(ld.buf, "\r\n");
+        fail(&ld, rc, -EINVAL, "expected [section] or key = value, got \"%.*s%s\"",
+             (int)(len > ECHO_MAX ? ECHO_MAX : len), ld.buf, len > ECHO_MAX ? "..." : "");
+    } else if (rc < 0 && !ld.rc) {
+        fail(&ld, 0, -ENOMEM, "%s", strerror(ENOMEM));
+    }
+    free(ld.buf);
+    fclose(ld.f);
+    return ld.rc;
+}
+
+int fl_config_set_listen(fl_config *c, const char *hostport, char *err, size_t errlen)
+{
+    char *host;
+    int rc = parse_listen(hostport, &host, &c->listen_port);
+    if (rc == -EINVAL)
+        put_err(err, errlen, "--listen: " LISTEN_EXPECTED ", got \"%.*s\"", ECHO_MAX, hostport);
+    else if (rc < 0)
+        put_err(err, errlen, "--listen: %s", strerror(-rc));
+    if (rc < 0)
+        return rc;
+    free(c->listen_host);
+    c->listen_host = host;
+    return 0;
+}
+
+const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->n_types; i++) {
+        const char *n = c->types[i].name;
+        if (n && strlen(n) == len && memcmp(n, name, len) == 0)
+            return &c->types[i];
+    }
+    return NULL;
+}
+
+int fl_config_callback_allowed(const fl_config *c, const char *url, size_t len)
+{
+    for (size_t i = 0; i < c->n_callback_allow; i++) {
+        size_t plen = strlen(c->callback_allow[i]);
+        if (plen <= len && memcmp(c->callback_allow[i], url, plen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+void fl_config_free(fl_config *c)
+{
+    free(c->listen_host);
+    free(c->unix_path);
+    free(c->token);
+    free(c->db_path);
+    free(c->redis_url);
+    free(c->redis_prefix);
+    allow_free(c->callback_allow, c->n_callback_allow);
+    free(c->callback_secret);
+    types_free(c);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,553 @@
+/* http.c — routes of the HTTP API v1 (DESIGN.md), their validation, the store operation behind
+ * each, and the bytes of every reply. No socket I/O here: conn.c writes what this prepares. */
+#include "http.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "log.h"
+
+#define FL_LIST_DEFAULT 50
+#define FL_LIST_MAX 1000
+
+/* ---------------------------------------------------------------- replies */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+/* Sets req's reply: status line, headers and body in one buffer, so it leaves in one send. */
+static void reply(fl_req *req, int status, const char *ctype, const char *extra,
+                  const char *body, size_t body_len)
+{
+    free(req->resp);
+    const char *conn = (req->close_after || !req->keep_alive) ? "Connection: close\r\n" : "";
+    char head[512];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                     status, reason(status), ctype, body_len, extra ? extra : "", conn);
+    if (n < 0 || (size_t)n >= sizeof head)
+        n = 0;   /* cannot happen with our fixed headers; an empty reply beats a bad one */
+    req->resp = malloc((size_t)n + body_len);
+    if (!req->resp) {
+        /* Out of memory for a reply: a static minimal one keeps the connection's order intact. */
+        static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        req->resp = strdup(oom);
+        req->resp_len = req->resp ? sizeof oom - 1 : 0;
+        req->resp_status = 503;
+        req->close_after = 1;
+        req->ack_id = 0;
+        return;
+    }
+    memcpy(req->resp, head, (size_t)n);
+    memcpy(req->resp + n, body, body_len);
+    req->resp_len = (size_t)n + body_len;
+    req->resp_status = status;
+}
+
+static void reply_json(fl_req *req, int status, json_t *obj, const char *extra)
+{
+    char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!body) {
+        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
+        return;
+    }
+    reply(req, status, "application/json", extra, body, strlen(body));
+    free(body);
+}
+
+void fl_http_error(fl_req *req, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->err_msg, sizeof req->err_msg, fmt, ap);
+    va_end(ap);
+    req->err_status = status;
+    req->err_code = code;
+    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", req->err_msg);
+    const char *extra = NULL;
+    if (status == 405)
+        extra = req->route == FL_ROUTE_LIST ? "Allow: GET\r\n" : "Allow: GET, DELETE\r\n";
+    reply_json(req, status, o, extra);
+}
+
+/* ---------------------------------------------------------------- request head */
+
+static const fl_http_header *find_header(const fl_http_head *h, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < h->n_headers; i++)
+        if (h->headers[i].name_len == len && strncasecmp(h->headers[i].name, name, len) == 0)
+            return &h->headers[i];
+    return NULL;
+}
+
+/* Compares in time independent of where the first difference is. */
+static int token_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char d = alen != blen;
+    for (size_t i = 0; i < alen && i < blen; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+static int authorized(const fl_req *req, const fl_http_head *h)
+{
+    const char *token = req->srv->cfg->token;
+    if (!token)
+        return 1;
+    const fl_http_header *a = find_header(h, FL_HDR_AUTH);
+    if (!a || a->value_len < 7 || strncasecmp(a->value, "Bearer ", 7) != 0)
+        return 0;
+    return token_equal(a->value + 7, a->value_len - 7, token, strlen(token));
+}
+
+/* An error found in the head: skip a body of acceptable size and keep the connection, or
+ * refuse one that is too large (or of unknown length) and close after the reply. */
+static fl_body_action head_error(fl_req *req, const fl_http_head *h, int status, const char *code,
+                                 const char *msg)
+{
+    fl_body_action a = FL_BODY_DISCARD;
+    if (h->chunked || h->content_length > req->srv->cfg->max_payload) {
+        a = FL_BODY_REFUSE;
+        req->close_after = 1;
+    }
+    fl_http_error(req, status, code, "%s", msg);
+    return a;
+}
+
+static int path_is(const char *p, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(p, want, len) == 0;
+}
+
+/* Copies option header values into the job allocation and sets its fields. */
+static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const char *type, size_t type_len)
+{
+    const fl_config *cfg = req->srv->cfg;
+    char msg[160];
+    if (h->chunked) {
+        req->close_after = 1;
+        fl_http_error(req, 411, "length_required", "Content-Length required; chunked bodies are not accepted");
+        return FL_BODY_REFUSE;
+    }
+    if (h->content_length > cfg->max_payload) {
+        snprintf(msg, sizeof msg, "payload of %llu bytes exceeds max_payload %zu",
+                 (unsigned long long)h->content_length, cfg->max_payload);
+        req->close_after = 1;
+        fl_http_error(req, 413, "payload_too_large", "%s", msg);
+        return FL_BODY_REFUSE;
+    }
+    if (!h->has_content_length)
+        return head_error(req, h, 411, "length_required", "Content-Length required");
+    const fl_type *t = fl_config_find_type(cfg, type, type_len);
+    if (!t) {
+        snprintf(msg, sizeof msg, "no job type \"%.*s\"", (int)(type_len > 64 ? 64 : type_len), type);
+        return head_error(req, h, 404, "unknown_type", msg);
+    }
+    fl_proto_opts o = { 0 };
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const fl_http_header *x = &h->headers[i];
+        if (fl_proto_opts_set(&o, x->name, x->name_len, x->value, x->value_len) < 0) {
+            snprintf(msg, sizeof msg, "bad value for header %.*s", (int)(x->name_len > 40 ? 40 : x->name_len), x->name);
+            return head_error(req, h, 400, "bad_header", msg);
+        }
+    }
+    if (o.callback && !fl_config_callback_allowed(cfg, o.callback, o.callback_len))
+        return head_error(req, h, 400, "callback_not_allowed",
+                          "Fling-Callback must start with one of [callbacks] allow");
+    fl_job_sizes sz = {
+        .type = type_len,
+        .callback = o.callback ? o.callback_len : FL_JOB_ABSENT,
+        .idem_key = o.idem_key ? o.idem_key_len : FL_JOB_ABSENT,
+        .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT,
+        .payload = (size_t)h->content_length,
+    };
+    fl_job *job = fl_job_new(&sz);
+    if (!job) {
+        req->close_after = 1;
+        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
+        return FL_BODY_REFUSE;
+    }
+    memcpy(job->type, type, type_len);
+    if (o.callback)
+        memcpy(job->callback, o.callback, o.callback_len);
+    if (o.idem_key)
+        memcpy(job->idem_key, o.idem_key, o.idem_key_len);
+    int64_t now = fl_job_now_ms();
+    job->priority = o.has_priority ? o.priority : 0;
+    job->max_attempts = o.has_max_attempts ? o.max_attempts : t->max_attempts;
+    job->timeout = o.has_timeout ? o.timeout : t->timeout;
+    job->created_at = now;
+    job->run_at = now + (o.has_delay ? (int64_t)(o.delay * 1000.0) : 0);
+    job->state = job->run_at > now ? FL_STATE_SCHEDULED : FL_STATE_QUEUED;
+    req->job = job;
+    req->route = FL_ROUTE_SUBMIT;
+    return FL_BODY_READ;
+}
+
+/* Reads one query parameter, percent-decoded, into out (NUL-terminated). 1 found, 0 absent,
+ * -EINVAL malformed or too long. */
+static int query_param(const char *q, size_t qlen, const char *name, char *out, size_t outsz)
+{
+    size_t nlen = strlen(name);
+    const char *end = q + qlen;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        if (eq && (size_t)(eq - q) == nlen && memcmp(q, name, nlen) == 0) {
+            size_t o = 0;
+            for (const char *v = eq + 1; v < pe; v++) {
+                int ch = (unsigned char)*v;
+                if (ch == '%') {
+                    unsigned hi, lo;
+                    if (pe - v < 3 || sscanf(v + 1, "%1x%1x", &hi, &lo) != 2)
+                        return -EINVAL;
+                    ch = (int)(hi * 16 + lo);
+                    v += 2;
+                } else if (ch == '+') {
+                    ch = ' ';
+                }
+                if (o + 1 >= outsz || ch == 0)
+                    return -EINVAL;
+                out[o++] = (char)ch;
+            }
+            out[o] = '\0';
+            return 1;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return 0;
+}
+
+static int parse_int_param(const char *s, long min, long max, long *out)
+{
+    char *e;
+    errno = 0;
+    long v = strtol(s, &e, 10);
+    if (errno || e == s || *e || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static fl_body_action start_list(fl_req *req, const fl_http_head *h, const char *q, size_t qlen)
+{
+    fl_store_op *op = &req->op;
+    char v[128];
+    int rc;
+    op->u.list.limit = FL_LIST_DEFAULT;
+    if ((rc = query_param(q, qlen, "state", v, sizeof v)) != 0) {
+        if (rc < 0 || fl_proto_state_parse(v, strlen(v), &op->u.list.state) < 0)
+            return head_error(req, h, 400, "bad_request", "state must be one of queued, scheduled, running, succeeded, failed, cancelled");
+        op->u.list.has_state = 1;
+    }
+    if ((rc = query_param(q, qlen, "type", req->list_type, sizeof req->list_type)) != 0) {
+        if (rc < 0 || !fl_proto_valid_type(req->list_type, strlen(req->list_type)))
+            return head_error(req, h, 400, "bad_request", "type is not a valid job type name");
+        op->u.list.type = req->list_type;
+    }
+    long n;
+    if ((rc = query_param(q, qlen, "limit", v, sizeof v)) != 0) {
+        if (rc < 0 || parse_int_param(v, 1, FL_LIST_MAX, &n) < 0)
+            return head_error(req, h, 400, "bad_request", "limit must be an integer from 1 to 1000");
+        op->u.list.limit = (int)n;
+    }
+    if ((rc = query_param(q, qlen, "after", v, sizeof v)) != 0) {
+        if (rc < 0 || fl_proto_parse_id(v, strlen(v), &op->u.list.after) < 0)
+            return head_error(req, h, 400, "bad_request", "after must be a cursor from a previous page");
+    }
+    req->route = FL_ROUTE_LIST;
+    return FL_BODY_DISCARD;
+}
+
+/* A request to a route that takes no body: skip any body it has (or refuse a huge one). */
+static fl_body_action no_body(fl_req *req, const fl_http_head *h, fl_req_route route)
+{
+    req->route = route;
+    if (h->chunked || h->content_length > req->srv->cfg->max_payload) {
+        req->close_after = 1;
+        fl_http_error(req, 413, "payload_too_large", "this route takes no body");
+        return FL_BODY_REFUSE;
+    }
+    return FL_BODY_DISCARD;
+}
+
+fl_body_action fl_http_start(fl_req *req, const fl_http_head *h)
+{
+    if (!authorized(req, h))
+        return head_error(req, h, 401, "unauthorized", "missing or wrong bearer token");
+    const char *path = h->url;
+    const char *qm = memchr(h->url, '?', h->url_len);
+    size_t plen = qm ? (size_t)(qm - path) : h->url_len;
+    const char *q = qm ? qm + 1 : "";
+    size_t qlen = qm ? h->url_len - plen - 1 : 0;
+    static const char jobs[] = FL_PROTO_JOBS_PATH "/";
+    size_t jl = sizeof jobs - 1;
+
+    if (plen > jl && memcmp(path, jobs, jl) == 0) {
+        const char *seg = path + jl;
+        size_t slen = plen - jl;
+        if (h->method == HTTP_POST)
+            return start_submit(req, h, seg, slen);
+        if (h->method != HTTP_GET && h->method != HTTP_DELETE) {
+            req->route = FL_ROUTE_GET;
+            return head_error(req, h, 405, "method_not_allowed", "use POST /v1/jobs/{type}, GET or DELETE /v1/jobs/{id}");
+        }
+        if (fl_proto_parse_id(seg, slen, &req->id) < 0)
+            return head_error(req, h, 404, "not_found", "no such job");
+        return no_body(req, h, h->method == HTTP_GET ? FL_ROUTE_GET : FL_ROUTE_CANCEL);
+    }
+    if (path_is(path, plen, FL_PROTO_JOBS_PATH) || path_is(path, plen, FL_PROTO_JOBS_PATH "/")) {
+        req->route = FL_ROUTE_LIST;
+        if (h->method != HTTP_GET)
+            return head_error(req, h, 405, "method_not_allowed", "use GET /v1/jobs to list, POST /v1/jobs/{type} to submit");
+        return start_list(req, h, q, qlen);
+    }
+    if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_HEALTH_PATH))
+        return no_body(req, h, FL_ROUTE_HEALTH);
+    if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_METRICS_PATH))
+        return no_body(req, h, FL_ROUTE_METRICS);
+    return head_error(req, h, 404, "not_found", "no such route");
+}
+
+void fl_http_body(fl_req *req, const char *data, size_t len)
+{
+    if (!req->job)
+        return;
+    size_t room = req->job->payload_len - req->body_got;
+    if (len > room)
+        len = room;   /* llhttp enforces Content-Length; this only guards the copy */
+    memcpy(req->job->payload + req->body_got, data, len);
+    req->body_got += len;
+}
+
+/* ---------------------------------------------------------------- store results */
+
+static int store_failed(fl_req *req, int result)
+{
+    if (result >= 0 || result == -ENOENT || result == -EBUSY || result == -EALREADY)
+        return 0;
+    fl_server *srv = req->srv;
+    srv->metrics.store_errors++;
+    /* One line per outage, not one per request. */
+    if (!srv->store_failing) {
+        srv->store_failing = 1;
+        fl_log(LOG_ERR, "store: %s; answering 503 until it recovers", strerror(-result));
+    }
+    fl_http_error(req, 503, "store_unavailable", "the job store failed: %s", strerror(-result));
+    return 1;
+}
+
+static void store_ok(fl_server *srv)
+{
+    if (srv->store_failing) {
+        srv->store_failing = 0;
+        fl_log(LOG_INFO, "store: writing again");
+    }
+}
+
+static void submit_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_job *job = req->job;
+    fl_server *srv = req->srv;
+    if (!store_failed(req, op->result)) {
+        store_ok(srv);
+        char id[FL_ID_MAX], loc[64 + FL_ID_MAX], body[160];
+        snprintf(id, sizeof id, "%lld", (long long)job->id);
+        snprintf(loc, sizeof loc, "Location: %s/%s\r\n", FL_PROTO_JOBS_PATH, id);
+        int n;
+        if (op->u.submit.duplicate) {
+            srv->metrics.jobs_duplicate++;
+            n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"%s\",\"duplicate\":true}", id,
+                         fl_proto_state_name(job->state));
+            reply(req, 200, "application/json", loc, body, (size_t)n);
+        } else {
+            srv->metrics.jobs_submitted++;
+            n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"%s\"}", id, fl_proto_state_name(job->state));
+            reply(req, 202, "application/json", loc, body, (size_t)n);
+            if (req->resp_status == 202)
+                req->ack_id = job->id;
+        }
+        if (!req->conn && req->ack_id) {
+            srv->metrics.acks_aborted++;
+            fl_http_abort_ack(srv, req->ack_id);
+            req->ack_id = 0;
+        }
+    }
+    fl_job_free(job);
+    req->job = NULL;
+    fl_conn_reply_ready(req);
+}
+
+static void get_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_job *job = req->route == FL_ROUTE_GET ? op->u.get.job : op->u.cancel.job;
+    if (store_failed(req, op->result)) {
+        /* the error reply is set */
+    } else if (op->result == -ENOENT) {
+        fl_http_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+    } else if (op->result == -EALREADY || op->result == -EBUSY) {
+        fl_http_error(req, 409, "not_cancellable", "job %lld is %s", (long long)req->id,
+                      job ? fl_proto_state_name(job->state) : "finished");
+    } else {
+        store_ok(req->srv);
+        reply_json(req, 200, fl_job_to_json(job), NULL);
+    }
+    fl_job_free(job);
+    fl_conn_reply_ready(req);
+}
+
+static void list_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    if (!store_failed(req, op->result)) {
+        store_ok(req->srv);
+        json_t *arr = json_array();
+        int ok = arr != NULL;
+        for (size_t i = 0; ok && i < op->u.list.n; i++)
+            ok = json_array_append_new(arr, fl_job_to_json(op->u.list.jobs[i])) == 0;
+        json_t *next = json_null();
+        if (op->u.list.next) {
+            char cur[FL_ID_MAX];
+            snprintf(cur, sizeof cur, "%lld", (long long)op->u.list.next);
+            next = json_string(cur);
+        }
+        json_t *o = ok ? json_pack("{s:o, s:o}", "jobs", arr, "next", next) : NULL;
+        if (!o) {
+            json_decref(arr);
+            json_decref(next);
+        }
+        reply_json(req, 200, o, NULL);
+    }
+    fl_store_list_free(op->u.list.jobs, op->u.list.n);
+    fl_conn_reply_ready(req);
+}
+
+static void push(fl_req *req, fl_store_kind kind, fl_store_cb cb)
+{
+    req->op.kind = kind;
+    req->op.cb = cb;
+    req->op.udata = req;
+    fl_store_push(req->srv->store, &req->op);
+}
+
+static void reply_health(fl_req *req)
+{
+    fl_server *srv = req->srv;
+    json_t *o = json_pack("{s:s, s:i, s:i}", "status", srv->stopping ? "stopping" : "ok",
+                          "connections", (json_int_t)srv->n_conns,
+                          "store_pending", (json_int_t)fl_store_pending(srv->store));
+    reply_json(req, srv->stopping ? 503 : 200, o, NULL);
+}
+
+static void reply_metrics(fl_req *req)
+{
+    fl_server *srv = req->srv;
+    fl_store_stats st;
+    fl_store_stats_get(srv->store, &st);
+    fl_metrics_gauges g = {
+        .connections_open = srv->n_conns, .store_pending = fl_store_pending(srv->store),
+        .store_commits = st.commits, .store_ops = st.ops, .store_failed_commits = st.failed_commits,
+    };
+    size_t len;
+    char *text = fl_metrics_render(&srv->metrics, &g, &len);
+    if (!text) {
+        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
+        return;
+    }
+    reply(req, 200, "text/plain; version=0.0.4", NULL, text, len);
+    free(text);
+}
+
+void fl_http_complete(fl_req *req)
+{
+    if (req->resp) {   /* an error prepared at the head */
+        fl_conn_reply_ready(req);
+        return;
+    }
+    switch (req->route) {
+    case FL_ROUTE_SUBMIT:
+        req->op.u.submit.job = req->job;
+        push(req, FL_STORE_SUBMIT, submit_done);
+        return;
+    case FL_ROUTE_GET:
+        req->op.u.get.id = req->id;
+        push(req, FL_STORE_GET, get_done);
+        return;
+    case FL_ROUTE_CANCEL:
+        req->op.u.cancel.id = req->id;
+        req->op.u.cancel.now = fl_job_now_ms();
+        push(req, FL_STORE_CANCEL, get_done);
+        return;
+    case FL_ROUTE_LIST:
+        push(req, FL_STORE_LIST, list_done);
+        return;
+    case FL_ROUTE_HEALTH:
+        reply_health(req);
+        break;
+    case FL_ROUTE_METRICS:
+        reply_metrics(req);
+        break;
+    case FL_ROUTE_NONE:
+        fl_http_error(req, 404, "not_found", "no such route");
+        break;
+    }
+    fl_conn_reply_ready(req);
+}
+
+/* ---------------------------------------------------------------- ABORTED */
+
+static void abort_done(fl_store_op *op)
+{
+    if (op->result < 0)
+        fl_log(LOG_WARNING, "job %lld: could not record status ABORTED: %s", (long long)op->u.set_status.id,
+               strerror(-op->result));
+    free(op);
+}
+
+void fl_http_abort_ack(fl_server *srv, int64_t id)
+{
+    fl_store_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        fl_log(LOG_WARNING, "job %lld: out of memory recording status ABORTED", (long long)id);
+        return;
+    }
+    op->kind = FL_STORE_SET_STATUS;
+    op->u.set_status.id = id;
+    op->u.set_status.bits = FL_STATUS_ABORTED;
+    op->cb = abort_done;
+    fl_store_push(srv->store, op);
+}
+
+void fl_req_free(fl_req *req)
+{
+    if (!req)
+        return;
+    fl_job_free(req->job);
+    free(req->resp);
+    free(req);
+}

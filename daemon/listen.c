@@ -1,0 +1,245 @@
+/* listen.c — listening sockets and the accept loop. */
+#include "listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+
+/* After EMFILE/ENFILE, accepting waits this long for descriptors to free up instead of spinning. */
+#define FL_ACCEPT_RETRY 0.1
+
+struct fl_listener {
+    fl_server *srv;
+    int fd;
+    int is_unix;
+    char *path;          /* Unix socket file to unlink at close */
+    ev_io io;
+    ev_timer retry;
+    int paused;
+};
+
+static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out, size_t outsz)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (is_unix) {
+        snprintf(out, outsz, "unix");
+        return;
+    }
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+    }
+    snprintf(out, outsz, "%s:%d", host, port);
+}
+
+static void watch(fl_listener *l)
+{
+    if (!l->paused && !l->srv->stopping && !ev_is_active(&l->retry))
+        ev_io_start(l->srv->loop, &l->io);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    watch(w->data);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    fl_listener *l = w->data;
+    fl_server *srv = l->srv;
+    for (;;) {
+        if (srv->n_conns >= (size_t)srv->cfg->max_connections) {
+            /* Stop accepting: the kernel's backlog holds newcomers until a connection closes. */
+            fl_listen_pause(l, 1);
+            srv->accepting = 0;
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            srv->metrics.connections_refused++;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                fl_log(LOG_WARNING, "accept: %s; pausing accept for %.0f ms", strerror(errno), FL_ACCEPT_RETRY * 1000);
+                ev_io_stop(loop, w);
+                ev_timer_set(&l->retry, FL_ACCEPT_RETRY, 0.);
+                ev_timer_start(loop, &l->retry);
+                return;
+            }
+            fl_log(LOG_WARNING, "accept: %s", strerror(errno));
+            return;
+        }
+        char peer[64];
+        peer_name(&ss, l->is_unix, peer, sizeof peer);
+        if (fl_conn_new(srv, fd, l->is_unix, peer) < 0) {
+            srv->metrics.connections_refused++;
+            fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed", peer);
+        }
+    }
+}
+
+static int listener_new(fl_server *srv, int fd, int is_unix, const char *path, fl_listener **out)
+{
+    fl_listener *l = calloc(1, sizeof *l);
+    if (!l || (path && !(l->path = strdup(path)))) {
+        free(l);
+        return -ENOMEM;
+    }
+    l->srv = srv;
+    l->fd = fd;
+    l->is_unix = is_unix;
+    ev_io_init(&l->io, accept_cb, fd, EV_READ);
+    ev_init(&l->retry, retry_cb);
+    l->io.data = l->retry.data = l;
+    watch(l);
+    *out = l;
+    return 0;
+}
+
+static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int backlog)
+{
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
+        return -errno;
+    return 0;
+}
+
+int fl_listen_tcp(fl_server *srv, const char *host, int port, fl_listener **out, int *bound,
+                  char *err, size_t errlen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+    struct addrinfo *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "listen %s:%d: %s", host, port, gai_strerror(gai));
+        return -EINVAL;
+    }
+    int rc = -EADDRNOTAVAIL, fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        rc = bind_listen(fd, ai->ai_addr, ai->ai_addrlen, srv->cfg->backlog);
+        if (rc == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(-rc));
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    rc = listener_new(srv, fd, 0, NULL, out);
+    if (rc < 0) {
+        close(fd);
+        snprintf(err, errlen, "listen: %s", strerror(-rc));
+    }
+    return rc;
+}
+
+/* A socket file nobody answers on is left over from a dead daemon: remove it. */
+static int clear_stale(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EEXIST;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int live = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0;
+    close(fd);
+    if (live)
+        return -EADDRINUSE;
+    return unlink(path) < 0 ? -errno : 0;
+}
+
+int fl_listen_unix(fl_server *srv, const char *path, fl_listener **out, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "unix %s: path longer than %zu bytes", path, sizeof sa.sun_path - 1);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    int rc = clear_stale(path, &sa);
+    if (rc < 0) {
+        snprintf(err, errlen, "unix %s: %s", path,
+                 rc == -EADDRINUSE ? "another daemon is listening there" : strerror(-rc));
+        return rc;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "unix %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    rc = bind_listen(fd, (struct sockaddr *)&sa, sizeof sa, srv->cfg->backlog);
+    if (rc == 0)
+        rc = listener_new(srv, fd, 1, path, out);
+    if (rc < 0) {
+        close(fd);
+        snprintf(err, errlen, "unix %s: %s", path, strerror(-rc));
+    }
+    return rc;
+}
+
+void fl_listen_pause(fl_listener *l, int pause)
+{
+    if (!l)
+        return;
+    l->paused = pause;
+    if (pause)
+        ev_io_stop(l->srv->loop, &l->io);
+    else
+        watch(l);
+}
+
+void fl_listen_close(fl_listener *l)
+{
+    if (!l)
+        return;
+    ev_io_stop(l->srv->loop, &l->io);
+    ev_timer_stop(l->srv->loop, &l->retry);
+    close(l->fd);
+    if (l->path)
+        unlink(l->path);
+    free(l->path);
+    free(l);
+}

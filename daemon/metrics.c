@@ -1,0 +1,100 @@
+/* metrics.c — renders flingd's counters as Prometheus text exposition format 0.0.4. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct outbuf { char *p; size_t len, cap; int failed; } outbuf;
+
+static void put(outbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(outbuf *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+static void metric(outbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+        (unsigned long long)v);
+}
+
+char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, size_t *len)
+{
+    outbuf b = { .p = malloc(4096), .cap = 4096 };
+    if (!b.p)
+        return NULL;
+    b.p[0] = '\0';
+    metric(&b, "fling_connections_accepted_total", "counter", "Connections accepted.", m->connections_accepted);
+    metric(&b, "fling_connections_refused_total", "counter",
+           "Connections closed at once: over max_connections or accept errors.", m->connections_refused);
+    metric(&b, "fling_connections_open", "gauge", "Connections open now.", g->connections_open);
+    metric(&b, "fling_requests_total", "counter", "Complete HTTP requests parsed.", m->requests);
+    put(&b, "# HELP fling_responses_total HTTP responses by status class.\n"
+            "# TYPE fling_responses_total counter\n"
+            "fling_responses_total{code=\"2xx\"} %llu\n"
+            "fling_responses_total{code=\"4xx\"} %llu\n"
+            "fling_responses_total{code=\"5xx\"} %llu\n",
+        (unsigned long long)m->responses[FL_M_2XX], (unsigned long long)m->responses[FL_M_4XX],
+        (unsigned long long)m->responses[FL_M_5XX]);
+    metric(&b, "fling_requests_truncated_total", "counter",
+           "Requests cut short by EOF, reset or the read deadline; never enqueued.", m->requests_truncated);
+    metric(&b, "fling_jobs_submitted_total", "counter", "Jobs committed and acknowledged with 202.",
+           m->jobs_submitted);
+    metric(&b, "fling_jobs_duplicate_total", "counter", "Submits answered with an existing job (Idempotency-Key).",
+           m->jobs_duplicate);
+    metric(&b, "fling_acks_delivered_total", "counter", "202 replies the client's TCP acknowledged.",
+           m->acks_delivered);
+    metric(&b, "fling_acks_aborted_total", "counter",
+           "202 replies that could not be delivered: the job got status bit 1 (ABORTED).", m->acks_aborted);
+    metric(&b, "fling_acks_unknown_total", "counter", "202 replies with no delivery verdict in time: no bit set.",
+           m->acks_unknown);
+    metric(&b, "fling_store_errors_total", "counter", "Requests answered 503 because the store failed.",
+           m->store_errors);
+    metric(&b, "fling_store_pending", "gauge", "Store operations waiting for their commit.", g->store_pending);
+    metric(&b, "fling_store_commits_total", "counter", "Store transactions committed.", g->store_commits);
+    metric(&b, "fling_store_ops_total", "counter", "Store operations executed.", g->store_ops);
+    metric(&b, "fling_store_failed_commits_total", "counter", "Store transactions rolled back on error.",
+           g->store_failed_commits);
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+void fl_metrics_response(fl_metrics *m, int status)
+{
+    if (status >= 500)
+        m->responses[FL_M_5XX]++;
+    else if (status >= 400)
+        m->responses[FL_M_4XX]++;
+    else
+        m->responses[FL_M_2XX]++;
+}

@@ -1,0 +1,41 @@
+/* metrics.h — flingd's counters and their Prometheus text form (GET /metrics).
+ * Every counter is touched only on the loop thread, so plain integers suffice; values that
+ * other modules own (store stats, open connections) are passed in when rendering. */
+#ifndef FL_METRICS_H
+#define FL_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* HTTP status classes we count separately; the index of fl_metrics.responses. */
+enum { FL_M_2XX, FL_M_4XX, FL_M_5XX, FL_M_CODES };
+
+typedef struct fl_metrics {
+    uint64_t connections_accepted;
+    uint64_t connections_refused;     /* over max_connections or accept() failures */
+    uint64_t requests;                /* complete requests parsed */
+    uint64_t responses[FL_M_CODES];
+    uint64_t requests_truncated;      /* EOF, reset or deadline before a request was complete */
+    uint64_t jobs_submitted;          /* committed new jobs (202) */
+    uint64_t jobs_duplicate;          /* Idempotency-Key matches (200) */
+    uint64_t acks_delivered;          /* 202 known to have reached the client */
+    uint64_t acks_aborted;            /* 202 not delivered: status bit 1 set */
+    uint64_t acks_unknown;            /* no verdict within the bound: no bit set */
+    uint64_t store_errors;            /* ops answered 503 */
+} fl_metrics;
+
+/* Gauges owned elsewhere, sampled when /metrics is asked for. */
+typedef struct fl_metrics_gauges {
+    size_t connections_open;
+    size_t store_pending;
+    uint64_t store_commits, store_ops, store_failed_commits;
+} fl_metrics_gauges;
+
+/* fl_metrics_render returns the Prometheus text in a new malloc'd buffer of *len bytes
+ * (caller frees), or NULL on ENOMEM. */
+char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, size_t *len);
+
+/* fl_metrics_response counts one response of the given HTTP status. */
+void fl_metrics_response(fl_metrics *m, int status);
+
+#endif

@@ -1,0 +1,128 @@
+/* server.c — starts and stops one flingd: store, listeners, connections, graceful stop. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "listen.h"
+#include "log.h"
+
+/* A graceful stop waits this long for in-flight requests to get their commit and reply. */
+#define FL_STOP_REQUESTS_MAX 10.0
+
+/* The loop may end once every connection is answered and closed; fl_store_close then
+ * completes whatever store ops are left. */
+static void maybe_done(fl_server *srv)
+{
+    if (srv->stopping && !srv->conns)
+        ev_break(srv->loop, EVBREAK_ALL);
+}
+
+static void store_done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_server *srv = w->data;
+    fl_store_reap(srv->store);
+    maybe_done(srv);
+}
+
+/* Runs on the store's writer thread: ev_async_send is the one libev call that is safe there. */
+static void store_notify(void *arg)
+{
+    fl_server *srv = arg;
+    ev_async_send(srv->loop, &srv->store_done);
+}
+
+int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, char *err, size_t errlen)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->accepting = 1;
+    ev_async_init(&srv->store_done, store_done_cb);
+    srv->store_done.data = srv;
+    ev_async_start(loop, &srv->store_done);
+    int rc = fl_store_open(&srv->store, cfg->db_path, cfg->durability_full, store_notify, srv, err, errlen);
+    if (rc < 0)
+        goto fail;
+    rc = fl_store_recover(srv->store);
+    if (rc < 0) {
+        snprintf(err, errlen, "store %s: recovery failed: %s", cfg->db_path, strerror(-rc));
+        goto fail;
+    }
+    if (rc > 0)
+        fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
+    rc = fl_listen_tcp(srv, cfg->listen_host, cfg->listen_port, &srv->tcp, &srv->port, err, errlen);
+    if (rc < 0)
+        goto fail;
+    if (cfg->unix_path) {
+        rc = fl_listen_unix(srv, cfg->unix_path, &srv->unix_sock, err, errlen);
+        if (rc < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    fl_server_free(srv);
+    return rc;
+}
+
+
+static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_server *srv = w->data;
+    fl_log(LOG_WARNING, "stop: %zu connection(s) still busy after %.0f s; closing them",
+           srv->n_conns, FL_STOP_REQUESTS_MAX);
+    ev_break(srv->loop, EVBREAK_ALL);
+}
+
+void fl_server_stop(fl_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    srv->accepting = 0;
+    fl_listen_close(srv->tcp);
+    fl_listen_close(srv->unix_sock);
+    srv->tcp = srv->unix_sock = NULL;
+    ev_init(&srv->stop_timer, stop_timer_cb);
+    srv->stop_timer.data = srv;
+    ev_timer_set(&srv->stop_timer, FL_STOP_REQUESTS_MAX, 0.);
+    ev_timer_start(srv->loop, &srv->stop_timer);
+    ev_unref(srv->loop);   /* the stop timer alone must not keep the loop alive */
+    for (fl_conn *c = srv->conns, *next; c; c = next) {
+        next = fl_conn_next(c);
+        fl_conn_shutdown(c);
+    }
+    maybe_done(srv);
+}
+
+void fl_server_conn_closed(fl_server *srv)
+{
+    if (!srv->accepting && !srv->stopping && srv->n_conns < (size_t)srv->cfg->max_connections) {
+        srv->accepting = 1;
+        fl_listen_pause(srv->tcp, 0);
+        fl_listen_pause(srv->unix_sock, 0);
+    }
+    maybe_done(srv);
+}
+
+void fl_server_free(fl_server *srv)
+{
+    fl_listen_close(srv->tcp);
+    fl_listen_close(srv->unix_sock);
+    srv->tcp = srv->unix_sock = NULL;
+    /* Connections still open (stop deadline passed) are closed by the process exit; the store
+     * finishes every pushed op before closing, so every acked job is committed. */
+    fl_store_close(srv->store);
+    srv->store = NULL;
+    if (ev_is_active(&srv->stop_timer)) {
+        ev_ref(srv->loop);
+        ev_timer_stop(srv->loop, &srv->stop_timer);
+    }
+    ev_async_stop(srv->loop, &srv->store_done);
+}

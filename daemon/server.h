@@ -1,0 +1,48 @@
+/* server.h — one running flingd: the libev loop and everything hanging off it (config, store,
+ * listeners, connections, metrics). Passed explicitly as fl_server * to every module: there is
+ * no global server struct. Loop thread only, except where a module says otherwise. */
+#ifndef FL_SERVER_H
+#define FL_SERVER_H
+
+#include <ev.h>
+#include <stddef.h>
+#include "config.h"
+#include "metrics.h"
+#include "store.h"
+
+typedef struct fl_conn fl_conn;
+typedef struct fl_listener fl_listener;
+
+typedef struct fl_server {
+    struct ev_loop *loop;
+    const fl_config *cfg;          /* borrowed from main for the server's life */
+    fl_store *store;
+    ev_async store_done;           /* the store's writer thread wakes the loop with it */
+    fl_listener *tcp;              /* NULL until started */
+    fl_listener *unix_sock;        /* NULL without [server] unix */
+    int port;                      /* the TCP port actually bound (listen = …:0 picks one) */
+    fl_conn *conns;                /* every open connection (for shutdown) */
+    size_t n_conns;
+    int accepting;                 /* 0 while paused at max_connections or when stopping */
+    int store_failing;             /* the last store group failed: logged once per outage */
+    int stopping;                  /* SIGTERM/SIGINT seen: no new connections, finish the rest */
+    ev_timer stop_timer;           /* bounds how long a graceful stop may take */
+    fl_metrics metrics;
+} fl_server;
+
+/* fl_server_start opens the store (recovering jobs left running), binds the listeners and
+ * starts serving on loop. 0, or a negative errno with a one-line reason in err; on failure
+ * everything started is undone. */
+int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, char *err, size_t errlen);
+
+/* fl_server_stop begins a graceful stop: close the listeners, let in-flight requests get their
+ * commit and reply, then close every connection; the loop ends when nothing is left. */
+void fl_server_stop(fl_server *srv);
+
+/* fl_server_free releases what start acquired (after the loop returned). */
+void fl_server_free(fl_server *srv);
+
+/* fl_server_conn_closed is called by conn.c when a connection is gone: it may resume accept. */
+void fl_server_conn_closed(fl_server *srv);
+
+#endif
