@@ -33,6 +33,8 @@
  * (SOCKETS.md D7). On loopback the peer's RST or ACK arrives within microseconds. */
 #define FL_VERDICT_FIRST 0.001
 #define FL_VERDICT_MAX 1.0
+/* Open acks on a live keep-alive connection are settled in bulk once this many wait. */
+#define FL_ACKS_TRIM 64
 /* Lingering close: how long we drain a client's input after our final reply (D8). */
 #define FL_LINGER_MAX 2.0
 /* The head buffer starts small and grows up to [server] max_header. */
@@ -174,7 +176,9 @@ static size_t acks_check(fl_conn *c)
 {
     if (!c->n_acks)
         return 0;
-    if (c->gone) {
+    /* After the client's FIN the usual verdict is "gone" (its RST answers our 202): one
+     * getsockopt settles that before any other look at the socket. */
+    if (c->gone || (c->eof && peer_gone(c))) {
         acks_abort_all(c);
         return 0;
     }
@@ -187,7 +191,7 @@ static size_t acks_check(fl_conn *c)
         n++;
     c->srv->metrics.acks_delivered += n;
     acks_drop(c, n);
-    if (c->n_acks && peer_gone(c))
+    if (c->n_acks && !c->eof && peer_gone(c))
         acks_abort_all(c);
     return c->n_acks;
 }
@@ -306,7 +310,10 @@ static void conn_flush(fl_conn *c)
 {
     take_replies(c);
     conn_send(c);
-    acks_check(c);
+    /* A client that keeps its connection open is judged when it closes; until then its acks
+     * are only trimmed now and then, so keep-alive traffic pays no syscall for them. */
+    if (c->eof || c->gone || c->closing || c->n_acks >= FL_ACKS_TRIM)
+        acks_check(c);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -555,7 +562,11 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             c->last_active = ev_now(loop);
             if (!c->lingering)
                 parse(c, read_buf, (size_t)n);
-            continue;   /* until EAGAIN: a FIN or reset right behind the data is seen now */
+            /* A short read has drained the socket. Reading again costs a syscall per request
+             * on keep-alive connections; it pays only when the client announced its close. */
+            if ((size_t)n < sizeof read_buf && !c->stop_parse)
+                break;
+            continue;
         }
         if (n == 0) {
             c->eof = 1;
