@@ -1,1 +1,1147 @@
+/* store.c — the durable job store on SQLite: schema migrations at open, one writer thread
+ * that runs every pushed operation in group commits, and the SQL of each operation.
+ * This is the only file that speaks SQL.
+ *
+ * DESIGN. The loop thread appends ops to `pending` under `mu` and signals `work`. The writer
+ * takes the whole pending list, releases the mutex, and runs the group in one BEGIN
+ * IMMEDIATE ... COMMIT with statements prepared once at open; it never holds the mutex while
+ * SQLite works, so the loop can keep pushing during a commit (those ops form the next group).
+ * It then appends the group to `done`, signals `done_cv` (for fl_store_close) and calls
+ * notify(). fl_store_reap detaches the done list under the mutex and runs the callbacks
+ * without it, so a callback may push again. Any SQLite error inside a group rolls the whole
+ * group back and gives every op of it the same errno: a caller never sees half a group. */
 #include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Generated from migrations/NNN_*.sql (cmake/embed_migrations.cmake). */
+extern const char *const fl_migrations[];
+extern const int fl_migrations_count;
+
+/* How long to wait for a write lock held by another process (a backup, the sqlite3 shell)
+ * before a group fails with -EBUSY: long enough for a short outside transaction, short enough
+ * that submitters get a 503 rather than hang. */
+#define FL_STORE_BUSY_MS 5000
+/* Cap on one LIST page (the contract's 1..1000) and on one CLAIM, which also bounds the
+ * scratch arrays a claim allocates; a scheduler never has more free slots than that. */
+#define FL_STORE_LIST_MAX 1000
+#define FL_STORE_CLAIM_MAX 1000
+/* After a checkpoint the WAL file is truncated to this size instead of staying as large as
+ * its biggest burst. */
+#define FL_STORE_WAL_LIMIT (64 * 1024 * 1024)
+/* Page cache per connection, in KiB (negative = KiB for PRAGMA cache_size): the hot index
+ * pages of a large backlog stay in memory. */
+#define FL_STORE_CACHE_KIB 32768
+
+/* The columns of a job row in read_job's order; payload is selected only by CLAIM. */
+#define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
+                 "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
+                 "callback, error, output"
+enum {
+    C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
+    C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
+    C_CALLBACK, C_ERROR, C_OUTPUT, C_PAYLOAD
+};
+
+/* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
+ * Separate statements rather than "(?3 IS NULL OR state = ?3)", which no index can serve. */
+enum stmt_id {
+    ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+    ST_IDEM_FIND, ST_INSERT, ST_GET,
+    ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
+    ST_CANCEL, ST_SET_STATUS,
+    ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_NEXT_SCHEDULED,
+    ST_FINISH, ST_RECOVER,
+    ST_COUNT
+};
+
+/* Partial indexes are used only when the query repeats their WHERE literally, so the states
+ * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
+ * ?2 = row limit, ?3 = state, ?4 = type. */
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
+                     " WHERE type = ?1 AND idem_key = ?2",
+    [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
+                  " created_at, run_at, idem_key, callback, payload)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND id < ?1"
+                      " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE type = ?4 AND id < ?1"
+                     " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND type = ?4"
+                           " AND id < ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2 WHERE id = ?1",
+    [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2 WHERE id = ?1",
+    [ST_CLAIM_QUEUED] = "SELECT id, priority, run_at FROM jobs"
+                        " WHERE type = ?1 AND state = 'queued'"
+                        " ORDER BY priority DESC, id LIMIT ?2",
+    [ST_CLAIM_DUE] = "SELECT id, priority, run_at FROM jobs"
+                     " WHERE type = ?1 AND state = 'scheduled' AND run_at <= ?2"
+                     " ORDER BY priority DESC, id LIMIT ?3",
+    [ST_CLAIM_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
+                      " started_at = ?2 WHERE id = ?1 RETURNING " JOB_COLS ", payload",
+    [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = ?1 AND state = 'scheduled'"
+                          " ORDER BY run_at LIMIT 1",
+    [ST_FINISH] = "UPDATE jobs SET state = ?2, status = status | ?3, exit_code = ?4,"
+                  " error = ?5, output = ?6, run_at = coalesce(?7, run_at),"
+                  " finished_at = coalesce(?8, finished_at) WHERE id = ?1",
+    [ST_RECOVER] = "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
+};
+
+struct fl_store {
+    sqlite3 *db;                   /* used by the writer thread, and by open/recover before it works */
+    sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
+    void (*notify)(void *arg);
+    void *notify_arg;
+    pthread_t writer;
+    int writer_started;
+    int sync_ready;                /* mu and the condition variables are initialised */
+    pthread_mutex_t mu;            /* guards every field down to `stats` */
+    pthread_cond_t work;           /* writer: pending ops, hold released, or stop */
+    pthread_cond_t done_cv;        /* fl_store_close: a group is done */
+    fl_store_op *pending, *pending_tail;
+    fl_store_op *done, *done_tail;
+    int stop;
+    int hold;                      /* fl_store_hold: start no new group */
+    int fault_err, fault_count;    /* fl_store_inject_fault */
+    fl_store_stats stats;
+    size_t outstanding;            /* loop thread only: pushed, not yet reaped */
+    int reaping;                   /* loop thread only: inside fl_store_reap */
+};
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* rc_errno maps an SQLite result code to the negative errno the rest of flingd speaks. */
+static int rc_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_TOOBIG:
+        return -E2BIG;
+    default: /* SQLITE_IOERR*, SQLITE_CORRUPT, SQLITE_NOTADB and anything unexpected */
+        return -EIO;
+    }
+}
+
+/* db_errno maps the connection's last error (bind calls record theirs there too). */
+static int db_errno(fl_store *s)
+{
+    return rc_errno(sqlite3_extended_errcode(s->db));
+}
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- statements and rows --------------------------------------------------------------- */
+
+/* step_done runs a statement that returns no rows and resets it: 0 or a negative errno. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc_errno(rc);
+}
+
+/* bind_opt_text binds s, or NULL when s is absent. */
+static int bind_opt_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* col_part returns the byte size of a text/blob column and points *p at its bytes (valid
+ * until the next step or reset), or FL_JOB_ABSENT for NULL. */
+static size_t col_part(sqlite3_stmt *st, int col, const void **p)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        *p = NULL;
+        return FL_JOB_ABSENT;
+    }
+    *p = sqlite3_column_blob(st, col);
+    return (size_t)sqlite3_column_bytes(st, col);
+}
+
+static void copy_part(void *dst, const void *src, size_t n)
+{
+    if (dst && src && n != FL_JOB_ABSENT && n > 0)
+        memcpy(dst, src, n);
+}
+
+/* column_state parses the state column; -EIO if the file holds a name we do not know. */
+static int column_state(sqlite3_stmt *st, int col, fl_state *out)
+{
+    const unsigned char *name = sqlite3_column_text(st, col);
+
+    if (!name)
+        return -EIO;
+    return fl_proto_state_parse((const char *)name, (size_t)sqlite3_column_bytes(st, col), out)
+               ? -EIO : 0;
+}
+
+/* read_job builds a job from the current row (JOB_COLS, then payload if with_payload).
+ * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
+static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
+{
+    const void *type, *callback, *idem_key, *error, *output, *payload = NULL;
+    fl_job_sizes sz;
+    fl_state state;
+    fl_job *job;
+
+    if (column_state(st, C_STATE, &state))
+        return -EIO;
+    sz.type = col_part(st, C_TYPE, &type);
+    sz.callback = col_part(st, C_CALLBACK, &callback);
+    sz.idem_key = col_part(st, C_IDEM_KEY, &idem_key);
+    sz.error = col_part(st, C_ERROR, &error);
+    sz.output = col_part(st, C_OUTPUT, &output);
+    sz.payload = with_payload ? col_part(st, C_PAYLOAD, &payload) : FL_JOB_ABSENT;
+    if (with_payload && sz.payload == FL_JOB_ABSENT)
+        sz.payload = 0; /* a claimed job always has a payload, maybe empty */
+    /* A non-empty part that came back as a NULL pointer is SQLite running out of memory. */
+    if ((!type && sz.type && sz.type != FL_JOB_ABSENT) ||
+        (!callback && sz.callback && sz.callback != FL_JOB_ABSENT) ||
+        (!idem_key && sz.idem_key && sz.idem_key != FL_JOB_ABSENT) ||
+        (!error && sz.error && sz.error != FL_JOB_ABSENT) ||
+        (!output && sz.output && sz.output != FL_JOB_ABSENT) ||
+        (!payload && sz.payload && sz.payload != FL_JOB_ABSENT))
+        return -ENOMEM;
+    job = fl_job_new(&sz);
+    if (!job)
+        return -ENOMEM;
+    copy_part(job->type, type, sz.type);
+    copy_part(job->callback, callback, sz.callback);
+    copy_part(job->idem_key, idem_key, sz.idem_key);
+    copy_part(job->error, error, sz.error);
+    copy_part(job->output, output, sz.output);
+    copy_part(job->payload, payload, sz.payload);
+    job->id = sqlite3_column_int64(st, C_ID);
+    job->state = state;
+    job->status = sqlite3_column_int(st, C_STATUS);
+    job->attempts = sqlite3_column_int(st, C_ATTEMPTS);
+    job->max_attempts = sqlite3_column_int(st, C_MAX_ATTEMPTS);
+    job->priority = sqlite3_column_int(st, C_PRIORITY);
+    job->timeout = (double)sqlite3_column_int64(st, C_TIMEOUT_MS) / 1000.0;
+    job->created_at = sqlite3_column_int64(st, C_CREATED_AT);
+    job->run_at = sqlite3_column_int64(st, C_RUN_AT);
+    job->started_at = sqlite3_column_int64(st, C_STARTED_AT);
+    job->finished_at = sqlite3_column_int64(st, C_FINISHED_AT);
+    job->has_exit_code = sqlite3_column_type(st, C_EXIT_CODE) != SQLITE_NULL;
+    job->exit_code = sqlite3_column_int(st, C_EXIT_CODE);
+    *out = job;
+    return 0;
+}
+
+/* load_job reads job id into *out: 1 if found, 0 if not, or a negative errno. */
+static int load_job(fl_store *s, int64_t id, fl_job **out)
+{
+    sqlite3_stmt *st = s->st[ST_GET];
+    int rc, found = 0;
+
+    *out = NULL;
+    if (sqlite3_bind_int64(st, 1, id))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = read_job(st, 0, out);
+        if (found == 0)
+            found = 1;
+    } else if (rc != SQLITE_DONE) {
+        found = rc_errno(rc);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+/* ---- operations -------------------------------------------------------------------------
+ * Each run_* returns 0 or the negative errno that fails the whole group; the op's own
+ * outcome (-ENOENT, -EBUSY, -EINVAL, ...) goes to op->result. */
+
+/* find_duplicate looks up (type, idem_key) and, if found, copies the existing job's identity
+ * into job: 1 if found, 0 if not, or a negative errno. */
+static int find_duplicate(fl_store *s, fl_job *job)
+{
+    sqlite3_stmt *st = s->st[ST_IDEM_FIND];
+    int rc, found = 0;
+    fl_state state;
+
+    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 2, job->idem_key, -1, SQLITE_STATIC))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = column_state(st, 1, &state);
+        if (found == 0) {
+            job->id = sqlite3_column_int64(st, 0);
+            job->state = state;
+            job->created_at = sqlite3_column_int64(st, 2);
+            job->run_at = sqlite3_column_int64(st, 3);
+            found = 1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        found = rc_errno(rc);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+static int run_submit(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_INSERT];
+    fl_job *job = op->u.submit.job;
+    int rc;
+
+    if (!job || !job->type ||
+        (job->state != FL_STATE_QUEUED && job->state != FL_STATE_SCHEDULED)) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    if (job->idem_key) {
+        rc = find_duplicate(s, job);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            op->u.submit.duplicate = 1;
+            return 0;
+        }
+    }
+    /* Borrowed buffers are bound SQLITE_STATIC: they outlive the step, and copying every
+     * payload once more would cost insert throughput for nothing. */
+    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
+        sqlite3_bind_int(st, 3, job->status) ||
+        sqlite3_bind_int(st, 4, job->max_attempts) ||
+        sqlite3_bind_int(st, 5, job->priority) ||
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
+        sqlite3_bind_int64(st, 7, job->created_at) ||
+        sqlite3_bind_int64(st, 8, job->run_at) ||
+        bind_opt_text(st, 9, job->idem_key) ||
+        bind_opt_text(st, 10, job->callback) ||
+        (job->payload ? sqlite3_bind_blob64(st, 11, job->payload, job->payload_len, SQLITE_STATIC)
+                      : sqlite3_bind_zeroblob(st, 11, 0)))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    job->id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static int run_get(fl_store *s, fl_store_op *op)
+{
+    int rc = load_job(s, op->u.get.id, &op->u.get.job);
+
+    if (rc < 0)
+        return rc;
+    op->result = rc ? 0 : -ENOENT;
+    return 0;
+}
+
+static int run_list(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st;
+    int rc = 0, step_rc, more = 0;
+
+    if (op->u.list.limit < 1 || op->u.list.limit > FL_STORE_LIST_MAX || op->u.list.after < 0 ||
+        (op->u.list.has_state && (op->u.list.state < 0 || op->u.list.state >= FL_STATE_COUNT))) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    st = s->st[ST_LIST + (op->u.list.has_state ? 1 : 0) + (op->u.list.type ? 2 : 0)];
+    op->u.list.jobs = calloc((size_t)op->u.list.limit, sizeof(*op->u.list.jobs));
+    if (!op->u.list.jobs)
+        return -ENOMEM;
+    /* One row more than the page tells whether another page follows. */
+    if (sqlite3_bind_int64(st, 1, op->u.list.after ? op->u.list.after : INT64_MAX) ||
+        sqlite3_bind_int(st, 2, op->u.list.limit + 1) ||
+        (op->u.list.has_state &&
+         sqlite3_bind_text(st, 3, fl_proto_state_name(op->u.list.state), -1, SQLITE_STATIC)) ||
+        (op->u.list.type && sqlite3_bind_text(st, 4, op->u.list.type, -1, SQLITE_STATIC)))
+        return db_errno(s);
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->u.list.n == (size_t)op->u.list.limit) {
+            more = 1;
+            break;
+        }
+        rc = read_job(st, 0, &op->u.list.jobs[op->u.list.n]);
+        if (rc)
+            break;
+        op->u.list.n++;
+    }
+    if (!rc && step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    if (rc)
+        return rc;
+    op->u.list.next = more ? op->u.list.jobs[op->u.list.n - 1]->id : 0;
+    if (op->u.list.n == 0) {
+        free(op->u.list.jobs);
+        op->u.list.jobs = NULL;
+    }
+    return 0;
+}
+
+static int run_cancel(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_CANCEL];
+    int rc = load_job(s, op->u.cancel.id, &op->u.cancel.job);
+
+    if (rc <= 0) {
+        if (rc == 0)
+            op->result = -ENOENT;
+        return rc;
+    }
+    if (op->u.cancel.job->state == FL_STATE_RUNNING) {
+        op->result = -EBUSY;
+        return 0;
+    }
+    if (fl_proto_state_terminal(op->u.cancel.job->state)) {
+        op->result = -EALREADY;
+        return 0;
+    }
+    if (sqlite3_bind_int64(st, 1, op->u.cancel.id) || sqlite3_bind_int64(st, 2, op->u.cancel.now))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    op->u.cancel.job->state = FL_STATE_CANCELLED;
+    op->u.cancel.job->finished_at = op->u.cancel.now;
+    return 0;
+}
+
+static int run_set_status(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_SET_STATUS];
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, op->u.set_status.id) ||
+        sqlite3_bind_int(st, 2, op->u.set_status.bits))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        op->result = -ENOENT;
+    return 0;
+}
+
+/* A job that CLAIM may pick, in claim order: higher priority first, then lower id. */
+typedef struct claim_cand { int64_t id, priority, run_at; } claim_cand;
+
+static int cand_before(const claim_cand *a, const claim_cand *b)
+{
+    return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
+}
+
+/* fetch_cands reads (id, priority, run_at) rows of a bound claim query into c[0..*n). */
+static int fetch_cands(sqlite3_stmt *st, claim_cand *c, size_t *n)
+{
+    int rc;
+
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        c[*n].id = sqlite3_column_int64(st, 0);
+        c[*n].priority = sqlite3_column_int64(st, 1);
+        c[*n].run_at = sqlite3_column_int64(st, 2);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+}
+
+/* take_job marks job id running and appends it, with its payload, to the claim's jobs. */
+static int take_job(fl_store *s, fl_store_op *op, int64_t id)
+{
+    sqlite3_stmt *st = s->st[ST_CLAIM_TAKE];
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rc = read_job(st, 1, &op->u.claim.jobs[op->u.claim.n]);
+        if (rc == 0)
+            op->u.claim.n++;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : rc_errno(rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
+static int next_scheduled(fl_store *s, const char *type, int64_t *out)
+{
+    sqlite3_stmt *st = s->st[ST_NEXT_SCHEDULED];
+    int rc;
+
+    *out = 0;
+    if (sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc_errno(rc);
+}
+
+/* claim_pick merges the queued and the due candidates (each in claim order) into the first
+ * `limit` ids; *left_run_at is the smallest run_at of the queued ones left behind, or 0. */
+static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, size_t nd,
+                         size_t limit, int64_t *ids, int64_t *left_run_at)
+{
+    size_t qi = 0, di = 0, n = 0;
+
+    while (n < limit && (qi < nq || di < nd)) {
+        if (di == nd || (qi < nq && cand_before(&q[qi], &d[di])))
+            ids[n++] = q[qi++].id;
+        else
+            ids[n++] = d[di++].id;
+    }
+    *left_run_at = 0;
+    for (; qi < nq; qi++)
+        if (*left_run_at == 0 || q[qi].run_at < *left_run_at)
+            *left_run_at = q[qi].run_at;
+    return n;
+}
+
+/* A queued job may run whatever its run_at, a scheduled one once run_at <= now. Queued and
+ * due-scheduled candidates come from two partial indexes, each already in claim order, and
+ * are merged here, so a claim reads O(limit) index entries however large the backlog. The
+ * due ones are sorted by SQLite, but only those due, which is few unless workers fall behind.
+ * next_run_at: a queued job left behind is due at once, so the fetched ones (one more than
+ * the limit) stand for all queued; the scheduled index gives the earliest of the others. */
+static int run_claim(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *stq = s->st[ST_CLAIM_QUEUED], *std = s->st[ST_CLAIM_DUE];
+    size_t limit, nq, nd, n, i;
+    int64_t left_run_at, sched_run_at, *ids;
+    claim_cand *cand;
+    int rc;
+
+    if (!op->u.claim.type || op->u.claim.limit < 1) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    limit = op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX : (size_t)op->u.claim.limit;
+    cand = malloc((2 * limit + 1) * sizeof(*cand));
+    ids = malloc(limit * sizeof(*ids));
+    op->u.claim.jobs = calloc(limit, sizeof(*op->u.claim.jobs));
+    rc = cand && ids && op->u.claim.jobs ? 0 : -ENOMEM;
+    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
+                sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                sqlite3_bind_int64(std, 2, op->u.claim.now) ||
+                sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))
+        rc = db_errno(s);
+    if (!rc)
+        rc = fetch_cands(stq, cand, &nq);
+    if (!rc)
+        rc = fetch_cands(std, cand + limit + 1, &nd);
+    if (!rc) {
+        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, ids, &left_run_at);
+        for (i = 0; i < n && !rc; i++)
+            rc = take_job(s, op, ids[i]);
+    }
+    if (!rc)
+        rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
+    free(cand);
+    free(ids);
+    if (rc)
+        return rc;
+    op->u.claim.next_run_at = left_run_at;
+    if (sched_run_at && (!left_run_at || sched_run_at < left_run_at))
+        op->u.claim.next_run_at = sched_run_at;
+    if (op->u.claim.n == 0) {
+        free(op->u.claim.jobs);
+        op->u.claim.jobs = NULL;
+    }
+    return 0;
+}
+
+static int run_finish(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_FINISH];
+    int rc, terminal;
+
+    if (op->u.finish.state < 0 || op->u.finish.state >= FL_STATE_COUNT || op->u.finish.state == FL_STATE_RUNNING) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    terminal = fl_proto_state_terminal(op->u.finish.state);
+    if (sqlite3_bind_int64(st, 1, op->u.finish.id) ||
+        sqlite3_bind_text(st, 2, fl_proto_state_name(op->u.finish.state), -1, SQLITE_STATIC) ||
+        sqlite3_bind_int(st, 3, op->u.finish.status_bits) ||
+        (op->u.finish.has_exit_code ? sqlite3_bind_int(st, 4, op->u.finish.exit_code) : sqlite3_bind_null(st, 4)) ||
+        bind_opt_text(st, 5, op->u.finish.error) ||
+        (op->u.finish.output ? sqlite3_bind_blob64(st, 6, op->u.finish.output, op->u.finish.output_len, SQLITE_STATIC)
+                   : sqlite3_bind_null(st, 6)) ||
+        (op->u.finish.state == FL_STATE_SCHEDULED ? sqlite3_bind_int64(st, 7, op->u.finish.run_at)
+                                        : sqlite3_bind_null(st, 7)) ||
+        (terminal ? sqlite3_bind_int64(st, 8, op->u.finish.finished_at) : sqlite3_bind_null(st, 8)))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        op->result = -ENOENT;
+    return 0;
+}
+
+static int run_op(fl_store *s, fl_store_op *op)
+{
+    switch (op->kind) {
+    case FL_STORE_SUBMIT:
+        return run_submit(s, op);
+    case FL_STORE_GET:
+        return run_get(s, op);
+    case FL_STORE_LIST:
+        return run_list(s, op);
+    case FL_STORE_CANCEL:
+        return run_cancel(s, op);
+    case FL_STORE_SET_STATUS:
+        return run_set_status(s, op);
+    case FL_STORE_CLAIM:
+        return run_claim(s, op);
+    case FL_STORE_FINISH:
+        return run_finish(s, op);
+    }
+    op->result = -EINVAL;
+    return 0;
+}
+
+/* clear_outputs resets op's out fields, so a failed group can free exactly what it made. */
+static void clear_outputs(fl_store_op *op)
+{
+    op->result = 0;
+    switch (op->kind) {
+    case FL_STORE_SUBMIT:
+        op->u.submit.duplicate = 0;
+        break;
+    case FL_STORE_GET:
+        op->u.get.job = NULL;
+        break;
+    case FL_STORE_LIST:
+        op->u.list.jobs = NULL;
+        op->u.list.n = 0;
+        op->u.list.next = 0;
+        break;
+    case FL_STORE_CANCEL:
+        op->u.cancel.job = NULL;
+        break;
+    case FL_STORE_CLAIM:
+        op->u.claim.jobs = NULL;
+        op->u.claim.n = 0;
+        op->u.claim.next_run_at = 0;
+        break;
+    case FL_STORE_SET_STATUS:
+    case FL_STORE_FINISH:
+        break;
+    }
+}
+
+/* fail_op frees what op produced in a group that was rolled back and gives it err. */
+static void fail_op(fl_store_op *op, int err)
+{
+    switch (op->kind) {
+    case FL_STORE_SUBMIT:
+        if (op->u.submit.job)
+            op->u.submit.job->id = 0;
+        break;
+    case FL_STORE_GET:
+        fl_job_free(op->u.get.job);
+        break;
+    case FL_STORE_LIST:
+        fl_store_list_free(op->u.list.jobs, op->u.list.n);
+        break;
+    case FL_STORE_CANCEL:
+        fl_job_free(op->u.cancel.job);
+        break;
+    case FL_STORE_CLAIM:
+        fl_store_list_free(op->u.claim.jobs, op->u.claim.n);
+        break;
+    case FL_STORE_SET_STATUS:
+    case FL_STORE_FINISH:
+        break;
+    }
+    clear_outputs(op);
+    op->result = err;
+}
+
+/* run_group runs ops in one transaction: 0 if committed, else the errno every op now has. */
+static int run_group(fl_store *s, fl_store_op *ops, int fault)
+{
+    fl_store_op *op;
+    int rc;
+
+    for (op = ops; op; op = op->next)
+        clear_outputs(op);
+    rc = step_done(s->st[ST_BEGIN]);
+    for (op = ops; op && !rc; op = op->next)
+        rc = run_op(s, op);
+    if (!rc)
+        rc = fault;
+    if (!rc)
+        rc = step_done(s->st[ST_COMMIT]);
+    if (!rc)
+        return 0;
+    /* A failed COMMIT may or may not have ended the transaction already. */
+    if (!sqlite3_get_autocommit(s->db))
+        step_done(s->st[ST_ROLLBACK]);
+    for (op = ops; op; op = op->next)
+        fail_op(op, rc);
+    return rc;
+}
+
+/* ---- the writer thread ----------------------------------------------------------------- */
+
+static void *writer_main(void *arg)
+{
+    fl_store *s = arg;
+    fl_store_op *ops, *last, *op;
+    uint64_t n;
+    int fault, rc;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && (!s->pending || s->hold))
+            pthread_cond_wait(&s->work, &s->mu);
+        if (!s->pending)
+            break; /* stopping, and every op has been run */
+        ops = s->pending;
+        last = s->pending_tail;
+        s->pending = s->pending_tail = NULL;
+        fault = 0;
+        if (s->fault_count > 0) {
+            s->fault_count--;
+            fault = s->fault_err;
+        }
+        pthread_mutex_unlock(&s->mu);
+
+        n = 0;
+        for (op = ops; op; op = op->next)
+            n++;
+        rc = run_group(s, ops, fault);
+
+        pthread_mutex_lock(&s->mu);
+        if (s->done_tail)
+            s->done_tail->next = ops;
+        else
+            s->done = ops;
+        s->done_tail = last;
+        if (rc) {
+            s->stats.failed_commits++;
+        } else {
+            s->stats.commits++;
+            s->stats.ops += n;
+        }
+        pthread_cond_broadcast(&s->done_cv);
+        pthread_mutex_unlock(&s->mu);
+        if (s->notify)
+            s->notify(s->notify_arg);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- open, migrations, close ----------------------------------------------------------- */
+
+/* make_parent_dir creates the directories above path (mkdir -p of its dirname). */
+static int make_parent_dir(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path), *p;
+    int rc = 0;
+
+    if (!dir) {
+        errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    p = strrchr(dir, '/');
+    if (p && p != dir) {
+        *p = '\0';
+        for (p = dir + 1; !rc; p++) {
+            if (*p != '/' && *p != '\0')
+                continue;
+            char c = *p;
+            *p = '\0';
+            if (mkdir(dir, 0755) && errno != EEXIST) {
+                rc = -errno;
+                errf(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    free(dir);
+    return rc;
+}
+
+/* exec_sql runs SQL text once (set-up only; group ops use prepared statements). */
+static int exec_sql(fl_store *s, const char *sql, const char *what, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+    if (rc == SQLITE_OK)
+        return 0;
+    errf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc_errno(rc);
+}
+
+/* query_text runs a one-row statement and copies its first column into buf. */
+static int query_text(fl_store *s, const char *sql, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+    const unsigned char *v;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc_errno(rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        v = sqlite3_column_text(st, 0);
+        snprintf(buf, len, "%s", v ? (const char *)v : "");
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : rc_errno(rc);
+}
+
+static int configure(fl_store *s, int durability_full, char *err, size_t errlen)
+{
+    char mode[16], sql[160];
+    int rc;
+
+    sqlite3_busy_timeout(s->db, FL_STORE_BUSY_MS);
+    rc = query_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+    if (rc) {
+        errf(err, errlen, "cannot set WAL mode: %s", sqlite3_errmsg(s->db));
+        return rc;
+    }
+    if (strcmp(mode, "wal") != 0) {
+        errf(err, errlen, "the database refuses WAL mode (journal_mode is %s)", mode);
+        return -ENOTSUP;
+    }
+    /* In WAL mode FULL syncs the log at every commit (the ack means durable); NORMAL only at
+     * checkpoints (a power cut may lose the last commits, a crash of flingd does not). */
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous = %s; PRAGMA journal_size_limit = %d;"
+             " PRAGMA cache_size = -%d; PRAGMA temp_store = MEMORY",
+             durability_full ? "FULL" : "NORMAL", FL_STORE_WAL_LIMIT, FL_STORE_CACHE_KIB);
+    return exec_sql(s, sql, "cannot configure the database", err, errlen);
+}
+
+/* user_version reads PRAGMA user_version, the number of migrations applied. */
+static int user_version(fl_store *s, int *out)
+{
+    char buf[24];
+    int rc = query_text(s, "PRAGMA user_version", buf, sizeof(buf));
+
+    *out = atoi(buf);
+    return rc;
+}
+
+/* migrate applies the migrations the file lacks, each with its version bump in its own
+ * transaction; the version is read under the write lock, so two daemons starting on the
+ * same file cannot both apply one. */
+static int migrate(fl_store *s, const char *path, char *err, size_t errlen)
+{
+    char what[64], sql[48];
+    int rc, v;
+
+    for (;;) {
+        rc = exec_sql(s, "BEGIN IMMEDIATE", "cannot lock the database", err, errlen);
+        if (rc)
+            return rc;
+        rc = user_version(s, &v);
+        if (rc) {
+            errf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(s->db));
+            break;
+        }
+        if (v > fl_migrations_count) {
+            errf(err, errlen, "%s: schema version %d is newer than this flingd knows (%d);"
+                 " run a newer flingd", path, v, fl_migrations_count);
+            rc = -ENOTSUP;
+            break;
+        }
+        if (v == fl_migrations_count)
+            return exec_sql(s, "COMMIT", "cannot commit", err, errlen);
+        snprintf(what, sizeof(what), "migration %03d", v + 1);
+        rc = exec_sql(s, fl_migrations[v], what, err, errlen);
+        if (rc)
+            break;
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+        rc = exec_sql(s, sql, what, err, errlen);
+        if (!rc)
+            rc = exec_sql(s, "COMMIT", what, err, errlen);
+        if (rc)
+            break;
+    }
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int prepare_all(fl_store *s, char *err, size_t errlen)
+{
+    int i, rc;
+
+    for (i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
+            return rc_errno(rc);
+        }
+    }
+    return 0;
+}
+
+static void destroy(fl_store *s)
+{
+    int i;
+
+    for (i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    if (s->sync_ready) {
+        pthread_cond_destroy(&s->done_cv);
+        pthread_cond_destroy(&s->work);
+        pthread_mutex_destroy(&s->mu);
+    }
+    free(s);
+}
+
+static int init_sync(fl_store *s)
+{
+    if (pthread_mutex_init(&s->mu, NULL))
+        return -ENOMEM;
+    if (pthread_cond_init(&s->work, NULL)) {
+        pthread_mutex_destroy(&s->mu);
+        return -ENOMEM;
+    }
+    if (pthread_cond_init(&s->done_cv, NULL)) {
+        pthread_cond_destroy(&s->work);
+        pthread_mutex_destroy(&s->mu);
+        return -ENOMEM;
+    }
+    s->sync_ready = 1;
+    return 0;
+}
+
+/* open_db opens the file; the connection is used by one thread at a time (open and recover,
+ * then only the writer), so SQLite's own per-call mutex is not needed. */
+static int open_db(fl_store *s, const char *path, char *err, size_t errlen)
+{
+    int rc, sys;
+
+    if (!sqlite3_threadsafe()) {
+        errf(err, errlen, "this SQLite library was built without thread support");
+        return -ENOTSUP;
+    }
+    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                         SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_extended_result_codes(s->db, 1);
+    if (rc == SQLITE_OK)
+        return 0;
+    sys = s->db ? sqlite3_system_errno(s->db) : 0;
+    errf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    return sys ? -sys : rc_errno(rc);
+}
+
+/* SQLite's memory statistics take a process-wide mutex on every allocation, a few per row;
+ * flingd never reads them. Only possible before SQLite initialises, hence first thing. */
+static void sqlite_global_config(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+int fl_store_open(fl_store **out, const char *path, int durability_full,
+                  void (*notify)(void *arg), void *arg, char *err, size_t errlen)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    fl_store *s;
+    int rc;
+
+    *out = NULL;
+    pthread_once(&once, sqlite_global_config);
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->notify = notify;
+    s->notify_arg = arg;
+    rc = init_sync(s);
+    if (rc) {
+        errf(err, errlen, "cannot initialise the store's locks");
+        goto fail;
+    }
+    rc = make_parent_dir(path, err, errlen);
+    if (!rc)
+        rc = open_db(s, path, err, errlen);
+    if (!rc)
+        rc = configure(s, durability_full, err, errlen);
+    if (!rc)
+        rc = migrate(s, path, err, errlen);
+    if (!rc)
+        rc = prepare_all(s, err, errlen);
+    if (rc)
+        goto fail;
+    rc = -pthread_create(&s->writer, NULL, writer_main, s);
+    if (rc) {
+        errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
+        goto fail;
+    }
+    s->writer_started = 1;
+    *out = s;
+    return 0;
+fail:
+    destroy(s);
+    return rc;
+}
+
+int fl_store_recover(fl_store *s)
+{
+    int rc;
+
+    /* The writer owns the connection while it has work; nothing unreaped means it is idle. */
+    if (s->outstanding)
+        return -EBUSY;
+    rc = step_done(s->st[ST_RECOVER]);
+    return rc ? rc : sqlite3_changes(s->db);
+}
+
+void fl_store_push(fl_store *s, fl_store_op *op)
+{
+    op->next = NULL;
+    s->outstanding++;
+    pthread_mutex_lock(&s->mu);
+    if (s->pending_tail)
+        s->pending_tail->next = op;
+    else
+        s->pending = op;
+    s->pending_tail = op;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_reap(fl_store *s)
+{
+    fl_store_op *op, *next;
+
+    /* A callback that reaps would run later ops before the rest of this list. */
+    if (s->reaping)
+        return;
+    pthread_mutex_lock(&s->mu);
+    op = s->done;
+    s->done = s->done_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    s->reaping = 1;
+    for (; op; op = next) {
+        next = op->next; /* the callback owns op from here on, and may free or push it */
+        op->next = NULL;
+        s->outstanding--;
+        if (op->cb)
+            op->cb(op);
+    }
+    s->reaping = 0;
+}
+
+size_t fl_store_pending(const fl_store *s)
+{
+    return s->outstanding;
+}
+
+void fl_store_stats_get(fl_store *s, fl_store_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_list_free(fl_job **jobs, size_t n)
+{
+    size_t i;
+
+    if (!jobs)
+        return;
+    for (i = 0; i < n; i++)
+        fl_job_free(jobs[i]);
+    free(jobs);
+}
+
+void fl_store_close(fl_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->hold = 0;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    /* Callbacks run here may push more; keep going until nothing is left. */
+    while (s->outstanding > 0) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->done)
+            pthread_cond_wait(&s->done_cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        fl_store_reap(s);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    if (s->writer_started)
+        pthread_join(s->writer, NULL);
+    destroy(s);
+}
+
+void fl_store_inject_fault(fl_store *s, int err, int count)
+{
+    pthread_mutex_lock(&s->mu);
+    s->fault_err = err;
+    s->fault_count = count;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_hold(fl_store *s, int hold)
+{
+    pthread_mutex_lock(&s->mu);
+    s->hold = hold;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}

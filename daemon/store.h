@@ -122,4 +122,8 @@ void fl_store_close(fl_store *s);
  * (e.g. -ENOSPC for SQLITE_FULL) and are rolled back. */
 void fl_store_inject_fault(fl_store *s, int err, int count);
 
+/* Test seam: while hold is 1 the writer starts no new group, so every op pushed meanwhile
+ * lands in the same one once hold goes back to 0 (fl_store_close releases it too). */
+void fl_store_hold(fl_store *s, int hold);
+
 #endif

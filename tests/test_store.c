@@ -1,0 +1,1050 @@
+/* test_store.c — daemon/store.c on real SQLite files in a mkdtemp directory: durability across
+ * a re-open, migrations and the schema version guard, every op kind and its results, claim
+ * order, crash recovery, a failed group (fault seam), callbacks that push, close draining.
+ * The store is driven as the daemon drives it, minus libev: notify() signals a condition
+ * variable, the test thread waits on it and calls fl_store_reap. */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store.h"
+
+extern const int fl_migrations_count;
+
+/* Longest a test waits for the writer: a group is milliseconds; this only stops a hang. */
+#define WAIT_MS 10000
+/* How long one wait for notify() may sleep before the test looks again. */
+#define POLL_MS 50
+#define ERR_LEN 256
+#define PATH_LEN 256
+/* A fixed "now" keeps times exact; the store never reads the clock. */
+#define NOW INT64_C(1795428000000)
+
+typedef struct harness {
+    char dir[64];
+    char path[PATH_LEN];
+    fl_store *store;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned notified;           /* under mu: notify() calls so far */
+} harness;
+
+/* ---- harness ------------------------------------------------------------------------- */
+
+static void notify_cb(void *arg)
+{
+    harness *h = arg;
+
+    pthread_mutex_lock(&h->mu);
+    h->notified++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int open_store(harness *h, char *err)
+{
+    return fl_store_open(&h->store, h->path, 1, notify_cb, h, err, ERR_LEN);
+}
+
+static void reopen(harness *h)
+{
+    char err[ERR_LEN] = "";
+
+    fl_store_close(h->store);
+    h->store = NULL;
+    assert_int_equal(open_store(h, err), 0);
+}
+
+static int setup(void **state)
+{
+    char err[ERR_LEN] = "";
+    harness *h = calloc(1, sizeof(*h));
+
+    if (!h)
+        return -1;
+    snprintf(h->dir, sizeof(h->dir), "/tmp/fl_test_store_XXXXXX");
+    if (!mkdtemp(h->dir)) {
+        free(h);
+        return -1;
+    }
+    /* A nested path: open must create the missing directories. */
+    snprintf(h->path, sizeof(h->path), "%s/var/db/fling.db", h->dir);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    *state = h;
+    if (open_store(h, err)) {
+        fprintf(stderr, "open: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    harness *h = *state;
+    int rc;
+
+    fl_store_close(h->store);
+    rc = nftw(h->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+    return rc;
+}
+
+/* settle reaps until every pushed op has had its callback, waiting on notify() between
+ * reaps; fails the test after WAIT_MS. */
+static void settle(harness *h)
+{
+    int64_t deadline = fl_job_now_ms() + WAIT_MS;
+    struct timespec ts;
+    unsigned seen;
+
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        seen = h->notified;
+        pthread_mutex_unlock(&h->mu);
+        fl_store_reap(h->store);
+        if (fl_store_pending(h->store) == 0)
+            return;
+        assert_true(fl_job_now_ms() < deadline);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&h->mu);
+        if (h->notified == seen)
+            pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+        pthread_mutex_unlock(&h->mu);
+    }
+}
+
+static void count_cb(fl_store_op *op)
+{
+    (*(int *)op->udata)++;
+}
+
+/* run pushes op and waits until its callback ran once. */
+static void run(harness *h, fl_store_op *op)
+{
+    int calls = 0;
+
+    op->cb = count_cb;
+    op->udata = &calls;
+    fl_store_push(h->store, op);
+    settle(h);
+    assert_int_equal(calls, 1);
+}
+
+/* ---- job helpers ----------------------------------------------------------------------- */
+
+typedef struct spec {
+    const char *type, *key, *callback;
+    const char *payload;
+    size_t payload_len;
+    int priority;
+    fl_state state;
+    int64_t run_at;
+} spec;
+
+static fl_job *make_job(const spec *sp)
+{
+    fl_job_sizes sz = { FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
+                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT };
+    fl_job *job;
+
+    sz.type = strlen(sp->type);
+    if (sp->key)
+        sz.idem_key = strlen(sp->key);
+    if (sp->callback)
+        sz.callback = strlen(sp->callback);
+    sz.payload = sp->payload ? sp->payload_len : 0;
+    job = fl_job_new(&sz);
+    assert_non_null(job);
+    memcpy(job->type, sp->type, sz.type);
+    if (sp->key)
+        memcpy(job->idem_key, sp->key, sz.idem_key);
+    if (sp->callback)
+        memcpy(job->callback, sp->callback, sz.callback);
+    if (sp->payload)
+        memcpy(job->payload, sp->payload, sp->payload_len);
+    job->state = sp->state;
+    job->priority = sp->priority;
+    job->max_attempts = 3;
+    job->timeout = 30;
+    job->created_at = NOW;
+    job->run_at = sp->run_at ? sp->run_at : NOW;
+    return job;
+}
+
+static void submit_op(fl_store_op *op, fl_job *job)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = FL_STORE_SUBMIT;
+    op->u.submit.job = job;
+}
+
+/* submit stores a job made from sp and returns its id. */
+static int64_t submit(harness *h, const spec *sp)
+{
+    fl_job *job = make_job(sp);
+    fl_store_op op;
+    int64_t id;
+
+    submit_op(&op, job);
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.u.submit.duplicate, 0);
+    id = job->id;
+    assert_true(id > 0);
+    fl_job_free(job);
+    return id;
+}
+
+static int64_t submit_simple(harness *h, const char *type, fl_state state, int64_t run_at)
+{
+    spec sp = { .type = type, .payload = "p", .payload_len = 1, .state = state,
+                .run_at = run_at };
+    return submit(h, &sp);
+}
+
+/* get returns job id (caller frees) or NULL, with the op's result in *result. */
+static fl_job *get(harness *h, int64_t id, int *result)
+{
+    fl_store_op op = { .kind = FL_STORE_GET };
+
+    op.u.get.id = id;
+    run(h, &op);
+    *result = op.result;
+    return op.u.get.job;
+}
+
+static fl_job *get_ok(harness *h, int64_t id)
+{
+    int result;
+    fl_job *job = get(h, id, &result);
+
+    assert_int_equal(result, 0);
+    assert_non_null(job);
+    return job;
+}
+
+static void list_op(harness *h, fl_store_op *op, const fl_state *state, const char *type,
+                    int limit, int64_t after)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = FL_STORE_LIST;
+    if (state) {
+        op->u.list.has_state = 1;
+        op->u.list.state = *state;
+    }
+    op->u.list.type = type;
+    op->u.list.limit = limit;
+    op->u.list.after = after;
+    run(h, op);
+}
+
+/* expect_page checks a page against the expected ids (newest first) and next cursor. */
+static void expect_page(harness *h, const fl_state *state, const char *type, int limit,
+                        int64_t after, const int64_t *ids, size_t n, int64_t next)
+{
+    fl_store_op op;
+    size_t i;
+
+    list_op(h, &op, state, type, limit, after);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.u.list.n, n);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(op.u.list.jobs[i]->id, ids[i]);
+        assert_null(op.u.list.jobs[i]->payload);
+    }
+    assert_int_equal(op.u.list.next, next);
+    fl_store_list_free(op.u.list.jobs, op.u.list.n);
+}
+
+static void claim(harness *h, fl_store_op *op, const char *type, int limit, int64_t now)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = FL_STORE_CLAIM;
+    op->u.claim.type = type;
+    op->u.claim.limit = limit;
+    op->u.claim.now = now;
+    run(h, op);
+}
+
+/* expect_claim claims and checks the ids taken, in order, and next_run_at. */
+static void expect_claim(harness *h, const char *type, int limit, int64_t now,
+                         const int64_t *ids, size_t n, int64_t next_run_at)
+{
+    fl_store_op op;
+    size_t i;
+
+    claim(h, &op, type, limit, now);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.u.claim.n, n);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(op.u.claim.jobs[i]->id, ids[i]);
+        assert_int_equal(op.u.claim.jobs[i]->state, FL_STATE_RUNNING);
+        assert_int_equal(op.u.claim.jobs[i]->started_at, now);
+        assert_non_null(op.u.claim.jobs[i]->payload);
+    }
+    assert_int_equal(op.u.claim.next_run_at, next_run_at);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+}
+
+static void finish_op(fl_store_op *op, int64_t id, fl_state state)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = FL_STORE_FINISH;
+    op->u.finish.id = id;
+    op->u.finish.state = state;
+}
+
+static int sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int v = -1;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---- tests ----------------------------------------------------------------------------- */
+
+static void test_submit_reopen(void **state)
+{
+    static const char payload[] = "a\0b\xff";
+    harness *h = *state;
+    spec sp = { .type = "echo", .key = "k-1", .callback = "http://127.0.0.1:9/cb",
+                .payload = payload, .payload_len = sizeof(payload) - 1, .priority = 5,
+                .state = FL_STATE_QUEUED };
+    fl_store_op op;
+    fl_job *job;
+    int64_t id;
+
+    id = submit(h, &sp);
+    reopen(h);
+    job = get_ok(h, id);
+    assert_int_equal(job->id, id);
+    assert_string_equal(job->type, "echo");
+    assert_int_equal(job->state, FL_STATE_QUEUED);
+    assert_int_equal(job->status, 0);
+    assert_int_equal(job->attempts, 0);
+    assert_int_equal(job->max_attempts, 3);
+    assert_int_equal(job->priority, 5);
+    assert_true(job->timeout == 30.0);
+    assert_int_equal(job->created_at, NOW);
+    assert_int_equal(job->run_at, NOW);
+    assert_int_equal(job->started_at, 0);
+    assert_int_equal(job->finished_at, 0);
+    assert_int_equal(job->has_exit_code, 0);
+    assert_string_equal(job->idem_key, "k-1");
+    assert_string_equal(job->callback, "http://127.0.0.1:9/cb");
+    assert_null(job->error);
+    assert_null(job->output);
+    assert_null(job->payload);
+    fl_job_free(job);
+
+    claim(h, &op, "echo", 1, NOW);
+    assert_int_equal(op.u.claim.n, 1);
+    job = op.u.claim.jobs[0];
+    assert_int_equal(job->payload_len, sizeof(payload) - 1);
+    assert_memory_equal(job->payload, payload, sizeof(payload) - 1);
+    assert_int_equal(job->attempts, 1);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+}
+
+static void test_get_missing(void **state)
+{
+    harness *h = *state;
+    int result;
+
+    assert_null(get(h, 42, &result));
+    assert_int_equal(result, -ENOENT);
+}
+
+static void test_empty_payload(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "noop", .state = FL_STATE_QUEUED };
+    fl_store_op op;
+
+    submit(h, &sp);
+    claim(h, &op, "noop", 1, NOW);
+    assert_int_equal(op.u.claim.n, 1);
+    assert_non_null(op.u.claim.jobs[0]->payload);
+    assert_int_equal(op.u.claim.jobs[0]->payload_len, 0);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+}
+
+static void test_migrations_once(void **state)
+{
+    harness *h = *state;
+    const char *objects = "SELECT count(*) FROM sqlite_master";
+    int64_t id = submit_simple(h, "echo", FL_STATE_QUEUED, 0);
+    int n;
+    fl_job *job;
+
+    assert_true(fl_migrations_count >= 1);
+    assert_int_equal(sql_int(h->path, "PRAGMA user_version"), fl_migrations_count);
+    n = sql_int(h->path, objects);
+    assert_true(n > 1);
+    /* A second open finds the schema current: it would fail if it ran CREATE TABLE again. */
+    reopen(h);
+    assert_int_equal(sql_int(h->path, "PRAGMA user_version"), fl_migrations_count);
+    assert_int_equal(sql_int(h->path, objects), n);
+    job = get_ok(h, id);
+    fl_job_free(job);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM pragma_journal_mode"
+                                      " WHERE journal_mode = 'wal'"), 1);
+}
+
+static void test_newer_version_refused(void **state)
+{
+    harness *h = *state;
+    char path[PATH_LEN], sql[64], err[ERR_LEN] = "";
+    fl_store *s = NULL;
+    sqlite3 *db;
+
+    snprintf(path, sizeof(path), "%s/newer.db", h->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", fl_migrations_count + 1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    assert_true(fl_store_open(&s, path, 1, notify_cb, h, err, sizeof(err)) < 0);
+    assert_null(s);
+    assert_non_null(strstr(err, "newer"));
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), fl_migrations_count + 1);
+}
+
+static void test_open_errors(void **state)
+{
+    harness *h = *state;
+    char path[PATH_LEN], err[ERR_LEN] = "";
+    fl_store *s = NULL;
+    FILE *f;
+    int i;
+
+    /* The parent "directory" is a file. */
+    snprintf(path, sizeof(path), "%s/plain", h->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    for (i = 0; i < 1024; i++)
+        fputs("not a database ", f);
+    assert_int_equal(fclose(f), 0);
+    snprintf(path, sizeof(path), "%s/plain/fling.db", h->dir);
+    assert_int_equal(fl_store_open(&s, path, 1, NULL, NULL, err, sizeof(err)), -ENOTDIR);
+    assert_null(s);
+    assert_true(strlen(err) > 0);
+
+    /* A file that is not an SQLite database: an I/O-class error with a reason. */
+    err[0] = '\0';
+    snprintf(path, sizeof(path), "%s/plain", h->dir);
+    assert_int_equal(fl_store_open(&s, path, 1, NULL, NULL, err, sizeof(err)), -EIO);
+    assert_null(s);
+    assert_true(strlen(err) > 0);
+}
+
+static void test_idempotency(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .key = "K", .payload = "x", .payload_len = 1,
+                .state = FL_STATE_SCHEDULED, .run_at = NOW + 5000 };
+    fl_job *a, *b;
+    fl_store_op op1, op2;
+    int64_t id1, id2;
+
+    id1 = submit(h, &sp);
+
+    /* Same type and key: nothing inserted, the first job's identity comes back. */
+    sp.state = FL_STATE_QUEUED;
+    sp.run_at = 0;
+    a = make_job(&sp);
+    a->created_at = NOW + 1;
+    submit_op(&op1, a);
+    run(h, &op1);
+    assert_int_equal(op1.result, 0);
+    assert_int_equal(op1.u.submit.duplicate, 1);
+    assert_int_equal(a->id, id1);
+    assert_int_equal(a->state, FL_STATE_SCHEDULED);
+    assert_int_equal(a->created_at, NOW);
+    assert_int_equal(a->run_at, NOW + 5000);
+    fl_job_free(a);
+
+    /* Same key, other type: a new job. */
+    sp.type = "other";
+    id2 = submit(h, &sp);
+    assert_true(id2 != id1);
+
+    /* Two submits with one new key in the same group: one job, one duplicate. */
+    sp.type = "echo";
+    sp.key = "K2";
+    a = make_job(&sp);
+    b = make_job(&sp);
+    submit_op(&op1, a);
+    submit_op(&op2, b);
+    fl_store_hold(h->store, 1);
+    fl_store_push(h->store, &op1);
+    fl_store_push(h->store, &op2);
+    fl_store_hold(h->store, 0);
+    settle(h);
+    assert_int_equal(op1.result, 0);
+    assert_int_equal(op2.result, 0);
+    assert_int_equal(op1.u.submit.duplicate, 0);
+    assert_int_equal(op2.u.submit.duplicate, 1);
+    assert_int_equal(b->id, a->id);
+    fl_job_free(a);
+    fl_job_free(b);
+
+    /* Jobs without a key are never duplicates of each other. */
+    sp.key = NULL;
+    assert_true(submit(h, &sp) != submit(h, &sp));
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 5);
+}
+
+static void test_list_pages(void **state)
+{
+    harness *h = *state;
+    const fl_state sched = FL_STATE_SCHEDULED, running = FL_STATE_RUNNING;
+    int64_t all[25], a[13], want[10];
+    size_t na = 0, i;
+    fl_store_op op;
+
+    /* ids 1..25; odd ids are type a; ids 1, 6, 11, 16, 21 are scheduled. */
+    for (i = 0; i < 25; i++) {
+        all[i] = submit_simple(h, i % 2 ? "b" : "a",
+                               i % 5 ? FL_STATE_QUEUED : FL_STATE_SCHEDULED, NOW + 1000);
+        assert_int_equal(all[i], (int64_t)i + 1);
+    }
+    for (i = 0; i < 25; i++)
+        if (i % 2 == 0)
+            a[na++] = 25 - (int64_t)i; /* newest first */
+
+    for (i = 0; i < 10; i++)
+        want[i] = 25 - (int64_t)i;
+    expect_page(h, NULL, NULL, 10, 0, want, 10, 16);
+    for (i = 0; i < 10; i++)
+        want[i] = 15 - (int64_t)i;
+    expect_page(h, NULL, NULL, 10, 16, want, 10, 6);
+    for (i = 0; i < 5; i++)
+        want[i] = 5 - (int64_t)i;
+    expect_page(h, NULL, NULL, 10, 6, want, 5, 0);
+
+    expect_page(h, NULL, "a", 10, 0, a, 10, a[9]);
+    expect_page(h, NULL, "a", 10, a[9], a + 10, 3, 0);
+
+    expect_page(h, &sched, NULL, 5, 0, (int64_t[]){ 21, 16, 11, 6, 1 }, 5, 0);
+    expect_page(h, &sched, NULL, 4, 0, (int64_t[]){ 21, 16, 11, 6 }, 4, 6);
+    expect_page(h, &sched, NULL, 4, 6, (int64_t[]){ 1 }, 1, 0);
+    expect_page(h, &sched, "a", 10, 0, (int64_t[]){ 21, 11, 1 }, 3, 0);
+    expect_page(h, &sched, "b", 10, 0, (int64_t[]){ 16, 6 }, 2, 0);
+    expect_page(h, &running, NULL, 10, 0, NULL, 0, 0);
+    expect_page(h, NULL, "nope", 10, 0, NULL, 0, 0);
+    expect_page(h, NULL, NULL, 1, 2, (int64_t[]){ 1 }, 1, 0);
+
+    list_op(h, &op, NULL, NULL, 0, 0);
+    assert_int_equal(op.result, -EINVAL);
+    assert_null(op.u.list.jobs);
+    list_op(h, &op, NULL, NULL, 1001, 0);
+    assert_int_equal(op.result, -EINVAL);
+}
+
+static void test_cancel(void **state)
+{
+    harness *h = *state;
+    int64_t queued = submit_simple(h, "echo", FL_STATE_QUEUED, 0);
+    int64_t sched = submit_simple(h, "echo", FL_STATE_SCHEDULED, NOW + 60000);
+    int64_t run_id = submit_simple(h, "busy", FL_STATE_QUEUED, 0);
+    fl_store_op op;
+    fl_job *job;
+
+    expect_claim(h, "busy", 1, NOW, &run_id, 1, 0);
+
+    memset(&op, 0, sizeof(op));
+    op.kind = FL_STORE_CANCEL;
+    op.u.cancel.id = queued;
+    op.u.cancel.now = NOW + 7;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.u.cancel.job->state, FL_STATE_CANCELLED);
+    assert_int_equal(op.u.cancel.job->finished_at, NOW + 7);
+    fl_job_free(op.u.cancel.job);
+    job = get_ok(h, queued);
+    assert_int_equal(job->state, FL_STATE_CANCELLED);
+    assert_int_equal(job->finished_at, NOW + 7);
+    fl_job_free(job);
+
+    op.u.cancel.id = sched;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    fl_job_free(op.u.cancel.job);
+    /* A cancelled job is never claimed, even once due. */
+    expect_claim(h, "echo", 10, NOW + 120000, NULL, 0, 0);
+
+    op.u.cancel.id = run_id;
+    run(h, &op);
+    assert_int_equal(op.result, -EBUSY);
+    assert_non_null(op.u.cancel.job);
+    assert_int_equal(op.u.cancel.job->state, FL_STATE_RUNNING);
+    fl_job_free(op.u.cancel.job);
+    job = get_ok(h, run_id);
+    assert_int_equal(job->state, FL_STATE_RUNNING);
+    fl_job_free(job);
+
+    op.u.cancel.id = queued;
+    op.u.cancel.now = NOW + 99;
+    run(h, &op);
+    assert_int_equal(op.result, -EALREADY);
+    assert_int_equal(op.u.cancel.job->state, FL_STATE_CANCELLED);
+    assert_int_equal(op.u.cancel.job->finished_at, NOW + 7);
+    fl_job_free(op.u.cancel.job);
+
+    op.u.cancel.id = 999;
+    run(h, &op);
+    assert_int_equal(op.result, -ENOENT);
+    assert_null(op.u.cancel.job);
+}
+
+static void test_set_status(void **state)
+{
+    harness *h = *state;
+    int64_t id = submit_simple(h, "echo", FL_STATE_QUEUED, 0);
+    fl_store_op op = { .kind = FL_STORE_SET_STATUS };
+    fl_job *job;
+
+    op.u.set_status.id = id;
+    op.u.set_status.bits = FL_STATUS_ABORTED;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    op.u.set_status.bits = FL_STATUS_TIMEOUT;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    op.u.set_status.bits = FL_STATUS_ABORTED;
+    run(h, &op);
+    job = get_ok(h, id);
+    assert_int_equal(job->status, FL_STATUS_ABORTED | FL_STATUS_TIMEOUT);
+    fl_job_free(job);
+
+    op.u.set_status.id = id + 1;
+    run(h, &op);
+    assert_int_equal(op.result, -ENOENT);
+}
+
+static void test_claim_order(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "w", .payload = "p", .payload_len = 1 };
+    int64_t q0a, q10, due10, fut100, q0b, other, fut0, claimed[2];
+    fl_store_op op;
+    fl_job *job;
+
+    sp.state = FL_STATE_QUEUED;
+    sp.run_at = NOW - 5000;
+    q0a = submit(h, &sp);
+    sp.priority = 10;
+    sp.run_at = NOW - 100;
+    q10 = submit(h, &sp);
+    sp.state = FL_STATE_SCHEDULED;
+    sp.run_at = NOW - 1000;
+    due10 = submit(h, &sp);
+    sp.priority = 100;
+    sp.run_at = NOW + 60000;
+    fut100 = submit(h, &sp);
+    sp.state = FL_STATE_QUEUED;
+    sp.priority = 0;
+    sp.run_at = NOW - 4000;
+    q0b = submit(h, &sp);
+    sp.type = "v";
+    sp.priority = 99;
+    other = submit(h, &sp);
+    sp.type = "w";
+    sp.state = FL_STATE_SCHEDULED;
+    sp.priority = 0;
+    sp.run_at = NOW + 30000;
+    fut0 = submit(h, &sp);
+
+    /* Priority 10 first (queued and due-scheduled merged by id), the future ones left out;
+     * the queued jobs left behind are due now. */
+    expect_claim(h, "w", 2, NOW, (int64_t[]){ q10, due10 }, 2, NOW - 5000);
+    job = get_ok(h, q10);
+    assert_int_equal(job->state, FL_STATE_RUNNING);
+    assert_int_equal(job->attempts, 1);
+    assert_int_equal(job->started_at, NOW);
+    fl_job_free(job);
+
+    /* Then the priority-0 queued jobs by id; next is the earliest future run_at. */
+    claimed[0] = q0a;
+    claimed[1] = q0b;
+    expect_claim(h, "w", 10, NOW, claimed, 2, NOW + 30000);
+    expect_claim(h, "w", 10, NOW + 29999, NULL, 0, NOW + 30000);
+    expect_claim(h, "w", 10, NOW + 30000, &fut0, 1, NOW + 60000);
+    expect_claim(h, "w", 10, NOW + 90000, &fut100, 1, 0);
+    expect_claim(h, "w", 10, NOW + 90000, NULL, 0, 0);
+    expect_claim(h, "v", 10, NOW, &other, 1, 0);
+
+    claim(h, &op, "w", 0, NOW);
+    assert_int_equal(op.result, -EINVAL);
+    claim(h, &op, NULL, 1, NOW);
+    assert_int_equal(op.result, -EINVAL);
+}
+
+static void test_claim_queued_not_yet_due(void **state)
+{
+    harness *h = *state;
+    /* A queued job runs whatever its run_at says (a clock stepped back, a hand-back). */
+    int64_t id = submit_simple(h, "w", FL_STATE_QUEUED, NOW + 999999);
+
+    expect_claim(h, "w", 1, NOW, &id, 1, 0);
+}
+
+static void test_finish(void **state)
+{
+    static const char raw[] = "\xff\0x";
+    harness *h = *state;
+    int64_t ok = submit_simple(h, "f", FL_STATE_QUEUED, NOW - 10);
+    int64_t bad = submit_simple(h, "f", FL_STATE_QUEUED, NOW - 10);
+    int64_t retry = submit_simple(h, "f", FL_STATE_QUEUED, NOW - 10);
+    int64_t back = submit_simple(h, "f", FL_STATE_QUEUED, NOW - 10);
+    int64_t gone = submit_simple(h, "f", FL_STATE_QUEUED, NOW - 10);
+    fl_store_op op;
+    fl_job *job;
+
+    expect_claim(h, "f", 10, NOW, (int64_t[]){ ok, bad, retry, back, gone }, 5, 0);
+
+    finish_op(&op, ok, FL_STATE_SUCCEEDED);
+    op.u.finish.has_exit_code = 1;
+    op.u.finish.output = "hello\n";
+    op.u.finish.output_len = 6;
+    op.u.finish.finished_at = NOW + 100;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    job = get_ok(h, ok);
+    assert_int_equal(job->state, FL_STATE_SUCCEEDED);
+    assert_int_equal(job->has_exit_code, 1);
+    assert_int_equal(job->exit_code, 0);
+    assert_int_equal(job->output_len, 6);
+    assert_memory_equal(job->output, "hello\n", 6);
+    assert_null(job->error);
+    assert_int_equal(job->finished_at, NOW + 100);
+    assert_int_equal(job->status, 0);
+    fl_job_free(job);
+
+    finish_op(&op, bad, FL_STATE_FAILED);
+    op.u.finish.status_bits = FL_STATUS_TIMEOUT;
+    op.u.finish.has_exit_code = 1;
+    op.u.finish.exit_code = -9;
+    op.u.finish.error = "timed out";
+    op.u.finish.output = raw;
+    op.u.finish.output_len = sizeof(raw) - 1;
+    op.u.finish.finished_at = NOW + 200;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    job = get_ok(h, bad);
+    assert_int_equal(job->state, FL_STATE_FAILED);
+    assert_int_equal(job->status, FL_STATUS_TIMEOUT);
+    assert_int_equal(job->exit_code, -9);
+    assert_string_equal(job->error, "timed out");
+    assert_int_equal(job->output_len, 3);
+    assert_memory_equal(job->output, raw, 3);
+    assert_int_equal(job->finished_at, NOW + 200);
+    fl_job_free(job);
+
+    /* A retry: scheduled at run_at, not finished, claimable again then. */
+    finish_op(&op, retry, FL_STATE_SCHEDULED);
+    op.u.finish.error = "exit status 1";
+    op.u.finish.has_exit_code = 1;
+    op.u.finish.exit_code = 1;
+    op.u.finish.run_at = NOW + 2000;
+    op.u.finish.finished_at = NOW + 300; /* ignored: not terminal */
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    job = get_ok(h, retry);
+    assert_int_equal(job->state, FL_STATE_SCHEDULED);
+    assert_int_equal(job->run_at, NOW + 2000);
+    assert_int_equal(job->finished_at, 0);
+    assert_string_equal(job->error, "exit status 1");
+    fl_job_free(job);
+
+    /* Handed back at shutdown: queued, run_at as it was. */
+    finish_op(&op, back, FL_STATE_QUEUED);
+    op.u.finish.run_at = NOW + 5000; /* ignored: only a retry moves run_at */
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    job = get_ok(h, back);
+    assert_int_equal(job->state, FL_STATE_QUEUED);
+    assert_int_equal(job->run_at, NOW - 10);
+    assert_int_equal(job->finished_at, 0);
+    assert_int_equal(job->has_exit_code, 0);
+    fl_job_free(job);
+
+    finish_op(&op, gone, FL_STATE_CANCELLED);
+    op.u.finish.status_bits = FL_STATUS_ABORTED;
+    op.u.finish.finished_at = NOW + 400;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    job = get_ok(h, gone);
+    assert_int_equal(job->state, FL_STATE_CANCELLED);
+    assert_int_equal(job->status, FL_STATUS_ABORTED);
+    assert_int_equal(job->finished_at, NOW + 400);
+    fl_job_free(job);
+
+    expect_claim(h, "f", 10, NOW + 1999, &back, 1, NOW + 2000);
+    expect_claim(h, "f", 10, NOW + 2000, &retry, 1, 0);
+    job = get_ok(h, retry);
+    assert_int_equal(job->attempts, 2);
+    fl_job_free(job);
+
+    finish_op(&op, 999, FL_STATE_SUCCEEDED);
+    run(h, &op);
+    assert_int_equal(op.result, -ENOENT);
+    finish_op(&op, ok, FL_STATE_RUNNING);
+    run(h, &op);
+    assert_int_equal(op.result, -EINVAL);
+}
+
+static void test_recover(void **state)
+{
+    harness *h = *state;
+    int64_t a = submit_simple(h, "r", FL_STATE_QUEUED, 0);
+    int64_t b = submit_simple(h, "r", FL_STATE_QUEUED, 0);
+    int64_t c = submit_simple(h, "r", FL_STATE_QUEUED, 0);
+    fl_job *job;
+
+    expect_claim(h, "r", 2, NOW, (int64_t[]){ a, b }, 2, NOW);
+    reopen(h); /* as if the daemon had died with a and b running */
+    assert_int_equal(fl_store_recover(h->store), 2);
+    job = get_ok(h, a);
+    assert_int_equal(job->state, FL_STATE_QUEUED);
+    assert_int_equal(job->attempts, 1);
+    fl_job_free(job);
+    job = get_ok(h, c);
+    assert_int_equal(job->state, FL_STATE_QUEUED);
+    assert_int_equal(job->attempts, 0);
+    fl_job_free(job);
+    assert_int_equal(fl_store_recover(h->store), 0);
+    expect_claim(h, "r", 3, NOW, (int64_t[]){ a, b, c }, 3, 0);
+}
+
+static void test_fault_fails_group(void **state)
+{
+    harness *h = *state;
+    int64_t first = submit_simple(h, "echo", FL_STATE_QUEUED, 0);
+    spec sp = { .type = "echo", .key = "F", .payload = "x", .payload_len = 1,
+                .state = FL_STATE_QUEUED };
+    fl_job *jobs[3];
+    fl_store_op ops[5];
+    fl_store_stats before, after;
+    size_t i;
+
+    fl_store_stats_get(h->store, &before);
+    fl_store_hold(h->store, 1);
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    for (i = 0; i < 3; i++) {
+        jobs[i] = make_job(&sp);
+        submit_op(&ops[i], jobs[i]);
+        sp.key = NULL;
+    }
+    memset(&ops[3], 0, sizeof(ops[3]));
+    ops[3].kind = FL_STORE_GET;
+    ops[3].u.get.id = first;
+    memset(&ops[4], 0, sizeof(ops[4]));
+    ops[4].kind = FL_STORE_CLAIM;
+    ops[4].u.claim.type = "echo";
+    ops[4].u.claim.limit = 10;
+    ops[4].u.claim.now = NOW;
+    for (i = 0; i < 5; i++)
+        fl_store_push(h->store, &ops[i]);
+    fl_store_hold(h->store, 0);
+    settle(h);
+
+    for (i = 0; i < 5; i++)
+        assert_int_equal(ops[i].result, -ENOSPC);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(jobs[i]->id, 0);
+    assert_null(ops[3].u.get.job);
+    assert_null(ops[4].u.claim.jobs);
+    assert_int_equal(ops[4].u.claim.n, 0);
+    fl_store_stats_get(h->store, &after);
+    assert_int_equal(after.failed_commits, before.failed_commits + 1);
+    assert_int_equal(after.commits, before.commits);
+    /* Nothing of the group reached the file, not even the claim's state change. */
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs WHERE state = 'queued'"), 1);
+
+    /* The next group succeeds, the same jobs included. */
+    for (i = 0; i < 3; i++) {
+        submit_op(&ops[i], jobs[i]);
+        fl_store_push(h->store, &ops[i]);
+    }
+    settle(h);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_true(jobs[i]->id > first);
+        fl_job_free(jobs[i]);
+    }
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 4);
+    fl_store_stats_get(h->store, &after);
+    assert_true(after.commits > before.commits);
+    assert_true(after.ops >= before.ops + 3);
+}
+
+/* chain_cb, the callback of the first op, pushes the second (its udata). */
+typedef struct chain {
+    fl_store *store;
+    fl_store_op first, second;
+    int calls_first, calls_second;
+    int order_ok;
+} chain;
+
+static void chain_second_cb(fl_store_op *op)
+{
+    chain *c = op->udata;
+
+    c->calls_second++;
+    c->order_ok = c->calls_first == 1;
+}
+
+static void chain_first_cb(fl_store_op *op)
+{
+    chain *c = op->udata;
+
+    c->calls_first++;
+    memset(&c->second, 0, sizeof(c->second));
+    c->second.kind = FL_STORE_GET;
+    c->second.u.get.id = op->u.submit.job->id;
+    c->second.cb = chain_second_cb;
+    c->second.udata = c;
+    fl_store_push(c->store, &c->second);
+}
+
+static void chain_start(chain *c, fl_store *s, fl_job *job)
+{
+    memset(c, 0, sizeof(*c));
+    c->store = s;
+    submit_op(&c->first, job);
+    c->first.cb = chain_first_cb;
+    c->first.udata = c;
+    fl_store_push(s, &c->first);
+}
+
+static void test_callback_pushes(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "x", .payload_len = 1, .state = FL_STATE_QUEUED };
+    fl_job *job = make_job(&sp);
+    chain c;
+
+    chain_start(&c, h->store, job);
+    settle(h);
+    assert_int_equal(c.calls_first, 1);
+    assert_int_equal(c.calls_second, 1);
+    assert_true(c.order_ok);
+    assert_int_equal(c.second.result, 0);
+    assert_non_null(c.second.u.get.job);
+    assert_int_equal(c.second.u.get.job->id, job->id);
+    fl_job_free(c.second.u.get.job);
+    fl_job_free(job);
+}
+
+/* Close runs the callbacks of everything pushed, including ops pushed by those callbacks. */
+static void test_close_drains(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "x", .payload_len = 1, .state = FL_STATE_QUEUED };
+    fl_job *job = make_job(&sp);
+    fl_store_op more[3];
+    int calls = 0;
+    size_t i;
+    chain c;
+
+    fl_store_hold(h->store, 1); /* close must release a held writer too */
+    chain_start(&c, h->store, job);
+    for (i = 0; i < 3; i++) {
+        memset(&more[i], 0, sizeof(more[i]));
+        more[i].kind = FL_STORE_GET;
+        more[i].u.get.id = 1000 + (int64_t)i;
+        more[i].cb = count_cb;
+        more[i].udata = &calls;
+        fl_store_push(h->store, &more[i]);
+    }
+    assert_int_equal(fl_store_pending(h->store), 4);
+    fl_store_close(h->store);
+    h->store = NULL;
+    assert_int_equal(c.calls_first, 1);
+    assert_int_equal(c.calls_second, 1);
+    assert_int_equal(calls, 3);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(more[i].result, -ENOENT);
+    assert_true(job->id > 0);
+    fl_job_free(c.second.u.get.job);
+    fl_job_free(job);
+    fl_store_close(NULL);
+}
+
+static void test_submit_invalid(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .state = FL_STATE_RUNNING };
+    fl_job *job = make_job(&sp);
+    fl_store_op op;
+
+    submit_op(&op, job);
+    run(h, &op);
+    assert_int_equal(op.result, -EINVAL);
+    assert_int_equal(job->id, 0);
+    fl_job_free(job);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrations_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_queued_not_yet_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
