@@ -1,0 +1,338 @@
+/* harness.c — start/stop a real flingd and talk to it over real sockets (see harness.h). */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fling.h"
+
+#define FLH_MAX_DAEMONS 8
+static flh_daemon *live[FLH_MAX_DAEMONS];
+static int atexit_set;
+
+double flh_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void stop_all(void)
+{
+    for (int i = 0; i < FLH_MAX_DAEMONS; i++)
+        if (live[i] && live[i]->pid > 0)
+            flh_kill(live[i], SIGKILL);
+}
+
+static void track(flh_daemon *d, int on)
+{
+    if (!atexit_set) {
+        atexit(stop_all);
+        atexit_set = 1;
+    }
+    for (int i = 0; i < FLH_MAX_DAEMONS; i++) {
+        if (on && !live[i]) {
+            live[i] = d;
+            return;
+        }
+        if (!on && live[i] == d) {
+            live[i] = NULL;
+            return;
+        }
+    }
+}
+
+static int read_ready(flh_daemon *d)
+{
+    FILE *f = fopen(d->ready, "r");
+    if (!f)
+        return -1;
+    int pid = 0, port = 0;
+    int n = fscanf(f, "{\"pid\":%d,\"port\":%d}", &pid, &port);
+    fclose(f);
+    if (n != 2 || pid != d->pid)
+        return -1;
+    d->port = port;
+    snprintf(d->url, sizeof d->url, "http://127.0.0.1:%d", port);
+    return 0;
+}
+
+int flh_restart(flh_daemon *d)
+{
+    unlink(d->ready);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(FLINGD_PATH, "flingd", "-c", d->conf, "--ready-file", d->ready, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    track(d, 1);
+    for (double end = flh_now() + 20; flh_now() < end;) {
+        if (read_ready(d) == 0)
+            return 0;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d->pid = 0;
+            track(d, 0);
+            fprintf(stderr, "flingd exited at start (status %d); log %s\n", st, d->log);
+            return -1;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "flingd did not become ready in 20 s\n");
+    flh_kill(d, SIGKILL);
+    return -1;
+}
+
+int flh_start(flh_daemon *d, const char *extra_conf)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "/tmp/flingtest.XXXXXX");
+    if (!mkdtemp(d->dir))
+        return -1;
+    snprintf(d->db, sizeof d->db, "%s/fling.db", d->dir);
+    snprintf(d->conf, sizeof d->conf, "%s/flingd.conf", d->dir);
+    snprintf(d->sock, sizeof d->sock, "%s/fling.sock", d->dir);
+    snprintf(d->ready, sizeof d->ready, "%s/ready.json", d->dir);
+    snprintf(d->log, sizeof d->log, "%s/flingd.log", d->dir);
+    snprintf(d->unix_url, sizeof d->unix_url, "unix:%s", d->sock);
+    FILE *f = fopen(d->conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "[server]\nlisten = 127.0.0.1:0\nunix = %s\n%s\n[store]\npath = %s\n\n[type.t]\nhandler = sleep\n",
+            d->sock, extra_conf && strncmp(extra_conf, "[server]", 8) == 0 ? extra_conf + 8 : "", d->db);
+    if (extra_conf && strncmp(extra_conf, "[server]", 8) != 0)
+        fprintf(f, "%s\n", extra_conf);
+    fclose(f);
+    return flh_restart(d);
+}
+
+int flh_kill(flh_daemon *d, int sig)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, sig);
+    int st = -1;
+    for (double end = flh_now() + 10; flh_now() < end;) {
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+            goto reaped;
+        usleep(5000);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &st, 0);
+    st = -1;
+reaped:
+    d->pid = 0;
+    track(d, 0);
+    return st;
+}
+
+void flh_stop(flh_daemon *d)
+{
+    flh_kill(d, SIGTERM);
+    if (d->dir[0]) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", d->dir);
+    }
+}
+
+int flh_connect_tcp(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int flh_connect_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int flh_send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void flh_close_rst(int fd)
+{
+    struct linger l = { 1, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+}
+
+/* A response is whole once its headers ended and Content-Length bytes followed. */
+static int reply_complete(const char *buf, size_t len)
+{
+    const char *end = memmem(buf, len, "\r\n\r\n", 4);
+    if (!end)
+        return 0;
+    size_t head = (size_t)(end - buf) + 4;
+    const char *cl = memmem(buf, head, "Content-Length: ", 16);
+    size_t body = cl ? strtoul(cl + 16, NULL, 10) : 0;
+    return len >= head + body;
+}
+
+int flh_read_reply(int fd, char *buf, size_t bufsz, int timeout_ms)
+{
+    size_t len = 0;
+    double end = flh_now() + timeout_ms / 1000.0;
+    while (len + 1 < bufsz && !reply_complete(buf, len)) {
+        int left = (int)((end - flh_now()) * 1000);
+        if (left <= 0)
+            break;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, left) <= 0)
+            break;
+        ssize_t n = recv(fd, buf + len, bufsz - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        status = 0;
+    return status;
+}
+
+char *flh_submit_req(const char *type, const char *payload, size_t len, const char *extra_headers, size_t *out_len)
+{
+    size_t cap = len + 512 + (extra_headers ? strlen(extra_headers) : 0);
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    int n = snprintf(buf, cap, "POST /v1/jobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n%s\r\n", type,
+                     len, extra_headers ? extra_headers : "");
+    memcpy(buf + n, payload, len);
+    *out_len = (size_t)n + len;
+    return buf;
+}
+
+int flh_http(const flh_daemon *d, const char *method, const char *path, json_t **body)
+{
+    fling_client *c = fling_client_new(d->url, NULL);
+    if (!c)
+        return -1;
+    fling_response r = { 0 };
+    int rc = fling_request(c, method, path, NULL, 0, &r);
+    int status = (rc == 0 || rc == FLING_EHTTP) ? r.status : -1;
+    if (body)
+        *body = r.body ? json_loads(r.body, 0, NULL) : NULL;
+    fling_response_clear(&r);
+    fling_client_free(c);
+    return status;
+}
+
+long flh_count_jobs(const flh_daemon *d, const char *type, long *aborted)
+{
+    long count = 0, ab = 0;
+    char path[256], after[32] = "";
+    for (int page = 0; page < 10000; page++) {
+        snprintf(path, sizeof path, "/v1/jobs?limit=1000%s%s%s%s", type ? "&type=" : "", type ? type : "",
+                 after[0] ? "&after=" : "", after);
+        json_t *body = NULL;
+        if (flh_http(d, "GET", path, &body) != 200 || !body) {
+            json_decref(body);
+            return -1;
+        }
+        json_t *jobs = json_object_get(body, "jobs");
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j) {
+            count++;
+            if (json_integer_value(json_object_get(j, "status")) & 1)
+                ab++;
+        }
+        json_t *next = json_object_get(body, "next");
+        int more = json_is_string(next);
+        if (more)
+            snprintf(after, sizeof after, "%s", json_string_value(next));
+        json_decref(body);
+        if (!more)
+            break;
+    }
+    if (aborted)
+        *aborted = ab;
+    return count;
+}
+
+long flh_wait_count(const flh_daemon *d, const char *type, long want, int timeout_ms, long *aborted)
+{
+    long n = -1;
+    for (double end = flh_now() + timeout_ms / 1000.0;;) {
+        n = flh_count_jobs(d, type, aborted);
+        if (n >= want || flh_now() > end)
+            return n;
+        usleep(50000);
+    }
+}
+
+long flh_metric(const flh_daemon *d, const char *name)
+{
+    fling_client *c = fling_client_new(d->url, NULL);
+    if (!c)
+        return -1;
+    fling_response r = { 0 };
+    long v = -1;
+    if (fling_request(c, "GET", "/metrics", NULL, 0, &r) == 0 && r.body) {
+        size_t nl = strlen(name);
+        for (char *line = r.body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            if (strncmp(line, name, nl) == 0 && line[nl] == ' ') {
+                v = strtol(line + nl + 1, NULL, 10);
+                break;
+            }
+        }
+    }
+    fling_response_clear(&r);
+    fling_client_free(c);
+    return v;
+}

@@ -1,0 +1,310 @@
+/* test_api.c — the HTTP API v1 of a real flingd: every route, every error code with its JSON
+ * body and nothing enqueued, auth, keep-alive, pipelining, idempotency, pagination, cancel,
+ * and a real disk-full store (a tiny tmpfs, when run as root). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fling.h"
+#include "harness.h"
+
+static flh_daemon D;
+
+static const char *conf =
+    "[server]\nmax_payload = 1000\nmax_header = 2048\n"
+    "[callbacks]\nallow = http://127.0.0.1:9/\n"
+    "[type.a]\nhandler = sleep\n[type.b]\nhandler = sleep\n[type.err]\nhandler = sleep\n"
+    "[type.ka]\nhandler = sleep\n[type.page]\nhandler = sleep\n";
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return flh_start(&D, conf);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    flh_stop(&D);
+    return 0;
+}
+
+/* Sends raw bytes on a new connection and returns the reply's status; buf gets the reply. */
+static int raw(const flh_daemon *d, const char *req, char *buf, size_t bufsz)
+{
+    int fd = flh_connect_tcp(d->port);
+    assert_true(fd >= 0);
+    assert_int_equal(flh_send_all(fd, req, strlen(req)), 0);
+    int status = flh_read_reply(fd, buf, bufsz, 5000);
+    close(fd);
+    return status;
+}
+
+static void submit_get_list_cancel(void **state)
+{
+    (void)state;
+    char buf[4096];
+    assert_int_equal(raw(&D, "POST /v1/jobs/a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n3600", buf, sizeof buf), 202);
+    const char *loc = strstr(buf, "Location: /v1/jobs/");
+    assert_non_null(loc);
+    long id = strtol(loc + 19, NULL, 10);
+    char want[64];
+    snprintf(want, sizeof want, "{\"id\":\"%ld\",\"state\":\"queued\"}", id);
+    assert_non_null(strstr(buf, want));
+
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%ld", id);
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&D, "GET", path, &job), 200);
+    static const char *fields[] = { "id", "type", "state", "status", "attempts", "max_attempts", "priority",
+                                    "created_at", "run_at", "started_at", "finished_at", "exit_code", "error",
+                                    "output" };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        assert_non_null(json_object_get(job, fields[i]));
+    assert_string_equal(json_string_value(json_object_get(job, "type")), "a");
+    json_decref(job);
+
+    assert_int_equal(flh_http(&D, "DELETE", path, &job), 200);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
+    json_decref(job);
+    assert_int_equal(flh_http(&D, "DELETE", path, &job), 409);
+    assert_string_equal(json_string_value(json_object_get(job, "error")), "not_cancellable");
+    json_decref(job);
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs/999999", &job), 404);
+    assert_string_equal(json_string_value(json_object_get(job, "error")), "not_found");
+    json_decref(job);
+    assert_int_equal(flh_http(&D, "DELETE", "/v1/jobs/999999", NULL), 404);
+}
+
+static void pagination_and_filters(void **state)
+{
+    (void)state;
+    fling_client *c = fling_client_new(D.url, NULL);
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(fling_submit(c, "page", "3600", 4, NULL, NULL), 0);
+    fling_client_free(c);
+    long seen = 0, last = 0;
+    char path[128], after[32] = "";
+    for (int page = 0; page < 10; page++) {
+        snprintf(path, sizeof path, "/v1/jobs?type=page&state=queued&limit=10%s%s", after[0] ? "&after=" : "", after);
+        json_t *body = NULL;
+        assert_int_equal(flh_http(&D, "GET", path, &body), 200);
+        size_t i;
+        json_t *j;
+        json_array_foreach(json_object_get(body, "jobs"), i, j) {
+            long id = strtol(json_string_value(json_object_get(j, "id")), NULL, 10);
+            assert_true(last == 0 || id < last);   /* newest first */
+            last = id;
+            seen++;
+        }
+        json_t *next = json_object_get(body, "next");
+        int more = json_is_string(next);
+        if (more)
+            snprintf(after, sizeof after, "%s", json_string_value(next));
+        json_decref(body);
+        if (!more)
+            break;
+    }
+    assert_int_equal(seen, 25);
+    json_t *body = NULL;
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs?state=succeeded&type=page", &body), 200);
+    assert_int_equal(json_array_size(json_object_get(body, "jobs")), 0);
+    assert_true(json_is_null(json_object_get(body, "next")));
+    json_decref(body);
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs?limit=0", NULL), 400);
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs?limit=abc", NULL), 400);
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs?state=bogus", NULL), 400);
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs?after=-1", NULL), 400);
+}
+
+static void idempotency(void **state)
+{
+    (void)state;
+    fling_client *c = fling_client_new(D.url, NULL);
+    fling_job_opts o = { .idempotency_key = "order-42" };
+    fling_response r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+    assert_int_equal(fling_submit(c, "a", "3600", 4, &o, &r1), 0);
+    assert_int_equal(r1.status, 202);
+    assert_int_equal(fling_submit(c, "a", "3600", 4, &o, &r2), 0);
+    assert_int_equal(r2.status, 200);
+    assert_int_equal(r2.duplicate, 1);
+    assert_string_equal(r1.id, r2.id);
+    assert_non_null(strstr(r2.body, "\"duplicate\":true"));
+    assert_int_equal(fling_submit(c, "b", "3600", 4, &o, &r3), 0);   /* same key, other type: new */
+    assert_int_equal(r3.status, 202);
+    assert_string_not_equal(r1.id, r3.id);
+    fling_response_clear(&r1);
+    fling_response_clear(&r2);
+    fling_response_clear(&r3);
+    fling_client_free(c);
+}
+
+/* Every error: its status, its code in the JSON body, and no job of type err enqueued. */
+static void error_codes(void **state)
+{
+    (void)state;
+    static const struct { const char *req; int status; const char *code; } cases[] = {
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nFling-Timeout: abc\r\n\r\nx", 400, "bad_header" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nFling-Max-Attempts: 0\r\n\r\nx", 400, "bad_header" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nFling-Delay: -1\r\n\r\nx", 400, "bad_header" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nFling-Priority: 1.5\r\n\r\nx", 400, "bad_header" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nFling-Callback: http://evil.example/\r\n\r\nx",
+          400, "callback_not_allowed" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", 400, "bad_request" },
+        { "GARBAGE\r\n\r\n", 400, "bad_request" },
+        { "POST /v1/jobs/nosuch HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 404, "unknown_type" },
+        { "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found" },
+        { "PUT /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 405, "method_not_allowed" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\n\r\n", 411, "length_required" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", 411,
+          "length_required" },
+        { "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413, "payload_too_large" },
+    };
+    char buf[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int st = raw(&D, cases[i].req, buf, sizeof buf);
+        if (st != cases[i].status || !strstr(buf, cases[i].code))
+            fail_msg("case %zu: want %d %s, got:\n%s", i, cases[i].status, cases[i].code, buf);
+        assert_non_null(strstr(buf, "\"message\":"));
+    }
+    /* 431: a head over max_header (2048 bytes). */
+    char big[4096];
+    int n = snprintf(big, sizeof big, "POST /v1/jobs/err HTTP/1.1\r\nHost: x\r\nX-Filler: ");
+    memset(big + n, 'f', 3000);
+    snprintf(big + n + 3000, sizeof big - (size_t)n - 3000, "\r\nContent-Length: 1\r\n\r\nx");
+    assert_int_equal(raw(&D, big, buf, sizeof buf), 431);
+    assert_non_null(strstr(buf, "headers_too_large"));
+    assert_int_equal(flh_count_jobs(&D, "err", NULL), 0);
+}
+
+static void keep_alive_and_pipelining(void **state)
+{
+    (void)state;
+    int fd = flh_connect_tcp(D.port);
+    char buf[4096];
+    static const char req[] = "POST /v1/jobs/ka HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n3600";
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(flh_send_all(fd, req, sizeof req - 1), 0);
+        assert_int_equal(flh_read_reply(fd, buf, sizeof buf, 5000), 202);
+    }
+    /* Three requests in one write, answered in order on the same connection. */
+    static const char three[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                "POST /v1/jobs/ka HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n3600"
+                                "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(flh_send_all(fd, three, sizeof three - 1), 0);
+    size_t len = 0;
+    for (double end = flh_now() + 5; flh_now() < end && !strstr(buf, "not_found");) {
+        ssize_t r = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        buf[len] = '\0';
+    }
+    char *a = strstr(buf, "200 OK"), *b = strstr(buf, "202 Accepted"), *c = strstr(buf, "404 Not Found");
+    assert_true(a && b && c && a < b && b < c);
+    close(fd);
+    assert_int_equal(flh_count_jobs(&D, "ka", NULL), 4);
+}
+
+static void bearer_token(void **state)
+{
+    (void)state;
+    flh_daemon t;
+    assert_int_equal(flh_start(&t, "[server]\ntoken = s3cret\n"), 0);
+    char buf[2048];
+    assert_int_equal(raw(&t, "POST /v1/jobs/t HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1", buf, sizeof buf), 401);
+    assert_non_null(strstr(buf, "unauthorized"));
+    assert_int_equal(raw(&t, "POST /v1/jobs/t HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 1\r\n\r\n1",
+                         buf, sizeof buf), 401);
+    assert_int_equal(raw(&t, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof buf), 401);
+    assert_int_equal(raw(&t, "POST /v1/jobs/t HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Length: 1\r\n\r\n1",
+                         buf, sizeof buf), 202);
+    fling_client *c = fling_client_new(t.url, "s3cret");
+    fling_response r = { 0 };
+    assert_int_equal(fling_request(c, "GET", "/v1/jobs", NULL, 0, &r), 0);
+    assert_non_null(strstr(r.body, "\"jobs\":[{"));
+    fling_response_clear(&r);
+    fling_client_free(c);
+    flh_stop(&t);
+}
+
+/* A real ENOSPC: the database on a 1 MiB tmpfs. Every 202 before the disk filled stays
+ * readable, the failures are 503 store_unavailable, and the daemon keeps answering. */
+static void disk_full(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    flh_daemon t;
+    char dir[] = "/tmp/flingfull.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") != 0) {
+        rmdir(dir);
+        skip();
+    }
+    char extra[256];
+    snprintf(extra, sizeof extra, "[server]\nmax_payload = 65536\n[type.fill]\nhandler = sleep\n");
+    assert_int_equal(flh_start(&t, extra), 0);
+    /* Point the store at the tmpfs: restart with --db via a rewritten config. */
+    flh_kill(&t, SIGTERM);
+    snprintf(t.db, sizeof t.db, "%s/fling.db", dir);
+    FILE *f = fopen(t.conf, "a");
+    fprintf(f, "[store]\npath = %s\n", t.db);
+    fclose(f);
+    assert_int_equal(flh_restart(&t), 0);
+
+    fling_client *c = fling_client_new(t.url, NULL);
+    char *payload = malloc(60000);
+    memset(payload, 'p', 60000);
+    char ids[64][24];
+    int acked = 0, failed = 0;
+    for (int i = 0; i < 200 && failed < 3; i++) {
+        fling_response r = { 0 };
+        int rc = fling_submit(c, "fill", payload, 60000, NULL, &r);
+        if (rc == 0 && acked < 64)
+            snprintf(ids[acked++], sizeof ids[0], "%s", r.id);
+        else if (rc == FLING_EHTTP) {
+            assert_int_equal(r.status, 503);
+            assert_non_null(strstr(r.body, "store_unavailable"));
+            failed++;
+        }
+        fling_response_clear(&r);
+    }
+    assert_true(acked > 0);
+    assert_true(failed > 0);
+    fling_response r = { 0 };
+    assert_int_equal(fling_request(c, "GET", "/healthz", NULL, 0, &r), 0);
+    fling_response_clear(&r);
+    for (int i = 0; i < acked; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/jobs/%.24s", ids[i]);
+        assert_int_equal(fling_request(c, "GET", path, NULL, 0, &r), 0);
+        fling_response_clear(&r);
+    }
+    free(payload);
+    fling_client_free(c);
+    flh_stop(&t);
+    umount(dir);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(submit_get_list_cancel), cmocka_unit_test(pagination_and_filters),
+        cmocka_unit_test(idempotency),            cmocka_unit_test(error_codes),
+        cmocka_unit_test(keep_alive_and_pipelining), cmocka_unit_test(bearer_token),
+        cmocka_unit_test(disk_full),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
