@@ -146,15 +146,24 @@ reaped:
     return st;
 }
 
-void flh_stop(flh_daemon *d)
+int flh_stop(flh_daemon *d)
 {
-    flh_kill(d, SIGTERM);
+    int st = flh_kill(d, SIGTERM);
+    int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (!clean) {   /* a crash, or a sanitizer report at exit: show the daemon's log */
+        char cmd[256];
+        fprintf(stderr, "flingd did not exit cleanly (wait status %d); its log:\n", st);
+        snprintf(cmd, sizeof cmd, "tail -n 60 '%s' >&2", d->log);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log)\n");
+    }
     if (d->dir[0]) {
         char cmd[256];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
         if (system(cmd) != 0)
             fprintf(stderr, "could not remove %s\n", d->dir);
     }
+    return clean ? 0 : -1;
 }
 
 int flh_connect_tcp(int port)

@@ -25,8 +25,9 @@ int flh_start(flh_daemon *d, const char *extra_conf);
 int flh_restart(flh_daemon *d);
 /* flh_kill sends sig and reaps the daemon (SIGKILL after 10 s if it lingers); returns its wait status. */
 int flh_kill(flh_daemon *d, int sig);
-/* flh_stop stops the daemon (SIGTERM) and removes its dir. */
-void flh_stop(flh_daemon *d);
+/* flh_stop stops the daemon (SIGTERM) and removes its dir; 0 if it exited with status 0, else
+ * -1 after printing its log (a crash or a sanitizer report fails the test that way). */
+int flh_stop(flh_daemon *d);
 
 int flh_connect_tcp(int port);                  /* blocking socket or -1 */
 int flh_connect_unix(const char *path);

@@ -35,8 +35,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    flh_stop(&D);
-    return 0;
+    return flh_stop(&D);
 }
 
 /* Sends raw bytes on a new connection and returns the reply's status; buf gets the reply. */
@@ -235,7 +234,7 @@ static void bearer_token(void **state)
     assert_non_null(strstr(r.body, "\"jobs\":[{"));
     fling_response_clear(&r);
     fling_client_free(c);
-    flh_stop(&t);
+    assert_int_equal(flh_stop(&t), 0);
 }
 
 /* A real ENOSPC: the database on a 1 MiB tmpfs. Every 202 before the disk filled stays
@@ -293,7 +292,7 @@ static void disk_full(void **state)
     }
     free(payload);
     fling_client_free(c);
-    flh_stop(&t);
+    assert_int_equal(flh_stop(&t), 0);
     umount(dir);
     rmdir(dir);
 }

@@ -24,8 +24,7 @@ static flh_daemon D;
 static int teardown(void **state)
 {
     (void)state;
-    flh_stop(&D);
-    return 0;
+    return flh_stop(&D);
 }
 
 /* Each scenario uses its own job type so counts don't mix; all sleep for an hour, so the

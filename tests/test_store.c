@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -898,6 +900,7 @@ static void test_fault_fails_group(void **state)
     assert_int_equal(after.commits, before.commits);
     /* Nothing of the group reached the file, not even the claim's state change. */
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 1);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 1);
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs WHERE state = 'queued'"), 1);
 
     /* The next group succeeds, the same jobs included. */
@@ -917,7 +920,55 @@ static void test_fault_fails_group(void **state)
     assert_true(after.ops >= before.ops + 3);
 }
 
-/* chain_cb, the callback of the first op, pushes the second (its udata). */
+/* A real write error, not the fault seam: with RLIMIT_FSIZE below what the WAL needs, the
+ * write fails (EFBIG), the group is rolled back with -EIO, and once the limit is lifted the
+ * same job goes in. */
+static void test_io_error_fails_group(void **state)
+{
+    enum { BIG = 1 << 20 }; /* more than the files hold so far, so the WAL must grow */
+    harness *h = *state;
+    int64_t first = submit_simple(h, "echo", FL_STATE_QUEUED, 0);
+    char *payload = malloc(BIG);
+    spec sp = { .type = "echo", .payload = payload, .payload_len = BIG,
+                .state = FL_STATE_QUEUED };
+    struct rlimit old, low;
+    fl_store_op op, get_op;
+    fl_job *job;
+
+    assert_non_null(payload);
+    memset(payload, 'b', BIG);
+    job = make_job(&sp);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    low = old;
+    low.rlim_cur = BIG / 2;
+    signal(SIGXFSZ, SIG_IGN);
+    fl_store_hold(h->store, 1);
+    submit_op(&op, job);
+    memset(&get_op, 0, sizeof(get_op));
+    get_op.kind = FL_STORE_GET;
+    get_op.u.get.id = first;
+    fl_store_push(h->store, &op);
+    fl_store_push(h->store, &get_op);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+    fl_store_hold(h->store, 0);
+    settle(h);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(op.result, -EIO);
+    assert_int_equal(job->id, 0);
+    assert_int_equal(get_op.result, -EIO);
+    assert_null(get_op.u.get.job);
+
+    submit_op(&op, job);
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    assert_true(job->id > first);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 2);
+    fl_job_free(job);
+    free(payload);
+}
+
+/* A chain: the callback of its first op (a submit) pushes the second (a get of that job). */
 typedef struct chain {
     fl_store *store;
     fl_store_op first, second;
@@ -1042,6 +1093,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_error_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
