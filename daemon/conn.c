@@ -755,10 +755,6 @@ int fl_conn_new(fl_server *srv, int fd, int is_unix, const char *peer)
     c->fd = fd;
     c->is_unix = is_unix;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    if (!is_unix) {
-        int one = 1;   /* D9: each reply in one send, and no Nagle stall behind it */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
     llhttp_settings_init(&c->settings);
     c->settings.on_message_begin = on_message_begin;
     c->settings.on_url = on_url;
