@@ -237,6 +237,33 @@ static void bearer_token(void **state)
     assert_int_equal(flh_stop(&t), 0);
 }
 
+/* max_connections: past the cap a client waits in the backlog and is served once one closes;
+ * idle_timeout: an idle keep-alive connection is closed by the server. */
+static void connection_cap_and_idle_timeout(void **state)
+{
+    (void)state;
+    flh_daemon t;
+    assert_int_equal(flh_start(&t, "[server]\nmax_connections = 2\nidle_timeout = 1\n"), 0);
+    int c1 = flh_connect_tcp(t.port), c2 = flh_connect_tcp(t.port), c3 = flh_connect_tcp(t.port);
+    assert_true(c1 >= 0 && c2 >= 0 && c3 >= 0);
+    static const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    char buf[1024];
+    assert_int_equal(flh_send_all(c1, health, sizeof health - 1), 0);
+    assert_int_equal(flh_read_reply(c1, buf, sizeof buf, 2000), 200);
+    assert_int_equal(flh_send_all(c3, health, sizeof health - 1), 0);
+    usleep(200000);   /* c2 took the second slot: c3 waits */
+    assert_int_equal(flh_read_reply(c3, buf, sizeof buf, 300), 0);
+    close(c1);
+    assert_int_equal(flh_read_reply(c3, buf, sizeof buf, 3000), 200);
+    /* c2 never sent a byte: after idle_timeout (1 s) the server closes it. */
+    double t0 = flh_now();
+    assert_int_equal(flh_read_reply(c2, buf, sizeof buf, 4000), 0);
+    assert_true(flh_now() - t0 < 3.5);
+    close(c2);
+    close(c3);
+    assert_int_equal(flh_stop(&t), 0);
+}
+
 /* A real ENOSPC: the database on a 1 MiB tmpfs. Every 202 before the disk filled stays
  * readable, the failures are 503 store_unavailable, and the daemon keeps answering. */
 static void disk_full(void **state)
@@ -303,6 +330,7 @@ int main(void)
         cmocka_unit_test(submit_get_list_cancel), cmocka_unit_test(pagination_and_filters),
         cmocka_unit_test(idempotency),            cmocka_unit_test(error_codes),
         cmocka_unit_test(keep_alive_and_pipelining), cmocka_unit_test(bearer_token),
+        cmocka_unit_test(connection_cap_and_idle_timeout),
         cmocka_unit_test(disk_full),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
