@@ -1,7 +1,9 @@
-/* store_bench.c — insert throughput of the store alone: N submits pushed the way the loop
- * thread pushes them (batches of B while at most W wait for their commit), on a fresh file,
- * with durability full unless -d. Prints acked inserts/s, commits/s and the mean group size.
- *   store_bench [-n N] [-b B] [-w W] [-s payload bytes] [-k] [-d] [-p path] */
+/* store_bench.c — throughput of the store alone, on a fresh file, durability full unless -d.
+ * Phase 1: N submits pushed the way the loop thread pushes them (batches of B while at most W
+ * wait for their commit); prints acked inserts/s, commits/s, the mean group size and the bytes
+ * written per insert. Phase 2 (-c): the scheduler's side, CLAIM B at a time and FINISH each
+ * job, the next claim sharing a group with the previous one's finishes, until none is left.
+ *   store_bench [-n N] [-b B] [-w W] [-s payload bytes] [-k] [-c] [-d] [-p path] */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -19,6 +21,9 @@ typedef struct bench {
     pthread_cond_t cv;
     unsigned notified;     /* under mu */
     long acked, failed;    /* main thread only */
+    fl_store_op claim;     /* phase 2: re-pushed from its own callback */
+    long finished;
+    int drained;           /* a claim found nothing */
 } bench;
 
 static void notify_cb(void *arg)
@@ -41,6 +46,23 @@ static void submit_done(fl_store_op *op)
         b->acked++;
     fl_job_free(op->u.submit.job);
     free(op);
+}
+
+/* written_bytes returns what this process has written so far (wchar in /proc/self/io): the
+ * WAL frames and checkpoints, the store's I/O cost per row. 0 if unknown. */
+static unsigned long long written_bytes(void)
+{
+    unsigned long long v = 0;
+    char line[128];
+    FILE *f = fopen("/proc/self/io", "r");
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "wchar: %llu", &v) == 1)
+            break;
+    fclose(f);
+    return v;
 }
 
 static double now_s(void)
@@ -92,28 +114,129 @@ static void wait_notify(bench *b, unsigned seen)
     pthread_mutex_unlock(&b->mu);
 }
 
+/* wait_all reaps until every pushed op is done and until_done() holds. */
+static void wait_all(bench *b, int (*until_done)(const bench *b))
+{
+    unsigned seen;
+
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        seen = b->notified;
+        pthread_mutex_unlock(&b->mu);
+        fl_store_reap(b->store);
+        if (fl_store_pending(b->store) == 0 && until_done(b))
+            return;
+        wait_notify(b, seen);
+    }
+}
+
+static void finish_done(fl_store_op *op)
+{
+    bench *b = op->udata;
+
+    if (op->result)
+        b->failed++;
+    else
+        b->finished++;
+    free(op);
+}
+
+/* claim_done finishes every claimed job and claims again, in the same next group. */
+static void claim_done(fl_store_op *op)
+{
+    bench *b = op->udata;
+    fl_store_op *f;
+    size_t i;
+
+    if (op->result || op->u.claim.n == 0) {
+        b->failed += op->result != 0;
+        b->drained = 1;
+        return;
+    }
+    for (i = 0; i < op->u.claim.n; i++) {
+        f = calloc(1, sizeof(*f));
+        if (!f) {
+            b->failed++;
+            continue;
+        }
+        f->kind = FL_STORE_FINISH;
+        f->u.finish.id = op->u.claim.jobs[i]->id;
+        f->u.finish.state = FL_STATE_SUCCEEDED;
+        f->u.finish.has_exit_code = 1;
+        f->u.finish.finished_at = fl_job_now_ms();
+        f->cb = finish_done;
+        f->udata = b;
+        fl_store_push(b->store, f);
+    }
+    fl_store_list_free(op->u.claim.jobs, op->u.claim.n);
+    op->u.claim.now = fl_job_now_ms();
+    fl_store_push(b->store, op);
+}
+
+static int drained(const bench *b)
+{
+    return b->drained;
+}
+
+/* drain runs phase 2 and prints its rate. */
+static void drain(bench *b, long batch)
+{
+    fl_store_stats st0, st1;
+    double t0, t;
+
+    fl_store_stats_get(b->store, &st0);
+    b->claim.kind = FL_STORE_CLAIM;
+    b->claim.u.claim.type = "echo";
+    b->claim.u.claim.limit = (int)batch;
+    b->claim.u.claim.now = fl_job_now_ms();
+    b->claim.cb = claim_done;
+    b->claim.udata = b;
+    t0 = now_s();
+    fl_store_push(b->store, &b->claim);
+    wait_all(b, drained);
+    t = now_s() - t0;
+    fl_store_stats_get(b->store, &st1);
+    printf("  %ld jobs claimed and finished, %.0f jobs/s, %.0f commits/s\n", b->finished,
+           (double)b->finished / t, (double)(st1.commits - st0.commits) / t);
+}
+
+/* remove_db deletes the database at path, its WAL files, and the directory made for it. */
+static void remove_db(const char *path, const char *dir)
+{
+    char f[300];
+
+    snprintf(f, sizeof(f), "%s-wal", path);
+    unlink(f);
+    snprintf(f, sizeof(f), "%s-shm", path);
+    unlink(f);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     long n = 200000, batch = 100, window = 200, pushed = 0, k;
     size_t payload = 128;
-    int full = 1, keyed = 0, made_dir = 0, opt;
+    int full = 1, keyed = 0, made_dir = 0, claims = 0, opt;
     char path[256] = "", dir[] = "/tmp/fl_store_bench_XXXXXX", err[256];
     bench b = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
     fl_store_stats st;
+    unsigned long long w0;
     double t0, t;
     unsigned seen;
 
-    while ((opt = getopt(argc, argv, "n:b:w:s:kdp:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:b:w:s:kcdp:")) != -1) {
         switch (opt) {
         case 'n': n = atol(optarg); break;
         case 'b': batch = atol(optarg); break;
         case 'w': window = atol(optarg); break;
         case 's': payload = (size_t)atol(optarg); break;
         case 'k': keyed = 1; break;
+        case 'c': claims = 1; break;
         case 'd': full = 0; break;
         case 'p': snprintf(path, sizeof(path), "%s", optarg); break;
         default:
-            fprintf(stderr, "usage: %s [-n N] [-b B] [-w W] [-s bytes] [-k] [-d] [-p path]\n",
+            fprintf(stderr, "usage: %s [-n N] [-b B] [-w W] [-s bytes] [-k] [-c] [-d] [-p path]\n",
                     argv[0]);
             return 2;
         }
@@ -132,9 +255,12 @@ int main(int argc, char **argv)
     }
     if (fl_store_open(&b.store, path, full, notify_cb, &b, err, sizeof(err))) {
         fprintf(stderr, "store_bench: %s\n", err);
+        if (made_dir)
+            remove_db(path, dir);
         return 1;
     }
 
+    w0 = written_bytes();
     t0 = now_s();
     while (b.acked + b.failed < n) {
         pthread_mutex_lock(&b.mu);
@@ -153,23 +279,19 @@ int main(int argc, char **argv)
     }
     t = now_s() - t0;
     fl_store_stats_get(b.store, &st);
-    fl_store_close(b.store);
+    w0 = written_bytes() - w0;
 
     printf("%ld submits, payload %zu B, %s%s, batch %ld, window %ld: %.2f s\n", n, payload,
            full ? "synchronous=FULL" : "synchronous=NORMAL", keyed ? ", idempotency keys" : "",
            batch, window, t);
-    printf("  %.0f inserts/s acked, %.0f commits/s, %.1f ops/commit, %ld failed\n",
-           (double)b.acked / t, (double)st.commits / t,
-           st.commits ? (double)st.ops / (double)st.commits : 0.0, b.failed);
-    if (made_dir) {
-        char f[300];
-
-        snprintf(f, sizeof(f), "%s-wal", path);
-        unlink(f);
-        snprintf(f, sizeof(f), "%s-shm", path);
-        unlink(f);
-        unlink(path);
-        rmdir(dir);
-    }
+    printf("  %.0f inserts/s acked, %.0f commits/s, %.1f ops/commit, %.0f bytes written/insert,"
+           " %ld failed\n", (double)b.acked / t, (double)st.commits / t,
+           st.commits ? (double)st.ops / (double)st.commits : 0.0, (double)w0 / (double)n,
+           b.failed);
+    if (claims)
+        drain(&b, batch);
+    fl_store_close(b.store);
+    if (made_dir)
+        remove_db(path, dir);
     return b.failed ? 1 : 0;
 }

@@ -345,9 +345,11 @@ void fl_http_body(fl_req *req, const char *data, size_t len)
 
 /* ---------------------------------------------------------------- store results */
 
-static int store_failed(fl_req *req, int result)
+/* Answers 503 if result is a store failure. -ENOENT, and -EBUSY/-EALREADY with a job (cancel's
+ * "running"/"already finished"), are answers, not failures; -EBUSY alone is a locked database. */
+static int store_failed(fl_req *req, int result, const fl_job *job)
 {
-    if (result >= 0 || result == -ENOENT || result == -EBUSY || result == -EALREADY)
+    if (result >= 0 || result == -ENOENT || ((result == -EBUSY || result == -EALREADY) && job))
         return 0;
     fl_server *srv = req->srv;
     srv->metrics.store_errors++;
@@ -373,7 +375,7 @@ static void submit_done(fl_store_op *op)
     fl_req *req = op->udata;
     fl_job *job = req->job;
     fl_server *srv = req->srv;
-    if (!store_failed(req, op->result)) {
+    if (!store_failed(req, op->result, job)) {
         store_ok(srv);
         char id[FL_ID_MAX], loc[64 + FL_ID_MAX], body[160];
         snprintf(id, sizeof id, "%lld", (long long)job->id);
@@ -406,7 +408,7 @@ static void get_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
     fl_job *job = req->route == FL_ROUTE_GET ? op->u.get.job : op->u.cancel.job;
-    if (store_failed(req, op->result)) {
+    if (store_failed(req, op->result, job)) {
         /* the error reply is set */
     } else if (op->result == -ENOENT) {
         fl_http_error(req, 404, "not_found", "no job %lld", (long long)req->id);
@@ -424,7 +426,7 @@ static void get_done(fl_store_op *op)
 static void list_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
-    if (!store_failed(req, op->result)) {
+    if (!store_failed(req, op->result, NULL)) {
         store_ok(req->srv);
         json_t *arr = json_array();
         int ok = arr != NULL;
