@@ -375,7 +375,7 @@ static void submit_done(fl_store_op *op)
     fl_req *req = op->udata;
     fl_job *job = req->job;
     fl_server *srv = req->srv;
-    if (!store_failed(req, op->result, job)) {
+    if (!store_failed(req, op->result, NULL)) {
         store_ok(srv);
         char id[FL_ID_MAX], loc[64 + FL_ID_MAX], body[160];
         snprintf(id, sizeof id, "%lld", (long long)job->id);
