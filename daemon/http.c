@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "sched.h"
 
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
@@ -392,6 +393,7 @@ static void submit_done(fl_store_op *op)
             reply(req, 202, "application/json", loc, body, (size_t)n);
             if (req->resp_status == 202)
                 req->ack_id = job->id;
+            fl_sched_committed(srv->sched, job);
         }
         if (!req->conn && req->ack_id) {
             srv->metrics.acks_aborted++;
@@ -412,6 +414,9 @@ static void get_done(fl_store_op *op)
         /* the error reply is set */
     } else if (op->result == -ENOENT) {
         fl_http_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+    } else if (op->result == -EBUSY && fl_sched_cancel(req->srv->sched, req->id) == 0) {
+        /* Running: it is being stopped and will end cancelled. */
+        reply_json(req, 202, fl_job_to_json(job), NULL);
     } else if (op->result == -EALREADY || op->result == -EBUSY) {
         fl_http_error(req, 409, "not_cancellable", "job %lld is %s", (long long)req->id,
                       job ? fl_proto_state_name(job->state) : "finished");
@@ -471,9 +476,13 @@ static void reply_metrics(fl_req *req)
     fl_server *srv = req->srv;
     fl_store_stats st;
     fl_store_stats_get(srv->store, &st);
+    fl_sched_stats ss;
+    fl_sched_stats_get(srv->sched, &ss);
     fl_metrics_gauges g = {
         .connections_open = srv->n_conns, .store_pending = fl_store_pending(srv->store),
         .store_commits = st.commits, .store_ops = st.ops, .store_failed_commits = st.failed_commits,
+        .jobs_running = ss.running, .attempts = ss.attempts, .succeeded = ss.succeeded, .failed = ss.failed,
+        .cancelled = ss.cancelled, .retried = ss.retried, .timed_out = ss.timed_out, .requeued = ss.requeued,
     };
     size_t len;
     char *text = fl_metrics_render(&srv->metrics, &g, &len);

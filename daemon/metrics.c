@@ -81,6 +81,18 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, size_t 
     metric(&b, "fling_store_ops_total", "counter", "Store operations executed.", g->store_ops);
     metric(&b, "fling_store_failed_commits_total", "counter", "Store transactions rolled back on error.",
            g->store_failed_commits);
+    metric(&b, "fling_jobs_running", "gauge", "Attempts running now.", g->jobs_running);
+    metric(&b, "fling_job_attempts_total", "counter", "Attempts started.", g->attempts);
+    put(&b, "# HELP fling_jobs_finished_total Attempts ended, by what became of the job.\n"
+            "# TYPE fling_jobs_finished_total counter\n"
+            "fling_jobs_finished_total{outcome=\"succeeded\"} %llu\n"
+            "fling_jobs_finished_total{outcome=\"failed\"} %llu\n"
+            "fling_jobs_finished_total{outcome=\"cancelled\"} %llu\n"
+            "fling_jobs_finished_total{outcome=\"retried\"} %llu\n"
+            "fling_jobs_finished_total{outcome=\"requeued\"} %llu\n",
+        (unsigned long long)g->succeeded, (unsigned long long)g->failed, (unsigned long long)g->cancelled,
+        (unsigned long long)g->retried, (unsigned long long)g->requeued);
+    metric(&b, "fling_job_timeouts_total", "counter", "Attempts stopped by their time limit.", g->timed_out);
     if (b.failed) {
         free(b.p);
         return NULL;

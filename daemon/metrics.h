@@ -29,6 +29,8 @@ typedef struct fl_metrics_gauges {
     size_t connections_open;
     size_t store_pending;
     uint64_t store_commits, store_ops, store_failed_commits;
+    size_t jobs_running;
+    uint64_t attempts, succeeded, failed, cancelled, retried, timed_out, requeued;
 } fl_metrics_gauges;
 
 /* fl_metrics_render returns the Prometheus text in a new malloc'd buffer of *len bytes

@@ -8,6 +8,8 @@
 #include "conn.h"
 #include "listen.h"
 #include "log.h"
+#include "sched.h"
+#include "webhook.h"
 
 /* A graceful stop waits this long for in-flight requests to get their commit and reply. */
 #define FL_STOP_REQUESTS_MAX 10.0
@@ -16,8 +18,21 @@
  * completes whatever store ops are left. */
 static void maybe_done(fl_server *srv)
 {
-    if (srv->stopping && !srv->conns)
+    if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched))
         ev_break(srv->loop, EVBREAK_ALL);
+}
+
+void fl_server_sched_progress(fl_server *srv)
+{
+    maybe_done(srv);
+}
+
+static int needs_webhook(const fl_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_types; i++)
+        if (cfg->types[i].handler == FL_HANDLER_HTTP)
+            return 1;
+    return 0;
 }
 
 static void store_done_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -55,6 +70,14 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     }
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
+    if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, loop)) < 0) {
+        snprintf(err, errlen, "http client: %s", strerror(-rc));
+        goto fail;
+    }
+    if ((rc = fl_sched_new(&srv->sched, srv)) < 0) {
+        snprintf(err, errlen, "scheduler: %s", strerror(-rc));
+        goto fail;
+    }
     rc = fl_listen_tcp(srv, cfg->listen_host, cfg->listen_port, &srv->tcp, &srv->port, err, errlen);
     if (rc < 0)
         goto fail;
@@ -75,9 +98,12 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     fl_server *srv = w->data;
-    fl_log(LOG_WARNING, "stop: %zu connection(s) still busy after %.0f s; closing them",
-           srv->n_conns, FL_STOP_REQUESTS_MAX);
-    ev_break(srv->loop, EVBREAK_ALL);
+    if (srv->conns) {
+        fl_log(LOG_WARNING, "stop: %zu connection(s) still busy after %.0f s; leaving them",
+               srv->n_conns, FL_STOP_REQUESTS_MAX);
+        srv->conns_abandoned = 1;
+        maybe_done(srv);
+    }
 }
 
 void fl_server_stop(fl_server *srv)
@@ -94,6 +120,7 @@ void fl_server_stop(fl_server *srv)
     ev_timer_set(&srv->stop_timer, FL_STOP_REQUESTS_MAX, 0.);
     ev_timer_start(srv->loop, &srv->stop_timer);
     ev_unref(srv->loop);   /* the stop timer alone must not keep the loop alive */
+    fl_sched_stop(srv->sched);
     for (fl_conn *c = srv->conns, *next; c; c = next) {
         next = fl_conn_next(c);
         fl_conn_shutdown(c);
@@ -118,6 +145,10 @@ void fl_server_free(fl_server *srv)
     srv->tcp = srv->unix_sock = NULL;
     /* Connections still open (stop deadline passed) are closed by the process exit; the store
      * finishes every pushed op before closing, so every acked job is committed. */
+    fl_sched_free(srv->sched);
+    srv->sched = NULL;
+    fl_webhook_free(srv->webhook);
+    srv->webhook = NULL;
     fl_store_close(srv->store);
     srv->store = NULL;
     if (ev_is_active(&srv->stop_timer)) {

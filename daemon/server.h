@@ -12,11 +12,15 @@
 
 typedef struct fl_conn fl_conn;
 typedef struct fl_listener fl_listener;
+typedef struct fl_sched fl_sched;
+struct fl_webhook;
 
 typedef struct fl_server {
     struct ev_loop *loop;
     const fl_config *cfg;          /* borrowed from main for the server's life */
     fl_store *store;
+    fl_sched *sched;               /* runs the stored jobs */
+    struct fl_webhook *webhook;    /* outgoing HTTP (http handler); NULL if no type needs it */
     ev_async store_done;           /* the store's writer thread wakes the loop with it */
     fl_listener *tcp;              /* NULL until started */
     fl_listener *unix_sock;        /* NULL without [server] unix */
@@ -26,7 +30,8 @@ typedef struct fl_server {
     int accepting;                 /* 0 while paused at max_connections or when stopping */
     int store_failing;             /* the last store group failed: logged once per outage */
     int stopping;                  /* SIGTERM/SIGINT seen: no new connections, finish the rest */
-    ev_timer stop_timer;           /* bounds how long a graceful stop may take */
+    ev_timer stop_timer;           /* bounds how long a graceful stop waits for connections */
+    int conns_abandoned;           /* that bound passed: the stop no longer waits for them */
     fl_metrics metrics;
 } fl_server;
 
@@ -44,5 +49,9 @@ void fl_server_free(fl_server *srv);
 
 /* fl_server_conn_closed is called by conn.c when a connection is gone: it may resume accept. */
 void fl_server_conn_closed(fl_server *srv);
+
+/* fl_server_sched_progress is called by sched.c when an attempt or its record ended: a
+ * graceful stop may be complete. */
+void fl_server_sched_progress(fl_server *srv);
 
 #endif

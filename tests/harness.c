@@ -118,7 +118,9 @@ int flh_start(flh_daemon *d, const char *extra_conf)
     FILE *f = fopen(d->conf, "w");
     if (!f)
         return -1;
-    fprintf(f, "[server]\nlisten = 127.0.0.1:0\nunix = %s\n%s\n[store]\npath = %s\n\n[type.t]\nhandler = sleep\n",
+    /* A short shutdown_grace: tests park long sleep jobs, and a stop should not wait for them. */
+    fprintf(f, "[server]\nlisten = 127.0.0.1:0\nunix = %s\n%s\n[store]\npath = %s\n[workers]\nshutdown_grace = 0.5\n"
+               "\n[type.t]\nhandler = sleep\n",
             d->sock, extra_conf && strncmp(extra_conf, "[server]", 8) == 0 ? extra_conf + 8 : "", d->db);
     if (extra_conf && strncmp(extra_conf, "[server]", 8) != 0)
         fprintf(f, "%s\n", extra_conf);

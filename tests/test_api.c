@@ -73,6 +73,12 @@ static void submit_get_list_cancel(void **state)
     assert_string_equal(json_string_value(json_object_get(job, "type")), "a");
     json_decref(job);
 
+    /* A delayed job stays scheduled, so it is still cancellable whatever the workers do. */
+    assert_int_equal(raw(&D, "POST /v1/jobs/a HTTP/1.1\r\nHost: x\r\nFling-Delay: 3600\r\nContent-Length: 1\r\n\r\n1",
+                         buf, sizeof buf), 202);
+    assert_non_null(strstr(buf, "\"state\":\"scheduled\""));
+    loc = strstr(buf, "Location: /v1/jobs/");
+    snprintf(path, sizeof path, "/v1/jobs/%ld", strtol(loc + 19, NULL, 10));
     assert_int_equal(flh_http(&D, "DELETE", path, &job), 200);
     assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
     json_decref(job);
@@ -89,13 +95,14 @@ static void pagination_and_filters(void **state)
 {
     (void)state;
     fling_client *c = fling_client_new(D.url, NULL);
+    fling_job_opts later = { .delay = 3600 };   /* scheduled: the state filter sees all 25 */
     for (int i = 0; i < 25; i++)
-        assert_int_equal(fling_submit(c, "page", "3600", 4, NULL, NULL), 0);
+        assert_int_equal(fling_submit(c, "page", "3600", 4, &later, NULL), 0);
     fling_client_free(c);
     long seen = 0, last = 0;
     char path[128], after[32] = "";
     for (int page = 0; page < 10; page++) {
-        snprintf(path, sizeof path, "/v1/jobs?type=page&state=queued&limit=10%s%s", after[0] ? "&after=" : "", after);
+        snprintf(path, sizeof path, "/v1/jobs?type=page&state=scheduled&limit=10%s%s", after[0] ? "&after=" : "", after);
         json_t *body = NULL;
         assert_int_equal(flh_http(&D, "GET", path, &body), 200);
         size_t i;

@@ -1,0 +1,430 @@
+/* sched.c — claims due jobs per type and runs them on workers; records outcomes (see sched.h).
+ *
+ * DESIGN. Each type has a "dirty" flag: it may have due work. Commits, finished attempts and
+ * the wake-up timer set it; an ev_prepare watcher (runs once per loop iteration, before the
+ * loop blocks) turns dirty types with free slots into one CLAIM op each, so a burst of commits
+ * costs one claim, not one per job. Slots claimed but not yet returned are reserved, so the
+ * global [workers] count holds across concurrent claims. */
+#include "sched.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+/* After a failed claim (store error) the type is looked at again after this long. */
+#define FL_SCHED_RETRY_CLAIM 1.0
+/* Seconds between SIGTERM and SIGKILL when an attempt is stopped. */
+#define FL_SCHED_KILL_GRACE 5.0
+
+typedef struct sched_type {
+    fl_sched *s;
+    const fl_type *type;
+    int running;
+    int claiming;            /* a CLAIM op is in flight */
+    int claim_limit;
+    int dirty;               /* may have due jobs */
+    int64_t next_run_at;     /* earliest known run_at of a scheduled job, ms; 0 = none known */
+    fl_store_op claim;
+} sched_type;
+
+typedef struct run {
+    struct run *prev, *next;
+    sched_type *st;
+    fl_job *job;             /* claimed, with payload; owned */
+    fl_worker *worker;
+} run;
+
+struct fl_sched {
+    fl_server *srv;
+    sched_type *types;
+    size_t n_types;
+    int running;
+    int reserved;            /* slots of claims in flight */
+    int finishing;           /* FINISH ops not yet committed */
+    int stopping;
+    run *runs;
+    fl_worker_env env;
+    ev_prepare pump;
+    ev_timer wake;
+    ev_timer grace;
+    fl_sched_stats stats;
+};
+
+double fl_sched_backoff(double base, double max, int attempt, double r01)
+{
+    double d = base * pow(2.0, attempt > 1 ? attempt - 1 : 0);
+    if (d > max)
+        d = max;
+    return d / 2 + d / 2 * r01;
+}
+
+static int64_t now_ms(void) { return fl_job_now_ms(); }
+
+static sched_type *type_of(fl_sched *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_types; i++)
+        if (strcmp(s->types[i].type->name, name) == 0)
+            return &s->types[i];
+    return NULL;
+}
+
+static void mark_dirty(sched_type *st)
+{
+    st->dirty = 1;
+    ev_prepare_start(st->s->srv->loop, &st->s->pump);
+}
+
+/* Re-arms the wake-up timer for the earliest known run_at of any type. */
+static void rearm_wake(fl_sched *s)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < s->n_types; i++)
+        if (s->types[i].next_run_at && (!next || s->types[i].next_run_at < next))
+            next = s->types[i].next_run_at;
+    ev_timer_stop(s->srv->loop, &s->wake);
+    if (!next)
+        return;
+    double in = (double)(next - now_ms()) / 1000.0;
+    ev_timer_set(&s->wake, in > 0 ? in + 0.001 : 0., 0.);
+    ev_timer_start(s->srv->loop, &s->wake);
+}
+
+static void note_run_at(sched_type *st, int64_t run_at)
+{
+    if (!st->next_run_at || run_at < st->next_run_at) {
+        st->next_run_at = run_at;
+        rearm_wake(st->s);
+    }
+}
+
+static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_sched *s = w->data;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < s->n_types; i++) {
+        sched_type *st = &s->types[i];
+        if (st->next_run_at && st->next_run_at <= now + 1) {
+            st->next_run_at = 0;
+            mark_dirty(st);
+        }
+    }
+    rearm_wake(s);
+}
+
+/* ---------------------------------------------------------------- outcomes */
+
+typedef struct finish_op {
+    fl_store_op op;
+    fl_sched *s;
+    char text[];             /* error, then output */
+} finish_op;
+
+static void finish_done(fl_store_op *op)
+{
+    finish_op *f = (finish_op *)op;
+    fl_sched *s = f->s;
+    if (op->result < 0)
+        fl_log(LOG_ERR, "job %lld: could not record its outcome: %s (it stays running until restart)",
+               (long long)op->u.finish.id, strerror(-op->result));
+    s->finishing--;
+    free(f);
+    fl_server_sched_progress(s->srv);
+}
+
+/* Decides what an attempt's end means for the job, logs it unless it succeeded. */
+static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, int64_t *run_at)
+{
+    const fl_job *job = r->job;
+    const fl_type *t = r->st->type;
+    if (o->stopped == FL_STOP_SHUTDOWN) {
+        s->stats.requeued++;
+        fl_log(LOG_INFO, "job %lld (%s): stopped by shutdown; back in the queue", (long long)job->id, t->name);
+        return FL_STATE_QUEUED;
+    }
+    if (o->stopped == FL_STOP_CANCEL) {
+        s->stats.cancelled++;
+        fl_log(LOG_INFO, "job %lld (%s): cancelled while running", (long long)job->id, t->name);
+        return FL_STATE_CANCELLED;
+    }
+    if (o->ok) {
+        s->stats.succeeded++;
+        return FL_STATE_SUCCEEDED;
+    }
+    if (job->attempts < job->max_attempts) {
+        double delay = fl_sched_backoff(t->backoff_base, t->backoff_max, job->attempts, drand48());
+        *run_at = now_ms() + (int64_t)(delay * 1000.0);
+        s->stats.retried++;
+        fl_log(LOG_WARNING, "job %lld (%s): attempt %d/%d failed: %s; retry in %.1f s", (long long)job->id, t->name,
+               job->attempts, job->max_attempts, o->error, delay);
+        note_run_at(r->st, *run_at);
+        return FL_STATE_SCHEDULED;
+    }
+    s->stats.failed++;
+    fl_log(LOG_WARNING, "job %lld (%s): failed after %d attempt(s): %s", (long long)job->id, t->name,
+           job->attempts, o->error);
+    return FL_STATE_FAILED;
+}
+
+static void record(fl_sched *s, const run *r, const fl_outcome *o)
+{
+    size_t elen = strlen(o->error);
+    finish_op *f = calloc(1, sizeof *f + elen + 1 + o->output_len + 1);
+    if (!f) {
+        fl_log(LOG_ERR, "job %lld: out of memory recording its outcome (it stays running until restart)",
+               (long long)r->job->id);
+        return;
+    }
+    f->s = s;
+    memcpy(f->text, o->error, elen);
+    if (o->output_len)
+        memcpy(f->text + elen + 1, o->output, o->output_len);
+    int64_t run_at = 0;
+    fl_state state = outcome_state(s, r, o, &run_at);
+    if (o->timed_out)
+        s->stats.timed_out++;
+    fl_store_op *op = &f->op;
+    op->kind = FL_STORE_FINISH;
+    op->cb = finish_done;
+    op->u.finish.id = r->job->id;
+    op->u.finish.state = state;
+    op->u.finish.status_bits = o->timed_out ? FL_STATUS_TIMEOUT : 0;
+    op->u.finish.has_exit_code = o->has_exit_code;
+    op->u.finish.exit_code = o->exit_code;
+    op->u.finish.error = elen ? f->text : NULL;
+    op->u.finish.output = o->output_len ? f->text + elen + 1 : NULL;
+    op->u.finish.output_len = o->output_len;
+    op->u.finish.run_at = state == FL_STATE_SCHEDULED ? run_at : state == FL_STATE_QUEUED ? now_ms() : 0;
+    op->u.finish.finished_at = fl_proto_state_terminal(state) ? now_ms() : 0;
+    s->finishing++;
+    fl_store_push(s->srv->store, op);
+}
+
+static void run_unlink(fl_sched *s, run *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->runs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+}
+
+static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
+{
+    (void)w;
+    run *r = udata;
+    fl_sched *s = r->st->s;
+    record(s, r, o);
+    run_unlink(s, r);
+    s->running--;
+    r->st->running--;
+    if (!s->stopping)
+        mark_dirty(r->st);
+    fl_job_free(r->job);
+    free(r);
+    fl_server_sched_progress(s->srv);
+}
+
+/* ---------------------------------------------------------------- claiming */
+
+static void start_run(fl_sched *s, sched_type *st, fl_job *job)
+{
+    run *r = calloc(1, sizeof *r);
+    if (r) {
+        r->st = st;
+        r->job = job;
+        int rc = fl_worker_start(&s->env, st->type, job, worker_done, r, &r->worker);
+        if (rc == 0) {
+            r->next = s->runs;
+            if (s->runs)
+                s->runs->prev = r;
+            s->runs = r;
+            s->running++;
+            st->running++;
+            s->stats.attempts++;
+            return;
+        }
+        free(r);
+        fl_log(LOG_ERR, "job %lld (%s): could not start: %s", (long long)job->id, st->type->name, strerror(-rc));
+    }
+    /* Could not even start: the attempt counts and is recorded as failed, so nothing is stuck. */
+    run failed = { .st = st, .job = job };
+    fl_outcome o = { .error = "could not start the handler (out of resources)" };
+    record(s, &failed, &o);
+    fl_job_free(job);
+}
+
+static void claim_done(fl_store_op *op)
+{
+    sched_type *st = op->udata;
+    fl_sched *s = st->s;
+    st->claiming = 0;
+    s->reserved -= st->claim_limit;
+    /* Slots this claim reserved but did not fill are free again for types left waiting. */
+    ev_prepare_start(s->srv->loop, &s->pump);
+    if (op->result < 0) {
+        fl_log(LOG_ERR, "type %s: claiming jobs failed: %s; retrying in %.0f s", st->type->name,
+               strerror(-op->result), FL_SCHED_RETRY_CLAIM);
+        note_run_at(st, now_ms() + (int64_t)(FL_SCHED_RETRY_CLAIM * 1000));
+        return;
+    }
+    for (size_t i = 0; i < op->u.claim.n; i++) {
+        if (s->stopping) {   /* claimed during a stop: hand them back untouched but counted */
+            run back = { .st = st, .job = op->u.claim.jobs[i] };
+            fl_outcome o = { .stopped = FL_STOP_SHUTDOWN, .error = "" };
+            record(s, &back, &o);
+            fl_job_free(op->u.claim.jobs[i]);
+            continue;
+        }
+        start_run(s, st, op->u.claim.jobs[i]);
+    }
+    free(op->u.claim.jobs);
+    op->u.claim.jobs = NULL;
+    if (op->u.claim.n == (size_t)st->claim_limit)
+        mark_dirty(st);   /* there may be more */
+    if (op->u.claim.next_run_at)
+        note_run_at(st, op->u.claim.next_run_at);
+    fl_server_sched_progress(s->srv);
+}
+
+static int free_slots(const fl_sched *s, const sched_type *st)
+{
+    int global = s->srv->cfg->workers - s->running - s->reserved;
+    int mine = st->type->concurrency ? st->type->concurrency - st->running : global;
+    return mine < global ? mine : global;
+}
+
+static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    fl_sched *s = w->data;
+    ev_prepare_stop(loop, w);
+    if (s->stopping)
+        return;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < s->n_types; i++) {
+        sched_type *st = &s->types[i];
+        if (!st->dirty || st->claiming)
+            continue;
+        int n = free_slots(s, st);
+        if (n <= 0)
+            continue;   /* stays dirty: a finishing attempt frees a slot and pumps again */
+        st->dirty = 0;
+        st->claiming = 1;
+        st->claim_limit = n;
+        s->reserved += n;
+        memset(&st->claim, 0, sizeof st->claim);
+        st->claim.kind = FL_STORE_CLAIM;
+        st->claim.cb = claim_done;
+        st->claim.udata = st;
+        st->claim.u.claim.type = st->type->name;
+        st->claim.u.claim.limit = n;
+        st->claim.u.claim.now = now;
+        fl_store_push(s->srv->store, &st->claim);
+    }
+}
+
+/* ---------------------------------------------------------------- public */
+
+int fl_sched_new(fl_sched **out, fl_server *srv)
+{
+    fl_sched *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->types = calloc(srv->cfg->n_types ? srv->cfg->n_types : 1, sizeof *s->types);
+    if (!s->types) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->srv = srv;
+    s->n_types = srv->cfg->n_types;
+    s->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_SCHED_KILL_GRACE };
+    ev_prepare_init(&s->pump, pump_cb);
+    ev_init(&s->wake, wake_cb);
+    s->pump.data = s->wake.data = s;
+    for (size_t i = 0; i < s->n_types; i++) {
+        s->types[i] = (sched_type){ .s = s, .type = &srv->cfg->types[i] };
+        mark_dirty(&s->types[i]);
+    }
+    srand48((long)now_ms());
+    *out = s;
+    return 0;
+}
+
+void fl_sched_committed(fl_sched *s, const fl_job *job)
+{
+    sched_type *st = type_of(s, job->type);
+    if (!st || s->stopping)
+        return;
+    if (job->state == FL_STATE_SCHEDULED)
+        note_run_at(st, job->run_at);
+    else
+        mark_dirty(st);
+}
+
+int fl_sched_cancel(fl_sched *s, int64_t id)
+{
+    for (run *r = s->runs; r; r = r->next) {
+        if (r->job->id == id) {
+            fl_worker_stop(r->worker, FL_STOP_CANCEL);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_sched *s = w->data;
+    fl_log(LOG_WARNING, "stop: %d job(s) still running after %.0f s; stopping them and re-queueing", s->running,
+           s->srv->cfg->shutdown_grace);
+    for (run *r = s->runs, *next; r; r = next) {
+        next = r->next;
+        fl_worker_stop(r->worker, FL_STOP_SHUTDOWN);
+    }
+}
+
+void fl_sched_stop(fl_sched *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    ev_prepare_stop(s->srv->loop, &s->pump);
+    ev_timer_stop(s->srv->loop, &s->wake);
+    if (s->running) {
+        fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->srv->cfg->shutdown_grace, s->running);
+        ev_timer_init(&s->grace, grace_cb, s->srv->cfg->shutdown_grace, 0.);
+        s->grace.data = s;
+        ev_timer_start(s->srv->loop, &s->grace);
+    }
+}
+
+int fl_sched_idle(const fl_sched *s)
+{
+    return s->running == 0 && s->finishing == 0 && s->reserved == 0;
+}
+
+void fl_sched_stats_get(const fl_sched *s, fl_sched_stats *out)
+{
+    *out = s->stats;
+    out->running = (size_t)s->running;
+}
+
+void fl_sched_free(fl_sched *s)
+{
+    if (!s)
+        return;
+    ev_prepare_stop(s->srv->loop, &s->pump);
+    ev_timer_stop(s->srv->loop, &s->wake);
+    ev_timer_stop(s->srv->loop, &s->grace);
+    free(s->types);
+    free(s);
+}

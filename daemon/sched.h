@@ -1,0 +1,52 @@
+/* sched.h — decides which stored jobs run, and when: claims due jobs of each type from the store
+ * (highest priority first, then oldest), within [workers] count and the type's concurrency,
+ * runs each on a worker, and records each attempt's outcome: succeeded; retried after an
+ * exponential back-off with jitter (state scheduled); failed once attempts are spent;
+ * cancelled; or handed back to the queue at shutdown. It wakes on commits, on finished
+ * attempts and on a timer for the next scheduled run_at — it never polls the database.
+ * Loop thread only. */
+#ifndef FL_SCHED_H
+#define FL_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "job.h"
+#include "server.h"
+
+typedef struct fl_sched fl_sched;
+
+/* fl_sched_new starts scheduling the types of srv->cfg on srv->loop with srv->store; every type
+ * is looked at once at start (jobs left by a previous run). 0 or -ENOMEM. */
+int fl_sched_new(fl_sched **out, fl_server *srv);
+
+/* fl_sched_committed tells the scheduler a new job was committed (queued: run soon;
+ * scheduled: wake up at its run_at). job is borrowed for the call. */
+void fl_sched_committed(fl_sched *s, const fl_job *job);
+
+/* fl_sched_cancel stops the running attempt of job id; it then ends cancelled. 0, or -ENOENT if
+ * no attempt of that job is running here. */
+int fl_sched_cancel(fl_sched *s, int64_t id);
+
+/* fl_sched_stop starts a graceful stop: no new attempts; running ones get shutdown_grace
+ * seconds, then are stopped and handed back to the queue (their attempt counted). */
+void fl_sched_stop(fl_sched *s);
+
+/* fl_sched_idle returns 1 when nothing runs and no outcome is waiting for its commit. */
+int fl_sched_idle(const fl_sched *s);
+
+/* Counters for /metrics. */
+typedef struct fl_sched_stats {
+    size_t running;
+    uint64_t attempts, succeeded, failed, cancelled, retried, timed_out, requeued;
+} fl_sched_stats;
+void fl_sched_stats_get(const fl_sched *s, fl_sched_stats *out);
+
+/* fl_sched_free releases s (after the loop ended); NULL is a no-op. */
+void fl_sched_free(fl_sched *s);
+
+/* fl_sched_backoff returns the delay in seconds before retry number `attempt` (1 = the first
+ * retry): base * 2^(attempt-1) capped at max, then "equal jitter": half of it fixed, the other
+ * half scaled by r01 in [0, 1). Pure, for tests. */
+double fl_sched_backoff(double base, double max, int attempt, double r01);
+
+#endif

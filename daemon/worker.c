@@ -1,0 +1,463 @@
+/* worker.c — one attempt of one job, by handler (see worker.h).
+ *
+ * DESIGN. exec: posix_spawn (vfork-based in glibc, safe beside the store's writer thread) into
+ * a new process group, payload written to its stdin pipe by an ev_io, stdout+stderr read from
+ * one pipe into a ring of the last FL_WORKER_OUTPUT_MAX bytes, exit seen by ev_child. The
+ * attempt ends when the child has been reaped and its output pipe is at EOF; when the group
+ * leader exits, what is left of its group is SIGKILLed so no orphan outlives the attempt.
+ * Time limit and stop: SIGTERM to the group, SIGKILL after kill_grace. sleep and noop are
+ * timers; http goes through webhook.c. done() always runs from a watcher callback. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "webhook.h"
+
+extern char **environ;
+
+#define FL_WORKER_CONNECT_TIMEOUT 10.0   /* http handler: connect limit when the job has a longer one */
+
+struct fl_worker {
+    fl_worker_env env;
+    const fl_type *type;
+    const fl_job *job;
+    fl_worker_done done;
+    void *udata;
+    ev_timer limit;              /* the attempt's time limit */
+    ev_timer kill;               /* SIGKILL after kill_grace */
+    ev_timer tick;               /* sleep's nap, noop's next-iteration finish */
+    ev_child child;
+    ev_io in, out;
+    pid_t pid;                   /* also the process group id */
+    int reaped, out_eof;
+    int status;                  /* wait status */
+    size_t in_off;
+    char ring[FL_WORKER_OUTPUT_MAX];
+    size_t ring_len, ring_pos;   /* bytes held; next write position */
+    fl_webhook_req *http;
+    int timed_out;
+    fl_stop_reason stopped;
+    int finished;
+    double started;
+    char error[256];
+};
+
+int64_t fl_worker_job_id(const fl_worker *w) { return w->job->id; }
+
+static void ring_put(fl_worker *w, const char *p, size_t n)
+{
+    if (n >= sizeof w->ring) {   /* only the tail matters */
+        p += n - sizeof w->ring;
+        n = sizeof w->ring;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w->ring[w->ring_pos] = p[i];
+        w->ring_pos = (w->ring_pos + 1) % sizeof w->ring;
+    }
+    w->ring_len = w->ring_len + n > sizeof w->ring ? sizeof w->ring : w->ring_len + n;
+}
+
+/* Copies the ring, oldest byte first, into out (FL_WORKER_OUTPUT_MAX bytes). */
+static size_t ring_get(const fl_worker *w, char *out)
+{
+    size_t start = (w->ring_pos + sizeof w->ring - w->ring_len) % sizeof w->ring;
+    for (size_t i = 0; i < w->ring_len; i++)
+        out[i] = w->ring[(start + i) % sizeof w->ring];
+    return w->ring_len;
+}
+
+static void stop_watchers(fl_worker *w)
+{
+    struct ev_loop *loop = w->env.loop;
+    ev_timer_stop(loop, &w->limit);
+    ev_timer_stop(loop, &w->kill);
+    ev_timer_stop(loop, &w->tick);
+    ev_child_stop(loop, &w->child);
+    if (ev_is_active(&w->in) || w->in.fd >= 0) {
+        ev_io_stop(loop, &w->in);
+        if (w->in.fd >= 0)
+            close(w->in.fd);
+        w->in.fd = -1;
+    }
+    ev_io_stop(loop, &w->out);
+    if (w->out.fd >= 0)
+        close(w->out.fd);
+    w->out.fd = -1;
+}
+
+/* Ends the attempt: builds the outcome, calls done, frees w. */
+static void finish(fl_worker *w, int ok, const char *output, size_t output_len, int has_code, int code)
+{
+    if (w->finished)
+        return;
+    w->finished = 1;
+    stop_watchers(w);
+    if (w->timed_out) {
+        ok = 0;
+        snprintf(w->error, sizeof w->error, "timed out after %g s", w->job->timeout);
+    } else if (w->stopped) {
+        ok = 0;
+        snprintf(w->error, sizeof w->error, "%s", w->stopped == FL_STOP_CANCEL ? "cancelled" : "stopped by shutdown");
+    } else if (ok) {
+        w->error[0] = '\0';
+    }
+    fl_outcome o = {
+        .ok = ok, .timed_out = w->timed_out, .stopped = w->stopped,
+        .has_exit_code = has_code, .exit_code = code,
+        .error = w->error, .output = output, .output_len = output_len,
+        .seconds = ev_now(w->env.loop) - w->started,
+    };
+    w->done(w, &o, w->udata);
+    free(w);
+}
+
+/* ---------------------------------------------------------------- exec */
+
+static void exec_maybe_done(fl_worker *w)
+{
+    if (!w->reaped || !w->out_eof)
+        return;
+    char out[FL_WORKER_OUTPUT_MAX];
+    size_t n = ring_get(w, out);
+    int st = w->status, has_code = 0, code = 0, ok = 0;
+    if (w->error[0]) {
+        /* could not start: the error says why, there is no exit status */
+    } else if (WIFEXITED(st)) {
+        has_code = 1;
+        code = WEXITSTATUS(st);
+        ok = code == 0;
+        if (!ok)
+            snprintf(w->error, sizeof w->error, "exit code %d", code);
+    } else if (WIFSIGNALED(st)) {
+        snprintf(w->error, sizeof w->error, "killed by signal %d", WTERMSIG(st));
+    }
+    finish(w, ok, out, n, has_code, code);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
+{
+    (void)revents;
+    fl_worker *w = c->data;
+    ev_child_stop(loop, c);
+    w->reaped = 1;
+    w->status = c->rstatus;
+    /* The leader is gone: whatever it left in its group goes too, and with it the pipe's
+     * last writers, so the output reaches EOF. */
+    kill(-w->pid, SIGKILL);
+    exec_maybe_done(w);
+}
+
+static void out_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    fl_worker *w = io->data;
+    char buf[16384];
+    for (int i = 0; i < 8; i++) {
+        ssize_t n = read(io->fd, buf, sizeof buf);
+        if (n > 0) {
+            ring_put(w, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        ev_io_stop(loop, io);   /* EOF or error: nothing more will come */
+        close(io->fd);
+        io->fd = -1;
+        w->out_eof = 1;
+        exec_maybe_done(w);
+        return;
+    }
+}
+
+static void in_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    fl_worker *w = io->data;
+    while (w->in_off < w->job->payload_len) {
+        ssize_t n = write(io->fd, w->job->payload + w->in_off, w->job->payload_len - w->in_off);
+        if (n > 0) {
+            w->in_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        break;   /* EPIPE: the child does not read its stdin; that is its business */
+    }
+    ev_io_stop(loop, io);
+    close(io->fd);
+    io->fd = -1;
+}
+
+static int set_env(char ***envp, const fl_worker *w)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **e = calloc(n + 4, sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "FLING_JOB_", 10) != 0 && strncmp(environ[i], "FLING_ATTEMPT=", 14) != 0)
+            e[k++] = environ[i];
+    char *vars = malloc(3 * 96 + strlen(w->job->type));
+    if (!vars) {
+        free(e);
+        return -ENOMEM;
+    }
+    int a = sprintf(vars, "FLING_JOB_ID=%lld", (long long)w->job->id) + 1;
+    int b = sprintf(vars + a, "FLING_ATTEMPT=%d", w->job->attempts) + 1;
+    sprintf(vars + a + b, "FLING_JOB_TYPE=%s", w->job->type);
+    e[k++] = vars;
+    e[k++] = vars + a;
+    e[k++] = vars + a + b;
+    e[k] = NULL;
+    *envp = e;
+    return 0;
+}
+
+static void free_env(char **e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; e[i]; i++) {
+        if (strncmp(e[i], "FLING_JOB_ID=", 13) == 0) {
+            free(e[i]);   /* the one allocation holding our three variables, last in e */
+            break;
+        }
+    }
+    free(e);
+}
+
+static int start_exec(fl_worker *w)
+{
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+    char **envp = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = 0;
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+        rc = -errno;
+        goto fail_pipes;
+    }
+    if ((rc = set_env(&envp, w)) < 0)
+        goto fail_pipes;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+    posix_spawnattr_init(&attr);
+    sigset_t none, dflt;
+    sigemptyset(&none);
+    sigfillset(&dflt);   /* SIGPIPE etc. back to their defaults: flingd ignores SIGPIPE */
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dflt);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int err = posix_spawn(&w->pid, w->type->argv[0], &fa, &attr, w->type->argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    free_env(envp);
+    close(in[0]);
+    close(out[1]);
+    if (err) {
+        close(in[1]);
+        close(out[0]);
+        snprintf(w->error, sizeof w->error, "exec %s: %s", w->type->argv[0], strerror(err));
+        w->reaped = w->out_eof = 1;
+        w->status = 127 << 8;
+        return 1;   /* started as a failed attempt: done comes from the loop */
+    }
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    ev_io_init(&w->in, in_cb, in[1], EV_WRITE);
+    ev_io_init(&w->out, out_cb, out[0], EV_READ);
+    w->in.data = w->out.data = w;
+    ev_child_init(&w->child, child_cb, w->pid, 0);
+    w->child.data = w;
+    ev_child_start(w->env.loop, &w->child);
+    ev_io_start(w->env.loop, &w->out);
+    ev_io_start(w->env.loop, &w->in);
+    return 0;
+fail_pipes:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- sleep, noop, http */
+
+static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_worker *w = t->data;
+    if (w->reaped) {   /* an exec that could not start */
+        exec_maybe_done(w);
+        return;
+    }
+    finish(w, w->error[0] == '\0', NULL, 0, 0, 0);
+}
+
+/* Parses sleep's payload: a plain decimal number of seconds. */
+static int sleep_seconds(const fl_job *job, double *out)
+{
+    char buf[32];
+    if (job->payload_len == 0 || job->payload_len >= sizeof buf)
+        return -EINVAL;
+    memcpy(buf, job->payload, job->payload_len);
+    buf[job->payload_len] = '\0';
+    char *end;
+    size_t len = job->payload_len;
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+        buf[--len] = '\0';
+    if (!len || buf[0] < '0' || buf[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    double s = strtod(buf, &end);
+    if (errno || *end || s < 0 || s > FL_TIMEOUT_MAX)
+        return -EINVAL;
+    *out = s;
+    return 0;
+}
+
+static void http_cb(void *udata, const fl_webhook_result *r)
+{
+    fl_worker *w = udata;
+    w->http = NULL;
+    if (!r->ok)
+        snprintf(w->error, sizeof w->error, "%s", r->error);
+    finish(w, r->ok, r->body, r->body_len, 0, 0);
+}
+
+static int start_http(fl_worker *w)
+{
+    if (!w->env.webhook)
+        return -ENOTSUP;
+    double total = w->job->timeout > 0 ? w->job->timeout : FL_TIMEOUT_MAX;
+    double connect = total < FL_WORKER_CONNECT_TIMEOUT ? total : FL_WORKER_CONNECT_TIMEOUT;
+    char id[48], type[FL_TYPE_NAME_MAX + 32];
+    snprintf(id, sizeof id, "Fling-Job-Id: %lld", (long long)w->job->id);
+    snprintf(type, sizeof type, "Fling-Job-Type: %s", w->job->type);
+    const char *headers[] = { "Content-Type: application/octet-stream", id, type, NULL };
+    /* The transfer's own total limit is the job's; our limit timer stays as the backstop. */
+    return fl_webhook_post(w->env.webhook, w->type->url, w->job->payload, w->job->payload_len, headers, connect,
+                           total, http_cb, w, &w->http);
+}
+
+/* ---------------------------------------------------------------- limits and stop */
+
+static void kill_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_worker *w = t->data;
+    if (w->pid > 0 && !w->reaped)
+        kill(-w->pid, SIGKILL);
+}
+
+/* SIGTERM now, SIGKILL after the grace period; timers and transfers end at once. */
+static void terminate(fl_worker *w)
+{
+    if (w->type->handler == FL_HANDLER_EXEC && w->pid > 0 && !w->reaped) {
+        kill(-w->pid, SIGTERM);
+        ev_timer_init(&w->kill, kill_cb, w->env.kill_grace, 0.);
+        w->kill.data = w;
+        ev_timer_start(w->env.loop, &w->kill);
+        return;
+    }
+    if (w->http) {
+        fl_webhook_cancel(w->http);
+        w->http = NULL;
+    }
+    /* sleep/noop/http: end on the next iteration, from a watcher like every other ending. */
+    ev_timer_stop(w->env.loop, &w->tick);
+    ev_timer_set(&w->tick, 0., 0.);
+    ev_timer_start(w->env.loop, &w->tick);
+}
+
+static void limit_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_worker *w = t->data;
+    w->timed_out = 1;
+    terminate(w);
+}
+
+void fl_worker_stop(fl_worker *w, fl_stop_reason reason)
+{
+    if (w->finished || w->stopped || w->timed_out)
+        return;
+    w->stopped = reason;
+    terminate(w);
+}
+
+int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job *job,
+                    fl_worker_done done, void *udata, fl_worker **out)
+{
+    fl_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->env = *env;
+    w->type = type;
+    w->job = job;
+    w->done = done;
+    w->udata = udata;
+    w->in.fd = w->out.fd = -1;
+    w->started = ev_now(env->loop);
+    ev_init(&w->tick, tick_cb);
+    ev_init(&w->limit, limit_cb);
+    w->tick.data = w->limit.data = w;
+    int rc = 0;
+    double nap = 0;
+    switch (type->handler) {
+    case FL_HANDLER_EXEC:
+        rc = start_exec(w);
+        if (rc == 1) {   /* spawn failed: report it from the loop */
+            ev_timer_set(&w->tick, 0., 0.);
+            ev_timer_start(env->loop, &w->tick);
+            rc = 0;
+        }
+        break;
+    case FL_HANDLER_HTTP:
+        rc = start_http(w);
+        break;
+    case FL_HANDLER_SLEEP:
+        if (sleep_seconds(job, &nap) < 0)   /* a bad payload fails on the next iteration */
+            snprintf(w->error, sizeof w->error, "sleep: payload must be a number of seconds");
+        __attribute__((fallthrough));
+    case FL_HANDLER_NOOP:
+        ev_timer_set(&w->tick, w->error[0] ? 0. : nap, 0.);
+        ev_timer_start(env->loop, &w->tick);
+        break;
+    }
+    if (rc < 0) {
+        stop_watchers(w);
+        free(w);
+        return rc;
+    }
+    if (job->timeout > 0) {
+        ev_timer_set(&w->limit, job->timeout, 0.);
+        ev_timer_start(env->loop, &w->limit);
+    }
+    if (out)
+        *out = w;
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* worker.h — runs one attempt of one job on the libev loop, by its type's handler: `exec` (a
+ * child process in its own process group, payload on stdin, output tail kept), `http` (POST
+ * the payload through webhook.c), `sleep` and `noop` (built in). Enforces the attempt's time
+ * limit (SIGTERM to the group, SIGKILL after a grace period) and stops on request (cancel,
+ * shutdown). Never blocks the loop: children are watched with ev_child, pipes with ev_io.
+ * The scheduler (sched.c) decides what an outcome means (retry, fail, succeed). */
+#ifndef FL_WORKER_H
+#define FL_WORKER_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "job.h"
+
+struct fl_webhook;
+
+#define FL_WORKER_OUTPUT_MAX 4096   /* the tail of stdout+stderr kept as the job's output */
+
+typedef enum fl_stop_reason {
+    FL_STOP_CANCEL = 1,   /* DELETE /v1/jobs/{id}: the job ends cancelled */
+    FL_STOP_SHUTDOWN      /* graceful stop ran out of time: the job goes back to the queue */
+} fl_stop_reason;
+
+/* How an attempt ended. Valid only during the done callback. */
+typedef struct fl_outcome {
+    int ok;                        /* the handler succeeded (exit 0, 2xx, slept, noop) */
+    int timed_out;                 /* the time limit passed: the TIMEOUT status bit */
+    fl_stop_reason stopped;        /* 0, or why fl_worker_stop ended it */
+    int has_exit_code; int exit_code;  /* exec: the exit status when it exited normally */
+    const char *error;             /* "" when ok; else why, e.g. "exit code 3", "killed by signal 9",
+                                      "timed out after 30 s", "HTTP 500", "exec /x: No such file" */
+    const char *output;            /* the tail of the output (exec) or reply body (http); may be binary */
+    size_t output_len;
+    double seconds;                /* wall time of the attempt */
+} fl_outcome;
+
+typedef struct fl_worker fl_worker;
+typedef void (*fl_worker_done)(fl_worker *w, const fl_outcome *o, void *udata);
+
+typedef struct fl_worker_env {
+    struct ev_loop *loop;          /* must be the default loop (ev_child only works there) */
+    struct fl_webhook *webhook;    /* for the http handler; may be NULL if no http type exists */
+    double kill_grace;             /* seconds between SIGTERM and SIGKILL */
+} fl_worker_env;
+
+/* fl_worker_start begins an attempt of job (borrowed until done runs: its payload is read from
+ * there) with handler settings from type (borrowed) and the time limit job->timeout (seconds,
+ * 0 = none). done runs exactly once, on the loop, never from inside this call; the worker is
+ * freed right after done returns. Returns 0 (and *out if out is not NULL), or a negative errno
+ * if nothing was started (done never runs). */
+int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job *job,
+                    fl_worker_done done, void *udata, fl_worker **out);
+
+/* fl_worker_stop ends the attempt early (SIGTERM to the process group, SIGKILL after the grace
+ * period; an http transfer is cancelled); done then runs with o->stopped = reason. */
+void fl_worker_stop(fl_worker *w, fl_stop_reason reason);
+
+/* fl_worker_job_id returns the id of the job w runs. */
+int64_t fl_worker_job_id(const fl_worker *w);
+
+#endif

@@ -1,0 +1,306 @@
+/* test_run.c — running jobs with a real flingd: exec success and failure with output kept,
+ * time limits (TIMEOUT bit, process group gone, 3 with a departed client), retries then failed,
+ * delay and priority order, cancel of queued and running jobs, kill -9 while jobs run, and the
+ * SIGTERM drain. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fling.h"
+#include "harness.h"
+
+static flh_daemon D;
+static char dir_conf[4096];
+static char work[64] = "/tmp/flingrun.XXXXXX";   /* files the test jobs write */
+static char slow_pid[128], order_txt[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (!mkdtemp(work))
+        return -1;
+    snprintf(slow_pid, sizeof slow_pid, "%s/slow.pid", work);
+    snprintf(order_txt, sizeof order_txt, "%s/order.txt", work);
+    snprintf(dir_conf, sizeof dir_conf,
+             "[workers]\ncount = 4\n"
+             "[type.echo]\nhandler = exec\ncommand = /bin/sh -c 'echo \"job $FLING_JOB_ID attempt $FLING_ATTEMPT\"; cat; echo oops >&2; exit 0'\n"
+             "[type.fail]\nhandler = exec\ncommand = /bin/sh -c 'echo failing; exit 3'\nmax_attempts = 3\nbackoff = 0.1\n"
+             "[type.slow]\nhandler = exec\ncommand = /bin/sh -c 'echo $$ > \"$0\"; sleep 30 & wait' %s/slow.pid\n"
+             "timeout = 0.5\nmax_attempts = 1\n"
+             "[type.order]\nhandler = exec\ncommand = /bin/sh -c 'read x; [ \"$x\" = block ] && sleep 1; echo \"$x\" >> \"$0\"' %s/order.txt\n"
+             "concurrency = 1\n"
+             "[type.nap]\nhandler = sleep\n"
+             "[type.quick]\nhandler = noop\n",
+             work, work);
+    return 0;
+}
+
+/* Polls GET /v1/jobs/{id} until its state is terminal or timeout_ms; returns the job (caller decrefs). */
+static json_t *wait_terminal(const flh_daemon *d, const char *id, int timeout_ms)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    json_t *job = NULL;
+    for (double end = flh_now() + timeout_ms / 1000.0; flh_now() < end; usleep(20000)) {
+        json_decref(job);
+        job = NULL;
+        if (flh_http(d, "GET", path, &job) != 200)
+            continue;
+        const char *st = json_string_value(json_object_get(job, "state"));
+        if (st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled")))
+            return job;
+    }
+    return job;
+}
+
+static void submit(const flh_daemon *d, const char *type, const char *payload, const fling_job_opts *o, char id[24])
+{
+    fling_client *c = fling_client_new(d->url, NULL);
+    fling_response r = { 0 };
+    assert_int_equal(fling_submit(c, type, payload, strlen(payload), o, &r), 0);
+    snprintf(id, 24, "%s", r.id);
+    fling_response_clear(&r);
+    fling_client_free(c);
+}
+
+static const char *str(json_t *job, const char *k) { return json_string_value(json_object_get(job, k)); }
+static long num(json_t *job, const char *k) { return (long)json_integer_value(json_object_get(job, k)); }
+
+static void exec_success_keeps_output(void **state)
+{
+    (void)state;
+    char id[24];
+    submit(&D, "echo", "payload-bytes", NULL, id);
+    json_t *job = wait_terminal(&D, id, 10000);
+    assert_string_equal(str(job, "state"), "succeeded");
+    assert_int_equal(num(job, "exit_code"), 0);
+    assert_int_equal(num(job, "attempts"), 1);
+    char want[64];
+    snprintf(want, sizeof want, "job %s attempt 1", id);
+    assert_non_null(strstr(str(job, "output"), want));
+    assert_non_null(strstr(str(job, "output"), "payload-bytes"));
+    assert_non_null(strstr(str(job, "output"), "oops"));
+    assert_non_null(str(job, "started_at"));
+    assert_non_null(str(job, "finished_at"));
+    json_decref(job);
+}
+
+static void retries_then_failed(void **state)
+{
+    (void)state;
+    char id[24];
+    submit(&D, "fail", "", NULL, id);
+    json_t *job = wait_terminal(&D, id, 15000);
+    assert_string_equal(str(job, "state"), "failed");
+    assert_int_equal(num(job, "attempts"), 3);
+    assert_int_equal(num(job, "exit_code"), 3);
+    assert_non_null(strstr(str(job, "error"), "exit code 3"));
+    assert_non_null(strstr(str(job, "output"), "failing"));
+    json_decref(job);
+}
+
+/* Is any process of the group whose leader's pid is in pidfile still running? Zombies left
+ * for init to reap don't count. 1 yes, 0 no, -1 no pid file. */
+static int group_alive(const char *pidfile)
+{
+    FILE *f = fopen(pidfile, "r");
+    if (!f)
+        return -1;
+    int pgid = 0;
+    int n = fscanf(f, "%d", &pgid);
+    fclose(f);
+    if (n != 1 || pgid <= 0)
+        return -1;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int alive = 0;
+    while (d && (e = readdir(d)) && !alive) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *s = fopen(path, "r");
+        if (!s)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, s);
+        fclose(s);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');   /* after "pid (comm)": state ppid pgrp */
+        char state;
+        int ppid, pgrp;
+        if (rp && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid && state != 'Z')
+            alive = 1;
+    }
+    if (d)
+        closedir(d);
+    return alive;
+}
+
+static void timeout_sets_bit_2_and_kills_the_group(void **state)
+{
+    (void)state;
+    unlink(slow_pid);
+    char id[24];
+    submit(&D, "slow", "", NULL, id);
+    json_t *job = wait_terminal(&D, id, 10000);
+    assert_string_equal(str(job, "state"), "failed");
+    assert_int_equal(num(job, "status"), 2);
+    assert_non_null(strstr(str(job, "error"), "timed out"));
+    json_decref(job);
+    usleep(100000);
+    assert_int_equal(group_alive(slow_pid), 0);   /* the shell and its background sleep are gone */
+}
+
+static void fire_and_forget_timeout_is_status_3(void **state)
+{
+    (void)state;
+    fling_client *c = fling_client_new(D.url, NULL);
+    long before = flh_count_jobs(&D, "slow", NULL);
+    assert_int_equal(fling_fire(c, "slow", "", 0, NULL), 0);
+    fling_client_free(c);
+    assert_int_equal(flh_wait_count(&D, "slow", before + 1, 5000, NULL), before + 1);
+    json_t *list = NULL;
+    assert_int_equal(flh_http(&D, "GET", "/v1/jobs?type=slow&limit=1", &list), 200);
+    char id[24];
+    snprintf(id, sizeof id, "%s", str(json_array_get(json_object_get(list, "jobs"), 0), "id"));
+    json_decref(list);
+    json_t *job = wait_terminal(&D, id, 10000);
+    assert_int_equal(num(job, "status"), 3);
+    json_decref(job);
+}
+
+static void delay_and_priority_order(void **state)
+{
+    (void)state;
+    unlink(order_txt);
+    /* One slot for type order: a 1 s "block" job holds it while three more are queued with
+     * different priorities, and a fourth waits for its delay. */
+    fling_job_opts later = { .delay = 2.5 };
+    fling_job_opts low = { .has_priority = 1, .priority = -5 };
+    fling_job_opts high = { .has_priority = 1, .priority = 10 };
+    char id[24], path[64];
+    submit(&D, "order", "block", NULL, id);
+    submit(&D, "order", "delayed", &later, id);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&D, "GET", path, &job), 200);
+    assert_string_equal(str(job, "state"), "scheduled");
+    json_decref(job);
+    submit(&D, "order", "low", &low, id);
+    submit(&D, "order", "mid", NULL, id);
+    submit(&D, "order", "high", &high, id);
+    for (double end = flh_now() + 10; flh_now() < end; usleep(50000)) {
+        FILE *f = fopen(order_txt, "r");
+        char buf[256] = "";
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        if (strstr(buf, "delayed")) {
+            assert_string_equal(buf, "block\nhigh\nmid\nlow\ndelayed\n");
+            return;
+        }
+    }
+    fail_msg("the delayed job never ran");
+}
+
+static void cancel_queued_and_running(void **state)
+{
+    (void)state;
+    char id[24], path[64];
+    fling_job_opts later = { .delay = 30 };
+    submit(&D, "nap", "1", &later, id);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&D, "DELETE", path, &job), 200);
+    assert_string_equal(str(job, "state"), "cancelled");
+    json_decref(job);
+
+    submit(&D, "nap", "30", NULL, id);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    for (double end = flh_now() + 5; flh_now() < end; usleep(20000)) {
+        assert_int_equal(flh_http(&D, "GET", path, &job), 200);
+        int running = !strcmp(str(job, "state"), "running");
+        json_decref(job);
+        if (running)
+            break;
+    }
+    assert_int_equal(flh_http(&D, "DELETE", path, &job), 202);
+    json_decref(job);
+    job = wait_terminal(&D, id, 5000);
+    assert_string_equal(str(job, "state"), "cancelled");
+    json_decref(job);
+}
+
+static void kill9_while_running_then_all_terminal(void **state)
+{
+    (void)state;
+    char ids[6][24];
+    for (int i = 0; i < 6; i++)
+        submit(&D, "nap", "0.3", NULL, ids[i]);
+    usleep(100000);
+    flh_kill(&D, SIGKILL);
+    assert_int_equal(flh_restart(&D), 0);
+    for (int i = 0; i < 6; i++) {
+        json_t *job = wait_terminal(&D, ids[i], 10000);
+        assert_string_equal(str(job, "state"), "succeeded");
+        json_decref(job);
+    }
+}
+
+static void sigterm_drains_running_jobs(void **state)
+{
+    (void)state;
+    char id[24];
+    submit(&D, "nap", "0.5", NULL, id);
+    usleep(150000);
+    double t0 = flh_now();
+    int st = flh_kill(&D, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(flh_now() - t0 >= 0.2);   /* it waited for the job */
+    assert_int_equal(flh_restart(&D), 0);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&D, "GET", path, &job), 200);
+    assert_string_equal(str(job, "state"), "succeeded");
+    json_decref(job);
+}
+
+static int start(void **state)
+{
+    setup(state);
+    return flh_start(&D, dir_conf);
+}
+
+static int stop(void **state)
+{
+    (void)state;
+    unlink(slow_pid);
+    unlink(order_txt);
+    rmdir(work);
+    return flh_stop(&D);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(exec_success_keeps_output),
+        cmocka_unit_test(retries_then_failed),
+        cmocka_unit_test(timeout_sets_bit_2_and_kills_the_group),
+        cmocka_unit_test(fire_and_forget_timeout_is_status_3),
+        cmocka_unit_test(delay_and_priority_order),
+        cmocka_unit_test(cancel_queued_and_running),
+        cmocka_unit_test(kill9_while_running_then_all_terminal),
+        cmocka_unit_test(sigterm_drains_running_jobs),
+    };
+    return cmocka_run_group_tests(tests, start, stop);
+}
