@@ -8,12 +8,17 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "fling.h"
 #include "harness.h"
@@ -23,11 +28,49 @@ static char dir_conf[4096];
 static char work[64] = "/tmp/flingrun.XXXXXX";   /* files the test jobs write */
 static char slow_pid[128], order_txt[128];
 
+/* A one-shot HTTP receiver for the http handler: answers the first request with hook_status
+ * and keeps what it received. */
+static int hook_fd = -1, hook_port, hook_status = 200;
+static char hook_got[4096];
+
+static void *hook_serve(void *arg)
+{
+    (void)arg;
+    int c = accept(hook_fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    size_t len = 0;
+    while (len < sizeof hook_got - 1 && !strstr(hook_got, "hook-payload")) {
+        ssize_t n = recv(c, hook_got + len, sizeof hook_got - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        hook_got[len] = '\0';
+    }
+    char reply[128];
+    int n = snprintf(reply, sizeof reply, "HTTP/1.1 %d X\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived", hook_status);
+    send(c, reply, (size_t)n, MSG_NOSIGNAL);
+    close(c);
+    return NULL;
+}
+
+static int hook_listen(void)
+{
+    hook_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (bind(hook_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(hook_fd, 8) < 0 ||
+        getsockname(hook_fd, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    hook_port = ntohs(a.sin_port);
+    return 0;
+}
+
 static int setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    if (!mkdtemp(work))
+    if (!mkdtemp(work) || hook_listen() < 0)
         return -1;
     snprintf(slow_pid, sizeof slow_pid, "%s/slow.pid", work);
     snprintf(order_txt, sizeof order_txt, "%s/order.txt", work);
@@ -40,8 +83,9 @@ static int setup(void **state)
              "[type.order]\nhandler = exec\ncommand = /bin/sh -c 'read x; [ \"$x\" = block ] && sleep 1; echo \"$x\" >> \"$0\"' %s/order.txt\n"
              "concurrency = 1\n"
              "[type.nap]\nhandler = sleep\n"
-             "[type.quick]\nhandler = noop\n",
-             work, work);
+             "[type.quick]\nhandler = noop\n"
+             "[type.hook]\nhandler = http\nurl = http://127.0.0.1:%d/hook\nmax_attempts = 1\n",
+             work, work, hook_port);
     return 0;
 }
 
@@ -275,6 +319,58 @@ static void sigterm_drains_running_jobs(void **state)
     json_decref(job);
 }
 
+static void http_handler_posts_the_payload(void **state)
+{
+    (void)state;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hook_serve, NULL), 0);
+    char id[24];
+    submit(&D, "hook", "hook-payload", NULL, id);
+    json_t *job = wait_terminal(&D, id, 10000);
+    pthread_join(th, NULL);
+    assert_string_equal(str(job, "state"), "succeeded");
+    assert_string_equal(str(job, "output"), "received");
+    assert_non_null(strstr(hook_got, "POST /hook HTTP/1.1"));
+    assert_non_null(strstr(hook_got, "hook-payload"));
+    json_decref(job);
+    hook_status = 500;   /* a non-2xx answer fails the attempt */
+    assert_int_equal(pthread_create(&th, NULL, hook_serve, NULL), 0);
+    hook_got[0] = '\0';
+    submit(&D, "hook", "hook-payload", NULL, id);
+    job = wait_terminal(&D, id, 10000);
+    pthread_join(th, NULL);
+    assert_string_equal(str(job, "state"), "failed");
+    assert_non_null(strstr(str(job, "error"), "500"));
+    json_decref(job);
+}
+
+/* A job longer than shutdown_grace (0.5 s in the harness) is stopped and handed back. */
+static void sigterm_requeues_what_outlives_the_grace(void **state)
+{
+    (void)state;
+    char id[24], path[64];
+    submit(&D, "nap", "30", NULL, id);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    usleep(200000);
+    double t0 = flh_now();
+    int st = flh_kill(&D, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(flh_now() - t0 < 5);
+    /* Read the row before a new daemon could run it again. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT state, attempts FROM jobs WHERE id = %s", id);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "queued");
+    assert_int_equal(sqlite3_column_int(q, 1), 1);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    assert_int_equal(flh_restart(&D), 0);
+}
+
 static int start(void **state)
 {
     setup(state);
@@ -287,6 +383,7 @@ static int stop(void **state)
     unlink(slow_pid);
     unlink(order_txt);
     rmdir(work);
+    close(hook_fd);
     return flh_stop(&D);
 }
 
@@ -301,6 +398,8 @@ int main(void)
         cmocka_unit_test(cancel_queued_and_running),
         cmocka_unit_test(kill9_while_running_then_all_terminal),
         cmocka_unit_test(sigterm_drains_running_jobs),
+        cmocka_unit_test(http_handler_posts_the_payload),
+        cmocka_unit_test(sigterm_requeues_what_outlives_the_grace),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
