@@ -471,8 +471,10 @@ static void reply_health(fl_req *req)
     reply_json(req, srv->stopping ? 503 : 200, o, NULL);
 }
 
-static void reply_metrics(fl_req *req)
+/* /metrics asks the store for the queue depth first, then renders everything at once. */
+static void metrics_done(fl_store_op *op)
 {
+    fl_req *req = op->udata;
     fl_server *srv = req->srv;
     fl_store_stats st;
     fl_store_stats_get(srv->store, &st);
@@ -484,14 +486,33 @@ static void reply_metrics(fl_req *req)
         .jobs_running = ss.running, .attempts = ss.attempts, .succeeded = ss.succeeded, .failed = ss.failed,
         .cancelled = ss.cancelled, .retried = ss.retried, .timed_out = ss.timed_out, .requeued = ss.requeued,
     };
-    size_t len;
-    char *text = fl_metrics_render(&srv->metrics, &g, &len);
-    if (!text) {
-        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
-        return;
+    size_t n = srv->cfg->n_types;
+    fl_metrics_type *types = calloc(n ? n : 1, sizeof *types);
+    char *text = NULL;
+    size_t len = 0;
+    if (types) {
+        fl_sched_type_metrics(srv->sched, types);
+        for (size_t i = 0; op->result == 0 && i < op->u.count.n; i++) {
+            const fl_store_count *c = &op->u.count.rows[i];
+            for (size_t k = 0; k < n; k++) {
+                if (strcmp(types[k].name, c->type) != 0)
+                    continue;
+                if (c->state == FL_STATE_QUEUED)
+                    types[k].queued = c->n;
+                else if (c->state == FL_STATE_SCHEDULED)
+                    types[k].scheduled = c->n;
+            }
+        }
+        text = fl_metrics_render(&srv->metrics, &g, types, n, &len);
     }
-    reply(req, 200, "text/plain; version=0.0.4", NULL, text, len);
+    free(types);
+    free(op->u.count.rows);
+    if (!text)
+        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
+    else
+        reply(req, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);
+    fl_conn_reply_ready(req);
 }
 
 void fl_http_complete(fl_req *req)
@@ -521,8 +542,8 @@ void fl_http_complete(fl_req *req)
         reply_health(req);
         break;
     case FL_ROUTE_METRICS:
-        reply_metrics(req);
-        break;
+        push(req, FL_STORE_COUNT, metrics_done);
+        return;
     case FL_ROUTE_NONE:
         fl_http_error(req, 404, "not_found", "no such route");
         break;

@@ -44,7 +44,53 @@ static void metric(outbuf *b, const char *name, const char *type, const char *he
         (unsigned long long)v);
 }
 
-char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, size_t *len)
+const double fl_metrics_bucket_bounds[FL_M_BUCKETS] = { 0.005, 0.05, 0.25, 1, 5, 30, 120, 600, 3600 };
+
+void fl_metrics_observe(fl_metrics_type *t, double seconds)
+{
+    size_t i = 0;
+    while (i < FL_M_BUCKETS && seconds > fl_metrics_bucket_bounds[i])
+        i++;
+    t->buckets[i]++;
+    t->seconds_sum += seconds;
+}
+
+static void render_types(outbuf *b, const fl_metrics_type *types, size_t n)
+{
+    put(b, "# HELP fling_jobs Jobs waiting or running, by type and state (queue depth).\n# TYPE fling_jobs gauge\n");
+    for (size_t i = 0; i < n; i++)
+        put(b, "fling_jobs{type=\"%s\",state=\"queued\"} %lld\nfling_jobs{type=\"%s\",state=\"scheduled\"} %lld\n"
+               "fling_jobs{type=\"%s\",state=\"running\"} %lld\n",
+            types[i].name, (long long)types[i].queued, types[i].name, (long long)types[i].scheduled, types[i].name,
+            (long long)types[i].running);
+    put(b, "# HELP fling_type_attempts_total Attempts ended, by type and what became of the job.\n"
+           "# TYPE fling_type_attempts_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        const fl_metrics_type *t = &types[i];
+        const char *names[] = { "succeeded", "failed", "cancelled", "retried" };
+        uint64_t v[] = { t->succeeded, t->failed, t->cancelled, t->retried };
+        for (size_t k = 0; k < 4; k++)
+            put(b, "fling_type_attempts_total{type=\"%s\",outcome=\"%s\"} %llu\n", t->name, names[k],
+                (unsigned long long)v[k]);
+    }
+    put(b, "# HELP fling_attempt_seconds How long attempts ran, by type.\n# TYPE fling_attempt_seconds histogram\n");
+    for (size_t i = 0; i < n; i++) {
+        const fl_metrics_type *t = &types[i];
+        uint64_t cum = 0;
+        for (size_t k = 0; k < FL_M_BUCKETS; k++) {
+            cum += t->buckets[k];
+            put(b, "fling_attempt_seconds_bucket{type=\"%s\",le=\"%g\"} %llu\n", t->name, fl_metrics_bucket_bounds[k],
+                (unsigned long long)cum);
+        }
+        cum += t->buckets[FL_M_BUCKETS];
+        put(b, "fling_attempt_seconds_bucket{type=\"%s\",le=\"+Inf\"} %llu\n", t->name, (unsigned long long)cum);
+        put(b, "fling_attempt_seconds_sum{type=\"%s\"} %.6f\nfling_attempt_seconds_count{type=\"%s\"} %llu\n", t->name,
+            t->seconds_sum, t->name, (unsigned long long)cum);
+    }
+}
+
+char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const fl_metrics_type *types,
+                        size_t n_types, size_t *len)
 {
     outbuf b = { .p = malloc(4096), .cap = 4096 };
     if (!b.p)
@@ -93,6 +139,7 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, size_t 
         (unsigned long long)g->succeeded, (unsigned long long)g->failed, (unsigned long long)g->cancelled,
         (unsigned long long)g->retried, (unsigned long long)g->requeued);
     metric(&b, "fling_job_timeouts_total", "counter", "Attempts stopped by their time limit.", g->timed_out);
+    render_types(&b, types, n_types);
     if (b.failed) {
         free(b.p);
         return NULL;

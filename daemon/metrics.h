@@ -33,9 +33,26 @@ typedef struct fl_metrics_gauges {
     uint64_t attempts, succeeded, failed, cancelled, retried, timed_out, requeued;
 } fl_metrics_gauges;
 
+/* Attempt durations, in seconds: the upper bounds of the histogram buckets (+Inf implied). */
+#define FL_M_BUCKETS 9
+extern const double fl_metrics_bucket_bounds[FL_M_BUCKETS];
+
+/* Per job type: queue depth (from the store) and attempt outcomes and durations (from sched). */
+typedef struct fl_metrics_type {
+    const char *name;
+    int64_t queued, scheduled, running;
+    uint64_t succeeded, failed, cancelled, retried;
+    uint64_t buckets[FL_M_BUCKETS + 1];   /* non-cumulative counts; the last is +Inf */
+    double seconds_sum;
+} fl_metrics_type;
+
+/* fl_metrics_observe counts one attempt of `seconds` in t's histogram. */
+void fl_metrics_observe(fl_metrics_type *t, double seconds);
+
 /* fl_metrics_render returns the Prometheus text in a new malloc'd buffer of *len bytes
- * (caller frees), or NULL on ENOMEM. */
-char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, size_t *len);
+ * (caller frees), or NULL on ENOMEM. types (n of them) are borrowed. */
+char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const fl_metrics_type *types,
+                        size_t n_types, size_t *len);
 
 /* fl_metrics_response counts one response of the given HTTP status. */
 void fl_metrics_response(fl_metrics *m, int status);

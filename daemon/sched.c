@@ -29,6 +29,7 @@ typedef struct sched_type {
     int dirty;               /* may have due jobs */
     int64_t next_run_at;     /* earliest known run_at of a scheduled job, ms; 0 = none known */
     fl_store_op claim;
+    fl_metrics_type m;       /* outcomes and durations for /metrics */
 } sched_type;
 
 typedef struct run {
@@ -142,6 +143,7 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
 {
     const fl_job *job = r->job;
     const fl_type *t = r->st->type;
+    fl_metrics_observe(&r->st->m, o->seconds);
     if (o->stopped == FL_STOP_SHUTDOWN) {
         s->stats.requeued++;
         fl_log(LOG_INFO, "job %lld (%s): stopped by shutdown; back in the queue", (long long)job->id, t->name);
@@ -149,23 +151,27 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
     }
     if (o->stopped == FL_STOP_CANCEL) {
         s->stats.cancelled++;
+        r->st->m.cancelled++;
         fl_log(LOG_INFO, "job %lld (%s): cancelled while running", (long long)job->id, t->name);
         return FL_STATE_CANCELLED;
     }
     if (o->ok) {
         s->stats.succeeded++;
+        r->st->m.succeeded++;
         return FL_STATE_SUCCEEDED;
     }
     if (job->attempts < job->max_attempts) {
         double delay = fl_sched_backoff(t->backoff_base, t->backoff_max, job->attempts, drand48());
         *run_at = now_ms() + (int64_t)(delay * 1000.0);
         s->stats.retried++;
+        r->st->m.retried++;
         fl_log(LOG_WARNING, "job %lld (%s): attempt %d/%d failed: %s; retry in %.1f s", (long long)job->id, t->name,
                job->attempts, job->max_attempts, o->error, delay);
         note_run_at(r->st, *run_at);
         return FL_STATE_SCHEDULED;
     }
     s->stats.failed++;
+    r->st->m.failed++;
     fl_log(LOG_WARNING, "job %lld (%s): failed after %d attempt(s): %s", (long long)job->id, t->name,
            job->attempts, o->error);
     return FL_STATE_FAILED;
@@ -416,6 +422,15 @@ void fl_sched_stats_get(const fl_sched *s, fl_sched_stats *out)
 {
     *out = s->stats;
     out->running = (size_t)s->running;
+}
+
+void fl_sched_type_metrics(const fl_sched *s, fl_metrics_type *out)
+{
+    for (size_t i = 0; i < s->n_types; i++) {
+        out[i] = s->types[i].m;
+        out[i].name = s->types[i].type->name;
+        out[i].running = s->types[i].running;
+    }
 }
 
 void fl_sched_free(fl_sched *s)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "job.h"
+#include "metrics.h"
 #include "server.h"
 
 typedef struct fl_sched fl_sched;
@@ -40,6 +41,10 @@ typedef struct fl_sched_stats {
     uint64_t attempts, succeeded, failed, cancelled, retried, timed_out, requeued;
 } fl_sched_stats;
 void fl_sched_stats_get(const fl_sched *s, fl_sched_stats *out);
+
+/* fl_sched_type_metrics fills out[i] (one per configured type, in config order) with the type's
+ * name (borrowed), running count, attempt outcomes and durations. */
+void fl_sched_type_metrics(const fl_sched *s, fl_metrics_type *out);
 
 /* fl_sched_free releases s (after the loop ended); NULL is a no-op. */
 void fl_sched_free(fl_sched *s);

@@ -639,6 +639,37 @@ static int run_finish(fl_store *s, fl_store_op *op)
     return 0;
 }
 
+static int run_count(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st;
+    size_t cap = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT type, state, count(*) FROM jobs WHERE state = 'queued' OR state = 'scheduled'"
+                           " OR state = 'running' GROUP BY type, state", -1, &st, NULL) != SQLITE_OK)
+        return db_errno(s);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->u.count.n == cap) {
+            cap = cap ? cap * 2 : 16;
+            fl_store_count *rows = realloc(op->u.count.rows, cap * sizeof *rows);
+            if (!rows) {
+                sqlite3_finalize(st);
+                return -ENOMEM;
+            }
+            op->u.count.rows = rows;
+        }
+        fl_store_count *r = &op->u.count.rows[op->u.count.n];
+        const char *type = (const char *)sqlite3_column_text(st, 0), *state = (const char *)sqlite3_column_text(st, 1);
+        snprintf(r->type, sizeof r->type, "%s", type ? type : "");
+        if (!state || fl_proto_state_parse(state, strlen(state), &r->state) < 0)
+            continue;
+        r->n = sqlite3_column_int64(st, 2);
+        op->u.count.n++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_errno(s);
+}
+
 static int run_op(fl_store *s, fl_store_op *op)
 {
     switch (op->kind) {
@@ -656,6 +687,8 @@ static int run_op(fl_store *s, fl_store_op *op)
         return run_claim(s, op);
     case FL_STORE_FINISH:
         return run_finish(s, op);
+    case FL_STORE_COUNT:
+        return run_count(s, op);
     }
     op->result = -EINVAL;
     return 0;
@@ -685,6 +718,10 @@ static void clear_outputs(fl_store_op *op)
         op->u.claim.n = 0;
         op->u.claim.next_run_at = 0;
         break;
+    case FL_STORE_COUNT:
+        op->u.count.rows = NULL;
+        op->u.count.n = 0;
+        break;
     case FL_STORE_SET_STATUS:
     case FL_STORE_FINISH:
         break;
@@ -710,6 +747,9 @@ static void fail_op(fl_store_op *op, int err)
         break;
     case FL_STORE_CLAIM:
         fl_store_list_free(op->u.claim.jobs, op->u.claim.n);
+        break;
+    case FL_STORE_COUNT:
+        free(op->u.count.rows);
         break;
     case FL_STORE_SET_STATUS:
     case FL_STORE_FINISH:

@@ -27,8 +27,12 @@ typedef enum fl_store_kind {
     FL_STORE_CANCEL,      /* queued/scheduled -> cancelled */
     FL_STORE_SET_STATUS,  /* OR status bits into a job (ABORTED after its ack failed) */
     FL_STORE_CLAIM,       /* mark up to limit due jobs of one type running, return them with payloads */
-    FL_STORE_FINISH       /* record the outcome of an attempt */
+    FL_STORE_FINISH,      /* record the outcome of an attempt */
+    FL_STORE_COUNT        /* how many jobs wait or run, by type and state (queue depth) */
 } fl_store_kind;
+
+/* One row of a COUNT: n jobs of type in state. */
+typedef struct fl_store_count { char type[FL_TYPE_NAME_MAX + 1]; fl_state state; int64_t n; } fl_store_count;
 
 typedef struct fl_store_op fl_store_op;
 /* Runs on the loop thread from fl_store_reap; the op is the caller's again from then on. */
@@ -82,6 +86,8 @@ struct fl_store_op {
             const char *error; const char *output; size_t output_len;
             int64_t run_at; int64_t finished_at;
         } finish;
+        /* out: rows[0..n) for the states queued, scheduled and running (caller frees rows with free()). */
+        struct { fl_store_count *rows; size_t n; } count;
     } u;
 };
 

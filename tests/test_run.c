@@ -155,6 +155,24 @@ static void retries_then_failed(void **state)
 
 /* Is any process of the group whose leader's pid is in pidfile still running? Zombies left
  * for init to reap don't count. 1 yes, 0 no, -1 no pid file. */
+/* /metrics: queue depth by type and state, outcomes by type, attempt durations by type. */
+static void metrics_by_type(void **state)
+{
+    (void)state;
+    char id[24];
+    fling_job_opts later = { .delay = 3600 };
+    submit(&D, "nap", "1", &later, id);
+    assert_int_equal(flh_metric(&D, "fling_jobs{type=\"nap\",state=\"scheduled\"}"), 1);
+    assert_int_equal(flh_metric(&D, "fling_type_attempts_total{type=\"fail\",outcome=\"failed\"}"), 1);
+    assert_int_equal(flh_metric(&D, "fling_type_attempts_total{type=\"fail\",outcome=\"retried\"}"), 2);
+    assert_int_equal(flh_metric(&D, "fling_attempt_seconds_count{type=\"fail\"}"), 3);
+    assert_int_equal(flh_metric(&D, "fling_type_attempts_total{type=\"echo\",outcome=\"succeeded\"}"), 1);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    assert_int_equal(flh_http(&D, "DELETE", path, NULL), 200);
+    assert_int_equal(flh_metric(&D, "fling_jobs{type=\"nap\",state=\"scheduled\"}"), 0);
+}
+
 static int group_alive(const char *pidfile)
 {
     FILE *f = fopen(pidfile, "r");
@@ -392,6 +410,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exec_success_keeps_output),
         cmocka_unit_test(retries_then_failed),
+        cmocka_unit_test(metrics_by_type),
         cmocka_unit_test(timeout_sets_bit_2_and_kills_the_group),
         cmocka_unit_test(fire_and_forget_timeout_is_status_3),
         cmocka_unit_test(delay_and_priority_order),
