@@ -15,7 +15,6 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "testutil.h"
 
 #define ERR_LEN 512
 #define PATH_LEN 256

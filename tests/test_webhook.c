@@ -22,7 +22,6 @@
 
 #include <cmocka.h>
 
-#include "testutil.h"
 #include "webhook.h"
 
 #define REQ_MAX (2 * 1024 * 1024)  /* the largest request the test server records */
