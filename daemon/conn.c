@@ -657,13 +657,13 @@ static void conn_progress(fl_conn *c)
             conn_close(c);
         return;
     }
-    if ((c->eof || c->closing || c->gone) && idle && !c->in_message) {
+    if ((c->eof || c->closing) && idle && !c->in_message) {
         if (c->n_acks) {
             stop_reading(c);
             verdict_start(c);
             return;
         }
-        if (c->eof || c->gone) {
+        if (c->eof) {
             conn_close(c);
             return;
         }
@@ -676,7 +676,7 @@ static void conn_progress(fl_conn *c)
         deadline_arm(c);
         return;
     }
-    if (c->eof || c->gone || c->stop_parse)
+    if (c->eof || c->stop_parse)
         stop_reading(c);
     else if (c->n_q >= FL_CONN_MAX_QUEUED || c->out_len - c->out_off >= FL_CONN_MAX_OUT)
         stop_reading(c);

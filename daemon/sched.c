@@ -150,27 +150,23 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
         return FL_STATE_QUEUED;
     }
     if (o->stopped == FL_STOP_CANCEL) {
-        s->stats.cancelled++;
         r->st->m.cancelled++;
         fl_log(LOG_INFO, "job %lld (%s): cancelled while running", (long long)job->id, t->name);
         return FL_STATE_CANCELLED;
     }
     if (o->ok) {
-        s->stats.succeeded++;
         r->st->m.succeeded++;
         return FL_STATE_SUCCEEDED;
     }
     if (job->attempts < job->max_attempts) {
         double delay = fl_sched_backoff(t->backoff_base, t->backoff_max, job->attempts, drand48());
         *run_at = now_ms() + (int64_t)(delay * 1000.0);
-        s->stats.retried++;
         r->st->m.retried++;
         fl_log(LOG_WARNING, "job %lld (%s): attempt %d/%d failed: %s; retry in %.1f s", (long long)job->id, t->name,
                job->attempts, job->max_attempts, o->error, delay);
         note_run_at(r->st, *run_at);
         return FL_STATE_SCHEDULED;
     }
-    s->stats.failed++;
     r->st->m.failed++;
     fl_log(LOG_WARNING, "job %lld (%s): failed after %d attempt(s): %s", (long long)job->id, t->name,
            job->attempts, o->error);
@@ -422,6 +418,13 @@ void fl_sched_stats_get(const fl_sched *s, fl_sched_stats *out)
 {
     *out = s->stats;
     out->running = (size_t)s->running;
+    for (size_t i = 0; i < s->n_types; i++) {   /* outcome totals are the sums over types */
+        const fl_metrics_type *m = &s->types[i].m;
+        out->succeeded += m->succeeded;
+        out->failed += m->failed;
+        out->cancelled += m->cancelled;
+        out->retried += m->retried;
+    }
 }
 
 void fl_sched_type_metrics(const fl_sched *s, fl_metrics_type *out)
