@@ -21,6 +21,7 @@
 #include <sys/un.h>
 
 #include "proto.h"
+#include "redisurl.h"
 
 /* Longest line accepted, newline included. inih keeps its line buffer on the stack; a command or
  * an allow list longer than this is better split into shorter pieces anyway. */
@@ -652,9 +653,13 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
         return is_visible(v) ? replace_string(str, v)
                              : reject(ld, "expected visible ASCII characters, no blanks");
     case V_REDIS_URL:
-        if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:", 5) != 0)
-            return reject(ld, "expected redis://HOST:PORT/DB or unix:PATH");
+    {
+        fl_redis_url u;
+        char why[200];
+        if (fl_redis_url_parse(v, &u, why, sizeof why) < 0)
+            return reject(ld, "%s", why);
         return replace_string(str, v);
+    }
     case V_LISTEN: {
         char *host;
         int rc = parse_listen(v, &host, &c->listen_port);
