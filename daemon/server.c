@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "callback.h"
 #include "conn.h"
+#include "http.h"
 #include "listen.h"
 #include "log.h"
 #include "sched.h"
@@ -14,19 +16,22 @@
 /* A graceful stop waits this long for in-flight requests to get their commit and reply. */
 #define FL_STOP_REQUESTS_MAX 10.0
 
-/* The loop may end once every connection is answered and closed; fl_store_close then
- * completes whatever store ops are left. */
+/* The loop may end once every connection is answered and closed, no job runs and no callback
+ * attempt is in flight (those only until the stop bound); fl_store_close then completes
+ * whatever store ops are left. */
 static void maybe_done(fl_server *srv)
 {
-    if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched))
+    if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched) &&
+        (!srv->callbacks || fl_callbacks_idle(srv->callbacks) || srv->stop_expired))
         ev_break(srv->loop, EVBREAK_ALL);
 }
 
 void fl_server_job_changed(fl_server *srv, const fl_job *job, const char *event)
 {
-    (void)srv;
-    (void)job;
     (void)event;
+    fl_http_job_changed(srv, job);
+    if (srv->callbacks)
+        fl_callbacks_job_changed(srv->callbacks, job);
     /* mirror: */
 }
 
@@ -40,7 +45,7 @@ static int needs_webhook(const fl_config *cfg)
     for (size_t i = 0; i < cfg->n_types; i++)
         if (cfg->types[i].handler == FL_HANDLER_HTTP)
             return 1;
-    return 0;
+    return fl_callbacks_needed(cfg);
 }
 
 static void store_done_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -78,8 +83,13 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     }
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
+    fl_store_set_hooks(srv->store, fl_callbacks_hook, (void *)cfg);
     if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, loop)) < 0) {
         snprintf(err, errlen, "http client: %s", strerror(-rc));
+        goto fail;
+    }
+    if (fl_callbacks_needed(cfg) && (rc = fl_callbacks_new(&srv->callbacks, srv)) < 0) {
+        snprintf(err, errlen, "callbacks: %s", strerror(-rc));
         goto fail;
     }
     if ((rc = fl_sched_new(&srv->sched, srv)) < 0) {
@@ -106,12 +116,16 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     fl_server *srv = w->data;
+    srv->stop_expired = 1;
     if (srv->conns) {
         fl_log(LOG_WARNING, "stop: %zu connection(s) still busy after %.0f s; leaving them",
                srv->n_conns, FL_STOP_REQUESTS_MAX);
         srv->conns_abandoned = 1;
-        maybe_done(srv);
     }
+    if (srv->callbacks && !fl_callbacks_idle(srv->callbacks))
+        fl_log(LOG_WARNING, "stop: callback attempts still in flight after %.0f s; they are retried at the next start",
+               FL_STOP_REQUESTS_MAX);
+    maybe_done(srv);
 }
 
 void fl_server_stop(fl_server *srv)
@@ -129,6 +143,9 @@ void fl_server_stop(fl_server *srv)
     ev_timer_start(srv->loop, &srv->stop_timer);
     ev_unref(srv->loop);   /* the stop timer alone must not keep the loop alive */
     fl_sched_stop(srv->sched);
+    if (srv->callbacks)
+        fl_callbacks_stop(srv->callbacks);
+    fl_http_stop_waiters(srv);
     for (fl_conn *c = srv->conns, *next; c; c = next) {
         next = fl_conn_next(c);
         fl_conn_shutdown(c);
@@ -155,10 +172,12 @@ void fl_server_free(fl_server *srv)
      * finishes every pushed op before closing, so every acked job is committed. */
     fl_sched_free(srv->sched);
     srv->sched = NULL;
-    fl_webhook_free(srv->webhook);
+    fl_webhook_free(srv->webhook);   /* cancels the callback transfers still in flight */
     srv->webhook = NULL;
-    fl_store_close(srv->store);
+    fl_store_close(srv->store);      /* runs the callbacks' last DONE ops */
     srv->store = NULL;
+    fl_callbacks_free(srv->callbacks);
+    srv->callbacks = NULL;
     if (ev_is_active(&srv->stop_timer)) {
         ev_ref(srv->loop);
         ev_timer_stop(srv->loop, &srv->stop_timer);
