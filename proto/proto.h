@@ -19,6 +19,8 @@
 #define FL_HDR_CALLBACK     "Fling-Callback"
 #define FL_HDR_IDEM_KEY     "Idempotency-Key"
 #define FL_HDR_AUTH         "Authorization"
+#define FL_HDR_PREFER       "Prefer"               /* RFC 7240 "wait=N": reply when the job ends */
+#define FL_HDR_ON_DISCONNECT "Fling-On-Disconnect" /* cancel | continue: an attached client left */
 
 /* Bounds on option values; each comment says why the number. */
 #define FL_TYPE_NAME_MAX    64       /* a config section name, not data */
@@ -28,6 +30,7 @@
 #define FL_DELAY_MAX        (366 * 86400.0) /* schedule up to a year ahead */
 #define FL_ATTEMPTS_MAX     1000
 #define FL_ID_MAX           24       /* decimal int64 plus NUL, with room */
+#define FL_WAIT_MAX         3600     /* Prefer: wait; past an hour, polling status is the better tool */
 
 typedef enum fl_state {
     FL_STATE_QUEUED = 0,
