@@ -520,9 +520,10 @@ void fl_http_job_changed(fl_server *srv, const fl_job *job)
         if (!fl_proto_state_terminal(job->state))
             continue;
         wait_end(req);
-        char applied[64];
-        snprintf(applied, sizeof applied, "%s: wait=%d\r\n", FL_HDR_PREF_APPLIED, req->wait_secs);
-        reply_json(req, 200, fl_job_to_json(job), applied);
+        char extra[160];
+        snprintf(extra, sizeof extra, "Location: %s/%lld\r\n%s: wait=%d\r\n", FL_PROTO_JOBS_PATH,
+                 (long long)job->id, FL_HDR_PREF_APPLIED, req->wait_secs);
+        reply_json(req, 200, fl_job_to_json(job), extra);
         fl_conn_reply_ready(req);
     }
 }

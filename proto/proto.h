@@ -24,7 +24,6 @@
 #define FL_HDR_PREFER           "Prefer"
 #define FL_HDR_PREF_APPLIED     "Preference-Applied"
 #define FL_HDR_ON_DISCONNECT    "Fling-On-Disconnect"
-#define FL_WAIT_MAX             3600    /* longer waits are cut to this (and say so) */
 
 /* Bounds on option values; each comment says why the number. */
 #define FL_TYPE_NAME_MAX    64       /* a config section name, not data */
@@ -34,6 +33,7 @@
 #define FL_DELAY_MAX        (366 * 86400.0) /* schedule up to a year ahead */
 #define FL_ATTEMPTS_MAX     1000
 #define FL_ID_MAX           24       /* decimal int64 plus NUL, with room */
+#define FL_WAIT_MAX         3600     /* Prefer: wait; longer is cut to this (polling status is the better tool) */
 
 typedef enum fl_state {
     FL_STATE_QUEUED = 0,
