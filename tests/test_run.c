@@ -56,24 +56,6 @@ static int setup(void **state)
     return 0;
 }
 
-/* Polls GET /v1/jobs/{id} until its state is terminal or timeout_ms; returns the job (caller decrefs). */
-static json_t *wait_terminal(const flh_daemon *d, const char *id, int timeout_ms)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/v1/jobs/%s", id);
-    json_t *job = NULL;
-    for (double end = flh_now() + timeout_ms / 1000.0; flh_now() < end; usleep(20000)) {
-        json_decref(job);
-        job = NULL;
-        if (flh_http(d, "GET", path, &job) != 200)
-            continue;
-        const char *st = json_string_value(json_object_get(job, "state"));
-        if (st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled")))
-            return job;
-    }
-    return job;
-}
-
 static void submit(const flh_daemon *d, const char *type, const char *payload, const fling_job_opts *o, char id[24])
 {
     fling_client *c = fling_client_new(d->url, NULL);
@@ -92,7 +74,7 @@ static void exec_success_keeps_output(void **state)
     (void)state;
     char id[24];
     submit(&D, "echo", "payload-bytes", NULL, id);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "succeeded");
     assert_int_equal(num(job, "exit_code"), 0);
     assert_int_equal(num(job, "attempts"), 1);
@@ -111,7 +93,7 @@ static void retries_then_failed(void **state)
     (void)state;
     char id[24];
     submit(&D, "fail", "", NULL, id);
-    json_t *job = wait_terminal(&D, id, 15000);
+    json_t *job = flh_wait_terminal(&D, id, 15000);
     assert_string_equal(str(job, "state"), "failed");
     assert_int_equal(num(job, "attempts"), 3);
     assert_int_equal(num(job, "exit_code"), 3);
@@ -179,7 +161,7 @@ static void timeout_sets_bit_2_and_kills_the_group(void **state)
     unlink(slow_pid);
     char id[24];
     submit(&D, "slow", "", NULL, id);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "failed");
     assert_int_equal(num(job, "status"), 2);
     assert_non_null(strstr(str(job, "error"), "timed out"));
@@ -201,7 +183,7 @@ static void fire_and_forget_timeout_is_status_3(void **state)
     char id[24];
     snprintf(id, sizeof id, "%s", str(json_array_get(json_object_get(list, "jobs"), 0), "id"));
     json_decref(list);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_int_equal(num(job, "status"), 3);
     json_decref(job);
 }
@@ -264,7 +246,7 @@ static void cancel_queued_and_running(void **state)
     }
     assert_int_equal(flh_http(&D, "DELETE", path, &job), 202);
     json_decref(job);
-    job = wait_terminal(&D, id, 5000);
+    job = flh_wait_terminal(&D, id, 5000);
     assert_string_equal(str(job, "state"), "cancelled");
     json_decref(job);
 }
@@ -279,7 +261,7 @@ static void kill9_while_running_then_all_terminal(void **state)
     flh_kill(&D, SIGKILL);
     assert_int_equal(flh_restart(&D), 0);
     for (int i = 0; i < 6; i++) {
-        json_t *job = wait_terminal(&D, ids[i], 10000);
+        json_t *job = flh_wait_terminal(&D, ids[i], 10000);
         assert_string_equal(str(job, "state"), "succeeded");
         json_decref(job);
     }
@@ -310,7 +292,7 @@ static void http_handler_posts_the_payload(void **state)
     char id[24];
     size_t before = flr_count(hook);
     submit(&D, "hook", "hook-payload", NULL, id);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "succeeded");
     assert_string_equal(str(job, "output"), "received");
     json_decref(job);
@@ -322,7 +304,7 @@ static void http_handler_posts_the_payload(void **state)
     assert_string_equal(q->body, "hook-payload");
     assert_int_equal(flr_set_statuses(hook, NULL, 0, 500), 0);   /* a non-2xx answer fails the attempt */
     submit(&D, "hook", "hook-payload", NULL, id);
-    job = wait_terminal(&D, id, 10000);
+    job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "failed");
     assert_non_null(strstr(str(job, "error"), "500"));
     json_decref(job);
