@@ -28,14 +28,15 @@ typedef struct attempt {
     struct attempt *prev, *next;
     fl_callbacks *cb;
     fl_delivery *d;              /* owned, with its job */
-    ev_timer hold;               /* waiting for the job's final status */
-    double held;                 /* seconds waited so far */
+    ev_timer hold;               /* waiting for the job's final status; or to record again */
+    ev_tstamp hold_start;
     fl_webhook_req *wreq;        /* http target in flight */
     fl_worker *worker;           /* exec target in flight */
     char **argv;                 /* exec: the split command; one allocation */
     fl_type hook_type;           /* exec: the handler settings the worker reads */
     fl_job *hook_job;            /* exec: carries the body as its payload */
     fl_store_op done;            /* DONE, once the attempt ended */
+    int recording;               /* done is pushed (or waits to be pushed again) */
     char error[256];
 } attempt;
 
@@ -46,6 +47,7 @@ struct fl_callbacks {
     int taking;                  /* a TAKE is in flight */
     int dirty;                   /* due deliveries may exist */
     int stopping;
+    int closed;                  /* the daemon is going away: ops that finish only free memory */
     int64_t next_at;             /* earliest known next_at of a waiting delivery, 0 = none */
     fl_store_op take;
     ev_prepare pump;
@@ -64,15 +66,13 @@ int fl_callbacks_needed(const fl_config *cfg)
     return 0;
 }
 
-const char *fl_callbacks_hook(void *arg, const char *type, int abort)
+const char *fl_callbacks_hook(const void *arg, const char *type, int abort)
 {
     const fl_type *t = fl_config_find_type(arg, type, strlen(type));
     if (!t)
         return NULL;
     return abort ? t->on_abort : t->on_complete;
 }
-
-static int64_t now_ms(void) { return fl_job_now_ms(); }
 
 static void mark_dirty(fl_callbacks *cb)
 {
@@ -85,7 +85,7 @@ static void arm_wake(fl_callbacks *cb, int64_t at)
     if (!at || (cb->next_at && cb->next_at <= at && ev_is_active(&cb->wake)))
         return;
     cb->next_at = at;
-    double in = (double)(at - now_ms()) / 1000.0;
+    double in = (double)(at - fl_job_now_ms()) / 1000.0;
     ev_timer_stop(cb->srv->loop, &cb->wake);
     ev_timer_set(&cb->wake, in > 0 ? in + 0.001 : 0., 0.);
     ev_timer_start(cb->srv->loop, &cb->wake);
@@ -118,23 +118,42 @@ static void attempt_free(attempt *a)
     fl_store_delivery_free(a->d);
 }
 
+static void push_done(attempt *a) { fl_store_push(a->cb->srv->store, &a->done); }
+
+/* The store could not record the result: try again later, so the row does not stay in flight
+ * until a restart. The op keeps its inputs; the store resets its outputs. */
+static void redo_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    push_done(w->data);
+}
+
 static void done_cb(fl_store_op *op)
 {
     attempt *a = op->udata;
     fl_callbacks *cb = a->cb;
-    if (op->result < 0)
-        fl_log(LOG_ERR, "callback %lld (job %lld): could not record its result: %s (it is retried after a restart)",
-               (long long)a->d->id, (long long)a->d->job_id, strerror(-op->result));
+    if (op->result < 0 && op->result != -ENOENT && !cb->closed) {
+        fl_log(LOG_ERR, "callback %lld (job %lld): could not record its result: %s; trying again in %.0f s",
+               (long long)a->d->id, (long long)a->d->job_id, strerror(-op->result), FL_CB_RETRY_TAKE);
+        ev_timer_init(&a->hold, redo_cb, FL_CB_RETRY_TAKE, 0.);
+        a->hold.data = a;
+        ev_timer_start(cb->srv->loop, &a->hold);
+        return;
+    }
     attempt_free(a);
     free(a);
+    if (cb->closed)
+        return;
     mark_dirty(cb);
     fl_server_sched_progress(cb->srv);
 }
 
 static const char *event_name(const fl_delivery *d) { return d->abort ? "abort" : "complete"; }
 
-/* Records how the attempt ended: delivered, due again after a back-off, or failed for good. */
-static void attempt_finish(attempt *a, int ok, int has_status, int status, const char *error)
+/* Records how the attempt ended: delivered, due again after a back-off, or failed for good
+ * (attempts spent, or permanent: retrying cannot help). */
+static void attempt_finish(attempt *a, int ok, int permanent, int has_status, int status, const char *error)
 {
     fl_callbacks *cb = a->cb;
     const fl_config *cfg = cb->srv->cfg;
@@ -150,11 +169,11 @@ static void attempt_finish(attempt *a, int ok, int has_status, int status, const
     if (ok) {
         cb->stats.delivered++;
         op->u.done.state = FL_DELIVERY_DELIVERED;
-    } else if (d->attempts < cfg->callback_attempts) {
+    } else if (!permanent && d->attempts < cfg->callback_attempts) {
         double delay = fl_sched_backoff(cfg->callback_backoff, cfg->callback_backoff_max, d->attempts, drand48());
         cb->stats.retried++;
         op->u.done.state = FL_DELIVERY_PENDING;
-        op->u.done.next_at = now_ms() + (int64_t)(delay * 1000.0);
+        op->u.done.next_at = fl_job_now_ms() + (int64_t)(delay * 1000.0);
         fl_log(LOG_WARNING, "callback %lld (job %lld, %s -> %s): attempt %d/%d failed: %s; retry in %.1f s",
                (long long)d->id, (long long)d->job_id, event_name(d), d->target, d->attempts,
                cfg->callback_attempts, error, delay);
@@ -166,14 +185,15 @@ static void attempt_finish(attempt *a, int ok, int has_status, int status, const
     }
     snprintf(a->error, sizeof a->error, "%s", error ? error : "");
     op->u.done.error = ok ? NULL : a->error;
-    fl_store_push(cb->srv->store, op);
+    a->recording = 1;
+    push_done(a);
 }
 
 static void http_done(void *udata, const fl_webhook_result *r)
 {
     attempt *a = udata;
     a->wreq = NULL;
-    attempt_finish(a, r->ok, r->status != 0, (int)r->status, r->error);
+    attempt_finish(a, r->ok, 0, r->status != 0, (int)r->status, r->error);
 }
 
 static void exec_done(fl_worker *w, const fl_outcome *o, void *udata)
@@ -181,7 +201,7 @@ static void exec_done(fl_worker *w, const fl_outcome *o, void *udata)
     (void)w;
     attempt *a = udata;
     a->worker = NULL;
-    attempt_finish(a, o->ok, o->has_exit_code, o->exit_code, o->error);
+    attempt_finish(a, o->ok, 0, o->has_exit_code, o->exit_code, o->error);
 }
 
 /* The body: the job as GET /v1/jobs/{id} shows it, plus "event". NULL on ENOMEM. */
@@ -251,7 +271,7 @@ static void attempt_send(attempt *a)
 {
     fl_delivery *d = a->d;
     if (!d->job) {
-        attempt_finish(a, 0, 0, 0, "the job no longer exists");
+        attempt_finish(a, 0, 1, 0, 0, "the job no longer exists");
         return;
     }
     size_t len = 0;
@@ -264,7 +284,7 @@ static void attempt_send(attempt *a)
     if (rc < 0) {
         char err[200];
         snprintf(err, sizeof err, "could not start: %s", why ? why : strerror(-rc));
-        attempt_finish(a, 0, 0, 0, err);
+        attempt_finish(a, 0, rc == -EINVAL, 0, 0, err);   /* a bad URL or command stays bad */
     }
 }
 
@@ -272,8 +292,8 @@ static void hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     attempt *a = w->data;
-    a->held += FL_CB_HOLD_STEP;
-    if (a->held < FL_CB_HOLD_MAX && fl_http_status_pending(a->cb->srv, a->d->job_id)) {
+    if (ev_now(loop) - a->hold_start < FL_CB_HOLD_MAX && fl_http_status_pending(a->cb->srv, a->d->job_id)) {
+        ev_timer_set(w, FL_CB_HOLD_STEP, 0.);
         ev_timer_start(loop, w);
         return;
     }
@@ -299,7 +319,8 @@ static void attempt_start(fl_callbacks *cb, fl_delivery *d)
     cb->in_flight++;
     ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_STEP, 0.);
     a->hold.data = a;
-    if (d->job && d->attempts == 1 && d->job->created_at > now_ms() - FL_CB_FRESH_MS &&
+    a->hold_start = ev_now(cb->srv->loop);
+    if (d->job && d->attempts == 1 && d->job->created_at > fl_job_now_ms() - FL_CB_FRESH_MS &&
         fl_http_status_pending(cb->srv, d->job_id)) {
         ev_timer_start(cb->srv->loop, &a->hold);
         return;
@@ -313,18 +334,25 @@ static void take_done(fl_store_op *op)
 {
     fl_callbacks *cb = op->udata;
     cb->taking = 0;
+    if (cb->closed || (cb->stopping && op->result == 0)) {
+        /* Taken during a stop: left in flight, due again at the next start. */
+        fl_store_deliveries_free(op->u.take.items, op->u.take.n);
+        if (!cb->closed)
+            fl_server_sched_progress(cb->srv);
+        return;
+    }
     if (op->result < 0) {
         fl_log(LOG_ERR, "callbacks: reading due deliveries failed: %s; retrying in %.0f s", strerror(-op->result),
                FL_CB_RETRY_TAKE);
-        arm_wake(cb, now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
+        arm_wake(cb, fl_job_now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
         fl_server_sched_progress(cb->srv);
         return;
     }
     for (size_t i = 0; i < op->u.take.n; i++)
         attempt_start(cb, op->u.take.items[i]);
     free(op->u.take.items);
-    if (op->u.take.n == (size_t)op->u.take.limit)
-        mark_dirty(cb);   /* there may be more */
+    if (op->u.take.n == (size_t)op->u.take.limit || cb->dirty)
+        mark_dirty(cb);   /* there may be more, or more came while this TAKE ran */
     arm_wake(cb, op->u.take.next_at);
     fl_server_sched_progress(cb->srv);
 }
@@ -343,7 +371,7 @@ static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     cb->take.kind = FL_STORE_DELIVERY_TAKE;
     cb->take.cb = take_done;
     cb->take.udata = cb;
-    cb->take.u.take.now = now_ms();
+    cb->take.u.take.now = fl_job_now_ms();
     cb->take.u.take.limit = room;
     fl_store_push(cb->srv->store, &cb->take);
 }
@@ -367,14 +395,13 @@ int fl_callbacks_new(fl_callbacks **out, fl_server *srv)
 
 void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
 {
-    if (fl_proto_state_terminal(job->state)) {
-        if (job->callback || fl_callbacks_hook((void *)cb->srv->cfg, job->type, job->state != FL_STATE_SUCCEEDED))
-            mark_dirty(cb);
-        return;
-    }
+    /* A status bit committed while an attempt waits for it goes into that attempt's body. */
     for (attempt *a = cb->attempts; a; a = a->next)
         if (a->d->job && a->d->job_id == job->id && ev_is_active(&a->hold))
             a->d->job->status = job->status;
+    if (fl_proto_state_terminal(job->state) &&
+        (job->callback || fl_callbacks_hook(cb->srv->cfg, job->type, job->state != FL_STATE_SUCCEEDED)))
+        mark_dirty(cb);
 }
 
 void fl_callbacks_stop(fl_callbacks *cb)
@@ -403,18 +430,30 @@ void fl_callbacks_stats_get(const fl_callbacks *cb, fl_callbacks_stats *out)
     out->in_flight = cb->in_flight;
 }
 
+void fl_callbacks_close(fl_callbacks *cb)
+{
+    if (!cb)
+        return;
+    cb->closed = 1;
+    ev_prepare_stop(cb->srv->loop, &cb->pump);
+    ev_timer_stop(cb->srv->loop, &cb->wake);
+    for (attempt *a = cb->attempts, *next; a; a = next) {
+        next = a->next;
+        if (a->recording && !ev_is_active(&a->hold))
+            continue;   /* its DONE is in the store's hands: done_cb frees it */
+        if (a->wreq)
+            fl_webhook_cancel(a->wreq);
+        if (a->worker)
+            fl_worker_abandon(a->worker);
+        attempt_free(a);
+        free(a);
+    }
+}
+
 void fl_callbacks_free(fl_callbacks *cb)
 {
     if (!cb)
         return;
-    ev_prepare_stop(cb->srv->loop, &cb->pump);
-    ev_timer_stop(cb->srv->loop, &cb->wake);
-    while (cb->attempts) {
-        attempt *a = cb->attempts;
-        if (a->worker)
-            fl_worker_stop(a->worker, FL_STOP_SHUTDOWN);
-        attempt_free(a);
-        free(a);
-    }
+    fl_callbacks_close(cb);
     free(cb);
 }

@@ -28,7 +28,7 @@ int fl_callbacks_needed(const fl_config *cfg);
 
 /* fl_callbacks_hook is the store's fl_store_hook_fn: the on_complete/on_abort target of type
  * (arg is the fl_config), or NULL. Safe on any thread (the config is read-only). */
-const char *fl_callbacks_hook(void *arg, const char *type, int abort);
+const char *fl_callbacks_hook(const void *arg, const char *type, int abort);
 
 /* fl_callbacks_new starts delivering with srv's loop, store, webhook (which must exist) and
  * config; deliveries left pending by an earlier run are looked at once at start. 0 or -ENOMEM. */
@@ -51,10 +51,11 @@ typedef struct fl_callbacks_stats {
 } fl_callbacks_stats;
 void fl_callbacks_stats_get(const fl_callbacks *cb, fl_callbacks_stats *out);
 
-/* fl_callbacks_free stops every attempt in flight (their rows stay in flight in the store and
- * are due again at the next start) and frees cb; NULL is a no-op. Call it after the loop ended,
- * after fl_webhook_free (which cancels the transfers) and fl_store_close (which runs the DONE
- * ops still pending). */
+/* fl_callbacks_close, after the loop ended and before the webhook and the scheduler go away,
+ * abandons every attempt still sending (its row stays in flight in the store and is due again
+ * at the next start: at-least-once); ops the store still runs then only free memory.
+ * fl_callbacks_free (after fl_store_close, which runs those ops) frees cb. NULL is a no-op. */
+void fl_callbacks_close(fl_callbacks *cb);
 void fl_callbacks_free(fl_callbacks *cb);
 
 #endif

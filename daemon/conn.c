@@ -84,18 +84,33 @@ static char read_buf[FL_CONN_READ_BUF];   /* loop thread only: parsed at once, n
 static void conn_close(fl_conn *c);
 static void conn_flush(fl_conn *c);
 static void conn_progress(fl_conn *c);
+static size_t acks_check(fl_conn *c);
 
 fl_conn *fl_conn_next(const fl_conn *c) { return c->next; }
 
 int fl_conn_peer_closed(const fl_conn *c) { return c->eof || c->gone; }
 
-int fl_conn_ack_pending(const fl_conn *c, int64_t id)
+static int ack_listed(const fl_conn *c, int64_t id)
 {
     for (size_t i = 0; i < c->n_acks; i++)
         if (c->acks[i].id == id)
             return 1;
+    return 0;
+}
+
+int fl_conn_ack_pending(fl_conn *c, int64_t id)
+{
     for (const fl_req *req = c->q_head; req; req = req->next)
         if (req->ack_id == id)
+            return 1;
+    /* A keep-alive connection settles its acks only now and then: settle them now. */
+    return ack_listed(c, id) && acks_check(c) && ack_listed(c, id);
+}
+
+static int has_waiting(const fl_conn *c)
+{
+    for (const fl_req *req = c->q_head; req; req = req->next)
+        if (req->waiting)
             return 1;
     return 0;
 }
@@ -701,8 +716,10 @@ static void conn_progress(fl_conn *c)
         deadline_arm(c);
         return;
     }
-    if (c->eof || c->stop_parse)
+    if (c->eof)
         stop_reading(c);
+    else if (c->stop_parse)   /* no more requests; a waiting one must still see the client leave */
+        has_waiting(c) ? start_reading(c) : stop_reading(c);
     else if (c->n_q >= FL_CONN_MAX_QUEUED || c->out_len - c->out_off >= FL_CONN_MAX_OUT)
         stop_reading(c);
     else

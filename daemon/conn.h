@@ -30,7 +30,7 @@ int fl_conn_peer_closed(const fl_conn *c);
 
 /* fl_conn_ack_pending returns 1 if the 202 of job id on c is not yet judged delivered or not
  * (queued, unsent, or sent and waiting for its verdict). */
-int fl_conn_ack_pending(const fl_conn *c, int64_t id);
+int fl_conn_ack_pending(fl_conn *c, int64_t id);
 
 /* fl_conn_next returns the connection after c in the server's list (for iteration). */
 fl_conn *fl_conn_next(const fl_conn *c);

@@ -454,7 +454,10 @@ static void gone_cancel_done(fl_store_op *op)
     if (op->result == 0) {
         fl_server_job_changed(srv, op->u.cancel.job, "cancelled");
     } else if (op->result == -EBUSY && op->u.cancel.job) {
-        fl_sched_cancel(srv->sched, id);   /* running: stopped, then it ends cancelled */
+        /* Running: stopped, then it ends cancelled. Not running here means its attempt is
+         * ending right now (its outcome is being recorded): it ends as that outcome says. */
+        if (fl_sched_cancel(srv->sched, id) < 0)
+            fl_log(LOG_INFO, "job %lld: its attempt was already ending; not cancelled", (long long)id);
     } else if (op->result != -EALREADY) {
         fl_log(LOG_WARNING, "job %lld: could not cancel it for its departed client: %s", (long long)id,
                strerror(-op->result));
@@ -495,8 +498,18 @@ static void wait_begin(fl_req *req, const fl_job *job)
     req->last_state = job->state;
     if (!req->conn || fl_conn_peer_closed(req->conn)) {
         apply_gone_policy(srv, job->id, req->cancel_on_gone);
+        if (!req->conn) {
+            fl_req_free(req);
+            return;
+        }
+        req->close_after = 1;
         reply_accepted(req, job->id, job->state);
-        req->ack_id = 0;   /* already marked */
+        req->ack_id = 0;   /* already marked ABORTED above */
+        fl_conn_reply_ready(req);
+        return;
+    }
+    if (srv->stopping) {   /* no waiting through a graceful stop */
+        reply_accepted(req, job->id, job->state);
         fl_conn_reply_ready(req);
         return;
     }
@@ -508,6 +521,7 @@ static void wait_begin(fl_req *req, const fl_job *job)
     ev_timer_init(&req->wait_timer, wait_timer_cb, req->wait_secs, 0.);
     req->wait_timer.data = req;
     ev_timer_start(srv->loop, &req->wait_timer);
+    fl_conn_reply_ready(req);   /* no reply yet: the connection keeps watching for the client leaving */
 }
 
 void fl_http_job_changed(fl_server *srv, const fl_job *job)
@@ -540,7 +554,7 @@ void fl_http_client_gone(fl_req *req)
     }
     req->close_after = 1;
     reply_accepted(req, req->id, req->last_state);
-    req->ack_id = 0;   /* already marked */
+    req->ack_id = 0;   /* already marked ABORTED above */
     fl_conn_reply_ready(req);
 }
 
@@ -826,11 +840,12 @@ void fl_http_abort_ack(fl_server *srv, int64_t id)
 
 int fl_http_status_pending(fl_server *srv, int64_t id)
 {
+    /* Connections first: settling an ack there may push the bit onto srv->aborts. */
+    for (fl_conn *c = srv->conns; c; c = fl_conn_next(c))
+        if (fl_conn_ack_pending(c, id))
+            return 1;
     for (const struct fl_http_abort *a = srv->aborts; a; a = a->next)
         if (a->op.u.set_status.id == id)
-            return 1;
-    for (const fl_conn *c = srv->conns; c; c = fl_conn_next(c))
-        if (fl_conn_ack_pending(c, id))
             return 1;
     return 0;
 }

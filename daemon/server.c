@@ -21,6 +21,8 @@
  * whatever store ops are left. */
 static void maybe_done(fl_server *srv)
 {
+    if (!srv->sched)
+        return;   /* tearing down: fl_server_free is under way */
     if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched) &&
         (!srv->callbacks || fl_callbacks_idle(srv->callbacks) || srv->stop_expired))
         ev_break(srv->loop, EVBREAK_ALL);
@@ -83,7 +85,7 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     }
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
-    fl_store_set_hooks(srv->store, fl_callbacks_hook, (void *)cfg);
+    fl_store_set_hooks(srv->store, fl_callbacks_hook, cfg);
     if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, loop)) < 0) {
         snprintf(err, errlen, "http client: %s", strerror(-rc));
         goto fail;
@@ -170,9 +172,10 @@ void fl_server_free(fl_server *srv)
     srv->tcp = srv->unix_sock = NULL;
     /* Connections still open (stop deadline passed) are closed by the process exit; the store
      * finishes every pushed op before closing, so every acked job is committed. */
+    fl_callbacks_close(srv->callbacks);   /* attempts still sending are left for the next start */
     fl_sched_free(srv->sched);
     srv->sched = NULL;
-    fl_webhook_free(srv->webhook);   /* cancels the callback transfers still in flight */
+    fl_webhook_free(srv->webhook);
     srv->webhook = NULL;
     fl_store_close(srv->store);      /* runs the callbacks' last DONE ops */
     srv->store = NULL;

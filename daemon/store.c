@@ -152,7 +152,7 @@ struct fl_store {
     fl_store_stats stats;
     int64_t now;                   /* writer: the clock of the group it runs (updated_at) */
     fl_store_hook_fn hook;         /* a type's on_complete/on_abort; called on the writer */
-    void *hook_arg;
+    const void *hook_arg;
     size_t outstanding;            /* loop thread only: pushed, not yet reaped */
     int reaping;                   /* loop thread only: inside fl_store_reap */
 };
@@ -974,7 +974,7 @@ void fl_store_deliveries_free(fl_delivery **items, size_t n)
     free(items);
 }
 
-void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, void *arg)
+void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg)
 {
     s->hook = fn;
     s->hook_arg = arg;

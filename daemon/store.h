@@ -53,7 +53,7 @@ typedef struct fl_delivery {
 } fl_delivery;
 
 /* Called on the writer thread: the hook target of a type for a terminal event, or NULL. */
-typedef const char *(*fl_store_hook_fn)(void *arg, const char *type, int abort);
+typedef const char *(*fl_store_hook_fn)(const void *arg, const char *type, int abort);
 
 /* One row of a COUNT: n jobs of type in state. */
 typedef struct fl_store_count { char type[FL_TYPE_NAME_MAX + 1]; fl_state state; int64_t n; } fl_store_count;
@@ -150,7 +150,7 @@ int fl_store_open(fl_store **out, const char *path, int durability_full,
 
 /* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
  * fn must be callable from the writer thread (it reads the immutable config). Before any push. */
-void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, void *arg);
+void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg);
 
 /* fl_store_recover runs before any push: every job left running by a dead daemon goes back to
  * queued (its attempt counted), and every delivery it had in flight is due again. Returns how

@@ -401,6 +401,16 @@ static void limit_cb(struct ev_loop *loop, ev_timer *t, int revents)
     terminate(w);
 }
 
+void fl_worker_abandon(fl_worker *w)
+{
+    if (w->type->handler == FL_HANDLER_EXEC && w->pid > 0 && !w->reaped)
+        kill(-w->pid, SIGKILL);
+    if (w->http)
+        fl_webhook_cancel(w->http);
+    stop_watchers(w);
+    free(w);
+}
+
 void fl_worker_stop(fl_worker *w, fl_stop_reason reason)
 {
     if (w->finished || w->stopped || w->timed_out)

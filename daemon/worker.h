@@ -56,6 +56,11 @@ int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job 
  * period; an http transfer is cancelled); done then runs with o->stopped = reason. */
 void fl_worker_stop(fl_worker *w, fl_stop_reason reason);
 
+/* fl_worker_abandon ends the attempt at once without calling done, for a daemon that is
+ * going away after its loop ended: SIGKILL to the process group (the child is reaped by init
+ * once the daemon exits), an http transfer cancelled, watchers stopped, w freed. */
+void fl_worker_abandon(fl_worker *w);
+
 /* fl_worker_job_id returns the id of the job w runs. */
 int64_t fl_worker_job_id(const fl_worker *w);
 

@@ -196,6 +196,71 @@ static void fire_and_forget_timeout_reports_status_3(void **state)
     free(url);
 }
 
+/* The first request on path after index from; NULL if none came in time. */
+static const flr_request *first_on(const char *path, size_t from, int timeout_ms)
+{
+    for (double end = flh_now() + timeout_ms / 1000.0; flh_now() < end; flr_wait(R, flr_count(R) + 1, 50))
+        for (size_t i = from; i < flr_count(R); i++)
+            if (!strcmp(flr_get(R, i)->path, path))
+                return flr_get(R, i);
+    return NULL;
+}
+
+/* A client that leaves without reading its 202, at different moments: the callback waits for
+ * the verdict on that 202 (SOCKETS.md D7) and carries the job's final status. Closing before
+ * the 202 arrives is status 1; once the client's TCP acknowledged it, it counts as delivered. */
+static void gone_client_is_in_the_callback_status(void **state)
+{
+    (void)state;
+    char *url = flr_url(R, "gone"), hdr[256];
+    snprintf(hdr, sizeof hdr, "Fling-Callback: %s\r\n", url);
+    for (int round = 0; round < 3; round++) {
+        size_t from = flr_count(R), len;
+        char *req = flh_submit_req("quick", "", 0, hdr, &len);
+        int fd = flh_connect_tcp(D.port);
+        assert_true(fd >= 0);
+        assert_int_equal(flh_send_all(fd, req, len), 0);
+        free(req);
+        usleep(20000 * (useconds_t)round);   /* the 202 arrives, unread; the job ends meanwhile */
+        close(fd);
+        const flr_request *q = first_on("/gone", from, WAIT_MS);
+        assert_non_null(q);
+        json_t *o = body_of(q);
+        usleep(1200000);   /* past any verdict's bound: the job's status is final */
+        json_t *job = get_job(str(o, "id"));
+        if (num(o, "status") != num(job, "status") || (round == 0 && num(job, "status") != 1))
+            fail_msg("round %d: job %s: callback status %ld, job status %ld", round, str(o, "id"),
+                     num(o, "status"), num(job, "status"));
+        json_decref(job);
+        json_decref(o);
+    }
+    free(url);
+}
+
+/* A keep-alive client that read its 202: its callback is not held back. */
+static void keep_alive_client_callback_is_prompt(void **state)
+{
+    (void)state;
+    char *url = flr_url(R, "prompt"), hdr[256], buf[4096];
+    snprintf(hdr, sizeof hdr, "Fling-Callback: %s\r\n", url);
+    size_t from = flr_count(R), len;
+    char *req = flh_submit_req("quick", "", 0, hdr, &len);
+    int fd = flh_connect_tcp(D.port);
+    assert_true(fd >= 0);
+    double t0 = flh_now();
+    assert_int_equal(flh_send_all(fd, req, len), 0);
+    free(req);
+    assert_int_equal(flh_read_reply(fd, buf, sizeof buf, WAIT_MS), 202);
+    const flr_request *q = first_on("/prompt", from, WAIT_MS);
+    assert_non_null(q);
+    assert_true(flh_now() - t0 < 1.0);   /* not the 3 s bound of a verdict that never comes */
+    json_t *o = body_of(q);
+    assert_int_equal(num(o, "status"), 0);
+    json_decref(o);
+    close(fd);   /* open until the callback came */
+    free(url);
+}
+
 static void refused_callback_url_enqueues_nothing(void **state)
 {
     (void)state;
@@ -375,10 +440,10 @@ static void running_id(const char *type, char id[24])
     fail_msg("no %s job started", type);
 }
 
-static void attached_client_leaves(const char *policy, const char *want_state)
+static void attached_client_leaves(const char *policy, const char *want_state, const char *more)
 {
-    char hdr[128], id[24];
-    snprintf(hdr, sizeof hdr, "Prefer: wait=30\r\nFling-On-Disconnect: %s\r\n", policy);
+    char hdr[160], id[24];
+    snprintf(hdr, sizeof hdr, "Prefer: wait=30\r\nFling-On-Disconnect: %s\r\n%s", policy, more);
     int fd = send_submit("leave", "1", hdr);
     running_id("leave", id);   /* leave once the job runs, before it ends */
     close(fd);
@@ -392,13 +457,20 @@ static void attached_client_leaves(const char *policy, const char *want_state)
 static void attached_client_leaves_job_continues(void **state)
 {
     (void)state;
-    attached_client_leaves("continue", "succeeded");
+    attached_client_leaves("continue", "succeeded", "");
 }
 
 static void attached_client_leaves_job_cancelled(void **state)
 {
     (void)state;
-    attached_client_leaves("cancel", "cancelled");
+    attached_client_leaves("cancel", "cancelled", "");
+}
+
+/* PHP's stream wrapper sends Connection: close: its leaving must be seen all the same. */
+static void attached_connection_close_client_leaves(void **state)
+{
+    (void)state;
+    attached_client_leaves("cancel", "cancelled", "Connection: close\r\n");
 }
 
 static void attached_bad_headers_are_400(void **state)
@@ -457,6 +529,8 @@ int main(void)
         cmocka_unit_test(complete_is_signed_with_the_job_json),
         cmocka_unit_test(abort_after_failure_and_timeout),
         cmocka_unit_test(fire_and_forget_timeout_reports_status_3),
+        cmocka_unit_test(gone_client_is_in_the_callback_status),
+        cmocka_unit_test(keep_alive_client_callback_is_prompt),
         cmocka_unit_test(refused_callback_url_enqueues_nothing),
         cmocka_unit_test(receiver_failing_twice_then_accepting),
         cmocka_unit_test(exec_hooks_get_the_json_on_stdin),
@@ -465,6 +539,7 @@ int main(void)
         cmocka_unit_test(attached_wait_times_out_with_202),
         cmocka_unit_test(attached_client_leaves_job_continues),
         cmocka_unit_test(attached_client_leaves_job_cancelled),
+        cmocka_unit_test(attached_connection_close_client_leaves),
         cmocka_unit_test(attached_bad_headers_are_400),
     };
     return cmocka_run_group_tests(tests, start, stop);

@@ -773,7 +773,7 @@ static void test_count_all_states(void **state)
 }
 
 /* The type hook of the delivery tests: type "h" has hooks, others none. */
-static const char *test_hook(void *arg, const char *type, int abort)
+static const char *test_hook(const void *arg, const char *type, int abort)
 {
     (void)arg;
     if (strcmp(type, "h") != 0)
