@@ -94,6 +94,9 @@ static json_t *time_json(int64_t ms)
     return fl_job_time_format(ms, buf) ? json_string(buf) : NULL;
 }
 
+/* utf8_seq_len returns the length of the well-formed UTF-8 sequence at s (n bytes left), or
+ * 0 if it is ill-formed; *bad is then how many bytes form its maximal subpart (Unicode's
+ * "substitution of maximal subparts": each one becomes a single U+FFFD). */
 static size_t utf8_seq_len(const unsigned char *s, size_t n, size_t *bad)
 {
     unsigned char lo = 0x80, hi = 0xBF;

@@ -22,3 +22,5 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_job ON deliveries (job_id);
 -- The delivery loop takes due rows in next_at order; delivered and failed rows leave the index.
 CREATE INDEX deliveries_due ON deliveries (next_at) WHERE state = 'pending' AND inflight = 0;
+-- Start-up recovery finds the rows a dead daemon had in flight without scanning them all.
+CREATE INDEX deliveries_inflight ON deliveries (id) WHERE inflight = 1;
