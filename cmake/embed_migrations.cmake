@@ -1,6 +1,10 @@
-# Writes OUT: a C file holding every migration in FILES (sorted), as
+# Writes OUT: a C file holding every migration DIR/NNN_*.sql (in name order), as
 #   const char *const fl_migrations[]; const int fl_migrations_count;
 # Migration N (1-based) is fl_migrations[N-1]; its number must match its file name.
+# The list is globbed here, not passed in: a CMake list on a custom command's line would be
+# split into separate arguments.
+file(GLOB FILES ${DIR}/*.sql)
+list(SORT FILES)
 set(body "// generated from migrations/NNN_*.sql by cmake/embed_migrations.cmake; do not edit\n")
 set(list "")
 set(n 0)

@@ -711,7 +711,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 0;
     }
     int rc = set_value(ld, k, value);
-    if (rc == -EINVAL && k->kind == V_SECRET)
+    /* A Redis URL may carry a password: like a secret, it is never quoted back. */
+    if (rc == -EINVAL && (k->kind == V_SECRET || k->kind == V_REDIS_URL))
         fail(ld, ld->line, rc, "[%s] %s: %s", ld->section, name, ld->why);
     else if (rc == -EINVAL)
         fail(ld, ld->line, rc, "[%s] %s: %s, got \"%.*s%s\"", ld->section, name, ld->why,

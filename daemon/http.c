@@ -393,6 +393,7 @@ static void submit_done(fl_store_op *op)
             reply(req, 202, "application/json", loc, body, (size_t)n);
             if (req->resp_status == 202)
                 req->ack_id = job->id;
+            fl_server_job_changed(srv, job, "submitted");
             fl_sched_committed(srv->sched, job);
         }
         if (!req->conn && req->ack_id) {
@@ -422,6 +423,8 @@ static void get_done(fl_store_op *op)
                       job ? fl_proto_state_name(job->state) : "finished");
     } else {
         store_ok(req->srv);
+        if (req->route == FL_ROUTE_CANCEL)
+            fl_server_job_changed(req->srv, job, "cancelled");
         reply_json(req, 200, fl_job_to_json(job), NULL);
     }
     fl_job_free(job);
@@ -558,6 +561,9 @@ static void abort_done(fl_store_op *op)
     if (op->result < 0)
         fl_log(LOG_WARNING, "job %lld: could not record status ABORTED: %s", (long long)op->u.set_status.id,
                strerror(-op->result));
+    else if (op->u.set_status.changed)
+        fl_server_job_changed(op->udata, op->u.set_status.job, "status");
+    fl_job_free(op->u.set_status.job);
     free(op);
 }
 
@@ -572,6 +578,7 @@ void fl_http_abort_ack(fl_server *srv, int64_t id)
     op->u.set_status.id = id;
     op->u.set_status.bits = FL_STATUS_ABORTED;
     op->cb = abort_done;
+    op->udata = srv;
     fl_store_push(srv->store, op);
 }
 

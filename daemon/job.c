@@ -69,33 +69,31 @@ int64_t fl_job_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* time_json formats ms since the epoch as RFC 3339 UTC with milliseconds; 0 means null. */
-static json_t *time_json(int64_t ms)
+size_t fl_job_time_format(int64_t ms, char out[FL_JOB_TIME_MAX])
 {
-    char buf[48];
     struct tm tm;
-    time_t sec;
-    int64_t frac;
-    size_t n;
-
-    if (ms == 0)
-        return json_null();
-    frac = ms % 1000;
+    int64_t frac = ms % 1000;
     if (frac < 0)
         frac += 1000;
-    sec = (time_t)((ms - frac) / 1000);
-    if (!gmtime_r(&sec, &tm))
-        return NULL;
-    n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (n == 0)
-        return NULL;
-    snprintf(buf + n, sizeof(buf) - n, ".%03dZ", (int)frac);
-    return json_string(buf);
+    time_t sec = (time_t)((ms - frac) / 1000);
+    size_t n;
+    out[0] = '\0';
+    if (ms == 0 || !gmtime_r(&sec, &tm) ||
+        (n = strftime(out, FL_JOB_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
+        return 0;
+    int m = snprintf(out + n, FL_JOB_TIME_MAX - n, ".%03dZ", (int)frac);
+    return n + (size_t)m;
 }
 
-/* utf8_seq_len returns the length of the well-formed UTF-8 sequence at s (n bytes left), or
- * 0 if it is ill-formed; *bad is then how many bytes form its maximal subpart (Unicode's
- * "substitution of maximal subparts": each one becomes a single U+FFFD). */
+/* time_json is fl_job_time_format as JSON; 0 means null. */
+static json_t *time_json(int64_t ms)
+{
+    char buf[FL_JOB_TIME_MAX];
+    if (ms == 0)
+        return json_null();
+    return fl_job_time_format(ms, buf) ? json_string(buf) : NULL;
+}
+
 static size_t utf8_seq_len(const unsigned char *s, size_t n, size_t *bad)
 {
     unsigned char lo = 0x80, hi = 0xBF;
@@ -195,6 +193,7 @@ json_t *fl_job_to_json(const fl_job *job)
     rc |= json_object_set_new(o, "run_at", time_json(job->run_at));
     rc |= json_object_set_new(o, "started_at", time_json(job->started_at));
     rc |= json_object_set_new(o, "finished_at", time_json(job->finished_at));
+    rc |= json_object_set_new(o, "updated_at", time_json(job->updated_at));
     rc |= json_object_set_new(o, "exit_code",
                               job->has_exit_code ? json_integer(job->exit_code) : json_null());
     rc |= json_object_set_new(o, "error", opt_string(job->error));

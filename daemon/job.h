@@ -22,6 +22,7 @@ typedef struct fl_job {
     int64_t run_at;
     int64_t started_at;
     int64_t finished_at;
+    int64_t updated_at;        /* the store's clock at the job's last change */
     int has_exit_code;
     int exit_code;
     /* Strings point into this allocation; NULL when absent. Sizes fixed by fl_job_new. */
@@ -54,6 +55,11 @@ void fl_job_free(fl_job *job);
  * (id as a string, times as RFC 3339 UTC with milliseconds or null, output as text with
  * invalid UTF-8 replaced); NULL on ENOMEM. Caller releases with json_decref. */
 json_t *fl_job_to_json(const fl_job *job);
+
+/* fl_job_time_format writes ms since the epoch as RFC 3339 UTC with milliseconds
+ * ("2026-12-01T21:00:00.123Z") and returns its length; 0 (and "") for ms == 0. */
+#define FL_JOB_TIME_MAX 48
+size_t fl_job_time_format(int64_t ms, char out[FL_JOB_TIME_MAX]);
 
 /* fl_job_now_ms returns the wall-clock time in ms since the epoch. */
 int64_t fl_job_now_ms(void);

@@ -126,6 +126,19 @@ typedef struct finish_op {
     char text[];             /* error, then output */
 } finish_op;
 
+/* The job-changed event of a FINISH into state. */
+static const char *finish_event(fl_state state)
+{
+    switch (state) {
+    case FL_STATE_SCHEDULED:
+        return "retrying";
+    case FL_STATE_QUEUED:
+        return "requeued";
+    default:
+        return fl_proto_state_name(state);   /* succeeded, failed, cancelled */
+    }
+}
+
 static void finish_done(fl_store_op *op)
 {
     finish_op *f = (finish_op *)op;
@@ -133,6 +146,9 @@ static void finish_done(fl_store_op *op)
     if (op->result < 0)
         fl_log(LOG_ERR, "job %lld: could not record its outcome: %s (it stays running until restart)",
                (long long)op->u.finish.id, strerror(-op->result));
+    else if (op->u.finish.job)
+        fl_server_job_changed(s->srv, op->u.finish.job, finish_event(op->u.finish.job->state));
+    fl_job_free(op->u.finish.job);
     s->finishing--;
     free(f);
     fl_server_sched_progress(s->srv);
@@ -284,6 +300,7 @@ static void claim_done(fl_store_op *op)
             fl_job_free(op->u.claim.jobs[i]);
             continue;
         }
+        fl_server_job_changed(s->srv, op->u.claim.jobs[i], "started");
         start_run(s, st, op->u.claim.jobs[i]);
     }
     free(op->u.claim.jobs);

@@ -22,6 +22,14 @@ static void maybe_done(fl_server *srv)
         ev_break(srv->loop, EVBREAK_ALL);
 }
 
+void fl_server_job_changed(fl_server *srv, const fl_job *job, const char *event)
+{
+    (void)srv;
+    (void)job;
+    (void)event;
+    /* mirror: */
+}
+
 void fl_server_sched_progress(fl_server *srv)
 {
     maybe_done(srv);

@@ -43,11 +43,11 @@ extern const int fl_migrations_count;
 /* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
-                 "callback, error, output"
+                 "callback, error, output, updated_at"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
-    C_CALLBACK, C_ERROR, C_OUTPUT, C_PAYLOAD
+    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_PAYLOAD
 };
 
 /* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
@@ -58,7 +58,7 @@ enum stmt_id {
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
     ST_CANCEL, ST_SET_STATUS,
     ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_CLAIM_READ, ST_NEXT_SCHEDULED,
-    ST_FINISH, ST_RECOVER,
+    ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_COUNT
 };
 
@@ -72,8 +72,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
                      " WHERE type = ?1 AND idem_key = ?2",
     [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  " created_at, run_at, idem_key, callback, updated_at)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
@@ -83,8 +83,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                      " ORDER BY id DESC LIMIT ?2",
     [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND type = ?4"
                            " AND id < ?1 ORDER BY id DESC LIMIT ?2",
-    [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2 WHERE id = ?1",
-    [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2 WHERE id = ?1",
+    [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?3 WHERE id = ?1",
+    [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2, updated_at = ?3 WHERE id = ?1",
     [ST_CLAIM_QUEUED] = "SELECT id, priority, run_at FROM jobs"
                         " WHERE type = ?1 AND state = 'queued'"
                         " ORDER BY priority DESC, id LIMIT ?2",
@@ -94,15 +94,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Not UPDATE ... RETURNING: SQLite stages returned rows in a temporary table, which
      * made a claim some 20% slower than the plain UPDATE and SELECT. */
     [ST_CLAIM_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
-                      " started_at = ?2 WHERE id = ?1",
+                      " started_at = ?2, updated_at = ?3 WHERE id = ?1",
     [ST_CLAIM_READ] = "SELECT " JOB_COLS ", (SELECT data FROM job_payloads"
                       " WHERE job_payloads.id = jobs.id) FROM jobs WHERE id = ?1",
     [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = ?1 AND state = 'scheduled'"
                           " ORDER BY run_at LIMIT 1",
     [ST_FINISH] = "UPDATE jobs SET state = ?2, status = status | ?3, exit_code = ?4,"
                   " error = ?5, output = ?6, run_at = coalesce(?7, run_at),"
-                  " finished_at = coalesce(?8, finished_at) WHERE id = ?1",
-    [ST_RECOVER] = "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
+                  " finished_at = coalesce(?8, finished_at), updated_at = ?9 WHERE id = ?1",
+    [ST_RECOVER] = "UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'running'",
+    /* A full scan from ?1 on: only the mirror's catch-up reads this, rarely (see 002). */
+    [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > ?1 AND (updated_at >= ?2"
+                   " OR state = 'queued' OR state = 'scheduled' OR state = 'running')"
+                   " ORDER BY id LIMIT ?3",
 };
 
 struct fl_store {
@@ -122,6 +126,7 @@ struct fl_store {
     int hold;                      /* fl_store_hold: start no new group */
     int fault_err, fault_count;    /* fl_store_inject_fault */
     fl_store_stats stats;
+    int64_t now;                   /* writer: the clock of the group it runs (updated_at) */
     size_t outstanding;            /* loop thread only: pushed, not yet reaped */
     int reaping;                   /* loop thread only: inside fl_store_reap */
 };
@@ -269,6 +274,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     job->run_at = sqlite3_column_int64(st, C_RUN_AT);
     job->started_at = sqlite3_column_int64(st, C_STARTED_AT);
     job->finished_at = sqlite3_column_int64(st, C_FINISHED_AT);
+    job->updated_at = sqlite3_column_int64(st, C_UPDATED_AT);
     job->has_exit_code = sqlite3_column_type(st, C_EXIT_CODE) != SQLITE_NULL;
     job->exit_code = sqlite3_column_int(st, C_EXIT_CODE);
     *out = job;
@@ -357,12 +363,14 @@ static int run_submit(fl_store *s, fl_store_op *op)
         sqlite3_bind_int64(st, 7, job->created_at) ||
         sqlite3_bind_int64(st, 8, job->run_at) ||
         bind_opt_text(st, 9, job->idem_key) ||
-        bind_opt_text(st, 10, job->callback))
+        bind_opt_text(st, 10, job->callback) ||
+        sqlite3_bind_int64(st, 11, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
         return rc;
     job->id = sqlite3_last_insert_rowid(s->db);
+    job->updated_at = s->now;
     st = s->st[ST_INSERT_PAYLOAD];
     if (sqlite3_bind_int64(st, 1, job->id) ||
         (job->payload ? sqlite3_bind_blob64(st, 2, job->payload, job->payload_len, SQLITE_STATIC)
@@ -444,29 +452,42 @@ static int run_cancel(fl_store *s, fl_store_op *op)
         op->result = -EALREADY;
         return 0;
     }
-    if (sqlite3_bind_int64(st, 1, op->u.cancel.id) || sqlite3_bind_int64(st, 2, op->u.cancel.now))
+    if (sqlite3_bind_int64(st, 1, op->u.cancel.id) || sqlite3_bind_int64(st, 2, op->u.cancel.now) ||
+        sqlite3_bind_int64(st, 3, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
         return rc;
     op->u.cancel.job->state = FL_STATE_CANCELLED;
     op->u.cancel.job->finished_at = op->u.cancel.now;
+    op->u.cancel.job->updated_at = s->now;
     return 0;
 }
 
 static int run_set_status(fl_store *s, fl_store_op *op)
 {
     sqlite3_stmt *st = s->st[ST_SET_STATUS];
-    int rc;
+    fl_job *job;
+    int rc = load_job(s, op->u.set_status.id, &job);
 
+    if (rc <= 0) {
+        if (rc == 0)
+            op->result = -ENOENT;
+        return rc;
+    }
+    op->u.set_status.job = job;
+    if ((job->status & op->u.set_status.bits) == op->u.set_status.bits)
+        return 0;   /* nothing new: no write, no change to report */
     if (sqlite3_bind_int64(st, 1, op->u.set_status.id) ||
-        sqlite3_bind_int(st, 2, op->u.set_status.bits))
+        sqlite3_bind_int(st, 2, op->u.set_status.bits) ||
+        sqlite3_bind_int64(st, 3, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
         return rc;
-    if (sqlite3_changes(s->db) == 0)
-        op->result = -ENOENT;
+    job->status |= op->u.set_status.bits;
+    job->updated_at = s->now;
+    op->u.set_status.changed = 1;
     return 0;
 }
 
@@ -500,7 +521,8 @@ static int take_job(fl_store *s, fl_store_op *op, int64_t id)
     sqlite3_stmt *st = s->st[ST_CLAIM_TAKE];
     int rc;
 
-    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now))
+    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
+        sqlite3_bind_int64(st, 3, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
@@ -629,23 +651,29 @@ static int run_finish(fl_store *s, fl_store_op *op)
         bind_opt_text(st, 5, op->u.finish.error) ||
         bind_opt_blob(st, 6, op->u.finish.output, op->u.finish.output_len) ||
         bind_opt_int64(st, 7, state == FL_STATE_SCHEDULED, op->u.finish.run_at) ||
-        bind_opt_int64(st, 8, terminal, op->u.finish.finished_at))
+        bind_opt_int64(st, 8, terminal, op->u.finish.finished_at) ||
+        sqlite3_bind_int64(st, 9, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
         return rc;
-    if (sqlite3_changes(s->db) == 0)
+    if (sqlite3_changes(s->db) == 0) {
         op->result = -ENOENT;
-    return 0;
+        return 0;
+    }
+    rc = load_job(s, op->u.finish.id, &op->u.finish.job);
+    return rc < 0 ? rc : 0;
 }
 
 static int run_count(fl_store *s, fl_store_op *op)
 {
     sqlite3_stmt *st;
     size_t cap = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT type, state, count(*) FROM jobs WHERE state = 'queued' OR state = 'scheduled'"
-                           " OR state = 'running' GROUP BY type, state", -1, &st, NULL) != SQLITE_OK)
+    const char *sql = op->u.count.all_states
+        ? "SELECT type, state, count(*) FROM jobs GROUP BY type, state"
+        : "SELECT type, state, count(*) FROM jobs WHERE state = 'queued' OR state = 'scheduled'"
+          " OR state = 'running' GROUP BY type, state";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_errno(s);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -670,6 +698,41 @@ static int run_count(fl_store *s, fl_store_op *op)
     return rc == SQLITE_DONE ? 0 : db_errno(s);
 }
 
+static int run_changed(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_CHANGED];
+    int limit = op->u.changed.limit, rc = 0, step_rc;
+
+    if (limit < 1 || limit > FL_STORE_LIST_MAX || op->u.changed.after < 0) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    op->u.changed.jobs = calloc((size_t)limit, sizeof(*op->u.changed.jobs));
+    if (!op->u.changed.jobs)
+        return -ENOMEM;
+    if (sqlite3_bind_int64(st, 1, op->u.changed.after) || sqlite3_bind_int64(st, 2, op->u.changed.since) ||
+        sqlite3_bind_int(st, 3, limit))
+        return db_errno(s);
+    while (op->u.changed.n < (size_t)limit && (step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = read_job(st, 0, &op->u.changed.jobs[op->u.changed.n]);
+        if (rc)
+            break;
+        op->u.changed.n++;
+    }
+    if (!rc && op->u.changed.n < (size_t)limit && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    if (rc)
+        return rc;
+    /* A full page may have a next one; an empty next page ends the walk. */
+    op->u.changed.next = op->u.changed.n == (size_t)limit ? op->u.changed.jobs[limit - 1]->id : 0;
+    if (op->u.changed.n == 0) {
+        free(op->u.changed.jobs);
+        op->u.changed.jobs = NULL;
+    }
+    return 0;
+}
+
 static int run_op(fl_store *s, fl_store_op *op)
 {
     switch (op->kind) {
@@ -689,6 +752,8 @@ static int run_op(fl_store *s, fl_store_op *op)
         return run_finish(s, op);
     case FL_STORE_COUNT:
         return run_count(s, op);
+    case FL_STORE_CHANGED:
+        return run_changed(s, op);
     }
     op->result = -EINVAL;
     return 0;
@@ -723,7 +788,16 @@ static void clear_outputs(fl_store_op *op)
         op->u.count.n = 0;
         break;
     case FL_STORE_SET_STATUS:
+        op->u.set_status.job = NULL;
+        op->u.set_status.changed = 0;
+        break;
     case FL_STORE_FINISH:
+        op->u.finish.job = NULL;
+        break;
+    case FL_STORE_CHANGED:
+        op->u.changed.jobs = NULL;
+        op->u.changed.n = 0;
+        op->u.changed.next = 0;
         break;
     }
 }
@@ -752,7 +826,13 @@ static void fail_op(fl_store_op *op, int err)
         free(op->u.count.rows);
         break;
     case FL_STORE_SET_STATUS:
+        fl_job_free(op->u.set_status.job);
+        break;
     case FL_STORE_FINISH:
+        fl_job_free(op->u.finish.job);
+        break;
+    case FL_STORE_CHANGED:
+        fl_store_list_free(op->u.changed.jobs, op->u.changed.n);
         break;
     }
     clear_outputs(op);
@@ -767,6 +847,7 @@ static int run_group(fl_store *s, fl_store_op *ops, int fault)
 
     for (op = ops; op; op = op->next)
         clear_outputs(op);
+    s->now = fl_job_now_ms();
     rc = step_done(s->st[ST_BEGIN]);
     for (op = ops; op && !rc; op = op->next)
         rc = run_op(s, op);
@@ -1104,6 +1185,8 @@ int fl_store_recover(fl_store *s)
     /* The writer owns the connection while it has work; nothing unreaped means it is idle. */
     if (s->outstanding)
         return -EBUSY;
+    if (sqlite3_bind_int64(s->st[ST_RECOVER], 1, fl_job_now_ms()))
+        return db_errno(s);
     rc = step_done(s->st[ST_RECOVER]);
     return rc ? rc : sqlite3_changes(s->db);
 }

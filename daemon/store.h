@@ -28,7 +28,8 @@ typedef enum fl_store_kind {
     FL_STORE_SET_STATUS,  /* OR status bits into a job (ABORTED after its ack failed) */
     FL_STORE_CLAIM,       /* mark up to limit due jobs of one type running, return them with payloads */
     FL_STORE_FINISH,      /* record the outcome of an attempt */
-    FL_STORE_COUNT        /* how many jobs wait or run, by type and state (queue depth) */
+    FL_STORE_COUNT,       /* how many jobs wait or run, by type and state (queue depth) */
+    FL_STORE_CHANGED      /* jobs changed since a time, or not yet terminal (mirror catch-up) */
 } fl_store_kind;
 
 /* One row of a COUNT: n jobs of type in state. */
@@ -66,8 +67,10 @@ struct fl_store_op {
          * job returned so the caller can stop it and FINISH it as cancelled);
          * -EALREADY = already terminal (unchanged, job returned); -ENOENT = no such job. */
         struct { int64_t id; int64_t now; fl_job *job; } cancel;
-        /* in: id, bits to OR into status. result 0 or -ENOENT. */
-        struct { int64_t id; int bits; } set_status;
+        /* in: id, bits to OR into status. result 0 or -ENOENT.
+         * out: job = the row after the change (caller frees; also when nothing changed);
+         *      changed = 1 if a bit was new (only then was the row written). */
+        struct { int64_t id; int bits; fl_job *job; int changed; } set_status;
         /* in: type, limit (>= 1), now (ms). Picks jobs of that type in state queued, or
          *     scheduled with run_at <= now, highest priority first, then oldest id; marks them
          *     running, attempts += 1, started_at = now.
@@ -79,15 +82,26 @@ struct fl_store_op {
         } claim;
         /* in: id, state (succeeded/failed/cancelled, or scheduled for a retry at run_at, or
          *     queued to hand a job back at shutdown), status bits to OR in, exit code, error,
-         *     output (borrowed), finished_at (terminal states). result 0 or -ENOENT. */
+         *     output (borrowed), finished_at (terminal states). result 0 or -ENOENT.
+         * out: job = the row after the change, without payload (caller frees). */
         struct {
             int64_t id; fl_state state; int status_bits;
             int has_exit_code; int exit_code;
             const char *error; const char *output; size_t output_len;
             int64_t run_at; int64_t finished_at;
+            fl_job *job;
         } finish;
-        /* out: rows[0..n) for the states queued, scheduled and running (caller frees rows with free()). */
-        struct { fl_store_count *rows; size_t n; } count;
+        /* in: all_states (0 = queued, scheduled and running only; 1 = every state).
+         * out: rows[0..n) (caller frees rows with free()). */
+        struct { int all_states; fl_store_count *rows; size_t n; } count;
+        /* in: since (ms), after (id; 0 = from the first), limit (1..1000). Jobs with
+         *     updated_at >= since or a state that is not terminal, with id > after, by id.
+         * out: jobs[0..n) without payloads (free with fl_store_list_free), next = the id to
+         *     pass as after for the following page, 0 when this page was the last. */
+        struct {
+            int64_t since; int64_t after; int limit;
+            fl_job **jobs; size_t n; int64_t next;
+        } changed;
     } u;
 };
 

@@ -182,5 +182,5 @@ int fl_redis_url_parse(const char *url, fl_redis_url *out, char *err, size_t err
         return parse_unix(out, url + 5, err, errlen);
     if (strncmp(url, "rediss://", 9) == 0)
         return fail(err, errlen, "rediss:// (TLS) is not supported; use redis:// or unix:");
-    return fail(err, errlen, "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH, got %s", url);
+    return fail(err, errlen, "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH");
 }

@@ -509,7 +509,7 @@ static const struct {
     {"[server]\nunix = /ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt"
      "tttttttttttttttttttttttttttttttttttttttttttttttttttttttttt.sock\n", 2,
      "unix: expected a socket path"},
-    {"[redis]\nurl = http://127.0.0.1:6379\n", 2, "url: expected redis://HOST:PORT/DB or unix:PATH"},
+    {"[redis]\nurl = http://127.0.0.1:6379\n", 2, "url: expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH"},
     {"[callbacks]\nallow = http://a/, ftp://b/\n", 2,
      "allow: each entry must be an http:// or https:// URL prefix"},
     {"[callbacks]\nallow = http://a/,,http://b/\n", 2, "allow: empty entry in the list"},

@@ -156,11 +156,12 @@ static void test_json_full(void **state)
     job->run_at = T_MS + 1000;
     job->started_at = T_MS + 1;
     job->finished_at = 1000; /* the epoch plus one second: a time, not "absent" */
+    job->updated_at = T_MS + 2;
     job->has_exit_code = 1;
     job->exit_code = 3;
     o = fl_job_to_json(job);
     assert_non_null(o);
-    assert_int_equal(json_object_size(o), 16);
+    assert_int_equal(json_object_size(o), 17);
     assert_string_equal(str_field(o, "id"), "9007199254740993");
     assert_string_equal(str_field(o, "type"), "echo");
     assert_string_equal(str_field(o, "state"), "failed");
@@ -175,6 +176,7 @@ static void test_json_full(void **state)
     assert_string_equal(str_field(o, "run_at"), "2026-11-23T10:00:01.123Z");
     assert_string_equal(str_field(o, "started_at"), "2026-11-23T10:00:00.124Z");
     assert_string_equal(str_field(o, "finished_at"), "1970-01-01T00:00:01.000Z");
+    assert_string_equal(str_field(o, "updated_at"), "2026-11-23T10:00:00.125Z");
     v = json_object_get(o, "exit_code");
     assert_true(json_is_integer(v));
     assert_int_equal(json_integer_value(v), 3);
@@ -196,13 +198,14 @@ static void test_json_nulls(void **state)
     job->max_attempts = 1;
     o = fl_job_to_json(job);
     assert_non_null(o);
-    assert_int_equal(json_object_size(o), 16);
+    assert_int_equal(json_object_size(o), 17);
     assert_string_equal(str_field(o, "id"), "1");
     assert_string_equal(str_field(o, "state"), "queued");
     assert_null_field(o, "created_at");
     assert_null_field(o, "run_at");
     assert_null_field(o, "started_at");
     assert_null_field(o, "finished_at");
+    assert_null_field(o, "updated_at");
     assert_null_field(o, "exit_code");
     assert_null_field(o, "error");
     assert_null_field(o, "output");

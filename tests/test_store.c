@@ -148,6 +148,27 @@ static void count_cb(fl_store_op *op)
     (*(int *)op->udata)++;
 }
 
+/* check_row checks the row a FINISH or SET_STATUS returns (the job after the change) and
+ * frees it, so the tests that reuse one op never leak it. */
+static void check_row(fl_store_op *op)
+{
+    fl_job **row = op->kind == FL_STORE_FINISH ? &op->u.finish.job
+                 : op->kind == FL_STORE_SET_STATUS ? &op->u.set_status.job : NULL;
+    if (!row)
+        return;
+    if (op->result == 0) {
+        assert_non_null(*row);
+        assert_int_equal((*row)->id, op->kind == FL_STORE_FINISH ? op->u.finish.id : op->u.set_status.id);
+        assert_true((*row)->updated_at > 0);
+        if (op->kind == FL_STORE_FINISH)
+            assert_int_equal((*row)->state, op->u.finish.state);
+    } else {
+        assert_null(*row);
+    }
+    fl_job_free(*row);
+    *row = NULL;
+}
+
 /* run pushes op and waits until its callback ran once. */
 static void run(harness *h, fl_store_op *op)
 {
@@ -158,6 +179,7 @@ static void run(harness *h, fl_store_op *op)
     fl_store_push(h->store, op);
     settle(h);
     assert_int_equal(calls, 1);
+    check_row(op);
 }
 
 /* ---- job helpers ----------------------------------------------------------------------- */
@@ -647,11 +669,14 @@ static void test_set_status(void **state)
     op.u.set_status.bits = FL_STATUS_ABORTED;
     run(h, &op);
     assert_int_equal(op.result, 0);
+    assert_int_equal(op.u.set_status.changed, 1);
     op.u.set_status.bits = FL_STATUS_TIMEOUT;
     run(h, &op);
     assert_int_equal(op.result, 0);
+    assert_int_equal(op.u.set_status.changed, 1);
     op.u.set_status.bits = FL_STATUS_ABORTED;
     run(h, &op);
+    assert_int_equal(op.u.set_status.changed, 0);   /* nothing new: not written */
     job = get_ok(h, id);
     assert_int_equal(job->status, FL_STATUS_ABORTED | FL_STATUS_TIMEOUT);
     fl_job_free(job);
@@ -659,6 +684,91 @@ static void test_set_status(void **state)
     op.u.set_status.id = id + 1;
     run(h, &op);
     assert_int_equal(op.result, -ENOENT);
+}
+
+/* changed_ids runs CHANGED pages of limit from since and returns the ids seen, in order. */
+static size_t changed_ids(harness *h, int64_t since, int limit, int64_t *ids, size_t cap)
+{
+    fl_store_op op = { .kind = FL_STORE_CHANGED };
+    size_t n = 0;
+    int pages = 0;
+    op.u.changed.since = since;
+    op.u.changed.limit = limit;
+    do {
+        run(h, &op);
+        assert_int_equal(op.result, 0);
+        for (size_t i = 0; i < op.u.changed.n; i++) {
+            assert_true(n < cap);
+            assert_null(op.u.changed.jobs[i]->payload);
+            ids[n++] = op.u.changed.jobs[i]->id;
+        }
+        fl_store_list_free(op.u.changed.jobs, op.u.changed.n);
+        op.u.changed.after = op.u.changed.next;
+        assert_true(++pages < 100);
+    } while (op.u.changed.after);
+    return n;
+}
+
+static void test_updated_at_and_changed(void **state)
+{
+    harness *h = *state;
+    int64_t before = fl_job_now_ms();
+    int64_t done = submit_simple(h, "c", FL_STATE_QUEUED, NOW - 10);
+    int64_t waiting = submit_simple(h, "c", FL_STATE_QUEUED, NOW - 5);
+    int64_t ids[8];
+    fl_store_op op;
+
+    fl_job *job = get_ok(h, done);
+    assert_true(job->updated_at >= before && job->updated_at <= fl_job_now_ms());
+    fl_job_free(job);
+    expect_claim(h, "c", 1, NOW, (int64_t[]){ done }, 1, NOW - 5);
+    finish_op(&op, done, FL_STATE_SUCCEEDED);
+    op.u.finish.finished_at = NOW;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+
+    /* Everything changed since before; both, in id order, over pages of one. */
+    assert_int_equal(changed_ids(h, before, 1, ids, 8), 2);
+    assert_int_equal(ids[0], done);
+    assert_int_equal(ids[1], waiting);
+    /* From the future only what is not terminal yet. */
+    assert_int_equal(changed_ids(h, fl_job_now_ms() + 60000, 1000, ids, 8), 1);
+    assert_int_equal(ids[0], waiting);
+
+    fl_store_op bad = { .kind = FL_STORE_CHANGED };
+    bad.u.changed.limit = 0;
+    run(h, &bad);
+    assert_int_equal(bad.result, -EINVAL);
+}
+
+static void test_count_all_states(void **state)
+{
+    harness *h = *state;
+    int64_t id = submit_simple(h, "k", FL_STATE_QUEUED, 0);
+    submit_simple(h, "k", FL_STATE_QUEUED, 0);
+    fl_store_op op = { .kind = FL_STORE_CANCEL };
+    op.u.cancel.id = id;
+    op.u.cancel.now = NOW;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    fl_job_free(op.u.cancel.job);
+
+    for (int all = 0; all <= 1; all++) {
+        fl_store_op c = { .kind = FL_STORE_COUNT };
+        c.u.count.all_states = all;
+        run(h, &c);
+        assert_int_equal(c.result, 0);
+        int64_t queued = 0, cancelled = 0;
+        for (size_t i = 0; i < c.u.count.n; i++) {
+            if (c.u.count.rows[i].state == FL_STATE_QUEUED)
+                queued += c.u.count.rows[i].n;
+            if (c.u.count.rows[i].state == FL_STATE_CANCELLED)
+                cancelled += c.u.count.rows[i].n;
+        }
+        assert_int_equal(queued, 1);
+        assert_int_equal(cancelled, all ? 1 : 0);
+        free(c.u.count.rows);
+    }
 }
 
 static void test_claim_order(void **state)
@@ -1088,6 +1198,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_updated_at_and_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count_all_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_queued_not_yet_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish, setup, teardown),
