@@ -31,6 +31,11 @@ typedef struct fl_metrics_gauges {
     uint64_t store_commits, store_ops, store_failed_commits;
     size_t jobs_running;
     uint64_t attempts, succeeded, failed, cancelled, retried, timed_out, requeued;
+    /* The Redis mirror (mirror.h), rendered only when has_redis. */
+    int has_redis;
+    int redis_connected;
+    double redis_lag_seconds;
+    uint64_t redis_errors, redis_dropped, redis_writes;
 } fl_metrics_gauges;
 
 /* Attempt durations, in seconds: the upper bounds of the histogram buckets (+Inf implied). */
