@@ -1,17 +1,20 @@
 /* test_mirror.c — the Redis status mirror with a real flingd and a real redis-server: the hash,
  * counts and events follow a job; Redis stopped while jobs run, then back on the same port, and
  * the mirror catches up from the store; a wrong password is one clear log line and the daemon
- * keeps working; a database number, a password and a Unix socket URL are honoured. */
+ * keeps working; a database number, a password and a Unix socket URL are honoured; a server
+ * that never answers is given up on after the connect timeout; a SCRIPT FLUSH is repaired. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "fling.h"
@@ -313,7 +316,7 @@ static void wrong_password_is_one_log_line(void **state)
     redisFree(c);
 }
 
-/* one_job_mirrored runs a noop job and checks its hash lands in db under prefix, not in db 0. */
+/* one_job_mirrored runs a noop job and checks its hash lands in db under prefix (and not in db 0). */
 static void one_job_mirrored(int db, const char *prefix)
 {
     char id[24], key[96], v[32];
@@ -327,7 +330,8 @@ static void one_job_mirrored(int db, const char *prefix)
         if ((ok = hget(c, key, "state", v, sizeof v) && strcmp(v, "succeeded") == 0))
             break;
     assert_true(ok);
-    assert_int_equal(command_int(c0, "EXISTS %s", key), 0);
+    if (db != 0)
+        assert_int_equal(command_int(c0, "EXISTS %s", key), 0);
     redisFree(c);
     redisFree(c0);
 }
@@ -350,6 +354,49 @@ static void db_number_password_and_unix_socket(void **state)
     assert_int_equal(log_count("redis: mirroring to unix:"), 1);
 }
 
+/* A server that completes TCP handshakes (the kernel does, from the backlog) but never answers:
+ * the connect timeout must give up on it, and jobs must not notice. */
+static void silent_server_times_out(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char url[64], id[24];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    double t0 = flh_now();
+    start_daemon(url, "fling:");
+    submit("quick", "", id);
+    assert_int_equal(wait_state_count("succeeded", 1), 1);
+    assert_int_equal(wait_log("redis: no answer from 127.0.0.1:"), 1);
+    double waited = flh_now() - t0;
+    assert_true(waited > 1.5 && waited < 4.0);   /* the 2 s bound, not the kernel's minutes */
+    assert_int_equal(flh_metric(&D, "fling_redis_connected"), 0);
+    close(fd);
+}
+
+/* SCRIPT FLUSH behind the daemon's back: the next write gets NOSCRIPT, and the mirror reloads
+ * the script and repairs what it missed. */
+static void script_flush_is_repaired(void **state)
+{
+    (void)state;
+    assert_int_equal(flh_redis_start(&R, NULL), 0);
+    start_daemon(R.url, "fling:");
+    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    redisContext *c = flh_redis_connect(&R, 0);
+    assert_non_null(c);
+    redisReply *rep = redisCommand(c, "SCRIPT FLUSH");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    redisFree(c);
+    one_job_mirrored(0, "fling:");
+    assert_int_equal(log_count("redis: the mirror script is gone"), 1);
+    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +404,8 @@ int main(void)
         cmocka_unit_test_teardown(catches_up_after_redis_restart, teardown),
         cmocka_unit_test_teardown(wrong_password_is_one_log_line, teardown),
         cmocka_unit_test_teardown(db_number_password_and_unix_socket, teardown),
+        cmocka_unit_test_teardown(silent_server_times_out, teardown),
+        cmocka_unit_test_teardown(script_flush_is_repaired, teardown),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
