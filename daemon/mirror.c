@@ -27,6 +27,9 @@
 /* Connect plus handshake (AUTH, SELECT, SCRIPT LOAD, the watermark) must finish within this:
  * a Redis that accepts but does not answer (stopped, overloaded) counts as down. */
 #define FL_MIRROR_CONNECT_TIMEOUT 2.0
+/* A connection whose oldest write has waited this long for its reply is declared dead (a
+ * stopped Redis or a partition sends no RST): writes would only pile up in hiredis's buffer. */
+#define FL_MIRROR_REPLY_TIMEOUT 5.0
 /* Reconnect back-off: the first retry comes soon (a restart is quick), then doubles up to a
  * cap that keeps a long outage cheap and still notices the recovery within seconds. */
 #define FL_MIRROR_BACKOFF_MIN 0.1
@@ -102,6 +105,7 @@ struct fl_mirror {
     unsigned session;               /* bumped per connection: older replies are stale */
     char sha[41];                   /* the script's SHA1, from SCRIPT LOAD */
     ev_timer connect_timer;         /* bounds connect + handshake */
+    ev_timer reply_timer;           /* while up: checks the oldest write's age every second */
     ev_timer retry_timer;           /* the back-off before the next connect */
     double backoff;
     int outage_logged;              /* a failure was logged: quiet until connected again */
@@ -158,6 +162,7 @@ static void retry_later(fl_mirror *m)
 {
     m->state = FL_MIRROR_DOWN;
     ev_timer_stop(m->loop, &m->connect_timer);
+    ev_timer_stop(m->loop, &m->reply_timer);
     if (m->stopping)
         return;
     ev_timer_set(&m->retry_timer, m->backoff, 0.);
@@ -461,6 +466,7 @@ static void op_cb(fl_store_op *op)
 static void handshake_done(fl_mirror *m, int64_t watermark)
 {
     ev_timer_stop(m->loop, &m->connect_timer);
+    ev_timer_again(m->loop, &m->reply_timer);
     m->state = FL_MIRROR_UP;
     m->backoff = FL_MIRROR_BACKOFF_MIN;
     if (!m->ever_connected)
@@ -553,6 +559,16 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     drop_connection(m);
 }
 
+static void reply_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    fl_mirror *m = t->data;
+    if (m->inflight && ev_now(loop) - m->inflight->sent_at > FL_MIRROR_REPLY_TIMEOUT) {
+        outage(m, LOG_WARNING, "no reply from %s for %.0f s", m->where, FL_MIRROR_REPLY_TIMEOUT);
+        drop_connection(m);
+    }
+}
+
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -642,7 +658,9 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
     m->backoff = FL_MIRROR_BACKOFF_MIN;
     ev_init(&m->connect_timer, connect_timeout_cb);
     ev_init(&m->retry_timer, retry_cb);
-    m->connect_timer.data = m->retry_timer.data = m;
+    ev_init(&m->reply_timer, reply_timeout_cb);
+    m->reply_timer.repeat = 1.0;
+    m->connect_timer.data = m->retry_timer.data = m->reply_timer.data = m;
     connect_start(m);
     *out = m;
     return 0;

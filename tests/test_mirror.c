@@ -2,7 +2,8 @@
  * counts and events follow a job; Redis stopped while jobs run, then back on the same port, and
  * the mirror catches up from the store; a wrong password is one clear log line and the daemon
  * keeps working; a database number, a password and a Unix socket URL are honoured; a server
- * that never answers is given up on after the connect timeout; a SCRIPT FLUSH is repaired. */
+ * that never answers is given up on after the connect timeout, one that stops answering after the
+ * reply timeout; a SCRIPT FLUSH is repaired. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -397,6 +398,36 @@ static void script_flush_is_repaired(void **state)
     assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
 }
 
+/* A Redis that stops answering while connected (SIGSTOP: no RST, as in a partition) is declared
+ * dead after the reply timeout; once it answers again the mirror catches up. */
+static void frozen_redis_is_dropped_then_repaired(void **state)
+{
+    (void)state;
+    assert_int_equal(flh_redis_start(&R, NULL), 0);
+    start_daemon(R.url, "fling:");
+    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    kill(R.pid, SIGSTOP);
+    char id[24];
+    submit("quick", "", id);
+    assert_int_equal(wait_state_count("succeeded", 1), 1);
+    long lag = 0;   /* whole seconds: flh_metric reads an integer */
+    for (double end = flh_now() + WAIT_MS / 1000.0; flh_now() < end && lag < 1; usleep(50000))
+        lag = flh_metric(&D, "fling_redis_lag_seconds");
+    assert_true(lag >= 1);
+    assert_int_equal(wait_log("redis: no reply from"), 1);
+    assert_int_equal(flh_metric(&D, "fling_redis_connected"), 0);
+    kill(R.pid, SIGCONT);
+    one_job_mirrored(0, "fling:");
+    char key[64], v[32];
+    snprintf(key, sizeof key, "fling:job:%s", id);
+    redisContext *c = flh_redis_connect(&R, 0);
+    assert_non_null(c);
+    assert_true(hget(c, key, "state", v, sizeof v));
+    assert_string_equal(v, "succeeded");
+    assert_int_equal(count_field(c, "fling:counts", "succeeded"), 2);
+    redisFree(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +437,7 @@ int main(void)
         cmocka_unit_test_teardown(db_number_password_and_unix_socket, teardown),
         cmocka_unit_test_teardown(silent_server_times_out, teardown),
         cmocka_unit_test_teardown(script_flush_is_repaired, teardown),
+        cmocka_unit_test_teardown(frozen_redis_is_dropped_then_repaired, teardown),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
