@@ -1,7 +1,7 @@
 /* test_mirror.c — the Redis status mirror with a real flingd and a real redis-server: the hash,
  * counts and events follow a job; Redis stopped while jobs run, then back on the same port, and
  * the mirror catches up from the store; a wrong password is one clear log line and the daemon
- * keeps working; a database number, a password and a Unix socket URL are honoured; a server
+ * keeps working; a database number, a password, an ACL user and a Unix socket URL are honoured; a server
  * that never answers is given up on after the connect timeout, one that stops answering after the
  * reply timeout; a SCRIPT FLUSH is repaired. */
 #include <stdarg.h>
@@ -337,7 +337,7 @@ static void one_job_mirrored(int db, const char *prefix)
     redisFree(c0);
 }
 
-static void db_number_password_and_unix_socket(void **state)
+static void db_number_password_user_and_unix_socket(void **state)
 {
     (void)state;
     assert_int_equal(flh_redis_start(&R, "pw"), 0);
@@ -353,6 +353,20 @@ static void db_number_password_and_unix_socket(void **state)
     assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
     one_job_mirrored(5, "other:");
     assert_int_equal(log_count("redis: mirroring to unix:"), 1);
+    assert_int_equal(flh_stop(&D), 0);
+
+    /* An ACL user: AUTH with user and password. */
+    redisContext *c = flh_redis_connect(&R, 0);
+    assert_non_null(c);
+    redisReply *rep = redisCommand(c, "ACL SETUSER bob on >bobpw ~* &* +@all");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    redisFree(c);
+    snprintf(url, sizeof url, "redis://bob:bobpw@127.0.0.1:%d/2", R.port);
+    start_daemon(url, "fling:");
+    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    one_job_mirrored(2, "fling:");
 }
 
 /* A server that completes TCP handshakes (the kernel does, from the backlog) but never answers:
@@ -434,7 +448,7 @@ int main(void)
         cmocka_unit_test_teardown(hash_counts_and_events_follow_a_job, teardown),
         cmocka_unit_test_teardown(catches_up_after_redis_restart, teardown),
         cmocka_unit_test_teardown(wrong_password_is_one_log_line, teardown),
-        cmocka_unit_test_teardown(db_number_password_and_unix_socket, teardown),
+        cmocka_unit_test_teardown(db_number_password_user_and_unix_socket, teardown),
         cmocka_unit_test_teardown(silent_server_times_out, teardown),
         cmocka_unit_test_teardown(script_flush_is_repaired, teardown),
         cmocka_unit_test_teardown(frozen_redis_is_dropped_then_repaired, teardown),
