@@ -108,7 +108,7 @@ struct fl_mirror {
     ev_timer reply_timer;           /* while up: checks the oldest write's age every second */
     ev_timer retry_timer;           /* the back-off before the next connect */
     double backoff;
-    int outage_logged;              /* a failure was logged: quiet until connected again */
+    int outage_logged;              /* a failure was logged: quiet until the mirror is in sync again */
     int ever_connected;
     int stopping;
 
@@ -377,11 +377,21 @@ static void catchup_next(fl_mirror *m)
     push_op(m, m->sync_after ? FL_STORE_CHANGED : FL_STORE_COUNT);
 }
 
+/* catchup_done: the mirror is whole again. Only now does an outage end (log line, back-off
+ * reset): a Redis that accepts connections but fails writes (out of memory, read-only) must
+ * keep backing off quietly instead of reconnecting and logging ten times a second. */
 static void catchup_done(fl_mirror *m)
 {
     ev_now_update(m->loop);
-    fl_log(LOG_INFO, "redis: mirror in sync with the store (%zu job(s) re-applied in %.3f s)", m->sync_jobs,
-           ev_now(m->loop) - m->sync_started);
+    double took = ev_now(m->loop) - m->sync_started;
+    if (m->outage_logged)
+        fl_log(LOG_INFO, "redis: %s is back; mirror in sync (%zu job(s) re-applied in %.3f s)", m->where,
+               m->sync_jobs, took);
+    else
+        fl_log(LOG_INFO, "redis: mirror in sync with the store (%zu job(s) re-applied in %.3f s)", m->sync_jobs,
+               took);
+    m->outage_logged = 0;
+    m->backoff = FL_MIRROR_BACKOFF_MIN;
 }
 
 /* apply_page re-applies one page of changed jobs with event "sync"; the last one's reply asks
@@ -468,12 +478,8 @@ static void handshake_done(fl_mirror *m, int64_t watermark)
     ev_timer_stop(m->loop, &m->connect_timer);
     ev_timer_again(m->loop, &m->reply_timer);
     m->state = FL_MIRROR_UP;
-    m->backoff = FL_MIRROR_BACKOFF_MIN;
     if (!m->ever_connected)
         fl_log(LOG_INFO, "redis: mirroring to %s", m->where);
-    else if (m->outage_logged)
-        fl_log(LOG_INFO, "redis: connected to %s again; catching the mirror up", m->where);
-    m->outage_logged = 0;
     m->ever_connected = 1;
     if (!m->stopping)
         catchup_begin(m, watermark);

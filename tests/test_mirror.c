@@ -3,7 +3,7 @@
  * the mirror catches up from the store; a wrong password is one clear log line and the daemon
  * keeps working; a database number, a password, an ACL user and a Unix socket URL are honoured; a server
  * that never answers is given up on after the connect timeout, one that stops answering after the
- * reply timeout; a SCRIPT FLUSH is repaired. */
+ * reply timeout; a SCRIPT FLUSH is repaired; refused writes back off quietly. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -282,7 +282,7 @@ static void catches_up_after_redis_restart(void **state)
     const char *others[] = { "queued", "scheduled", "running", "failed", "cancelled" };
     for (size_t i = 0; i < 5; i++)
         assert_int_equal(count_field(c, "fling:counts", others[i]), 0);
-    assert_int_equal(log_count("redis: connected to"), 1);
+    assert_int_equal(wait_log(" is back; mirror in sync"), 1);
     assert_int_equal(flh_metric(&D, "fling_redis_connected"), 1);
     redisFree(c);
 }
@@ -442,6 +442,37 @@ static void frozen_redis_is_dropped_then_repaired(void **state)
     redisFree(c);
 }
 
+/* A Redis that takes connections but refuses writes (maxmemory reached): one log line, quiet
+ * back-off instead of a reconnect loop, and a catch-up once it accepts writes again. */
+static void failing_writes_back_off_quietly(void **state)
+{
+    (void)state;
+    assert_int_equal(flh_redis_start(&R, NULL), 0);
+    start_daemon(R.url, "fling:");
+    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    redisContext *c = flh_redis_connect(&R, 0);
+    assert_non_null(c);
+    redisReply *rep = redisCommand(c, "CONFIG SET maxmemory 1");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    char id[24];
+    submit("quick", "", id);
+    assert_int_equal(wait_log("failed: OOM"), 1);
+    usleep(1500000);   /* several reconnects, each failing again in its catch-up */
+    assert_true(flh_metric(&D, "fling_redis_errors_total") >= 3);
+    assert_int_equal(log_count("failed: OOM"), 1);
+    assert_int_equal(log_count("mirror in sync"), 1);   /* the first connect's only */
+    rep = redisCommand(c, "CONFIG SET maxmemory 0");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    assert_int_equal(wait_log(" is back; mirror in sync"), 1);
+    char key[64], v[32];
+    snprintf(key, sizeof key, "fling:job:%s", id);
+    assert_true(hget(c, key, "state", v, sizeof v));
+    assert_string_equal(v, "succeeded");
+    redisFree(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +483,7 @@ int main(void)
         cmocka_unit_test_teardown(silent_server_times_out, teardown),
         cmocka_unit_test_teardown(script_flush_is_repaired, teardown),
         cmocka_unit_test_teardown(frozen_redis_is_dropped_then_repaired, teardown),
+        cmocka_unit_test_teardown(failing_writes_back_off_quietly, teardown),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
