@@ -1,16 +1,22 @@
 /* cli.c — the `fling` command (DESIGN.md "Client library and CLI"): submit, status, list and
- * cancel, over libfling. On failure it prints exactly one line on stderr and exits 1 when the
- * daemon refused (or output could not be written), 2 for a usage error, 3 when the daemon
- * could not be reached or its reply not understood.
+ * cancel over libfling; status --redis and watch over the Redis mirror (mirrorview.h).
+ * On failure it prints exactly one line on stderr and exits 1 when the daemon refused (or the
+ * job is not in the mirror, or output could not be written), 2 for a usage error, 3 when the
+ * daemon or Redis could not be reached, refused the login, or its reply was not understood.
+ * submit --wait adds 4 when the job ended failed or cancelled and 5 when it had not ended
+ * when the wait ran out.
  * All options of all commands are parsed in one getopt_long pass, so global ones go anywhere;
  * each option names the commands that accept it. A new command is one row in `commands`,
  * its options rows in `specs`, and one function. */
 #include "fling.h"
-#include "proto.h"   /* the fling target does not put proto/ on its include path */
+#include "mirrorview.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,20 +26,30 @@
 #define EXIT_DAEMON 1        /* an error reply, or stdout failed */
 #define EXIT_USAGE 2
 #define EXIT_TRANSPORT 3     /* connect, send, receive or reply-format failure */
+#define EXIT_JOB_FAILED 4    /* submit --wait: the job ended failed or cancelled */
+#define EXIT_JOB_RUNNING 5   /* submit --wait: the job had not ended when the wait ran out */
 
 #define FLING_CLI_VERSION "0.1.0"              /* the project version in CMakeLists.txt */
 #define DEFAULT_URL "http://127.0.0.1:7878"    /* flingd's default listen address */
 #define STDIN_MAX (64 * 1024 * 1024)           /* far above any sane max_payload */
 #define ERROR_TEXT_MAX 200                     /* of a non-JSON error body, on one line */
 #define LIST_PATH_MAX 2048                     /* /v1/jobs and four bounded parameters */
+#define WAIT_DEFAULT 60                        /* submit --wait without a value, in seconds */
+#define REDIS_TIMEOUT_MS 3000                  /* connect, and each command's reply */
+#define PREFIX_MAX 256                         /* a key prefix is a namespace, not data */
+#define REDIS_ERR_MAX 400                      /* one line from mirrorview */
+#define MESSAGE_SHOWN 60                       /* of a malformed event, enough to recognise it */
 
-enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_ANY = 0xff };
+enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH = 16,
+       CMD_ANY = 0xff };
 
 enum opt_id {
     OPT_HELP = 'h',
     OPT_URL = 256, OPT_TOKEN, OPT_VERSION,
     OPT_TIMEOUT, OPT_ATTEMPTS, OPT_DELAY, OPT_PRIORITY, OPT_KEY, OPT_CALLBACK, OPT_DETACH,
+    OPT_WAIT, OPT_ON_DISCONNECT,
     OPT_STATE, OPT_TYPE, OPT_LIMIT, OPT_AFTER, OPT_JSON,
+    OPT_REDIS, OPT_PREFIX, OPT_COUNT,
 };
 
 typedef struct opt_spec {
@@ -55,11 +71,16 @@ static const opt_spec specs[] = {
     { "key", required_argument, OPT_KEY, CMD_SUBMIT },
     { "callback", required_argument, OPT_CALLBACK, CMD_SUBMIT },
     { "detach", no_argument, OPT_DETACH, CMD_SUBMIT },
+    { "wait", optional_argument, OPT_WAIT, CMD_SUBMIT },
+    { "on-disconnect", required_argument, OPT_ON_DISCONNECT, CMD_SUBMIT },
     { "state", required_argument, OPT_STATE, CMD_LIST },
-    { "type", required_argument, OPT_TYPE, CMD_LIST },
+    { "type", required_argument, OPT_TYPE, CMD_LIST | CMD_WATCH },
     { "limit", required_argument, OPT_LIMIT, CMD_LIST },
     { "after", required_argument, OPT_AFTER, CMD_LIST },
-    { "json", no_argument, OPT_JSON, CMD_LIST },
+    { "json", no_argument, OPT_JSON, CMD_LIST | CMD_WATCH },
+    { "redis", required_argument, OPT_REDIS, CMD_STATUS | CMD_WATCH },
+    { "prefix", required_argument, OPT_PREFIX, CMD_STATUS | CMD_WATCH },
+    { "count", required_argument, OPT_COUNT, CMD_WATCH },
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -79,7 +100,7 @@ typedef struct cli {
     int nargs;
     opt_val *opts;           /* options in command-line order */
     int nopts;
-    fling_client *client;
+    fling_client *client;    /* NULL for the commands that read the Redis mirror */
 } cli;
 
 struct command {
@@ -94,18 +115,33 @@ static const char usage_text[] =
     "\n"
     "  submit TYPE [PAYLOAD|-] [--timeout S] [--attempts N] [--delay S] [--priority N]\n"
     "                          [--key K] [--callback URL] [--detach]\n"
+    "                          [--wait[=N] [--on-disconnect cancel|continue]]\n"
     "                   submit a job and print its id (payload - or absent: stdin);\n"
-    "                   --detach sends it without waiting and prints nothing\n"
-    "  status ID        print the job as JSON\n"
+    "                   --detach sends it without waiting and prints nothing;\n"
+    "                   --wait=N (1-3600, default 60; note the '=') waits up to N s for the\n"
+    "                   job to end and prints it as JSON; --on-disconnect says what the\n"
+    "                   daemon does with the job if this client goes away meanwhile\n"
+    "  status ID [--redis URL [--prefix P]]\n"
+    "                   print the job as JSON; --redis reads the Redis mirror instead\n"
     "  list [--state S] [--type T] [--limit N] [--after CURSOR] [--json]\n"
     "                   print jobs, newest first: id type state status attempts created_at\n"
     "  cancel ID        cancel a job\n"
+    "  watch [--type T] [--redis URL] [--prefix P] [--json] [--count N]\n"
+    "                   follow the mirror's events, one line each: TIME ID TYPE EVENT\n"
+    "                   [state=S] status=N attempts=A/M [error=\"...\"], TIME being the\n"
+    "                   event's updated_at or else the time it was received (UTC);\n"
+    "                   --json prints each event's JSON; --count exits after N events\n"
     "\n"
     "  --url URL        http://host:port or unix:/path (env FLING_URL; default " DEFAULT_URL ")\n"
     "  --token TOKEN    bearer token (env FLING_TOKEN)\n"
+    "  --redis URL      redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH[?db=N&password=P]\n"
+    "                   (watch: env FLING_REDIS; default " FL_MVIEW_DEFAULT_URL ")\n"
+    "  --prefix P       the daemon's [redis] prefix (default " FL_MVIEW_DEFAULT_PREFIX ")\n"
     "  -h, --help       this text;  --version  the version\n"
     "\n"
-    "exit status: 0 ok, 1 the daemon refused, 2 usage error, 3 daemon unreachable\n";
+    "exit status: 0 ok, 1 the daemon refused or the job is not in the mirror, 2 usage error,\n"
+    "3 daemon or Redis unreachable (or refused the login); submit --wait: 4 the job failed or\n"
+    "was cancelled, 5 the job had not ended when the wait ran out\n";
 
 /* ---- one-line errors ------------------------------------------------------------------ */
 
@@ -181,17 +217,23 @@ static json_t *reply_json(const cli *c, const fling_response *res, int *code)
     return j;
 }
 
+/* Prints j indented, as status prints a job. */
+static int print_json(const cli *c, const json_t *j)
+{
+    if (json_dumpf(j, stdout, JSON_INDENT(2)) < 0 || fputc('\n', stdout) == EOF)
+        return fail(c, EXIT_DAEMON, "cannot write output");
+    return 0;
+}
+
 static int print_pretty(const cli *c, const fling_response *res)
 {
     int code = 0;
     json_t *j = reply_json(c, res, &code);
     if (!j)
         return code;
-    int rc = json_dumpf(j, stdout, JSON_INDENT(2));
+    code = print_json(c, j);
     json_decref(j);
-    if (rc < 0 || fputc('\n', stdout) == EOF)
-        return fail(c, EXIT_DAEMON, "cannot write output");
-    return 0;
+    return code;
 }
 
 /* Prints a scalar JSON value as plain text ("-" for null or missing). */
@@ -238,6 +280,28 @@ static int print_job_lines(const cli *c, const fling_response *res)
 
 /* ---- commands ------------------------------------------------------------------------- */
 
+/* The value of the last --name given, or NULL (a later option overrides an earlier one). */
+static const char *opt_arg(const cli *c, int id)
+{
+    const char *v = NULL;
+    for (int i = 0; i < c->nopts; i++)
+        if (c->opts[i].id == id)
+            v = c->opts[i].arg ? c->opts[i].arg : "";
+    return v;
+}
+
+/* Parses a whole decimal in [lo, hi]: 0, or -1. */
+static int parse_count(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end || errno || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* Reads all of stdin into *buf (malloc'd, caller frees): 0, or an exit code after reporting. */
 static int read_stdin(const cli *c, char **buf, size_t *len)
 {
@@ -274,6 +338,35 @@ static int check_opt(const cli *c, fl_proto_opts *p, const char *header, const o
     return 0;
 }
 
+/* --wait[=N]: N seconds, or WAIT_DEFAULT without a value. */
+static int wait_opt(const cli *c, const opt_val *o, int *wait)
+{
+    long v = WAIT_DEFAULT;
+    if (o->arg && parse_count(o->arg, 1, FL_WAIT_MAX, &v) < 0)
+        return fail(c, EXIT_USAGE, "bad --wait '%s' (1-%d seconds, as --wait=N)", o->arg,
+                    FL_WAIT_MAX);
+    *wait = (int)v;
+    return 0;
+}
+
+static int on_disconnect_opt(const cli *c, const opt_val *o, const char **out)
+{
+    if (strcmp(o->arg, "cancel") != 0 && strcmp(o->arg, "continue") != 0)
+        return fail(c, EXIT_USAGE, "bad --on-disconnect '%s' (cancel or continue)", o->arg);
+    *out = o->arg;
+    return 0;
+}
+
+/* The options that only make sense together, or not at all together. */
+static int check_submit_mode(const cli *c, const fling_job_opts *jo, int detach)
+{
+    if (jo->wait && detach)
+        return fail(c, EXIT_USAGE, "--wait and --detach exclude each other");
+    if (jo->on_disconnect && !jo->wait)
+        return fail(c, EXIT_USAGE, "--on-disconnect needs --wait");
+    return 0;
+}
+
 static int submit_opts(const cli *c, fling_job_opts *jo, int *detach)
 {
     fl_proto_opts p = { 0 };
@@ -294,15 +387,76 @@ static int submit_opts(const cli *c, fling_job_opts *jo, int *detach)
             jo->idempotency_key = o->arg;
             break;
         case OPT_DETACH: *detach = 1; break;
+        case OPT_WAIT: rc = wait_opt(c, o, &jo->wait); break;
+        case OPT_ON_DISCONNECT: rc = on_disconnect_opt(c, o, &jo->on_disconnect); break;
         default: break;
         }
     }
+    if (rc == 0)
+        rc = check_submit_mode(c, jo, *detach);
     jo->timeout = p.has_timeout ? p.timeout : 0;
     jo->max_attempts = p.has_max_attempts ? p.max_attempts : 0;
     jo->delay = p.has_delay ? p.delay : 0;
     jo->has_priority = p.has_priority;
     jo->priority = p.priority;
     return rc;
+}
+
+/* Reports a job that had not ended within the wait: its id on stdout, why on stderr. */
+static int report_running(const cli *c, const fling_response *res, const json_t *j, int wait)
+{
+    const char *state = json_string_value(json_object_get(j, "state"));
+    if (printf("%s\n", res->id) < 0)
+        return fail(c, EXIT_DAEMON, "cannot write output");
+    if (state)
+        return fail(c, EXIT_JOB_RUNNING, "job %s still running after %d s (state %s)", res->id,
+                    wait, state);
+    return fail(c, EXIT_JOB_RUNNING, "job %s still running after %d s", res->id, wait);
+}
+
+/* Reports a job that ended: its JSON on stdout, and for a failure why on stderr. */
+static int report_ended(const cli *c, const fling_response *res, const json_t *j)
+{
+    char why[ERROR_TEXT_MAX + 1] = "";
+    const char *state = json_string_value(json_object_get(j, "state"));
+    const char *error = json_string_value(json_object_get(j, "error"));
+    const json_t *exit_code = json_object_get(j, "exit_code");
+    int code = print_json(c, j);
+    if (code || strcmp(state, "succeeded") == 0)
+        return code;
+    if (error && error[0])
+        one_line(error, strlen(error), why, ERROR_TEXT_MAX);
+    else if (json_is_integer(exit_code))
+        snprintf(why, sizeof why, "exit code %" JSON_INTEGER_FORMAT, json_integer_value(exit_code));
+    return why[0] ? fail(c, EXIT_JOB_FAILED, "job %s %s: %s", res->id, state, why)
+                  : fail(c, EXIT_JOB_FAILED, "job %s %s", res->id, state);
+}
+
+/* The outcome of submit --wait: a 200 carries the job as it ended (or as it is, for a
+ * duplicate of one still going), a 202 says the wait ran out. */
+static int report_attached(const cli *c, const fling_response *res, int wait)
+{
+    fl_state st;
+    int code = 0;
+    if (res->status != 200) {
+        /* the ack's body only adds the state to the message: without it the 202 still says all */
+        json_t *ack = res->body ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
+        code = report_running(c, res, ack, wait);
+        json_decref(ack);
+        return code;
+    }
+    json_t *j = reply_json(c, res, &code);
+    if (!j)
+        return code;
+    const char *state = json_string_value(json_object_get(j, "state"));
+    if (!state)
+        code = fail(c, EXIT_TRANSPORT, "reply from %s has no job state", c->url);
+    else if (fl_proto_state_parse(state, strlen(state), &st) == 0 && fl_proto_state_terminal(st))
+        code = report_ended(c, res, j);
+    else
+        code = report_running(c, res, j, wait);
+    json_decref(j);
+    return code;
 }
 
 static int cmd_submit(cli *c)
@@ -331,9 +485,12 @@ static int cmd_submit(cli *c)
     int rc = detach ? fling_fire(c->client, type, data, len, &jo)
                     : fling_submit(c->client, type, data, len, &jo, &res);
     free(payload);
-    if (rc == 0 && !detach)
-        printf("%s\n", res.id);
-    code = rc ? fail_call(c, rc, &res) : 0;
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else if (jo.wait)
+        code = report_attached(c, &res, jo.wait);
+    else if (!detach && printf("%s\n", res.id) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
     if (!detach)
         fling_response_clear(&res);
     return code;
@@ -350,9 +507,184 @@ static int job_path(const cli *c, char *path, size_t size)
     return 0;
 }
 
+/* ---- the Redis mirror ------------------------------------------------------------------ */
+
+/* The key prefix: --prefix, or the daemon's default. NULL after reporting a bad one. */
+static const char *mirror_prefix(const cli *c, int *code)
+{
+    const char *p = opt_arg(c, OPT_PREFIX);
+    if (!p)
+        return FL_MVIEW_DEFAULT_PREFIX;
+    if (strlen(p) > PREFIX_MAX) {
+        *code = fail(c, EXIT_USAGE, "--prefix is longer than %d bytes", PREFIX_MAX);
+        return NULL;
+    }
+    return p;
+}
+
+/* Connects to the mirror at url: the context, or NULL after reporting (*code set). */
+static redisContext *mirror_connect(const cli *c, const char *url, int *code)
+{
+    char err[REDIS_ERR_MAX];
+    redisContext *rc;
+    /* a Redis that went away mid-command must be an error to report, not a SIGPIPE */
+    signal(SIGPIPE, SIG_IGN);
+    int rv = fl_mview_connect(url, REDIS_TIMEOUT_MS, &rc, err, sizeof err);
+    if (rv < 0)
+        *code = fail(c, rv == -EINVAL ? EXIT_USAGE : EXIT_TRANSPORT, "%s", err);
+    return rc;
+}
+
+/* status ID --redis URL: the job's hash from the mirror, shaped as the daemon's JSON. */
+static int status_from_mirror(cli *c, const char *url)
+{
+    int64_t id;
+    int code = 0;
+    char err[REDIS_ERR_MAX];
+    const char *prefix = mirror_prefix(c, &code);
+    if (!prefix)
+        return code;
+    if (fl_proto_parse_id(c->args[0], strlen(c->args[0]), &id) < 0)
+        return fail(c, EXIT_USAGE, "bad job id '%s'", c->args[0]);
+    redisContext *rc = mirror_connect(c, url, &code);
+    if (!rc)
+        return code;
+    json_t *job;
+    int rv = fl_mview_job(rc, prefix, id, &job, err, sizeof err);
+    redisFree(rc);
+    if (rv < 0)
+        return fail(c, rv == -ENOENT ? EXIT_DAEMON : EXIT_TRANSPORT, "%s", err);
+    code = print_json(c, job);
+    json_decref(job);
+    return code;
+}
+
+/* Set by SIGINT and SIGTERM: watch ends, with success, at the next wake-up. */
+static volatile sig_atomic_t stop_watching;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_watching = 1;
+}
+
+/* Blocks SIGINT and SIGTERM and routes them to on_stop_signal; *wait_mask gets the mask to
+ * wait under, which lets them in only while watch sleeps (so none is missed between a check
+ * of the flag and the wait). */
+static void catch_stop_signals(sigset_t *wait_mask)
+{
+    sigset_t block;
+    struct sigaction sa = { .sa_handler = on_stop_signal };
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, wait_mask);
+    sigdelset(wait_mask, SIGINT);
+    sigdelset(wait_mask, SIGTERM);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* watch's options: 0, or an exit code after reporting. */
+static int watch_opts(const cli *c, const char **type, long *count)
+{
+    const char *n = opt_arg(c, OPT_COUNT);
+    *type = opt_arg(c, OPT_TYPE);
+    *count = 0;
+    if (*type && !fl_proto_valid_type(*type, strlen(*type)))
+        return fail(c, EXIT_USAGE, "bad --type '%s'", *type);
+    if (n && parse_count(n, 1, LONG_MAX, count) < 0)
+        return fail(c, EXIT_USAGE, "bad --count '%s' (a positive integer)", n);
+    return 0;
+}
+
+/* Prints the line for one message (skipping other types, reporting malformed ones): 1 if a
+ * line was printed, 0 if not, or an exit code (> 1) after reporting. */
+static int print_event(const cli *c, const char *msg, size_t len, const char *type, int as_json)
+{
+    char *line;
+    int rv = fl_mview_event_line(msg, len, type, as_json, &line);
+    if (rv == -ENOMEM)
+        return fail(c, EXIT_TRANSPORT, "out of memory");
+    if (rv == -EBADMSG) {
+        char start[MESSAGE_SHOWN + 1];
+        one_line(msg, len, start, MESSAGE_SHOWN);
+        fprintf(stderr, "fling: watch: skipped a message that is not a job event: %s\n", start);
+        return 0;
+    }
+    if (rv == 1)
+        return 0;
+    int bad = fputs(line, stdout) == EOF || fflush(stdout) == EOF;   /* one line per write */
+    free(line);
+    return bad ? fail(c, EXIT_DAEMON, "cannot write output") : 1;
+}
+
+/* Follows the subscription until count lines were printed (0: no limit) or a stop signal;
+ * wait_mask lets the stop signals in while it waits. */
+static int follow_events(const cli *c, redisContext *rc, const sigset_t *wait_mask,
+                         const char *type, long count)
+{
+    char err[REDIS_ERR_MAX];
+    int as_json = opt_arg(c, OPT_JSON) != NULL;
+    long printed = 0;
+    while (!stop_watching && (count == 0 || printed < count)) {
+        char *msg;
+        size_t len;
+        int rv = fl_mview_next_message(rc, wait_mask, &msg, &len, err, sizeof err);
+        if (rv == -EINTR)
+            continue;
+        if (rv < 0)
+            return fail(c, EXIT_TRANSPORT, "%s", rv == -ENOMEM ? "out of memory" : err);
+        rv = print_event(c, msg, len, type, as_json);
+        free(msg);
+        if (rv > 1)
+            return rv;
+        printed += rv;
+    }
+    return 0;
+}
+
+static int cmd_watch(cli *c)
+{
+    const char *type, *url = opt_arg(c, OPT_REDIS);
+    char err[REDIS_ERR_MAX];
+    sigset_t wait_mask;
+    long count;
+    int code = watch_opts(c, &type, &count);
+    if (code)
+        return code;
+    const char *prefix = mirror_prefix(c, &code);
+    if (!prefix)
+        return code;
+    if (!url)
+        url = getenv("FLING_REDIS");
+    if (!url || !url[0])
+        url = FL_MVIEW_DEFAULT_URL;
+    /* from here a stop signal waits (at most a connect or command timeout) for the first
+     * wait, and then ends watch with success */
+    catch_stop_signals(&wait_mask);
+    redisContext *rc = mirror_connect(c, url, &code);
+    if (!rc)
+        return code;
+    if (fl_mview_subscribe(rc, prefix, err, sizeof err) < 0)
+        code = fail(c, EXIT_TRANSPORT, "%s", err);
+    else
+        code = follow_events(c, rc, &wait_mask, type, count);
+    redisFree(rc);
+    return code;
+}
+
+/* ---- the daemon's job commands -------------------------------------------------------- */
+
 static int cmd_status(cli *c)
 {
     char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX];
+    const char *redis = opt_arg(c, OPT_REDIS);
+    if (redis)
+        return status_from_mirror(c, redis);
+    if (opt_arg(c, OPT_PREFIX))
+        return fail(c, EXIT_USAGE, "--prefix needs --redis");
     int code = job_path(c, path, sizeof path);
     if (code)
         return code;
@@ -465,6 +797,7 @@ static const command commands[] = {
     { "status", CMD_STATUS, 1, 1, cmd_status },
     { "list", CMD_LIST, 0, 0, cmd_list },
     { "cancel", CMD_CANCEL, 1, 1, cmd_cancel },
+    { "watch", CMD_WATCH, 0, 0, cmd_watch },
 };
 
 /* ---- command line --------------------------------------------------------------------- */
@@ -558,9 +891,12 @@ static int globals(cli *c)
     return -1;
 }
 
-/* Makes the client and runs the command: its exit code. */
+/* Makes the client (unless the command reads the Redis mirror: watch, status --redis) and
+ * runs the command: its exit code. */
 static int run(cli *c)
 {
+    if (c->cmd->bit == CMD_WATCH || opt_arg(c, OPT_REDIS))
+        return c->cmd->run(c);
     c->client = fling_client_new(c->url, c->token);
     if (!c->client)
         return errno == ENOMEM ? fail(c, EXIT_TRANSPORT, "out of memory")

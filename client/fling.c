@@ -39,6 +39,8 @@
 #define UNIX_RETRY_MS 5          /* a full Unix listen backlog fails at once with EAGAIN: wait */
 #define READ_CHUNK 16384         /* one recv; a submit's reply is a few hundred bytes */
 #define HOST_NAME_MAX_LEN 253    /* the longest DNS name */
+#define WAIT_GRACE_MS 10000      /* past Prefer: wait, the daemon still needs to commit and answer */
+#define WAIT_TEXT 24             /* "wait=3600" and room */
 
 struct fling_client {
     char *host;                  /* name to resolve at each connect, or NULL if addr is set */
@@ -389,9 +391,9 @@ static int idle_conn_usable(int fd)
     return poll(&p, 1, 0) == 0;
 }
 
-/* Sends req and reads its reply into r, on the kept connection or a new one; see DESIGN.
- * 0 (a reply of any status), or FLING_ECONNECT/ESEND/ERECV/EPROTO/ENOMEM. Caller holds lock. */
-static int exchange(fling_client *c, const char *req, size_t len, fl_proto_resp *r)
+/* Sends req and reads its reply into r within io_ms, on the kept connection or a new one; see
+ * DESIGN. 0 (a reply of any status), or FLING_ECONNECT/ESEND/ERECV/EPROTO/ENOMEM. Caller holds lock. */
+static int exchange(fling_client *c, const char *req, size_t len, int io_ms, fl_proto_resp *r)
 {
     for (int attempt = 0;; attempt++) {
         int reused = c->fd >= 0;
@@ -403,7 +405,7 @@ static int exchange(fling_client *c, const char *req, size_t len, fl_proto_resp 
             c->fd = -1;
             return FLING_ECONNECT;
         }
-        int64_t deadline = now_ms() + atomic_load(&c->io_ms);
+        int64_t deadline = now_ms() + io_ms;
         size_t sent;
         int send_rc = send_all(c->fd, req, len, deadline, &sent);
         if (send_rc < 0 && sent == 0 && reused && attempt == 0 && send_rc != -ETIMEDOUT) {
@@ -452,13 +454,50 @@ static void to_proto_opts(const fling_job_opts *o, fl_proto_opts *p)
     }
 }
 
+/* Fills the attached-mode headers (Prefer, Fling-On-Disconnect) that opts asks for into h,
+ * with their text in wait_text: how many, or FLING_EINVAL for a value out of range. */
+static int attached_headers(const fling_job_opts *o, char wait_text[WAIT_TEXT], fl_proto_header *h)
+{
+    int n = 0;
+    if (!o)
+        return 0;
+    if (o->wait) {
+        if (o->wait < 1 || o->wait > FL_WAIT_MAX)
+            return FLING_EINVAL;
+        snprintf(wait_text, WAIT_TEXT, "wait=%d", o->wait);
+        h[n++] = (fl_proto_header){ FL_HDR_PREFER, wait_text };
+    }
+    if (o->on_disconnect) {
+        if (!o->wait || (strcmp(o->on_disconnect, "cancel") != 0 &&
+                         strcmp(o->on_disconnect, "continue") != 0))
+            return FLING_EINVAL;
+        h[n++] = (fl_proto_header){ FL_HDR_ON_DISCONNECT, o->on_disconnect };
+    }
+    return n;
+}
+
 static int encode_job(const fling_client *c, const char *type, const void *payload, size_t len,
                       const fling_job_opts *opts, char **req, size_t *req_len)
 {
     fl_proto_opts p;
+    fl_proto_header extra[2];
+    char wait_text[WAIT_TEXT];
+    int n = attached_headers(opts, wait_text, extra);
+    if (n < 0)
+        return n;
     to_proto_opts(opts, &p);
-    int rc = fl_proto_encode_submit(c->host_header, c->token, type, payload, len, &p, req, req_len);
+    int rc = fl_proto_encode_submit_extra(c->host_header, c->token, type, payload, len, &p,
+                                          extra, (size_t)n, req, req_len);
     return rc < 0 ? map_errno(rc) : 0;
+}
+
+/* The send + reply deadline of one exchange: an attached submit waits its wait (checked by
+ * encode_job) and a grace. */
+static int exchange_ms(const fling_client *c, const fling_job_opts *opts)
+{
+    int io = atomic_load(&c->io_ms);
+    int attached = opts && opts->wait ? opts->wait * 1000 + WAIT_GRACE_MS : 0;
+    return attached > io ? attached : io;
 }
 
 int fling_fire(fling_client *c, const char *type, const void *payload, size_t len,
@@ -466,8 +505,8 @@ int fling_fire(fling_client *c, const char *type, const void *payload, size_t le
 {
     char *req;
     size_t req_len, sent;
-    if (!c)
-        return FLING_EINVAL;
+    if (!c || (opts && (opts->wait || opts->on_disconnect)))
+        return FLING_EINVAL;   /* attached mode needs a reader; fire never reads */
     int rc = encode_job(c, type, payload, len, opts, &req, &req_len);
     if (rc < 0)
         return rc;
@@ -482,14 +521,18 @@ int fling_fire(fling_client *c, const char *type, const void *payload, size_t le
     return rc < 0 ? FLING_ESEND : 0;
 }
 
-/* Fills res from a parsed reply; with_id reads the job id from Location (submits). */
-static int fill_response(fling_response *res, fl_proto_resp *r, int with_id)
+/* How a reply is read: submits take the job id from Location, and a 200 to an attached
+ * submit is the finished job rather than a duplicate. */
+enum reply_kind { REPLY_PLAIN, REPLY_SUBMIT, REPLY_ATTACHED };
+
+/* Fills res from a parsed reply of the given kind. */
+static int fill_response(fling_response *res, fl_proto_resp *r, enum reply_kind kind)
 {
     res->status = r->status;
     res->body = fl_proto_resp_take_body(r, &res->body_len);
     if (r->status < 200 || r->status > 299)
         return FLING_EHTTP;
-    if (!with_id)
+    if (kind == REPLY_PLAIN)
         return 0;
     static const char prefix[] = FL_PROTO_JOBS_PATH "/";
     size_t plen = sizeof prefix - 1;
@@ -498,13 +541,14 @@ static int fill_response(fling_response *res, fl_proto_resp *r, int with_id)
         fl_proto_parse_id(r->location + plen, r->location_len - plen, &id) < 0)
         return FLING_EPROTO;
     snprintf(res->id, sizeof res->id, "%lld", (long long)id);
-    res->duplicate = r->status == 200;
+    res->duplicate = r->status == 200 && kind == REPLY_SUBMIT;
     return 0;
 }
 
-/* Runs one exchange under the lock and fills res (or a scratch response if res is NULL). */
-static int round_trip(fling_client *c, char *req, size_t req_len, int with_id,
-                      fling_response *res)
+/* Runs one exchange of at most io_ms under the lock and fills res (or a scratch response if
+ * res is NULL). Takes req. */
+static int round_trip(fling_client *c, char *req, size_t req_len, int io_ms,
+                      enum reply_kind kind, fling_response *res)
 {
     fling_response scratch;
     fling_response *out = res ? res : &scratch;
@@ -512,11 +556,11 @@ static int round_trip(fling_client *c, char *req, size_t req_len, int with_id,
     memset(out, 0, sizeof *out);
     fl_proto_resp_init(&r);
     pthread_mutex_lock(&c->lock);
-    int rc = exchange(c, req, req_len, &r);
+    int rc = exchange(c, req, req_len, io_ms, &r);
     pthread_mutex_unlock(&c->lock);
     free(req);
     if (rc == 0)
-        rc = fill_response(out, &r, with_id);
+        rc = fill_response(out, &r, kind);
     fl_proto_resp_clear(&r);
     if (!res)
         fling_response_clear(&scratch);
@@ -535,7 +579,8 @@ int fling_submit(fling_client *c, const char *type, const void *payload, size_t 
     int rc = encode_job(c, type, payload, len, opts, &req, &req_len);
     if (rc < 0)
         return rc;
-    return round_trip(c, req, req_len, 1, res);
+    return round_trip(c, req, req_len, exchange_ms(c, opts),
+                      opts && opts->wait ? REPLY_ATTACHED : REPLY_SUBMIT, res);
 }
 
 int fling_request(fling_client *c, const char *method, const char *path,
@@ -551,7 +596,7 @@ int fling_request(fling_client *c, const char *method, const char *path,
                                      &req, &req_len);
     if (rc < 0)
         return map_errno(rc);
-    return round_trip(c, req, req_len, 0, res);
+    return round_trip(c, req, req_len, atomic_load(&c->io_ms), REPLY_PLAIN, res);
 }
 
 void fling_response_clear(fling_response *res)

@@ -34,13 +34,18 @@ typedef struct fling_job_opts {
     int has_priority; int priority;  /* Fling-Priority */
     const char *callback;        /* Fling-Callback URL, or NULL */
     const char *idempotency_key; /* Idempotency-Key, or NULL */
+    int wait;                    /* Prefer: wait=N (1..3600): fling_submit's reply waits up to
+                                    N s for the job to end, and its deadline grows to N + 10 s;
+                                    0 = the ack at once. Not for fling_fire */
+    const char *on_disconnect;   /* Fling-On-Disconnect "cancel" or "continue" (with wait), or NULL */
 } fling_job_opts;
 
 /* A reply. Owned by the caller; fling_response_clear frees its body. */
 typedef struct fling_response {
     int status;                  /* HTTP status, 0 if none was read */
     char id[24];                 /* the job id (from Location) on 202/200 submits, else "" */
-    int duplicate;               /* 1 if an Idempotency-Key matched an existing job (200) */
+    int duplicate;               /* 1 if an Idempotency-Key matched an existing job (200);
+                                    0 with opts->wait, where a 200 carries the job's JSON */
     char *body;                  /* the reply body, NUL-terminated (may be NULL) */
     size_t body_len;
 } fling_response;
@@ -57,13 +62,16 @@ void fling_client_free(fling_client *c);
 void fling_client_set_timeouts(fling_client *c, int connect_ms, int io_ms);
 
 /* fling_fire sends one job and hangs up without reading: 0 once the kernel has taken every
- * byte of the request, else FLING_ECONNECT / FLING_ESEND / FLING_EINVAL / FLING_ENOMEM. */
+ * byte of the request, else FLING_ECONNECT / FLING_ESEND / FLING_EINVAL (also for opts->wait or
+ * opts->on_disconnect, which need a reader) / FLING_ENOMEM. */
 int fling_fire(fling_client *c, const char *type, const void *payload, size_t len,
                const fling_job_opts *opts);
 
 /* fling_submit sends one job and waits for the ack: 0 with res->id set (status 202, or 200 with
  * duplicate = 1), FLING_EHTTP with res->status and res->body on an error reply, or another
- * FLING_E*. res may be NULL; if not, clear it with fling_response_clear. */
+ * FLING_E*. res may be NULL; if not, clear it with fling_response_clear.
+ * With opts->wait (attached mode, RFC 7240) the daemon answers 200 with the job's JSON in
+ * res->body once the job ended within the wait, else 202 as usual. */
 int fling_submit(fling_client *c, const char *type, const void *payload, size_t len,
                  const fling_job_opts *opts, fling_response *res);
 

@@ -122,6 +122,12 @@ static const key_spec keys[] = {
     {SEC_REDIS, "retention", V_LONG, CFG(redis_retention), 1, RETENTION_MAX},
     {SEC_CALLBACKS, "allow", V_ALLOW, 0, 0, 0},
     {SEC_CALLBACKS, "secret", V_SECRET, CFG(callback_secret), 0, 0},
+    {SEC_CALLBACKS, "max_attempts", V_INT, CFG(callback_attempts), 1, FL_ATTEMPTS_MAX},
+    {SEC_CALLBACKS, "timeout", V_SECONDS, CFG(callback_timeout), 0, 3600},
+    {SEC_CALLBACKS, "connect_timeout", V_SECONDS, CFG(callback_connect_timeout), 0, 3600},
+    {SEC_CALLBACKS, "backoff", V_SECONDS, CFG(callback_backoff), 0, SECONDS_MAX},
+    {SEC_CALLBACKS, "backoff_max", V_SECONDS, CFG(callback_backoff_max), 0, SECONDS_MAX},
+    {SEC_CALLBACKS, "concurrency", V_INT, CFG(callback_concurrency), 1, 10000},
     {SEC_TYPE, "handler", V_HANDLER, TYP(handler), 0, 0},
     {SEC_TYPE, "command", V_COMMAND, TYP(argv), 0, 0},
     {SEC_TYPE, "url", V_URL, TYP(url), 0, 0},
@@ -427,9 +433,9 @@ static const char *split_words(splitter *sp, const char *s)
     return sp->words == 0 ? "empty command" : NULL;
 }
 
-/* make_argv returns in *argv a NULL-terminated argv for s in one allocation (the pointers,
+/* fl_config_split returns in *argv a NULL-terminated argv for s in one allocation (the pointers,
  * then the strings; one free releases it): 0, -EINVAL with *why, or -ENOMEM. */
-static int make_argv(const char *s, char ***argv, const char **why)
+int fl_config_split(const char *s, char ***argv, const char **why)
 {
     splitter count = {0};
     *why = split_words(&count, s);
@@ -574,7 +580,7 @@ static int set_command(loader *ld, fl_type *t, const char *v)
 {
     char **argv;
     const char *why;
-    int rc = make_argv(v, &argv, &why);
+    int rc = fl_config_split(v, &argv, &why);
     if (rc == -EINVAL)
         return reject(ld, "%s", why);
     if (rc < 0)
@@ -891,6 +897,12 @@ int fl_config_init(fl_config *c)
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
     c->redis_retention = DEFAULT_RETENTION;
+    c->callback_attempts = 10;
+    c->callback_timeout = 10;
+    c->callback_connect_timeout = 5;
+    c->callback_backoff = 1;
+    c->callback_backoff_max = 300;
+    c->callback_concurrency = 32;
     c->listen_host = strdup(DEFAULT_HOST);
     c->db_path = strdup(DEFAULT_DB_PATH);
     c->redis_prefix = strdup(DEFAULT_REDIS_PREFIX);

@@ -53,6 +53,12 @@ typedef struct fl_config {
     char **callback_allow;  /* URL prefixes a Fling-Callback may start with */
     size_t n_callback_allow;
     char *callback_secret;  /* NULL = unsigned */
+    int callback_attempts;  /* attempts per delivery before it is given up; default 10 */
+    double callback_timeout;         /* seconds one attempt may take; default 10 */
+    double callback_connect_timeout; /* seconds to connect; default 5 (at most timeout) */
+    double callback_backoff;         /* seconds before the first retry, doubled each time; default 1 */
+    double callback_backoff_max;     /* cap on one back-off; default 300 */
+    int callback_concurrency;        /* deliveries in flight at once; default 32 */
     /* [type.*] */
     fl_type *types;
     size_t n_types;
@@ -75,6 +81,11 @@ const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t 
 
 /* fl_config_callback_allowed returns 1 if url (len bytes) starts with one of [callbacks] allow. */
 int fl_config_callback_allowed(const fl_config *c, const char *url, size_t len);
+
+/* fl_config_split splits command like a POSIX shell (quotes, backslashes; no expansion) into
+ * a NULL-terminated argv in one allocation (free(*argv) releases it): 0, -EINVAL with *why,
+ * or -ENOMEM. For exec: callback hooks, checked at load and split again when they run. */
+int fl_config_split(const char *command, char ***argv, const char **why);
 
 /* fl_config_free releases everything c owns; c itself is the caller's. Safe on a zeroed c. */
 void fl_config_free(fl_config *c);

@@ -87,6 +87,29 @@ static void conn_progress(fl_conn *c);
 
 fl_conn *fl_conn_next(const fl_conn *c) { return c->next; }
 
+int fl_conn_peer_closed(const fl_conn *c) { return c->eof || c->gone; }
+
+int fl_conn_ack_pending(const fl_conn *c, int64_t id)
+{
+    for (size_t i = 0; i < c->n_acks; i++)
+        if (c->acks[i].id == id)
+            return 1;
+    for (const fl_req *req = c->q_head; req; req = req->next)
+        if (req->ack_id == id)
+            return 1;
+    return 0;
+}
+
+/* The client closed or reset: requests waiting for their job's end (attached mode) learn it. */
+static void tell_waiting(fl_conn *c)
+{
+    for (fl_req *req = c->q_head, *next; req; req = next) {
+        next = req->next;
+        if (!req->resp)
+            fl_http_client_gone(req);
+    }
+}
+
 /* ---------------------------------------------------------------- request queue */
 
 static void queue_push(fl_conn *c, fl_req *req)
@@ -582,6 +605,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_gone(c);
         break;
     }
+    if (c->eof || c->gone)
+        tell_waiting(c);
     c->in_read = 0;
     conn_flush(c);
     conn_progress(c);
@@ -726,6 +751,8 @@ static void conn_close(fl_conn *c)
                 fl_http_abort_ack(srv, req->ack_id);
             }
             fl_req_free(req);
+        } else {
+            fl_http_client_gone(req);   /* frees a waiting request; a committing one is freed by its callback */
         }
     }
     fl_req_free(c->cur);

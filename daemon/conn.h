@@ -25,6 +25,13 @@ void fl_conn_reply_ready(fl_req *req);
 /* fl_conn_shutdown asks c to close once its in-flight requests are answered (graceful stop). */
 void fl_conn_shutdown(fl_conn *c);
 
+/* fl_conn_peer_closed returns 1 once c's client has sent FIN or reset the connection. */
+int fl_conn_peer_closed(const fl_conn *c);
+
+/* fl_conn_ack_pending returns 1 if the 202 of job id on c is not yet judged delivered or not
+ * (queued, unsent, or sent and waiting for its verdict). */
+int fl_conn_ack_pending(const fl_conn *c, int64_t id);
+
 /* fl_conn_next returns the connection after c in the server's list (for iteration). */
 fl_conn *fl_conn_next(const fl_conn *c);
 

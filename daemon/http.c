@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "callback.h"
 #include "conn.h"
 #include "log.h"
 #include "mirror.h"
@@ -143,6 +144,31 @@ static int path_is(const char *p, size_t len, const char *want)
     return strlen(want) == len && memcmp(p, want, len) == 0;
 }
 
+/* Reads the attached-mode headers: Prefer: wait=N and Fling-On-Disconnect. 0, or -EINVAL with
+ * the reason in msg. */
+static int parse_attached(fl_req *req, const fl_http_head *h, char *msg, size_t msglen)
+{
+    for (size_t i = 0; i < h->n_headers; i++) {
+        const fl_http_header *x = &h->headers[i];
+        if (x->name_len == sizeof FL_HDR_PREFER - 1 && strncasecmp(x->name, FL_HDR_PREFER, x->name_len) == 0) {
+            if (fl_proto_prefer_wait(x->value, x->value_len, &req->wait_secs) < 0) {
+                snprintf(msg, msglen, "Prefer: wait must be a whole number of seconds");
+                return -EINVAL;
+            }
+        } else if (x->name_len == sizeof FL_HDR_ON_DISCONNECT - 1 &&
+                   strncasecmp(x->name, FL_HDR_ON_DISCONNECT, x->name_len) == 0) {
+            int cancel = x->value_len == 6 && strncasecmp(x->value, "cancel", 6) == 0;
+            int cont = x->value_len == 8 && strncasecmp(x->value, "continue", 8) == 0;
+            if (!cancel && !cont) {
+                snprintf(msg, msglen, "%s must be cancel or continue", FL_HDR_ON_DISCONNECT);
+                return -EINVAL;
+            }
+            req->cancel_on_gone = cancel;
+        }
+    }
+    return 0;
+}
+
 /* Copies option header values into the job allocation and sets its fields. */
 static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const char *type, size_t type_len)
 {
@@ -178,6 +204,8 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
     if (o.callback && !fl_config_callback_allowed(cfg, o.callback, o.callback_len))
         return head_error(req, h, 400, "callback_not_allowed",
                           "Fling-Callback must start with one of [callbacks] allow");
+    if (parse_attached(req, h, msg, sizeof msg) < 0)
+        return head_error(req, h, 400, "bad_header", msg);
     fl_job_sizes sz = {
         .type = type_len,
         .callback = o.callback ? o.callback_len : FL_JOB_ABSENT,
@@ -372,6 +400,157 @@ static void store_ok(fl_server *srv)
     }
 }
 
+/* ---------------------------------------------------------------- attached mode */
+
+/* The usual 202 of a submit: the job is committed and will run. */
+static void reply_accepted(fl_req *req, int64_t id, fl_state state)
+{
+    char body[160], loc[64 + FL_ID_MAX];
+    snprintf(loc, sizeof loc, "Location: %s/%lld\r\n", FL_PROTO_JOBS_PATH, (long long)id);
+    int n = snprintf(body, sizeof body, "{\"id\":\"%lld\",\"state\":\"%s\"}", (long long)id,
+                     fl_proto_state_name(state));
+    reply(req, 202, "application/json", loc, body, (size_t)n);
+    if (req->resp_status == 202)
+        req->ack_id = id;
+    if (!req->conn && req->ack_id) {
+        req->srv->metrics.acks_aborted++;
+        fl_http_abort_ack(req->srv, req->ack_id);
+        req->ack_id = 0;
+    }
+}
+
+static void wait_end(fl_req *req)
+{
+    fl_server *srv = req->srv;
+    ev_timer_stop(srv->loop, &req->wait_timer);
+    if (req->w_prev)
+        req->w_prev->w_next = req->w_next;
+    else
+        srv->waiters = req->w_next;
+    if (req->w_next)
+        req->w_next->w_prev = req->w_prev;
+    req->w_prev = req->w_next = NULL;
+    req->waiting = 0;
+}
+
+/* The wait ran out (or the daemon stops): the usual 202, judged for delivery as always. */
+static void wait_expired(fl_req *req)
+{
+    wait_end(req);
+    reply_accepted(req, req->id, req->last_state);
+    fl_conn_reply_ready(req);
+}
+
+static void wait_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    wait_expired(w->data);
+}
+
+static void gone_cancel_done(fl_store_op *op)
+{
+    fl_server *srv = op->udata;
+    int64_t id = op->u.cancel.id;
+    if (op->result == 0) {
+        fl_server_job_changed(srv, op->u.cancel.job, "cancelled");
+    } else if (op->result == -EBUSY && op->u.cancel.job) {
+        fl_sched_cancel(srv->sched, id);   /* running: stopped, then it ends cancelled */
+    } else if (op->result != -EALREADY) {
+        fl_log(LOG_WARNING, "job %lld: could not cancel it for its departed client: %s", (long long)id,
+               strerror(-op->result));
+    }
+    fl_job_free(op->u.cancel.job);
+    free(op);
+}
+
+/* The client of a waiting submit left: the job goes on marked ABORTED, or is cancelled
+ * (Fling-On-Disconnect: cancel) — PHP's ignore_user_abort, chosen per request. The status bit
+ * is pushed first, so the cancelled row and its abort callback carry it. */
+static void apply_gone_policy(fl_server *srv, int64_t id, int cancel)
+{
+    srv->metrics.acks_aborted++;
+    fl_http_abort_ack(srv, id);
+    if (!cancel)
+        return;
+    fl_log(LOG_INFO, "job %lld: its waiting client left; cancelling it (%s: cancel)", (long long)id,
+           FL_HDR_ON_DISCONNECT);
+    fl_store_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        fl_log(LOG_WARNING, "job %lld: out of memory cancelling it for its departed client", (long long)id);
+        return;
+    }
+    op->kind = FL_STORE_CANCEL;
+    op->u.cancel.id = id;
+    op->u.cancel.now = fl_job_now_ms();
+    op->cb = gone_cancel_done;
+    op->udata = srv;
+    fl_store_push(srv->store, op);
+}
+
+/* A committed submit with Prefer: wait: hold the reply until the job ends or the time runs out. */
+static void wait_begin(fl_req *req, const fl_job *job)
+{
+    fl_server *srv = req->srv;
+    req->id = job->id;
+    req->last_state = job->state;
+    if (!req->conn || fl_conn_peer_closed(req->conn)) {
+        apply_gone_policy(srv, job->id, req->cancel_on_gone);
+        reply_accepted(req, job->id, job->state);
+        req->ack_id = 0;   /* already marked */
+        fl_conn_reply_ready(req);
+        return;
+    }
+    req->waiting = 1;
+    req->w_next = srv->waiters;
+    if (srv->waiters)
+        srv->waiters->w_prev = req;
+    srv->waiters = req;
+    ev_timer_init(&req->wait_timer, wait_timer_cb, req->wait_secs, 0.);
+    req->wait_timer.data = req;
+    ev_timer_start(srv->loop, &req->wait_timer);
+}
+
+void fl_http_job_changed(fl_server *srv, const fl_job *job)
+{
+    for (fl_req *req = srv->waiters, *next; req; req = next) {
+        next = req->w_next;
+        if (req->id != job->id)
+            continue;
+        req->last_state = job->state;
+        if (!fl_proto_state_terminal(job->state))
+            continue;
+        wait_end(req);
+        char extra[160];
+        snprintf(extra, sizeof extra, "Location: %s/%lld\r\n%s: wait=%d\r\n", FL_PROTO_JOBS_PATH,
+                 (long long)job->id, FL_HDR_PREF_APPLIED, req->wait_secs);
+        reply_json(req, 200, fl_job_to_json(job), extra);
+        fl_conn_reply_ready(req);
+    }
+}
+
+void fl_http_client_gone(fl_req *req)
+{
+    if (!req->waiting)
+        return;
+    wait_end(req);
+    apply_gone_policy(req->srv, req->id, req->cancel_on_gone);
+    if (!req->conn) {
+        fl_req_free(req);
+        return;
+    }
+    req->close_after = 1;
+    reply_accepted(req, req->id, req->last_state);
+    req->ack_id = 0;   /* already marked */
+    fl_conn_reply_ready(req);
+}
+
+void fl_http_stop_waiters(fl_server *srv)
+{
+    while (srv->waiters)
+        wait_expired(srv->waiters);
+}
+
 static void submit_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
@@ -390,22 +569,56 @@ static void submit_done(fl_store_op *op)
             reply(req, 200, "application/json", loc, body, (size_t)n);
         } else {
             srv->metrics.jobs_submitted++;
-            n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"%s\"}", id, fl_proto_state_name(job->state));
-            reply(req, 202, "application/json", loc, body, (size_t)n);
-            if (req->resp_status == 202)
-                req->ack_id = job->id;
             fl_server_job_changed(srv, job, "submitted");
             fl_sched_committed(srv->sched, job);
-        }
-        if (!req->conn && req->ack_id) {
-            srv->metrics.acks_aborted++;
-            fl_http_abort_ack(srv, req->ack_id);
-            req->ack_id = 0;
+            if (req->wait_secs > 0) {
+                wait_begin(req, job);
+                fl_job_free(job);
+                req->job = NULL;
+                return;
+            }
+            reply_accepted(req, job->id, job->state);
         }
     }
     fl_job_free(job);
     req->job = NULL;
     fl_conn_reply_ready(req);
+}
+
+/* The callback deliveries of a job, for GET /v1/jobs/{id}. */
+static json_t *deliveries_json(fl_delivery *const *d, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        char id[FL_ID_MAX], at[FL_JOB_TIME_MAX], next[FL_JOB_TIME_MAX];
+        snprintf(id, sizeof id, "%lld", (long long)d[i]->id);
+        fl_job_time_format(d[i]->last_at, at);
+        fl_job_time_format(d[i]->state == FL_DELIVERY_PENDING ? d[i]->next_at : 0, next);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "id", id,
+                              "event", d[i]->abort ? "abort" : "complete", "target", d[i]->target,
+                              "state", fl_store_delivery_state_name(d[i]->state), "attempts", d[i]->attempts,
+                              "last_status", d[i]->has_last_status ? json_integer(d[i]->last_status) : json_null(),
+                              "last_error", d[i]->last_error ? json_string(d[i]->last_error) : json_null(),
+                              "last_attempt_at", *at ? json_string(at) : json_null(),
+                              "next_attempt_at", *next ? json_string(next) : json_null());
+        if (!o || json_array_append_new(arr, o) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* A job as GET shows it: its JSON plus its callback deliveries. */
+static json_t *job_with_deliveries(const fl_store_op *op)
+{
+    json_t *o = fl_job_to_json(op->u.get.job);
+    json_t *d = o ? deliveries_json(op->u.get.deliveries, op->u.get.n_deliveries) : NULL;
+    if (!d || json_object_set_new(o, "callbacks", d) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 static void get_done(fl_store_op *op)
@@ -426,8 +639,10 @@ static void get_done(fl_store_op *op)
         store_ok(req->srv);
         if (req->route == FL_ROUTE_CANCEL)
             fl_server_job_changed(req->srv, job, "cancelled");
-        reply_json(req, 200, fl_job_to_json(job), NULL);
+        reply_json(req, 200, req->route == FL_ROUTE_GET ? job_with_deliveries(op) : fl_job_to_json(job), NULL);
     }
+    if (req->route == FL_ROUTE_GET)
+        fl_store_deliveries_free(op->u.get.deliveries, op->u.get.n_deliveries);
     fl_job_free(job);
     fl_conn_reply_ready(req);
 }
@@ -500,6 +715,14 @@ static void metrics_done(fl_store_op *op)
         g.redis_dropped = ms.dropped;
         g.redis_writes = ms.writes;
     }
+    if (srv->callbacks) {
+        fl_callbacks_stats cs;
+        fl_callbacks_stats_get(srv->callbacks, &cs);
+        g.cb_delivered = cs.delivered;
+        g.cb_retried = cs.retried;
+        g.cb_failed = cs.failed;
+        g.cb_in_flight = cs.in_flight;
+    }
     size_t n = srv->cfg->n_types;
     fl_metrics_type *types = calloc(n ? n : 1, sizeof *types);
     char *text = NULL;
@@ -567,30 +790,60 @@ void fl_http_complete(fl_req *req)
 
 /* ---------------------------------------------------------------- ABORTED */
 
+/* An ABORTED bit on its way to the store, listed until committed (fl_http_status_pending). */
+struct fl_http_abort {
+    fl_store_op op;
+    fl_server *srv;
+    struct fl_http_abort *prev, *next;
+};
+
 static void abort_done(fl_store_op *op)
 {
+    struct fl_http_abort *a = (struct fl_http_abort *)op;
+    fl_server *srv = a->srv;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        srv->aborts = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
     if (op->result < 0)
         fl_log(LOG_WARNING, "job %lld: could not record status ABORTED: %s", (long long)op->u.set_status.id,
                strerror(-op->result));
     else if (op->u.set_status.changed)
-        fl_server_job_changed(op->udata, op->u.set_status.job, "status");
+        fl_server_job_changed(srv, op->u.set_status.job, "status");
     fl_job_free(op->u.set_status.job);
-    free(op);
+    free(a);
 }
 
 void fl_http_abort_ack(fl_server *srv, int64_t id)
 {
-    fl_store_op *op = calloc(1, sizeof *op);
-    if (!op) {
+    struct fl_http_abort *a = calloc(1, sizeof *a);
+    if (!a) {
         fl_log(LOG_WARNING, "job %lld: out of memory recording status ABORTED", (long long)id);
         return;
     }
-    op->kind = FL_STORE_SET_STATUS;
-    op->u.set_status.id = id;
-    op->u.set_status.bits = FL_STATUS_ABORTED;
-    op->cb = abort_done;
-    op->udata = srv;
-    fl_store_push(srv->store, op);
+    a->srv = srv;
+    a->next = srv->aborts;
+    if (srv->aborts)
+        srv->aborts->prev = a;
+    srv->aborts = a;
+    a->op.kind = FL_STORE_SET_STATUS;
+    a->op.u.set_status.id = id;
+    a->op.u.set_status.bits = FL_STATUS_ABORTED;
+    a->op.cb = abort_done;
+    fl_store_push(srv->store, &a->op);
+}
+
+int fl_http_status_pending(fl_server *srv, int64_t id)
+{
+    for (const struct fl_http_abort *a = srv->aborts; a; a = a->next)
+        if (a->op.u.set_status.id == id)
+            return 1;
+    for (const fl_conn *c = srv->conns; c; c = fl_conn_next(c))
+        if (fl_conn_ack_pending(c, id))
+            return 1;
+    return 0;
 }
 
 void fl_req_free(fl_req *req)

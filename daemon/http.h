@@ -6,6 +6,7 @@
 #ifndef FL_HTTP_H
 #define FL_HTTP_H
 
+#include <ev.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "server.h"
@@ -56,6 +57,13 @@ struct fl_req {
     int resp_status;
     int close_after;             /* close the connection after this reply */
     int64_t ack_id;              /* nonzero: this reply is a 202 whose delivery decides ABORTED */
+    /* Attached mode (Prefer: wait=N): after the commit the reply waits for the job's end. */
+    int wait_secs;               /* 0 = answer at once */
+    int cancel_on_gone;          /* Fling-On-Disconnect: cancel */
+    int waiting;                 /* linked in srv->waiters, wait_timer running */
+    fl_state last_state;         /* the job's state as last seen while waiting */
+    fl_req *w_prev, *w_next;
+    ev_timer wait_timer;
 };
 
 /* fl_http_start looks at a request's head: route, auth, limits, option headers. For a submit it
@@ -75,6 +83,23 @@ void fl_http_error(fl_req *req, int status, const char *code, const char *fmt, .
 
 /* fl_http_abort_ack records that the 202 for job id could not be delivered (status bit 1). */
 void fl_http_abort_ack(fl_server *srv, int64_t id);
+
+/* fl_http_status_pending returns 1 while the ABORTED bit of job id may still change: its 202
+ * is queued or awaits its delivery verdict, or the bit is pushed but not committed. Callbacks
+ * wait for it so that their "status" is final. */
+int fl_http_status_pending(fl_server *srv, int64_t id);
+
+/* fl_http_job_changed answers the attached clients waiting for job once it is terminal. */
+void fl_http_job_changed(fl_server *srv, const fl_job *job);
+
+/* fl_http_client_gone is called by conn.c for a request without a reply when its client has
+ * closed or reset the connection (req->conn is NULL if the connection is being freed). A
+ * waiting request applies its Fling-On-Disconnect choice (the job goes on with status bit 1,
+ * or is cancelled) and ends; other requests are left to their store callback. */
+void fl_http_client_gone(fl_req *req);
+
+/* fl_http_stop_waiters answers every waiting request 202 now (graceful stop). */
+void fl_http_stop_waiters(fl_server *srv);
 
 /* fl_req_free releases req and what it owns; NULL is a no-op. A request whose store op is
  * still pending must not be freed: detach it (req->conn = NULL) and its callback frees it. */

@@ -152,6 +152,14 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
         (unsigned long long)g->succeeded, (unsigned long long)g->failed, (unsigned long long)g->cancelled,
         (unsigned long long)g->retried, (unsigned long long)g->requeued);
     metric(&b, "fling_job_timeouts_total", "counter", "Attempts stopped by their time limit.", g->timed_out);
+    put(&b, "# HELP fling_callbacks_total Callback delivery attempts, by outcome (retried: failed, due again; "
+            "failed: failed, attempts spent).\n"
+            "# TYPE fling_callbacks_total counter\n"
+            "fling_callbacks_total{outcome=\"delivered\"} %llu\n"
+            "fling_callbacks_total{outcome=\"retried\"} %llu\n"
+            "fling_callbacks_total{outcome=\"failed\"} %llu\n",
+        (unsigned long long)g->cb_delivered, (unsigned long long)g->cb_retried, (unsigned long long)g->cb_failed);
+    metric(&b, "fling_callbacks_in_flight", "gauge", "Callback deliveries being attempted now.", g->cb_in_flight);
     if (g->has_redis)
         render_redis(&b, g);
     render_types(&b, types, n_types);

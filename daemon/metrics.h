@@ -31,6 +31,9 @@ typedef struct fl_metrics_gauges {
     uint64_t store_commits, store_ops, store_failed_commits;
     size_t jobs_running;
     uint64_t attempts, succeeded, failed, cancelled, retried, timed_out, requeued;
+    /* callback deliveries: attempts by outcome, in flight now */
+    uint64_t cb_delivered, cb_retried, cb_failed;
+    size_t cb_in_flight;
     /* The Redis mirror (mirror.h), rendered only when has_redis. */
     int has_redis;
     int redis_connected;

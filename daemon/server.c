@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "callback.h"
 #include "conn.h"
+#include "http.h"
 #include "listen.h"
 #include "log.h"
 #include "mirror.h"
@@ -46,12 +48,14 @@ static int mirror_flushed(fl_server *srv)
     return 0;
 }
 
-/* The loop may end once every connection is answered and closed, the scheduler is idle and the
- * mirror's last writes are answered; fl_store_close then completes whatever store ops are left. */
+/* The loop may end once every connection is answered and closed, no job runs, no callback
+ * attempt is in flight (those only until the stop bound) and the mirror's last writes are
+ * answered (for at most FL_STOP_MIRROR_MAX); fl_store_close then completes whatever store ops
+ * are left. */
 static void maybe_done(fl_server *srv)
 {
     if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched) &&
-        mirror_flushed(srv))
+        (!srv->callbacks || fl_callbacks_idle(srv->callbacks) || srv->stop_expired) && mirror_flushed(srv))
         ev_break(srv->loop, EVBREAK_ALL);
 }
 
@@ -63,6 +67,9 @@ static void mirror_idle(void *arg)
 
 void fl_server_job_changed(fl_server *srv, const fl_job *job, const char *event)
 {
+    fl_http_job_changed(srv, job);
+    if (srv->callbacks)
+        fl_callbacks_job_changed(srv->callbacks, job);
     /* mirror: */
     if (srv->mirror)
         fl_mirror_job_changed(srv->mirror, job, event);
@@ -78,7 +85,7 @@ static int needs_webhook(const fl_config *cfg)
     for (size_t i = 0; i < cfg->n_types; i++)
         if (cfg->types[i].handler == FL_HANDLER_HTTP)
             return 1;
-    return 0;
+    return fl_callbacks_needed(cfg);
 }
 
 static void store_done_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -116,11 +123,16 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     }
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
+    fl_store_set_hooks(srv->store, fl_callbacks_hook, (void *)cfg);
     if (cfg->redis_url && (rc = fl_mirror_new(&srv->mirror, loop, srv->store, cfg->redis_url, cfg->redis_prefix,
                                                cfg->redis_retention, mirror_idle, srv, err, errlen)) < 0)
         goto fail;
     if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, loop)) < 0) {
         snprintf(err, errlen, "http client: %s", strerror(-rc));
+        goto fail;
+    }
+    if (fl_callbacks_needed(cfg) && (rc = fl_callbacks_new(&srv->callbacks, srv)) < 0) {
+        snprintf(err, errlen, "callbacks: %s", strerror(-rc));
         goto fail;
     }
     if ((rc = fl_sched_new(&srv->sched, srv)) < 0) {
@@ -147,12 +159,16 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     fl_server *srv = w->data;
+    srv->stop_expired = 1;
     if (srv->conns) {
         fl_log(LOG_WARNING, "stop: %zu connection(s) still busy after %.0f s; leaving them",
                srv->n_conns, FL_STOP_REQUESTS_MAX);
         srv->conns_abandoned = 1;
-        maybe_done(srv);
     }
+    if (srv->callbacks && !fl_callbacks_idle(srv->callbacks))
+        fl_log(LOG_WARNING, "stop: callback attempts still in flight after %.0f s; they are retried at the next start",
+               FL_STOP_REQUESTS_MAX);
+    maybe_done(srv);
 }
 
 void fl_server_stop(fl_server *srv)
@@ -170,6 +186,9 @@ void fl_server_stop(fl_server *srv)
     ev_timer_start(srv->loop, &srv->stop_timer);
     ev_unref(srv->loop);   /* the stop timer alone must not keep the loop alive */
     fl_sched_stop(srv->sched);
+    if (srv->callbacks)
+        fl_callbacks_stop(srv->callbacks);
+    fl_http_stop_waiters(srv);
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
     for (fl_conn *c = srv->conns, *next; c; c = next) {
@@ -198,14 +217,16 @@ void fl_server_free(fl_server *srv)
      * finishes every pushed op before closing, so every acked job is committed. */
     fl_sched_free(srv->sched);
     srv->sched = NULL;
-    fl_webhook_free(srv->webhook);
+    fl_webhook_free(srv->webhook);   /* cancels the callback transfers still in flight */
     srv->webhook = NULL;
     /* The mirror stops asking the store for more before the store reaps its last ops, and is
      * freed only after them: they may still be its catch-up reads. */
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
-    fl_store_close(srv->store);
+    fl_store_close(srv->store);      /* runs the callbacks' last DONE ops */
     srv->store = NULL;
+    fl_callbacks_free(srv->callbacks);
+    srv->callbacks = NULL;
     fl_mirror_free(srv->mirror);
     srv->mirror = NULL;
     if (ev_is_active(&srv->mirror_timer))

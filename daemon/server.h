@@ -28,12 +28,16 @@ typedef struct fl_server {
     fl_listener *unix_sock;        /* NULL without [server] unix */
     int port;                      /* the TCP port actually bound (listen = …:0 picks one) */
     fl_conn *conns;                /* every open connection (for shutdown) */
+    struct fl_req *waiters;        /* attached submits waiting for their job's end */
+    struct fl_http_abort *aborts;  /* ABORTED status bits pushed, not yet committed */
+    struct fl_callbacks *callbacks;  /* callback deliveries; NULL if none can exist */
     size_t n_conns;
     int accepting;                 /* 0 while paused at max_connections or when stopping */
     int store_failing;             /* the last store group failed: logged once per outage */
     int stopping;                  /* SIGTERM/SIGINT seen: no new connections, finish the rest */
     ev_timer stop_timer;           /* bounds how long a graceful stop waits for connections */
     int conns_abandoned;           /* that bound passed: the stop no longer waits for them */
+    int stop_expired;              /* that bound passed: nor for callback attempts */
     ev_timer mirror_timer;         /* bounds how long a stop waits for the mirror's replies */
     int mirror_abandoned;          /* that bound passed: the stop no longer waits for them */
     fl_metrics metrics;

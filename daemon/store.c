@@ -50,6 +50,14 @@ enum {
     C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_PAYLOAD
 };
 
+/* The columns of a deliveries row in read_delivery's order. */
+#define DELIVERY_COLS "id, job_id, event, target, state, attempts, created_at, next_at, last_at, " \
+                      "last_status, last_error"
+enum {
+    D_ID, D_JOB_ID, D_EVENT, D_TARGET, D_STATE, D_ATTEMPTS, D_CREATED_AT, D_NEXT_AT, D_LAST_AT,
+    D_LAST_STATUS, D_LAST_ERROR
+};
+
 /* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
  * Separate statements rather than "(?3 IS NULL OR state = ?3)", which no index can serve. */
 enum stmt_id {
@@ -59,6 +67,8 @@ enum stmt_id {
     ST_CANCEL, ST_SET_STATUS,
     ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_CLAIM_READ, ST_NEXT_SCHEDULED,
     ST_FINISH, ST_RECOVER, ST_CHANGED,
+    ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
+    ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
     ST_COUNT
 };
 
@@ -107,6 +117,20 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > ?1 AND (updated_at >= ?2"
                    " OR state = 'queued' OR state = 'scheduled' OR state = 'running')"
                    " ORDER BY id LIMIT ?3",
+    [ST_DELIVERY_ADD] = "INSERT INTO deliveries (job_id, event, target, created_at, next_at)"
+                        " VALUES (?1, ?2, ?3, ?4, ?4)",
+    /* The state and inflight literals match the partial index deliveries_due. */
+    [ST_DELIVERY_DUE] = "SELECT id FROM deliveries WHERE state = 'pending' AND inflight = 0"
+                        " AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
+    [ST_DELIVERY_TAKE] = "UPDATE deliveries SET inflight = 1, attempts = attempts + 1, last_at = ?2"
+                         " WHERE id = ?1",
+    [ST_DELIVERY_READ] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE id = ?1",
+    [ST_DELIVERY_NEXT] = "SELECT next_at FROM deliveries WHERE state = 'pending' AND inflight = 0"
+                         " ORDER BY next_at LIMIT 1",
+    [ST_DELIVERY_DONE] = "UPDATE deliveries SET state = ?2, inflight = 0, next_at = ?3, last_status = ?4,"
+                         " last_error = ?5 WHERE id = ?1",
+    [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = ?1 ORDER BY id",
+    [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = 0 WHERE inflight = 1",
 };
 
 struct fl_store {
@@ -127,6 +151,8 @@ struct fl_store {
     int fault_err, fault_count;    /* fl_store_inject_fault */
     fl_store_stats stats;
     int64_t now;                   /* writer: the clock of the group it runs (updated_at) */
+    fl_store_hook_fn hook;         /* a type's on_complete/on_abort; called on the writer */
+    void *hook_arg;
     size_t outstanding;            /* loop thread only: pushed, not yet reaped */
     int reaping;                   /* loop thread only: inside fl_store_reap */
 };
@@ -302,6 +328,9 @@ static int load_job(fl_store *s, int64_t id, fl_job **out)
     return found;
 }
 
+static int add_deliveries(fl_store *s, const fl_job *job);
+static int load_deliveries(fl_store *s, fl_store_op *op);
+
 /* ---- operations -------------------------------------------------------------------------
  * Each run_* returns 0 or the negative errno that fails the whole group; the op's own
  * outcome (-ENOENT, -EBUSY, -EINVAL, ...) goes to op->result. */
@@ -386,7 +415,7 @@ static int run_get(fl_store *s, fl_store_op *op)
     if (rc < 0)
         return rc;
     op->result = rc ? 0 : -ENOENT;
-    return 0;
+    return rc ? load_deliveries(s, op) : 0;
 }
 
 static int run_list(fl_store *s, fl_store_op *op)
@@ -461,7 +490,7 @@ static int run_cancel(fl_store *s, fl_store_op *op)
     op->u.cancel.job->state = FL_STATE_CANCELLED;
     op->u.cancel.job->finished_at = op->u.cancel.now;
     op->u.cancel.job->updated_at = s->now;
-    return 0;
+    return add_deliveries(s, op->u.cancel.job);
 }
 
 static int run_set_status(fl_store *s, fl_store_op *op)
@@ -662,7 +691,9 @@ static int run_finish(fl_store *s, fl_store_op *op)
         return 0;
     }
     rc = load_job(s, op->u.finish.id, &op->u.finish.job);
-    return rc < 0 ? rc : 0;
+    if (rc < 0)
+        return rc;
+    return terminal && op->u.finish.job ? add_deliveries(s, op->u.finish.job) : 0;
 }
 
 static int run_count(fl_store *s, fl_store_op *op)
@@ -733,6 +764,222 @@ static int run_changed(fl_store *s, fl_store_op *op)
     return 0;
 }
 
+/* ---- callback deliveries --------------------------------------------------------------- */
+
+static const char *const delivery_state_names[] = {
+    [FL_DELIVERY_PENDING] = "pending", [FL_DELIVERY_DELIVERED] = "delivered", [FL_DELIVERY_FAILED] = "failed",
+};
+
+const char *fl_store_delivery_state_name(fl_delivery_state st)
+{
+    return (unsigned)st < sizeof delivery_state_names / sizeof *delivery_state_names ? delivery_state_names[st]
+                                                                                      : "unknown";
+}
+
+static int column_is(sqlite3_stmt *st, int col, const char *want)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    return v && strcmp((const char *)v, want) == 0;
+}
+
+/* read_delivery reads the current row of st (DELIVERY_COLS) into one allocation. */
+static int read_delivery(sqlite3_stmt *st, fl_delivery **out)
+{
+    const void *target, *error;
+    size_t tlen, elen;
+    if (col_part(st, D_TARGET, &target, &tlen) || col_part(st, D_LAST_ERROR, &error, &elen))
+        return -ENOMEM;
+    if (tlen == FL_JOB_ABSENT)
+        return -EIO;   /* NOT NULL in the schema */
+    fl_delivery *d = calloc(1, sizeof *d + tlen + 1 + (elen == FL_JOB_ABSENT ? 0 : elen + 1));
+    if (!d)
+        return -ENOMEM;
+    d->target = (char *)(d + 1);
+    memcpy(d->target, target, tlen);
+    if (elen != FL_JOB_ABSENT) {
+        d->last_error = d->target + tlen + 1;
+        memcpy(d->last_error, error, elen);
+    }
+    d->id = sqlite3_column_int64(st, D_ID);
+    d->job_id = sqlite3_column_int64(st, D_JOB_ID);
+    d->abort = column_is(st, D_EVENT, "abort");
+    d->state = column_is(st, D_STATE, "delivered") ? FL_DELIVERY_DELIVERED
+             : column_is(st, D_STATE, "failed")    ? FL_DELIVERY_FAILED
+                                                   : FL_DELIVERY_PENDING;
+    d->attempts = sqlite3_column_int(st, D_ATTEMPTS);
+    d->created_at = sqlite3_column_int64(st, D_CREATED_AT);
+    d->next_at = sqlite3_column_int64(st, D_NEXT_AT);
+    d->last_at = sqlite3_column_int64(st, D_LAST_AT);
+    d->has_last_status = sqlite3_column_type(st, D_LAST_STATUS) != SQLITE_NULL;
+    d->last_status = sqlite3_column_int(st, D_LAST_STATUS);
+    *out = d;
+    return 0;
+}
+
+static int add_delivery(fl_store *s, int64_t job_id, int abort, const char *target)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_ADD];
+    if (sqlite3_bind_int64(st, 1, job_id) ||
+        sqlite3_bind_text(st, 2, abort ? "abort" : "complete", -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC) ||
+        sqlite3_bind_int64(st, 4, s->now))
+        return db_errno(s);
+    return step_done(st);
+}
+
+/* add_deliveries stores the callbacks of job's terminal state, in the transaction that
+ * commits that state: the job's own Fling-Callback URL and its type's hook. */
+static int add_deliveries(fl_store *s, const fl_job *job)
+{
+    int abort = job->state != FL_STATE_SUCCEEDED, rc = 0;
+    const char *hook = s->hook && job->type ? s->hook(s->hook_arg, job->type, abort) : NULL;
+    if (job->callback)
+        rc = add_delivery(s, job->id, abort, job->callback);
+    if (!rc && hook)
+        rc = add_delivery(s, job->id, abort, hook);
+    return rc;
+}
+
+/* take_delivery marks delivery id in flight and reads it and its job into the next slot. */
+static int take_delivery(fl_store *s, fl_store_op *op, int64_t id)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_TAKE];
+    fl_delivery *d = NULL;
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, s->now))
+        return db_errno(s);
+    if ((rc = step_done(st)))
+        return rc;
+    st = s->st[ST_DELIVERY_READ];
+    if (sqlite3_bind_int64(st, 1, id))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_ROW ? read_delivery(st, &d) : rc == SQLITE_DONE ? -EIO : rc_errno(rc);
+    sqlite3_reset(st);
+    if (rc)
+        return rc;
+    op->u.take.items[op->u.take.n++] = d;
+    rc = load_job(s, d->job_id, &d->job);
+    return rc < 0 ? rc : 0;   /* a job pruned under its delivery leaves d->job NULL */
+}
+
+static int run_delivery_take(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_DUE];
+    int limit = op->u.take.limit, rc = 0, step_rc;
+    int64_t *ids;
+    size_t n = 0;
+
+    if (limit < 1 || limit > FL_STORE_LIST_MAX) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    ids = malloc((size_t)limit * sizeof *ids);
+    op->u.take.items = calloc((size_t)limit, sizeof *op->u.take.items);
+    if (!ids || !op->u.take.items) {
+        free(ids);
+        return -ENOMEM;
+    }
+    if (sqlite3_bind_int64(st, 1, op->u.take.now) || sqlite3_bind_int(st, 2, limit)) {
+        free(ids);
+        return db_errno(s);
+    }
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    if (step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = take_delivery(s, op, ids[i]);
+    free(ids);
+    if (rc)
+        return rc;
+    st = s->st[ST_DELIVERY_NEXT];
+    step_rc = sqlite3_step(st);
+    op->u.take.next_at = step_rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
+        return rc_errno(step_rc);
+    if (op->u.take.n == 0) {
+        free(op->u.take.items);
+        op->u.take.items = NULL;
+    }
+    return 0;
+}
+
+static int run_delivery_done(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_DONE];
+    fl_delivery_state state = op->u.done.state;
+    if ((unsigned)state > FL_DELIVERY_FAILED) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    if (sqlite3_bind_int64(st, 1, op->u.done.id) ||
+        sqlite3_bind_text(st, 2, fl_store_delivery_state_name(state), -1, SQLITE_STATIC) ||
+        sqlite3_bind_int64(st, 3, state == FL_DELIVERY_PENDING ? op->u.done.next_at : 0) ||
+        bind_opt_int64(st, 4, op->u.done.has_status, op->u.done.status) ||
+        bind_opt_text(st, 5, op->u.done.error))
+        return db_errno(s);
+    int rc = step_done(st);
+    if (!rc && sqlite3_changes(s->db) == 0)
+        op->result = -ENOENT;
+    return rc;
+}
+
+/* load_deliveries reads every delivery of job id into the GET op. */
+static int load_deliveries(fl_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_OF_JOB];
+    size_t cap = 0;
+    int rc = 0, step_rc;
+    if (sqlite3_bind_int64(st, 1, op->u.get.id))
+        return db_errno(s);
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->u.get.n_deliveries == cap) {
+            cap = cap ? cap * 2 : 4;
+            fl_delivery **a = realloc(op->u.get.deliveries, cap * sizeof *a);
+            if (!a) {
+                rc = -ENOMEM;
+                break;
+            }
+            op->u.get.deliveries = a;
+        }
+        rc = read_delivery(st, &op->u.get.deliveries[op->u.get.n_deliveries]);
+        if (rc)
+            break;
+        op->u.get.n_deliveries++;
+    }
+    if (!rc && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    return rc;
+}
+
+void fl_store_delivery_free(fl_delivery *d)
+{
+    if (!d)
+        return;
+    fl_job_free(d->job);
+    free(d);
+}
+
+void fl_store_deliveries_free(fl_delivery **items, size_t n)
+{
+    if (!items)
+        return;
+    for (size_t i = 0; i < n; i++)
+        fl_store_delivery_free(items[i]);
+    free(items);
+}
+
+void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, void *arg)
+{
+    s->hook = fn;
+    s->hook_arg = arg;
+}
+
 static int run_op(fl_store *s, fl_store_op *op)
 {
     switch (op->kind) {
@@ -754,6 +1001,10 @@ static int run_op(fl_store *s, fl_store_op *op)
         return run_count(s, op);
     case FL_STORE_CHANGED:
         return run_changed(s, op);
+    case FL_STORE_DELIVERY_TAKE:
+        return run_delivery_take(s, op);
+    case FL_STORE_DELIVERY_DONE:
+        return run_delivery_done(s, op);
     }
     op->result = -EINVAL;
     return 0;
@@ -769,6 +1020,8 @@ static void clear_outputs(fl_store_op *op)
         break;
     case FL_STORE_GET:
         op->u.get.job = NULL;
+        op->u.get.deliveries = NULL;
+        op->u.get.n_deliveries = 0;
         break;
     case FL_STORE_LIST:
         op->u.list.jobs = NULL;
@@ -799,6 +1052,13 @@ static void clear_outputs(fl_store_op *op)
         op->u.changed.n = 0;
         op->u.changed.next = 0;
         break;
+    case FL_STORE_DELIVERY_TAKE:
+        op->u.take.items = NULL;
+        op->u.take.n = 0;
+        op->u.take.next_at = 0;
+        break;
+    case FL_STORE_DELIVERY_DONE:
+        break;
     }
 }
 
@@ -812,6 +1072,7 @@ static void fail_op(fl_store_op *op, int err)
         break;
     case FL_STORE_GET:
         fl_job_free(op->u.get.job);
+        fl_store_deliveries_free(op->u.get.deliveries, op->u.get.n_deliveries);
         break;
     case FL_STORE_LIST:
         fl_store_list_free(op->u.list.jobs, op->u.list.n);
@@ -833,6 +1094,11 @@ static void fail_op(fl_store_op *op, int err)
         break;
     case FL_STORE_CHANGED:
         fl_store_list_free(op->u.changed.jobs, op->u.changed.n);
+        break;
+    case FL_STORE_DELIVERY_TAKE:
+        fl_store_deliveries_free(op->u.take.items, op->u.take.n);
+        break;
+    case FL_STORE_DELIVERY_DONE:
         break;
     }
     clear_outputs(op);
@@ -1185,6 +1451,9 @@ int fl_store_recover(fl_store *s)
     /* The writer owns the connection while it has work; nothing unreaped means it is idle. */
     if (s->outstanding)
         return -EBUSY;
+    /* Deliveries a dead daemon had in flight are due again (at-least-once). */
+    if ((rc = step_done(s->st[ST_DELIVERY_RECOVER])))
+        return rc;
     if (sqlite3_bind_int64(s->st[ST_RECOVER], 1, fl_job_now_ms()))
         return db_errno(s);
     rc = step_done(s->st[ST_RECOVER]);

@@ -29,8 +29,31 @@ typedef enum fl_store_kind {
     FL_STORE_CLAIM,       /* mark up to limit due jobs of one type running, return them with payloads */
     FL_STORE_FINISH,      /* record the outcome of an attempt */
     FL_STORE_COUNT,       /* how many jobs wait or run, by type and state (queue depth) */
-    FL_STORE_CHANGED      /* jobs changed since a time, or not yet terminal (mirror catch-up) */
+    FL_STORE_CHANGED,     /* jobs changed since a time, or not yet terminal (mirror catch-up) */
+    FL_STORE_DELIVERY_TAKE,  /* due callback deliveries, marked in flight, with their jobs */
+    FL_STORE_DELIVERY_DONE   /* the outcome of one delivery attempt */
 } fl_store_kind;
+
+typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
+
+/* One callback delivery (a row of deliveries): the target of one terminal event of one job.
+ * Deliveries are created by the store itself, in the transaction of the terminal state (FINISH
+ * into succeeded/failed/cancelled, CANCEL): one for the job's Fling-Callback URL, one for its
+ * type's on_complete/on_abort (see fl_store_set_hooks). One allocation with its strings. */
+typedef struct fl_delivery {
+    int64_t id, job_id;
+    int abort;                /* the event: 0 = "complete", 1 = "abort" */
+    char *target;             /* http(s) URL or "exec:COMMAND" */
+    fl_delivery_state state;
+    int attempts;             /* attempts started, this one included for TAKE */
+    int64_t created_at, next_at, last_at;   /* ms */
+    int has_last_status; int last_status;   /* HTTP status or exit code of the last attempt */
+    char *last_error;         /* why the last attempt failed; NULL if none */
+    fl_job *job;              /* TAKE only: the job row (no payload); NULL elsewhere */
+} fl_delivery;
+
+/* Called on the writer thread: the hook target of a type for a terminal event, or NULL. */
+typedef const char *(*fl_store_hook_fn)(void *arg, const char *type, int abort);
 
 /* One row of a COUNT: n jobs of type in state. */
 typedef struct fl_store_count { char type[FL_TYPE_NAME_MAX + 1]; fl_state state; int64_t n; } fl_store_count;
@@ -51,8 +74,9 @@ struct fl_store_op {
          * out: job->id set. If a job of the same type had the same idem_key, nothing is
          *     inserted: duplicate = 1 and job->id/state/created_at/run_at are the existing job's. */
         struct { fl_job *job; int duplicate; } submit;
-        /* in: id. out: job (caller frees with fl_job_free), or result -ENOENT. */
-        struct { int64_t id; fl_job *job; } get;
+        /* in: id. out: job (caller frees with fl_job_free) and its callback deliveries
+         *     (free with fl_store_deliveries_free), or result -ENOENT. */
+        struct { int64_t id; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
         /* in: optional filters (has_state/state, type NULL = any), limit (1..1000), after
          *     (0 = from the newest; else only ids < after).
          * out: jobs[0..n) newest first (the array and each job owned by the caller: free with
@@ -102,6 +126,17 @@ struct fl_store_op {
             int64_t since; int64_t after; int limit;
             fl_job **jobs; size_t n; int64_t next;
         } changed;
+        /* in: now (ms), limit (1..1000). Up to limit pending deliveries due by now, oldest
+         *     next_at first, are marked in flight (attempts += 1) until their DONE.
+         * out: items[0..n) each with its job (free with fl_store_deliveries_free); next_at =
+         *     the earliest next_at of the pending ones not taken, 0 if none. */
+        struct { int64_t now; int limit; fl_delivery **items; size_t n; int64_t next_at; } take;
+        /* in: id, state (delivered; failed for good; pending again at next_at), the HTTP
+         *     status or exit code (has_status), error (NULL when delivered). result 0 or -ENOENT. */
+        struct {
+            int64_t id; fl_delivery_state state; int64_t next_at;
+            int has_status; int status; const char *error;
+        } done;
     } u;
 };
 
@@ -113,8 +148,13 @@ struct fl_store_op {
 int fl_store_open(fl_store **out, const char *path, int durability_full,
                   void (*notify)(void *arg), void *arg, char *err, size_t errlen);
 
+/* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
+ * fn must be callable from the writer thread (it reads the immutable config). Before any push. */
+void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, void *arg);
+
 /* fl_store_recover runs before any push: every job left running by a dead daemon goes back to
- * queued (its attempt counted). Returns how many, or a negative errno. Synchronous. */
+ * queued (its attempt counted), and every delivery it had in flight is due again. Returns how
+ * many jobs, or a negative errno. Synchronous. */
 int fl_store_recover(fl_store *s);
 
 /* fl_store_push queues op (borrowed until its cb runs). Loop thread only. Never fails: errors
@@ -130,6 +170,15 @@ size_t fl_store_pending(const fl_store *s);
 /* fl_store_stats copies counters for /metrics: commits, rows written, failed groups. */
 typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; } fl_store_stats;
 void fl_store_stats_get(fl_store *s, fl_store_stats *out);
+
+/* fl_store_delivery_free frees one delivery and its job; NULL is a no-op. */
+void fl_store_delivery_free(fl_delivery *d);
+
+/* fl_store_deliveries_free frees an array of n deliveries (and their jobs); NULL is a no-op. */
+void fl_store_deliveries_free(fl_delivery **items, size_t n);
+
+/* fl_store_delivery_state_name returns "pending", "delivered" or "failed". */
+const char *fl_store_delivery_state_name(fl_delivery_state st);
 
 /* fl_store_list_free frees an array of n jobs returned by LIST or CLAIM; NULL is a no-op. */
 void fl_store_list_free(fl_job **jobs, size_t n);

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_HEADERS 10       /* Host, Content-Length, Authorization and six options */
+#include <strings.h>
+
+/* Host, Content-Length, Authorization, six options and the extra ones */
+#define MAX_HEADERS (3 + 6 + FL_ENCODE_EXTRA_MAX)
 #define METHOD_MAX 16        /* longer than any registered HTTP method */
 #define SECONDS_TEXT 32      /* "31622400.123456789" and room */
 
@@ -182,9 +185,54 @@ static int option_headers(const fl_proto_opts *o, opt_text *t, header *h, size_t
     return rc;
 }
 
+/* RFC 9110 tchar: the characters of a header name. */
+static int tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* An extra header must be well-formed and must not repeat a header the encoder writes, which
+ * the daemon would read twice or not at all. */
+static int valid_extra(const fl_proto_header *x)
+{
+    if (!x->name || !x->value || !x->name[0] || !x->value[0])
+        return 0;
+    for (const char *p = x->name; *p; p++)
+        if (!tchar((unsigned char)*p))
+            return 0;
+    for (const char *p = x->value; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            return 0;
+    size_t n = strlen(x->name);
+    return strcasecmp(x->name, "Host") != 0 && strcasecmp(x->name, "Content-Length") != 0 &&
+           strcasecmp(x->name, FL_HDR_AUTH) != 0 && !fl_proto_opt_header(x->name, n);
+}
+
+static int extra_headers(const fl_proto_header *extra, size_t nextra, header *h, size_t *n)
+{
+    if (nextra > FL_ENCODE_EXTRA_MAX || (nextra && !extra))
+        return -EINVAL;
+    for (size_t i = 0; i < nextra; i++) {
+        if (!valid_extra(&extra[i]))
+            return -EINVAL;
+        h[(*n)++] = (header){ extra[i].name, extra[i].value, strlen(extra[i].value) };
+    }
+    return 0;
+}
+
 int fl_proto_encode_submit(const char *host, const char *token, const char *type,
                            const void *payload, size_t len, const fl_proto_opts *opts,
                            char **out, size_t *out_len)
+{
+    return fl_proto_encode_submit_extra(host, token, type, payload, len, opts, NULL, 0,
+                                        out, out_len);
+}
+
+int fl_proto_encode_submit_extra(const char *host, const char *token, const char *type,
+                                 const void *payload, size_t len, const fl_proto_opts *opts,
+                                 const fl_proto_header *extra, size_t nextra,
+                                 char **out, size_t *out_len)
 {
     char path[sizeof FL_PROTO_JOBS_PATH + 1 + FL_TYPE_NAME_MAX];
     char length[24];
@@ -202,6 +250,8 @@ int fl_proto_encode_submit(const char *host, const char *token, const char *type
     rc = common_headers(host, token, 1, length, auth, sizeof auth, h, &n);
     if (rc == 0 && opts)
         rc = option_headers(opts, &text, h, &n);
+    if (rc == 0)
+        rc = extra_headers(extra, nextra, h, &n);
     if (rc < 0)
         return rc;
     return build("POST", path, h, n, payload, len, out, out_len);

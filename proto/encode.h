@@ -12,6 +12,13 @@
 #define FL_ENCODE_HOST_MAX 300          /* a DNS name (253) plus brackets and a port */
 #define FL_ENCODE_TOKEN_MAX 4096        /* a bearer token is a secret, not a document */
 #define FL_ENCODE_PATH_MAX 8192         /* request target, query string included */
+#define FL_ENCODE_EXTRA_MAX 4           /* extra headers of a submit: Prefer, Fling-On-Disconnect, room */
+
+/* A header beyond the job options, such as "Prefer: wait=30". Both strings are borrowed. */
+typedef struct fl_proto_header {
+    const char *name;            /* an RFC 9110 token, not one the encoder writes itself */
+    const char *value;           /* 1..n of visible ASCII and spaces: no CR/LF */
+} fl_proto_header;
 
 /* fl_proto_encode_submit builds "POST /v1/jobs/{type}" with Host, Content-Length, the optional
  * "Authorization: Bearer token" (token NULL or "" for none) and one header per option set in
@@ -20,6 +27,14 @@
 int fl_proto_encode_submit(const char *host, const char *token, const char *type,
                            const void *payload, size_t len, const fl_proto_opts *opts,
                            char **out, size_t *out_len);
+
+/* fl_proto_encode_submit_extra is fl_proto_encode_submit plus up to FL_ENCODE_EXTRA_MAX extra
+ * headers after the options (extra may be NULL when nextra is 0): -EINVAL also for a malformed
+ * extra header or one that repeats Host, Content-Length, Authorization or an option header. */
+int fl_proto_encode_submit_extra(const char *host, const char *token, const char *type,
+                                 const void *payload, size_t len, const fl_proto_opts *opts,
+                                 const fl_proto_header *extra, size_t nextra,
+                                 char **out, size_t *out_len);
 
 /* fl_proto_encode_request builds any request: method (upper-case letters), path (starting with
  * '/', visible ASCII), Host, Content-Length when a body is given (body non-NULL or len > 0) or

@@ -276,3 +276,54 @@ int fl_proto_parse_id(const char *s, size_t len, int64_t *out)
     *out = v;
     return 0;
 }
+
+/* Skips spaces and tabs (HTTP's OWS) from *i up to len. */
+static void skip_ows(const char *v, size_t len, size_t *i)
+{
+    while (*i < len && (v[*i] == ' ' || v[*i] == '\t'))
+        (*i)++;
+}
+
+int fl_proto_prefer_wait(const char *v, size_t len, int *secs)
+{
+    size_t i = 0;
+    while (i < len) {
+        skip_ows(v, len, &i);
+        size_t name = i;
+        while (i < len && v[i] != '=' && v[i] != ',' && v[i] != ';' && v[i] != ' ' && v[i] != '\t')
+            i++;
+        int is_wait = i - name == 4 && strncasecmp(v + name, "wait", 4) == 0;
+        skip_ows(v, len, &i);
+        size_t val = i, val_len = 0;
+        if (i < len && v[i] == '=') {
+            i++;
+            skip_ows(v, len, &i);
+            int quoted = i < len && v[i] == '"';
+            val = i + (size_t)quoted;
+            i = val;
+            while (i < len && (quoted ? v[i] != '"' : (v[i] != ',' && v[i] != ';' && v[i] != ' ' && v[i] != '\t')))
+                i++;
+            val_len = i - val;
+            if (quoted && i < len)
+                i++;
+        }
+        if (is_wait) {
+            long n = 0;
+            if (val_len == 0)
+                return -EINVAL;
+            for (size_t k = 0; k < val_len; k++) {
+                if (v[val + k] < '0' || v[val + k] > '9')
+                    return -EINVAL;
+                if (n <= FL_WAIT_MAX)
+                    n = n * 10 + (v[val + k] - '0');
+            }
+            *secs = n > FL_WAIT_MAX ? FL_WAIT_MAX : (int)n;
+            return 1;
+        }
+        while (i < len && v[i] != ',')   /* parameters of another preference */
+            i++;
+        if (i < len)
+            i++;
+    }
+    return 0;
+}

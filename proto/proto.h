@@ -19,6 +19,11 @@
 #define FL_HDR_CALLBACK     "Fling-Callback"
 #define FL_HDR_IDEM_KEY     "Idempotency-Key"
 #define FL_HDR_AUTH         "Authorization"
+/* Attached mode: "Prefer: wait=N" (RFC 7240) holds the reply until the job ends or N seconds
+ * pass; Fling-On-Disconnect says what a client that leaves meanwhile wants done. */
+#define FL_HDR_PREFER           "Prefer"
+#define FL_HDR_PREF_APPLIED     "Preference-Applied"
+#define FL_HDR_ON_DISCONNECT    "Fling-On-Disconnect"
 
 /* Bounds on option values; each comment says why the number. */
 #define FL_TYPE_NAME_MAX    64       /* a config section name, not data */
@@ -28,6 +33,7 @@
 #define FL_DELAY_MAX        (366 * 86400.0) /* schedule up to a year ahead */
 #define FL_ATTEMPTS_MAX     1000
 #define FL_ID_MAX           24       /* decimal int64 plus NUL, with room */
+#define FL_WAIT_MAX         3600     /* Prefer: wait; longer is cut to this (polling status is the better tool) */
 
 typedef enum fl_state {
     FL_STATE_QUEUED = 0,
@@ -73,6 +79,12 @@ int fl_proto_opt_header(const char *name, size_t len);
  * value is borrowed: callback/idem_key point into it and must outlive opts. */
 int fl_proto_opts_set(fl_proto_opts *opts, const char *name, size_t name_len,
                       const char *value, size_t value_len);
+
+/* fl_proto_prefer_wait looks for the wait preference in one Prefer header value (len bytes;
+ * comma-separated preferences, each `token[=value][;params]`, tokens case-insensitive, the
+ * value maybe quoted). Returns 1 and *secs (0..FL_WAIT_MAX, larger values cut) if present,
+ * 0 if absent, -EINVAL if its value is not a number of seconds. */
+int fl_proto_prefer_wait(const char *v, size_t len, int *secs);
 
 /* fl_proto_parse_id parses a job id (decimal, 1..INT64_MAX) of len bytes; 0 or -EINVAL. */
 int fl_proto_parse_id(const char *s, size_t len, int64_t *out);

@@ -341,6 +341,23 @@ long flh_wait_count(const flh_daemon *d, const char *type, long want, int timeou
     }
 }
 
+json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    json_t *job = NULL;
+    for (double end = flh_now() + timeout_ms / 1000.0; flh_now() < end; usleep(20000)) {
+        json_decref(job);
+        job = NULL;
+        if (flh_http(d, "GET", path, &job) != 200)
+            continue;
+        const char *st = json_string_value(json_object_get(job, "state"));
+        if (st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled")))
+            return job;
+    }
+    return job;
+}
+
 long flh_metric(const flh_daemon *d, const char *name)
 {
     fling_client *c = fling_client_new(d->url, NULL);

@@ -49,6 +49,10 @@ long flh_metric(const flh_daemon *d, const char *name);
 /* flh_wait_count polls flh_count_jobs until it reaches want or timeout_ms passes; returns the last count. */
 long flh_wait_count(const flh_daemon *d, const char *type, long want, int timeout_ms, long *aborted);
 
+/* flh_wait_terminal polls GET /v1/jobs/{id} until the job is succeeded, failed or cancelled, or
+ * timeout_ms passes; returns the last job seen (caller decrefs; maybe not terminal, maybe NULL). */
+json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms);
+
 double flh_now(void);   /* monotonic seconds */
 
 /* A real redis-server for the mirror tests, in its own temp dir on a free 127.0.0.1 port and a

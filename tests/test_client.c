@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "encode.h"
 #include "fling.h"
@@ -68,6 +69,7 @@ typedef struct server {
     pthread_t thread;
     atomic_int stop;
     atomic_int hold;     /* while set, accepted connections are not read */
+    atomic_int delay_ms; /* each step waits this long first, as a daemon holding a reply does */
     atomic_int accepts;
     atomic_int closes;   /* connections the server closed itself */
     atomic_int requests; /* complete requests read */
@@ -128,6 +130,7 @@ static void send_reply(int fd, const char *reply)
 /* Carries out one step: returns the fd, or -1 if the step closed it. */
 static int act(server *s, int fd, const step *st, conn *c)
 {
+    sleep_ms(atomic_load(&s->delay_ms));
     if (st->reply)
         send_reply(fd, st->reply);
     switch (st->then) {
@@ -904,6 +907,65 @@ static void test_submit_shared_by_threads(void **state)
     server_free(&s);
 }
 
+/* ---- attached mode (Prefer: wait) ----------------------------------------------------- */
+
+#define JOB_REPLY(state, error, exit_code) \
+    "HTTP/1.1 200 OK\r\nLocation: /v1/jobs/42\r\nContent-Type: application/json\r\n" \
+    "Connection: close\r\n\r\n" \
+    "{\"id\":\"42\",\"type\":\"echo\",\"state\":\"" state "\",\"status\":0,\"attempts\":1," \
+    "\"max_attempts\":3,\"exit_code\":" exit_code ",\"error\":" error "}"
+#define RUNNING_42 \
+    "HTTP/1.1 202 Accepted\r\nLocation: /v1/jobs/42\r\nContent-Length: 29\r\n\r\n" \
+    "{\"id\":\"42\",\"state\":\"running\"}"
+
+/* With wait, the reply may take longer than the I/O timeout (its deadline is wait + 10 s);
+ * a 200 is then the finished job, not a duplicate; the headers go out as given. */
+static void test_submit_wait(void **state)
+{
+    (void)state;
+    static const step steps[] = { { JOB_REPLY("succeeded", "null", "0"), THEN_CLOSE, 0 } };
+    server s;
+    server_start(&s, 0, steps, 1);
+    atomic_store(&s.delay_ms, 700);
+    fling_client *c = client_for(&s, NULL);
+    fling_client_set_timeouts(c, 1000, 300);
+    fling_job_opts o = { .wait = 1, .on_disconnect = "continue" };
+    fling_response res;
+    assert_int_equal(fling_submit(c, "echo", "a", 1, &o, &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(res.id, "42");
+    assert_int_equal(res.duplicate, 0);
+    assert_non_null(strstr(res.body, "\"state\":\"succeeded\""));
+    fling_response_clear(&res);
+    fling_client_free(c);
+    server_stop(&s, 50);
+    assert_true(log_has(&s, "\r\nPrefer: wait=1\r\nFling-On-Disconnect: continue\r\n\r\na"));
+    server_free(&s);
+}
+
+/* Values out of range, on-disconnect without wait, and wait on a fire: refused before any
+ * connection is made. */
+static void test_submit_wait_refused(void **state)
+{
+    (void)state;
+    server s;
+    server_start(&s, 0, NULL, 0);
+    fling_client *c = client_for(&s, NULL);
+    static const fling_job_opts bad[] = {
+        { .wait = -1 }, { .wait = FL_WAIT_MAX + 1 }, { .on_disconnect = "cancel" },
+        { .wait = 5, .on_disconnect = "maybe" }, { .wait = 5, .on_disconnect = "" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (fling_submit(c, "t", "x", 1, &bad[i], NULL) != FLING_EINVAL)
+            fail_msg("bad attached options %zu were sent", i);
+    fling_job_opts ok = { .wait = 5 };
+    assert_int_equal(fling_fire(c, "t", "x", 1, &ok), FLING_EINVAL);
+    fling_client_free(c);
+    server_stop(&s, 50);
+    assert_int_equal(s.accepts, 0);
+    server_free(&s);
+}
+
 /* ---- the CLI binary ------------------------------------------------------------------- */
 
 typedef struct cli_run {
@@ -1001,6 +1063,31 @@ static void test_cli_usage_errors(void **state)
     expect_cli_failure(a10, env, 2, "fling: cancel: unexpected argument");
     expect_cli_failure(a11, env, 2, "fling: list: bad --state");
 
+    char *w1[] = { "fling", "submit", "echo", "--wait=0", NULL };
+    char *w2[] = { "fling", "submit", "echo", "--wait=3601", NULL };
+    char *w3[] = { "fling", "submit", "echo", "--wait=5s", NULL };
+    char *w4[] = { "fling", "submit", "echo", "--wait", "--detach", NULL };
+    char *w5[] = { "fling", "submit", "echo", "--on-disconnect", "cancel", NULL };
+    char *w6[] = { "fling", "submit", "echo", "--wait", "--on-disconnect", "maybe", NULL };
+    char *w7[] = { "fling", "status", "1", "--prefix", "app:", NULL };
+    char *w8[] = { "fling", "watch", "extra", NULL };
+    char *w9[] = { "fling", "watch", "--count", "0", NULL };
+    char *w10[] = { "fling", "watch", "--type", "a b", NULL };
+    char *w11[] = { "fling", "watch", "--redis", "http://x", NULL };
+    char *w12[] = { "fling", "list", "--redis", "redis://h", NULL };
+    expect_cli_failure(w1, env, 2, "fling: submit: bad --wait '0'");
+    expect_cli_failure(w2, env, 2, "fling: submit: bad --wait '3601'");
+    expect_cli_failure(w3, env, 2, "fling: submit: bad --wait '5s'");
+    expect_cli_failure(w4, env, 2, "fling: submit: --wait and --detach exclude each other");
+    expect_cli_failure(w5, env, 2, "fling: submit: --on-disconnect needs --wait");
+    expect_cli_failure(w6, env, 2, "fling: submit: bad --on-disconnect 'maybe'");
+    expect_cli_failure(w7, env, 2, "fling: status: --prefix needs --redis");
+    expect_cli_failure(w8, env, 2, "fling: watch: unexpected argument 'extra'");
+    expect_cli_failure(w9, env, 2, "fling: watch: bad --count '0'");
+    expect_cli_failure(w10, env, 2, "fling: watch: bad --type 'a b'");
+    expect_cli_failure(w11, env, 2, "fling: watch: expected redis://");
+    expect_cli_failure(w12, env, 2, "fling: list: option --redis does not apply");
+
     cli_run r;
     char *help[] = { "fling", "list", "--help", NULL };
     run_cli(&r, help, env);
@@ -1080,6 +1167,59 @@ static void test_cli_submit_and_error_reply(void **state)
     server_free(&s);
 }
 
+/* submit --wait against canned replies: the job's JSON and exit 0 or 4 on a 200, the id and
+ * exit 5 on a 202; the headers it sent. */
+static void test_cli_submit_wait(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        { JOB_REPLY("succeeded", "null", "0"), THEN_CLOSE, 0 },
+        { JOB_REPLY("failed", "\"exit code 3\"", "3"), THEN_CLOSE, 0 },
+        { JOB_REPLY("cancelled", "null", "null"), THEN_CLOSE, 0 },
+        { RUNNING_42, THEN_CLOSE, 0 },
+    };
+    server s;
+    server_start(&s, 0, steps, 4);
+    char url[160];
+    server_url(&s, url, sizeof url);
+    char *env[] = { NULL };
+    cli_run r;
+
+    char *ok[] = { "fling", "--url", url, "submit", "echo", "hi", "--wait", NULL };
+    run_cli(&r, ok, env);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "42");
+    json_decref(j);
+
+    char *failed[] = { "fling", "--url", url, "submit", "echo", "hi", "--wait=5",
+                       "--on-disconnect", "cancel", NULL };
+    run_cli(&r, failed, env);
+    assert_int_equal(r.status, 4);
+    assert_string_equal(r.err, "fling: submit: job 42 failed: exit code 3\n");
+    assert_non_null(strstr(r.out, "\"failed\""));
+
+    char *cancelled[] = { "fling", "--url", url, "submit", "echo", "--wait=5", NULL };
+    run_cli(&r, cancelled, env);
+    assert_int_equal(r.status, 4);
+    assert_string_equal(r.err, "fling: submit: job 42 cancelled\n");
+
+    char *running[] = { "fling", "--url", url, "submit", "echo", "--wait=5", NULL };
+    run_cli(&r, running, env);
+    assert_int_equal(r.status, 5);
+    assert_string_equal(r.out, "42\n");
+    assert_string_equal(r.err, "fling: submit: job 42 still running after 5 s (state running)\n");
+
+    server_stop(&s, 50);
+    assert_int_equal(s.requests, 4);
+    assert_true(log_has(&s, "Content-Length: 2\r\nPrefer: wait=60\r\n\r\nhi"));
+    assert_true(log_has(&s, "Prefer: wait=5\r\nFling-On-Disconnect: cancel\r\n\r\nhi"));
+    server_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1103,9 +1243,12 @@ int main(void)
         cmocka_unit_test(test_no_sigpipe_on_reset),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_submit_shared_by_threads),
+        cmocka_unit_test(test_submit_wait),
+        cmocka_unit_test(test_submit_wait_refused),
         cmocka_unit_test(test_cli_usage_errors),
         cmocka_unit_test(test_cli_connection_failure),
         cmocka_unit_test(test_cli_submit_and_error_reply),
+        cmocka_unit_test(test_cli_submit_wait),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* test_proto.c — proto/: states, type names, ids, option headers (table-driven), the request
- * encoder (byte-exact) and the response parser (byte by byte, whole, pipelined, too big,
- * garbage). Pure functions, literal bytes. */
+ * encoder (byte-exact), the response parser (byte by byte, whole, pipelined, too big,
+ * garbage) and the Redis URL parser. Pure functions, literal bytes. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -14,6 +14,7 @@
 
 #include "encode.h"
 #include "proto.h"
+#include "redisurl.h"
 #include "resp.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -386,6 +387,52 @@ static void test_encode_refuses_bad_input(void **state)
     assert_string_equal(out, "untouched");
 }
 
+/* Extra headers (attached mode) come after the options; what could smuggle or repeat a header
+ * is refused. */
+static void test_encode_submit_extra(void **state)
+{
+    (void)state;
+    static const char want[] =
+        "POST /v1/jobs/echo HTTP/1.1\r\n"
+        "Host: h\r\n"
+        "Content-Length: 1\r\n"
+        "Fling-Delay: 2\r\n"
+        "Prefer: wait=60\r\n"
+        "Fling-On-Disconnect: cancel\r\n"
+        "\r\n"
+        "x";
+    fl_proto_opts o = { .has_delay = 1, .delay = 2 };
+    const fl_proto_header extra[] = { { FL_HDR_PREFER, "wait=60" },
+                                      { FL_HDR_ON_DISCONNECT, "cancel" } };
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(fl_proto_encode_submit_extra("h", NULL, "echo", "x", 1, &o, extra, 2,
+                                                  &out, &len), 0);
+    assert_bytes(out, len, want, sizeof want - 1);
+    free(out);
+
+    static const fl_proto_header bad[] = {
+        { "Prefer", "wait=1\r\nX-Evil: 1" }, { "Pre fer", "wait=1" }, { "Prefer:", "wait=1" },
+        { "", "v" }, { "Prefer", "" }, { NULL, "v" }, { "Prefer", NULL }, { "host", "h2" },
+        { "Content-Length", "9" }, { "authorization", "Bearer x" }, { "fling-delay", "3" },
+        { "Idempotency-Key", "k" },
+    };
+    out = (char *)"untouched";
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (fl_proto_encode_submit_extra("h", NULL, "t", NULL, 0, NULL, &bad[i], 1, &out, &len) != -EINVAL)
+            fail_msg("bad extra header %zu was encoded", i);
+    const fl_proto_header many[FL_ENCODE_EXTRA_MAX + 1] = {
+        { "A", "1" }, { "B", "2" }, { "C", "3" }, { "D", "4" }, { "E", "5" } };
+    assert_int_equal(fl_proto_encode_submit_extra("h", NULL, "t", NULL, 0, NULL, many,
+                                                  FL_ENCODE_EXTRA_MAX + 1, &out, &len), -EINVAL);
+    assert_int_equal(fl_proto_encode_submit_extra("h", NULL, "t", NULL, 0, NULL, NULL, 1, &out, &len),
+                     -EINVAL);
+    assert_string_equal(out, "untouched");
+    assert_int_equal(fl_proto_encode_submit_extra("h", NULL, "t", NULL, 0, NULL, many,
+                                                  FL_ENCODE_EXTRA_MAX, &out, &len), 0);
+    free(out);
+}
+
 static void test_encode_request(void **state)
 {
     (void)state;
@@ -707,6 +754,84 @@ static void test_resp_oversized(void **state)
     free(data);
 }
 
+/* ---- Redis URLs ----------------------------------------------------------------------- */
+
+static void test_redis_url_good(void **state)
+{
+    (void)state;
+    fl_redis_url u;
+    char err[200] = "";
+    assert_int_equal(fl_redis_url_parse("redis://h", &u, err, sizeof err), 0);
+    assert_int_equal(u.is_unix, 0);
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 0);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "");
+
+    assert_int_equal(fl_redis_url_parse("redis://:p%40ss@h:7000/3", &u, err, sizeof err), 0);
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 7000);
+    assert_int_equal(u.db, 3);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "p@ss");
+
+    assert_int_equal(fl_redis_url_parse("redis://alice:s%3Ac@10.0.0.1/", &u, err, sizeof err), 0);
+    assert_string_equal(u.user, "alice");
+    assert_string_equal(u.password, "s:c");
+    assert_string_equal(u.host, "10.0.0.1");
+    assert_int_equal(u.db, 0);
+
+    assert_int_equal(fl_redis_url_parse("redis://[::1]", &u, err, sizeof err), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(fl_redis_url_parse("redis://[::1]:6380/2", &u, err, sizeof err), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 2);
+
+    assert_int_equal(fl_redis_url_parse("unix:/path", &u, err, sizeof err), 0);
+    assert_int_equal(u.is_unix, 1);
+    assert_string_equal(u.path, "/path");
+    assert_int_equal(u.db, 0);
+    assert_string_equal(u.password, "");
+
+    assert_int_equal(fl_redis_url_parse("unix:///path?db=2&password=x", &u, err, sizeof err), 0);
+    assert_int_equal(u.is_unix, 1);
+    assert_string_equal(u.path, "/path");
+    assert_int_equal(u.db, 2);
+    assert_string_equal(u.password, "x");
+    assert_string_equal(u.user, "");
+    assert_string_equal(err, "");
+}
+
+static void test_redis_url_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "redis://h:0", "redis://h:65536", "redis://h:abc", "redis://h:", "redis://",
+        "redis://:pw@", "redis://:pw@:6379", "redis://h/x", "redis://h/-1", "redis://h/100001",
+        "redis://[::1", "redis://[::1]x", "redis://:%zz@h", "http://x", "rediss://h",
+        "unix:", "unix:relative", "unix:/p?db=x", "unix:/p?foo=1", "unix:/p?db", "h:6379",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fl_redis_url u;
+        char err[200] = "";
+        if (fl_redis_url_parse(bad[i], &u, err, sizeof err) != -EINVAL)
+            fail_msg("%s was accepted", bad[i]);
+        if (!err[0] || strchr(err, '\n'))
+            fail_msg("%s: the reason is not one line: \"%s\"", bad[i], err);
+    }
+    fl_redis_url u;
+    char err[200];
+    assert_int_equal(fl_redis_url_parse("rediss://h", &u, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "TLS"));
+    assert_int_equal(fl_redis_url_parse("redis://h:99999", &u, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "port"));
+    assert_int_equal(fl_redis_url_parse("redis://h/db", &u, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "database"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_encode_submit_minimal),
         cmocka_unit_test(test_encode_seconds),
         cmocka_unit_test(test_encode_refuses_bad_input),
+        cmocka_unit_test(test_encode_submit_extra),
         cmocka_unit_test(test_encode_request),
         cmocka_unit_test(test_encode_length_bounds),
         cmocka_unit_test(test_resp_one_chunk_pipelined),
@@ -729,6 +855,8 @@ int main(void)
         cmocka_unit_test(test_resp_variants),
         cmocka_unit_test(test_resp_garbage),
         cmocka_unit_test(test_resp_oversized),
+        cmocka_unit_test(test_redis_url_good),
+        cmocka_unit_test(test_redis_url_bad),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

@@ -8,9 +8,6 @@
 #include <cmocka.h>
 
 #include <dirent.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,56 +19,25 @@
 
 #include "fling.h"
 #include "harness.h"
+#include "receiver.h"
 
 static flh_daemon D;
 static char dir_conf[4096];
 static char work[64] = "/tmp/flingrun.XXXXXX";   /* files the test jobs write */
 static char slow_pid[128], order_txt[128];
 
-/* A one-shot HTTP receiver for the http handler: answers the first request with hook_status
- * and keeps what it received. */
-static int hook_fd = -1, hook_port, hook_status = 200;
-static char hook_got[4096];
-
-static void *hook_serve(void *arg)
-{
-    (void)arg;
-    int c = accept(hook_fd, NULL, NULL);
-    if (c < 0)
-        return NULL;
-    size_t len = 0;
-    while (len < sizeof hook_got - 1 && !strstr(hook_got, "hook-payload")) {
-        ssize_t n = recv(c, hook_got + len, sizeof hook_got - 1 - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        hook_got[len] = '\0';
-    }
-    char reply[128];
-    int n = snprintf(reply, sizeof reply, "HTTP/1.1 %d X\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived", hook_status);
-    send(c, reply, (size_t)n, MSG_NOSIGNAL);
-    close(c);
-    return NULL;
-}
-
-static int hook_listen(void)
-{
-    hook_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (bind(hook_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(hook_fd, 8) < 0 ||
-        getsockname(hook_fd, (struct sockaddr *)&a, &len) < 0)
-        return -1;
-    hook_port = ntohs(a.sin_port);
-    return 0;
-}
+static flr_receiver *hook;   /* where the http handler of type hook posts */
 
 static int setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    if (!mkdtemp(work) || hook_listen() < 0)
+    hook = flr_start();
+    char *hook_url = hook ? flr_url(hook, "hook") : NULL;
+    if (!mkdtemp(work) || !hook_url) {
+        free(hook_url);
         return -1;
+    }
     snprintf(slow_pid, sizeof slow_pid, "%s/slow.pid", work);
     snprintf(order_txt, sizeof order_txt, "%s/order.txt", work);
     snprintf(dir_conf, sizeof dir_conf,
@@ -84,27 +50,10 @@ static int setup(void **state)
              "concurrency = 1\n"
              "[type.nap]\nhandler = sleep\n"
              "[type.quick]\nhandler = noop\n"
-             "[type.hook]\nhandler = http\nurl = http://127.0.0.1:%d/hook\nmax_attempts = 1\n",
-             work, work, hook_port);
+             "[type.hook]\nhandler = http\nurl = %s\nmax_attempts = 1\n",
+             work, work, hook_url);
+    free(hook_url);
     return 0;
-}
-
-/* Polls GET /v1/jobs/{id} until its state is terminal or timeout_ms; returns the job (caller decrefs). */
-static json_t *wait_terminal(const flh_daemon *d, const char *id, int timeout_ms)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/v1/jobs/%s", id);
-    json_t *job = NULL;
-    for (double end = flh_now() + timeout_ms / 1000.0; flh_now() < end; usleep(20000)) {
-        json_decref(job);
-        job = NULL;
-        if (flh_http(d, "GET", path, &job) != 200)
-            continue;
-        const char *st = json_string_value(json_object_get(job, "state"));
-        if (st && (!strcmp(st, "succeeded") || !strcmp(st, "failed") || !strcmp(st, "cancelled")))
-            return job;
-    }
-    return job;
 }
 
 static void submit(const flh_daemon *d, const char *type, const char *payload, const fling_job_opts *o, char id[24])
@@ -125,7 +74,7 @@ static void exec_success_keeps_output(void **state)
     (void)state;
     char id[24];
     submit(&D, "echo", "payload-bytes", NULL, id);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "succeeded");
     assert_int_equal(num(job, "exit_code"), 0);
     assert_int_equal(num(job, "attempts"), 1);
@@ -144,7 +93,7 @@ static void retries_then_failed(void **state)
     (void)state;
     char id[24];
     submit(&D, "fail", "", NULL, id);
-    json_t *job = wait_terminal(&D, id, 15000);
+    json_t *job = flh_wait_terminal(&D, id, 15000);
     assert_string_equal(str(job, "state"), "failed");
     assert_int_equal(num(job, "attempts"), 3);
     assert_int_equal(num(job, "exit_code"), 3);
@@ -212,7 +161,7 @@ static void timeout_sets_bit_2_and_kills_the_group(void **state)
     unlink(slow_pid);
     char id[24];
     submit(&D, "slow", "", NULL, id);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "failed");
     assert_int_equal(num(job, "status"), 2);
     assert_non_null(strstr(str(job, "error"), "timed out"));
@@ -234,7 +183,7 @@ static void fire_and_forget_timeout_is_status_3(void **state)
     char id[24];
     snprintf(id, sizeof id, "%s", str(json_array_get(json_object_get(list, "jobs"), 0), "id"));
     json_decref(list);
-    json_t *job = wait_terminal(&D, id, 10000);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_int_equal(num(job, "status"), 3);
     json_decref(job);
 }
@@ -297,7 +246,7 @@ static void cancel_queued_and_running(void **state)
     }
     assert_int_equal(flh_http(&D, "DELETE", path, &job), 202);
     json_decref(job);
-    job = wait_terminal(&D, id, 5000);
+    job = flh_wait_terminal(&D, id, 5000);
     assert_string_equal(str(job, "state"), "cancelled");
     json_decref(job);
 }
@@ -312,7 +261,7 @@ static void kill9_while_running_then_all_terminal(void **state)
     flh_kill(&D, SIGKILL);
     assert_int_equal(flh_restart(&D), 0);
     for (int i = 0; i < 6; i++) {
-        json_t *job = wait_terminal(&D, ids[i], 10000);
+        json_t *job = flh_wait_terminal(&D, ids[i], 10000);
         assert_string_equal(str(job, "state"), "succeeded");
         json_decref(job);
     }
@@ -340,26 +289,27 @@ static void sigterm_drains_running_jobs(void **state)
 static void http_handler_posts_the_payload(void **state)
 {
     (void)state;
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, hook_serve, NULL), 0);
     char id[24];
+    size_t before = flr_count(hook);
     submit(&D, "hook", "hook-payload", NULL, id);
-    json_t *job = wait_terminal(&D, id, 10000);
-    pthread_join(th, NULL);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "succeeded");
     assert_string_equal(str(job, "output"), "received");
-    assert_non_null(strstr(hook_got, "POST /hook HTTP/1.1"));
-    assert_non_null(strstr(hook_got, "hook-payload"));
     json_decref(job);
-    hook_status = 500;   /* a non-2xx answer fails the attempt */
-    assert_int_equal(pthread_create(&th, NULL, hook_serve, NULL), 0);
-    hook_got[0] = '\0';
+    assert_int_equal(flr_wait(hook, before + 1, 1000), 0);
+    const flr_request *q = flr_get(hook, before);
+    assert_string_equal(q->method, "POST");
+    assert_string_equal(q->path, "/hook");
+    assert_string_equal(q->version, "HTTP/1.1");
+    assert_string_equal(q->body, "hook-payload");
+    assert_int_equal(flr_set_statuses(hook, NULL, 0, 500), 0);   /* a non-2xx answer fails the attempt */
     submit(&D, "hook", "hook-payload", NULL, id);
-    job = wait_terminal(&D, id, 10000);
-    pthread_join(th, NULL);
+    job = flh_wait_terminal(&D, id, 10000);
     assert_string_equal(str(job, "state"), "failed");
     assert_non_null(strstr(str(job, "error"), "500"));
     json_decref(job);
+    assert_int_equal(flr_wait(hook, before + 2, 1000), 0);
+    assert_int_equal(flr_get(hook, before + 1)->status, 500);
 }
 
 /* A job longer than shutdown_grace (0.5 s in the harness) is stopped and handed back. */
@@ -391,7 +341,8 @@ static void sigterm_requeues_what_outlives_the_grace(void **state)
 
 static int start(void **state)
 {
-    setup(state);
+    if (setup(state) < 0)
+        return -1;
     return flh_start(&D, dir_conf);
 }
 
@@ -401,7 +352,7 @@ static int stop(void **state)
     unlink(slow_pid);
     unlink(order_txt);
     rmdir(work);
-    close(hook_fd);
+    flr_stop(hook);
     return flh_stop(&D);
 }
 

@@ -262,6 +262,7 @@ static fl_job *get(harness *h, int64_t id, int *result)
     op.u.get.id = id;
     run(h, &op);
     *result = op.result;
+    fl_store_deliveries_free(op.u.get.deliveries, op.u.get.n_deliveries);
     return op.u.get.job;
 }
 
@@ -771,6 +772,133 @@ static void test_count_all_states(void **state)
     }
 }
 
+/* The type hook of the delivery tests: type "h" has hooks, others none. */
+static const char *test_hook(void *arg, const char *type, int abort)
+{
+    (void)arg;
+    if (strcmp(type, "h") != 0)
+        return NULL;
+    return abort ? "exec:/bin/alert" : "http://127.0.0.1:1/done";
+}
+
+static void take(harness *h, fl_store_op *op, int64_t now, int limit)
+{
+    memset(op, 0, sizeof *op);
+    op->kind = FL_STORE_DELIVERY_TAKE;
+    op->u.take.now = now;
+    op->u.take.limit = limit;
+    run(h, op);
+    assert_int_equal(op->result, 0);
+}
+
+static void test_deliveries(void **state)
+{
+    harness *h = *state;
+    fl_store_set_hooks(h->store, test_hook, NULL);
+    spec sp = { .type = "h", .callback = "http://127.0.0.1:2/cb", .state = FL_STATE_QUEUED, .run_at = NOW - 10 };
+    int64_t ok = submit(h, &sp);
+    int64_t plain = submit_simple(h, "other", FL_STATE_QUEUED, NOW - 10);
+    int64_t cancelled = submit_simple(h, "h", FL_STATE_QUEUED, NOW - 10);
+    fl_store_op op;
+
+    /* Nothing is delivered for a state that is not terminal. */
+    expect_claim(h, "h", 1, NOW, (int64_t[]){ ok }, 1, NOW - 10);
+    take(h, &op, fl_job_now_ms() + 1000, 10);
+    assert_int_equal(op.u.take.n, 0);
+    assert_int_equal(op.u.take.next_at, 0);
+
+    /* succeeded: the job's URL and the type's on_complete, in one transaction with the state. */
+    finish_op(&op, ok, FL_STATE_SUCCEEDED);
+    op.u.finish.finished_at = NOW;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    /* cancelled: only the type's on_abort (no URL of its own); a type without hooks: none. */
+    fl_store_op c = { .kind = FL_STORE_CANCEL };
+    c.u.cancel.id = cancelled;
+    c.u.cancel.now = NOW;
+    run(h, &c);
+    assert_int_equal(c.result, 0);
+    fl_job_free(c.u.cancel.job);
+    c.u.cancel.id = plain;
+    run(h, &c);
+    assert_int_equal(c.result, 0);
+    fl_job_free(c.u.cancel.job);
+
+    int64_t now = fl_job_now_ms() + 1000;
+    take(h, &op, now, 2);
+    assert_int_equal(op.u.take.n, 2);
+    fl_delivery *a = op.u.take.items[0], *b = op.u.take.items[1];
+    assert_int_equal(a->job_id, ok);
+    assert_int_equal(a->abort, 0);
+    assert_string_equal(a->target, "http://127.0.0.1:2/cb");
+    assert_int_equal(a->attempts, 1);
+    assert_non_null(a->job);
+    assert_int_equal(a->job->state, FL_STATE_SUCCEEDED);
+    assert_string_equal(b->target, "http://127.0.0.1:1/done");
+    assert_true(op.u.take.next_at > 0);   /* the cancelled job's on_abort waits */
+    int64_t a_id = a->id, b_id = b->id;
+    fl_store_deliveries_free(op.u.take.items, op.u.take.n);
+
+    /* In flight: not taken again. After a restart (recover) it is due again. */
+    take(h, &op, now, 10);
+    assert_int_equal(op.u.take.n, 1);
+    assert_int_equal(op.u.take.items[0]->job_id, cancelled);
+    assert_int_equal(op.u.take.items[0]->abort, 1);
+    assert_string_equal(op.u.take.items[0]->target, "exec:/bin/alert");
+    fl_store_deliveries_free(op.u.take.items, op.u.take.n);
+    reopen(h);
+    fl_store_set_hooks(h->store, test_hook, NULL);
+    assert_int_equal(fl_store_recover(h->store), 0);
+    take(h, &op, now, 10);
+    assert_int_equal(op.u.take.n, 3);
+    assert_int_equal(op.u.take.items[0]->attempts, 2);
+    fl_store_deliveries_free(op.u.take.items, op.u.take.n);
+
+    /* Outcomes: a delivered, b retried later, then failed for good. */
+    fl_store_op d = { .kind = FL_STORE_DELIVERY_DONE };
+    d.u.done.id = a_id;
+    d.u.done.state = FL_DELIVERY_DELIVERED;
+    d.u.done.has_status = 1;
+    d.u.done.status = 204;
+    run(h, &d);
+    assert_int_equal(d.result, 0);
+    d.u.done.id = b_id;
+    d.u.done.state = FL_DELIVERY_PENDING;
+    d.u.done.next_at = now + 5000;
+    d.u.done.status = 500;
+    d.u.done.error = "HTTP 500";
+    run(h, &d);
+    assert_int_equal(d.result, 0);
+    take(h, &op, now, 10);
+    assert_int_equal(op.u.take.n, 0);
+    assert_int_equal(op.u.take.next_at, now + 5000);
+    take(h, &op, now + 5000, 10);
+    assert_int_equal(op.u.take.n, 1);
+    assert_int_equal(op.u.take.items[0]->id, b_id);
+    assert_int_equal(op.u.take.items[0]->attempts, 3);
+    assert_string_equal(op.u.take.items[0]->last_error, "HTTP 500");
+    fl_store_deliveries_free(op.u.take.items, op.u.take.n);
+    d.u.done.state = FL_DELIVERY_FAILED;
+    run(h, &d);
+    d.u.done.id = b_id + 100;
+    run(h, &d);
+    assert_int_equal(d.result, -ENOENT);
+
+    /* GET shows a job's deliveries and their last result. */
+    fl_store_op g = { .kind = FL_STORE_GET };
+    g.u.get.id = ok;
+    run(h, &g);
+    assert_int_equal(g.result, 0);
+    assert_int_equal(g.u.get.n_deliveries, 2);
+    assert_int_equal(g.u.get.deliveries[0]->state, FL_DELIVERY_DELIVERED);
+    assert_int_equal(g.u.get.deliveries[0]->last_status, 204);
+    assert_null(g.u.get.deliveries[0]->last_error);
+    assert_int_equal(g.u.get.deliveries[1]->state, FL_DELIVERY_FAILED);
+    assert_string_equal(g.u.get.deliveries[1]->last_error, "HTTP 500");
+    fl_job_free(g.u.get.job);
+    fl_store_deliveries_free(g.u.get.deliveries, g.u.get.n_deliveries);
+}
+
 static void test_claim_order(void **state)
 {
     harness *h = *state;
@@ -1200,6 +1328,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_updated_at_and_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_all_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deliveries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_queued_not_yet_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish, setup, teardown),

@@ -1,0 +1,420 @@
+/* callback.c — delivers the callbacks stored with terminal states (see callback.h). */
+#include "callback.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "sched.h"
+#include "store.h"
+#include "webhook.h"
+#include "worker.h"
+
+/* After a failed TAKE (store error) the deliveries are looked at again after this long. */
+#define FL_CB_RETRY_TAKE 1.0
+/* A fresh job's first attempt waits for its ABORTED verdict, looking this often, this long:
+ * the verdict of a 202 takes at most a second (conn.c), its commit a few milliseconds more. */
+#define FL_CB_HOLD_STEP 0.02
+#define FL_CB_HOLD_MAX 3.0
+/* Only a job this young can still have a verdict pending. */
+#define FL_CB_FRESH_MS 10000
+/* SIGTERM → SIGKILL grace of an exec: hook that overruns its time limit. */
+#define FL_CB_KILL_GRACE 2.0
+
+typedef struct attempt {
+    struct attempt *prev, *next;
+    fl_callbacks *cb;
+    fl_delivery *d;              /* owned, with its job */
+    ev_timer hold;               /* waiting for the job's final status */
+    double held;                 /* seconds waited so far */
+    fl_webhook_req *wreq;        /* http target in flight */
+    fl_worker *worker;           /* exec target in flight */
+    char **argv;                 /* exec: the split command; one allocation */
+    fl_type hook_type;           /* exec: the handler settings the worker reads */
+    fl_job *hook_job;            /* exec: carries the body as its payload */
+    fl_store_op done;            /* DONE, once the attempt ended */
+    char error[256];
+} attempt;
+
+struct fl_callbacks {
+    fl_server *srv;
+    attempt *attempts;           /* in flight: held, sending, or recording */
+    size_t in_flight;
+    int taking;                  /* a TAKE is in flight */
+    int dirty;                   /* due deliveries may exist */
+    int stopping;
+    int64_t next_at;             /* earliest known next_at of a waiting delivery, 0 = none */
+    fl_store_op take;
+    ev_prepare pump;
+    ev_timer wake;
+    fl_worker_env env;
+    fl_callbacks_stats stats;
+};
+
+int fl_callbacks_needed(const fl_config *cfg)
+{
+    if (cfg->n_callback_allow)
+        return 1;
+    for (size_t i = 0; i < cfg->n_types; i++)
+        if (cfg->types[i].on_complete || cfg->types[i].on_abort)
+            return 1;
+    return 0;
+}
+
+const char *fl_callbacks_hook(void *arg, const char *type, int abort)
+{
+    const fl_type *t = fl_config_find_type(arg, type, strlen(type));
+    if (!t)
+        return NULL;
+    return abort ? t->on_abort : t->on_complete;
+}
+
+static int64_t now_ms(void) { return fl_job_now_ms(); }
+
+static void mark_dirty(fl_callbacks *cb)
+{
+    cb->dirty = 1;
+    ev_prepare_start(cb->srv->loop, &cb->pump);
+}
+
+static void arm_wake(fl_callbacks *cb, int64_t at)
+{
+    if (!at || (cb->next_at && cb->next_at <= at && ev_is_active(&cb->wake)))
+        return;
+    cb->next_at = at;
+    double in = (double)(at - now_ms()) / 1000.0;
+    ev_timer_stop(cb->srv->loop, &cb->wake);
+    ev_timer_set(&cb->wake, in > 0 ? in + 0.001 : 0., 0.);
+    ev_timer_start(cb->srv->loop, &cb->wake);
+}
+
+static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_callbacks *cb = w->data;
+    cb->next_at = 0;
+    mark_dirty(cb);
+}
+
+/* ---------------------------------------------------------------- attempts */
+
+static void attempt_free(attempt *a)
+{
+    fl_callbacks *cb = a->cb;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        cb->attempts = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    cb->in_flight--;
+    ev_timer_stop(cb->srv->loop, &a->hold);
+    fl_job_free(a->hook_job);
+    free(a->argv);
+    fl_store_delivery_free(a->d);
+}
+
+static void done_cb(fl_store_op *op)
+{
+    attempt *a = op->udata;
+    fl_callbacks *cb = a->cb;
+    if (op->result < 0)
+        fl_log(LOG_ERR, "callback %lld (job %lld): could not record its result: %s (it is retried after a restart)",
+               (long long)a->d->id, (long long)a->d->job_id, strerror(-op->result));
+    attempt_free(a);
+    free(a);
+    mark_dirty(cb);
+    fl_server_sched_progress(cb->srv);
+}
+
+static const char *event_name(const fl_delivery *d) { return d->abort ? "abort" : "complete"; }
+
+/* Records how the attempt ended: delivered, due again after a back-off, or failed for good. */
+static void attempt_finish(attempt *a, int ok, int has_status, int status, const char *error)
+{
+    fl_callbacks *cb = a->cb;
+    const fl_config *cfg = cb->srv->cfg;
+    fl_delivery *d = a->d;
+    fl_store_op *op = &a->done;
+    memset(op, 0, sizeof *op);
+    op->kind = FL_STORE_DELIVERY_DONE;
+    op->cb = done_cb;
+    op->udata = a;
+    op->u.done.id = d->id;
+    op->u.done.has_status = has_status;
+    op->u.done.status = status;
+    if (ok) {
+        cb->stats.delivered++;
+        op->u.done.state = FL_DELIVERY_DELIVERED;
+    } else if (d->attempts < cfg->callback_attempts) {
+        double delay = fl_sched_backoff(cfg->callback_backoff, cfg->callback_backoff_max, d->attempts, drand48());
+        cb->stats.retried++;
+        op->u.done.state = FL_DELIVERY_PENDING;
+        op->u.done.next_at = now_ms() + (int64_t)(delay * 1000.0);
+        fl_log(LOG_WARNING, "callback %lld (job %lld, %s -> %s): attempt %d/%d failed: %s; retry in %.1f s",
+               (long long)d->id, (long long)d->job_id, event_name(d), d->target, d->attempts,
+               cfg->callback_attempts, error, delay);
+    } else {
+        cb->stats.failed++;
+        op->u.done.state = FL_DELIVERY_FAILED;
+        fl_log(LOG_ERR, "callback %lld (job %lld, %s -> %s): given up after %d attempt(s): %s",
+               (long long)d->id, (long long)d->job_id, event_name(d), d->target, d->attempts, error);
+    }
+    snprintf(a->error, sizeof a->error, "%s", error ? error : "");
+    op->u.done.error = ok ? NULL : a->error;
+    fl_store_push(cb->srv->store, op);
+}
+
+static void http_done(void *udata, const fl_webhook_result *r)
+{
+    attempt *a = udata;
+    a->wreq = NULL;
+    attempt_finish(a, r->ok, r->status != 0, (int)r->status, r->error);
+}
+
+static void exec_done(fl_worker *w, const fl_outcome *o, void *udata)
+{
+    (void)w;
+    attempt *a = udata;
+    a->worker = NULL;
+    attempt_finish(a, o->ok, o->has_exit_code, o->exit_code, o->error);
+}
+
+/* The body: the job as GET /v1/jobs/{id} shows it, plus "event". NULL on ENOMEM. */
+static char *make_body(const fl_delivery *d, size_t *len)
+{
+    json_t *o = fl_job_to_json(d->job);
+    if (!o || json_object_set_new(o, "event", json_string(event_name(d))) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (body)
+        *len = strlen(body);
+    return body;
+}
+
+static int send_http(attempt *a, const char *body, size_t len)
+{
+    const fl_config *cfg = a->cb->srv->cfg;
+    const fl_delivery *d = a->d;
+    char ev[64], did[64], att[64], jid[64], sig[32 + 65];
+    snprintf(ev, sizeof ev, "Fling-Event: %s", event_name(d));
+    snprintf(did, sizeof did, "Fling-Delivery: %lld", (long long)d->id);
+    snprintf(att, sizeof att, "Fling-Attempt: %d", d->attempts);
+    snprintf(jid, sizeof jid, "Fling-Job-Id: %lld", (long long)d->job_id);
+    const char *headers[6] = { ev, did, att, jid, NULL, NULL };
+    if (cfg->callback_secret) {
+        char hex[65];
+        int rc = fl_webhook_sign(cfg->callback_secret, body, len, hex);
+        if (rc < 0)
+            return rc;
+        snprintf(sig, sizeof sig, "Fling-Signature: sha256=%s", hex);
+        headers[4] = sig;
+    }
+    double connect = cfg->callback_connect_timeout < cfg->callback_timeout ? cfg->callback_connect_timeout
+                                                                           : cfg->callback_timeout;
+    return fl_webhook_post(a->cb->srv->webhook, d->target, body, len, headers, connect, cfg->callback_timeout,
+                           http_done, a, &a->wreq);
+}
+
+/* exec: runs the command through worker.c like an exec job: the body on stdin, the job's id and
+ * type in FLING_JOB_ID / FLING_JOB_TYPE, the delivery attempt in FLING_ATTEMPT. */
+static int send_exec(attempt *a, const char *body, size_t len, const char **why)
+{
+    const fl_delivery *d = a->d;
+    int rc = fl_config_split(d->target + 5, &a->argv, why);
+    if (rc < 0)
+        return rc;
+    size_t tlen = strlen(d->job->type);
+    fl_job_sizes sz = { .type = tlen, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
+                        .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT, .payload = len };
+    a->hook_job = fl_job_new(&sz);
+    if (!a->hook_job)
+        return -ENOMEM;
+    memcpy(a->hook_job->type, d->job->type, tlen);
+    memcpy(a->hook_job->payload, body, len);
+    a->hook_job->id = d->job_id;
+    a->hook_job->attempts = d->attempts;
+    a->hook_job->timeout = a->cb->srv->cfg->callback_timeout;
+    a->hook_type = (fl_type){ .name = a->hook_job->type, .handler = FL_HANDLER_EXEC, .argv = a->argv };
+    return fl_worker_start(&a->cb->env, &a->hook_type, a->hook_job, exec_done, a, &a->worker);
+}
+
+/* Sends the attempt now that the job's status is final. */
+static void attempt_send(attempt *a)
+{
+    fl_delivery *d = a->d;
+    if (!d->job) {
+        attempt_finish(a, 0, 0, 0, "the job no longer exists");
+        return;
+    }
+    size_t len = 0;
+    char *body = make_body(d, &len);
+    const char *why = NULL;
+    int rc = -ENOMEM;
+    if (body)
+        rc = strncmp(d->target, "exec:", 5) == 0 ? send_exec(a, body, len, &why) : send_http(a, body, len);
+    free(body);
+    if (rc < 0) {
+        char err[200];
+        snprintf(err, sizeof err, "could not start: %s", why ? why : strerror(-rc));
+        attempt_finish(a, 0, 0, 0, err);
+    }
+}
+
+static void hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    attempt *a = w->data;
+    a->held += FL_CB_HOLD_STEP;
+    if (a->held < FL_CB_HOLD_MAX && fl_http_status_pending(a->cb->srv, a->d->job_id)) {
+        ev_timer_start(loop, w);
+        return;
+    }
+    attempt_send(a);
+}
+
+static void attempt_start(fl_callbacks *cb, fl_delivery *d)
+{
+    attempt *a = calloc(1, sizeof *a);
+    if (!a) {
+        /* Stays in flight in the store: due again after a restart. */
+        fl_log(LOG_ERR, "callback %lld (job %lld): out of memory; it is retried after a restart",
+               (long long)d->id, (long long)d->job_id);
+        fl_store_delivery_free(d);
+        return;
+    }
+    a->cb = cb;
+    a->d = d;
+    a->next = cb->attempts;
+    if (cb->attempts)
+        cb->attempts->prev = a;
+    cb->attempts = a;
+    cb->in_flight++;
+    ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_STEP, 0.);
+    a->hold.data = a;
+    if (d->job && d->attempts == 1 && d->job->created_at > now_ms() - FL_CB_FRESH_MS &&
+        fl_http_status_pending(cb->srv, d->job_id)) {
+        ev_timer_start(cb->srv->loop, &a->hold);
+        return;
+    }
+    attempt_send(a);
+}
+
+/* ---------------------------------------------------------------- taking due deliveries */
+
+static void take_done(fl_store_op *op)
+{
+    fl_callbacks *cb = op->udata;
+    cb->taking = 0;
+    if (op->result < 0) {
+        fl_log(LOG_ERR, "callbacks: reading due deliveries failed: %s; retrying in %.0f s", strerror(-op->result),
+               FL_CB_RETRY_TAKE);
+        arm_wake(cb, now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
+        fl_server_sched_progress(cb->srv);
+        return;
+    }
+    for (size_t i = 0; i < op->u.take.n; i++)
+        attempt_start(cb, op->u.take.items[i]);
+    free(op->u.take.items);
+    if (op->u.take.n == (size_t)op->u.take.limit)
+        mark_dirty(cb);   /* there may be more */
+    arm_wake(cb, op->u.take.next_at);
+    fl_server_sched_progress(cb->srv);
+}
+
+static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    fl_callbacks *cb = w->data;
+    ev_prepare_stop(loop, w);
+    int room = cb->srv->cfg->callback_concurrency - (int)cb->in_flight;
+    if (!cb->dirty || cb->taking || cb->stopping || room <= 0)
+        return;   /* stays dirty: a finished attempt pumps again */
+    cb->dirty = 0;
+    cb->taking = 1;
+    memset(&cb->take, 0, sizeof cb->take);
+    cb->take.kind = FL_STORE_DELIVERY_TAKE;
+    cb->take.cb = take_done;
+    cb->take.udata = cb;
+    cb->take.u.take.now = now_ms();
+    cb->take.u.take.limit = room;
+    fl_store_push(cb->srv->store, &cb->take);
+}
+
+/* ---------------------------------------------------------------- public */
+
+int fl_callbacks_new(fl_callbacks **out, fl_server *srv)
+{
+    fl_callbacks *cb = calloc(1, sizeof *cb);
+    if (!cb)
+        return -ENOMEM;
+    cb->srv = srv;
+    cb->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_CB_KILL_GRACE };
+    ev_prepare_init(&cb->pump, pump_cb);
+    ev_init(&cb->wake, wake_cb);
+    cb->pump.data = cb->wake.data = cb;
+    mark_dirty(cb);
+    *out = cb;
+    return 0;
+}
+
+void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
+{
+    if (fl_proto_state_terminal(job->state)) {
+        if (job->callback || fl_callbacks_hook((void *)cb->srv->cfg, job->type, job->state != FL_STATE_SUCCEEDED))
+            mark_dirty(cb);
+        return;
+    }
+    for (attempt *a = cb->attempts; a; a = a->next)
+        if (a->d->job && a->d->job_id == job->id && ev_is_active(&a->hold))
+            a->d->job->status = job->status;
+}
+
+void fl_callbacks_stop(fl_callbacks *cb)
+{
+    cb->stopping = 1;
+    ev_prepare_stop(cb->srv->loop, &cb->pump);
+    ev_timer_stop(cb->srv->loop, &cb->wake);
+    /* Held attempts go out now rather than wait through the stop. */
+    for (attempt *a = cb->attempts, *next; a; a = next) {
+        next = a->next;
+        if (ev_is_active(&a->hold)) {
+            ev_timer_stop(cb->srv->loop, &a->hold);
+            attempt_send(a);
+        }
+    }
+}
+
+int fl_callbacks_idle(const fl_callbacks *cb)
+{
+    return cb->in_flight == 0 && !cb->taking;
+}
+
+void fl_callbacks_stats_get(const fl_callbacks *cb, fl_callbacks_stats *out)
+{
+    *out = cb->stats;
+    out->in_flight = cb->in_flight;
+}
+
+void fl_callbacks_free(fl_callbacks *cb)
+{
+    if (!cb)
+        return;
+    ev_prepare_stop(cb->srv->loop, &cb->pump);
+    ev_timer_stop(cb->srv->loop, &cb->wake);
+    while (cb->attempts) {
+        attempt *a = cb->attempts;
+        if (a->worker)
+            fl_worker_stop(a->worker, FL_STOP_SHUTDOWN);
+        attempt_free(a);
+        free(a);
+    }
+    free(cb);
+}

@@ -1,0 +1,626 @@
+/* test_cli.c — the fling binary against a real redis-server: status --redis reads the mirror's
+ * job hash (TCP and Unix socket, AUTH with a password or a user, SELECT, missing and malformed
+ * jobs, Redis down), and watch follows the events channel (--json, the human line, --type,
+ * malformed messages, --count, SIGTERM/SIGINT, a lost connection). The test writes the mirror's
+ * keys itself, as flingd would. Two redis-servers (one open, one with passwords) run for the
+ * whole group, each on a free port in its own temp dir, stopped by PID. */
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#define START_MS 5000        /* bound on redis-server answering PING after start */
+#define STOP_MS 5000         /* bound on redis-server exiting after SIGTERM */
+#define CLI_WAIT_MS 5000     /* bound on one run of the CLI */
+#define SUBSCRIBE_MS 5000    /* bound on the watcher's SUBSCRIBE reaching Redis */
+#define START_TRIES 3        /* a free port can be taken between the probe and the bind */
+#define PASSWORD "s3cret"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* ---- redis-server ---------------------------------------------------------------------- */
+
+typedef struct redis_srv {
+    pid_t pid;
+    int port;
+    const char *password;    /* requirepass, or NULL */
+    char dir[64];
+    char sock[128];
+    char url[160];           /* redis://[:password@]127.0.0.1:port */
+} redis_srv;
+
+/* A port nothing listens on right now: bound to 127.0.0.1:0, then released, or kept open in
+ * *fd_out if that is not NULL (bound, not listening: connections to it are refused). */
+static int free_port(int *fd_out)
+{
+    struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof in;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof in), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&in, &len), 0);
+    if (fd_out)
+        *fd_out = fd;
+    else
+        close(fd);
+    return ntohs(in.sin_port);
+}
+
+static redisContext *redis_connect(const redis_srv *r)
+{
+    struct timeval tv = { 1, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
+        return c;
+    redisFree(c);
+    return NULL;
+}
+
+/* Runs a command that must succeed on c; returns the reply (the caller frees it). */
+__attribute__((format(printf, 2, 3)))
+static redisReply *must(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        fail_msg("redis %s: %s", fmt, r ? r->str : c->errstr);
+    return r;
+}
+
+/* The test's own connection, logged in. */
+static redisContext *admin(const redis_srv *r)
+{
+    redisContext *c = redis_connect(r);
+    assert_non_null(c);
+    if (r->password)
+        freeReplyObject(must(c, "AUTH %s", r->password));
+    return c;
+}
+
+/* Waits until the server answers PING (NOAUTH counts: it is up) or exits. */
+static int redis_ready(const redis_srv *r)
+{
+    int64_t end = now_ms() + START_MS;
+    while (now_ms() < end) {
+        int st;
+        if (waitpid(r->pid, &st, WNOHANG) == r->pid)
+            return 0;
+        redisContext *c = redis_connect(r);
+        redisReply *rep = c ? redisCommand(c, "PING") : NULL;
+        int up = rep != NULL;
+        freeReplyObject(rep);
+        redisFree(c);
+        if (up)
+            return 1;
+        sleep_ms(20);
+    }
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    return 0;
+}
+
+static pid_t spawn_redis(const redis_srv *r)
+{
+    char port[16], log[96];
+    snprintf(port, sizeof port, "%d", r->port);
+    snprintf(log, sizeof log, "%s/redis.log", r->dir);
+    const char *argv[32] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", r->dir,
+                             "--unixsocket", r->sock, "--unixsocketperm", "700",
+                             "--logfile", log };
+    int n = 17;
+    if (r->password) {
+        static const char *const auth[] = { "--requirepass", PASSWORD, "--user", "alice", "on",
+                                            ">alicepw", "~*", "&*", "+@all" };
+        for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++)
+            argv[n++] = auth[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void redis_start(redis_srv *r, const char *password)
+{
+    memset(r, 0, sizeof *r);
+    r->password = password;
+    strcpy(r->dir, "/tmp/fling-redis-XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+    for (int i = 0; i < START_TRIES; i++) {
+        r->port = free_port(NULL);
+        r->pid = spawn_redis(r);
+        if (redis_ready(r)) {
+            snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", password ? ":" : "",
+                     password ? password : "", password ? "@" : "", r->port);
+            return;
+        }
+        r->pid = 0;          /* redis_ready reaped it */
+    }
+    fail_msg("redis-server did not start (see %s/redis.log)", r->dir);
+}
+
+static void remove_dir(const char *dir)
+{
+    char path[160];
+    static const char *const files[] = { "redis.sock", "redis.log" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static void redis_stop(redis_srv *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        int64_t end = now_ms() + STOP_MS;
+        while (waitpid(r->pid, NULL, WNOHANG) == 0) {
+            if (now_ms() > end) {
+                kill(r->pid, SIGKILL);
+                waitpid(r->pid, NULL, 0);
+                break;
+            }
+            sleep_ms(10);
+        }
+        r->pid = 0;
+    }
+    if (r->dir[0])
+        remove_dir(r->dir);
+}
+
+typedef struct servers {
+    redis_srv open;          /* no password */
+    redis_srv locked;        /* requirepass, and a user alice */
+} servers;
+
+/* File-scope so that the teardown finds whatever the setup started, even if it failed. */
+static servers group_servers;
+
+static int group_setup(void **state)
+{
+    *state = &group_servers;
+    redis_start(&group_servers.open, NULL);
+    redis_start(&group_servers.locked, PASSWORD);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_stop(&group_servers.open);
+    redis_stop(&group_servers.locked);
+    return 0;
+}
+
+/* ---- the CLI as a child process --------------------------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int out, err;            /* read ends of its stdout and stderr */
+} child;
+
+typedef struct cli_run {
+    int status;              /* exit code, or -1 if it did not exit normally */
+    char out[4096];
+    char err[4096];
+} cli_run;
+
+static void spawn_cli(child *ch, char *const argv[], char *const env[])
+{
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    ch->pid = fork();
+    assert_true(ch->pid >= 0);
+    if (ch->pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        execve(FLING_CLI_PATH, argv, env);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    ch->out = out[0];
+    ch->err = err[0];
+}
+
+static void drain_fd(int fd, char *buf, size_t size)
+{
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < size && (k = read(fd, buf + n, size - 1 - n)) > 0)
+        n += (size_t)k;
+    buf[n] = '\0';
+    close(fd);
+}
+
+/* Waits (bounded) for the child to exit and collects what it wrote. */
+static void finish_cli(child *ch, cli_run *r)
+{
+    int st = 0;
+    pid_t w;
+    int64_t end = now_ms() + CLI_WAIT_MS;
+    while ((w = waitpid(ch->pid, &st, WNOHANG)) == 0 && now_ms() < end)
+        sleep_ms(5);
+    if (w == 0) {
+        kill(ch->pid, SIGKILL);
+        waitpid(ch->pid, &st, 0);
+    }
+    drain_fd(ch->out, r->out, sizeof r->out);
+    drain_fd(ch->err, r->err, sizeof r->err);
+    if (w == 0)
+        fail_msg("the CLI did not exit within %d ms; stdout \"%s\", stderr \"%s\"", CLI_WAIT_MS,
+                 r->out, r->err);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void run_cli(cli_run *r, char *const argv[], char *const env[])
+{
+    child ch;
+    spawn_cli(&ch, argv, env);
+    finish_cli(&ch, r);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Expects exit code, nothing on stdout, and one line on stderr starting with prefix. */
+static void expect_failure(const cli_run *r, int code, const char *prefix)
+{
+    if (r->status != code || count_lines(r->err) != 1 || strncmp(r->err, prefix, strlen(prefix)) != 0)
+        fail_msg("exit %d, stderr \"%s\"; want exit %d, one line starting \"%s\"", r->status,
+                 r->err, code, prefix);
+    assert_string_equal(r->out, "");
+}
+
+/* ---- status --redis --------------------------------------------------------------------- */
+
+/* Writes a job hash as flingd's mirror does. */
+static void put_job(redisContext *c, const char *key, const char *state, const char *attempts)
+{
+    freeReplyObject(must(c, "HSET %s id 42 type echo state %s status 2 attempts %s "
+                         "max_attempts 3 created_at 2026-12-01T21:00:00.123Z started_at %s "
+                         "finished_at %s updated_at 2026-12-01T21:00:01.500Z exit_code %s error %s",
+                         key, state, attempts, "2026-12-01T21:00:00.200Z", "", "", ""));
+}
+
+static void test_status_from_mirror(void **state)
+{
+    servers *s = *state;
+    redisContext *c = admin(&s->open);
+    put_job(c, "fling:job:42", "running", "1");
+    freeReplyObject(must(c, "HSET fling:job:44 id 44 type echo state failed attempts many"));
+    freeReplyObject(must(c, "SET fling:job:45 not-a-hash"));
+    freeReplyObject(must(c, "SELECT 2"));
+    put_job(c, "app:job:7", "failed", "3");
+    freeReplyObject(must(c, "HSET app:job:7 exit_code 3 error %s", "exit code 3"));
+
+    /* a bad FLING_URL does not matter: --redis does not talk to the daemon */
+    char *env[] = { "FLING_URL=ftp://nowhere", NULL };
+    cli_run r;
+    char *get[] = { "fling", "status", "42", "--redis", s->open.url, NULL };
+    run_cli(&r, get, env);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "42");
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "echo");
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "max_attempts")), 3);
+    assert_string_equal(json_string_value(json_object_get(j, "created_at")), "2026-12-01T21:00:00.123Z");
+    assert_string_equal(json_string_value(json_object_get(j, "started_at")), "2026-12-01T21:00:00.200Z");
+    assert_string_equal(json_string_value(json_object_get(j, "updated_at")), "2026-12-01T21:00:01.500Z");
+    assert_true(json_is_null(json_object_get(j, "finished_at")));
+    assert_true(json_is_null(json_object_get(j, "exit_code")));
+    assert_true(json_is_null(json_object_get(j, "error")));
+    assert_int_equal(json_object_size(j), 12);
+    json_decref(j);
+
+    /* the Unix socket, a database and a prefix */
+    char url[200];
+    snprintf(url, sizeof url, "unix:%s?db=2", s->open.sock);
+    char *other[] = { "fling", "status", "7", "--redis", url, "--prefix", "app:", NULL };
+    run_cli(&r, other, env);
+    assert_int_equal(r.status, 0);
+    j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "7");
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(j, "exit_code")), 3);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "exit code 3");
+    json_decref(j);
+
+    char *missing[] = { "fling", "status", "43", "--redis", s->open.url, NULL };
+    run_cli(&r, missing, env);
+    expect_failure(&r, 1, "fling: status: job 43 is not in the Redis mirror (unknown, or "
+                          "expired after retention)\n");
+    char *wrong_db[] = { "fling", "status", "7", "--redis", s->open.url, "--prefix", "app:", NULL };
+    run_cli(&r, wrong_db, env);
+    expect_failure(&r, 1, "fling: status: job 7 is not in the Redis mirror");
+    char *malformed[] = { "fling", "status", "44", "--redis", s->open.url, NULL };
+    run_cli(&r, malformed, env);
+    expect_failure(&r, 3, "fling: status: job 44 in the Redis mirror has a malformed field \"attempts\"\n");
+    char *not_hash[] = { "fling", "status", "45", "--redis", s->open.url, NULL };
+    run_cli(&r, not_hash, env);
+    expect_failure(&r, 3, "fling: status: Redis answered: WRONGTYPE");
+    char *bad_id[] = { "fling", "status", "x1", "--redis", s->open.url, NULL };
+    run_cli(&r, bad_id, env);
+    expect_failure(&r, 2, "fling: status: bad job id 'x1'");
+
+    freeReplyObject(must(c, "FLUSHALL"));
+    redisFree(c);
+}
+
+/* AUTH with the password alone or with a user; a wrong or missing password is exit 3, and the
+ * password never shows in the message. */
+static void test_status_auth(void **state)
+{
+    servers *s = *state;
+    redisContext *c = admin(&s->locked);
+    put_job(c, "fling:job:42", "succeeded", "1");
+    freeReplyObject(must(c, "SELECT 1"));
+    put_job(c, "fling:job:42", "queued", "0");
+    char *env[] = { NULL };
+    char url[200];
+    cli_run r;
+
+    char *pw[] = { "fling", "status", "42", "--redis", s->locked.url, NULL };
+    run_cli(&r, pw, env);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"succeeded\""));
+
+    snprintf(url, sizeof url, "redis://alice:alicepw@127.0.0.1:%d/1", s->locked.port);
+    char *user[] = { "fling", "status", "42", "--redis", url, NULL };
+    run_cli(&r, user, env);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"queued\""));
+
+    snprintf(url, sizeof url, "unix:%s?password=%s&db=1", s->locked.sock, PASSWORD);
+    char *unix_pw[] = { "fling", "status", "42", "--redis", url, NULL };
+    run_cli(&r, unix_pw, env);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"queued\""));
+
+    snprintf(url, sizeof url, "redis://:wr0ng@127.0.0.1:%d", s->locked.port);
+    char *wrong[] = { "fling", "status", "42", "--redis", url, NULL };
+    run_cli(&r, wrong, env);
+    char want[128];
+    snprintf(want, sizeof want, "fling: status: Redis at 127.0.0.1:%d refused AUTH: ", s->locked.port);
+    expect_failure(&r, 3, want);
+    assert_null(strstr(r.err, "wr0ng"));
+
+    snprintf(url, sizeof url, "redis://alice:nope@127.0.0.1:%d", s->locked.port);
+    char *wrong_user[] = { "fling", "status", "42", "--redis", url, NULL };
+    run_cli(&r, wrong_user, env);
+    expect_failure(&r, 3, want);
+
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", s->locked.port);
+    char *none[] = { "fling", "status", "42", "--redis", url, NULL };
+    run_cli(&r, none, env);
+    expect_failure(&r, 3, "fling: status: Redis answered: NOAUTH");
+
+    freeReplyObject(must(c, "FLUSHALL"));
+    redisFree(c);
+}
+
+/* Nothing listening (a bound, not listening port; a missing socket): exit 3 at once. */
+static void test_status_unreachable(void **state)
+{
+    (void)state;
+    int fd;
+    int port = free_port(&fd);
+    char url[64], want[96];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    snprintf(want, sizeof want, "fling: status: cannot connect to Redis at 127.0.0.1:%d: ", port);
+    char *env[] = { NULL };
+    cli_run r;
+    char *tcp[] = { "fling", "status", "1", "--redis", url, NULL };
+    int64_t t0 = now_ms();
+    run_cli(&r, tcp, env);
+    expect_failure(&r, 3, want);
+    assert_true(now_ms() - t0 < 2000);
+    close(fd);
+    char *sock[] = { "fling", "status", "1", "--redis", "unix:/nonexistent/redis.sock", NULL };
+    run_cli(&r, sock, env);
+    expect_failure(&r, 3, "fling: status: cannot connect to Redis at unix:/nonexistent/redis.sock: ");
+    char *tls[] = { "fling", "status", "1", "--redis", "rediss://h", NULL };
+    run_cli(&r, tls, env);
+    expect_failure(&r, 2, "fling: status: rediss:// (TLS) is not supported");
+}
+
+/* ---- watch ------------------------------------------------------------------------------ */
+
+/* Waits (bounded) until channel has one subscriber: the watcher is listening. */
+static void wait_subscribed(redisContext *c, const char *channel)
+{
+    int64_t end = now_ms() + SUBSCRIBE_MS;
+    long long n = 0;
+    while (n < 1 && now_ms() < end) {
+        redisReply *r = must(c, "PUBSUB NUMSUB %s", channel);
+        n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1]->integer : 0;
+        freeReplyObject(r);
+        if (n < 1)
+            sleep_ms(10);
+    }
+    if (n < 1)
+        fail_msg("no subscriber on %s after %d ms", channel, SUBSCRIBE_MS);
+}
+
+static void publish(redisContext *c, const char *channel, const char *msg)
+{
+    freeReplyObject(must(c, "PUBLISH %s %s", channel, msg));
+}
+
+#define EVENT_1 "{\"id\":\"42\",\"type\":\"echo\",\"state\":\"queued\",\"status\":0,\"attempts\":0," \
+                "\"max_attempts\":3,\"created_at\":\"2026-12-01T21:00:00.123Z\",\"started_at\":null," \
+                "\"exit_code\":null,\"error\":null,\"event\":\"submitted\"}"
+#define EVENT_2 "{\"id\":\"42\",\"type\":\"echo\",\"state\":\"succeeded\",\"status\":0,\"attempts\":1," \
+                "\"max_attempts\":3,\"exit_code\":0,\"error\":null,\"event\":\"succeeded\"}"
+
+/* --json prints each message as it came, one per line; --count 2 ends it after two. The URL
+ * comes from FLING_REDIS. */
+static void test_watch_json(void **state)
+{
+    servers *s = *state;
+    redisContext *c = admin(&s->open);
+    char env_url[200];
+    snprintf(env_url, sizeof env_url, "FLING_REDIS=%s", s->open.url);
+    char *env[] = { env_url, NULL };
+    char *argv[] = { "fling", "watch", "--count", "2", "--json", NULL };
+    child ch;
+    cli_run r;
+    spawn_cli(&ch, argv, env);
+    wait_subscribed(c, "fling:events");
+    publish(c, "fling:events", EVENT_1);
+    publish(c, "fling:events", EVENT_2);
+    finish_cli(&ch, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, EVENT_1 "\n" EVENT_2 "\n");
+    assert_string_equal(r.err, "");
+    redisFree(c);
+}
+
+/* The human line; --type and --prefix choose the events; a malformed message is one line on
+ * stderr and does not count. */
+static void test_watch_lines(void **state)
+{
+    servers *s = *state;
+    redisContext *c = admin(&s->locked);
+    char url[200];
+    snprintf(url, sizeof url, "unix:%s?password=%s", s->locked.sock, PASSWORD);
+    char *env[] = { NULL };
+    char *argv[] = { "fling", "watch", "--redis", url, "--prefix", "app:", "--type", "echo",
+                     "--count", "2", NULL };
+    child ch;
+    cli_run r;
+    spawn_cli(&ch, argv, env);
+    wait_subscribed(c, "app:events");
+    publish(c, "fling:events", EVENT_2);            /* another prefix */
+    publish(c, "app:events", "{\"id\":\"9\",\"type\":\"mail\",\"state\":\"running\",\"event\":\"started\"}");
+    publish(c, "app:events", "not json");
+    publish(c, "app:events", "{\"id\":\"42\",\"type\":\"echo\",\"event\":\"retrying\"," 
+                             "\"state\":\"scheduled\",\"status\":2,\"attempts\":1,\"max_attempts\":3,"
+                             "\"updated_at\":\"2026-12-01T21:00:00.123Z\",\"error\":\"timed \\\"out\\\"\"}");
+    publish(c, "app:events", "{\"id\":\"43\",\"type\":\"echo\",\"event\":\"succeeded\","
+                             "\"state\":\"succeeded\",\"status\":0,\"attempts\":1,\"max_attempts\":3,"
+                             "\"error\":null}");
+    finish_cli(&ch, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "fling: watch: skipped a message that is not a job event: not json\n");
+    static const char first[] =
+        "2026-12-01T21:00:00.123Z 42 echo retrying state=scheduled status=2 attempts=1/3 "
+        "error=\"timed \\\"out\\\"\"\n";
+    assert_int_equal(strncmp(r.out, first, sizeof first - 1), 0);
+    /* without updated_at, the receipt time: YYYY-MM-DDTHH:MM:SS.mmmZ */
+    const char *second = r.out + sizeof first - 1;
+    assert_int_equal(strlen(second), 24 + strlen(" 43 echo succeeded status=0 attempts=1/3\n"));
+    assert_int_equal(second[4], '-');
+    assert_int_equal(second[10], 'T');
+    assert_int_equal(second[19], '.');
+    assert_int_equal(second[23], 'Z');
+    assert_string_equal(second + 24, " 43 echo succeeded status=0 attempts=1/3\n");
+    redisFree(c);
+}
+
+/* SIGTERM and SIGINT end a watch with success; a dropped connection is exit 3. */
+static void test_watch_stop_and_loss(void **state)
+{
+    servers *s = *state;
+    redisContext *c = admin(&s->open);
+    char *env[] = { NULL };
+    char *argv[] = { "fling", "watch", "--redis", s->open.url, NULL };
+    static const int sigs[] = { SIGTERM, SIGINT };
+    child ch;
+    cli_run r;
+    for (size_t i = 0; i < 2; i++) {
+        spawn_cli(&ch, argv, env);
+        wait_subscribed(c, "fling:events");
+        kill(ch.pid, sigs[i]);
+        finish_cli(&ch, &r);
+        assert_int_equal(r.status, 0);
+        assert_string_equal(r.out, "");
+        assert_string_equal(r.err, "");
+        /* let Redis notice the subscriber left before the next one counts */
+        for (int t = 0; t < 100; t++) {
+            redisReply *n = must(c, "PUBSUB NUMSUB fling:events");
+            long long subs = n->element[1]->integer;
+            freeReplyObject(n);
+            if (subs == 0)
+                break;
+            sleep_ms(10);
+        }
+    }
+    spawn_cli(&ch, argv, env);
+    wait_subscribed(c, "fling:events");
+    freeReplyObject(must(c, "CLIENT KILL TYPE pubsub"));
+    finish_cli(&ch, &r);
+    expect_failure(&r, 3, "fling: watch: lost the connection to Redis");
+
+    char url[200];
+    snprintf(url, sizeof url, "redis://:nope@127.0.0.1:%d", s->locked.port);
+    char *denied[] = { "fling", "watch", "--redis", url, NULL };
+    run_cli(&r, denied, env);
+    expect_failure(&r, 3, "fling: watch: Redis at 127.0.0.1:");
+    redisFree(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_from_mirror),
+        cmocka_unit_test(test_status_auth),
+        cmocka_unit_test(test_status_unreachable),
+        cmocka_unit_test(test_watch_json),
+        cmocka_unit_test(test_watch_lines),
+        cmocka_unit_test(test_watch_stop_and_loss),
+    };
+    return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
+}
