@@ -13,6 +13,7 @@
 #include "callback.h"
 #include "conn.h"
 #include "log.h"
+#include "mirror.h"
 #include "sched.h"
 
 #define FL_LIST_DEFAULT 50
@@ -718,6 +719,16 @@ static void metrics_done(fl_store_op *op)
         .jobs_running = ss.running, .attempts = ss.attempts, .succeeded = ss.succeeded, .failed = ss.failed,
         .cancelled = ss.cancelled, .retried = ss.retried, .timed_out = ss.timed_out, .requeued = ss.requeued,
     };
+    if (srv->mirror) {
+        fl_mirror_stats ms;
+        fl_mirror_stats_get(srv->mirror, &ms);
+        g.has_redis = 1;
+        g.redis_connected = ms.connected;
+        g.redis_lag_seconds = ms.lag_seconds;
+        g.redis_errors = ms.errors;
+        g.redis_dropped = ms.dropped;
+        g.redis_writes = ms.writes;
+    }
     if (srv->callbacks) {
         fl_callbacks_stats cs;
         fl_callbacks_stats_get(srv->callbacks, &cs);

@@ -89,6 +89,19 @@ static void render_types(outbuf *b, const fl_metrics_type *types, size_t n)
     }
 }
 
+static void render_redis(outbuf *b, const fl_metrics_gauges *g)
+{
+    metric(b, "fling_redis_connected", "gauge", "1 while the Redis mirror is connected and writing.",
+           (uint64_t)g->redis_connected);
+    put(b, "# HELP fling_redis_lag_seconds Age of the oldest mirror write not yet acknowledged by Redis.\n"
+           "# TYPE fling_redis_lag_seconds gauge\nfling_redis_lag_seconds %.3f\n", g->redis_lag_seconds);
+    metric(b, "fling_redis_errors_total", "counter",
+           "Redis mirror failures: connects, lost connections, error replies.", g->redis_errors);
+    metric(b, "fling_redis_dropped_total", "counter",
+           "Job changes that never reached Redis (disconnected); the catch-up repairs them.", g->redis_dropped);
+    metric(b, "fling_redis_writes_total", "counter", "Mirror writes Redis acknowledged.", g->redis_writes);
+}
+
 char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const fl_metrics_type *types,
                         size_t n_types, size_t *len)
 {
@@ -147,6 +160,8 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
             "fling_callbacks_total{outcome=\"failed\"} %llu\n",
         (unsigned long long)g->cb_delivered, (unsigned long long)g->cb_retried, (unsigned long long)g->cb_failed);
     metric(&b, "fling_callbacks_in_flight", "gauge", "Callback deliveries being attempted now.", g->cb_in_flight);
+    if (g->has_redis)
+        render_redis(&b, g);
     render_types(&b, types, n_types);
     if (b.failed) {
         free(b.p);

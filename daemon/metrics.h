@@ -34,6 +34,11 @@ typedef struct fl_metrics_gauges {
     /* callback deliveries: attempts by outcome, in flight now */
     uint64_t cb_delivered, cb_retried, cb_failed;
     size_t cb_in_flight;
+    /* The Redis mirror (mirror.h), rendered only when has_redis. */
+    int has_redis;
+    int redis_connected;
+    double redis_lag_seconds;
+    uint64_t redis_errors, redis_dropped, redis_writes;
 } fl_metrics_gauges;
 
 /* Attempt durations, in seconds: the upper bounds of the histogram buckets (+Inf implied). */

@@ -10,31 +10,70 @@
 #include "http.h"
 #include "listen.h"
 #include "log.h"
+#include "mirror.h"
 #include "sched.h"
 #include "webhook.h"
 
 /* A graceful stop waits this long for in-flight requests to get their commit and reply. */
 #define FL_STOP_REQUESTS_MAX 10.0
 
-/* The loop may end once every connection is answered and closed, no job runs and no callback
- * attempt is in flight (those only until the stop bound); fl_store_close then completes
- * whatever store ops are left. */
+/* A graceful stop waits this long for the mirror's writes in flight (the requeues of the stop
+ * among them) to be acknowledged: Redis answers in milliseconds when it is there at all. */
+#define FL_STOP_MIRROR_MAX 1.0
+
+static void maybe_done(fl_server *srv);
+
+static void mirror_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_server *srv = w->data;
+    fl_log(LOG_WARNING, "stop: Redis did not acknowledge the last mirror writes within %.0f s; leaving them",
+           FL_STOP_MIRROR_MAX);
+    srv->mirror_abandoned = 1;
+    maybe_done(srv);
+}
+
+/* mirror_flushed tells whether the mirror has nothing left in flight, and if it has, starts the
+ * bound on waiting for it. */
+static int mirror_flushed(fl_server *srv)
+{
+    if (!srv->mirror || srv->mirror_abandoned || fl_mirror_idle(srv->mirror))
+        return 1;
+    if (!ev_is_active(&srv->mirror_timer)) {
+        ev_timer_init(&srv->mirror_timer, mirror_timer_cb, FL_STOP_MIRROR_MAX, 0.);
+        srv->mirror_timer.data = srv;
+        ev_timer_start(srv->loop, &srv->mirror_timer);
+    }
+    return 0;
+}
+
+/* The loop may end once every connection is answered and closed, no job runs, no callback
+ * attempt is in flight (those only until the stop bound) and the mirror's last writes are
+ * answered (for at most FL_STOP_MIRROR_MAX); fl_store_close then completes whatever store ops
+ * are left. */
 static void maybe_done(fl_server *srv)
 {
     if (!srv->sched)
         return;   /* tearing down: fl_server_free is under way */
     if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched) &&
-        (!srv->callbacks || fl_callbacks_idle(srv->callbacks) || srv->stop_expired))
+        (!srv->callbacks || fl_callbacks_idle(srv->callbacks) || srv->stop_expired) && mirror_flushed(srv))
         ev_break(srv->loop, EVBREAK_ALL);
+}
+
+/* The mirror calls this during a stop when its last write in flight was answered. */
+static void mirror_idle(void *arg)
+{
+    maybe_done(arg);
 }
 
 void fl_server_job_changed(fl_server *srv, const fl_job *job, const char *event)
 {
-    (void)event;
     fl_http_job_changed(srv, job);
     if (srv->callbacks)
         fl_callbacks_job_changed(srv->callbacks, job);
-    /* mirror: */
+    if (srv->mirror)
+        fl_mirror_job_changed(srv->mirror, job, event);
 }
 
 void fl_server_sched_progress(fl_server *srv)
@@ -86,6 +125,9 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
     fl_store_set_hooks(srv->store, fl_callbacks_hook, cfg);
+    if (cfg->redis_url && (rc = fl_mirror_new(&srv->mirror, loop, srv->store, cfg->redis_url, cfg->redis_prefix,
+                                               cfg->redis_retention, mirror_idle, srv, err, errlen)) < 0)
+        goto fail;
     if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, loop)) < 0) {
         snprintf(err, errlen, "http client: %s", strerror(-rc));
         goto fail;
@@ -148,6 +190,8 @@ void fl_server_stop(fl_server *srv)
     if (srv->callbacks)
         fl_callbacks_stop(srv->callbacks);
     fl_http_stop_waiters(srv);
+    if (srv->mirror)
+        fl_mirror_stop(srv->mirror);
     for (fl_conn *c = srv->conns, *next; c; c = next) {
         next = fl_conn_next(c);
         fl_conn_shutdown(c);
@@ -177,10 +221,18 @@ void fl_server_free(fl_server *srv)
     srv->sched = NULL;
     fl_webhook_free(srv->webhook);
     srv->webhook = NULL;
+    /* The mirror stops asking the store for more before the store reaps its last ops, and is
+     * freed only after them: they may still be its catch-up reads. */
+    if (srv->mirror)
+        fl_mirror_stop(srv->mirror);
     fl_store_close(srv->store);      /* runs the callbacks' last DONE ops */
     srv->store = NULL;
     fl_callbacks_free(srv->callbacks);
     srv->callbacks = NULL;
+    fl_mirror_free(srv->mirror);
+    srv->mirror = NULL;
+    if (ev_is_active(&srv->mirror_timer))
+        ev_timer_stop(srv->loop, &srv->mirror_timer);
     if (ev_is_active(&srv->stop_timer)) {
         ev_ref(srv->loop);
         ev_timer_stop(srv->loop, &srv->stop_timer);

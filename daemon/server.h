@@ -14,6 +14,7 @@ typedef struct fl_conn fl_conn;
 typedef struct fl_listener fl_listener;
 typedef struct fl_sched fl_sched;
 struct fl_webhook;
+struct fl_mirror;
 
 typedef struct fl_server {
     struct ev_loop *loop;
@@ -21,6 +22,7 @@ typedef struct fl_server {
     fl_store *store;
     fl_sched *sched;               /* runs the stored jobs */
     struct fl_webhook *webhook;    /* outgoing HTTP (http handler); NULL if no type needs it */
+    struct fl_mirror *mirror;      /* the Redis status mirror; NULL without [redis] url */
     ev_async store_done;           /* the store's writer thread wakes the loop with it */
     fl_listener *tcp;              /* NULL until started */
     fl_listener *unix_sock;        /* NULL without [server] unix */
@@ -36,6 +38,8 @@ typedef struct fl_server {
     ev_timer stop_timer;           /* bounds how long a graceful stop waits for connections */
     int conns_abandoned;           /* that bound passed: the stop no longer waits for them */
     int stop_expired;              /* that bound passed: nor for callback attempts */
+    ev_timer mirror_timer;         /* bounds how long a stop waits for the mirror's replies */
+    int mirror_abandoned;          /* that bound passed: the stop no longer waits for them */
     fl_metrics metrics;
 } fl_server;
 

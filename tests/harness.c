@@ -16,10 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "fling.h"
 
 #define FLH_MAX_DAEMONS 8
-static flh_daemon *live[FLH_MAX_DAEMONS];
+/* Everything started and not yet stopped, for stop_all: flh_daemon * and flh_redis *. */
+static void *live[FLH_MAX_DAEMONS];
+static void *live_redis[FLH_MAX_DAEMONS];
 static int atexit_set;
 
 double flh_now(void)
@@ -31,27 +35,37 @@ double flh_now(void)
 
 static void stop_all(void)
 {
-    for (int i = 0; i < FLH_MAX_DAEMONS; i++)
-        if (live[i] && live[i]->pid > 0)
-            flh_kill(live[i], SIGKILL);
+    for (int i = 0; i < FLH_MAX_DAEMONS; i++) {
+        flh_daemon *d = live[i];
+        if (d && d->pid > 0)
+            flh_kill(d, SIGKILL);
+        if (live_redis[i])
+            flh_redis_stop(live_redis[i]);
+    }
 }
 
-static void track(flh_daemon *d, int on)
+/* track_in adds p to (on) or removes it from (off) a table of live processes. */
+static void track_in(void **table, void *p, int on)
 {
     if (!atexit_set) {
         atexit(stop_all);
         atexit_set = 1;
     }
     for (int i = 0; i < FLH_MAX_DAEMONS; i++) {
-        if (on && !live[i]) {
-            live[i] = d;
+        if (on && !table[i]) {
+            table[i] = p;
             return;
         }
-        if (!on && live[i] == d) {
-            live[i] = NULL;
+        if (!on && table[i] == p) {
+            table[i] = NULL;
             return;
         }
     }
+}
+
+static void track(flh_daemon *d, int on)
+{
+    track_in(live, d, on);
 }
 
 static int read_ready(flh_daemon *d)
@@ -363,4 +377,149 @@ long flh_metric(const flh_daemon *d, const char *name)
     fling_response_clear(&r);
     fling_client_free(c);
     return v;
+}
+
+/* ---- redis-server ---- */
+
+/* free_port asks the kernel for a free 127.0.0.1 port by binding port 0. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+redisContext *flh_redis_connect(const flh_redis *r, int db)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    int ok = 1;
+    redisReply *rep;
+    if (r->password[0]) {
+        rep = redisCommand(c, "AUTH %s", r->password);
+        ok = rep && rep->type == REDIS_REPLY_STATUS;
+        freeReplyObject(rep);
+    }
+    if (ok && db) {
+        rep = redisCommand(c, "SELECT %d", db);
+        ok = rep && rep->type == REDIS_REPLY_STATUS;
+        freeReplyObject(rep);
+    }
+    if (!ok) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* redis_pings tells whether the server answers PING (after AUTH) on its port. */
+static int redis_pings(const flh_redis *r)
+{
+    redisContext *c = flh_redis_connect(r, 0);
+    if (!c)
+        return 0;
+    redisReply *rep = redisCommand(c, "PING");
+    int ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+    freeReplyObject(rep);
+    redisFree(c);
+    return ok;
+}
+
+int flh_redis_restart(flh_redis *r)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(r->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        const char *argv[20] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--unixsocket", r->sock,
+                                 "--save", "", "--appendonly", "no", "--dir", r->dir };
+        int n = 13;
+        if (r->password[0]) {
+            argv[n++] = "--requirepass";
+            argv[n++] = r->password;
+        }
+        argv[n] = NULL;
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+    track_in(live_redis, r, 1);
+    for (double end = flh_now() + 10; flh_now() < end; usleep(10000)) {
+        if (redis_pings(r))
+            return 0;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            r->pid = 0;
+            fprintf(stderr, "redis-server exited at start (status %d); log %s\n", st, r->log);
+            return -1;
+        }
+    }
+    fprintf(stderr, "redis-server did not answer PING in 10 s\n");
+    flh_redis_kill(r);
+    return -1;
+}
+
+int flh_redis_start(flh_redis *r, const char *password)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/flingredis.XXXXXX");
+    if (!mkdtemp(r->dir))
+        return -1;
+    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
+    snprintf(r->log, sizeof r->log, "%s/redis.log", r->dir);
+    snprintf(r->password, sizeof r->password, "%s", password ? password : "");
+    r->port = free_port();
+    if (r->port < 0)
+        return -1;
+    snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", password ? ":" : "", password ? password : "",
+             password ? "@" : "", r->port);
+    return flh_redis_restart(r);
+}
+
+void flh_redis_kill(flh_redis *r)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, SIGTERM);
+    int st;
+    for (double end = flh_now() + 10; flh_now() < end; usleep(5000))
+        if (waitpid(r->pid, &st, WNOHANG) == r->pid)
+            goto reaped;
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, &st, 0);
+reaped:
+    r->pid = 0;
+}
+
+void flh_redis_stop(flh_redis *r)
+{
+    flh_redis_kill(r);
+    track_in(live_redis, r, 0);
+    if (r->dir[0]) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", r->dir);
+        r->dir[0] = '\0';
+    }
 }

@@ -55,4 +55,29 @@ json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms);
 
 double flh_now(void);   /* monotonic seconds */
 
+/* A real redis-server for the mirror tests, in its own temp dir on a free 127.0.0.1 port and a
+ * Unix socket, without persistence; stopped by its PID (flh_stop_all covers it too). */
+struct redisContext;
+typedef struct flh_redis {
+    pid_t pid;
+    int port;
+    char dir[128];         /* temp dir: the socket and the server's log */
+    char sock[192], log[192];
+    char password[64];     /* "" = no requirepass */
+    char url[256];         /* redis://[:password@]127.0.0.1:PORT */
+} flh_redis;
+
+/* flh_redis_start makes a temp dir, picks a free port, starts redis-server (with requirepass if
+ * password is not NULL) and waits until it answers PING. 0 or -1 (with a message on stderr). */
+int flh_redis_start(flh_redis *r, const char *password);
+/* flh_redis_restart starts redis-server again on the same port and dir (empty: no persistence). */
+int flh_redis_restart(flh_redis *r);
+/* flh_redis_kill stops the server (SIGTERM, then SIGKILL after 10 s) and reaps it; the dir stays. */
+void flh_redis_kill(flh_redis *r);
+/* flh_redis_stop kills the server and removes its dir. */
+void flh_redis_stop(flh_redis *r);
+/* flh_redis_connect returns a synchronous hiredis connection to r (AUTH done, database db
+ * selected), or NULL; caller frees with redisFree. */
+struct redisContext *flh_redis_connect(const flh_redis *r, int db);
+
 #endif
