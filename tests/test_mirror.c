@@ -75,6 +75,26 @@ static long wait_metric(const char *name, long want)
     return v;
 }
 
+/* start_mirrored starts a redis-server without a password and a flingd mirroring into it, and
+ * waits until the mirror is connected. */
+static void start_mirrored(void)
+{
+    assert_int_equal(flh_redis_start(&R, NULL), 0);
+    start_daemon(R.url, "fling:");
+    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+}
+
+/* redis_do runs one command on a fresh connection to R (database 0) and drops its reply. */
+static void redis_do(const char *command)
+{
+    redisContext *c = flh_redis_connect(&R, 0);
+    assert_non_null(c);
+    redisReply *rep = redisCommand(c, command);
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
 /* count_state counts the store's jobs in state through GET /v1/jobs (one page is enough here). */
 static long count_state(const char *st)
 {
@@ -176,9 +196,7 @@ static const char *jstr(json_t *o, const char *k)
 static void hash_counts_and_events_follow_a_job(void **state)
 {
     (void)state;
-    assert_int_equal(flh_redis_start(&R, NULL), 0);
-    start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    start_mirrored();
 
     redisContext *sub = flh_redis_connect(&R, 0), *c = flh_redis_connect(&R, 0);
     assert_non_null(sub);
@@ -256,9 +274,7 @@ static void catches_up_after_redis_restart(void **state)
 {
     (void)state;
     enum { N = 50 };
-    assert_int_equal(flh_redis_start(&R, NULL), 0);
-    start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    start_mirrored();
 
     flh_redis_kill(&R);
     for (int i = 0; i < N; i++) {
@@ -400,15 +416,8 @@ static void silent_server_times_out(void **state)
 static void script_flush_is_repaired(void **state)
 {
     (void)state;
-    assert_int_equal(flh_redis_start(&R, NULL), 0);
-    start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
-    redisContext *c = flh_redis_connect(&R, 0);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(c, "SCRIPT FLUSH");
-    assert_non_null(rep);
-    freeReplyObject(rep);
-    redisFree(c);
+    start_mirrored();
+    redis_do("SCRIPT FLUSH");
     one_job_mirrored(0, "fling:");
     assert_int_equal(log_count("redis: the mirror script is gone"), 1);
     assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
@@ -419,9 +428,7 @@ static void script_flush_is_repaired(void **state)
 static void frozen_redis_is_dropped_then_repaired(void **state)
 {
     (void)state;
-    assert_int_equal(flh_redis_start(&R, NULL), 0);
-    start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    start_mirrored();
     kill(R.pid, SIGSTOP);
     char id[24];
     submit("quick", "", id);
@@ -449,14 +456,8 @@ static void frozen_redis_is_dropped_then_repaired(void **state)
 static void failing_writes_back_off_quietly(void **state)
 {
     (void)state;
-    assert_int_equal(flh_redis_start(&R, NULL), 0);
-    start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
-    redisContext *c = flh_redis_connect(&R, 0);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(c, "CONFIG SET maxmemory 1");
-    assert_non_null(rep);
-    freeReplyObject(rep);
+    start_mirrored();
+    redis_do("CONFIG SET maxmemory 1");
     char id[24];
     submit("quick", "", id);
     assert_int_equal(wait_log("failed: OOM"), 1);
@@ -464,10 +465,10 @@ static void failing_writes_back_off_quietly(void **state)
     assert_true(flh_metric(&D, "fling_redis_errors_total") >= 3);
     assert_int_equal(log_count("failed: OOM"), 1);
     assert_int_equal(log_count("mirror in sync"), 1);   /* the first connect's only */
-    rep = redisCommand(c, "CONFIG SET maxmemory 0");
-    assert_non_null(rep);
-    freeReplyObject(rep);
+    redis_do("CONFIG SET maxmemory 0");
     assert_int_equal(wait_log(" is back; mirror in sync"), 1);
+    redisContext *c = flh_redis_connect(&R, 0);
+    assert_non_null(c);
     char key[64], v[32];
     snprintf(key, sizeof key, "fling:job:%s", id);
     assert_true(hget(c, key, "state", v, sizeof v));
@@ -526,9 +527,7 @@ static int child_exit(pid_t pid)
 static void fling_watch_and_status_read_the_mirror(void **state)
 {
     (void)state;
-    assert_int_equal(flh_redis_start(&R, NULL), 0);
-    start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    start_mirrored();
     int fd;
     char *watch[] = { "fling", "watch", "--json", "--type", "quick", "--count", "3", "--redis", R.url, NULL };
     pid_t pid = spawn_cli(watch, &fd);
