@@ -33,6 +33,83 @@ double flh_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+int flh_cli_spawn(flh_child *ch, char *const argv[], char *const env[])
+{
+    extern char **environ;
+    int out[2], err[2];
+    if (pipe(out) < 0)
+        return -1;
+    if (pipe(err) < 0) {
+        close(out[0]);
+        close(out[1]);
+        return -1;
+    }
+    ch->pid = fork();
+    if (ch->pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        execve(FLING_CLI_PATH, argv, env ? env : environ);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    ch->out = out[0];
+    ch->err = err[0];
+    if (ch->pid < 0) {
+        close(out[0]);
+        close(err[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static void drain_fd(int fd, char *buf, size_t size)
+{
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < size && (k = read(fd, buf + n, size - 1 - n)) > 0)
+        n += (size_t)k;
+    buf[n] = '\0';
+    close(fd);
+}
+
+int flh_cli_finish(flh_child *ch, flh_cli *r, int timeout_ms)
+{
+    int st = 0;
+    pid_t w;
+    for (double end = flh_now() + timeout_ms / 1000.0; (w = waitpid(ch->pid, &st, WNOHANG)) == 0 && flh_now() < end;)
+        usleep(5000);
+    if (w == 0) {
+        kill(ch->pid, SIGKILL);
+        waitpid(ch->pid, &st, 0);
+    }
+    drain_fd(ch->out, r->out, sizeof r->out);
+    drain_fd(ch->err, r->err, sizeof r->err);
+    r->status = w != 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return w == 0 ? -1 : 0;
+}
+
+int flh_cli_run(flh_cli *r, char *const argv[], char *const env[], int timeout_ms)
+{
+    flh_child ch;
+    if (flh_cli_spawn(&ch, argv, env) < 0) {
+        r->status = -1;
+        r->out[0] = r->err[0] = '\0';
+        return -1;
+    }
+    return flh_cli_finish(&ch, r, timeout_ms);
+}
+
+int flh_cli_failed_as(const flh_cli *r, int code, const char *prefix)
+{
+    int lines = 0;
+    for (const char *p = r->err; *p; p++)
+        lines += *p == '\n';
+    return r->status == code && r->out[0] == '\0' && lines == 1 && strncmp(r->err, prefix, strlen(prefix)) == 0;
+}
+
 static void stop_all(void)
 {
     for (int i = 0; i < FLH_MAX_DAEMONS; i++) {

@@ -55,6 +55,24 @@ json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms);
 
 double flh_now(void);   /* monotonic seconds */
 
+/* The fling CLI (FLING_CLI_PATH) as a child process: stdin from /dev/null, stdout and stderr on
+ * pipes. flh_cli_spawn starts it with argv and env (NULL = this process's environment);
+ * flh_cli_finish waits up to timeout_ms for it to exit (then SIGKILLs it) and collects what it
+ * wrote (a CLI run writes less than a pipe holds): 0, or -1 if it had to be killed (status -1).
+ * flh_cli_run is both in one. */
+typedef struct flh_child { pid_t pid; int out, err; } flh_child;
+typedef struct flh_cli {
+    int status;          /* exit code, or -1 if it did not exit normally */
+    char out[16384];
+    char err[4096];
+} flh_cli;
+int flh_cli_spawn(flh_child *ch, char *const argv[], char *const env[]);
+int flh_cli_finish(flh_child *ch, flh_cli *r, int timeout_ms);
+int flh_cli_run(flh_cli *r, char *const argv[], char *const env[], int timeout_ms);
+/* flh_cli_failed_as tells whether r exited with code, printed nothing on stdout and exactly one
+ * line on stderr that starts with prefix (the CLI's error contract). */
+int flh_cli_failed_as(const flh_cli *r, int code, const char *prefix);
+
 /* A real redis-server for the mirror tests, in its own temp dir on a free 127.0.0.1 port and a
  * Unix socket, without persistence; stopped by its PID (flh_stop_all covers it too). */
 struct redisContext;

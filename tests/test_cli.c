@@ -5,59 +5,31 @@
  * keys itself, as flingd would. Two redis-servers (one open, one with passwords) run for the
  * whole group, each on a free port in its own temp dir, stopped by PID. */
 #include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
-#define START_MS 5000        /* bound on redis-server answering PING after start */
-#define STOP_MS 5000         /* bound on redis-server exiting after SIGTERM */
+#include "harness.h"
+
 #define CLI_WAIT_MS 5000     /* bound on one run of the CLI */
 #define SUBSCRIBE_MS 5000    /* bound on the watcher's SUBSCRIBE reaching Redis */
-#define START_TRIES 3        /* a free port can be taken between the probe and the bind */
 #define PASSWORD "s3cret"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
 
 /* ---- redis-server ---------------------------------------------------------------------- */
 
-typedef struct redis_srv {
-    pid_t pid;
-    int port;
-    const char *password;    /* requirepass, or NULL */
-    char dir[64];
-    char sock[128];
-    char url[160];           /* redis://[:password@]127.0.0.1:port */
-} redis_srv;
-
-/* A port nothing listens on right now: bound to 127.0.0.1:0, then released, or kept open in
- * *fd_out if that is not NULL (bound, not listening: connections to it are refused). */
-static int free_port(int *fd_out)
+/* A port nothing listens on: bound to 127.0.0.1:0 and kept open in *fd_out, not listening, so
+ * connections to it are refused. */
+static int refusing_port(int *fd_out)
 {
     struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof in;
@@ -65,21 +37,8 @@ static int free_port(int *fd_out)
     assert_true(fd >= 0);
     assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof in), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&in, &len), 0);
-    if (fd_out)
-        *fd_out = fd;
-    else
-        close(fd);
+    *fd_out = fd;
     return ntohs(in.sin_port);
-}
-
-static redisContext *redis_connect(const redis_srv *r)
-{
-    struct timeval tv = { 1, 0 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
-    if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
-        return c;
-    redisFree(c);
-    return NULL;
 }
 
 /* Runs a command that must succeed on c; returns the reply (the caller frees it). */
@@ -96,119 +55,16 @@ static redisReply *must(redisContext *c, const char *fmt, ...)
 }
 
 /* The test's own connection, logged in. */
-static redisContext *admin(const redis_srv *r)
+static redisContext *admin(const flh_redis *r)
 {
-    redisContext *c = redis_connect(r);
+    redisContext *c = flh_redis_connect(r, 0);
     assert_non_null(c);
-    if (r->password)
-        freeReplyObject(must(c, "AUTH %s", r->password));
     return c;
 }
 
-/* Waits until the server answers PING (NOAUTH counts: it is up) or exits. */
-static int redis_ready(const redis_srv *r)
-{
-    int64_t end = now_ms() + START_MS;
-    while (now_ms() < end) {
-        int st;
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid)
-            return 0;
-        redisContext *c = redis_connect(r);
-        redisReply *rep = c ? redisCommand(c, "PING") : NULL;
-        int up = rep != NULL;
-        freeReplyObject(rep);
-        redisFree(c);
-        if (up)
-            return 1;
-        sleep_ms(20);
-    }
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, NULL, 0);
-    return 0;
-}
-
-static pid_t spawn_redis(const redis_srv *r)
-{
-    char port[16], log[96];
-    snprintf(port, sizeof port, "%d", r->port);
-    snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    const char *argv[32] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", r->dir,
-                             "--unixsocket", r->sock, "--unixsocketperm", "700",
-                             "--logfile", log };
-    int n = 17;
-    if (r->password) {
-        static const char *const auth[] = { "--requirepass", PASSWORD, "--user", "alice", "on",
-                                            ">alicepw", "~*", "&*", "+@all" };
-        for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++)
-            argv[n++] = auth[i];
-    }
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void redis_start(redis_srv *r, const char *password)
-{
-    memset(r, 0, sizeof *r);
-    r->password = password;
-    strcpy(r->dir, "/tmp/fling-redis-XXXXXX");
-    assert_non_null(mkdtemp(r->dir));
-    snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
-    for (int i = 0; i < START_TRIES; i++) {
-        r->port = free_port(NULL);
-        r->pid = spawn_redis(r);
-        if (redis_ready(r)) {
-            snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", password ? ":" : "",
-                     password ? password : "", password ? "@" : "", r->port);
-            return;
-        }
-        r->pid = 0;          /* redis_ready reaped it */
-    }
-    fail_msg("redis-server did not start (see %s/redis.log)", r->dir);
-}
-
-static void remove_dir(const char *dir)
-{
-    char path[160];
-    static const char *const files[] = { "redis.sock", "redis.log" };
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
-
-static void redis_stop(redis_srv *r)
-{
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        int64_t end = now_ms() + STOP_MS;
-        while (waitpid(r->pid, NULL, WNOHANG) == 0) {
-            if (now_ms() > end) {
-                kill(r->pid, SIGKILL);
-                waitpid(r->pid, NULL, 0);
-                break;
-            }
-            sleep_ms(10);
-        }
-        r->pid = 0;
-    }
-    if (r->dir[0])
-        remove_dir(r->dir);
-}
-
 typedef struct servers {
-    redis_srv open;          /* no password */
-    redis_srv locked;        /* requirepass, and a user alice */
+    flh_redis open;          /* no password */
+    flh_redis locked;        /* requirepass, and a user alice */
 } servers;
 
 /* File-scope so that the teardown finds whatever the setup started, even if it failed. */
@@ -217,105 +73,47 @@ static servers group_servers;
 static int group_setup(void **state)
 {
     *state = &group_servers;
-    redis_start(&group_servers.open, NULL);
-    redis_start(&group_servers.locked, PASSWORD);
+    if (flh_redis_start(&group_servers.open, NULL) < 0 || flh_redis_start(&group_servers.locked, PASSWORD) < 0)
+        return -1;
+    redisContext *c = admin(&group_servers.locked);
+    freeReplyObject(must(c, "ACL SETUSER alice on >alicepw ~* &* +@all"));
+    redisFree(c);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    redis_stop(&group_servers.open);
-    redis_stop(&group_servers.locked);
+    flh_redis_stop(&group_servers.open);
+    flh_redis_stop(&group_servers.locked);
     return 0;
 }
 
 /* ---- the CLI as a child process --------------------------------------------------------- */
 
-typedef struct child {
-    pid_t pid;
-    int out, err;            /* read ends of its stdout and stderr */
-} child;
-
-typedef struct cli_run {
-    int status;              /* exit code, or -1 if it did not exit normally */
-    char out[4096];
-    char err[4096];
-} cli_run;
-
-static void spawn_cli(child *ch, char *const argv[], char *const env[])
+static void run_cli(flh_cli *r, char *const argv[], char *const env[])
 {
-    int out[2], err[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    ch->pid = fork();
-    assert_true(ch->pid >= 0);
-    if (ch->pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        execve(FLING_CLI_PATH, argv, env);
-        _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    ch->out = out[0];
-    ch->err = err[0];
+    if (flh_cli_run(r, argv, env, CLI_WAIT_MS) < 0)
+        fail_msg("the CLI did not exit within %d ms; stdout \"%s\", stderr \"%s\"", CLI_WAIT_MS, r->out, r->err);
 }
 
-static void drain_fd(int fd, char *buf, size_t size)
+static void spawn_cli(flh_child *ch, char *const argv[], char *const env[])
 {
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < size && (k = read(fd, buf + n, size - 1 - n)) > 0)
-        n += (size_t)k;
-    buf[n] = '\0';
-    close(fd);
+    assert_int_equal(flh_cli_spawn(ch, argv, env), 0);
 }
 
-/* Waits (bounded) for the child to exit and collects what it wrote. */
-static void finish_cli(child *ch, cli_run *r)
+static void finish_cli(flh_child *ch, flh_cli *r)
 {
-    int st = 0;
-    pid_t w;
-    int64_t end = now_ms() + CLI_WAIT_MS;
-    while ((w = waitpid(ch->pid, &st, WNOHANG)) == 0 && now_ms() < end)
-        sleep_ms(5);
-    if (w == 0) {
-        kill(ch->pid, SIGKILL);
-        waitpid(ch->pid, &st, 0);
-    }
-    drain_fd(ch->out, r->out, sizeof r->out);
-    drain_fd(ch->err, r->err, sizeof r->err);
-    if (w == 0)
-        fail_msg("the CLI did not exit within %d ms; stdout \"%s\", stderr \"%s\"", CLI_WAIT_MS,
-                 r->out, r->err);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void run_cli(cli_run *r, char *const argv[], char *const env[])
-{
-    child ch;
-    spawn_cli(&ch, argv, env);
-    finish_cli(&ch, r);
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
+    if (flh_cli_finish(ch, r, CLI_WAIT_MS) < 0)
+        fail_msg("the CLI did not exit within %d ms; stdout \"%s\", stderr \"%s\"", CLI_WAIT_MS, r->out, r->err);
 }
 
 /* Expects exit code, nothing on stdout, and one line on stderr starting with prefix. */
-static void expect_failure(const cli_run *r, int code, const char *prefix)
+static void expect_failure(const flh_cli *r, int code, const char *prefix)
 {
-    if (r->status != code || count_lines(r->err) != 1 || strncmp(r->err, prefix, strlen(prefix)) != 0)
-        fail_msg("exit %d, stderr \"%s\"; want exit %d, one line starting \"%s\"", r->status,
-                 r->err, code, prefix);
-    assert_string_equal(r->out, "");
+    if (!flh_cli_failed_as(r, code, prefix))
+        fail_msg("exit %d, stdout \"%s\", stderr \"%s\"; want exit %d, one line starting \"%s\"", r->status,
+                 r->out, r->err, code, prefix);
 }
 
 /* ---- status --redis --------------------------------------------------------------------- */
@@ -342,7 +140,7 @@ static void test_status_from_mirror(void **state)
 
     /* a bad FLING_URL does not matter: --redis does not talk to the daemon */
     char *env[] = { "FLING_URL=ftp://nowhere", NULL };
-    cli_run r;
+    flh_cli r;
     char *get[] = { "fling", "status", "42", "--redis", s->open.url, NULL };
     run_cli(&r, get, env);
     assert_int_equal(r.status, 0);
@@ -365,7 +163,7 @@ static void test_status_from_mirror(void **state)
     json_decref(j);
 
     /* the Unix socket, a database and a prefix */
-    char url[200];
+    char url[300];
     snprintf(url, sizeof url, "unix:%s?db=2", s->open.sock);
     char *other[] = { "fling", "status", "7", "--redis", url, "--prefix", "app:", NULL };
     run_cli(&r, other, env);
@@ -409,8 +207,8 @@ static void test_status_auth(void **state)
     freeReplyObject(must(c, "SELECT 1"));
     put_job(c, "fling:job:42", "queued", "0");
     char *env[] = { NULL };
-    char url[200];
-    cli_run r;
+    char url[300];
+    flh_cli r;
 
     char *pw[] = { "fling", "status", "42", "--redis", s->locked.url, NULL };
     run_cli(&r, pw, env);
@@ -456,17 +254,17 @@ static void test_status_unreachable(void **state)
 {
     (void)state;
     int fd;
-    int port = free_port(&fd);
+    int port = refusing_port(&fd);
     char url[64], want[96];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
     snprintf(want, sizeof want, "fling: status: cannot connect to Redis at 127.0.0.1:%d: ", port);
     char *env[] = { NULL };
-    cli_run r;
+    flh_cli r;
     char *tcp[] = { "fling", "status", "1", "--redis", url, NULL };
-    int64_t t0 = now_ms();
+    double t0 = flh_now();
     run_cli(&r, tcp, env);
     expect_failure(&r, 3, want);
-    assert_true(now_ms() - t0 < 2000);
+    assert_true(flh_now() - t0 < 2.0);
     close(fd);
     char *sock[] = { "fling", "status", "1", "--redis", "unix:/nonexistent/redis.sock", NULL };
     run_cli(&r, sock, env);
@@ -481,14 +279,14 @@ static void test_status_unreachable(void **state)
 /* Waits (bounded) until channel has one subscriber: the watcher is listening. */
 static void wait_subscribed(redisContext *c, const char *channel)
 {
-    int64_t end = now_ms() + SUBSCRIBE_MS;
+    double end = flh_now() + SUBSCRIBE_MS / 1000.0;
     long long n = 0;
-    while (n < 1 && now_ms() < end) {
+    while (n < 1 && flh_now() < end) {
         redisReply *r = must(c, "PUBSUB NUMSUB %s", channel);
         n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1]->integer : 0;
         freeReplyObject(r);
         if (n < 1)
-            sleep_ms(10);
+            usleep(10000);
     }
     if (n < 1)
         fail_msg("no subscriber on %s after %d ms", channel, SUBSCRIBE_MS);
@@ -511,12 +309,12 @@ static void test_watch_json(void **state)
 {
     servers *s = *state;
     redisContext *c = admin(&s->open);
-    char env_url[200];
+    char env_url[300];
     snprintf(env_url, sizeof env_url, "FLING_REDIS=%s", s->open.url);
     char *env[] = { env_url, NULL };
     char *argv[] = { "fling", "watch", "--count", "2", "--json", NULL };
-    child ch;
-    cli_run r;
+    flh_child ch;
+    flh_cli r;
     spawn_cli(&ch, argv, env);
     wait_subscribed(c, "fling:events");
     publish(c, "fling:events", EVENT_1);
@@ -534,13 +332,13 @@ static void test_watch_lines(void **state)
 {
     servers *s = *state;
     redisContext *c = admin(&s->locked);
-    char url[200];
+    char url[300];
     snprintf(url, sizeof url, "unix:%s?password=%s", s->locked.sock, PASSWORD);
     char *env[] = { NULL };
     char *argv[] = { "fling", "watch", "--redis", url, "--prefix", "app:", "--type", "echo",
                      "--count", "2", NULL };
-    child ch;
-    cli_run r;
+    flh_child ch;
+    flh_cli r;
     spawn_cli(&ch, argv, env);
     wait_subscribed(c, "app:events");
     publish(c, "fling:events", EVENT_2);            /* another prefix */
@@ -578,8 +376,8 @@ static void test_watch_stop_and_loss(void **state)
     char *env[] = { NULL };
     char *argv[] = { "fling", "watch", "--redis", s->open.url, NULL };
     static const int sigs[] = { SIGTERM, SIGINT };
-    child ch;
-    cli_run r;
+    flh_child ch;
+    flh_cli r;
     for (size_t i = 0; i < 2; i++) {
         spawn_cli(&ch, argv, env);
         wait_subscribed(c, "fling:events");
@@ -595,7 +393,7 @@ static void test_watch_stop_and_loss(void **state)
             freeReplyObject(n);
             if (subs == 0)
                 break;
-            sleep_ms(10);
+            usleep(10000);
         }
     }
     spawn_cli(&ch, argv, env);
@@ -604,7 +402,7 @@ static void test_watch_stop_and_loss(void **state)
     finish_cli(&ch, &r);
     expect_failure(&r, 3, "fling: watch: lost the connection to Redis");
 
-    char url[200];
+    char url[300];
     snprintf(url, sizeof url, "redis://:nope@127.0.0.1:%d", s->locked.port);
     char *denied[] = { "fling", "watch", "--redis", url, NULL };
     run_cli(&r, denied, env);

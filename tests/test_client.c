@@ -10,7 +10,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -21,7 +20,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -29,6 +27,7 @@
 
 #include "encode.h"
 #include "fling.h"
+#include "harness.h"
 
 #define SERVER_LIFETIME_MS 20000  /* no server thread outlives a test by more than this */
 #define POLL_TICK_MS 10           /* how often the server looks at its stop flag */
@@ -968,70 +967,20 @@ static void test_submit_wait_refused(void **state)
 
 /* ---- the CLI binary ------------------------------------------------------------------- */
 
-typedef struct cli_run {
-    int status;          /* exit code, or -1 if it did not exit normally */
-    char out[4096];
-    char err[4096];
-} cli_run;
-
-static void drain_fd(int fd, char *buf, size_t size)
-{
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < size && (k = read(fd, buf + n, size - 1 - n)) > 0)
-        n += (size_t)k;
-    buf[n] = '\0';
-}
-
 /* Runs the fling CLI with argv (NULL-terminated after argv[0]) and env, stdin from /dev/null. */
-static void run_cli(cli_run *r, char *const argv[], char *const env[])
+static void run_cli(flh_cli *r, char *const argv[], char *const env[])
 {
-    int out[2], err[2];
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, FLING_CLI_PATH, &fa, NULL, argv, env), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    close(err[1]);
-    int st = 0;
-    int64_t end = now_ms() + CLI_WAIT_MS;
-    pid_t w;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < end)
-        sleep_ms(5);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
+    if (flh_cli_run(r, argv, env, CLI_WAIT_MS) < 0)
         fail_msg("the CLI did not exit within %d ms", CLI_WAIT_MS);
-    }
-    drain_fd(out[0], r->out, sizeof r->out);
-    drain_fd(err[0], r->err, sizeof r->err);
-    close(out[0]);
-    close(err[0]);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
 }
 
 static void expect_cli_failure(char *const argv[], char *const env[], int code, const char *prefix)
 {
-    cli_run r;
+    flh_cli r;
     run_cli(&r, argv, env);
-    if (r.status != code || count_lines(r.err) != 1 || strncmp(r.err, prefix, strlen(prefix)) != 0)
-        fail_msg("%s %s: exit %d, stderr \"%s\"; want exit %d, one line starting \"%s\"",
-                 argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "", r.status, r.err, code, prefix);
-    assert_string_equal(r.out, "");
+    if (!flh_cli_failed_as(&r, code, prefix))
+        fail_msg("%s %s: exit %d, stdout \"%s\", stderr \"%s\"; want exit %d, one line starting \"%s\"",
+                 argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "", r.status, r.out, r.err, code, prefix);
 }
 
 static void test_cli_usage_errors(void **state)
@@ -1088,7 +1037,7 @@ static void test_cli_usage_errors(void **state)
     expect_cli_failure(w11, env, 2, "fling: watch: expected redis://");
     expect_cli_failure(w12, env, 2, "fling: list: option --redis does not apply");
 
-    cli_run r;
+    flh_cli r;
     char *help[] = { "fling", "list", "--help", NULL };
     run_cli(&r, help, env);
     assert_int_equal(r.status, 0);
@@ -1137,7 +1086,7 @@ static void test_cli_submit_and_error_reply(void **state)
     char url[160];
     server_url(&s, url, sizeof url);
     char *env[] = { "FLING_TOKEN=sekrit", NULL };
-    cli_run r;
+    flh_cli r;
     char *ok[] = { "fling", "submit", "echo", "hello", "--url", url, "--priority", "-2",
                    "--delay", "1.5", NULL };
     run_cli(&r, ok, env);
@@ -1183,7 +1132,7 @@ static void test_cli_submit_wait(void **state)
     char url[160];
     server_url(&s, url, sizeof url);
     char *env[] = { NULL };
-    cli_run r;
+    flh_cli r;
 
     char *ok[] = { "fling", "--url", url, "submit", "echo", "hi", "--wait", NULL };
     run_cli(&r, ok, env);

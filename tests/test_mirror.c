@@ -11,13 +11,11 @@
 
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fling.h"
@@ -476,61 +474,14 @@ static void failing_writes_back_off_quietly(void **state)
     redisFree(c);
 }
 
-/* Runs `fling ARGS…` with stdout on a pipe; returns its pid and the read end in *out. */
-static pid_t spawn_cli(char *const argv[], int *out)
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(FLING_CLI_PATH, argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *out = p[0];
-    return pid;
-}
-
-/* Reads what the child writes until it closes its stdout or WAIT_MS pass. */
-static size_t read_all(int fd, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (double end = flh_now() + WAIT_MS / 1000.0; n + 1 < cap && flh_now() < end;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t k = read(fd, buf + n, cap - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    return n;
-}
-
-static int child_exit(pid_t pid)
-{
-    int st = -1;
-    for (double end = flh_now() + WAIT_MS / 1000.0; flh_now() < end; usleep(20000))
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
 /* `fling watch` prints a job's events as flingd mirrors them; `fling status --redis` reads it. */
 static void fling_watch_and_status_read_the_mirror(void **state)
 {
     (void)state;
     start_mirrored();
-    int fd;
     char *watch[] = { "fling", "watch", "--json", "--type", "quick", "--count", "3", "--redis", R.url, NULL };
-    pid_t pid = spawn_cli(watch, &fd);
+    flh_child ch;
+    assert_int_equal(flh_cli_spawn(&ch, watch, NULL), 0);
     redisContext *c = flh_redis_connect(&R, 0);
     assert_non_null(c);
     long subs = 0;
@@ -543,14 +494,14 @@ static void fling_watch_and_status_read_the_mirror(void **state)
     assert_int_equal(subs, 1);
     redisFree(c);
 
-    char other[24], id[24], buf[16384];
+    char other[24], id[24];
     submit("t", "0", other);   /* another type: filtered out */
     submit("quick", "", id);
-    read_all(fd, buf, sizeof buf);
-    close(fd);
-    assert_int_equal(child_exit(pid), 0);
+    flh_cli r;
+    assert_int_equal(flh_cli_finish(&ch, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 0);
     const char *want[] = { "submitted", "started", "succeeded" };
-    char *line = buf;
+    char *line = r.out;
     for (int i = 0; i < 3; i++) {
         char *nl = strchr(line, '\n');
         assert_non_null(nl);
@@ -564,11 +515,9 @@ static void fling_watch_and_status_read_the_mirror(void **state)
     }
 
     char *status[] = { "fling", "status", id, "--redis", R.url, NULL };
-    pid = spawn_cli(status, &fd);
-    read_all(fd, buf, sizeof buf);
-    close(fd);
-    assert_int_equal(child_exit(pid), 0);
-    json_t *job = json_loads(buf, 0, NULL);
+    assert_int_equal(flh_cli_run(&r, status, NULL, WAIT_MS), 0);
+    assert_int_equal(r.status, 0);
+    json_t *job = json_loads(r.out, 0, NULL);
     assert_non_null(job);
     assert_string_equal(jstr(job, "state"), "succeeded");
     assert_string_equal(jstr(job, "id"), id);
