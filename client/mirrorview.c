@@ -36,17 +36,6 @@ static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- connecting ----------------------------------------------------------------------- */
 
-/* Where u points, for messages: the password stays out of them. */
-static void describe(const fl_redis_url *u, char *where, size_t size)
-{
-    if (u->is_unix)
-        snprintf(where, size, "unix:%s", u->path);
-    else if (strchr(u->host, ':'))
-        snprintf(where, size, "[%s]:%d", u->host, u->port);
-    else
-        snprintf(where, size, "%s:%d", u->host, u->port);
-}
-
 /* Sends AUTH (when the URL has a password) and SELECT (when its db is not 0). */
 static int log_in(redisContext *rc, const fl_redis_url *u, const char *where, char *err,
                   size_t errlen)
@@ -81,7 +70,7 @@ int fl_mview_connect(const char *url, int timeout_ms, redisContext **out, char *
     *out = NULL;
     if (fl_redis_url_parse(url, &u, why, sizeof why) < 0)
         return fail(-EINVAL, err, errlen, "%s", why);
-    describe(&u, where, sizeof where);
+    fl_redis_url_where(&u, where, sizeof where);
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
     redisContext *rc = u.is_unix ? redisConnectUnixWithTimeout(u.path, tv)
                                  : redisConnectWithTimeout(u.host, u.port, tv);

@@ -650,12 +650,7 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
         free(m);
         return rc;
     }
-    if (m->url.is_unix)
-        snprintf(m->where, sizeof m->where, "unix:%s", m->url.path);
-    else if (strchr(m->url.host, ':'))
-        snprintf(m->where, sizeof m->where, "[%s]:%d", m->url.host, m->url.port);
-    else
-        snprintf(m->where, sizeof m->where, "%s:%d", m->url.host, m->url.port);
+    fl_redis_url_where(&m->url, m->where, sizeof m->where);
     m->loop = loop;
     m->store = store;
     m->retention = retention;

@@ -184,3 +184,13 @@ int fl_redis_url_parse(const char *url, fl_redis_url *out, char *err, size_t err
         return fail(err, errlen, "rediss:// (TLS) is not supported; use redis:// or unix:");
     return fail(err, errlen, "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH");
 }
+
+void fl_redis_url_where(const fl_redis_url *u, char *out, size_t size)
+{
+    if (u->is_unix)
+        snprintf(out, size, "unix:%s", u->path);
+    else if (strchr(u->host, ':'))
+        snprintf(out, size, "[%s]:%d", u->host, u->port);
+    else
+        snprintf(out, size, "%s:%d", u->host, u->port);
+}

@@ -21,4 +21,8 @@ typedef struct fl_redis_url {
 /* fl_redis_url_parse fills *out from url; 0, or -EINVAL with a one-line reason in err. */
 int fl_redis_url_parse(const char *url, fl_redis_url *out, char *err, size_t errlen);
 
+/* fl_redis_url_where writes where u points, for messages and logs, without the password:
+ * "HOST:PORT", "[IPv6]:PORT" or "unix:PATH". */
+void fl_redis_url_where(const fl_redis_url *u, char *out, size_t size);
+
 #endif

@@ -781,6 +781,9 @@ static void test_redis_url_good(void **state)
     assert_string_equal(u.password, "s:c");
     assert_string_equal(u.host, "10.0.0.1");
     assert_int_equal(u.db, 0);
+    char seen[160];
+    fl_redis_url_where(&u, seen, sizeof seen);
+    assert_string_equal(seen, "10.0.0.1:6379");   /* no user, no password */
 
     assert_int_equal(fl_redis_url_parse("redis://[::1]", &u, err, sizeof err), 0);
     assert_string_equal(u.host, "::1");
@@ -789,6 +792,9 @@ static void test_redis_url_good(void **state)
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 6380);
     assert_int_equal(u.db, 2);
+    char where[160];
+    fl_redis_url_where(&u, where, sizeof where);
+    assert_string_equal(where, "[::1]:6380");
 
     assert_int_equal(fl_redis_url_parse("unix:/path", &u, err, sizeof err), 0);
     assert_int_equal(u.is_unix, 1);
@@ -803,6 +809,8 @@ static void test_redis_url_good(void **state)
     assert_string_equal(u.password, "x");
     assert_string_equal(u.user, "");
     assert_string_equal(err, "");
+    fl_redis_url_where(&u, where, sizeof where);
+    assert_string_equal(where, "unix:/path");
 }
 
 static void test_redis_url_bad(void **state)
