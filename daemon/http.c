@@ -491,6 +491,21 @@ static void apply_gone_policy(fl_server *srv, int64_t id, int cancel)
     fl_store_push(srv->store, op);
 }
 
+/* The client of an attached submit left: apply its choice, and answer 202 (then close) on a
+ * connection that is still there, or free the request of one that is gone. */
+static void client_left(fl_req *req)
+{
+    apply_gone_policy(req->srv, req->id, req->cancel_on_gone);
+    if (!req->conn) {
+        fl_req_free(req);
+        return;
+    }
+    req->close_after = 1;
+    reply_accepted(req, req->id, req->last_state);
+    req->ack_id = 0;   /* already marked ABORTED above */
+    fl_conn_reply_ready(req);
+}
+
 /* A committed submit with Prefer: wait: hold the reply until the job ends or the time runs out. */
 static void wait_begin(fl_req *req, const fl_job *job)
 {
@@ -498,15 +513,7 @@ static void wait_begin(fl_req *req, const fl_job *job)
     req->id = job->id;
     req->last_state = job->state;
     if (!req->conn || fl_conn_peer_closed(req->conn)) {
-        apply_gone_policy(srv, job->id, req->cancel_on_gone);
-        if (!req->conn) {
-            fl_req_free(req);
-            return;
-        }
-        req->close_after = 1;
-        reply_accepted(req, job->id, job->state);
-        req->ack_id = 0;   /* already marked ABORTED above */
-        fl_conn_reply_ready(req);
+        client_left(req);
         return;
     }
     if (srv->stopping) {   /* no waiting through a graceful stop */
@@ -548,15 +555,7 @@ void fl_http_client_gone(fl_req *req)
     if (!req->waiting)
         return;
     wait_end(req);
-    apply_gone_policy(req->srv, req->id, req->cancel_on_gone);
-    if (!req->conn) {
-        fl_req_free(req);
-        return;
-    }
-    req->close_after = 1;
-    reply_accepted(req, req->id, req->last_state);
-    req->ack_id = 0;   /* already marked ABORTED above */
-    fl_conn_reply_ready(req);
+    client_left(req);
 }
 
 void fl_http_stop_waiters(fl_server *srv)
