@@ -742,17 +742,23 @@ static void test_updated_at_and_changed(void **state)
     assert_int_equal(bad.result, -EINVAL);
 }
 
-static void test_count_all_states(void **state)
+/* cancel_waiting cancels a queued or scheduled job, which must succeed. */
+static void cancel_waiting(harness *h, int64_t id)
 {
-    harness *h = *state;
-    int64_t id = submit_simple(h, "k", FL_STATE_QUEUED, 0);
-    submit_simple(h, "k", FL_STATE_QUEUED, 0);
     fl_store_op op = { .kind = FL_STORE_CANCEL };
     op.u.cancel.id = id;
     op.u.cancel.now = NOW;
     run(h, &op);
     assert_int_equal(op.result, 0);
     fl_job_free(op.u.cancel.job);
+}
+
+static void test_count_all_states(void **state)
+{
+    harness *h = *state;
+    int64_t id = submit_simple(h, "k", FL_STATE_QUEUED, 0);
+    submit_simple(h, "k", FL_STATE_QUEUED, 0);
+    cancel_waiting(h, id);
 
     for (int all = 0; all <= 1; all++) {
         fl_store_op c = { .kind = FL_STORE_COUNT };
@@ -813,16 +819,8 @@ static void test_deliveries(void **state)
     run(h, &op);
     assert_int_equal(op.result, 0);
     /* cancelled: only the type's on_abort (no URL of its own); a type without hooks: none. */
-    fl_store_op c = { .kind = FL_STORE_CANCEL };
-    c.u.cancel.id = cancelled;
-    c.u.cancel.now = NOW;
-    run(h, &c);
-    assert_int_equal(c.result, 0);
-    fl_job_free(c.u.cancel.job);
-    c.u.cancel.id = plain;
-    run(h, &c);
-    assert_int_equal(c.result, 0);
-    fl_job_free(c.u.cancel.job);
+    cancel_waiting(h, cancelled);
+    cancel_waiting(h, plain);
 
     int64_t now = fl_job_now_ms() + 1000;
     take(h, &op, now, 2);
