@@ -50,6 +50,8 @@
 #define DEFAULT_MAX_CONNECTIONS 10000
 #define DEFAULT_READ_TIMEOUT    10.0
 #define DEFAULT_IDLE_TIMEOUT    60.0
+#define DEFAULT_MAX_PIPELINE    128     /* deep enough for a pipelining submitter to fill a commit group */
+#define DEFAULT_MAX_OUTPUT      (256 * 1024)
 #define DEFAULT_DB_PATH         "var/fling.db"
 #define DEFAULT_WORKERS         8
 #define DEFAULT_SHUTDOWN_GRACE  30.0
@@ -113,6 +115,8 @@ static const key_spec keys[] = {
     {SEC_SERVER, "max_connections", V_INT, CFG(max_connections), 1, 1000000},
     {SEC_SERVER, "read_timeout", V_SECONDS, CFG(read_timeout), 0, SECONDS_MAX},
     {SEC_SERVER, "idle_timeout", V_SECONDS, CFG(idle_timeout), 0, SECONDS_MAX},
+    {SEC_SERVER, "max_pipeline", V_INT, CFG(max_pipeline), 1, 65536},
+    {SEC_SERVER, "max_output", V_BYTES, CFG(max_output), 4 * KIB, 64 * MIB},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
@@ -893,6 +897,8 @@ int fl_config_init(fl_config *c)
     c->max_connections = DEFAULT_MAX_CONNECTIONS;
     c->read_timeout = DEFAULT_READ_TIMEOUT;
     c->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    c->max_pipeline = DEFAULT_MAX_PIPELINE;
+    c->max_output = DEFAULT_MAX_OUTPUT;
     c->durability_full = 1;
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;

@@ -39,6 +39,8 @@ typedef struct fl_config {
     int max_connections;    /* accept pauses at this many open connections; default 10000 */
     double read_timeout;    /* seconds an incomplete request may take; default 10 */
     double idle_timeout;    /* seconds a keep-alive connection may sit idle; default 60 */
+    int max_pipeline;       /* requests one connection may have waiting for their reply; default 128 */
+    size_t max_output;      /* reply and queued payload bytes one connection may hold; default 256 KiB */
     /* [store] */
     char *db_path;          /* "var/fling.db" */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */

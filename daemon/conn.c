@@ -20,15 +20,13 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "headcheck.h"
 #include "log.h"
 
 /* A read burst: libuv caps one wake-up at 32 reads so one busy client cannot starve others. */
 #define FL_CONN_READS_PER_EVENT 32
 /* The shared read buffer: 64 KiB is what one loopback segment train typically carries. */
 #define FL_CONN_READ_BUF (64 * 1024)
-/* Pipelining bounds: past these, stop reading until the replies drain (back-pressure). */
-#define FL_CONN_MAX_QUEUED 128
-#define FL_CONN_MAX_OUT (256 * 1024)
 /* Delivery verdict of a 202: first look 1 ms after the send, doubling, for at most 1 s
  * (SOCKETS.md D7). On loopback the peer's RST or ACK arrives within microseconds. */
 #define FL_VERDICT_FIRST 0.001
@@ -60,6 +58,10 @@ struct fl_conn {
     size_t url_len;
     int in_value;                   /* the last head bytes were a header value */
     fl_req *cur;                    /* the request being parsed */
+    fl_headcheck check;             /* the strict grammar check of the head being read */
+    char *rest; size_t rest_len;    /* input read but not parsed while paused (at most one read) */
+    size_t held;                    /* bytes of queued payloads and replies (see over_limits) */
+    size_t n_unbounded;             /* queued requests whose reply size is not bounded yet */
     fl_body_action body;
     int expect_continue;
     fl_req *q_head, *q_tail;        /* requests awaiting or holding their reply, in order */
@@ -68,6 +70,7 @@ struct fl_conn {
     uint64_t sent;                  /* bytes the kernel took from us on this socket */
     fl_ack *acks; size_t n_acks, acks_cap;  /* sent 202s whose delivery is not judged yet */
     ev_tstamp msg_start, last_active, verdict_start, verdict_step;
+    ev_tstamp write_start;          /* output has waited since then without the client taking any */
     unsigned in_message : 1;        /* bytes of an incomplete request have arrived */
     unsigned eof : 1;               /* the peer sent FIN */
     unsigned gone : 1;              /* reset, or a send failed: nothing more can be written */
@@ -75,7 +78,9 @@ struct fl_conn {
     unsigned lingering : 1;
     unsigned reading : 1;           /* rio is started */
     unsigned stop_parse : 1;        /* ignore further input (after an error or Connection: close) */
-    unsigned in_read : 1;           /* inside read_cb: replies are flushed at the end of the burst */
+    unsigned in_read : 1;           /* parsing: replies are flushed at the end of the burst */
+    unsigned in_head : 1;           /* the next input bytes belong to a request head */
+    unsigned paused : 1;            /* parsing stopped at a request boundary until replies drain */
     ev_tstamp linger_start;
 };
 
@@ -127,8 +132,19 @@ static void tell_waiting(fl_conn *c)
 
 /* ---------------------------------------------------------------- request queue */
 
+/* Requests whose reply can be large (a page of up to 1000 jobs, the metrics text): while one is
+ * queued without its reply nothing more is parsed, so a connection holds at most one of them. */
+static int unbounded_reply(const fl_req *req)
+{
+    return req->route == FL_ROUTE_LIST || req->route == FL_ROUTE_METRICS;
+}
+
 static void queue_push(fl_conn *c, fl_req *req)
 {
+    req->held = req->job ? req->job->payload_len : 0;
+    c->held += req->held;
+    if (unbounded_reply(req))
+        c->n_unbounded++;
     req->next = NULL;
     if (c->q_tail)
         c->q_tail->next = req;
@@ -145,8 +161,34 @@ static fl_req *queue_pop(fl_conn *c)
     if (!c->q_head)
         c->q_tail = NULL;
     c->n_q--;
+    c->held -= req->held;
+    if (unbounded_reply(req) && !req->replied)
+        c->n_unbounded--;
     req->next = NULL;
     return req;
+}
+
+/* A queued request's reply is set: from now on the connection holds its bytes. */
+static void count_reply(fl_conn *c, fl_req *req)
+{
+    if (req->replied || !req->resp)
+        return;
+    req->replied = 1;
+    c->held = c->held - req->held + req->resp_len;
+    req->held = req->resp_len;
+    if (unbounded_reply(req))
+        c->n_unbounded--;
+}
+
+/* Back-pressure: a connection stops parsing (and so reading) at a request boundary once it
+ * has max_pipeline requests queued, max_output bytes of payloads and replies held, or a
+ * request with an unbounded reply pending. With read sizes bounded too, what one connection
+ * can make flingd hold is bounded by its config, whatever the client sends. */
+static int over_limits(const fl_conn *c)
+{
+    const fl_config *cfg = c->srv->cfg;
+    return c->n_q >= (size_t)cfg->max_pipeline || c->n_unbounded > 0 ||
+           c->held + (c->out_len - c->out_off) >= cfg->max_output;
 }
 
 static fl_req *req_new(fl_conn *c)
@@ -184,10 +226,8 @@ static void acks_drop(fl_conn *c, size_t n)
 
 static void acks_abort_all(fl_conn *c)
 {
-    for (size_t i = 0; i < c->n_acks; i++) {
-        c->srv->metrics.acks_aborted++;
+    for (size_t i = 0; i < c->n_acks; i++)
         fl_http_abort_ack(c->srv, c->acks[i].id);
-    }
     c->n_acks = 0;
 }
 
@@ -264,8 +304,10 @@ static void verdict_start(fl_conn *c)
 
 static int out_append(fl_conn *c, const char *p, size_t len)
 {
-    if (c->out_off && c->out_off == c->out_len)
+    if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
+        c->write_start = ev_now(c->srv->loop);
+    }
     if (c->out_len + len > c->out_cap) {
         if (c->out_off) {
             memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
@@ -296,17 +338,30 @@ static void conn_gone(fl_conn *c)
     acks_abort_all(c);
 }
 
+/* A refused request leaves one warning (under a budget: a flood must not fill the disk) and a
+ * count by reason. A 409 is an answer about a job's state, not a refusal. */
+static void log_refused(fl_conn *c, const fl_req *req)
+{
+    if (req->resp_status < 400 || req->resp_status == 409)
+        return;
+    const char *code = req->err_code ? req->err_code : "out_of_memory";
+    fl_metrics_refused(&c->srv->metrics, code);
+    if (fl_log_allow(&c->srv->refused_log, "refused requests"))
+        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", c->peer, req->method[0] ? req->method : "-",
+               req->target[0] ? req->target : "-", req->resp_status, code,
+               req->err_status ? req->err_msg : "out of memory for the reply");
+}
+
 /* Moves ready replies, in order, from the queue into the output buffer. */
 static void take_replies(fl_conn *c)
 {
-    while (c->q_head && c->q_head->resp && c->out_len - c->out_off < FL_CONN_MAX_OUT) {
+    while (c->q_head && c->q_head->resp && c->out_len - c->out_off < c->srv->cfg->max_output) {
         fl_req *req = queue_pop(c);
         fl_metrics_response(&c->srv->metrics, req->resp_status);
+        log_refused(c, req);
         if (c->gone) {
-            if (req->ack_id) {
-                c->srv->metrics.acks_aborted++;
+            if (req->ack_id)
                 fl_http_abort_ack(c->srv, req->ack_id);
-            }
         } else if (out_append(c, req->resp, req->resp_len) < 0) {
             fl_log(LOG_ERR, "peer %s: out of memory for a reply; closing", c->peer);
             if (req->ack_id)
@@ -328,6 +383,7 @@ static void conn_send(fl_conn *c)
         if (n > 0) {
             c->out_off += (size_t)n;
             c->sent += (uint64_t)n;
+            c->write_start = ev_now(c->srv->loop);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -465,6 +521,15 @@ static int name_is(const char *name, size_t len, const char *want)
     return strlen(want) == len && strncasecmp(name, want, len) == 0;
 }
 
+/* Keeps the method and target (cut short) for the log line of a refused request. */
+static void note_request(fl_req *req, const fl_http_head *h)
+{
+    snprintf(req->method, sizeof req->method, "%s", llhttp_method_name((llhttp_method_t)h->method));
+    size_t n = h->url_len < sizeof req->target - 1 ? h->url_len : sizeof req->target - 1;
+    memcpy(req->target, h->url, n);
+    req->target[n] = '\0';
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     fl_conn *c = conn_of(p);
@@ -485,6 +550,14 @@ static int on_headers_complete(llhttp_t *p)
         .chunked = (p->flags & F_CHUNKED) != 0,
     };
     c->cur->keep_alive = llhttp_should_keep_alive(p);
+    note_request(c->cur, &head);
+    if (p->upgrade) {
+        /* Refused at the head: otherwise llhttp stops at the upgrade and the client would see
+         * the answer to this request followed by an error about the bytes after it. */
+        fl_http_error(c->cur, 400, "upgrade_not_supported", "CONNECT and protocol upgrades are not supported");
+        c->cur->close_after = 1;
+        return HPE_USER;
+    }
     c->body = fl_http_start(c->cur, &head);
     if (c->body == FL_BODY_REFUSE)
         return HPE_USER;
@@ -519,15 +592,19 @@ static int on_message_complete(llhttp_t *p)
         req->close_after = 1;
     queue_push(c, req);
     fl_http_complete(req);
-    if (!keep_alive) {
+    if (!keep_alive)
         c->stop_parse = 1;
-        return HPE_PAUSED;
-    }
-    return 0;
+    else if (over_limits(c))
+        c->paused = 1;
+    /* Always stop at the end of a message: the next head is checked before llhttp sees it. */
+    c->in_head = 1;
+    fl_headcheck_init(&c->check);
+    return HPE_PAUSED;
 }
 
-/* Queues an error for input the parser refused (bad syntax, too large), and stops parsing. */
-static void parse_failed(fl_conn *c, llhttp_errno_t err)
+/* Queues an error for input the parser refused (bad syntax, too large), and stops parsing.
+ * why (if not NULL) is the head check's reason, else llhttp's error tells. */
+static void parse_failed(fl_conn *c, llhttp_errno_t err, const char *why)
 {
     fl_req *req = c->cur;
     c->cur = NULL;
@@ -536,8 +613,13 @@ static void parse_failed(fl_conn *c, llhttp_errno_t err)
         conn_gone(c);
         return;
     }
-    if (!req->resp && !req->err_status)
-        fl_http_error(req, 400, "bad_request", "malformed HTTP request: %s", llhttp_errno_name(err));
+    if (!req->resp && !req->err_status) {
+        if (why)
+            fl_http_error(req, 400, "bad_request", "malformed HTTP request: %s", why);
+        else
+            fl_http_error(req, 400, "bad_request", "malformed HTTP request: %s (%s)", llhttp_errno_name(err),
+                          llhttp_get_error_reason(&c->parser));
+    }
     if (req->job) {
         fl_job_free(req->job);
         req->job = NULL;
@@ -549,14 +631,67 @@ static void parse_failed(fl_conn *c, llhttp_errno_t err)
     fl_conn_reply_ready(req);
 }
 
+/* Keeps input that arrived past a pause, to parse when the replies have drained. */
+static void keep_rest(fl_conn *c, const char *data, size_t len)
+{
+    char *r = malloc(len);
+    if (!r) {
+        fl_log(LOG_ERR, "peer %s: out of memory holding pipelined input; closing", c->peer);
+        c->stop_parse = 1;
+        conn_gone(c);
+        return;
+    }
+    memcpy(r, data, len);
+    c->rest = r;
+    c->rest_len = len;
+}
+
+/* Parses input: a request head is checked strictly first, then llhttp parses it; a body goes
+ * to llhttp as it is. llhttp stops at the end of every message (on_message_complete), so
+ * each head is checked from its first byte and back-pressure applies between requests. */
 static void parse(fl_conn *c, const char *data, size_t len)
 {
-    if (c->stop_parse)
-        return;
-    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-    if (err == HPE_OK || err == HPE_PAUSED)
-        return;
-    parse_failed(c, err);
+    while (len > 0 && !c->stop_parse && !c->paused) {
+        size_t n = len;
+        if (c->in_head) {
+            int done;
+            long k = fl_headcheck_feed(&c->check, data, len, &done);
+            if (k < 0) {
+                parse_failed(c, HPE_OK, c->check.why);
+                return;
+            }
+            n = (size_t)k;
+            if (done)
+                c->in_head = 0;
+        }
+        llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
+        if (err == HPE_PAUSED) {
+            n = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+            llhttp_resume(&c->parser);
+        } else if (err != HPE_OK) {
+            parse_failed(c, err, NULL);
+            return;
+        }
+        data += n;
+        len -= n;
+    }
+    if (len > 0 && c->paused && !c->stop_parse)
+        keep_rest(c, data, len);
+}
+
+/* Parses what a pause kept, once the replies have drained below the limits. */
+static void resume_parsing(fl_conn *c)
+{
+    char *rest = c->rest;
+    size_t len = c->rest_len;
+    c->rest = NULL;
+    c->rest_len = 0;
+    c->paused = 0;
+    c->in_read = 1;
+    parse(c, rest, len);
+    c->in_read = 0;
+    free(rest);
+    conn_flush(c);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -600,6 +735,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             c->last_active = ev_now(loop);
             if (!c->lingering)
                 parse(c, read_buf, (size_t)n);
+            if (c->paused)
+                break;
             /* A short read has drained the socket. Reading again costs a syscall per request
              * on keep-alive connections; it pays only when the client announced its close. */
             if ((size_t)n < sizeof read_buf && !c->stop_parse)
@@ -637,7 +774,9 @@ static ev_tstamp conn_deadline(const fl_conn *c)
         return c->linger_start + FL_LINGER_MAX;
     if (c->in_message)
         return c->msg_start + cfg->read_timeout;
-    if (c->q_head || c->out_off < c->out_len || c->eof)
+    if (c->out_off < c->out_len)
+        return c->write_start + cfg->idle_timeout;
+    if (c->q_head || c->eof)
         return 0;
     return c->last_active + cfg->idle_timeout;
 }
@@ -661,6 +800,12 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->in_message)
         drop_partial(c, "read deadline");
     acks_check(c);
+    if (c->out_off < c->out_len) {
+        /* Its replies never left: the 202s among them were not delivered. */
+        fl_log(LOG_WARNING, "peer %s: took none of %zu reply bytes for %gs; closing", c->peer,
+               c->out_len - c->out_off, c->srv->cfg->idle_timeout);
+        conn_gone(c);
+    }
     c->srv->metrics.acks_unknown += c->n_acks;
     c->n_acks = 0;
     conn_close(c);
@@ -687,6 +832,8 @@ static void deadline_arm(fl_conn *c)
 /* Decides what the connection does next, after any event. */
 static void conn_progress(fl_conn *c)
 {
+    while (c->paused && !c->in_read && !c->gone && !over_limits(c))
+        resume_parsing(c);
     if (c->gone) {
         conn_close(c);
         return;
@@ -720,7 +867,7 @@ static void conn_progress(fl_conn *c)
         stop_reading(c);
     else if (c->stop_parse)   /* no more requests; a waiting one must still see the client leave */
         has_waiting(c) ? start_reading(c) : stop_reading(c);
-    else if (c->n_q >= FL_CONN_MAX_QUEUED || c->out_len - c->out_off >= FL_CONN_MAX_OUT)
+    else if (c->paused)
         stop_reading(c);
     else
         start_reading(c);
@@ -734,6 +881,7 @@ void fl_conn_reply_ready(fl_req *req)
         fl_req_free(req);
         return;
     }
+    count_reply(c, req);
     /* Replies that complete inside the parser wait for the end of the read burst, and a
      * reply behind one still waiting for its commit waits for that one. */
     if (c->in_read || req != c->q_head)
@@ -763,16 +911,15 @@ static void conn_close(fl_conn *c)
         fl_req *req = queue_pop(c);
         req->conn = NULL;
         if (req->resp) {
-            if (req->ack_id) {
-                srv->metrics.acks_aborted++;
+            if (req->ack_id)
                 fl_http_abort_ack(srv, req->ack_id);
-            }
             fl_req_free(req);
         } else {
             fl_http_client_gone(req);   /* frees a waiting request; a committing one is freed by its callback */
         }
     }
     fl_req_free(c->cur);
+    free(c->rest);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -809,6 +956,8 @@ int fl_conn_new(fl_server *srv, int fd, int is_unix, const char *peer)
     c->settings.on_message_complete = on_message_complete;
     llhttp_init(&c->parser, HTTP_REQUEST, &c->settings);
     c->parser.data = c;
+    c->in_head = 1;
+    fl_headcheck_init(&c->check);
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->deadline, deadline_cb);

@@ -413,7 +413,6 @@ static void reply_accepted(fl_req *req, int64_t id, fl_state state)
     if (req->resp_status == 202)
         req->ack_id = id;
     if (!req->conn && req->ack_id) {
-        req->srv->metrics.acks_aborted++;
         fl_http_abort_ack(req->srv, req->ack_id);
         req->ack_id = 0;
     }
@@ -472,7 +471,6 @@ static void gone_cancel_done(fl_store_op *op)
  * is pushed first, so the cancelled row and its abort callback carry it. */
 static void apply_gone_policy(fl_server *srv, int64_t id, int cancel)
 {
-    srv->metrics.acks_aborted++;
     fl_http_abort_ack(srv, id);
     if (!cancel)
         return;
@@ -567,8 +565,11 @@ void fl_http_stop_waiters(fl_server *srv)
 static void submit_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
-    fl_job *job = req->job;
     fl_server *srv = req->srv;
+    /* The job is ours from here: wait_begin may answer and free req (a client that already
+     * left), so req must not own it, nor be touched after that call. */
+    fl_job *job = req->job;
+    req->job = NULL;
     if (!store_failed(req, op->result, NULL)) {
         store_ok(srv);
         char id[FL_ID_MAX], loc[64 + FL_ID_MAX], body[160];
@@ -587,14 +588,12 @@ static void submit_done(fl_store_op *op)
             if (req->wait_secs > 0) {
                 wait_begin(req, job);
                 fl_job_free(job);
-                req->job = NULL;
                 return;
             }
             reply_accepted(req, job->id, job->state);
         }
     }
     fl_job_free(job);
-    req->job = NULL;
     fl_conn_reply_ready(req);
 }
 
@@ -831,6 +830,7 @@ static void abort_done(fl_store_op *op)
 
 void fl_http_abort_ack(fl_server *srv, int64_t id)
 {
+    srv->metrics.acks_aborted++;
     struct fl_http_abort *a = calloc(1, sizeof *a);
     if (!a) {
         fl_log(LOG_WARNING, "job %lld: out of memory recording status ABORTED", (long long)id);

@@ -64,6 +64,12 @@ struct fl_req {
     fl_state last_state;         /* the job's state as last seen while waiting */
     fl_req *w_prev, *w_next;
     ev_timer wait_timer;
+    /* conn.c's accounting while the request sits in its connection's queue. */
+    size_t held;                 /* bytes counted against [server] max_output */
+    int replied;                 /* its reply is set and counted */
+    /* What a refused request was, for its log line (empty when the head never parsed). */
+    char method[16];
+    char target[80];
 };
 
 /* fl_http_start looks at a request's head: route, auth, limits, option headers. For a submit it
@@ -81,7 +87,8 @@ void fl_http_complete(fl_req *req);
 void fl_http_error(fl_req *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* fl_http_abort_ack records that the 202 for job id could not be delivered (status bit 1). */
+/* fl_http_abort_ack records that the 202 for job id could not be delivered: it counts it and
+ * pushes status bit 1 (ABORTED) to the store. */
 void fl_http_abort_ack(fl_server *srv, int64_t id);
 
 /* fl_http_status_pending returns 1 while the ABORTED bit of job id may still change: its 202

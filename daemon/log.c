@@ -40,3 +40,23 @@ void fl_log(int level, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "%s\n", line);
 }
+
+int fl_log_allow(fl_log_limit *l, const char *what)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ts.tv_sec != l->window) {
+        l->window = ts.tv_sec;
+        l->used = 0;
+    }
+    if (l->used >= FL_LOG_LIMIT_PER_SEC) {
+        l->suppressed++;
+        return 0;
+    }
+    l->used++;
+    if (l->suppressed) {
+        fl_log(LOG_WARNING, "suppressed %lu log lines about %s in the last seconds", l->suppressed, what);
+        l->suppressed = 0;
+    }
+    return 1;
+}

@@ -123,6 +123,11 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
         (unsigned long long)m->responses[FL_M_5XX]);
     metric(&b, "fling_requests_truncated_total", "counter",
            "Requests cut short by EOF, reset or the read deadline; never enqueued.", m->requests_truncated);
+    put(&b, "# HELP fling_requests_refused_total Requests answered with an error, by error code.\n"
+            "# TYPE fling_requests_refused_total counter\n");
+    for (size_t i = 0; i < FL_M_REASONS && m->refused[i].code; i++)
+        put(&b, "fling_requests_refused_total{reason=\"%s\"} %llu\n", m->refused[i].code,
+            (unsigned long long)m->refused[i].n);
     metric(&b, "fling_jobs_submitted_total", "counter", "Jobs committed and acknowledged with 202.",
            m->jobs_submitted);
     metric(&b, "fling_jobs_duplicate_total", "counter", "Submits answered with an existing job (Idempotency-Key).",
@@ -179,4 +184,15 @@ void fl_metrics_response(fl_metrics *m, int status)
         m->responses[FL_M_4XX]++;
     else
         m->responses[FL_M_2XX]++;
+}
+
+void fl_metrics_refused(fl_metrics *m, const char *code)
+{
+    /* The last slot takes whatever does not fit: a new code is a bug, not a reason to lose counts. */
+    size_t i = 0;
+    while (i < FL_M_REASONS - 1 && m->refused[i].code && strcmp(m->refused[i].code, code) != 0)
+        i++;
+    if (!m->refused[i].code)
+        m->refused[i].code = i == FL_M_REASONS - 1 ? "other" : code;
+    m->refused[i].n++;
 }

@@ -10,6 +10,11 @@
 /* HTTP status classes we count separately; the index of fl_metrics.responses. */
 enum { FL_M_2XX, FL_M_4XX, FL_M_5XX, FL_M_CODES };
 
+/* Refused requests are counted by their error code ("unknown_type", ...). The codes are the
+ * static strings of http.c and conn.c, a small fixed set; this bounds the table. */
+#define FL_M_REASONS 32
+typedef struct fl_metrics_reason { const char *code; uint64_t n; } fl_metrics_reason;
+
 typedef struct fl_metrics {
     uint64_t connections_accepted;
     uint64_t connections_refused;     /* over max_connections or accept() failures */
@@ -22,6 +27,7 @@ typedef struct fl_metrics {
     uint64_t acks_aborted;            /* 202 not delivered: status bit 1 set */
     uint64_t acks_unknown;            /* no verdict within the bound: no bit set */
     uint64_t store_errors;            /* ops answered 503 */
+    fl_metrics_reason refused[FL_M_REASONS];   /* refused requests by error code */
 } fl_metrics;
 
 /* Gauges owned elsewhere, sampled when /metrics is asked for. */
@@ -64,5 +70,9 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
 
 /* fl_metrics_response counts one response of the given HTTP status. */
 void fl_metrics_response(fl_metrics *m, int status);
+
+/* fl_metrics_refused counts one request refused with error code (a static string, borrowed for
+ * the life of the process). */
+void fl_metrics_refused(fl_metrics *m, const char *code);
 
 #endif

@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <stddef.h>
 #include "config.h"
+#include "log.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -41,6 +42,7 @@ typedef struct fl_server {
     ev_timer mirror_timer;         /* bounds how long a stop waits for the mirror's replies */
     int mirror_abandoned;          /* that bound passed: the stop no longer waits for them */
     fl_metrics metrics;
+    fl_log_limit refused_log;      /* the log budget of refused requests */
 } fl_server;
 
 /* fl_server_start opens the store (recovering jobs left running), binds the listeners and

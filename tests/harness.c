@@ -600,3 +600,17 @@ void flh_redis_stop(flh_redis *r)
         r->dir[0] = '\0';
     }
 }
+
+int flh_log_count(const flh_daemon *d, const char *s)
+{
+    FILE *f = fopen(d->log, "r");
+    if (!f)
+        return -1;
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, s))
+            n++;
+    fclose(f);
+    return n;
+}

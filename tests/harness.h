@@ -55,6 +55,9 @@ json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms);
 
 double flh_now(void);   /* monotonic seconds */
 
+/* flh_log_count counts the lines of d's log that contain s (-1 if the log cannot be read). */
+int flh_log_count(const flh_daemon *d, const char *s);
+
 /* The fling CLI (FLING_CLI_PATH) as a child process: stdin from /dev/null, stdout and stderr on
  * pipes. flh_cli_spawn starts it with argv and env (NULL = this process's environment);
  * flh_cli_finish waits up to timeout_ms for it to exit (then SIGKILLs it) and collects what it

@@ -152,7 +152,7 @@ static void test_example_file(void **state)
     assert_int_equal(c.n_callback_allow, 2);
     assert_string_equal(c.callback_allow[0], "http://127.0.0.1:");
     assert_string_equal(c.callback_allow[1], "http://localhost:");
-    assert_int_equal(c.n_types, 4);
+    assert_int_equal(c.n_types, 5);
 
     const fl_type *echo = find(&c, "echo");
     assert_non_null(echo);
@@ -165,6 +165,10 @@ static void test_example_file(void **state)
     assert_argv(greet->argv, (const char *[]){"/bin/sh", "-c",
                                               "echo \"job $FLING_JOB_ID\"; cat >/dev/null", NULL});
     assert_int_equal(greet->max_attempts, 1);
+
+    const fl_type *email = find(&c, "email");
+    assert_non_null(email);
+    assert_int_equal(email->handler, FL_HANDLER_EXEC);
 
     assert_int_equal(find(&c, "noop")->handler, FL_HANDLER_NOOP);
     assert_int_equal(find(&c, "sleep")->handler, FL_HANDLER_SLEEP);
@@ -183,6 +187,8 @@ static const char every_key[] =
     "max_connections = 500\n"
     "read_timeout = 2.5\n"
     "idle_timeout = 0.25\n"
+    "max_pipeline = 16\n"
+    "max_output = 64k\n"
     "[store]\n"
     "path = /tmp/x/fling.db\n"
     "durability = normal\n"
@@ -231,6 +237,8 @@ static void test_every_key(void **state)
     assert_int_equal(c.max_connections, 500);
     assert_true(c.read_timeout == 2.5);
     assert_true(c.idle_timeout == 0.25);
+    assert_int_equal(c.max_pipeline, 16);
+    assert_int_equal(c.max_output, 64 * 1024);
     assert_string_equal(c.db_path, "/tmp/x/fling.db");
     assert_int_equal(c.durability_full, 0);
     assert_int_equal(c.workers, 3);
@@ -448,6 +456,8 @@ static const struct {
     {"[type.a]\nhandler = noop\nbackoff = 10\nbackoff_max = 5\n", 1,
      "backoff: 10 is more than backoff_max 5"},
     {"[server]\nmax_payload = 0\n", 2, "max_payload: expected bytes 1..67108864"},
+    {"[server]\nmax_pipeline = 0\n", 2, "max_pipeline: expected an integer 1..65536"},
+    {"[server]\nmax_output = 1k\n", 2, "max_output: expected bytes 4096..67108864"},
     {"[server]\nmax_payload = 65m\n", 2, "expected bytes 1..67108864"},
     {"[server]\nmax_payload = 1g\n", 2, "expected bytes"},
     {"[server]\nmax_payload = 99999999999999999999999k\n", 2, "expected bytes"},

@@ -140,25 +140,10 @@ static long count_field(redisContext *c, const char *key, const char *field)
     return hget(c, key, field, buf, sizeof buf) ? atol(buf) : -1;
 }
 
-/* log_count counts the lines of the daemon's log that contain s. */
-static int log_count(const char *s)
-{
-    FILE *f = fopen(D.log, "r");
-    if (!f)
-        return -1;
-    char line[2048];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, s))
-            n++;
-    fclose(f);
-    return n;
-}
-
 static int wait_log(const char *s)
 {
     int n = 0;
-    for (double end = flh_now() + WAIT_MS / 1000.0; flh_now() < end && (n = log_count(s)) < 1; usleep(20000))
+    for (double end = flh_now() + WAIT_MS / 1000.0; flh_now() < end && (n = flh_log_count(&D, s)) < 1; usleep(20000))
         ;
     return n;
 }
@@ -283,8 +268,8 @@ static void catches_up_after_redis_restart(void **state)
     assert_int_equal(flh_metric(&D, "fling_redis_connected"), 0);
     assert_true(flh_metric(&D, "fling_redis_dropped_total") >= 3 * N);   /* submitted, started, succeeded */
     /* One line for the outage, however many retries and jobs. */
-    assert_int_equal(log_count("redis: lost the connection"), 1);
-    assert_int_equal(log_count("redis: cannot connect"), 0);
+    assert_int_equal(flh_log_count(&D, "redis: lost the connection"), 1);
+    assert_int_equal(flh_log_count(&D, "redis: cannot connect"), 0);
 
     assert_int_equal(flh_redis_restart(&R), 0);   /* same port, empty: no persistence */
     double t0 = flh_now();
@@ -322,7 +307,7 @@ static void wrong_password_is_one_log_line(void **state)
         if (flh_metric(&D, "fling_redis_errors_total") >= 3)
             break;
     assert_true(flh_metric(&D, "fling_redis_errors_total") >= 3);
-    assert_int_equal(log_count("redis: authentication failed: "), 1);
+    assert_int_equal(flh_log_count(&D, "redis: authentication failed: "), 1);
     assert_int_equal(flh_metric(&D, "fling_redis_connected"), 0);
     assert_true(flh_metric(&D, "fling_redis_dropped_total") >= 9);
     redisContext *c = flh_redis_connect(&R, 0);
@@ -368,7 +353,7 @@ static void db_number_password_user_and_unix_socket(void **state)
     start_daemon(url, "other:");
     assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
     one_job_mirrored(5, "other:");
-    assert_int_equal(log_count("redis: mirroring to unix:"), 1);
+    assert_int_equal(flh_log_count(&D, "redis: mirroring to unix:"), 1);
     assert_int_equal(flh_stop(&D), 0);
 
     /* An ACL user: AUTH with user and password. */
@@ -417,7 +402,7 @@ static void script_flush_is_repaired(void **state)
     start_mirrored();
     redis_do("SCRIPT FLUSH");
     one_job_mirrored(0, "fling:");
-    assert_int_equal(log_count("redis: the mirror script is gone"), 1);
+    assert_int_equal(flh_log_count(&D, "redis: the mirror script is gone"), 1);
     assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
 }
 
@@ -461,8 +446,8 @@ static void failing_writes_back_off_quietly(void **state)
     assert_int_equal(wait_log("failed: OOM"), 1);
     usleep(1500000);   /* several reconnects, each failing again in its catch-up */
     assert_true(flh_metric(&D, "fling_redis_errors_total") >= 3);
-    assert_int_equal(log_count("failed: OOM"), 1);
-    assert_int_equal(log_count("mirror in sync"), 1);   /* the first connect's only */
+    assert_int_equal(flh_log_count(&D, "failed: OOM"), 1);
+    assert_int_equal(flh_log_count(&D, "mirror in sync"), 1);   /* the first connect's only */
     redis_do("CONFIG SET maxmemory 0");
     assert_int_equal(wait_log(" is back; mirror in sync"), 1);
     redisContext *c = flh_redis_connect(&R, 0);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "encode.h"
+#include "headcheck.h"
 #include "proto.h"
 #include "redisurl.h"
 #include "resp.h"
@@ -840,10 +841,78 @@ static void test_redis_url_bad(void **state)
     assert_non_null(strstr(err, "database"));
 }
 
+/* ---- headcheck: the strict request-head grammar ---- */
+
+/* Feeds s to a fresh checker in pieces of step bytes; returns the head's length, or -1. */
+static long head_len(const char *s, size_t len, size_t step)
+{
+    fl_headcheck h;
+    fl_headcheck_init(&h);
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < step ? len - off : step;
+        int done;
+        long k = fl_headcheck_feed(&h, s + off, n, &done);
+        if (k < 0)
+            return -1;
+        off += (size_t)k;
+        if (done)
+            return (long)off;
+    }
+    return 0;   /* not finished */
+}
+
+static void test_headcheck(void **state)
+{
+    (void)state;
+    static const struct { const char *s; long want; } cases[] = {
+        { "GET / HTTP/1.1\r\n\r\n", 18 },
+        { "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n", 18 },   /* stops at the first head's end */
+        { "\r\n\r\nPOST /a?b=c HTTP/1.0\r\nA: b\r\nC:\r\nD:\t e \xff\r\n\r\nbody", 47 },
+        { "GET / HTTP/1.1\r\nA: b", 0 },
+        { "GET / HTTP/1.1\nA: b\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA: b\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA: b\r\n\n", -1 },
+        { "GET / HTTP/1.1\r\nA: b\rC: d\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA: b\r\n\rx", -1 },
+        { "GET / HTTP/2.0\r\n\r\n", -1 },
+        { "GET / HTTP/1.1 \r\n\r\n", -1 },
+        { "GET / http/1.1\r\n\r\n", -1 },
+        { "GET  / HTTP/1.1\r\n\r\n", -1 },
+        { "GET /\x80 HTTP/1.1\r\n\r\n", -1 },
+        { "G(T / HTTP/1.1\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA B: c\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA : c\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\n: c\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA: \x01\r\n\r\n", -1 },
+        { "GET / HTTP/1.1\r\nA: \x7f\r\n\r\n", -1 },
+        { "\n", -1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t len = strlen(cases[i].s);
+        /* Whole, then split at every size: the verdict must not depend on how bytes arrive. */
+        for (size_t step = len; step >= 1; step--) {
+            long got = head_len(cases[i].s, len, step);
+            if (got != cases[i].want)
+                fail_msg("case %zu (step %zu): got %ld, want %ld", i, step, got, cases[i].want);
+        }
+    }
+    /* NUL is a control byte like any other. */
+    static const char nul[] = "GET / HTTP/1.1\r\nA: a\0b\r\n\r\n";
+    assert_int_equal(head_len(nul, sizeof nul - 1, 64), -1);
+    fl_headcheck h;
+    fl_headcheck_init(&h);
+    int done;
+    assert_int_equal(fl_headcheck_feed(&h, "GET / HTTP/1.1\n", 15, &done), -1);
+    assert_non_null(strstr(h.why, "bare LF"));
+    assert_int_equal(fl_headcheck_feed(&h, "\r\n", 2, &done), -1);   /* stays refused */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_names_round_trip),
+        cmocka_unit_test(test_headcheck),
         cmocka_unit_test(test_state_terminal),
         cmocka_unit_test(test_valid_type),
         cmocka_unit_test(test_parse_id),
