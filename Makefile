@@ -2,10 +2,13 @@
 # Everything else is CMake; this file only chains install → configure → build → run.
 BUILD     ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CONF      ?= examples/flingd.conf
 
-.PHONY: all deps test-deps build build-asan run test test-asan bench clean
+.PHONY: all deps test-deps build build-asan build-tsan build-fuzz run test test-asan test-tsan fuzz bench clean
 
 all: build
 
@@ -20,25 +23,46 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: test-deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFL_SANITIZE=ON -DFL_TESTS=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFL_SANITIZE=ON -DFL_TESTS=ON -DFL_WERROR=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+build-tsan: test-deps
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_TSAN=ON -DFL_TESTS=ON -DFL_WERROR=ON >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+
+# libFuzzer needs clang; the build dir is clang's alone.
+build-fuzz: test-deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_FUZZ=ON -DFL_WERROR=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
 run: build
 	@mkdir -p var
 	$(BUILD)/flingd -c $(CONF)
 
-# Normal build first, then the same suite under ASan+UBSan.
+# Normal build first, then the same suite under ASan+UBSan, then under TSan (about 30 s more).
 test: test-deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_TESTS=ON >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_TESTS=ON -DFL_WERROR=ON >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-tsan
 
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j 2 --timeout 300
+
+test-tsan: build-tsan
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+		ctest --output-on-failure -j 2 --timeout 300
+
+# Fuzzes for FUZZ_SECONDS from the seed corpus; new inputs go to $(FUZZ_BUILD)/corpus, crashes to
+# $(FUZZ_BUILD)/crash-*. Copy a crash into tests/fuzz/regress/ once it is understood.
+fuzz: build-fuzz
+	@mkdir -p $(FUZZ_BUILD)/corpus
+	$(FUZZ_BUILD)/fuzz_conn -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+		-dict=tests/fuzz/fuzz.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus tests/fuzz/corpus
 
 bench: build
 	bench/run
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -486,8 +486,9 @@ static int encode_job(const fling_client *c, const char *type, const void *paylo
     if (n < 0)
         return n;
     to_proto_opts(opts, &p);
+    /* A detached submit has no extra header: pass none rather than the unset array. */
     int rc = fl_proto_encode_submit_extra(c->host_header, c->token, type, payload, len, &p,
-                                          extra, (size_t)n, req, req_len);
+                                          n ? extra : NULL, (size_t)n, req, req_len);
     return rc < 0 ? map_errno(rc) : 0;
 }
 

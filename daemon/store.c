@@ -188,7 +188,7 @@ static int db_errno(fl_store *s)
     return rc_errno(sqlite3_extended_errcode(s->db));
 }
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
+static void __attribute__((format(printf, 3, 4))) errf(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
