@@ -719,7 +719,7 @@ static int allow_parse(loader *ld, const char *entry, fl_allow *a)
 static int set_allow(loader *ld, const char *v)
 {
     fl_config *c = ld->c;
-    char **entries;
+    char **entries = NULL;
     int rc = set_list(ld, v, NULL, &entries);
     if (rc < 0)
         return rc;
@@ -780,7 +780,7 @@ static const char *env_pass_check(const char *item) { return env_name_check(item
 
 static int set_env_list(loader *ld, char ***dst, const char *v, const char *(*check)(const char *))
 {
-    char **list;
+    char **list = NULL;
     int rc = set_list(ld, v, check, &list);
     if (rc < 0)
         return rc;
