@@ -253,8 +253,9 @@ static int send_http(attempt *a, const char *body, size_t len, const char **why)
     return rc;
 }
 
-/* exec: runs the command through worker.c like an exec job: the body on stdin, the job's id and
- * type in FLING_JOB_ID / FLING_JOB_TYPE, the delivery attempt in FLING_ATTEMPT. */
+/* exec: runs the command through worker.c like an exec job of the job's type (its env,
+ * env_pass, user and group): the body on stdin, the job's id and type in FLING_JOB_ID /
+ * FLING_JOB_TYPE, the delivery attempt in FLING_ATTEMPT. */
 static int send_exec(attempt *a, const char *body, size_t len, const char **why)
 {
     const fl_delivery *d = a->d;
@@ -272,7 +273,11 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
     a->hook_job->id = d->job_id;
     a->hook_job->attempts = d->attempts;
     a->hook_job->timeout = a->cb->srv->cfg->callback_timeout;
-    a->hook_type = (fl_type){ .name = a->hook_job->type, .handler = FL_HANDLER_EXEC, .argv = a->argv };
+    const fl_type *t = fl_config_find_type(a->cb->srv->cfg, d->job->type, tlen);
+    a->hook_type = t ? *t : (fl_type){ 0 };   /* borrowed: the config outlives the attempt */
+    a->hook_type.name = a->hook_job->type;
+    a->hook_type.handler = FL_HANDLER_EXEC;
+    a->hook_type.argv = a->argv;
     return fl_worker_start(&a->cb->env, &a->hook_type, a->hook_job, exec_done, a, &a->worker);
 }
 

@@ -590,9 +590,7 @@ static int stop(void **state)
     (void)state;
     int rc = flh_stop(&D);
     flr_stop(R);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-    if (system(cmd) != 0)
+    if (flh_remove_dir(work) != 0)
         rc = -1;
     return rc;
 }
