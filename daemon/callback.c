@@ -219,10 +219,18 @@ static char *make_body(const fl_delivery *d, size_t *len)
     return body;
 }
 
-static int send_http(attempt *a, const char *body, size_t len)
+/* POSTs the body to the target as libcurl normalised it when it was checked again here: the
+ * type's own hook as it is, a job's Fling-Callback against today's [callbacks] allow (a row
+ * may predate the config). libcurl then connects to exactly the parts that were checked. */
+static int send_http(attempt *a, const char *body, size_t len, const char **why)
 {
     const fl_config *cfg = a->cb->srv->cfg;
     const fl_delivery *d = a->d;
+    const char *hook = fl_callbacks_hook(cfg, d->job->type, d->abort);
+    char *url;
+    int rc = fl_config_callback_url(cfg, d->target, !hook || strcmp(hook, d->target) != 0, &url, why);
+    if (rc < 0)
+        return rc;
     char ev[64], did[64], att[64], jid[64], sig[32 + 65];
     snprintf(ev, sizeof ev, "Fling-Event: %s", event_name(d));
     snprintf(did, sizeof did, "Fling-Delivery: %lld", (long long)d->id);
@@ -231,20 +239,23 @@ static int send_http(attempt *a, const char *body, size_t len)
     const char *headers[6] = { ev, did, att, jid, NULL, NULL };
     if (cfg->callback_secret) {
         char hex[65];
-        int rc = fl_webhook_sign(cfg->callback_secret, body, len, hex);
-        if (rc < 0)
-            return rc;
-        snprintf(sig, sizeof sig, "Fling-Signature: sha256=%s", hex);
+        rc = fl_webhook_sign(cfg->callback_secret, body, len, hex);
+        if (rc == 0)
+            snprintf(sig, sizeof sig, "Fling-Signature: sha256=%s", hex);
         headers[4] = sig;
     }
     double connect = cfg->callback_connect_timeout < cfg->callback_timeout ? cfg->callback_connect_timeout
                                                                            : cfg->callback_timeout;
-    return fl_webhook_post(a->cb->srv->webhook, d->target, body, len, headers, connect, cfg->callback_timeout,
-                           http_done, a, &a->wreq);
+    if (rc == 0)
+        rc = fl_webhook_post(a->cb->srv->webhook, url, body, len, headers, connect, cfg->callback_timeout,
+                             http_done, a, &a->wreq);
+    free(url);
+    return rc;
 }
 
-/* exec: runs the command through worker.c like an exec job: the body on stdin, the job's id and
- * type in FLING_JOB_ID / FLING_JOB_TYPE, the delivery attempt in FLING_ATTEMPT. */
+/* exec: runs the command through worker.c like an exec job of the job's type (its env,
+ * env_pass, user and group): the body on stdin, the job's id and type in FLING_JOB_ID /
+ * FLING_JOB_TYPE, the delivery attempt in FLING_ATTEMPT. */
 static int send_exec(attempt *a, const char *body, size_t len, const char **why)
 {
     const fl_delivery *d = a->d;
@@ -262,7 +273,11 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
     a->hook_job->id = d->job_id;
     a->hook_job->attempts = d->attempts;
     a->hook_job->timeout = a->cb->srv->cfg->callback_timeout;
-    a->hook_type = (fl_type){ .name = a->hook_job->type, .handler = FL_HANDLER_EXEC, .argv = a->argv };
+    const fl_type *t = fl_config_find_type(a->cb->srv->cfg, d->job->type, tlen);
+    a->hook_type = t ? *t : (fl_type){ 0 };   /* borrowed: the config outlives the attempt */
+    a->hook_type.name = a->hook_job->type;
+    a->hook_type.handler = FL_HANDLER_EXEC;
+    a->hook_type.argv = a->argv;
     return fl_worker_start(&a->cb->env, &a->hook_type, a->hook_job, exec_done, a, &a->worker);
 }
 
@@ -279,7 +294,7 @@ static void attempt_send(attempt *a)
     const char *why = NULL;
     int rc = -ENOMEM;
     if (body)
-        rc = strncmp(d->target, "exec:", 5) == 0 ? send_exec(a, body, len, &why) : send_http(a, body, len);
+        rc = strncmp(d->target, "exec:", 5) == 0 ? send_exec(a, body, len, &why) : send_http(a, body, len, &why);
     free(body);
     if (rc < 0) {
         char err[200];

@@ -8,7 +8,9 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -90,8 +94,12 @@ typedef enum value_kind {
     V_ALLOW,        /* callback_allow list */
     V_HANDLER,      /* fl_handler */
     V_COMMAND,      /* argv */
-    V_URL,          /* char *: http:// or https:// URL */
-    V_HOOK          /* char *: URL or exec:COMMAND */
+    V_URL,          /* char *: http:// or https:// URL, stored as libcurl normalises it */
+    V_HOOK,         /* char *: URL (normalised) or exec:COMMAND */
+    V_ENV,          /* char **: NAME=value, ... */
+    V_ENV_PASS,     /* char **: NAME, ... */
+    V_USER,         /* user, uid, user_home (and gid unless a group is set) */
+    V_GROUP         /* group, gid */
 } value_kind;
 
 typedef struct key_spec {
@@ -142,6 +150,10 @@ static const key_spec keys[] = {
     {SEC_TYPE, "backoff_max", V_SECONDS, TYP(backoff_max), 0, SECONDS_MAX},
     {SEC_TYPE, "on_complete", V_HOOK, TYP(on_complete), 0, 0},
     {SEC_TYPE, "on_abort", V_HOOK, TYP(on_abort), 0, 0},
+    {SEC_TYPE, "env", V_ENV, TYP(env), 0, 0},
+    {SEC_TYPE, "env_pass", V_ENV_PASS, TYP(env_pass), 0, 0},
+    {SEC_TYPE, "user", V_USER, 0, 0, 0},
+    {SEC_TYPE, "group", V_GROUP, 0, 0, 0},
 };
 
 static const struct {
@@ -292,23 +304,123 @@ static int parse_seconds(const char *s, double *out)
     return isfinite(*out) ? 0 : -EINVAL;
 }
 
-/* is_http_url says whether s starts with http:// or https://, has more after it and holds no
- * blank or control character (it goes into a request line as is). */
-static int is_http_url(const char *s)
+/* ---- URLs, read with libcurl's URL API ----------------------------------------------------
+ * Every URL flingd will hand to libcurl is parsed by libcurl's own parser here, so the parts we
+ * judge are the parts libcurl connects to; the normalised URL it gives back is what we store
+ * and send. */
+
+/* The parts of a parsed URL we look at, each allocated by libcurl (url_parts_free). */
+typedef struct url_parts {
+    char *url;              /* normalised */
+    char *scheme, *host, *port, *path;   /* port with the scheme's default filled in */
+    int has_extra;          /* a ?query or #fragment */
+} url_parts;
+
+static void url_parts_free(url_parts *u)
 {
-    const char *rest;
-    if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    else if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
+    curl_free(u->url);
+    curl_free(u->scheme);
+    curl_free(u->host);
+    curl_free(u->port);
+    curl_free(u->path);
+    memset(u, 0, sizeof *u);
+}
+
+/* url_part gets one part: 1 if present, 0 if absent, -ENOMEM. */
+static int url_part(CURLU *h, CURLUPart what, unsigned flags, char **out)
+{
+    char *part = NULL;
+    CURLUcode uc = curl_url_get(h, what, &part, flags);
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        return -ENOMEM;
+    if (!out)
+        curl_free(part);
     else
+        *out = part;
+    return uc == CURLUE_OK;
+}
+
+/* url_read fills u from the URL in h: an http or https URL without user info or zone id. */
+static int url_read(CURLU *h, url_parts *u, const char **why)
+{
+    int rc, user, password, zone, query, fragment;
+    if ((rc = url_part(h, CURLUPART_SCHEME, 0, &u->scheme)) < 0 ||
+        (rc = url_part(h, CURLUPART_HOST, 0, &u->host)) < 0 ||
+        (rc = url_part(h, CURLUPART_PORT, CURLU_DEFAULT_PORT, &u->port)) < 0 ||
+        (rc = url_part(h, CURLUPART_PATH, 0, &u->path)) < 0 ||
+        (rc = url_part(h, CURLUPART_URL, 0, &u->url)) < 0 ||
+        (user = url_part(h, CURLUPART_USER, 0, NULL)) < 0 ||
+        (password = url_part(h, CURLUPART_PASSWORD, 0, NULL)) < 0 ||
+        (zone = url_part(h, CURLUPART_ZONEID, 0, NULL)) < 0 ||
+        (query = url_part(h, CURLUPART_QUERY, 0, NULL)) < 0 ||
+        (fragment = url_part(h, CURLUPART_FRAGMENT, 0, NULL)) < 0)
+        return -ENOMEM;
+    if (!u->scheme || !u->host || !u->port || !u->path || !u->url) {
+        *why = "incomplete URL";
+        return -EINVAL;
+    }
+    if (strcmp(u->scheme, "http") != 0 && strcmp(u->scheme, "https") != 0) {
+        *why = "the scheme must be http or https";
+        return -EINVAL;
+    }
+    if (user || password) {
+        *why = "user info (user:password@) is not allowed";
+        return -EINVAL;
+    }
+    if (zone) {
+        *why = "an IPv6 zone id is not allowed";
+        return -EINVAL;
+    }
+    u->has_extra = query || fragment;
+    return 0;
+}
+
+/* url_parse parses s (NUL-terminated) as an http(s) URL into u: 0, -EINVAL with *why (a
+ * static string), or -ENOMEM. Nothing is left to free after an error. */
+static int url_parse(const char *s, url_parts *u, const char **why)
+{
+    memset(u, 0, sizeof *u);
+    CURLU *h = curl_url();
+    if (!h)
+        return -ENOMEM;
+    /* No CURLU_GUESS_SCHEME, CURLU_NON_SUPPORT_SCHEME or CURLU_ALLOW_SPACE: a URL is whole,
+     * for a scheme libcurl speaks, with no blank in it. */
+    CURLUcode uc = curl_url_set(h, CURLUPART_URL, s, 0);
+    int rc = uc == CURLUE_OK ? url_read(h, u, why) : uc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+    if (uc != CURLUE_OK && uc != CURLUE_OUT_OF_MEMORY)
+        *why = curl_url_strerror(uc);
+    curl_url_cleanup(h);
+    if (rc < 0)
+        url_parts_free(u);
+    return rc;
+}
+
+/* path_within says whether path is prefix or below it. An encoded '.', '/' or backslash could
+ * name a path outside prefix to a receiver that decodes them, and some take a plain backslash
+ * for a '/': under a prefix all of these are refused. */
+static int path_within(const char *prefix, const char *path)
+{
+    size_t n = strlen(prefix);
+    if (n == 0)
+        return 1;
+    if (strchr(path, '\\') || strcasestr(path, "%2e") || strcasestr(path, "%2f") ||
+        strcasestr(path, "%5c"))
         return 0;
-    if (*rest == '\0')
-        return 0;
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return 0;
-    return 1;
+    return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static int allow_match(const fl_allow *a, const url_parts *u)
+{
+    return strcmp(a->scheme, u->scheme) == 0 && strcasecmp(a->host, u->host) == 0 &&
+           strcmp(a->port, u->port) == 0 && path_within(a->path, u->path);
+}
+
+static int allowed_by(const fl_config *c, const url_parts *u)
+{
+    for (size_t i = 0; i < c->n_callback_allow; i++)
+        if (allow_match(&c->callback_allow[i], u))
+            return 1;
+    return 0;
 }
 
 /* is_visible says whether s is non-empty visible ASCII: a bearer token or a secret that can
@@ -458,6 +570,14 @@ int fl_config_split(const char *s, char ***argv, const char **why)
 
 /* ---- owned memory ------------------------------------------------------------------------ */
 
+/* strv_free frees a NULL-terminated array of strings and the strings. */
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void type_free(fl_type *t)
 {
     free(t->name);
@@ -465,6 +585,11 @@ static void type_free(fl_type *t)
     free(t->url);
     free(t->on_complete);
     free(t->on_abort);
+    strv_free(t->env);
+    strv_free(t->env_pass);
+    free(t->user);
+    free(t->user_home);
+    free(t->group);
 }
 
 static void types_free(fl_config *c)
@@ -476,10 +601,14 @@ static void types_free(fl_config *c)
     c->n_types = 0;
 }
 
-static void allow_free(char **list, size_t n)
+static void allow_free(fl_allow *list, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        free(list[i]);
+    for (size_t i = 0; list && i < n; i++) {
+        free(list[i].scheme);
+        free(list[i].host);
+        free(list[i].port);
+        free(list[i].path);
+    }
     free(list);
 }
 
@@ -518,54 +647,184 @@ static int replace_string(char **dst, const char *v)
 
 /* ---- setting values ---------------------------------------------------------------------- */
 
-/* allow_entry checks and copies one comma-separated allow entry (blanks around it trimmed). */
-static int allow_entry(loader *ld, const char *s, size_t len, char **out)
+/* set_list reads the comma-separated list v (blanks around each item trimmed; an empty v is an
+ * empty list) into a new NULL-terminated array of strings, each item checked by check (NULL or
+ * why not). 0, -EINVAL (reject's reason set) or -ENOMEM. */
+static int set_list(loader *ld, const char *v, const char *(*check)(const char *item), char ***out)
 {
-    while (len > 0 && (*s == ' ' || *s == '\t'))
-        s++, len--;
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    if (len == 0)
-        return reject(ld, "empty entry in the list");
-    char *entry = strndup(s, len);
-    if (!entry)
-        return -ENOMEM;
-    if (!is_http_url(entry)) {
-        free(entry);
-        return reject(ld, "each entry must be an http:// or https:// URL prefix");
-    }
-    *out = entry;
-    return 0;
-}
-
-/* set_allow replaces the callback allow list with the comma-separated prefixes in v. */
-static int set_allow(loader *ld, const char *v)
-{
-    fl_config *c = ld->c;
     size_t n = 0;
     if (*v) {
         n = 1;
         for (const char *p = v; *p; p++)
             n += *p == ',';
     }
-    char **list = calloc(n ? n : 1, sizeof *list);
+    char **list = calloc(n + 1, sizeof *list);
     if (!list)
         return -ENOMEM;
     const char *p = v;
     for (size_t i = 0; i < n; i++) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        int rc = allow_entry(ld, p, len, &list[i]);
-        if (rc < 0) {
-            allow_free(list, i);
-            return rc;
-        }
+        size_t len = strcspn(p, ",");
+        const char *s = p, *why = NULL;
         p += len + 1;
+        while (len > 0 && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == 0)
+            why = "empty entry in the list";
+        else if (!(list[i] = strndup(s, len))) {
+            strv_free(list);
+            return -ENOMEM;
+        } else if (check) {
+            why = check(list[i]);
+        }
+        if (why) {
+            strv_free(list);
+            return reject(ld, "%s", why);
+        }
+    }
+    *out = list;
+    return 0;
+}
+
+#define ALLOW_FORM "each entry must be an http(s) URL scheme://host[:port][/path]"
+
+/* allow_parse turns one allow entry into its parts: libcurl's, the path without a trailing '/'.
+ * "host:" with no port is refused: it used to mean any port, now it would mean the default. */
+static int allow_parse(loader *ld, const char *entry, fl_allow *a)
+{
+    url_parts u;
+    const char *why = NULL;
+    const char *authority = strstr(entry, "://");
+    size_t alen = authority ? strcspn(authority + 3, "/?#") : 0;
+    if (authority && alen > 0 && authority[3 + alen - 1] == ':')
+        return reject(ld, ALLOW_FORM " (\"%s\" names no port: there is no any-port form)", entry);
+    int rc = url_parse(entry, &u, &why);
+    if (rc == -EINVAL)
+        return reject(ld, ALLOW_FORM " (\"%s\": %s)", entry, why);
+    if (rc < 0)
+        return rc;
+    if (u.has_extra) {
+        url_parts_free(&u);
+        return reject(ld, ALLOW_FORM " (\"%s\" has a ?query or #fragment)", entry);
+    }
+    size_t plen = strlen(u.path);
+    while (plen > 0 && u.path[plen - 1] == '/')
+        plen--;
+    a->scheme = strdup(u.scheme);
+    a->host = strdup(u.host);
+    a->port = strdup(u.port);
+    a->path = strndup(u.path, plen);
+    url_parts_free(&u);
+    return a->scheme && a->host && a->port && a->path ? 0 : -ENOMEM;
+}
+
+/* set_allow replaces the callback allow list with the comma-separated entries in v. */
+static int set_allow(loader *ld, const char *v)
+{
+    fl_config *c = ld->c;
+    char **entries = NULL;
+    int rc = set_list(ld, v, NULL, &entries);
+    if (rc < 0)
+        return rc;
+    size_t n = 0;
+    while (entries[n])
+        n++;
+    fl_allow *list = calloc(n ? n : 1, sizeof *list);
+    rc = list ? 0 : -ENOMEM;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = allow_parse(ld, entries[i], &list[i]);
+    strv_free(entries);
+    if (rc < 0) {
+        allow_free(list, n);
+        return rc;
     }
     allow_free(c->callback_allow, c->n_callback_allow);
     c->callback_allow = list;
     c->n_callback_allow = n;
     return 0;
+}
+
+/* set_url stores the URL v as libcurl normalises it; what names the key in the reason. */
+static int set_url(loader *ld, char **dst, const char *v, const char *what)
+{
+    url_parts u;
+    const char *why = NULL;
+    int rc = url_parse(v, &u, &why);
+    if (rc == -EINVAL)
+        return reject(ld, "expected %s (%s)", what, why);
+    if (rc == 0)
+        rc = replace_string(dst, u.url);
+    url_parts_free(&u);
+    return rc;
+}
+
+/* ---- the environment and credentials of exec children -------------------------------------- */
+
+/* env_name_check says why name (len bytes) cannot be a variable the config sets or passes. */
+static const char *env_name_check(const char *name, size_t len)
+{
+    if (len == 0 || isdigit((unsigned char)name[0]))
+        return "bad variable name: expected A-Z a-z 0-9 _, not starting with a digit";
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '_')
+            return "bad variable name: expected A-Z a-z 0-9 _, not starting with a digit";
+    if (len >= 6 && memcmp(name, "FLING_", 6) == 0)
+        return "FLING_* variables are the job's own and cannot be set or passed";
+    return NULL;
+}
+
+static const char *env_assign_check(const char *item)
+{
+    const char *eq = strchr(item, '=');
+    return eq ? env_name_check(item, (size_t)(eq - item)) : "expected NAME=value";
+}
+
+static const char *env_pass_check(const char *item) { return env_name_check(item, strlen(item)); }
+
+static int set_env_list(loader *ld, char ***dst, const char *v, const char *(*check)(const char *))
+{
+    char **list = NULL;
+    int rc = set_list(ld, v, check, &list);
+    if (rc < 0)
+        return rc;
+    strv_free(*dst);
+    *dst = list;
+    return 0;
+}
+
+/* set_user resolves the user now (the child cannot read /etc/passwd between fork and exec). */
+static int set_user(loader *ld, fl_type *t, const char *v)
+{
+    errno = 0;
+    const struct passwd *pw = *v ? getpwnam(v) : NULL;
+    if (!pw && errno == ENOMEM)
+        return -ENOMEM;
+    if (!pw)
+        return reject(ld, "unknown user");
+    int rc = replace_string(&t->user_home, pw->pw_dir);
+    if (rc == 0)
+        rc = replace_string(&t->user, v);
+    if (rc < 0)
+        return rc;
+    t->uid = pw->pw_uid;
+    if (!t->group)
+        t->gid = pw->pw_gid;
+    return 0;
+}
+
+static int set_group(loader *ld, fl_type *t, const char *v)
+{
+    errno = 0;
+    const struct group *gr = *v ? getgrnam(v) : NULL;
+    if (!gr && errno == ENOMEM)
+        return -ENOMEM;
+    if (!gr)
+        return reject(ld, "unknown group");
+    int rc = replace_string(&t->group, v);
+    if (rc == 0)
+        t->gid = gr->gr_gid;
+    return rc;
 }
 
 static int set_handler(loader *ld, fl_type *t, const char *v)
@@ -597,14 +856,12 @@ static int set_command(loader *ld, fl_type *t, const char *v)
 
 static int set_hook(loader *ld, char **dst, const char *v)
 {
-    if (strncmp(v, "exec:", 5) == 0) {
-        splitter check = {0};
-        const char *why = split_words(&check, v + 5);
-        if (why)
-            return reject(ld, "exec: %s", why);
-    } else if (!is_http_url(v)) {
-        return reject(ld, "expected an http:// or https:// URL or exec:COMMAND");
-    }
+    if (strncmp(v, "exec:", 5) != 0)
+        return set_url(ld, dst, v, "an http:// or https:// URL or exec:COMMAND");
+    splitter check = {0};
+    const char *why = split_words(&check, v + 5);
+    if (why)
+        return reject(ld, "exec: %s", why);
     return replace_string(dst, v);
 }
 
@@ -693,14 +950,20 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
     case V_COMMAND:
         return set_command(ld, t, v);
     case V_URL:
-        if (!is_http_url(v))
-            return reject(ld, "expected an http:// or https:// URL");
         ld->url_line = ld->line;
-        return replace_string(str, v);
+        return set_url(ld, str, v, "an http:// or https:// URL");
     case V_HOOK:
+        return set_hook(ld, str, v);
+    case V_ENV:
+        return set_env_list(ld, (char ***)(void *)field, v, env_assign_check);
+    case V_ENV_PASS:
+        return set_env_list(ld, (char ***)(void *)field, v, env_pass_check);
+    case V_USER:
+        return set_user(ld, t, v);
+    case V_GROUP:
         break;
     }
-    return set_hook(ld, str, v);
+    return set_group(ld, t, v);
 }
 
 /* on_key is inih's handler: one key = value of the line the reader just handed over. */
@@ -973,12 +1236,34 @@ const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t 
 
 int fl_config_callback_allowed(const fl_config *c, const char *url, size_t len)
 {
-    for (size_t i = 0; i < c->n_callback_allow; i++) {
-        size_t plen = strlen(c->callback_allow[i]);
-        if (plen <= len && memcmp(c->callback_allow[i], url, plen) == 0)
-            return 1;
+    if (c->n_callback_allow == 0)
+        return 0;
+    char *copy = strndup(url, len);
+    url_parts u;
+    const char *why;
+    int ok = copy && memchr(url, '\0', len) == NULL && url_parse(copy, &u, &why) == 0;
+    free(copy);
+    if (!ok)
+        return 0;
+    ok = allowed_by(c, &u);
+    url_parts_free(&u);
+    return ok;
+}
+
+int fl_config_callback_url(const fl_config *c, const char *url, int allow, char **out, const char **why)
+{
+    url_parts u;
+    int rc = url_parse(url, &u, why);
+    if (rc < 0)
+        return rc;
+    if (allow && !allowed_by(c, &u)) {
+        *why = "not allowed by [callbacks] allow";
+        rc = -EINVAL;
+    } else if (!(*out = strdup(u.url))) {
+        rc = -ENOMEM;
     }
-    return 0;
+    url_parts_free(&u);
+    return rc;
 }
 
 void fl_config_free(fl_config *c)

@@ -5,6 +5,7 @@
 #define FL_CONFIG_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 typedef enum fl_handler {
     FL_HANDLER_EXEC = 0,  /* argv from the config, payload on stdin */
@@ -23,9 +24,27 @@ typedef struct fl_type {
     int concurrency;        /* max running at once for this type; 0 = only [workers] count limits */
     double backoff_base;    /* seconds before the first retry, doubled each time; default 1 */
     double backoff_max;     /* cap on one back-off; default 3600 */
-    char *on_complete;      /* URL or "exec:COMMAND"; NULL if unset */
-    char *on_abort;         /* URL or "exec:COMMAND"; NULL if unset */
+    char *on_complete;      /* URL (normalised by libcurl) or "exec:COMMAND"; NULL if unset */
+    char *on_abort;         /* URL (normalised by libcurl) or "exec:COMMAND"; NULL if unset */
+    /* The environment and credentials of the exec command and of exec: hooks. */
+    char **env;             /* "NAME=value" strings set for the child; NULL-terminated or NULL */
+    char **env_pass;        /* names passed on from flingd's environment; NULL-terminated or NULL */
+    char *user;             /* run as this user (its uid, group and home); NULL = as flingd */
+    char *user_home;        /* that user's home directory, the child's HOME */
+    char *group;            /* run with this group (else the user's); NULL = as flingd */
+    uid_t uid;              /* resolved at load: valid when user is set */
+    gid_t gid;              /* resolved at load: valid when user or group is set */
 } fl_type;
+
+/* One [callbacks] allow entry, parsed at load by libcurl's URL API. A callback URL is allowed
+ * by it when scheme and port are equal, the host is equal ignoring case and the path is the
+ * entry's path or below it (on a '/' boundary). */
+typedef struct fl_allow {
+    char *scheme;           /* "http" or "https" */
+    char *host;             /* as libcurl normalises it; an IPv6 address in brackets */
+    char *port;             /* decimal; the scheme's default when the entry names none */
+    char *path;             /* "" = every path; else "/a/b" (no trailing '/') = /a/b and /a/b/... */
+} fl_allow;
 
 typedef struct fl_config {
     /* [server] */
@@ -52,7 +71,7 @@ typedef struct fl_config {
     char *redis_prefix;     /* "fling:" */
     long redis_retention;   /* seconds a terminal job's hash lives; default 86400 */
     /* [callbacks] */
-    char **callback_allow;  /* URL prefixes a Fling-Callback may start with */
+    fl_allow *callback_allow;   /* where a Fling-Callback may point */
     size_t n_callback_allow;
     char *callback_secret;  /* NULL = unsigned */
     int callback_attempts;  /* attempts per delivery before it is given up; default 10 */
@@ -81,8 +100,15 @@ int fl_config_set_listen(fl_config *c, const char *hostport, char *err, size_t e
 /* fl_config_find_type returns the type called name (len bytes), or NULL. Borrowed from c. */
 const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t len);
 
-/* fl_config_callback_allowed returns 1 if url (len bytes) starts with one of [callbacks] allow. */
+/* fl_config_callback_allowed returns 1 if url (len bytes) is an http(s) URL without user info
+ * that one of [callbacks] allow allows, else 0 (see fl_allow). */
 int fl_config_callback_allowed(const fl_config *c, const char *url, size_t len);
+
+/* fl_config_callback_url checks url as a delivery target: an http(s) URL without user info,
+ * and, if allow is set, allowed by [callbacks] allow. 0 with *out the URL as libcurl normalised
+ * it (caller frees) — the string to hand to libcurl, so what it connects to is what was checked;
+ * -EINVAL with *why (a static string) if refused; -ENOMEM. */
+int fl_config_callback_url(const fl_config *c, const char *url, int allow, char **out, const char **why);
 
 /* fl_config_split splits command like a POSIX shell (quotes, backslashes; no expansion) into
  * a NULL-terminated argv in one allocation (free(*argv) releases it): 0, -EINVAL with *why,

@@ -1,7 +1,10 @@
 /* worker.c — one attempt of one job, by handler (see worker.h).
  *
  * DESIGN. exec: posix_spawn (vfork-based in glibc, safe beside the store's writer thread) into
- * a new process group, payload written to its stdin pipe by an ev_io, stdout+stderr read from
+ * a new process group, with a clean environment (job_env) and no descriptor but 0, 1 and 2;
+ * a type with user or group needs setgroups/setgid/setuid in the child, which posix_spawn
+ * cannot do, so only those fork and set up the child themselves (spawn_as_user). The
+ * payload is written to the child's stdin pipe by an ev_io, stdout+stderr read from
  * one pipe into a ring of the last FL_WORKER_OUTPUT_MAX bytes, exit seen by ev_child. The
  * attempt ends when the child has been reaped and its output pipe is at EOF; when the group
  * leader exits, what is left of its group is SIGKILLed so no orphan outlives the attempt.
@@ -11,6 +14,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -21,9 +26,14 @@
 
 #include "webhook.h"
 
-extern char **environ;
-
 #define FL_WORKER_CONNECT_TIMEOUT 10.0   /* http handler: connect limit when the job has a longer one */
+
+/* What an exec child takes from flingd's environment before its type's env_pass and env: the
+ * variables programs need to behave, none that carries a secret. */
+static const char *const passed_vars[] = {
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR",
+};
+#define FL_WORKER_DEFAULT_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
 
 struct fl_worker {
     fl_worker_env env;
@@ -200,76 +210,244 @@ static void in_cb(struct ev_loop *loop, ev_io *io, int revents)
     io->fd = -1;
 }
 
-static int set_env(char ***envp, const fl_worker *w)
+/* ---- the child's environment */
+
+typedef struct env_list {
+    char **v;                    /* "NAME=value", NULL-terminated once done */
+    size_t n, cap;
+    int rc;                      /* 0, or -ENOMEM: the list is incomplete */
+} env_list;
+
+static void env_free(char **v)
 {
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **e = calloc(n + 4, sizeof *e);
-    if (!e)
-        return -ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "FLING_JOB_", 10) != 0 && strncmp(environ[i], "FLING_ATTEMPT=", 14) != 0)
-            e[k++] = environ[i];
-    char *vars = malloc(3 * 96 + strlen(w->job->type));
-    if (!vars) {
-        free(e);
-        return -ENOMEM;
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* env_put sets var ("NAME=value", taken over; NULL after a failed allocation) in e, in place of
+ * an earlier NAME. */
+static void env_put(env_list *e, char *var)
+{
+    if (!var)
+        e->rc = -ENOMEM;
+    if (e->rc) {
+        free(var);
+        return;
     }
-    int a = sprintf(vars, "FLING_JOB_ID=%lld", (long long)w->job->id) + 1;
-    int b = sprintf(vars + a, "FLING_ATTEMPT=%d", w->job->attempts) + 1;
-    sprintf(vars + a + b, "FLING_JOB_TYPE=%s", w->job->type);
-    e[k++] = vars;
-    e[k++] = vars + a;
-    e[k++] = vars + a + b;
-    e[k] = NULL;
-    *envp = e;
+    size_t name = strcspn(var, "=") + 1;
+    for (size_t i = 0; i < e->n; i++) {
+        if (strncmp(e->v[i], var, name) == 0) {
+            free(e->v[i]);
+            e->v[i] = var;
+            return;
+        }
+    }
+    if (e->n + 1 >= e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 32;
+        char **grown = realloc(e->v, cap * sizeof *grown);
+        if (!grown) {
+            free(var);
+            e->rc = -ENOMEM;
+            return;
+        }
+        e->v = grown;
+        e->cap = cap;
+    }
+    e->v[e->n++] = var;
+    e->v[e->n] = NULL;
+}
+
+static void env_set(env_list *e, const char *name, const char *value)
+{
+    char *var;
+    env_put(e, asprintf(&var, "%s=%s", name, value) < 0 ? NULL : var);
+}
+
+/* env_pass copies name from flingd's environment, if it is set there. */
+static void env_pass(env_list *e, const char *name)
+{
+    const char *value = getenv(name);
+    if (value)
+        env_set(e, name, value);
+}
+
+/* job_env builds the child's whole environment: passed_vars from flingd's, the user's HOME,
+ * USER and LOGNAME when the type runs as one, the type's env_pass and env, and last the job's
+ * FLING_* (which the config cannot set). Free with env_free. */
+static int job_env(const fl_worker *w, char ***out)
+{
+    const fl_type *t = w->type;
+    env_list e = { 0 };
+    char num[32];
+    for (size_t i = 0; i < sizeof passed_vars / sizeof passed_vars[0]; i++)
+        env_pass(&e, passed_vars[i]);
+    if (!getenv("PATH"))
+        env_put(&e, strdup(FL_WORKER_DEFAULT_PATH));
+    if (t->user) {
+        env_set(&e, "HOME", t->user_home);
+        env_set(&e, "USER", t->user);
+        env_set(&e, "LOGNAME", t->user);
+    }
+    for (size_t i = 0; t->env_pass && t->env_pass[i]; i++)
+        env_pass(&e, t->env_pass[i]);
+    for (size_t i = 0; t->env && t->env[i]; i++)
+        env_put(&e, strdup(t->env[i]));
+    snprintf(num, sizeof num, "%lld", (long long)w->job->id);
+    env_set(&e, "FLING_JOB_ID", num);
+    env_set(&e, "FLING_JOB_TYPE", w->job->type);
+    snprintf(num, sizeof num, "%d", w->job->attempts);
+    env_set(&e, "FLING_ATTEMPT", num);
+    if (e.rc < 0) {
+        env_free(e.v);
+        return e.rc;
+    }
+    *out = e.v;
     return 0;
 }
 
-static void free_env(char **e)
+/* ---- spawning
+ *
+ * A child starts with every signal at its default and none blocked: flingd ignores SIGPIPE,
+ * libev blocks and handles SIGCHLD, SIGTERM and SIGINT, and flingd may itself have inherited
+ * ignored signals (a shell's `&` ignores SIGINT and SIGQUIT); a job must see none of that.
+ * All signals, not only those: glibc's posix_spawn child visits every signal anyway, setting
+ * each one in the default set and querying, then setting, each one outside it, so a full set
+ * is its cheapest form (64 rt_sigaction calls; {SIGPIPE, SIGTERM, SIGINT, SIGCHLD} took 117). */
+
+/* spawn_plain starts the child with posix_spawn: stdin from in_fd, stdout and stderr to out_fd,
+ * every other descriptor closed, its own process group, no signal blocked. 0 or an errno. */
+static int spawn_plain(fl_worker *w, int in_fd, int out_fd, char **envp)
 {
-    if (!e)
-        return;
-    for (size_t i = 0; e[i]; i++) {
-        if (strncmp(e[i], "FLING_JOB_ID=", 13) == 0) {
-            free(e[i]);   /* the one allocation holding our three variables, last in e */
-            break;
-        }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, dflt;
+    sigemptyset(&none);
+    sigfillset(&dflt);
+    int err = posix_spawn_file_actions_init(&fa);
+    if (err)
+        return err;
+    err = posix_spawnattr_init(&attr);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+    if (!err)   /* flingd's sockets, libcurl's, and whatever flingd itself inherited */
+        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    if (!err)
+        err = posix_spawnattr_setsigmask(&attr, &none);
+    if (!err)
+        err = posix_spawnattr_setsigdefault(&attr, &dflt);
+    if (!err)
+        err = posix_spawnattr_setpgroup(&attr, 0);
+    if (!err)
+        err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                  POSIX_SPAWN_SETSIGDEF);
+    if (!err)
+        err = posix_spawn(&w->pid, w->type->argv[0], &fa, &attr, w->type->argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return err;
+}
+
+/* What a forked child reports on its status pipe when it cannot become the job. */
+enum child_step { STEP_SETUP, STEP_GROUP, STEP_USER, STEP_EXEC };
+typedef struct child_error { int step, err; } child_error;
+
+__attribute__((noreturn))
+static void child_fail(int fd, enum child_step step)
+{
+    child_error ce = { step, errno };
+    ssize_t n = write(fd, &ce, sizeof ce);
+    (void)n;   /* nothing more a dying child can do */
+    _exit(127);
+}
+
+/* child_exec runs in the forked child of a multi-threaded process: async-signal-safe calls only
+ * (argv and envp were built before the fork). status_fd is close-on-exec: it reaches EOF when
+ * execve succeeds; before that a failure is written to it. */
+__attribute__((noreturn))
+static void child_exec(const fl_worker *w, int in_fd, int out_fd, int status_fd, char **envp)
+{
+    const fl_type *t = w->type;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);   /* fails, harmlessly, for SIGKILL, SIGSTOP and glibc's own */
+    if (setpgid(0, 0) < 0 || dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0 ||
+        dup2(status_fd, 3) < 0)
+        child_fail(status_fd, STEP_SETUP);
+    if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 || close_range(4, ~0U, 0) < 0)
+        child_fail(3, STEP_SETUP);
+    /* Group first: once the uid is dropped, the group cannot change any more. */
+    if (setgroups(1, &t->gid) < 0 || setgid(t->gid) < 0)
+        child_fail(3, STEP_GROUP);
+    if (t->user && setuid(t->uid) < 0)
+        child_fail(3, STEP_USER);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(t->argv[0], t->argv, envp);
+    child_fail(3, STEP_EXEC);
+}
+
+/* spawn_as_user starts the child like spawn_plain, but under the type's user and group, and
+ * without supplementary groups. It waits (like posix_spawn does) until the child has called
+ * execve; a failure in the child before that is in w->error, and the child exits 127. 0, or
+ * an errno if there is no child. */
+static int spawn_as_user(fl_worker *w, int in_fd, int out_fd, char **envp)
+{
+    int st[2];
+    if (pipe2(st, O_CLOEXEC) < 0)
+        return errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* no flingd handler may run in the child */
+    pid_t pid = fork();
+    if (pid == 0)
+        child_exec(w, in_fd, out_fd, st[1], envp);
+    int err = pid < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(st[1]);
+    if (pid > 0) {
+        w->pid = pid;
+        child_error ce;
+        ssize_t n;
+        do
+            n = read(st[0], &ce, sizeof ce);
+        while (n < 0 && errno == EINTR);
+        const char *argv0 = w->type->argv[0];
+        if (n == (ssize_t)sizeof ce && ce.step == STEP_USER)
+            snprintf(w->error, sizeof w->error, "exec %s: cannot run as user %s: %s", argv0,
+                     w->type->user, strerror(ce.err));
+        else if (n == (ssize_t)sizeof ce && ce.step == STEP_GROUP)
+            snprintf(w->error, sizeof w->error, "exec %s: cannot run with group %u: %s", argv0,
+                     (unsigned)w->type->gid, strerror(ce.err));
+        else if (n == (ssize_t)sizeof ce)
+            snprintf(w->error, sizeof w->error, "exec %s: %s%s", argv0,
+                     ce.step == STEP_SETUP ? "setting up the child: " : "", strerror(ce.err));
     }
-    free(e);
+    close(st[0]);
+    return err;
 }
 
 static int start_exec(fl_worker *w)
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 };
     char **envp = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
     int rc = 0;
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
         rc = -errno;
         goto fail_pipes;
     }
-    if ((rc = set_env(&envp, w)) < 0)
+    if ((rc = job_env(w, &envp)) < 0)
         goto fail_pipes;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
-    posix_spawnattr_init(&attr);
-    sigset_t none, dflt;
-    sigemptyset(&none);
-    sigfillset(&dflt);   /* SIGPIPE etc. back to their defaults: flingd ignores SIGPIPE */
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dflt);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int err = posix_spawn(&w->pid, w->type->argv[0], &fa, &attr, w->type->argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    free_env(envp);
+    int err = w->type->user || w->type->group ? spawn_as_user(w, in[0], out[1], envp)
+                                              : spawn_plain(w, in[0], out[1], envp);
+    env_free(envp);
     close(in[0]);
     close(out[1]);
     if (err) {

@@ -250,13 +250,19 @@ int flh_stop(flh_daemon *d)
         if (system(cmd) != 0)
             fprintf(stderr, "(no log)\n");
     }
-    if (d->dir[0]) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", d->dir);
-    }
+    if (d->dir[0])
+        flh_remove_dir(d->dir);
     return clean ? 0 : -1;
+}
+
+int flh_remove_dir(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) == 0)
+        return 0;
+    fprintf(stderr, "could not remove %s\n", dir);
+    return -1;
 }
 
 int flh_connect_tcp(int port)
@@ -593,10 +599,7 @@ void flh_redis_stop(flh_redis *r)
     flh_redis_kill(r);
     track_in(live_redis, r, 0);
     if (r->dir[0]) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", r->dir);
+        flh_remove_dir(r->dir);
         r->dir[0] = '\0';
     }
 }

@@ -29,6 +29,9 @@ int flh_kill(flh_daemon *d, int sig);
  * -1 after printing its log (a crash or a sanitizer report fails the test that way). */
 int flh_stop(flh_daemon *d);
 
+/* flh_remove_dir removes dir and everything in it: 0, or -1 with a message on stderr. */
+int flh_remove_dir(const char *dir);
+
 int flh_connect_tcp(int port);                  /* blocking socket or -1 */
 int flh_connect_unix(const char *path);
 int flh_send_all(int fd, const void *buf, size_t len);   /* 0 or -1 */

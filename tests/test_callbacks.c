@@ -486,6 +486,80 @@ static void attached_bad_headers_are_400(void **state)
     close(fd);
 }
 
+/* ---------------------------------------------------------------- the allow list */
+
+/* Submits a quick job with Fling-Callback: url over a raw request (libfling would check the
+ * URL itself); returns the status, the reply in buf. */
+static int submit_raw_callback(const char *url, char *buf, size_t bufsz)
+{
+    char hdr[512];
+    snprintf(hdr, sizeof hdr, "Fling-Callback: %s\r\n", url);
+    int fd = send_submit("quick", "", hdr);
+    int status = flh_read_reply(fd, buf, bufsz, WAIT_MS);
+    close(fd);
+    return status;
+}
+
+/* The allow list is "http://127.0.0.1:PORT, http://localhost:PORT/hooks". Each of these was a
+ * string prefix of an entry and got through (the first one to another host); now libcurl's
+ * parser reads them and each is refused before anything is stored. */
+static void callback_allow_list_is_not_a_prefix(void **state)
+{
+    (void)state;
+    int port = flr_port(R);
+    static const struct {
+        const char *before, *after;   /* around the receiver's port */
+    } forms[] = {
+        {"http://127.0.0.1:", "@evil.invalid:80/x"},   /* user 127.0.0.1, password PORT */
+        {"http://127.0.0.1:", "@evil.invalid/"},
+        {"http://127.0.0.1:", ".evil.invalid/"},
+        {"http://127.0.0.1:", "x"},
+        {"http://127.0.0.1:", "1/"},                  /* another port */
+        {"http://localhost:", "/hooksevil"},          /* outside the path */
+        {"http://localhost:", "/other/hooks"},
+        {"http://localhost:", "/hooks/../admin"},
+        {"http://user:pw@127.0.0.1:", "/"},           /* user info, even for the right host */
+        {"http://user@localhost:", "/hooks"},
+    };
+    long before = flh_count_jobs(&D, NULL, NULL);
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char url[256], buf[4096];
+        snprintf(url, sizeof url, "%s%d%s", forms[i].before, port, forms[i].after);
+        int status = submit_raw_callback(url, buf, sizeof buf);
+        if (status != 400 || !strstr(buf, "\"callback_not_allowed\""))
+            fail_msg("%s: status %d, reply %s", url, status, buf);
+    }
+    char url[128], buf[4096];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port + 1);
+    assert_int_equal(submit_raw_callback(url, buf, sizeof buf), 400);
+    assert_non_null(strstr(buf, "\"callback_not_allowed\""));
+    assert_int_equal(flh_count_jobs(&D, NULL, NULL), before);
+}
+
+/* What the allow list allows still reaches the receiver, on the path asked for. */
+static void allowed_callback_forms_are_delivered(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *before, *after, *path;
+    } cases[] = {
+        {"http://127.0.0.1:", "/any/path?q=1", "/any/path?q=1"},
+        {"http://localhost:", "/hooks", "/hooks"},
+        {"http://LocalHost:", "/hooks/x", "/hooks/x"},
+        {"http://localhost:", "/hooks/./y", "/hooks/y"},   /* sent as libcurl normalised it */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char url[256], buf[4096], id[24];
+        snprintf(url, sizeof url, "%s%d%s", cases[i].before, flr_port(R), cases[i].after);
+        assert_int_equal(submit_raw_callback(url, buf, sizeof buf), 202);
+        json_t *o = reply_body(buf);
+        snprintf(id, sizeof id, "%s", str(o, "id"));
+        json_decref(o);
+        if (!request_for(cases[i].path, id, WAIT_MS))
+            fail_msg("%s: nothing reached %s", url, cases[i].path);
+    }
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int start(void **state)
@@ -496,7 +570,7 @@ static int start(void **state)
     if (!R || !mkdtemp(work))
         return -1;
     snprintf(conf, sizeof conf,
-             "[callbacks]\nallow = http://127.0.0.1:%d/\nsecret = " SECRET "\nbackoff = 0.1\nbackoff_max = 0.2\n"
+             "[callbacks]\nallow = http://127.0.0.1:%d, http://localhost:%d/hooks\nsecret = " SECRET "\nbackoff = 0.1\nbackoff_max = 0.2\n"
              "timeout = 60\n"
              "[type.quick]\nhandler = noop\n"
              "[type.bad]\nhandler = exec\ncommand = /bin/false\nmax_attempts = 1\n"
@@ -507,7 +581,7 @@ static int start(void **state)
              "mv \"$0/complete-$FLING_JOB_ID.json.tmp\" \"$0/complete-$FLING_JOB_ID.json\"' %s\n"
              "on_abort = exec:/bin/sh -c 'cat > \"$0/abort-$FLING_JOB_ID.json.tmp\"; echo >> \"$0/abort-$FLING_JOB_ID.json.tmp\"; "
              "mv \"$0/abort-$FLING_JOB_ID.json.tmp\" \"$0/abort-$FLING_JOB_ID.json\"' %s\n",
-             flr_port(R), work, work);
+             flr_port(R), flr_port(R), work, work);
     return flh_start(&D, conf);
 }
 
@@ -516,9 +590,7 @@ static int stop(void **state)
     (void)state;
     int rc = flh_stop(&D);
     flr_stop(R);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-    if (system(cmd) != 0)
+    if (flh_remove_dir(work) != 0)
         rc = -1;
     return rc;
 }
@@ -532,6 +604,8 @@ int main(void)
         cmocka_unit_test(gone_client_is_in_the_callback_status),
         cmocka_unit_test(keep_alive_client_callback_is_prompt),
         cmocka_unit_test(refused_callback_url_enqueues_nothing),
+        cmocka_unit_test(callback_allow_list_is_not_a_prefix),
+        cmocka_unit_test(allowed_callback_forms_are_delivered),
         cmocka_unit_test(receiver_failing_twice_then_accepting),
         cmocka_unit_test(exec_hooks_get_the_json_on_stdin),
         cmocka_unit_test(kill9_before_delivery_then_restart_delivers),

@@ -3,6 +3,8 @@
  * callback allow list. Config files are real files in a mkdtemp directory, removed at the end. */
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -88,6 +90,15 @@ static const fl_type *find(const fl_config *c, const char *name)
     return fl_config_find_type(c, name, strlen(name));
 }
 
+static void assert_allow(const fl_allow *a, const char *scheme, const char *host, const char *port,
+                         const char *path)
+{
+    assert_string_equal(a->scheme, scheme);
+    assert_string_equal(a->host, host);
+    assert_string_equal(a->port, port);
+    assert_string_equal(a->path, path);
+}
+
 /* ---- defaults and good files ------------------------------------------------------------- */
 
 static void test_defaults(void **state)
@@ -129,6 +140,10 @@ static void test_defaults(void **state)
     assert_true(noop->backoff_max == 3600.0);
     assert_null(noop->on_complete);
     assert_null(noop->on_abort);
+    assert_null(noop->env);
+    assert_null(noop->env_pass);
+    assert_null(noop->user);
+    assert_null(noop->group);
     fl_config_free(&c);
     fl_config_free(&c); /* zeroed by the first: a second free is harmless */
 }
@@ -150,8 +165,8 @@ static void test_example_file(void **state)
     assert_null(c.redis_url);
     assert_null(c.token);
     assert_int_equal(c.n_callback_allow, 2);
-    assert_string_equal(c.callback_allow[0], "http://127.0.0.1:");
-    assert_string_equal(c.callback_allow[1], "http://localhost:");
+    assert_allow(&c.callback_allow[0], "http", "127.0.0.1", "9000", "");
+    assert_allow(&c.callback_allow[1], "http", "localhost", "9000", "");
     assert_int_equal(c.n_types, 5);
 
     const fl_type *echo = find(&c, "echo");
@@ -200,7 +215,7 @@ static const char every_key[] =
     "prefix = app:\n"
     "retention = 60\n"
     "[callbacks]\n"
-    "allow = http://127.0.0.1:  ,https://hooks.example.com/ , http://localhost:9/x\n"
+    "allow = http://127.0.0.1:9000  ,HTTPS://Hooks.example.com/ , http://[::1]:9/x/y//\n"
     "secret = hmac-key\n"
     "[type.mail.send]\n"
     "handler = exec\n"
@@ -212,12 +227,18 @@ static const char every_key[] =
     "backoff_max = 30\n"
     "on_complete = https://127.0.0.1:9/done\n"
     "on_abort = exec:/bin/echo 'aborted job'\n"
+    "env = APP_ENV=prod, EMPTY=, A_1=x y=z\n"
+    "env_pass = DATABASE_URL ,_X\n"
+    "group = root\n"
+    "user = nobody\n"
     "[type.hook]\n"
     "handler = http\n"
     "url = http://127.0.0.1:9000/jobs?x=1\n"
+    "on_complete = HTTP://0x7f.1:9/a/../b\n"
     "[type.nap]\n"
     "handler = sleep\n"
-    "concurrency = 0\n";
+    "concurrency = 0\n"
+    "user = root\n";
 
 static void test_every_key(void **state)
 {
@@ -247,9 +268,9 @@ static void test_every_key(void **state)
     assert_string_equal(c.redis_prefix, "app:");
     assert_int_equal(c.redis_retention, 60);
     assert_int_equal(c.n_callback_allow, 3);
-    assert_string_equal(c.callback_allow[0], "http://127.0.0.1:");
-    assert_string_equal(c.callback_allow[1], "https://hooks.example.com/");
-    assert_string_equal(c.callback_allow[2], "http://localhost:9/x");
+    assert_allow(&c.callback_allow[0], "http", "127.0.0.1", "9000", "");
+    assert_allow(&c.callback_allow[1], "https", "Hooks.example.com", "443", "");
+    assert_allow(&c.callback_allow[2], "http", "[::1]", "9", "/x/y");
     assert_string_equal(c.callback_secret, "hmac-key");
     assert_int_equal(c.n_types, 3);
 
@@ -265,6 +286,15 @@ static void test_every_key(void **state)
     assert_true(m->backoff_max == 30.0);
     assert_string_equal(m->on_complete, "https://127.0.0.1:9/done");
     assert_string_equal(m->on_abort, "exec:/bin/echo 'aborted job'");
+    assert_argv(m->env, (const char *[]){"APP_ENV=prod", "EMPTY=", "A_1=x y=z", NULL});
+    assert_argv(m->env_pass, (const char *[]){"DATABASE_URL", "_X", NULL});
+    const struct passwd *nobody = getpwnam("nobody");
+    assert_non_null(nobody);
+    assert_string_equal(m->user, "nobody");
+    assert_string_equal(m->user_home, nobody->pw_dir);
+    assert_int_equal(m->uid, nobody->pw_uid);
+    assert_string_equal(m->group, "root");
+    assert_int_equal(m->gid, 0); /* the group key wins over the user's own group */
 
     const fl_type *h = find(&c, "hook");
     assert_non_null(h);
@@ -273,10 +303,17 @@ static void test_every_key(void **state)
     assert_null(h->argv);
     assert_true(h->timeout == 30.0);
     assert_int_equal(h->max_attempts, 3);
+    assert_string_equal(h->on_complete, "http://127.0.0.1:9/b"); /* as libcurl will send it */
+    assert_null(h->env);
+    assert_null(h->user);
 
     const fl_type *nap = find(&c, "nap");
     assert_non_null(nap);
     assert_int_equal(nap->handler, FL_HANDLER_SLEEP);
+    assert_string_equal(nap->user, "root");
+    assert_int_equal(nap->uid, 0);
+    assert_int_equal(nap->gid, 0); /* the user's group */
+    assert_null(nap->group);
     assert_null(find(&c, "noop")); /* a file's types replace the built-ins */
     fl_config_free(&c);
 }
@@ -301,7 +338,7 @@ static void test_no_types_and_last_key_wins(void **state)
     assert_true(c.shutdown_grace == 1.0);
     assert_string_equal(c.token, "b");
     assert_int_equal(c.n_callback_allow, 2);
-    assert_string_equal(c.callback_allow[0], "http://b/");
+    assert_allow(&c.callback_allow[0], "http", "b", "80", "");
     fl_config_free(&c);
 
     rc = load_text(&c, "[type.x]\nhandler = exec\ncommand = /bin/a\ncommand = /bin/b 1\n"
@@ -520,11 +557,32 @@ static const struct {
      "tttttttttttttttttttttttttttttttttttttttttttttttttttttttttt.sock\n", 2,
      "unix: expected a socket path"},
     {"[redis]\nurl = http://127.0.0.1:6379\n", 2, "url: expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH"},
-    {"[callbacks]\nallow = http://a/, ftp://b/\n", 2,
-     "allow: each entry must be an http:// or https:// URL prefix"},
     {"[callbacks]\nallow = http://a/,,http://b/\n", 2, "allow: empty entry in the list"},
     {"[callbacks]\nallow = http://a/,\n", 2, "allow: empty entry in the list"},
     {"[callbacks]\nallow = http://a b/\n", 2, "each entry must be"},
+    /* URLs are read by libcurl's parser */
+    {"[type.a]\nhandler = http\nurl = http://h:8x/\n", 3, "url: expected an http:// or https:// "
+     "URL (Port number was not a decimal number between 0 and 65535), got \"http://h:8x/\""},
+    {"[type.a]\nhandler = http\nurl = http://u:p@h/\n", 3,
+     "url: expected an http:// or https:// URL (user info (user:password@) is not allowed)"},
+    {"[type.a]\nhandler = noop\non_complete = http://127.0.0.1:9@evil.example/\n", 3,
+     "on_complete: expected an http:// or https:// URL or exec:COMMAND (user info"},
+    {"[type.a]\nhandler = noop\non_abort = gopher://h/\n", 3,
+     "on_abort: expected an http:// or https:// URL or exec:COMMAND (the scheme must be http or https)"},
+    /* the environment and credentials of exec children */
+    {"[type.a]\nhandler = noop\nenv = A\n", 3, "[type.a] env: expected NAME=value, got \"A\""},
+    {"[type.a]\nhandler = noop\nenv = A=1, =2\n", 3, "env: bad variable name: expected A-Z a-z 0-9 _"},
+    {"[type.a]\nhandler = noop\nenv = 1A=x\n", 3, "env: bad variable name"},
+    {"[type.a]\nhandler = noop\nenv = A-B=x\n", 3, "env: bad variable name"},
+    {"[type.a]\nhandler = noop\nenv = FLING_JOB_ID=3\n", 3,
+     "env: FLING_* variables are the job's own and cannot be set or passed, got \"FLING_JOB_ID=3\""},
+    {"[type.a]\nhandler = noop\nenv = A=1,,B=2\n", 3, "env: empty entry in the list"},
+    {"[type.a]\nhandler = noop\nenv_pass = HOME, FLING_TOKEN\n", 3, "env_pass: FLING_* variables"},
+    {"[type.a]\nhandler = noop\nenv_pass = A=B\n", 3, "env_pass: bad variable name"},
+    {"[type.a]\nhandler = noop\nuser = no-such-user-fl\n", 3,
+     "[type.a] user: unknown user, got \"no-such-user-fl\""},
+    {"[type.a]\nhandler = noop\nuser =\n", 3, "[type.a] user: unknown user"},
+    {"[type.a]\nhandler = noop\ngroup = no-such-group-fl\n", 3, "[type.a] group: unknown group"},
     /* syntax */
     {"[server]\nnoequals\n", 2, "expected [section] or key = value, got \"noequals\""},
     {"[server\nlisten = 127.0.0.1:1\n", 1, "expected [section] or key = value, got \"[server\""},
@@ -659,6 +717,37 @@ static void test_find_type(void **state)
     fl_config_free(&c);
 }
 
+/* A bad allow entry is refused with its line and exactly this reason. */
+static void test_allow_entries_refused(void **state)
+{
+    (void)state;
+#define FORM "[callbacks] allow: each entry must be an http(s) URL scheme://host[:port][/path] "
+    static const struct {
+        const char *value, *reason;
+    } cases[] = {
+        {"http://127.0.0.1:", FORM "(\"http://127.0.0.1:\" names no port: there is no any-port form)"},
+        {"http://a/, http://localhost:/x", FORM "(\"http://localhost:/x\" names no port: there is no "
+                                           "any-port form)"},
+        {"http://127.0.0.1:*", FORM "(\"http://127.0.0.1:*\": Port number was not a decimal number "
+                               "between 0 and 65535)"},
+        {"http://a/, ftp://b/", FORM "(\"ftp://b/\": the scheme must be http or https)"},
+        {"http://u:p@h:80/", FORM "(\"http://u:p@h:80/\": user info (user:password@) is not allowed)"},
+        {"http://h:80/x?y=1", FORM "(\"http://h:80/x?y=1\" has a ?query or #fragment)"},
+        {"http://h:80/#top", FORM "(\"http://h:80/#top\" has a ?query or #fragment)"},
+        {"127.0.0.1:80", FORM "(\"127.0.0.1:80\": Unsupported URL scheme)"},
+    };
+#undef FORM
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fl_config c;
+        char text[256], err[ERR_LEN], path[PATH_LEN], want[ERR_LEN + PATH_LEN];
+        snprintf(text, sizeof text, "[callbacks]\nallow = %s\n", cases[i].value);
+        assert_int_equal(load_text(&c, text, err, path), -EINVAL);
+        snprintf(want, sizeof want, "%s:2: %s, got \"%s\"", path, cases[i].reason, cases[i].value);
+        assert_string_equal(err, want);
+        fl_config_free(&c);
+    }
+}
+
 static void test_callback_allowed(void **state)
 {
     (void)state;
@@ -669,28 +758,71 @@ static void test_callback_allowed(void **state)
     assert_int_equal(fl_config_callback_allowed(&c, url, strlen(url)), 0); /* empty list */
     fl_config_free(&c);
 
-    assert_int_equal(load_text(&c, "[callbacks]\nallow = http://127.0.0.1:, https://h.example/\n",
+    assert_int_equal(load_text(&c, "[callbacks]\nallow = http://127.0.0.1:9003, "
+                                   "https://H.example/hooks/, http://[::1]:8080/a/b\n",
                                err, path), 0);
     static const struct {
         const char *url;
         int allowed;
     } cases[] = {
-        {"http://127.0.0.1:9000/done", 1},
-        {"http://127.0.0.1:", 1},
-        {"http://127.0.0.1", 0},
-        {"http://127.0.0.10/", 0},
-        {"HTTP://127.0.0.1:9000/", 0},
-        {"https://h.example/x?y", 1},
-        {"https://h.example.evil/", 0},
-        {"http://h.example/", 0},
+        {"http://127.0.0.1:9003/done", 1},
+        {"http://127.0.0.1:9003", 1},
+        {"HTTP://127.0.0.1:9003/", 1},              /* the scheme's case does not matter */
+        {"http://0x7f.1:9003/x", 1},                /* libcurl connects to 127.0.0.1 */
+        {"http://127.0.0.1:09003/x", 1},
+        {"http://127.0.0.1:9003@evil.example:80/x", 0},
+        {"http://127.0.0.1:9003@evil.example/", 0},
+        {"http://127.0.0.1:9003.evil.example/", 0},
+        {"http://127.0.0.1:9003x", 0},
+        {"http://127.0.0.1:9004/", 0},
+        {"http://127.0.0.1/", 0},                   /* port 80 */
+        {"http://127.0.0.1:/", 0},
+        {"http://127.0.0.10:9003/", 0},
+        {"http://user@127.0.0.1:9003/", 0},         /* user info, even for the right host */
+        {"http://u:p@127.0.0.1:9003/", 0},
+        {"http://:p@127.0.0.1:9003/", 0},
+        {"https://127.0.0.1:9003/", 0},
+        {"ftp://127.0.0.1:9003/", 0},
+        {"https://h.example/hooks", 1},             /* the host's case does not matter */
+        {"https://h.EXAMPLE:443/hooks/x?y=1", 1},
+        {"https://h.example/hooks/", 1},
+        {"https://h.example/hooksevil", 0},
+        {"https://h.example/hooks/../admin", 0},    /* libcurl sends /admin */
+        {"https://h.example/hooks/%2e%2e/admin", 0},
+        {"https://h.example/hooks/%2F", 0},
+        {"https://h.example/hooks\\..\\admin", 0},
+        {"https://h.example/", 0},
+        {"https://h.example:8443/hooks", 0},
+        {"http://h.example/hooks", 0},
+        {"http://[::1]:8080/a/b/c", 1},
+        {"http://[0:0::1]:8080/a/b", 1},
+        {"http://[::1]:8080/a", 0},
+        {"http://[::1]:8080/a/bc", 0},
+        {"http://127.0.0.1:9003/ x", 0},
+        {"http://127.0.0.1:9003/\x01", 0},
         {"", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (fl_config_callback_allowed(&c, cases[i].url, strlen(cases[i].url)) != cases[i].allowed)
             fail_msg("%s: want %d", cases[i].url, cases[i].allowed);
     /* only len bytes count, the URL need not be NUL-terminated there */
-    assert_int_equal(fl_config_callback_allowed(&c, "http://127.0.0.1:9", 16), 0);
-    assert_int_equal(fl_config_callback_allowed(&c, "http://127.0.0.1:9", 17), 1);
+    assert_int_equal(fl_config_callback_allowed(&c, "http://127.0.0.1:90031", 21), 1);
+    assert_int_equal(fl_config_callback_allowed(&c, "http://127.0.0.1:90031", 22), 0);
+    assert_int_equal(fl_config_callback_allowed(&c, "http://127.0.0.1:9003\0@x", 24), 0);
+
+    /* a delivery target: checked again and handed over as libcurl normalised it */
+    char *out = NULL;
+    const char *why = NULL;
+    assert_int_equal(fl_config_callback_url(&c, "HTTP://0x7f.1:9003/a/../b", 1, &out, &why), 0);
+    assert_string_equal(out, "http://127.0.0.1:9003/b");
+    free(out);
+    assert_int_equal(fl_config_callback_url(&c, "http://127.0.0.1:9/", 1, &out, &why), -EINVAL);
+    assert_string_equal(why, "not allowed by [callbacks] allow");
+    assert_int_equal(fl_config_callback_url(&c, "http://127.0.0.1:9/", 0, &out, &why), 0);
+    assert_string_equal(out, "http://127.0.0.1:9/"); /* a type's hook needs no allow entry */
+    free(out);
+    assert_int_equal(fl_config_callback_url(&c, "http://a@127.0.0.1:9003/", 0, &out, &why), -EINVAL);
+    assert_string_equal(why, "user info (user:password@) is not allowed");
     fl_config_free(&c);
 }
 
@@ -711,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_unreadable),
         cmocka_unit_test(test_set_listen),
         cmocka_unit_test(test_find_type),
+        cmocka_unit_test(test_allow_entries_refused),
         cmocka_unit_test(test_callback_allowed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
