@@ -12,7 +12,7 @@ enum { FL_M_2XX, FL_M_4XX, FL_M_5XX, FL_M_CODES };
 
 typedef struct fl_metrics {
     uint64_t connections_accepted;
-    uint64_t connections_refused;     /* over max_connections or accept() failures */
+    uint64_t connections_refused;     /* answered 503 and closed (over max_connections, EMFILE), or accept() failures */
     uint64_t requests;                /* complete requests parsed */
     uint64_t responses[FL_M_CODES];
     uint64_t requests_truncated;      /* EOF, reset or deadline before a request was complete */
