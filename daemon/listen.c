@@ -79,8 +79,11 @@ static void log_refused(fl_listener *l, const char *peer, const char *why)
         l->refused_quiet++;
         return;
     }
-    fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed (%lu more refused since the last such line)", peer, why,
-           l->refused_quiet);
+    if (l->refused_quiet)
+        fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed (and %lu more, not logged, since the last such line)",
+               peer, why, l->refused_quiet);
+    else
+        fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed", peer, why);
     l->refused_logged = now;
     l->refused_quiet = 0;
 }
