@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,17 +18,25 @@
 #include "conn.h"
 #include "log.h"
 
-/* After EMFILE/ENFILE, accepting waits this long for descriptors to free up instead of spinning. */
+/* When accept cannot get a descriptor or memory even with the spare one given up, accepting
+ * waits this long for them to free up instead of spinning. */
 #define FL_ACCEPT_RETRY 0.1
+/* Refused connections are logged at most once per this many seconds (with a count of the rest). */
+#define FL_REFUSED_LOG_EVERY 1.0
+
+/* What a connection over max_connections, or past the descriptor limit, gets before its close. */
+#define FL_BUSY_BODY "{\"error\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry shortly\"}"
 
 struct fl_listener {
     fl_server *srv;
     int fd;
     int is_unix;
     char *path;          /* Unix socket file to unlink at close */
+    int spare;           /* a descriptor held in reserve, given up at EMFILE to accept and refuse */
     ev_io io;
     ev_timer retry;
-    int paused;
+    double refused_logged;     /* loop time of the last refusal logged */
+    unsigned long refused_quiet;   /* refusals since then, not logged */
 };
 
 static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out, size_t outsz)
@@ -52,7 +61,7 @@ static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out,
 
 static void watch(fl_listener *l)
 {
-    if (!l->paused && !l->srv->stopping && !ev_is_active(&l->retry))
+    if (!l->srv->stopping && !ev_is_active(&l->retry))
         ev_io_start(l->srv->loop, &l->io);
 }
 
@@ -63,18 +72,67 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     watch(w->data);
 }
 
+static void log_refused(fl_listener *l, const char *peer, const char *why)
+{
+    double now = ev_now(l->srv->loop);
+    if (l->refused_logged && now - l->refused_logged < FL_REFUSED_LOG_EVERY) {
+        l->refused_quiet++;
+        return;
+    }
+    if (l->refused_quiet)
+        fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed (and %lu more, not logged, since the last such line)",
+               peer, why, l->refused_quiet);
+    else
+        fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed", peer, why);
+    l->refused_logged = now;
+    l->refused_quiet = 0;
+}
+
+/* Tells a connection we will not serve why, and closes it. One non-blocking send of a short
+ * reply (a new socket's buffer takes it whole) and one non-blocking read of what the client
+ * already sent, so the close is a FIN after the reply rather than a reset that could discard
+ * it; never waits for the client. */
+static void refuse(fl_listener *l, int fd, const char *peer, const char *why)
+{
+    static const char reply[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                "Connection: close\r\nRetry-After: 1\r\nContent-Length: %zu\r\n\r\n%s";
+    char buf[512], sink[16384];
+    int n = snprintf(buf, sizeof buf, reply, sizeof FL_BUSY_BODY - 1, FL_BUSY_BODY);
+    /* Failures are no news: the client may be gone already, and the close is all that is left. */
+    (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)shutdown(fd, SHUT_WR);
+    (void)recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+    close(fd);
+    l->srv->metrics.connections_refused++;
+    log_refused(l, peer, why);
+}
+
+/* Out of descriptors: give up the spare one for as long as it takes to accept one connection
+ * and refuse it, so a full backlog drains with 503s instead of the listener spinning on a
+ * readable socket it cannot accept from. 1 if a connection was refused, 0 if it could not be. */
+static int refuse_with_spare(fl_listener *l)
+{
+    if (l->spare < 0)
+        return 0;
+    close(l->spare);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        char peer[64];
+        peer_name(&ss, l->is_unix, peer, sizeof peer);
+        refuse(l, fd, peer, "out of file descriptors");
+    }
+    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     fl_listener *l = w->data;
     fl_server *srv = l->srv;
     for (;;) {
-        if (srv->n_conns >= (size_t)srv->cfg->max_connections) {
-            /* Stop accepting: the kernel's backlog holds newcomers until a connection closes. */
-            fl_listen_pause(l, 1);
-            srv->accepting = 0;
-            return;
-        }
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -83,6 +141,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
+            if ((errno == EMFILE || errno == ENFILE) && refuse_with_spare(l))
+                continue;
             srv->metrics.connections_refused++;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 fl_log(LOG_WARNING, "accept: %s; pausing accept for %.0f ms", strerror(errno), FL_ACCEPT_RETRY * 1000);
@@ -96,7 +156,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         char peer[64];
         peer_name(&ss, l->is_unix, peer, sizeof peer);
-        if (fl_conn_new(srv, fd, l->is_unix, peer) < 0) {
+        /* Over the cap a client learns so at once: left in the backlog it would wait, silent,
+         * for as long as the slowest connections hold their slots. */
+        if (srv->n_conns >= (size_t)srv->cfg->max_connections)
+            refuse(l, fd, peer, "max_connections reached");
+        else if (fl_conn_new(srv, fd, l->is_unix, peer) < 0) {
             srv->metrics.connections_refused++;
             fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed", peer);
         }
@@ -113,6 +177,7 @@ static int listener_new(fl_server *srv, int fd, int is_unix, const char *path, f
     l->srv = srv;
     l->fd = fd;
     l->is_unix = is_unix;
+    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* -1: EMFILE just pauses accept */
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     ev_init(&l->retry, retry_cb);
     l->io.data = l->retry.data = l;
@@ -224,17 +289,6 @@ int fl_listen_unix(fl_server *srv, const char *path, fl_listener **out, char *er
     return rc;
 }
 
-void fl_listen_pause(fl_listener *l, int pause)
-{
-    if (!l)
-        return;
-    l->paused = pause;
-    if (pause)
-        ev_io_stop(l->srv->loop, &l->io);
-    else
-        watch(l);
-}
-
 void fl_listen_close(fl_listener *l)
 {
     if (!l)
@@ -242,6 +296,8 @@ void fl_listen_close(fl_listener *l)
     ev_io_stop(l->srv->loop, &l->io);
     ev_timer_stop(l->srv->loop, &l->retry);
     close(l->fd);
+    if (l->spare >= 0)
+        close(l->spare);
     if (l->path)
         unlink(l->path);
     free(l->path);

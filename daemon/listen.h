@@ -1,6 +1,8 @@
 /* listen.h — the listening sockets (TCP and, optionally, Unix) and their accept loop:
- * backlog SOMAXCONN by default, accept4 until EAGAIN on each wake-up (SOCKETS.md D2), and a
- * pause when max_connections are open or the process is out of descriptors. */
+ * configurable backlog, accept4 until EAGAIN on each wake-up. A connection beyond
+ * max_connections, or one accepted with the spare descriptor when the process is out of them
+ * (EMFILE/ENFILE), is answered 503 too_many_connections with Connection: close and closed at
+ * once (counted in fling_connections_refused_total, logged at most once a second). */
 #ifndef FL_LISTEN_H
 #define FL_LISTEN_H
 
@@ -15,9 +17,6 @@ int fl_listen_tcp(fl_server *srv, const char *host, int port, fl_listener **out,
 /* fl_listen_unix binds a Unix stream socket at path, replacing a stale socket file but never a
  * live one (another daemon answering there is an error). Same contract as fl_listen_tcp. */
 int fl_listen_unix(fl_server *srv, const char *path, fl_listener **out, char *err, size_t errlen);
-
-/* fl_listen_pause stops (pause = 1) or resumes (0) accepting on l. */
-void fl_listen_pause(fl_listener *l, int pause);
 
 /* fl_listen_close stops accepting, closes the socket (unlinking a Unix socket file) and frees l;
  * NULL is a no-op. */

@@ -13,11 +13,16 @@
 #include "log.h"
 #include "server.h"
 
+/* The build passes the project's version; this fallback keeps other builds working. */
+#ifndef FL_VERSION
+#define FL_VERSION "0.1.0"
+#endif
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: flingd [-c FILE] [--listen HOST:PORT] [--unix PATH] [--db PATH] [--workers N]\n"
-            "              [--ready-file PATH] [--check-config] [--verbose]\n"
+            "              [--ready-file PATH] [--check-config] [--allow-root] [--verbose] [--version]\n"
             "  -c, --config FILE    INI configuration (default: built-in defaults)\n"
             "  --listen HOST:PORT   TCP address (port 0 picks a free one)\n"
             "  --unix PATH          also listen on a Unix socket\n"
@@ -25,22 +30,25 @@ static void usage(FILE *f)
             "  --workers N          worker pool size\n"
             "  --ready-file PATH    write {\"pid\":…,\"port\":…} there once accepting\n"
             "  --check-config       validate the configuration and exit\n"
-            "  -v, --verbose        log debug messages too\n");
+            "  --allow-root         run as root all the same (jobs then run as root too)\n"
+            "  -v, --verbose        log debug messages too\n"
+            "  --version            print the version and exit\n");
 }
 
 typedef struct opts {
     const char *config, *listen, *unix_path, *db, *ready_file;
-    int workers, check, verbose;
+    int workers, check, verbose, allow_root;
 } opts;
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    enum { O_LISTEN = 256, O_UNIX, O_DB, O_WORKERS, O_READY, O_CHECK };
+    enum { O_LISTEN = 256, O_UNIX, O_DB, O_WORKERS, O_READY, O_CHECK, O_ALLOW_ROOT, O_VERSION };
     static const struct option longopts[] = {
         { "config", required_argument, 0, 'c' }, { "listen", required_argument, 0, O_LISTEN },
         { "unix", required_argument, 0, O_UNIX }, { "db", required_argument, 0, O_DB },
         { "workers", required_argument, 0, O_WORKERS }, { "ready-file", required_argument, 0, O_READY },
         { "check-config", no_argument, 0, O_CHECK }, { "verbose", no_argument, 0, 'v' },
+        { "allow-root", no_argument, 0, O_ALLOW_ROOT }, { "version", no_argument, 0, O_VERSION },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int ch;
@@ -53,6 +61,8 @@ static int parse_args(int argc, char **argv, opts *o)
         case O_DB: o->db = optarg; break;
         case O_READY: o->ready_file = optarg; break;
         case O_CHECK: o->check = 1; break;
+        case O_ALLOW_ROOT: o->allow_root = 1; break;
+        case O_VERSION: printf("flingd %s\n", FL_VERSION); return 1;
         case 'v': o->verbose = 1; break;
         case O_WORKERS:
             errno = 0;
@@ -141,6 +151,16 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     fl_server_stop(srv);
 }
 
+/* SIGHUP would end the process by default. The log is stderr, which whoever started flingd
+ * owns (journald, a redirect), and the configuration is read once: nothing to reopen. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    fl_log(LOG_INFO, "SIGHUP: nothing to reload (the log is stderr; restart flingd to apply a new configuration)");
+}
+
 int main(int argc, char **argv)
 {
     opts o = { 0 };
@@ -161,6 +181,12 @@ int main(int argc, char **argv)
         fl_config_free(&cfg);
         return 0;
     }
+    if (geteuid() == 0 && !o.allow_root) {
+        fprintf(stderr, "flingd: refusing to run as root: jobs would run as root too; use a service user, "
+                        "or --allow-root\n");
+        fl_config_free(&cfg);
+        return 2;
+    }
 
     signal(SIGPIPE, SIG_IGN);   /* D1: a departed client is a normal outcome, never a signal */
     raise_fd_limit();
@@ -176,12 +202,14 @@ int main(int argc, char **argv)
         fl_config_free(&cfg);
         return 1;
     }
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&sighup, on_hup, SIGHUP);
     sigterm.data = sigint.data = &srv;
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
+    ev_signal_start(loop, &sighup);
 
     fl_log(LOG_INFO, "listening on %s:%d%s%s (db %s, durability %s, %zu job types)", cfg.listen_host, srv.port,
            cfg.unix_path ? " and unix:" : "", cfg.unix_path ? cfg.unix_path : "", cfg.db_path,
@@ -193,6 +221,7 @@ int main(int argc, char **argv)
 
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
+    ev_signal_stop(loop, &sighup);
     fl_server_free(&srv);
     fl_log(LOG_INFO, "stopped");
     fl_config_free(&cfg);

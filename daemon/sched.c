@@ -19,11 +19,16 @@
 #define FL_SCHED_RETRY_CLAIM 1.0
 /* Seconds between SIGTERM and SIGKILL when an attempt is stopped. */
 #define FL_SCHED_KILL_GRACE 5.0
+/* An outcome the store could not write (disk full, I/O error) is written again after a back-off
+ * from this long, doubling up to the max: the disk may come back at any moment. */
+#define FL_SCHED_REWRITE_MIN 0.1
+#define FL_SCHED_REWRITE_MAX 5.0
 
 typedef struct sched_type {
     fl_sched *s;
     const fl_type *type;
     int running;
+    int rewriting;           /* outcomes of this type waiting to be written again */
     int claiming;            /* a CLAIM op is in flight */
     int claim_limit;
     int dirty;               /* may have due jobs */
@@ -31,6 +36,8 @@ typedef struct sched_type {
     fl_store_op claim;
     fl_metrics_type m;       /* outcomes and durations for /metrics */
 } sched_type;
+
+typedef struct finish_op finish_op;
 
 typedef struct run {
     struct run *prev, *next;
@@ -45,9 +52,11 @@ struct fl_sched {
     size_t n_types;
     int running;
     int reserved;            /* slots of claims in flight */
-    int finishing;           /* FINISH ops not yet committed */
+    int finishing;           /* FINISH ops pushed, not yet reaped */
+    int rewriting;           /* outcomes whose write failed, until one commits: their slots stay busy */
     int stopping;
     run *runs;
+    finish_op *rewrites;     /* outcomes waiting for their next write (on their timer) */
     fl_worker_env env;
     ev_prepare pump;
     ev_timer wake;
@@ -120,11 +129,15 @@ static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---------------------------------------------------------------- outcomes */
 
-typedef struct finish_op {
+struct finish_op {
     fl_store_op op;
     fl_sched *s;
+    sched_type *st;
+    finish_op *prev, *next;  /* in s->rewrites while its timer runs */
+    ev_timer retry;
+    int failures;            /* writes of this outcome that failed */
     char text[];             /* error, then output */
-} finish_op;
+};
 
 /* The job-changed event of a FINISH into state. */
 static const char *finish_event(fl_state state)
@@ -139,17 +152,83 @@ static const char *finish_event(fl_state state)
     }
 }
 
+static void push_finish(finish_op *f)
+{
+    f->s->finishing++;
+    fl_store_push(f->s->srv->store, &f->op);
+}
+
+static void rewrite_unlink(finish_op *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        f->s->rewrites = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+}
+
+static void rewrite_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    finish_op *f = w->data;
+    rewrite_unlink(f);
+    push_finish(f);
+}
+
+/* The store could not write f (disk full, I/O error): keep the outcome and write it again after
+ * a back-off. Until it commits the job is still running in the store, so its slot stays busy. */
+static void rewrite_later(finish_op *f)
+{
+    fl_sched *s = f->s;
+    if (f->failures++ == 0) {
+        fl_log(LOG_ERR, "job %lld: could not record its outcome (%s): %s; writing it again until it commits",
+               (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.state), strerror(-f->op.result));
+        s->rewriting++;
+        f->st->rewriting++;
+    }
+    f->next = s->rewrites;
+    if (s->rewrites)
+        s->rewrites->prev = f;
+    s->rewrites = f;
+    double delay = fl_sched_backoff(FL_SCHED_REWRITE_MIN, FL_SCHED_REWRITE_MAX, f->failures, drand48());
+    ev_timer_init(&f->retry, rewrite_cb, delay, 0.);
+    f->retry.data = f;
+    ev_timer_start(s->srv->loop, &f->retry);
+}
+
+/* A rewritten outcome is committed: its slot is free again. */
+static void rewrite_end(finish_op *f)
+{
+    if (!f->failures)
+        return;
+    f->s->rewriting--;
+    f->st->rewriting--;
+    if (!f->s->stopping)
+        mark_dirty(f->st);
+}
+
 static void finish_done(fl_store_op *op)
 {
     finish_op *f = (finish_op *)op;
     fl_sched *s = f->s;
+    s->finishing--;
+    if (op->result < 0 && op->result != -ENOENT) {
+        rewrite_later(f);
+        fl_server_sched_progress(s->srv);   /* a stop does not wait for it: see fl_sched_free */
+        return;
+    }
     if (op->result < 0)
-        fl_log(LOG_ERR, "job %lld: could not record its outcome: %s (it stays running until restart)",
-               (long long)op->u.finish.id, strerror(-op->result));
+        fl_log(LOG_ERR, "job %lld: could not record its outcome: %s", (long long)op->u.finish.id, strerror(-op->result));
     else if (op->u.finish.job)
         fl_server_job_changed(s->srv, op->u.finish.job, finish_event(op->u.finish.job->state));
+    if (op->result == 0 && f->failures)
+        fl_log(LOG_INFO, "job %lld: outcome (%s) recorded after %d failed write(s)", (long long)op->u.finish.id,
+               fl_proto_state_name(op->u.finish.state), f->failures);
+    rewrite_end(f);
     fl_job_free(op->u.finish.job);
-    s->finishing--;
     free(f);
     fl_server_sched_progress(s->srv);
 }
@@ -191,17 +270,27 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
 
 static void record(fl_sched *s, const run *r, const fl_outcome *o)
 {
-    size_t elen = strlen(o->error);
-    finish_op *f = calloc(1, sizeof *f + elen + 1 + o->output_len + 1);
+    size_t elen = strlen(o->error), output_len = o->output_len;
+    finish_op *f = calloc(1, sizeof *f + elen + 1 + output_len + 1);
+    const char *error = f ? f->text : NULL;
+    if (!f) {   /* keep the outcome itself; only its text does not fit */
+        f = calloc(1, sizeof *f);
+        error = "out of memory: the attempt's error and output were not kept";
+        elen = strlen(error);
+        output_len = 0;
+    }
     if (!f) {
-        fl_log(LOG_ERR, "job %lld: out of memory recording its outcome (it stays running until restart)",
+        fl_log(LOG_ERR, "job %lld: out of memory recording its outcome; the next start re-queues it",
                (long long)r->job->id);
         return;
     }
     f->s = s;
-    memcpy(f->text, o->error, elen);
-    if (o->output_len)
-        memcpy(f->text + elen + 1, o->output, o->output_len);
+    f->st = r->st;
+    if (error == f->text) {
+        memcpy(f->text, o->error, elen);
+        if (output_len)
+            memcpy(f->text + elen + 1, o->output, output_len);
+    }
     int64_t run_at = 0;
     fl_state state = outcome_state(s, r, o, &run_at);
     if (o->timed_out)
@@ -214,13 +303,12 @@ static void record(fl_sched *s, const run *r, const fl_outcome *o)
     op->u.finish.status_bits = o->timed_out ? FL_STATUS_TIMEOUT : 0;
     op->u.finish.has_exit_code = o->has_exit_code;
     op->u.finish.exit_code = o->exit_code;
-    op->u.finish.error = elen ? f->text : NULL;
-    op->u.finish.output = o->output_len ? f->text + elen + 1 : NULL;
-    op->u.finish.output_len = o->output_len;
+    op->u.finish.error = elen ? error : NULL;
+    op->u.finish.output = output_len ? f->text + elen + 1 : NULL;
+    op->u.finish.output_len = output_len;
     op->u.finish.run_at = state == FL_STATE_SCHEDULED ? run_at : state == FL_STATE_QUEUED ? now_ms() : 0;
     op->u.finish.finished_at = fl_proto_state_terminal(state) ? now_ms() : 0;
-    s->finishing++;
-    fl_store_push(s->srv->store, op);
+    push_finish(f);
 }
 
 static void run_unlink(fl_sched *s, run *r)
@@ -314,8 +402,8 @@ static void claim_done(fl_store_op *op)
 
 static int free_slots(const fl_sched *s, const sched_type *st)
 {
-    int global = s->srv->cfg->workers - s->running - s->reserved;
-    int mine = st->type->concurrency ? st->type->concurrency - st->running : global;
+    int global = s->srv->cfg->workers - s->running - s->reserved - s->rewriting;
+    int mine = st->type->concurrency ? st->type->concurrency - st->running - st->rewriting : global;
     return mine < global ? mine : global;
 }
 
@@ -424,6 +512,13 @@ void fl_sched_stop(fl_sched *s)
         s->grace.data = s;
         ev_timer_start(s->srv->loop, &s->grace);
     }
+    /* One last write of each outcome still waiting: should it fail too, the stop goes on. */
+    while (s->rewrites) {
+        finish_op *f = s->rewrites;
+        ev_timer_stop(s->srv->loop, &f->retry);
+        rewrite_unlink(f);
+        push_finish(f);
+    }
 }
 
 int fl_sched_idle(const fl_sched *s)
@@ -460,6 +555,14 @@ void fl_sched_free(fl_sched *s)
     ev_prepare_stop(s->srv->loop, &s->pump);
     ev_timer_stop(s->srv->loop, &s->wake);
     ev_timer_stop(s->srv->loop, &s->grace);
+    while (s->rewrites) {
+        finish_op *f = s->rewrites;
+        fl_log(LOG_ERR, "job %lld: outcome (%s) still not recorded at exit; the next start re-queues the job "
+                        "(this attempt counted)", (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.state));
+        ev_timer_stop(s->srv->loop, &f->retry);
+        rewrite_unlink(f);
+        free(f);
+    }
     free(s->types);
     free(s);
 }

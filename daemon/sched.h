@@ -2,7 +2,9 @@
  * (highest priority first, then oldest), within [workers] count and the type's concurrency,
  * runs each on a worker, and records each attempt's outcome: succeeded; retried after an
  * exponential back-off with jitter (state scheduled); failed once attempts are spent;
- * cancelled; or handed back to the queue at shutdown. It wakes on commits, on finished
+ * cancelled; or handed back to the queue at shutdown. An outcome the store fails to write (disk
+ * full) is kept and written again with back-off until it commits; meanwhile its slot stays busy.
+ * It wakes on commits, on finished
  * attempts and on a timer for the next scheduled run_at — it never polls the database.
  * Loop thread only. */
 #ifndef FL_SCHED_H
@@ -29,10 +31,13 @@ void fl_sched_committed(fl_sched *s, const fl_job *job);
 int fl_sched_cancel(fl_sched *s, int64_t id);
 
 /* fl_sched_stop starts a graceful stop: no new attempts; running ones get shutdown_grace
- * seconds, then are stopped and handed back to the queue (their attempt counted). */
+ * seconds, then are stopped and handed back to the queue (their attempt counted). Outcomes
+ * waiting to be written again get one more write at once; one still unwritten when the loop
+ * ends is dropped, and the next start's recovery re-queues its job (the attempt counted). */
 void fl_sched_stop(fl_sched *s);
 
-/* fl_sched_idle returns 1 when nothing runs and no outcome is waiting for its commit. */
+/* fl_sched_idle returns 1 when nothing runs and no outcome write is in flight (an outcome
+ * waiting on its back-off after a failed write does not hold a stop). */
 int fl_sched_idle(const fl_sched *s);
 
 /* Counters for /metrics. */

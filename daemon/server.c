@@ -110,7 +110,6 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->cfg = cfg;
-    srv->accepting = 1;
     ev_async_init(&srv->store_done, store_done_cb);
     srv->store_done.data = srv;
     ev_async_start(loop, &srv->store_done);
@@ -177,7 +176,6 @@ void fl_server_stop(fl_server *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
-    srv->accepting = 0;
     fl_listen_close(srv->tcp);
     fl_listen_close(srv->unix_sock);
     srv->tcp = srv->unix_sock = NULL;
@@ -201,11 +199,6 @@ void fl_server_stop(fl_server *srv)
 
 void fl_server_conn_closed(fl_server *srv)
 {
-    if (!srv->accepting && !srv->stopping && srv->n_conns < (size_t)srv->cfg->max_connections) {
-        srv->accepting = 1;
-        fl_listen_pause(srv->tcp, 0);
-        fl_listen_pause(srv->unix_sock, 0);
-    }
     maybe_done(srv);
 }
 

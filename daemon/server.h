@@ -33,7 +33,6 @@ typedef struct fl_server {
     struct fl_http_abort *aborts;  /* ABORTED status bits pushed, not yet committed */
     struct fl_callbacks *callbacks;  /* callback deliveries; NULL if none can exist */
     size_t n_conns;
-    int accepting;                 /* 0 while paused at max_connections or when stopping */
     int store_failing;             /* the last store group failed: logged once per outage */
     int stopping;                  /* SIGTERM/SIGINT seen: no new connections, finish the rest */
     ev_timer stop_timer;           /* bounds how long a graceful stop waits for connections */
@@ -57,7 +56,8 @@ void fl_server_stop(fl_server *srv);
 /* fl_server_free releases what start acquired (after the loop returned). */
 void fl_server_free(fl_server *srv);
 
-/* fl_server_conn_closed is called by conn.c when a connection is gone: it may resume accept. */
+/* fl_server_conn_closed is called by conn.c when a connection is gone: a graceful stop may be
+ * complete. */
 void fl_server_conn_closed(fl_server *srv);
 
 /* fl_server_job_changed is called on the loop thread after every committed change of a job, in

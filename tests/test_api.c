@@ -1,16 +1,19 @@
 /* test_api.c — the HTTP API v1 of a real flingd: every route, every error code with its JSON
  * body and nothing enqueued, auth, keep-alive, pipelining, idempotency, pagination, cancel,
- * and a real disk-full store (a tiny tmpfs, when run as root). */
+ * the connection cap and the descriptor limit (503 at once), and a real disk-full store (a tiny
+ * tmpfs, when run as root). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -244,30 +247,104 @@ static void bearer_token(void **state)
     assert_int_equal(flh_stop(&t), 0);
 }
 
-/* max_connections: past the cap a client waits in the backlog and is served once one closes;
+static const char submit_t[] = "POST /v1/jobs/t HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1";
+
+/* Opens n connections that each send half a request head, then nothing. */
+static void open_slow(const flh_daemon *d, int *fds, int n)
+{
+    static const char half[] = "POST /v1/jobs/t HTTP/1.1\r\nHost: x\r\n";
+    for (int i = 0; i < n; i++) {
+        fds[i] = flh_connect_tcp(d->port);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(flh_send_all(fds[i], half, sizeof half - 1), 0);
+    }
+}
+
+/* A new client's submit is answered 503 too_many_connections, Connection: close, within 2 s. */
+static void refused_at_once(const flh_daemon *d)
+{
+    char buf[2048];
+    double t0 = flh_now();
+    assert_int_equal(raw(d, submit_t, buf, sizeof buf), 503);
+    assert_true(flh_now() - t0 < 2.0);
+    assert_non_null(strstr(buf, "Connection: close\r\n"));
+    assert_non_null(strstr(buf, "\"too_many_connections\""));
+}
+
+/* Once the n slow connections are gone, a submit is served (202) within 5 s. */
+static void served_once_they_go(const flh_daemon *d, int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    char buf[2048];
+    int status = 0;
+    for (double end = flh_now() + 5; flh_now() < end && status != 202; usleep(50000))
+        status = raw(d, submit_t, buf, sizeof buf);
+    assert_int_equal(status, 202);
+}
+
+/* max_connections: past the cap a client is answered 503 at once, not left in the backlog for
+ * as long as slow connections hold their slots, and is served again once they go;
  * idle_timeout: an idle keep-alive connection is closed by the server. */
 static void connection_cap_and_idle_timeout(void **state)
 {
     (void)state;
     flh_daemon t;
-    assert_int_equal(flh_start(&t, "[server]\nmax_connections = 2\nidle_timeout = 1\n"), 0);
-    int c1 = flh_connect_tcp(t.port), c2 = flh_connect_tcp(t.port), c3 = flh_connect_tcp(t.port);
-    assert_true(c1 >= 0 && c2 >= 0 && c3 >= 0);
-    static const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    char buf[1024];
-    assert_int_equal(flh_send_all(c1, health, sizeof health - 1), 0);
-    assert_int_equal(flh_read_reply(c1, buf, sizeof buf, 2000), 200);
-    assert_int_equal(flh_send_all(c3, health, sizeof health - 1), 0);
-    usleep(200000);   /* c2 took the second slot: c3 waits */
-    assert_int_equal(flh_read_reply(c3, buf, sizeof buf, 300), 0);
-    close(c1);
-    assert_int_equal(flh_read_reply(c3, buf, sizeof buf, 3000), 200);
-    /* c2 never sent a byte: after idle_timeout (1 s) the server closes it. */
+    assert_int_equal(flh_start(&t, "[server]\nmax_connections = 20\nidle_timeout = 1\nread_timeout = 60\n"), 0);
+    enum { SLOW = 40 };
+    int slow[SLOW];
+    open_slow(&t, slow, SLOW);
+    refused_at_once(&t);
+    served_once_they_go(&t, slow, SLOW);
+    assert_true(flh_metric(&t, "fling_connections_refused_total") >= SLOW - 20 + 1);
+
+    /* A connection that never sends a byte: after idle_timeout (1 s) the server closes it. */
+    char buf[256];
+    int c = flh_connect_tcp(t.port);
     double t0 = flh_now();
-    assert_int_equal(flh_read_reply(c2, buf, sizeof buf, 4000), 0);
+    assert_int_equal(flh_read_reply(c, buf, sizeof buf, 4000), 0);
     assert_true(flh_now() - t0 < 3.5);
-    close(c2);
-    close(c3);
+    close(c);
+    assert_int_equal(flh_stop(&t), 0);
+}
+
+/* How many descriptors below limit process pid has open, or -1. */
+static int fds_below(pid_t pid, int limit)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.' && atoi(e->d_name) < limit;
+    closedir(d);
+    return n;
+}
+
+/* Out of descriptors (EMFILE): the daemon gives up its spare one to accept and answer 503, so a
+ * client learns why at once instead of waiting in the backlog; once descriptors are free again
+ * it is served. Lowering another process's limit needs root. */
+static void descriptor_limit_refuses_with_503(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    flh_daemon t;
+    assert_int_equal(flh_start(&t, NULL), 0);
+    /* The lowest limit that leaves ROOM free descriptors (inherited ones may sit far above). */
+    enum { ROOM = 4 };
+    int limit = 1;
+    while (limit < 1024 && limit - fds_below(t.pid, limit) < ROOM)
+        limit++;
+    assert_int_equal(limit - fds_below(t.pid, limit), ROOM);
+    struct rlimit rl = { (rlim_t)limit, (rlim_t)limit };
+    assert_int_equal(prlimit(t.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+    int held[ROOM];
+    open_slow(&t, held, ROOM);
+    refused_at_once(&t);
+    served_once_they_go(&t, held, ROOM);
     assert_int_equal(flh_stop(&t), 0);
 }
 
@@ -338,6 +415,7 @@ int main(void)
         cmocka_unit_test(idempotency),            cmocka_unit_test(error_codes),
         cmocka_unit_test(keep_alive_and_pipelining), cmocka_unit_test(bearer_token),
         cmocka_unit_test(connection_cap_and_idle_timeout),
+        cmocka_unit_test(descriptor_limit_refuses_with_503),
         cmocka_unit_test(disk_full),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

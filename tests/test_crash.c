@@ -1,5 +1,6 @@
 /* test_crash.c — ack means durable: kill -9 flingd while clients submit, restart it on the same
- * database, and every job that got a 202 is there. Also: SIGTERM stops it cleanly (exit 0). */
+ * database, and every job that got a 202 is there. Also: SIGTERM stops it cleanly (exit 0),
+ * SIGHUP does not stop it, root is refused without --allow-root, and --version. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -81,6 +82,64 @@ static void kill9_keeps_every_acked_job(void **state)
     assert_true(flh_count_jobs(&D, "t", NULL) >= total);
 }
 
+/* Runs flingd with args (killed after 10 s: a flingd that starts instead of refusing is a failure
+ * too), returns its exit status (-1 if it did not exit by itself); out gets stdout and stderr. */
+static int run_flingd(const char *args, char *out, size_t outsz)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout -s KILL 10 '%s' %s 2>&1", FLINGD_PATH, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, outsz - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) && WEXITSTATUS(st) != 128 + SIGKILL ? WEXITSTATUS(st) : -1;
+}
+
+static void version_is_printed(void **state)
+{
+    (void)state;
+    char out[256];
+    assert_int_equal(run_flingd("--version", out, sizeof out), 0);
+    int major, minor, patch;
+    char end;
+    assert_int_equal(sscanf(out, "flingd %d.%d.%d%c", &major, &minor, &patch, &end), 4);
+    assert_int_equal(end, '\n');
+}
+
+/* As root without --allow-root flingd refuses to start, on one line, with exit code 2. Its
+ * listen address and database are a free port and a temp dir, should it start after all. */
+static void root_is_refused_without_allow_root(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char dir[] = "/tmp/flingroot.XXXXXX", args[256], out[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(args, sizeof args, "--listen 127.0.0.1:0 --db %s/fling.db", dir);
+    int code = run_flingd(args, out, sizeof out);
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    assert_int_equal(system(args), 0);
+    assert_int_equal(code, 2);
+    assert_string_equal(out, "flingd: refusing to run as root: jobs would run as root too; use a service user, "
+                             "or --allow-root\n");
+}
+
+/* SIGHUP, which ends a process by default, is logged and changes nothing. */
+static void sighup_keeps_it_running(void **state)
+{
+    (void)state;
+    assert_int_equal(kill(D.pid, SIGHUP), 0);   /* D: the daemon the kill -9 test left running */
+    int logged = 0;
+    for (double end = flh_now() + 5; flh_now() < end && !logged; usleep(20000)) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "grep -q 'SIGHUP: nothing to reload' '%s'", D.log);
+        logged = system(cmd) == 0;
+    }
+    assert_true(logged);
+    assert_int_equal(flh_http(&D, "GET", "/healthz", NULL), 200);
+}
+
 static void sigterm_exits_zero(void **state)
 {
     (void)state;
@@ -94,6 +153,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kill9_keeps_every_acked_job),
+        cmocka_unit_test(version_is_printed),
+        cmocka_unit_test(root_is_refused_without_allow_root),
+        cmocka_unit_test(sighup_keeps_it_running),
         cmocka_unit_test(sigterm_exits_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /* test_run.c — running jobs with a real flingd: exec success and failure with output kept,
  * time limits (TIMEOUT bit, process group gone, 3 with a departed client), retries then failed,
- * delay and priority order, cancel of queued and running jobs, kill -9 while jobs run, and the
- * SIGTERM drain. */
+ * delay and priority order, cancel of queued and running jobs, kill -9 while jobs run, the
+ * SIGTERM drain, and an outcome written again after a real disk-full (a tiny tmpfs, as root). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -339,6 +341,107 @@ static void sigterm_requeues_what_outlives_the_grace(void **state)
     assert_int_equal(flh_restart(&D), 0);
 }
 
+/* How many times needle occurs in the file at path. */
+static int occurrences(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int count = 0;
+    for (const char *p = buf; (p = strstr(p, needle)); p += strlen(needle))
+        count++;
+    return count;
+}
+
+/* Writes into path until the file system is full; returns the bytes written. */
+static long fill_up(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    static char block[4096];
+    long total = 0;
+    for (int i = 0; i < 4096; i++) {   /* 16 MiB at most: far more than the 1 MiB mount */
+        ssize_t n = write(fd, block, sizeof block);
+        if (n <= 0)
+            break;
+        total += n;
+    }
+    close(fd);
+    return total;
+}
+
+/* The database on a 1 MiB tmpfs, filled up by a file while the job runs, so that its FINISH fails
+ * with a real ENOSPC; the file goes once that failure is logged. The outcome must be written
+ * when there is room again: the job ends succeeded, DELETE refuses it as ended, on_complete runs. */
+static void outcome_is_written_once_the_disk_has_room(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char dir[] = "/tmp/flingfull.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") != 0) {
+        rmdir(dir);
+        skip();
+    }
+    char conf[1024], filler[64], done[160];
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    snprintf(done, sizeof done, "%s/complete.json", work);
+    unlink(done);
+    snprintf(conf, sizeof conf,
+             "[store]\npath = %s/fling.db\n"
+             "[type.full]\nhandler = sleep\nmax_attempts = 1\n"
+             "on_complete = exec:/bin/sh -c 'cat > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"' %s\n",
+             dir, done);
+    static flh_daemon t;   /* static: the harness's exit hook still finds it if an assert jumps out */
+    assert_int_equal(flh_start(&t, conf), 0);
+    char id[24], path[64];
+    submit(&t, "full", "1", NULL, id);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    json_t *job = NULL;
+    int running = 0;
+    for (double end = flh_now() + 5; flh_now() < end && !running; usleep(20000)) {
+        assert_int_equal(flh_http(&t, "GET", path, &job), 200);
+        running = !strcmp(str(job, "state"), "running");
+        json_decref(job);
+    }
+    assert_true(running);
+    assert_true(fill_up(filler) > 0);
+    static const char failed_line[] = "could not record its outcome";
+    for (double end = flh_now() + 10; flh_now() < end && !occurrences(t.log, failed_line);)
+        usleep(20000);
+    assert_int_equal(occurrences(t.log, failed_line), 1);
+    usleep(500000);   /* a few more writes fail meanwhile: logged once all the same */
+    assert_int_equal(flh_http(&t, "GET", path, &job), 200);
+    assert_string_equal(str(job, "state"), "running");
+    json_decref(job);
+    assert_int_equal(unlink(filler), 0);
+
+    job = flh_wait_terminal(&t, id, 15000);
+    assert_non_null(job);
+    assert_string_equal(str(job, "state"), "succeeded");
+    json_decref(job);
+    assert_int_equal(occurrences(t.log, failed_line), 1);
+    assert_int_equal(occurrences(t.log, "recorded after"), 1);
+    assert_int_equal(flh_http(&t, "DELETE", path, &job), 409);
+    assert_string_equal(str(job, "error"), "not_cancellable");
+    assert_non_null(strstr(str(job, "message"), "is succeeded"));
+    json_decref(job);
+    int delivered = 0;
+    for (double end = flh_now() + 10; flh_now() < end && !delivered; usleep(20000))
+        delivered = access(done, F_OK) == 0;
+    assert_true(delivered);
+    assert_int_equal(occurrences(done, "\"succeeded\""), 1);
+    unlink(done);
+    assert_int_equal(flh_stop(&t), 0);
+    umount(dir);
+    rmdir(dir);
+}
+
 static int start(void **state)
 {
     if (setup(state) < 0)
@@ -370,6 +473,7 @@ int main(void)
         cmocka_unit_test(sigterm_drains_running_jobs),
         cmocka_unit_test(http_handler_posts_the_payload),
         cmocka_unit_test(sigterm_requeues_what_outlives_the_grace),
+        cmocka_unit_test(outcome_is_written_once_the_disk_has_room),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
