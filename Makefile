@@ -37,7 +37,7 @@ build-fuzz: test-deps
 
 run: build
 	@mkdir -p var
-	$(BUILD)/flingd -c $(CONF)
+	$(BUILD)/flingd -c $(CONF) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Normal build first, then the same suite under ASan+UBSan, then under TSan (about 30 s more).
 test: test-deps

@@ -203,7 +203,7 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
     }
     if (o.callback && !fl_config_callback_allowed(cfg, o.callback, o.callback_len))
         return head_error(req, h, 400, "callback_not_allowed",
-                          "Fling-Callback must start with one of [callbacks] allow");
+                          "Fling-Callback is not allowed by [callbacks] allow");
     if (parse_attached(req, h, msg, sizeof msg) < 0)
         return head_error(req, h, 400, "bad_header", msg);
     fl_job_sizes sz = {

@@ -21,8 +21,6 @@
 /* When accept cannot get a descriptor or memory even with the spare one given up, accepting
  * waits this long for them to free up instead of spinning. */
 #define FL_ACCEPT_RETRY 0.1
-/* Refused connections are logged at most once per this many seconds (with a count of the rest). */
-#define FL_REFUSED_LOG_EVERY 1.0
 
 /* What a connection over max_connections, or past the descriptor limit, gets before its close. */
 #define FL_BUSY_BODY "{\"error\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry shortly\"}"
@@ -35,8 +33,7 @@ struct fl_listener {
     int spare;           /* a descriptor held in reserve, given up at EMFILE to accept and refuse */
     ev_io io;
     ev_timer retry;
-    double refused_logged;     /* loop time of the last refusal logged */
-    unsigned long refused_quiet;   /* refusals since then, not logged */
+    fl_log_limit refused_log;  /* the log budget of refused connections */
 };
 
 static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out, size_t outsz)
@@ -74,18 +71,8 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void log_refused(fl_listener *l, const char *peer, const char *why)
 {
-    double now = ev_now(l->srv->loop);
-    if (l->refused_logged && now - l->refused_logged < FL_REFUSED_LOG_EVERY) {
-        l->refused_quiet++;
-        return;
-    }
-    if (l->refused_quiet)
-        fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed (and %lu more, not logged, since the last such line)",
-               peer, why, l->refused_quiet);
-    else
+    if (fl_log_allow(&l->refused_log, "refused connections"))
         fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed", peer, why);
-    l->refused_logged = now;
-    l->refused_quiet = 0;
 }
 
 /* Tells a connection we will not serve why, and closes it. One non-blocking send of a short
