@@ -146,6 +146,9 @@ static void finish_done(fl_store_op *op)
     if (op->result < 0)
         fl_log(LOG_ERR, "job %lld: could not record its outcome: %s (it stays running until restart)",
                (long long)op->u.finish.id, strerror(-op->result));
+    else if (op->answer == FL_STORE_NOT_FOUND)
+        fl_log(LOG_ERR, "job %lld: could not record its outcome: the job is not in the store",
+               (long long)op->u.finish.id);
     else if (op->u.finish.job)
         fl_server_job_changed(s->srv, op->u.finish.job, finish_event(op->u.finish.job->state));
     fl_job_free(op->u.finish.job);
