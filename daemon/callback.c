@@ -133,7 +133,7 @@ static void done_cb(fl_store_op *op)
 {
     attempt *a = op->udata;
     fl_callbacks *cb = a->cb;
-    if (op->result < 0 && op->result != -ENOENT && !cb->closed) {
+    if (op->result < 0 && !cb->closed) {
         fl_log(LOG_ERR, "callback %lld (job %lld): could not record its result: %s; trying again in %.0f s",
                (long long)a->d->id, (long long)a->d->job_id, strerror(-op->result), FL_CB_RETRY_TAKE);
         ev_timer_init(&a->hold, redo_cb, FL_CB_RETRY_TAKE, 0.);

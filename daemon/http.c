@@ -375,29 +375,27 @@ void fl_http_body(fl_req *req, const char *data, size_t len)
 
 /* ---------------------------------------------------------------- store results */
 
-/* Answers 503 if result is a store failure. -ENOENT, and -EBUSY/-EALREADY with a job (cancel's
- * "running"/"already finished"), are answers, not failures; -EBUSY alone is a locked database. */
-static int store_failed(fl_req *req, int result, const fl_job *job)
+/* Answers 503 if result is a store failure (what the store found is in op->answer, never here);
+ * any other result means the store works again. srv->store_failing holds the errno last
+ * logged: one line per outage and cause, not one per request, so every 503 has its cause in
+ * the log. */
+static int store_failed(fl_req *req, int result)
 {
-    if (result >= 0 || result == -ENOENT || ((result == -EBUSY || result == -EALREADY) && job))
-        return 0;
     fl_server *srv = req->srv;
+    if (result >= 0) {
+        if (srv->store_failing) {
+            srv->store_failing = 0;
+            fl_log(LOG_INFO, "store: writing again");
+        }
+        return 0;
+    }
     srv->metrics.store_errors++;
-    /* One line per outage, not one per request. */
-    if (!srv->store_failing) {
-        srv->store_failing = 1;
+    if (srv->store_failing != result) {
+        srv->store_failing = result;
         fl_log(LOG_ERR, "store: %s; answering 503 until it recovers", strerror(-result));
     }
     fl_http_error(req, 503, "store_unavailable", "the job store failed: %s", strerror(-result));
     return 1;
-}
-
-static void store_ok(fl_server *srv)
-{
-    if (srv->store_failing) {
-        srv->store_failing = 0;
-        fl_log(LOG_INFO, "store: writing again");
-    }
 }
 
 /* ---------------------------------------------------------------- attached mode */
@@ -451,14 +449,14 @@ static void gone_cancel_done(fl_store_op *op)
 {
     fl_server *srv = op->udata;
     int64_t id = op->u.cancel.id;
-    if (op->result == 0) {
+    if (op->result == 0 && op->answer == FL_STORE_OK) {
         fl_server_job_changed(srv, op->u.cancel.job, "cancelled");
-    } else if (op->result == -EBUSY && op->u.cancel.job) {
+    } else if (op->result == 0 && op->answer == FL_STORE_RUNNING) {
         /* Running: stopped, then it ends cancelled. Not running here means its attempt is
          * ending right now (its outcome is being recorded): it ends as that outcome says. */
         if (fl_sched_cancel(srv->sched, id) < 0)
             fl_log(LOG_INFO, "job %lld: its attempt was already ending; not cancelled", (long long)id);
-    } else if (op->result != -EALREADY) {
+    } else if (op->result < 0) {
         fl_log(LOG_WARNING, "job %lld: could not cancel it for its departed client: %s", (long long)id,
                strerror(-op->result));
     }
@@ -570,13 +568,12 @@ static void submit_done(fl_store_op *op)
      * left), so req must not own it, nor be touched after that call. */
     fl_job *job = req->job;
     req->job = NULL;
-    if (!store_failed(req, op->result, NULL)) {
-        store_ok(srv);
+    if (!store_failed(req, op->result)) {
         char id[FL_ID_MAX], loc[64 + FL_ID_MAX], body[160];
         snprintf(id, sizeof id, "%lld", (long long)job->id);
         snprintf(loc, sizeof loc, "Location: %s/%s\r\n", FL_PROTO_JOBS_PATH, id);
         int n;
-        if (op->u.submit.duplicate) {
+        if (op->answer == FL_STORE_DUPLICATE) {
             srv->metrics.jobs_duplicate++;
             n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"%s\",\"duplicate\":true}", id,
                          fl_proto_state_name(job->state));
@@ -637,18 +634,17 @@ static void get_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
     fl_job *job = req->route == FL_ROUTE_GET ? op->u.get.job : op->u.cancel.job;
-    if (store_failed(req, op->result, job)) {
+    if (store_failed(req, op->result)) {
         /* the error reply is set */
-    } else if (op->result == -ENOENT) {
+    } else if (op->answer == FL_STORE_NOT_FOUND) {
         fl_http_error(req, 404, "not_found", "no job %lld", (long long)req->id);
-    } else if (op->result == -EBUSY && fl_sched_cancel(req->srv->sched, req->id) == 0) {
+    } else if (op->answer == FL_STORE_RUNNING && fl_sched_cancel(req->srv->sched, req->id) == 0) {
         /* Running: it is being stopped and will end cancelled. */
         reply_json(req, 202, fl_job_to_json(job), NULL);
-    } else if (op->result == -EALREADY || op->result == -EBUSY) {
+    } else if (op->answer == FL_STORE_ENDED || op->answer == FL_STORE_RUNNING) {
         fl_http_error(req, 409, "not_cancellable", "job %lld is %s", (long long)req->id,
                       job ? fl_proto_state_name(job->state) : "finished");
     } else {
-        store_ok(req->srv);
         if (req->route == FL_ROUTE_CANCEL)
             fl_server_job_changed(req->srv, job, "cancelled");
         reply_json(req, 200, req->route == FL_ROUTE_GET ? job_with_deliveries(op) : fl_job_to_json(job), NULL);
@@ -662,8 +658,7 @@ static void get_done(fl_store_op *op)
 static void list_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
-    if (!store_failed(req, op->result, NULL)) {
-        store_ok(req->srv);
+    if (!store_failed(req, op->result)) {
         json_t *arr = json_array();
         int ok = arr != NULL;
         for (size_t i = 0; ok && i < op->u.list.n; i++)

@@ -215,13 +215,14 @@ static void finish_done(fl_store_op *op)
     finish_op *f = (finish_op *)op;
     fl_sched *s = f->s;
     s->finishing--;
-    if (op->result < 0 && op->result != -ENOENT) {
+    if (op->result < 0) {
         rewrite_later(f);
         fl_server_sched_progress(s->srv);   /* a stop does not wait for it: see fl_sched_free */
         return;
     }
-    if (op->result < 0)
-        fl_log(LOG_ERR, "job %lld: could not record its outcome: %s", (long long)op->u.finish.id, strerror(-op->result));
+    if (op->answer == FL_STORE_NOT_FOUND)
+        fl_log(LOG_ERR, "job %lld: could not record its outcome: the job is not in the store",
+               (long long)op->u.finish.id);
     else if (op->u.finish.job)
         fl_server_job_changed(s->srv, op->u.finish.job, finish_event(op->u.finish.job->state));
     if (op->result == 0 && f->failures)

@@ -9,17 +9,26 @@
  * It then appends the group to `done`, signals `done_cv` (for fl_store_close) and calls
  * notify(). fl_store_reap detaches the done list under the mutex and runs the callbacks
  * without it, so a callback may push again. Any SQLite error inside a group rolls the whole
- * group back and gives every op of it the same errno: a caller never sees half a group. */
+ * group back and gives every op of it the same errno: a caller never sees half a group.
+ *
+ * SQLite writes on through a deleted or replaced file without a word (the unlinked inode
+ * stays valid), so before each COMMIT the writer compares the inodes at the database's and
+ * the WAL's paths with those it opened; a mismatch fails that group and every later one. */
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
 
 /* Generated from migrations/NNN_*.sql (cmake/embed_migrations.cmake). */
 extern const char *const fl_migrations[];
@@ -133,8 +142,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = 0 WHERE inflight = 1",
 };
 
+/* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
+typedef struct file_id { dev_t dev; ino_t ino; } file_id;
+
+/* A file the database lives in (the database itself, its WAL), checked before each commit. */
+typedef struct watched_file { char *path; file_id id; } watched_file;
+enum { W_DB, W_WAL, W_COUNT };
+
 struct fl_store {
     sqlite3 *db;                   /* the writer's; open and recover use it before it works */
+    watched_file files[W_COUNT];   /* as opened; an id of 0 was not there then, not checked */
+    int lost;                      /* writer: a file was deleted or replaced; every group fails */
     sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
     void (*notify)(void *arg);
     void *notify_arg;
@@ -332,8 +350,8 @@ static int add_deliveries(fl_store *s, const fl_job *job);
 static int load_deliveries(fl_store *s, fl_store_op *op);
 
 /* ---- operations -------------------------------------------------------------------------
- * Each run_* returns 0 or the negative errno that fails the whole group; the op's own
- * outcome (-ENOENT, -EBUSY, -EINVAL, ...) goes to op->result. */
+ * Each run_* returns 0 or the negative errno that fails the whole group; what the op found
+ * goes to op->answer, and a malformed op gets op->result = -EINVAL without failing the others. */
 
 /* find_duplicate looks up (type, idem_key) and, if found, copies the existing job's identity
  * into job: 1 if found, 0 if not, or a negative errno. */
@@ -379,7 +397,7 @@ static int run_submit(fl_store *s, fl_store_op *op)
         if (rc < 0)
             return rc;
         if (rc == 1) {
-            op->u.submit.duplicate = 1;
+            op->answer = FL_STORE_DUPLICATE;
             return 0;
         }
     }
@@ -414,8 +432,11 @@ static int run_get(fl_store *s, fl_store_op *op)
 
     if (rc < 0)
         return rc;
-    op->result = rc ? 0 : -ENOENT;
-    return rc ? load_deliveries(s, op) : 0;
+    if (!rc) {
+        op->answer = FL_STORE_NOT_FOUND;
+        return 0;
+    }
+    return load_deliveries(s, op);
 }
 
 static int run_list(fl_store *s, fl_store_op *op)
@@ -470,15 +491,15 @@ static int run_cancel(fl_store *s, fl_store_op *op)
 
     if (rc <= 0) {
         if (rc == 0)
-            op->result = -ENOENT;
+            op->answer = FL_STORE_NOT_FOUND;
         return rc;
     }
     if (op->u.cancel.job->state == FL_STATE_RUNNING) {
-        op->result = -EBUSY;
+        op->answer = FL_STORE_RUNNING;
         return 0;
     }
     if (fl_proto_state_terminal(op->u.cancel.job->state)) {
-        op->result = -EALREADY;
+        op->answer = FL_STORE_ENDED;
         return 0;
     }
     if (sqlite3_bind_int64(st, 1, op->u.cancel.id) || sqlite3_bind_int64(st, 2, op->u.cancel.now) ||
@@ -501,7 +522,7 @@ static int run_set_status(fl_store *s, fl_store_op *op)
 
     if (rc <= 0) {
         if (rc == 0)
-            op->result = -ENOENT;
+            op->answer = FL_STORE_NOT_FOUND;
         return rc;
     }
     op->u.set_status.job = job;
@@ -687,7 +708,7 @@ static int run_finish(fl_store *s, fl_store_op *op)
     if (rc)
         return rc;
     if (sqlite3_changes(s->db) == 0) {
-        op->result = -ENOENT;
+        op->answer = FL_STORE_NOT_FOUND;
         return 0;
     }
     rc = load_job(s, op->u.finish.id, &op->u.finish.job);
@@ -924,7 +945,7 @@ static int run_delivery_done(fl_store *s, fl_store_op *op)
         return db_errno(s);
     int rc = step_done(st);
     if (!rc && sqlite3_changes(s->db) == 0)
-        op->result = -ENOENT;
+        op->answer = FL_STORE_NOT_FOUND;
     return rc;
 }
 
@@ -1014,9 +1035,9 @@ static int run_op(fl_store *s, fl_store_op *op)
 static void clear_outputs(fl_store_op *op)
 {
     op->result = 0;
+    op->answer = FL_STORE_OK;
     switch (op->kind) {
     case FL_STORE_SUBMIT:
-        op->u.submit.duplicate = 0;
         break;
     case FL_STORE_GET:
         op->u.get.job = NULL;
@@ -1105,6 +1126,74 @@ static void fail_op(fl_store_op *op, int err)
     op->result = err;
 }
 
+/* ---- the files under the database ------------------------------------------------------ */
+
+/* path_id stats path into *id: 0, 0 with a zero id if nothing is there, or a negative errno. */
+static int path_id(const char *path, file_id *id)
+{
+    struct stat st;
+
+    id->dev = 0;
+    id->ino = 0;
+    if (stat(path, &st) == 0) {
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+        return 0;
+    }
+    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+}
+
+/* check_files: 0 while each watched path still names the file opened; -ESTALE from the first
+ * time one does not (logged then, once): every ack after that would go to a file nobody will
+ * read again. A stat that fails otherwise fails this group only. */
+static int check_files(fl_store *s)
+{
+    char now_s[24];
+    file_id now;
+    int i, rc;
+
+    if (s->lost)
+        return -ESTALE;
+    for (i = 0; i < W_COUNT; i++) {
+        const watched_file *w = &s->files[i];
+        if (!w->path || w->id.ino == 0)
+            continue;
+        if ((rc = path_id(w->path, &now)))
+            return rc;
+        if (now.dev == w->id.dev && now.ino == w->id.ino)
+            continue;
+        s->lost = 1;
+        snprintf(now_s, sizeof now_s, now.ino ? "%llu" : "none", (unsigned long long)now.ino);
+        fl_log(LOG_ERR, "store: %s was deleted or replaced (inode %llu -> %s); refusing new work"
+               " until flingd restarts", w->path, (unsigned long long)w->id.ino, now_s);
+        return -ESTALE;
+    }
+    return 0;
+}
+
+/* watch_files records which files the open connection uses, once migrations created them. */
+static int watch_files(fl_store *s, char *err, size_t errlen)
+{
+    sqlite3_filename db = sqlite3_db_filename(s->db, "main");
+    const char *paths[W_COUNT] = { [W_DB] = db, [W_WAL] = db ? sqlite3_filename_wal(db) : NULL };
+    int i, rc;
+
+    for (i = 0; i < W_COUNT; i++) {
+        if (!paths[i] || !*paths[i])
+            continue;
+        s->files[i].path = strdup(paths[i]);
+        if (!s->files[i].path) {
+            errf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        if ((rc = path_id(s->files[i].path, &s->files[i].id))) {
+            errf(err, errlen, "cannot stat %s: %s", s->files[i].path, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* run_group runs ops in one transaction: 0 if committed, else the errno every op now has. */
 static int run_group(fl_store *s, fl_store_op *ops, int fault)
 {
@@ -1114,11 +1203,13 @@ static int run_group(fl_store *s, fl_store_op *ops, int fault)
     for (op = ops; op; op = op->next)
         clear_outputs(op);
     s->now = fl_job_now_ms();
-    rc = step_done(s->st[ST_BEGIN]);
+    rc = s->lost ? -ESTALE : step_done(s->st[ST_BEGIN]);
     for (op = ops; op && !rc; op = op->next)
         rc = run_op(s, op);
     if (!rc)
         rc = fault;
+    if (!rc)
+        rc = check_files(s);
     if (!rc)
         rc = step_done(s->st[ST_COMMIT]);
     if (!rc)
@@ -1140,6 +1231,7 @@ static void *writer_main(void *arg)
     uint64_t n;
     int fault, rc;
 
+    pthread_setname_np(pthread_self(), "fl-store");   /* for ps, top and /proc/PID/task */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stop && (!s->pending || s->hold))
@@ -1346,6 +1438,8 @@ static void destroy(fl_store *s)
     for (i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    for (i = 0; i < W_COUNT; i++)
+        free(s->files[i].path);
     if (s->sync_ready) {
         pthread_cond_destroy(&s->done_cv);
         pthread_cond_destroy(&s->work_cv);
@@ -1371,6 +1465,33 @@ static int init_sync(fl_store *s)
     return 0;
 }
 
+/* create_private creates the database file 0600 if it does not exist, whatever the umask:
+ * SQLite gives the -wal and -shm it creates the mode of the database file, and a payload is
+ * nobody else's business. An existing file keeps the mode its owner gave it. */
+static int create_private(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = 0;
+
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 0;
+        rc = -errno;
+        errf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (fchmod(fd, 0600) < 0) {   /* open() applied the umask; a umask of 0277 would leave 0400 */
+        rc = -errno;
+        errf(err, errlen, "cannot make %s private: %s", path, strerror(-rc));
+    }
+    close(fd);
+    if (rc)
+        unlink(path);
+    else
+        fl_log(LOG_INFO, "store: created a new database %s (job ids start at 1)", path);
+    return rc;
+}
+
 /* open_db opens the file; the connection is used by one thread at a time (open and recover,
  * then only the writer), so SQLite's own per-call mutex is not needed. */
 static int open_db(fl_store *s, const char *path, char *err, size_t errlen)
@@ -1381,6 +1502,8 @@ static int open_db(fl_store *s, const char *path, char *err, size_t errlen)
         errf(err, errlen, "this SQLite library was built without thread support");
         return -ENOTSUP;
     }
+    if ((rc = create_private(path, err, errlen)))
+        return rc;
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                          SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
@@ -1397,6 +1520,27 @@ static int open_db(fl_store *s, const char *path, char *err, size_t errlen)
 static void sqlite_global_config(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+/* start_writer starts the writer thread with every signal blocked, so that SIGCHLD, SIGTERM
+ * and the rest always reach the loop thread, which is the one that handles them. */
+static int start_writer(fl_store *s, char *err, size_t errlen)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    rc = -pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (!rc) {
+        rc = -pthread_create(&s->writer, NULL, writer_main, s);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (rc) {
+        errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
+        return rc;
+    }
+    s->writer_started = 1;
+    return 0;
 }
 
 int fl_store_open(fl_store **out, const char *path, int durability_full,
@@ -1428,15 +1572,13 @@ int fl_store_open(fl_store **out, const char *path, int durability_full,
     if (!rc)
         rc = migrate(s, path, err, errlen);
     if (!rc)
+        rc = watch_files(s, err, errlen);
+    if (!rc)
         rc = prepare_all(s, err, errlen);
+    if (!rc)
+        rc = start_writer(s, err, errlen);
     if (rc)
         goto fail;
-    rc = -pthread_create(&s->writer, NULL, writer_main, s);
-    if (rc) {
-        errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
-        goto fail;
-    }
-    s->writer_started = 1;
     *out = s;
     return 0;
 fail:

@@ -10,7 +10,16 @@
  * callback, in push order. So requests that arrive while one commit runs share the next one,
  * and the loop never waits on the disk. If the transaction fails (disk full, I/O error) every
  * op of that group fails with the same negative errno and nothing of it is stored.
- * Reads (get, list) go through the same queue and see every earlier push. */
+ * Reads (get, list) go through the same queue and see every earlier push.
+ *
+ * An op's result says whether the store worked (0) or failed (a negative errno); its answer
+ * says what it found (no such job, running, ...). They never share a code: -EBUSY is a locked
+ * database and nothing else.
+ *
+ * The database, its -wal and -shm are created 0600 (payloads are private whatever the umask).
+ * The writer checks before every commit that the files it writes are still the ones at path:
+ * once one was deleted or replaced, every group fails with -ESTALE until flingd restarts (a
+ * restart opens or creates whatever is at path then; a new database hands out ids from 1). */
 #ifndef FL_STORE_H
 #define FL_STORE_H
 
@@ -58,13 +67,24 @@ typedef const char *(*fl_store_hook_fn)(const void *arg, const char *type, int a
 /* One row of a COUNT: n jobs of type in state. */
 typedef struct fl_store_count { char type[FL_TYPE_NAME_MAX + 1]; fl_state state; int64_t n; } fl_store_count;
 
+/* What an op found, beside a result of 0 (see each kind); FL_STORE_OK whenever result < 0. */
+typedef enum fl_store_answer {
+    FL_STORE_OK,          /* done as asked */
+    FL_STORE_NOT_FOUND,   /* no such job (or delivery) */
+    FL_STORE_RUNNING,     /* CANCEL: the job is running, unchanged */
+    FL_STORE_ENDED,       /* CANCEL: the job had already ended, unchanged */
+    FL_STORE_DUPLICATE    /* SUBMIT: a job of that type had the same idem_key, nothing inserted */
+} fl_store_answer;
+
 typedef struct fl_store_op fl_store_op;
 /* Runs on the loop thread from fl_store_reap; the op is the caller's again from then on. */
 typedef void (*fl_store_cb)(fl_store_op *op);
 
 struct fl_store_op {
     fl_store_kind kind;
-    int result;               /* out: 0, or a negative errno (see each kind) */
+    int result;               /* out: 0, or a negative errno: the group failed (-ESTALE: the
+                               * database file is gone), or -EINVAL: the op was malformed */
+    fl_store_answer answer;   /* out: what the store found, when result is 0 */
     fl_store_cb cb;
     void *udata;              /* the caller's */
     fl_store_op *next;        /* store-private link */
@@ -72,10 +92,11 @@ struct fl_store_op {
         /* in: job, borrowed until cb, with type, payload, priority, max_attempts, timeout,
          *     created_at, run_at, state (queued or scheduled), callback, idem_key filled.
          * out: job->id set. If a job of the same type had the same idem_key, nothing is
-         *     inserted: duplicate = 1 and job->id/state/created_at/run_at are the existing job's. */
-        struct { fl_job *job; int duplicate; } submit;
+         *     inserted: answer FL_STORE_DUPLICATE and job->id/state/created_at/run_at are the
+         *     existing job's. */
+        struct { fl_job *job; } submit;
         /* in: id. out: job (caller frees with fl_job_free) and its callback deliveries
-         *     (free with fl_store_deliveries_free), or result -ENOENT. */
+         *     (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND. */
         struct { int64_t id; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
         /* in: optional filters (has_state/state, type NULL = any), limit (1..1000), after
          *     (0 = from the newest; else only ids < after).
@@ -87,11 +108,12 @@ struct fl_store_op {
             fl_job **jobs; size_t n; int64_t next;
         } list;
         /* in: id, now (ms). out: job after the change (caller frees).
-         * result: 0 = was queued/scheduled, now cancelled; -EBUSY = it is running (unchanged,
-         * job returned so the caller can stop it and FINISH it as cancelled);
-         * -EALREADY = already terminal (unchanged, job returned); -ENOENT = no such job. */
+         * answer: FL_STORE_OK = was queued/scheduled, now cancelled; FL_STORE_RUNNING = it is
+         * running (unchanged, job returned so the caller can stop it and FINISH it as
+         * cancelled); FL_STORE_ENDED = already terminal (unchanged, job returned);
+         * FL_STORE_NOT_FOUND = no such job. */
         struct { int64_t id; int64_t now; fl_job *job; } cancel;
-        /* in: id, bits to OR into status. result 0 or -ENOENT.
+        /* in: id, bits to OR into status. answer FL_STORE_OK or FL_STORE_NOT_FOUND.
          * out: job = the row after the change (caller frees; also when nothing changed);
          *      changed = 1 if a bit was new (only then was the row written). */
         struct { int64_t id; int bits; fl_job *job; int changed; } set_status;
@@ -106,7 +128,7 @@ struct fl_store_op {
         } claim;
         /* in: id, state (succeeded/failed/cancelled, or scheduled for a retry at run_at, or
          *     queued to hand a job back at shutdown), status bits to OR in, exit code, error,
-         *     output (borrowed), finished_at (terminal states). result 0 or -ENOENT.
+         *     output (borrowed), finished_at (terminal states). answer OK or NOT_FOUND.
          * out: job = the row after the change, without payload (caller frees). */
         struct {
             int64_t id; fl_state state; int status_bits;
@@ -132,7 +154,8 @@ struct fl_store_op {
          *     the earliest next_at of the pending ones not taken, 0 if none. */
         struct { int64_t now; int limit; fl_delivery **items; size_t n; int64_t next_at; } take;
         /* in: id, state (delivered; failed for good; pending again at next_at), the HTTP
-         *     status or exit code (has_status), error (NULL when delivered). result 0 or -ENOENT. */
+         *     status or exit code (has_status), error (NULL when delivered). answer OK or
+         *     NOT_FOUND. */
         struct {
             int64_t id; fl_delivery_state state; int64_t next_at;
             int has_status; int status; const char *error;
@@ -140,9 +163,10 @@ struct fl_store_op {
     } u;
 };
 
-/* fl_store_open opens (creating it and its directory if needed) the database at path, sets WAL
+/* fl_store_open opens (creating it 0600 and its directory if needed) the database at path, sets WAL
  * mode and the durability (1 = synchronous FULL, 0 = NORMAL), applies the migrations compiled
- * into the binary under PRAGMA user_version, and starts the writer thread. notify(arg) is
+ * into the binary under PRAGMA user_version, and starts the writer thread ("fl-store", every
+ * signal blocked so they reach the loop thread). notify(arg) is
  * called from the writer thread whenever ops are done. Returns 0 and *out (free with
  * fl_store_close), or a negative errno with a one-line reason in err. */
 int fl_store_open(fl_store **out, const char *path, int durability_full,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,7 +157,7 @@ static void check_row(fl_store_op *op)
                  : op->kind == FL_STORE_SET_STATUS ? &op->u.set_status.job : NULL;
     if (!row)
         return;
-    if (op->result == 0) {
+    if (op->result == 0 && op->answer == FL_STORE_OK) {
         assert_non_null(*row);
         assert_int_equal((*row)->id, op->kind == FL_STORE_FINISH ? op->u.finish.id : op->u.set_status.id);
         assert_true((*row)->updated_at > 0);
@@ -230,20 +231,31 @@ static void submit_op(fl_store_op *op, fl_job *job)
     op->u.submit.job = job;
 }
 
-/* submit stores a job made from sp and returns its id. */
-static int64_t submit(harness *h, const spec *sp)
+/* submit_result submits a new job made from sp: the op's result, and the job's id in *id
+ * (0 when the group failed). */
+static int submit_result(harness *h, const spec *sp, int64_t *id)
 {
     fl_job *job = make_job(sp);
     fl_store_op op;
-    int64_t id;
 
     submit_op(&op, job);
     run(h, &op);
-    assert_int_equal(op.result, 0);
-    assert_int_equal(op.u.submit.duplicate, 0);
-    id = job->id;
-    assert_true(id > 0);
+    *id = job->id;
+    if (op.result)
+        assert_int_equal(*id, 0);
+    else
+        assert_int_equal(op.answer, FL_STORE_OK);
     fl_job_free(job);
+    return op.result;
+}
+
+/* submit stores a job made from sp and returns its id. */
+static int64_t submit(harness *h, const spec *sp)
+{
+    int64_t id;
+
+    assert_int_equal(submit_result(h, sp, &id), 0);
+    assert_true(id > 0);
     return id;
 }
 
@@ -254,24 +266,25 @@ static int64_t submit_simple(harness *h, const char *type, fl_state state, int64
     return submit(h, &sp);
 }
 
-/* get returns job id (caller frees) or NULL, with the op's result in *result. */
-static fl_job *get(harness *h, int64_t id, int *result)
+/* get returns job id (caller frees) or NULL, with the op's answer in *answer. */
+static fl_job *get(harness *h, int64_t id, fl_store_answer *answer)
 {
     fl_store_op op = { .kind = FL_STORE_GET };
 
     op.u.get.id = id;
     run(h, &op);
-    *result = op.result;
+    assert_int_equal(op.result, 0);
+    *answer = op.answer;
     fl_store_deliveries_free(op.u.get.deliveries, op.u.get.n_deliveries);
     return op.u.get.job;
 }
 
 static fl_job *get_ok(harness *h, int64_t id)
 {
-    int result;
-    fl_job *job = get(h, id, &result);
+    fl_store_answer answer;
+    fl_job *job = get(h, id, &answer);
 
-    assert_int_equal(result, 0);
+    assert_int_equal(answer, FL_STORE_OK);
     assert_non_null(job);
     return job;
 }
@@ -410,10 +423,10 @@ static void test_submit_reopen(void **state)
 static void test_get_missing(void **state)
 {
     harness *h = *state;
-    int result;
+    fl_store_answer answer;
 
-    assert_null(get(h, 42, &result));
-    assert_int_equal(result, -ENOENT);
+    assert_null(get(h, 42, &answer));
+    assert_int_equal(answer, FL_STORE_NOT_FOUND);
 }
 
 static void test_empty_payload(void **state)
@@ -518,7 +531,7 @@ static void test_idempotency(void **state)
     submit_op(&op1, a);
     run(h, &op1);
     assert_int_equal(op1.result, 0);
-    assert_int_equal(op1.u.submit.duplicate, 1);
+    assert_int_equal(op1.answer, FL_STORE_DUPLICATE);
     assert_int_equal(a->id, id1);
     assert_int_equal(a->state, FL_STATE_SCHEDULED);
     assert_int_equal(a->created_at, NOW);
@@ -544,8 +557,8 @@ static void test_idempotency(void **state)
     settle(h);
     assert_int_equal(op1.result, 0);
     assert_int_equal(op2.result, 0);
-    assert_int_equal(op1.u.submit.duplicate, 0);
-    assert_int_equal(op2.u.submit.duplicate, 1);
+    assert_int_equal(op1.answer, FL_STORE_OK);
+    assert_int_equal(op2.answer, FL_STORE_DUPLICATE);
     assert_int_equal(b->id, a->id);
     fl_job_free(a);
     fl_job_free(b);
@@ -620,6 +633,7 @@ static void test_cancel(void **state)
     op.u.cancel.now = NOW + 7;
     run(h, &op);
     assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_OK);
     assert_int_equal(op.u.cancel.job->state, FL_STATE_CANCELLED);
     assert_int_equal(op.u.cancel.job->finished_at, NOW + 7);
     fl_job_free(op.u.cancel.job);
@@ -637,7 +651,8 @@ static void test_cancel(void **state)
 
     op.u.cancel.id = run_id;
     run(h, &op);
-    assert_int_equal(op.result, -EBUSY);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_RUNNING);
     assert_non_null(op.u.cancel.job);
     assert_int_equal(op.u.cancel.job->state, FL_STATE_RUNNING);
     fl_job_free(op.u.cancel.job);
@@ -648,14 +663,16 @@ static void test_cancel(void **state)
     op.u.cancel.id = queued;
     op.u.cancel.now = NOW + 99;
     run(h, &op);
-    assert_int_equal(op.result, -EALREADY);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_ENDED);
     assert_int_equal(op.u.cancel.job->state, FL_STATE_CANCELLED);
     assert_int_equal(op.u.cancel.job->finished_at, NOW + 7);
     fl_job_free(op.u.cancel.job);
 
     op.u.cancel.id = 999;
     run(h, &op);
-    assert_int_equal(op.result, -ENOENT);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_NOT_FOUND);
     assert_null(op.u.cancel.job);
 }
 
@@ -684,7 +701,8 @@ static void test_set_status(void **state)
 
     op.u.set_status.id = id + 1;
     run(h, &op);
-    assert_int_equal(op.result, -ENOENT);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_NOT_FOUND);
 }
 
 /* changed_ids runs CHANGED pages of limit from since and returns the ids seen, in order. */
@@ -880,7 +898,8 @@ static void test_deliveries(void **state)
     run(h, &d);
     d.u.done.id = b_id + 100;
     run(h, &d);
-    assert_int_equal(d.result, -ENOENT);
+    assert_int_equal(d.result, 0);
+    assert_int_equal(d.answer, FL_STORE_NOT_FOUND);
 
     /* GET shows a job's deliveries and their last result. */
     fl_store_op g = { .kind = FL_STORE_GET };
@@ -1063,7 +1082,8 @@ static void test_finish(void **state)
 
     finish_op(&op, 999, FL_STATE_SUCCEEDED);
     run(h, &op);
-    assert_int_equal(op.result, -ENOENT);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_NOT_FOUND);
     finish_op(&op, ok, FL_STATE_RUNNING);
     run(h, &op);
     assert_int_equal(op.result, -EINVAL);
@@ -1289,12 +1309,155 @@ static void test_close_drains(void **state)
     assert_int_equal(c.calls_first, 1);
     assert_int_equal(c.calls_second, 1);
     assert_int_equal(calls, 3);
-    for (i = 0; i < 3; i++)
-        assert_int_equal(more[i].result, -ENOENT);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(more[i].result, 0);
+        assert_int_equal(more[i].answer, FL_STORE_NOT_FOUND);
+    }
     assert_true(job->id > 0);
     fl_job_free(c.second.u.get.job);
     fl_job_free(job);
     fl_store_close(NULL);
+}
+
+/* What an op found and whether the store worked never share a code: a cancel of a running
+ * job in a group that fails on a locked database is a failure with no answer, the same
+ * cancel in a group that commits is an answer with no failure. */
+static void test_answer_apart_from_failure(void **state)
+{
+    harness *h = *state;
+    int64_t id = submit_simple(h, "busy", FL_STATE_QUEUED, 0);
+    fl_store_op op = { .kind = FL_STORE_CANCEL };
+
+    expect_claim(h, "busy", 1, NOW, &id, 1, 0);
+    op.u.cancel.id = id;
+    op.u.cancel.now = NOW;
+    fl_store_inject_fault(h->store, -EBUSY, 1);
+    run(h, &op);
+    assert_int_equal(op.result, -EBUSY);
+    assert_int_equal(op.answer, FL_STORE_OK);
+    assert_null(op.u.cancel.job);
+
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_RUNNING);
+    assert_non_null(op.u.cancel.job);
+    fl_job_free(op.u.cancel.job);
+}
+
+/* remove_db deletes the database with its -wal and -shm, as `rm fling.db*` does. */
+static void remove_db(const char *path)
+{
+    static const char *const suffix[] = { "", "-wal", "-shm" };
+    char p[PATH_LEN + 8];
+
+    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        assert_int_equal(unlink(p), 0);
+    }
+}
+
+/* A database deleted under the store: nothing is acked into the unlinked file, now or later
+ * (reads fail too: they would show a past nobody can see after a restart); a re-open starts
+ * a fresh database, whose ids start at 1 again. */
+static void test_deleted_db_refused(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    fl_store_answer answer;
+    fl_store_stats before, after;
+    int64_t id;
+
+    assert_int_equal(submit(h, &sp), 1);
+    assert_int_equal(submit(h, &sp), 2);
+    remove_db(h->path);
+    fl_store_stats_get(h->store, &before);
+    assert_int_equal(submit_result(h, &sp, &id), -ESTALE);
+    assert_int_equal(submit_result(h, &sp, &id), -ESTALE);
+    fl_store_op op = { .kind = FL_STORE_GET };
+    op.u.get.id = 1;
+    run(h, &op);
+    assert_int_equal(op.result, -ESTALE);
+    assert_null(op.u.get.job);
+    fl_store_stats_get(h->store, &after);
+    assert_int_equal(after.failed_commits, before.failed_commits + 3);
+
+    reopen(h);
+    assert_null(get(h, 2, &answer));
+    assert_int_equal(answer, FL_STORE_NOT_FOUND);
+    assert_int_equal(submit(h, &sp), 1);
+}
+
+/* A database replaced by another file (a restore under a running daemon) is refused too. */
+static void test_replaced_db_refused(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    char other[PATH_LEN + 8];
+    int64_t id;
+    FILE *f;
+
+    submit(h, &sp);
+    snprintf(other, sizeof other, "%s.new", h->path);
+    f = fopen(other, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(other, h->path), 0);
+    assert_int_equal(submit_result(h, &sp, &id), -ESTALE);
+}
+
+/* Ids are never handed out twice within one database: deleting the newest rows (as a prune
+ * would) does not bring their ids back, the schema's AUTOINCREMENT keeps the high-water mark. */
+static void test_ids_not_reused(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    int64_t last = 0;
+
+    for (int i = 0; i < 3; i++)
+        last = submit(h, &sp);
+    sql_int(h->path, "DELETE FROM jobs WHERE id >= 2");
+    assert_int_equal(sql_int(h->path, "SELECT max(id) FROM jobs"), 1);
+    reopen(h);
+    assert_int_equal(submit(h, &sp), last + 1);
+}
+
+/* check_private asserts path is a regular file of mode 0600. */
+static void check_private(const char *path)
+{
+    struct stat st;
+
+    assert_int_equal(stat(path, &st), 0);
+    if ((st.st_mode & 07777) != 0600)
+        fail_msg("%s has mode %04o, want 0600", path, (unsigned)(st.st_mode & 07777));
+}
+
+/* The database, -wal and -shm are 0600 whatever the umask: open()'s mode would give 0644
+ * under 022 and an unwritable 0400 under 0277. */
+static void test_files_private(void **state)
+{
+    static const mode_t masks[] = { 022, 0277 };
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    char path[PATH_LEN + 8], err[ERR_LEN] = "";
+
+    fl_store_close(h->store);
+    h->store = NULL;
+    for (size_t i = 0; i < sizeof masks / sizeof *masks; i++) {
+        mode_t old = umask(masks[i]);
+        snprintf(h->path, sizeof h->path, "%s/private%zu.db", h->dir, i);
+        int rc = open_store(h, err);
+        umask(old);
+        assert_int_equal(rc, 0);
+        submit(h, &sp);
+        check_private(h->path);
+        snprintf(path, sizeof path, "%s-wal", h->path);
+        check_private(path);
+        snprintf(path, sizeof path, "%s-shm", h->path);
+        check_private(path);
+        fl_store_close(h->store);
+        h->store = NULL;
+    }
+    assert_int_equal(open_store(h, err), 0);
 }
 
 static void test_submit_invalid(void **state)
@@ -1336,6 +1499,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_apart_from_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_db_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_db_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_not_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files_private, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
