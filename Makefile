@@ -1,4 +1,4 @@
-# The two set-up commands (DESIGN.md): `make run` and `make test`.
+# The two set-up commands (README.md "Quick start"): `make run` and `make test`.
 # Everything else is CMake; this file only chains install → configure → build → run.
 BUILD     ?= build
 ASAN_BUILD ?= build-asan

@@ -1,4 +1,4 @@
-/* cli.c — the `fling` command (DESIGN.md "Client library and CLI"): submit, status, list and
+/* cli.c — the `fling` command (README.md "The `fling` CLI"): submit, status, list and
  * cancel over libfling; status --redis and watch over the Redis mirror (mirrorview.h).
  * On failure it prints exactly one line on stderr and exits 1 when the daemon refused (or the
  * job is not in the mirror, or output could not be written), 2 for a usage error, 3 when the

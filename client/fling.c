@@ -1,5 +1,6 @@
 /* fling.c — libfling: sockets for the requests that proto/encode.c builds and the replies
- * that proto/resp.c parses. libc and pthread only; SOCKETS.md rules C1–C5.
+ * that proto/resp.c parses. libc and pthread only; the client rules of
+ * docs/protocol.md "Detached clients".
  *
  * DESIGN: every socket is non-blocking and every wait is a poll() bounded by a deadline
  * (connect: connect_ms; send + reply: io_ms), so no call can hang. fling_fire opens a fresh
@@ -33,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_CONNECT_MS 3000  /* SOCKETS.md C4: one dropped SYN costs 1 s, two cost 3 s */
+#define DEFAULT_CONNECT_MS 3000  /* one dropped SYN costs 1 s, two cost 3 s */
 #define DEFAULT_IO_MS 10000      /* a commit waits for an fsync; a busy disk takes seconds */
 #define DEFAULT_PORT 80
 #define UNIX_RETRY_MS 5          /* a full Unix listen backlog fails at once with EAGAIN: wait */

@@ -1,6 +1,6 @@
 /* encode.h — the bytes of the requests libfling sends. Each request, head and body, is built
- * in ONE malloc'd buffer so the client can write it with one send (SOCKETS.md C1: no Nagle
- * stall, no half-written head). Inputs are checked with proto.h's rules first: nothing is
+ * in ONE malloc'd buffer so the client can write it with one send (no Nagle stall, no
+ * half-written head; docs/protocol.md "What the client does"). Inputs are checked with proto.h's rules first: nothing is
  * built that the daemon would refuse for its shape. Pure: no sockets, no globals. */
 #ifndef FL_ENCODE_H
 #define FL_ENCODE_H

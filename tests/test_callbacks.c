@@ -207,7 +207,7 @@ static const flr_request *first_on(const char *path, size_t from, int timeout_ms
 }
 
 /* A client that leaves without reading its 202, at different moments: the callback waits for
- * the verdict on that 202 (SOCKETS.md D7) and carries the job's final status. Closing before
+ * the verdict on that 202 (docs/protocol.md "The delivery verdict of a 202") and carries the job's final status. Closing before
  * the 202 arrives is status 1; once the client's TCP acknowledged it, it counts as delivered. */
 static void gone_client_is_in_the_callback_status(void **state)
 {

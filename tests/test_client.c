@@ -612,7 +612,7 @@ static void test_submit_reply_timeout(void **state)
     server_free(&s);
 }
 
-/* SOCKETS.md D8 from the client's side: the server answers 413 as soon as it sees the head,
+/* Early error replies (docs/protocol.md) from the client's side: the server answers 413 as soon as it sees the head,
  * shuts its write side and drains; the client finishes sending and reads the 413. */
 static void test_submit_reads_early_413_after_drain(void **state)
 {

@@ -1,4 +1,5 @@
-/* test_detached.c — SOCKETS.md scenarios T1–T10 against a real flingd over real sockets:
+/* test_detached.c — scenarios T1–T10 of the rules in docs/protocol.md "Detached clients",
+ * against a real flingd over real sockets:
  * what fire-and-forget clients do to the server, and that every complete request is enqueued. */
 #include <stdarg.h>
 #include <stddef.h>
