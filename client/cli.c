@@ -29,7 +29,6 @@
 #define EXIT_JOB_FAILED 4    /* submit --wait: the job ended failed or cancelled */
 #define EXIT_JOB_RUNNING 5   /* submit --wait: the job had not ended when the wait ran out */
 
-#define FLING_CLI_VERSION "0.1.0"              /* the project version in CMakeLists.txt */
 #define DEFAULT_URL "http://127.0.0.1:7878"    /* flingd's default listen address */
 #define STDIN_MAX (64 * 1024 * 1024)           /* far above any sane max_payload */
 #define ERROR_TEXT_MAX 200                     /* of a non-JSON error body, on one line */
@@ -887,7 +886,7 @@ static int globals(cli *c)
     if (help)
         return fputs(usage_text, stdout) == EOF ? EXIT_DAEMON : 0;
     if (version)
-        return printf("fling %s\n", FLING_CLI_VERSION) < 0 ? EXIT_DAEMON : 0;
+        return printf("fling %s\n", FL_VERSION) < 0 ? EXIT_DAEMON : 0;
     return -1;
 }
 

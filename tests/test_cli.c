@@ -410,6 +410,25 @@ static void test_watch_stop_and_loss(void **state)
     redisFree(c);
 }
 
+/* ---- one version ------------------------------------------------------------------------ */
+
+/* Both binaries print the project version of CMakeLists.txt, each after its own name. */
+static void test_version_once(void **state)
+{
+    (void)state;
+    flh_cli r;
+    char *argv[] = { "fling", "--version", NULL };
+    run_cli(&r, argv, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "fling " FL_VERSION "\n");
+    char line[128] = "";
+    FILE *p = popen(FLINGD_PATH " --version", "r");
+    assert_non_null(p);
+    assert_non_null(fgets(line, sizeof line, p));
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(line, "flingd " FL_VERSION "\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -419,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_watch_json),
         cmocka_unit_test(test_watch_lines),
         cmocka_unit_test(test_watch_stop_and_loss),
+        cmocka_unit_test(test_version_once),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }
