@@ -7,8 +7,10 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 600
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CONF      ?= examples/flingd.conf
+PREFIX    ?= /usr/local
+DEB_BUILD ?= build-deb
 
-.PHONY: all deps test-deps build build-asan build-tsan build-fuzz run test test-asan test-tsan fuzz bench clean
+.PHONY: all deps test-deps install deb build build-asan build-tsan build-fuzz run test test-asan test-tsan fuzz bench clean
 
 all: build
 
@@ -34,6 +36,18 @@ build-tsan: test-deps
 build-fuzz: test-deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_FUZZ=ON -DFL_WERROR=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# DESTDIR=/tmp/stage make install stages the files; the unit and fling.pc name PREFIX.
+install: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	cmake --install $(BUILD)
+
+# A Debian package for prefix /usr, built in its own dir: fling_VERSION_ARCH.deb in $(DEB_BUILD).
+deb: deps
+	@cmake -S . -B $(DEB_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake --build $(DEB_BUILD) -j $(JOBS)
+	cd $(DEB_BUILD) && cpack -G DEB
 
 run: build
 	@mkdir -p var
@@ -65,4 +79,4 @@ bench: build
 	bench/run
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(DEB_BUILD)

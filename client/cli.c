@@ -29,7 +29,6 @@
 #define EXIT_JOB_FAILED 4    /* submit --wait: the job ended failed or cancelled */
 #define EXIT_JOB_RUNNING 5   /* submit --wait: the job had not ended when the wait ran out */
 
-#define FLING_CLI_VERSION "0.1.0"              /* the project version in CMakeLists.txt */
 #define DEFAULT_URL "http://127.0.0.1:7878"    /* flingd's default listen address */
 #define STDIN_MAX (64 * 1024 * 1024)           /* far above any sane max_payload */
 #define ERROR_TEXT_MAX 200                     /* of a non-JSON error body, on one line */
@@ -108,36 +107,48 @@ struct command {
     unsigned bit;
     int min_args, max_args;
     int (*run)(cli *);
+    const char *help;        /* its part of the usage text */
 };
 
-static const char usage_text[] =
-    "usage: fling [--url URL] [--token TOKEN] COMMAND [ARGS]\n"
-    "\n"
+/* The usage text: the head, each command's part (also its own --help), the options, the exit
+ * status. */
+static const char usage_head[] = "usage: fling [--url URL] [--token TOKEN] COMMAND [ARGS]\n\n";
+
+static const char help_submit[] =
     "  submit TYPE [PAYLOAD|-] [--timeout S] [--attempts N] [--delay S] [--priority N]\n"
     "                          [--key K] [--callback URL] [--detach]\n"
-    "                          [--wait[=N] [--on-disconnect cancel|continue]]\n"
+    "                          [--wait [N] [--on-disconnect cancel|continue]]\n"
     "                   submit a job and print its id (payload - or absent: stdin);\n"
     "                   --detach sends it without waiting and prints nothing;\n"
-    "                   --wait=N (1-3600, default 60; note the '=') waits up to N s for the\n"
+    "                   --wait N or --wait=N (1-3600, default 60) waits up to N s for the\n"
     "                   job to end and prints it as JSON; --on-disconnect says what the\n"
-    "                   daemon does with the job if this client goes away meanwhile\n"
+    "                   daemon does with the job if this client goes away meanwhile\n";
+static const char help_status[] =
     "  status ID [--redis URL [--prefix P]]\n"
-    "                   print the job as JSON; --redis reads the Redis mirror instead\n"
+    "                   print the job as JSON; --redis reads the Redis mirror instead\n";
+static const char help_list[] =
     "  list [--state S] [--type T] [--limit N] [--after CURSOR] [--json]\n"
-    "                   print jobs, newest first: id type state status attempts created_at\n"
-    "  cancel ID        cancel a job\n"
+    "                   print jobs, newest first, under a header line: id type state status\n"
+    "                   attempts created_at run_at (when a scheduled job is due); --json\n"
+    "                   prints the daemon's reply\n";
+static const char help_cancel[] =
+    "  cancel ID        cancel a waiting job, or stop a running one, and say which\n";
+static const char help_watch[] =
     "  watch [--type T] [--redis URL] [--prefix P] [--json] [--count N]\n"
     "                   follow the mirror's events, one line each: TIME ID TYPE EVENT\n"
     "                   [state=S] status=N attempts=A/M [error=\"...\"], TIME being the\n"
     "                   event's updated_at or else the time it was received (UTC);\n"
-    "                   --json prints each event's JSON; --count exits after N events\n"
+    "                   --json prints each event's JSON; --count exits after N events\n";
+
+static const char usage_tail[] =
     "\n"
-    "  --url URL        http://host:port or unix:/path (env FLING_URL; default " DEFAULT_URL ")\n"
+    "  --url URL        http://host:port, https://host[:port] or unix:/path (env FLING_URL;\n"
+    "                   default " DEFAULT_URL ")\n"
     "  --token TOKEN    bearer token (env FLING_TOKEN)\n"
     "  --redis URL      redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH[?db=N&password=P]\n"
     "                   (watch: env FLING_REDIS; default " FL_MVIEW_DEFAULT_URL ")\n"
     "  --prefix P       the daemon's [redis] prefix (default " FL_MVIEW_DEFAULT_PREFIX ")\n"
-    "  -h, --help       this text;  --version  the version\n"
+    "  -h, --help       this text (after a command: that command's);  --version  the version\n"
     "\n"
     "exit status: 0 ok, 1 the daemon refused or the job is not in the mirror, 2 usage error,\n"
     "3 daemon or Redis unreachable (or refused the login); submit --wait: 4 the job failed or\n"
@@ -254,7 +265,8 @@ static void print_scalar(const json_t *v, const char *sep)
 
 static int print_job_lines(const cli *c, const fling_response *res)
 {
-    static const char *const fields[] = { "id", "type", "state", "status", "attempts", "created_at" };
+    static const char *const fields[] = { "id", "type", "state", "status", "attempts", "created_at",
+                                          "run_at" };
     const size_t nf = sizeof fields / sizeof fields[0];
     int code = 0;
     json_t *j = reply_json(c, res, &code);
@@ -267,9 +279,14 @@ static int print_job_lines(const cli *c, const fling_response *res)
     }
     size_t i;
     json_t *job;
+    fputs("ID\tTYPE\tSTATE\tSTATUS\tATTEMPTS\tCREATED_AT\tRUN_AT\n", stdout);
     json_array_foreach(jobs, i, job) {
+        /* run_at says something only while the job waits for it */
+        const char *state = json_string_value(json_object_get(job, "state"));
+        int scheduled = state && strcmp(state, "scheduled") == 0;
         for (size_t f = 0; f < nf; f++)
-            print_scalar(json_object_get(job, fields[f]), f + 1 < nf ? "\t" : "\n");
+            print_scalar(f + 1 < nf || scheduled ? json_object_get(job, fields[f]) : NULL,
+                         f + 1 < nf ? "\t" : "\n");
     }
     const char *next = json_string_value(json_object_get(j, "next"));
     if (next)
@@ -343,7 +360,7 @@ static int wait_opt(const cli *c, const opt_val *o, int *wait)
 {
     long v = WAIT_DEFAULT;
     if (o->arg && parse_count(o->arg, 1, FL_WAIT_MAX, &v) < 0)
-        return fail(c, EXIT_USAGE, "bad --wait '%s' (1-%d seconds, as --wait=N)", o->arg,
+        return fail(c, EXIT_USAGE, "bad --wait '%s' (1-%d seconds)", o->arg,
                     FL_WAIT_MAX);
     *wait = (int)v;
     return 0;
@@ -695,6 +712,17 @@ static int cmd_status(cli *c)
     return code;
 }
 
+/* Says what a cancel did: a 200 cancelled a waiting job (its JSON says which state it left),
+ * a 202 stops a running one, which then ends cancelled. */
+static int report_cancel(const cli *c, const fling_response *res)
+{
+    const char *id = c->args[0];
+    int n = res->status == 202
+                ? printf("job %s is running: stopping it; it ends cancelled\n", id)
+                : printf("job %s cancelled\n", id);
+    return n < 0 ? fail(c, EXIT_DAEMON, "cannot write output") : 0;
+}
+
 static int cmd_cancel(cli *c)
 {
     char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX];
@@ -703,7 +731,7 @@ static int cmd_cancel(cli *c)
         return code;
     fling_response res;
     int rc = fling_request(c->client, "DELETE", path, NULL, 0, &res);
-    code = rc ? fail_call(c, rc, &res) : 0;
+    code = rc ? fail_call(c, rc, &res) : report_cancel(c, &res);
     fling_response_clear(&res);
     return code;
 }
@@ -793,12 +821,33 @@ static int cmd_list(cli *c)
 }
 
 static const command commands[] = {
-    { "submit", CMD_SUBMIT, 1, 2, cmd_submit },
-    { "status", CMD_STATUS, 1, 1, cmd_status },
-    { "list", CMD_LIST, 0, 0, cmd_list },
-    { "cancel", CMD_CANCEL, 1, 1, cmd_cancel },
-    { "watch", CMD_WATCH, 0, 0, cmd_watch },
+    { "submit", CMD_SUBMIT, 1, 2, cmd_submit, help_submit },
+    { "status", CMD_STATUS, 1, 1, cmd_status, help_status },
+    { "list", CMD_LIST, 0, 0, cmd_list, help_list },
+    { "cancel", CMD_CANCEL, 1, 1, cmd_cancel, help_cancel },
+    { "watch", CMD_WATCH, 0, 0, cmd_watch, help_watch },
 };
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* The command named name, or NULL. */
+static const command *command_named(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* Prints the usage of cmd, or of every command if cmd is NULL: 0, or an exit code. */
+static int print_usage(const command *cmd)
+{
+    int bad = fputs(usage_head, stdout) == EOF;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!cmd || cmd == &commands[i])
+            bad |= fputs(commands[i].help, stdout) == EOF;
+    bad |= fputs(usage_tail, stdout) == EOF;
+    return bad ? EXIT_DAEMON : 0;
+}
 
 /* ---- command line --------------------------------------------------------------------- */
 
@@ -808,6 +857,17 @@ static const opt_spec *spec_of(int id)
         if (specs[i].id == id)
             return &specs[i];
     return NULL;
+}
+
+/* The value of an option: its optarg, or for --wait without '=' a number in the next word
+ * (getopt takes an optional value only after '='; "--wait 10" must not send 10 as the payload). */
+static const char *wait_value(int id, int argc, char **argv)
+{
+    const char *next = optind < argc ? argv[optind] : NULL;
+    if (id != OPT_WAIT || optarg || !next || !next[0] || strspn(next, "0123456789") != strlen(next))
+        return optarg;
+    optind++;
+    return next;
 }
 
 /* Reads argv into c: options in order, positional words (command first). 0, or an exit code
@@ -836,7 +896,7 @@ static int parse_args(cli *c, int argc, char **argv, char ***words, int *nwords)
             return fail(NULL, EXIT_USAGE, "unknown option '%s' (see fling --help)",
                         argv[optind - 1]);
         else
-            c->opts[c->nopts++] = (opt_val){ ch, optarg };
+            c->opts[c->nopts++] = (opt_val){ ch, wait_value(ch, argc, argv) };
     }
     while (optind < argc)
         (*words)[(*nwords)++] = argv[optind++];
@@ -848,9 +908,7 @@ static int resolve(cli *c, char **words, int nwords)
 {
     if (nwords == 0)
         return fail(NULL, EXIT_USAGE, "no command (see fling --help)");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(words[0], commands[i].name) == 0)
-            c->cmd = &commands[i];
+    c->cmd = command_named(words[0]);
     if (!c->cmd)
         return fail(NULL, EXIT_USAGE, "unknown command '%s' (see fling --help)", words[0]);
     c->args = words + 1;
@@ -867,8 +925,9 @@ static int resolve(cli *c, char **words, int nwords)
     return 0;
 }
 
-/* Applies the global options; returns -1 to go on, else the exit code. */
-static int globals(cli *c)
+/* Applies the global options; returns -1 to go on, else the exit code. --help after a known
+ * command word prints that command's usage. */
+static int globals(cli *c, char **words, int nwords)
 {
     int help = 0, version = 0;
     c->url = getenv("FLING_URL");
@@ -885,9 +944,9 @@ static int globals(cli *c)
     if (!c->url || !c->url[0])
         c->url = DEFAULT_URL;
     if (help)
-        return fputs(usage_text, stdout) == EOF ? EXIT_DAEMON : 0;
+        return print_usage(nwords > 0 ? command_named(words[0]) : NULL);
     if (version)
-        return printf("fling %s\n", FLING_CLI_VERSION) < 0 ? EXIT_DAEMON : 0;
+        return printf("fling %s\n", FL_VERSION) < 0 ? EXIT_DAEMON : 0;
     return -1;
 }
 
@@ -911,7 +970,7 @@ int main(int argc, char **argv)
     char **words = NULL;
     int nwords = 0;
     int code = parse_args(&c, argc, argv, &words, &nwords);
-    if (code == 0 && (code = globals(&c)) < 0 && (code = resolve(&c, words, nwords)) == 0)
+    if (code == 0 && (code = globals(&c, words, nwords)) < 0 && (code = resolve(&c, words, nwords)) == 0)
         code = run(&c);
     fling_client_free(c.client);
     free(c.opts);

@@ -91,6 +91,7 @@ typedef enum value_kind {
     V_REDIS_URL,    /* char *: redis://... or unix:... */
     V_LISTEN,       /* listen_host and listen_port */
     V_DURABILITY,   /* int: full = 1, normal = 0 */
+    V_LOG_FORMAT,   /* int: json = 1, text = 0 */
     V_ALLOW,        /* callback_allow list */
     V_HANDLER,      /* fl_handler */
     V_COMMAND,      /* argv */
@@ -125,6 +126,8 @@ static const key_spec keys[] = {
     {SEC_SERVER, "idle_timeout", V_SECONDS, CFG(idle_timeout), 0, SECONDS_MAX},
     {SEC_SERVER, "max_pipeline", V_INT, CFG(max_pipeline), 1, 65536},
     {SEC_SERVER, "max_output", V_BYTES, CFG(max_output), 4 * KIB, 64 * MIB},
+    {SEC_SERVER, "log", V_PATH, CFG(log_path), 0, 0},
+    {SEC_SERVER, "log_format", V_LOG_FORMAT, CFG(log_json), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
@@ -943,6 +946,11 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected full or normal");
         c->durability_full = strcmp(v, "full") == 0;
         return 0;
+    case V_LOG_FORMAT:
+        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+            return reject(ld, "expected text or json");
+        c->log_json = strcmp(v, "json") == 0;
+        return 0;
     case V_ALLOW:
         return set_allow(ld, v);
     case V_HANDLER:
@@ -1131,6 +1139,33 @@ static char *read_line(char *str, int num, void *stream)
     return str;
 }
 
+/* resolve_paths makes c's relative paths absolute against the folder of the file ld reads. */
+static int resolve_paths(loader *ld)
+{
+    fl_config *c = ld->c;
+    char **paths[] = { &c->db_path, &c->unix_path, &c->log_path };
+    char *dir = realpath(ld->path, NULL);
+    if (!dir)
+        return fail(ld, 0, -errno, "%s", strerror(errno));
+    *strrchr(dir, '/') = '\0';   /* realpath names a file: there is a '/' before its name */
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !ld->rc; i++) {
+        char *abs, *p = *paths[i];
+        if (!p || p[0] == '/')
+            continue;
+        if (asprintf(&abs, "%s/%s", dir, p) < 0) {
+            fail(ld, 0, -ENOMEM, "%s", strerror(ENOMEM));
+        } else {
+            free(p);
+            *paths[i] = abs;
+        }
+    }
+    if (!ld->rc && c->unix_path && strlen(c->unix_path) >= SUN_PATH_SIZE)
+        fail(ld, 0, -EINVAL, "[server] unix: \"%.*s...\" is longer than %zu bytes once made "
+             "relative to the folder of this file", ECHO_MAX, c->unix_path, SUN_PATH_SIZE - 1);
+    free(dir);
+    return ld->rc;
+}
+
 /* inih_setup pins down the inih behaviour we rely on. Debian builds inih with these as run-time
  * globals (INI_RUNTIME_OPTIONS); flingd is their only user and loads its config once at start. */
 static void inih_setup(void)
@@ -1204,6 +1239,8 @@ int fl_config_load(fl_config *c, const char *path, char *err, size_t errlen)
     } else if (rc < 0 && !ld.rc) {
         fail(&ld, 0, -ENOMEM, "%s", strerror(ENOMEM));
     }
+    if (!ld.rc)
+        resolve_paths(&ld);
     free(ld.buf);
     fclose(ld.f);
     return ld.rc;
@@ -1270,6 +1307,7 @@ void fl_config_free(fl_config *c)
 {
     free(c->listen_host);
     free(c->unix_path);
+    free(c->log_path);
     free(c->token);
     free(c->db_path);
     free(c->redis_url);
@@ -1278,4 +1316,156 @@ void fl_config_free(fl_config *c)
     free(c->callback_secret);
     types_free(c);
     memset(c, 0, sizeof *c);
+}
+
+/* ---- printing the effective configuration ------------------------------------------------ */
+
+#define SECRET_SHOWN "(set)"
+
+/* Seconds as a plain decimal, the only form the loader reads (no exponent). */
+static void put_seconds(FILE *f, const char *key, double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.6f", v);
+    char *end = buf + strlen(buf) - 1;
+    while (*end == '0')
+        *end-- = '\0';
+    if (*end == '.')
+        *end = '\0';
+    fprintf(f, "%s = %s\n", key, buf);
+}
+
+static void put_text(FILE *f, const char *key, const char *v)
+{
+    if (v)
+        fprintf(f, "%s = %s\n", key, v);
+}
+
+static void put_secret(FILE *f, const char *key, const char *v)
+{
+    if (v)
+        fprintf(f, "%s = " SECRET_SHOWN "\n", key);
+}
+
+/* A list key: items joined by ", " (no item holds a comma: the loader splits on them). */
+static void put_list(FILE *f, const char *key, char *const *items)
+{
+    if (!items)
+        return;
+    fprintf(f, "%s = ", key);
+    for (size_t i = 0; items[i]; i++)
+        fprintf(f, "%s%s", i ? ", " : "", items[i]);
+    fputc('\n', f);
+}
+
+/* One word of a command, quoted so that fl_config_split gives it back unchanged. */
+static void put_word(FILE *f, const char *w)
+{
+    if (*w && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                        "_./=:,@%+-") == strlen(w)) {
+        fputs(w, f);
+        return;
+    }
+    fputc('\'', f);
+    for (; *w; w++) {
+        if (*w == '\'')
+            fputs("'\\''", f);   /* end the quote, an escaped quote, quote again */
+        else
+            fputc(*w, f);
+    }
+    fputc('\'', f);
+}
+
+/* A Redis URL with a password is a secret: "(set)", and where it points as a comment. */
+static void put_redis_url(FILE *f, const char *url)
+{
+    fl_redis_url u;
+    char err[200], where[400];
+    if (fl_redis_url_parse(url, &u, err, sizeof err) == 0 && u.password[0]) {
+        fl_redis_url_where(&u, where, sizeof where);
+        fprintf(f, "url = " SECRET_SHOWN "          ; %s, with a password\n", where);
+    } else {
+        put_text(f, "url", url);
+    }
+}
+
+static void put_allow(FILE *f, const fl_config *c)
+{
+    fputs("allow = ", f);
+    for (size_t i = 0; i < c->n_callback_allow; i++) {
+        const fl_allow *a = &c->callback_allow[i];
+        fprintf(f, "%s%s://%s:%s%s", i ? ", " : "", a->scheme, a->host, a->port, a->path);
+    }
+    fputc('\n', f);
+}
+
+static void put_command(FILE *f, char *const *argv)
+{
+    if (!argv)
+        return;
+    fputs("command = ", f);
+    for (size_t i = 0; argv[i]; i++) {
+        if (i)
+            fputc(' ', f);
+        put_word(f, argv[i]);
+    }
+    fputc('\n', f);
+}
+
+/* put_key writes key k of the config c or of the type t (for SEC_TYPE), as the loader reads it. */
+static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_type *t)
+{
+    const char *field = (t ? (const char *)t : (const char *)c) + k->off;
+    switch (k->kind) {
+    case V_INT: fprintf(f, "%s = %d\n", k->name, *(const int *)(const void *)field); break;
+    case V_LONG: fprintf(f, "%s = %ld\n", k->name, *(const long *)(const void *)field); break;
+    case V_BYTES: fprintf(f, "%s = %zu\n", k->name, *(const size_t *)(const void *)field); break;
+    case V_SECONDS:
+    case V_SECONDS0: put_seconds(f, k->name, *(const double *)(const void *)field); break;
+    case V_TEXT:
+    case V_PATH:
+    case V_UNIX:
+    case V_URL:
+    case V_HOOK: put_text(f, k->name, *(char *const *)(const void *)field); break;
+    case V_SECRET: put_secret(f, k->name, *(char *const *)(const void *)field); break;
+    case V_REDIS_URL: put_redis_url(f, c->redis_url); break;
+    case V_LISTEN: {
+        int v6 = strchr(c->listen_host, ':') != NULL;
+        fprintf(f, "listen = %s%s%s:%d\n", v6 ? "[" : "", c->listen_host, v6 ? "]" : "",
+                c->listen_port);
+        break;
+    }
+    case V_DURABILITY: fprintf(f, "durability = %s\n", c->durability_full ? "full" : "normal"); break;
+    case V_LOG_FORMAT: fprintf(f, "log_format = %s\n", c->log_json ? "json" : "text"); break;
+    case V_ALLOW: put_allow(f, c); break;
+    case V_HANDLER: fprintf(f, "handler = %s\n", handler_names[t->handler]); break;
+    case V_COMMAND: put_command(f, t->argv); break;
+    case V_ENV:
+    case V_ENV_PASS: put_list(f, k->name, *(char **const *)(const void *)field); break;
+    case V_USER: put_text(f, "user", t->user); break;
+    case V_GROUP: put_text(f, "group", t->group); break;
+    }
+}
+
+/* put_section writes every key of one kind of section, in the order of the key table. */
+static void put_section(FILE *f, section_kind kind, const fl_config *c, const fl_type *t)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].section == kind)
+            put_key(f, &keys[i], c, t);
+}
+
+void fl_config_print(const fl_config *c, FILE *f)
+{
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+        /* without a url, the other [redis] keys do nothing */
+        if (sections[i].kind == SEC_REDIS && !c->redis_url)
+            continue;
+        fprintf(f, "%s[%s]\n", i ? "\n" : "", sections[i].name);
+        put_section(f, sections[i].kind, c, NULL);
+    }
+    for (size_t i = 0; i < c->n_types; i++) {
+        fprintf(f, "\n[type.%s]\n", c->types[i].name);
+        put_section(f, SEC_TYPE, c, &c->types[i]);
+    }
 }

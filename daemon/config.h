@@ -5,6 +5,7 @@
 #define FL_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 typedef enum fl_handler {
@@ -60,6 +61,8 @@ typedef struct fl_config {
     double idle_timeout;    /* seconds a keep-alive connection may sit idle; default 60 */
     int max_pipeline;       /* requests one connection may have waiting for their reply; default 128 */
     size_t max_output;      /* reply and queued payload bytes one connection may hold; default 256 KiB */
+    char *log_path;         /* NULL = stderr */
+    int log_json;           /* log_format: 1 = json, 0 = text (default) */
     /* [store] */
     char *db_path;          /* "var/fling.db" */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
@@ -90,9 +93,17 @@ typedef struct fl_config {
 int fl_config_init(fl_config *c);
 
 /* fl_config_load reads the INI file at path over the defaults already in c. With a file, the
- * types are exactly the file's [type.*] sections. Returns 0, or a negative errno with a
+ * types are exactly the file's [type.*] sections, and the relative paths ([store] path,
+ * [server] unix and log, the default database too) are made absolute against the folder of the
+ * file, so that the file means the same whatever the working directory. Returns 0, or a negative errno with a
  * one-line reason "FILE:LINE: reason" (or "FILE: reason") written to err. */
 int fl_config_load(fl_config *c, const char *path, char *err, size_t errlen);
+
+/* fl_config_print writes c to f as an INI file flingd would read back the same way, every key
+ * with its effective value (defaults included, relative paths resolved); unset optional keys
+ * are left out, and secrets (token, callback secret, a Redis URL with a password) are written
+ * as "(set)". For flingd --print-config. */
+void fl_config_print(const fl_config *c, FILE *f);
 
 /* fl_config_set_listen parses "HOST:PORT" into c (the --listen override); 0 or -EINVAL with err. */
 int fl_config_set_listen(fl_config *c, const char *hostport, char *err, size_t errlen);

@@ -1,13 +1,25 @@
-/* log.c — one-line, timestamped log records on stderr. */
+/* log.c — log records as text lines or JSON objects (jansson), on stderr or an appended file. */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#define MESSAGE_MAX 1024   /* of one message; longer ones are cut */
+#define RECORD_MAX 4096    /* a text record: time, pid, level, message, context */
+
 static int log_level = LOG_INFO;
+static int log_fd = STDERR_FILENO;
+static char *log_path;                  /* NULL: stderr */
+static fl_log_format log_format = FL_LOG_TEXT;
 
 void fl_log_set_level(int level) { log_level = level; }
 
@@ -21,24 +33,175 @@ static const char *level_name(int level)
     }
 }
 
-void fl_log(int level, const char *fmt, ...)
+static int open_append(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    return fd < 0 ? -errno : fd;
+}
+
+int fl_log_open(const char *path, fl_log_format format)
+{
+    char *copy = NULL;
+    int fd = STDERR_FILENO;
+    if (path) {
+        if (!(copy = strdup(path)))
+            return -ENOMEM;
+        if ((fd = open_append(path)) < 0) {
+            free(copy);
+            return fd;
+        }
+    }
+    fl_log_close();
+    log_fd = fd;
+    log_path = copy;
+    log_format = format;
+    return 0;
+}
+
+int fl_log_reopen(void)
+{
+    if (!log_path)
+        return 0;
+    int fd = open_append(log_path);
+    if (fd < 0) {
+        fl_log(LOG_ERR, "SIGHUP: cannot reopen the log %s: %s; still writing to the old file",
+               log_path, strerror(-fd));
+        return fd;
+    }
+    /* the same descriptor number now names the new file: no writer ever sees a closed one */
+    int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
+    close(fd);
+    if (rc < 0)
+        fl_log(LOG_ERR, "SIGHUP: cannot reopen the log %s: %s", log_path, strerror(-rc));
+    else
+        fl_log(LOG_INFO, "SIGHUP: log reopened: %s", log_path);
+    return rc;
+}
+
+void fl_log_close(void)
+{
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    log_fd = STDERR_FILENO;
+    free(log_path);
+    log_path = NULL;
+    log_format = FL_LOG_TEXT;
+}
+
+/* One record in one write, so that records of several threads never interleave. */
+static void put_record(const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(log_fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;   /* nowhere left to report it */
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+/* A JSON string for s: bytes that are not UTF-8 (a client's request target) become '?'. */
+static json_t *json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+/* Writes the record as one JSON object; 0, or -1 if it could not be built. */
+static int put_json(const char *when, int level, const fl_log_ctx *ctx, const char *msg)
+{
+    json_t *o = json_object();
+    int bad = !o || json_object_set_new(o, "time", json_string(when)) < 0 ||
+              json_object_set_new(o, "level", json_string(level_name(level))) < 0 ||
+              json_object_set_new(o, "pid", json_integer(getpid())) < 0 ||
+              json_object_set_new(o, "msg", json_text(msg)) < 0;
+    if (!bad && ctx && ctx->job_id > 0) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRId64, ctx->job_id);
+        bad = json_object_set_new(o, "job_id", json_string(id)) < 0;
+    }
+    if (!bad && ctx && ctx->type)
+        bad = json_object_set_new(o, "type", json_text(ctx->type)) < 0;
+    if (!bad && ctx && ctx->peer)
+        bad = json_object_set_new(o, "peer", json_text(ctx->peer)) < 0;
+    char *line = bad ? NULL : json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!line)
+        return -1;
+    size_t len = strlen(line);
+    char *rec = realloc(line, len + 2);
+    if (!rec) {
+        free(line);
+        return -1;
+    }
+    rec[len] = '\n';
+    put_record(rec, len + 1);
+    free(rec);
+    return 0;
+}
+
+/* Writes the record as a text line, the context in brackets after the message. */
+static void put_text(const char *when, int level, const fl_log_ctx *ctx, const char *msg)
+{
+    char rec[RECORD_MAX];
+    size_t n = (size_t)snprintf(rec, sizeof rec, "%s flingd[%d] %s: %s", when, (int)getpid(),
+                                level_name(level), msg);
+    const char *sep = " [";
+    if (ctx && ctx->job_id > 0 && n < sizeof rec) {
+        n += (size_t)snprintf(rec + n, sizeof rec - n, "%sjob=%" PRId64, sep, ctx->job_id);
+        sep = " ";
+    }
+    if (ctx && ctx->type && n < sizeof rec) {
+        n += (size_t)snprintf(rec + n, sizeof rec - n, "%stype=%s", sep, ctx->type);
+        sep = " ";
+    }
+    if (ctx && ctx->peer && n < sizeof rec) {
+        n += (size_t)snprintf(rec + n, sizeof rec - n, "%speer=%s", sep, ctx->peer);
+        sep = " ";
+    }
+    if (sep[0] == ' ' && sep[1] == '\0' && n < sizeof rec)
+        n += (size_t)snprintf(rec + n, sizeof rec - n, "]");
+    if (n >= sizeof rec - 1)
+        n = sizeof rec - 2;   /* cut, but still one line */
+    rec[n++] = '\n';
+    put_record(rec, n);
+}
+
+static void log_record(int level, const fl_log_ctx *ctx, const char *fmt, va_list ap)
+{
+    char msg[MESSAGE_MAX], when[64];
+    struct timeval tv;
+    struct tm tm;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+    /* a JSON record that cannot be built (out of memory) still leaves as text */
+    if (log_format != FL_LOG_JSON || put_json(when, level, ctx, msg) < 0)
+        put_text(when, level, ctx, msg);
+}
+
+void fl_log_kv(int level, const fl_log_ctx *ctx, const char *fmt, ...)
 {
     if (level > log_level)
         return;
-    char line[1024];
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ flingd[%d] %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (long)(tv.tv_usec / 1000), (int)getpid(), level_name(level));
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof line)
-        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    log_record(level, ctx, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s\n", line);
 }
 
 int fl_log_allow(fl_log_limit *l, const char *what)

@@ -410,6 +410,119 @@ static void test_watch_stop_and_loss(void **state)
     redisFree(c);
 }
 
+/* ---- the job commands against a real flingd ------------------------------------------- */
+
+#define RUNNING_WAIT_MS 10000
+
+/* Runs the CLI with --url d's URL and the words in argv; expects exit 0. */
+static void run_ok(const flh_daemon *d, flh_cli *r, const char *const *words)
+{
+    char *argv[16] = { "fling", "--url", (char *)d->url };
+    size_t n = 3;
+    for (; words[n - 3] && n < 15; n++)
+        argv[n] = (char *)words[n - 3];
+    argv[n] = NULL;
+    run_cli(r, argv, NULL);
+    if (r->status != 0)
+        fail_msg("%s: exit %d, stdout \"%s\", stderr \"%s\"", words[0], r->status, r->out, r->err);
+}
+
+/* Polls job id until it is in state want. */
+static void wait_state(const flh_daemon *d, const char *id, const char *want)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    double end = flh_now() + RUNNING_WAIT_MS / 1000.0;
+    for (;;) {
+        json_t *job = NULL;
+        assert_int_equal(flh_http(d, "GET", path, &job), 200);
+        int there = strcmp(json_string_value(json_object_get(job, "state")), want) == 0;
+        json_decref(job);
+        if (there)
+            return;
+        if (flh_now() > end)
+            fail_msg("job %s not %s after %d ms", id, want, RUNNING_WAIT_MS);
+        usleep(20000);
+    }
+}
+
+/* --wait N as two words, per-command --help, list's header and run_at, what cancel did. */
+static void test_job_commands(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, "[type.noop]\nhandler = noop\n"), 0);
+
+    /* "--wait 10" is the wait, not the type or the payload */
+    run_ok(&d, &r, (const char *[]){ "submit", "--wait", "10", "noop", "x", NULL });
+    json_t *job = json_loads(r.out, 0, NULL);
+    assert_non_null(job);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(job, "type")), "noop");
+    json_decref(job);
+
+    run_ok(&d, &r, (const char *[]){ "cancel", "--help", NULL });
+    assert_non_null(strstr(r.out, "  cancel ID "));
+    assert_null(strstr(r.out, "submit TYPE"));
+    assert_non_null(strstr(r.out, "--url URL"));
+    run_ok(&d, &r, (const char *[]){ "--help", NULL });
+    assert_non_null(strstr(r.out, "submit TYPE"));
+    assert_non_null(strstr(r.out, "watch [--type T]"));
+
+    run_ok(&d, &r, (const char *[]){ "submit", "t", "30", "--delay", "600", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    run_ok(&d, &r, (const char *[]){ "list", NULL });
+    static const char header[] = "ID\tTYPE\tSTATE\tSTATUS\tATTEMPTS\tCREATED_AT\tRUN_AT\n";
+    assert_int_equal(strncmp(r.out, header, sizeof header - 1), 0);
+    char *scheduled = strstr(r.out, "\tt\tscheduled\t"), *done = strstr(r.out, "\tnoop\tsucceeded\t");
+    assert_non_null(scheduled);
+    assert_non_null(done);
+    /* the scheduled job shows when it is due; the finished one does not */
+    char *eol = strchr(scheduled, '\n');
+    assert_true(eol - scheduled > 4 && strncmp(eol - 2, "\t-", 2) != 0 && eol[-1] == 'Z');
+    eol = strchr(done, '\n');
+    assert_int_equal(strncmp(eol - 2, "\t-", 2), 0);
+    run_ok(&d, &r, (const char *[]){ "list", "--json", NULL });
+    json_t *list = json_loads(r.out, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(list, "jobs")), 2);
+    json_decref(list);
+
+    char want[96];
+    run_ok(&d, &r, (const char *[]){ "cancel", id, NULL });
+    snprintf(want, sizeof want, "job %s cancelled\n", id);
+    assert_string_equal(r.out, want);
+
+    run_ok(&d, &r, (const char *[]){ "submit", "t", "30", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    wait_state(&d, id, "running");
+    run_ok(&d, &r, (const char *[]){ "cancel", id, NULL });
+    snprintf(want, sizeof want, "job %s is running: stopping it; it ends cancelled\n", id);
+    assert_string_equal(r.out, want);
+    wait_state(&d, id, "cancelled");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* ---- one version ------------------------------------------------------------------------ */
+
+/* Both binaries print the project version of CMakeLists.txt, each after its own name. */
+static void test_version_once(void **state)
+{
+    (void)state;
+    flh_cli r;
+    char *argv[] = { "fling", "--version", NULL };
+    run_cli(&r, argv, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "fling " FL_VERSION "\n");
+    char line[128] = "";
+    FILE *p = popen(FLINGD_PATH " --version", "r");
+    assert_non_null(p);
+    assert_non_null(fgets(line, sizeof line, p));
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(line, "flingd " FL_VERSION "\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -419,6 +532,8 @@ int main(void)
         cmocka_unit_test(test_watch_json),
         cmocka_unit_test(test_watch_lines),
         cmocka_unit_test(test_watch_stop_and_loss),
+        cmocka_unit_test(test_version_once),
+        cmocka_unit_test(test_job_commands),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }

@@ -1100,7 +1100,8 @@ static void test_cli_submit_and_error_reply(void **state)
     char *list[] = { "fling", "--url", url, "list", "--state", "queued", "--after", "9", NULL };
     run_cli(&r, list, env);
     assert_int_equal(r.status, 0);
-    assert_string_equal(r.out, "5\techo\t-\t-\t-\t-\n");
+    assert_string_equal(r.out, "ID\tTYPE\tSTATE\tSTATUS\tATTEMPTS\tCREATED_AT\tRUN_AT\n"
+                               "5\techo\t-\t-\t-\t-\t-\n");
     server_stop(&s, 100);
     assert_int_equal(s.requests, 3);
     static const char first[] =

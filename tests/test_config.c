@@ -110,6 +110,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.listen_port, 7878);
     assert_null(c.unix_path);
     assert_null(c.token);
+    assert_null(c.log_path);
+    assert_int_equal(c.log_json, 0);
     assert_int_equal(c.max_payload, 1048576);
     assert_int_equal(c.max_header, 16384);
     assert_int_equal(c.backlog, 4096);
@@ -159,7 +161,12 @@ static void test_example_file(void **state)
         fail_msg("%s", err);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 7878);
-    assert_string_equal(c.db_path, "var/fling.db");
+    /* relative to examples/, where the file is: make run keeps the database under ./var/ */
+    char *examples = realpath(FL_SOURCE_DIR "/examples", NULL), want[PATH_LEN + 32];
+    assert_non_null(examples);
+    snprintf(want, sizeof want, "%s/../var/fling.db", examples);
+    assert_string_equal(c.db_path, want);
+    free(examples);
     assert_int_equal(c.durability_full, 1);
     assert_int_equal(c.workers, 8);
     assert_null(c.redis_url);
@@ -204,6 +211,8 @@ static const char every_key[] =
     "idle_timeout = 0.25\n"
     "max_pipeline = 16\n"
     "max_output = 64k\n"
+    "log = /tmp/x/flingd.log\n"
+    "log_format = json\n"
     "[store]\n"
     "path = /tmp/x/fling.db\n"
     "durability = normal\n"
@@ -261,6 +270,8 @@ static void test_every_key(void **state)
     assert_int_equal(c.max_pipeline, 16);
     assert_int_equal(c.max_output, 64 * 1024);
     assert_string_equal(c.db_path, "/tmp/x/fling.db");
+    assert_string_equal(c.log_path, "/tmp/x/flingd.log");
+    assert_int_equal(c.log_json, 1);
     assert_int_equal(c.durability_full, 0);
     assert_int_equal(c.workers, 3);
     assert_true(c.shutdown_grace == 0.0);
@@ -479,6 +490,8 @@ static const struct {
     int line;
     const char *reason;
 } bad_files[] = {
+    {"[server]\nlog_format = yaml\n", 2, "[server] log_format: expected text or json, got \"yaml\""},
+    {"[server]\nlog =\n", 2, "[server] log: expected a path"},
     /* numbers */
     {"[type.echo]\nhandler = noop\ntimeout = abc\n", 3,
      "[type.echo] timeout: expected seconds > 0, got \"abc\""},
@@ -826,6 +839,121 @@ static void test_callback_allowed(void **state)
     fl_config_free(&c);
 }
 
+/* The folder of the test's config files, as realpath gives it. */
+static void real_test_dir(char out[PATH_LEN])
+{
+    char *d = realpath(test_dir, NULL);
+    assert_non_null(d);
+    snprintf(out, PATH_LEN, "%s", d);
+    free(d);
+}
+
+/* Relative paths in a file are relative to its folder, whatever the working directory; the
+ * default database too; absolute paths stay. */
+static void test_relative_paths(void **state)
+{
+    (void)state;
+    char dir[PATH_LEN], want[2 * PATH_LEN], err[ERR_LEN], path[PATH_LEN], cwd[PATH_LEN];
+    real_test_dir(dir);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir("/"), 0);
+    fl_config c;
+    int rc = load_text(&c, "[server]\nunix = run/fling.sock\nlog = ../flingd.log\n"
+                           "[store]\npath = db/fling.db\n", err, path);
+    assert_int_equal(chdir(cwd), 0);
+    if (rc != 0)
+        fail_msg("%s", err);
+    snprintf(want, sizeof want, "%s/db/fling.db", dir);
+    assert_string_equal(c.db_path, want);
+    snprintf(want, sizeof want, "%s/run/fling.sock", dir);
+    assert_string_equal(c.unix_path, want);
+    snprintf(want, sizeof want, "%s/../flingd.log", dir);
+    assert_string_equal(c.log_path, want);
+    fl_config_free(&c);
+
+    assert_int_equal(load_text(&c, "[store]\npath = /srv/fling.db\n[server]\nlog = /var/log/f.log\n",
+                               err, path), 0);
+    assert_string_equal(c.db_path, "/srv/fling.db");
+    assert_string_equal(c.log_path, "/var/log/f.log");
+    fl_config_free(&c);
+
+    assert_int_equal(load_text(&c, "[workers]\ncount = 2\n", err, path), 0);
+    snprintf(want, sizeof want, "%s/var/fling.db", dir);
+    assert_string_equal(c.db_path, want);
+    fl_config_free(&c);
+
+    /* a socket path that fits as written but not once resolved is refused */
+    char text[256], name[101];
+    memset(name, 's', 100);
+    name[100] = '\0';
+    snprintf(text, sizeof text, "[server]\nunix = %s\n", name);
+    assert_int_equal(load_text(&c, text, err, path), -EINVAL);
+    assert_non_null(strstr(err, "[server] unix: "));
+    assert_non_null(strstr(err, "is longer than 107 bytes"));
+    fl_config_free(&c);
+}
+
+/* Prints c into a string (caller frees). */
+static char *print_config(const fl_config *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    fl_config_print(c, f);
+    assert_int_equal(fclose(f), 0);
+    return buf;
+}
+
+/* --print-config: every key, secrets hidden, and text that loads back to the same config. */
+static void test_print(void **state)
+{
+    (void)state;
+    fl_config c;
+    char err[ERR_LEN], path[PATH_LEN];
+    if (load_text(&c, every_key, err, path) != 0)
+        fail_msg("%s", err);
+    char *first = print_config(&c);
+    fl_config_free(&c);
+    assert_null(strstr(first, "s3cr3t-T0ken"));
+    assert_null(strstr(first, "hmac-key"));
+    assert_non_null(strstr(first, "\ntoken = (set)\n"));
+    assert_non_null(strstr(first, "\nsecret = (set)\n"));
+    assert_non_null(strstr(first, "[server]\nlisten = [::1]:0\n"));
+    assert_non_null(strstr(first, "\nlog_format = json\n"));
+    assert_non_null(strstr(first, "\nidle_timeout = 0.25\n"));
+    assert_non_null(strstr(first, "\ncommand = /usr/bin/env mailer --to 'a b'\n"));
+    assert_non_null(strstr(first, "\nallow = http://127.0.0.1:9000, https://Hooks.example.com:443, "
+                                  "http://[::1]:9/x/y\n"));
+    assert_non_null(strstr(first, "\n[type.nap]\nhandler = sleep\n"));
+    if (load_text(&c, first, err, path) != 0)
+        fail_msg("%s in:\n%s", err, first);
+    char *second = print_config(&c);
+    assert_string_equal(second, first);
+    fl_config_free(&c);
+    free(first);
+    free(second);
+
+    /* a quote inside a command word, and a Redis password, survive as written / stay hidden */
+    if (load_text(&c, "[redis]\nurl = redis://:pw-123@127.0.0.1:6390/1\n[type.q]\nhandler = exec\n"
+                      "command = /bin/echo \"it's\" ''\n", err, path) != 0)
+        fail_msg("%s", err);
+    first = print_config(&c);
+    assert_null(strstr(first, "pw-123"));
+    assert_non_null(strstr(first, "\nurl = (set)"));
+    assert_non_null(strstr(first, "\ncommand = /bin/echo 'it'\\''s' ''\n"));
+    char **argv;
+    const char *why;
+    const char *cmd = strstr(first, "\ncommand = ") + strlen("\ncommand = ");
+    char *line = strndup(cmd, strcspn(cmd, "\n"));
+    assert_int_equal(fl_config_split(line, &argv, &why), 0);
+    assert_argv(argv, (const char *const[]){ "/bin/echo", "it's", "", NULL });
+    free(argv);
+    free(line);
+    free(first);
+    fl_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -845,6 +973,8 @@ int main(void)
         cmocka_unit_test(test_find_type),
         cmocka_unit_test(test_allow_entries_refused),
         cmocka_unit_test(test_callback_allowed),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
