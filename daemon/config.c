@@ -26,6 +26,7 @@
 
 #include "proto.h"
 #include "redisurl.h"
+#include "store.h"
 
 /* Longest line accepted, newline included. inih keeps its line buffer on the stack; a command or
  * an allow list longer than this is better split into shorter pieces anyway. */
@@ -91,6 +92,7 @@ typedef enum value_kind {
     V_REDIS_URL,    /* char *: redis://... or unix:... */
     V_LISTEN,       /* listen_host and listen_port */
     V_DURABILITY,   /* int: full = 1, normal = 0 */
+    V_BACKEND,      /* char *: the name of a store backend */
     V_ALLOW,        /* callback_allow list */
     V_HANDLER,      /* fl_handler */
     V_COMMAND,      /* argv */
@@ -125,6 +127,7 @@ static const key_spec keys[] = {
     {SEC_SERVER, "idle_timeout", V_SECONDS, CFG(idle_timeout), 0, SECONDS_MAX},
     {SEC_SERVER, "max_pipeline", V_INT, CFG(max_pipeline), 1, 65536},
     {SEC_SERVER, "max_output", V_BYTES, CFG(max_output), 4 * KIB, 64 * MIB},
+    {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
@@ -943,6 +946,8 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected full or normal");
         c->durability_full = strcmp(v, "full") == 0;
         return 0;
+    case V_BACKEND:
+        return fl_store_backend_known(v) ? replace_string(str, v) : reject(ld, "expected a store backend: sqlite");
     case V_ALLOW:
         return set_allow(ld, v);
     case V_HANDLER:
@@ -1271,6 +1276,7 @@ void fl_config_free(fl_config *c)
     free(c->listen_host);
     free(c->unix_path);
     free(c->token);
+    free(c->store_backend);
     free(c->db_path);
     free(c->redis_url);
     free(c->redis_prefix);

@@ -61,6 +61,7 @@ typedef struct fl_config {
     int max_pipeline;       /* requests one connection may have waiting for their reply; default 128 */
     size_t max_output;      /* reply and queued payload bytes one connection may hold; default 256 KiB */
     /* [store] */
+    char *store_backend;    /* NULL = "sqlite"; a name fl_store_backend_known accepts */
     char *db_path;          /* "var/fling.db" */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
     /* [workers] */
