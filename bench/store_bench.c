@@ -97,11 +97,7 @@ static int push_one(bench *b, long i, size_t payload, int keyed)
     job->max_attempts = 3;
     job->timeout = 30;
     job->created_at = job->run_at = fl_job_now_ms();
-    op->kind = FL_STORE_SUBMIT;
-    op->u.submit.job = job;
-    op->cb = submit_done;
-    op->udata = b;
-    fl_store_push(b->store, op);
+    fl_store_submit(b->store, op, job, submit_done, b);
     return 0;
 }
 
@@ -159,18 +155,12 @@ static void claim_done(fl_store_op *op)
             b->failed++;
             continue;
         }
-        f->kind = FL_STORE_FINISH;
-        f->u.finish.id = op->u.claim.jobs[i]->id;
-        f->u.finish.state = FL_STATE_SUCCEEDED;
-        f->u.finish.has_exit_code = 1;
-        f->u.finish.finished_at = fl_job_now_ms();
-        f->cb = finish_done;
-        f->udata = b;
-        fl_store_push(b->store, f);
+        fl_store_outcome o = { .state = FL_STATE_SUCCEEDED, .has_exit_code = 1,
+                               .finished_at = fl_job_now_ms() };
+        fl_store_finish(b->store, f, op->u.claim.jobs[i]->id, &o, finish_done, b);
     }
     fl_store_list_free(op->u.claim.jobs, op->u.claim.n);
-    op->u.claim.now = fl_job_now_ms();
-    fl_store_push(b->store, op);
+    fl_store_claim(b->store, op, op->u.claim.type, op->u.claim.limit, fl_job_now_ms(), claim_done, b);
 }
 
 static int drained(const bench *b)
@@ -185,14 +175,8 @@ static void drain(bench *b, long batch)
     double t0, t;
 
     fl_store_stats_get(b->store, &st0);
-    b->claim.kind = FL_STORE_CLAIM;
-    b->claim.u.claim.type = "echo";
-    b->claim.u.claim.limit = (int)batch;
-    b->claim.u.claim.now = fl_job_now_ms();
-    b->claim.cb = claim_done;
-    b->claim.udata = b;
     t0 = now_s();
-    fl_store_push(b->store, &b->claim);
+    fl_store_claim(b->store, &b->claim, "echo", (int)batch, fl_job_now_ms(), claim_done, b);
     wait_all(b, drained);
     t = now_s() - t0;
     fl_store_stats_get(b->store, &st1);
@@ -253,7 +237,9 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/bench.db", dir);
         made_dir = 1;
     }
-    if (fl_store_open(&b.store, path, full, notify_cb, &b, err, sizeof(err))) {
+    const fl_store_options sopt = { .path = path, .durability_full = full };
+    const fl_store_hooks hooks = { .notify = notify_cb, .udata = &b };
+    if (fl_store_open(&b.store, &sopt, &hooks, err, sizeof(err))) {
         fprintf(stderr, "store_bench: %s\n", err);
         if (made_dir)
             remove_db(path, dir);

@@ -5,7 +5,7 @@
 # split into separate arguments.
 file(GLOB FILES ${DIR}/*.sql)
 list(SORT FILES)
-set(body "// generated from migrations/NNN_*.sql by cmake/embed_migrations.cmake; do not edit\n")
+set(body "// generated from migrations/sqlite/NNN_*.sql by cmake/embed_migrations.cmake; do not edit\n")
 set(list "")
 set(n 0)
 foreach(f ${FILES})

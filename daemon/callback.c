@@ -158,35 +158,29 @@ static void attempt_finish(attempt *a, int ok, int permanent, int has_status, in
     fl_callbacks *cb = a->cb;
     const fl_config *cfg = cb->srv->cfg;
     fl_delivery *d = a->d;
-    fl_store_op *op = &a->done;
-    memset(op, 0, sizeof *op);
-    op->kind = FL_STORE_DELIVERY_DONE;
-    op->cb = done_cb;
-    op->udata = a;
-    op->u.done.id = d->id;
-    op->u.done.has_status = has_status;
-    op->u.done.status = status;
+    fl_delivery_state state;
+    int64_t next_at = 0;
     if (ok) {
         cb->stats.delivered++;
-        op->u.done.state = FL_DELIVERY_DELIVERED;
+        state = FL_DELIVERY_DELIVERED;
     } else if (!permanent && d->attempts < cfg->callback_attempts) {
         double delay = fl_sched_backoff(cfg->callback_backoff, cfg->callback_backoff_max, d->attempts, drand48());
         cb->stats.retried++;
-        op->u.done.state = FL_DELIVERY_PENDING;
-        op->u.done.next_at = fl_job_now_ms() + (int64_t)(delay * 1000.0);
+        state = FL_DELIVERY_PENDING;
+        next_at = fl_job_now_ms() + (int64_t)(delay * 1000.0);
         fl_log(LOG_WARNING, "callback %lld (job %lld, %s -> %s): attempt %d/%d failed: %s; retry in %.1f s",
                (long long)d->id, (long long)d->job_id, event_name(d), d->target, d->attempts,
                cfg->callback_attempts, error, delay);
     } else {
         cb->stats.failed++;
-        op->u.done.state = FL_DELIVERY_FAILED;
+        state = FL_DELIVERY_FAILED;
         fl_log(LOG_ERR, "callback %lld (job %lld, %s -> %s): given up after %d attempt(s): %s",
                (long long)d->id, (long long)d->job_id, event_name(d), d->target, d->attempts, error);
     }
     snprintf(a->error, sizeof a->error, "%s", error ? error : "");
-    op->u.done.error = ok ? NULL : a->error;
     a->recording = 1;
-    push_done(a);
+    fl_store_delivery_done(cb->srv->store, &a->done, d->id, state, next_at, has_status, status,
+                           ok ? NULL : a->error, done_cb, a);
 }
 
 static void http_done(void *udata, const fl_webhook_result *r)
@@ -382,13 +376,7 @@ static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         return;   /* stays dirty: a finished attempt pumps again */
     cb->dirty = 0;
     cb->taking = 1;
-    memset(&cb->take, 0, sizeof cb->take);
-    cb->take.kind = FL_STORE_DELIVERY_TAKE;
-    cb->take.cb = take_done;
-    cb->take.udata = cb;
-    cb->take.u.take.now = fl_job_now_ms();
-    cb->take.u.take.limit = room;
-    fl_store_push(cb->srv->store, &cb->take);
+    fl_store_delivery_take(cb->srv->store, &cb->take, fl_job_now_ms(), room, take_done, cb);
 }
 
 /* ---------------------------------------------------------------- public */

@@ -26,6 +26,7 @@
 
 #include "proto.h"
 #include "redisurl.h"
+#include "store.h"
 
 /* Longest line accepted, newline included. inih keeps its line buffer on the stack; a command or
  * an allow list longer than this is better split into shorter pieces anyway. */
@@ -92,6 +93,7 @@ typedef enum value_kind {
     V_LISTEN,       /* listen_host and listen_port */
     V_DURABILITY,   /* int: full = 1, normal = 0 */
     V_LOG_FORMAT,   /* int: json = 1, text = 0 */
+    V_BACKEND,      /* char *: the name of a store backend */
     V_ALLOW,        /* callback_allow list */
     V_HANDLER,      /* fl_handler */
     V_COMMAND,      /* argv */
@@ -128,6 +130,7 @@ static const key_spec keys[] = {
     {SEC_SERVER, "max_output", V_BYTES, CFG(max_output), 4 * KIB, 64 * MIB},
     {SEC_SERVER, "log", V_PATH, CFG(log_path), 0, 0},
     {SEC_SERVER, "log_format", V_LOG_FORMAT, CFG(log_json), 0, 0},
+    {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
@@ -951,6 +954,8 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected text or json");
         c->log_json = strcmp(v, "json") == 0;
         return 0;
+    case V_BACKEND:
+        return fl_store_backend_known(v) ? replace_string(str, v) : reject(ld, "expected a store backend: sqlite");
     case V_ALLOW:
         return set_allow(ld, v);
     case V_HANDLER:
@@ -1209,8 +1214,9 @@ int fl_config_init(fl_config *c)
     c->callback_concurrency = 32;
     c->listen_host = strdup(DEFAULT_HOST);
     c->db_path = strdup(DEFAULT_DB_PATH);
+    c->store_backend = strdup("sqlite");
     c->redis_prefix = strdup(DEFAULT_REDIS_PREFIX);
-    if (!c->listen_host || !c->db_path || !c->redis_prefix ||
+    if (!c->listen_host || !c->db_path || !c->store_backend || !c->redis_prefix ||
         !types_append(c, "noop", 4, FL_HANDLER_NOOP) ||
         !types_append(c, "sleep", 5, FL_HANDLER_SLEEP)) {
         fl_config_free(c);
@@ -1309,6 +1315,7 @@ void fl_config_free(fl_config *c)
     free(c->unix_path);
     free(c->log_path);
     free(c->token);
+    free(c->store_backend);
     free(c->db_path);
     free(c->redis_url);
     free(c->redis_prefix);
@@ -1426,7 +1433,8 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_PATH:
     case V_UNIX:
     case V_URL:
-    case V_HOOK: put_text(f, k->name, *(char *const *)(const void *)field); break;
+    case V_HOOK:
+    case V_BACKEND: put_text(f, k->name, *(char *const *)(const void *)field); break;
     case V_SECRET: put_secret(f, k->name, *(char *const *)(const void *)field); break;
     case V_REDIS_URL: put_redis_url(f, c->redis_url); break;
     case V_LISTEN: {

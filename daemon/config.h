@@ -64,6 +64,7 @@ typedef struct fl_config {
     char *log_path;         /* NULL = stderr */
     int log_json;           /* log_format: 1 = json, 0 = text (default) */
     /* [store] */
+    char *store_backend;    /* NULL = "sqlite"; a name fl_store_backend_known accepts */
     char *db_path;          /* "var/fling.db" */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
     /* [workers] */

@@ -284,28 +284,28 @@ static int parse_int_param(const char *s, long min, long max, long *out)
 
 static fl_body_action start_list(fl_req *req, const fl_http_head *h, const char *q, size_t qlen)
 {
-    fl_store_op *op = &req->op;
+    fl_store_query *lq = &req->list_query;
     char v[128];
     int rc;
-    op->u.list.limit = FL_LIST_DEFAULT;
+    lq->limit = FL_LIST_DEFAULT;
     if ((rc = query_param(q, qlen, "state", v, sizeof v)) != 0) {
-        if (rc < 0 || fl_proto_state_parse(v, strlen(v), &op->u.list.state) < 0)
+        if (rc < 0 || fl_proto_state_parse(v, strlen(v), &lq->state) < 0)
             return head_error(req, h, 400, "bad_request", "state must be one of queued, scheduled, running, succeeded, failed, cancelled");
-        op->u.list.has_state = 1;
+        lq->has_state = 1;
     }
     if ((rc = query_param(q, qlen, "type", req->list_type, sizeof req->list_type)) != 0) {
         if (rc < 0 || !fl_proto_valid_type(req->list_type, strlen(req->list_type)))
             return head_error(req, h, 400, "bad_request", "type is not a valid job type name");
-        op->u.list.type = req->list_type;
+        lq->type = req->list_type;
     }
     long n;
     if ((rc = query_param(q, qlen, "limit", v, sizeof v)) != 0) {
         if (rc < 0 || parse_int_param(v, 1, FL_LIST_MAX, &n) < 0)
             return head_error(req, h, 400, "bad_request", "limit must be an integer from 1 to 1000");
-        op->u.list.limit = (int)n;
+        lq->limit = (int)n;
     }
     if ((rc = query_param(q, qlen, "after", v, sizeof v)) != 0) {
-        if (rc < 0 || fl_proto_parse_id(v, strlen(v), &op->u.list.after) < 0)
+        if (rc < 0 || fl_proto_parse_id(v, strlen(v), &lq->after) < 0)
             return head_error(req, h, 400, "bad_request", "after must be a cursor from a previous page");
     }
     req->route = FL_ROUTE_LIST;
@@ -449,9 +449,7 @@ static void gone_cancel_done(fl_store_op *op)
 {
     fl_server *srv = op->udata;
     int64_t id = op->u.cancel.id;
-    if (op->result == 0 && op->answer == FL_STORE_OK) {
-        fl_server_job_changed(srv, op->u.cancel.job, "cancelled");
-    } else if (op->result == 0 && op->answer == FL_STORE_RUNNING) {
+    if (op->result == 0 && op->answer == FL_STORE_RUNNING) {
         /* Running: stopped, then it ends cancelled. Not running here means its attempt is
          * ending right now (its outcome is being recorded): it ends as that outcome says. */
         if (fl_sched_cancel(srv->sched, id) < 0)
@@ -479,12 +477,7 @@ static void apply_gone_policy(fl_server *srv, int64_t id, int cancel)
         fl_log(LOG_WARNING, "job %lld: out of memory cancelling it for its departed client", (long long)id);
         return;
     }
-    op->kind = FL_STORE_CANCEL;
-    op->u.cancel.id = id;
-    op->u.cancel.now = fl_job_now_ms();
-    op->cb = gone_cancel_done;
-    op->udata = srv;
-    fl_store_push(srv->store, op);
+    fl_store_cancel(srv->store, op, id, fl_job_now_ms(), gone_cancel_done, srv);
 }
 
 /* The client of an attached submit left: apply its choice, and answer 202 (then close) on a
@@ -580,7 +573,6 @@ static void submit_done(fl_store_op *op)
             reply(req, 200, "application/json", loc, body, (size_t)n);
         } else {
             srv->metrics.jobs_submitted++;
-            fl_server_job_changed(srv, job, "submitted");
             fl_sched_committed(srv->sched, job);
             if (req->wait_secs > 0) {
                 wait_begin(req, job);
@@ -645,8 +637,6 @@ static void get_done(fl_store_op *op)
         fl_http_error(req, 409, "not_cancellable", "job %lld is %s", (long long)req->id,
                       job ? fl_proto_state_name(job->state) : "finished");
     } else {
-        if (req->route == FL_ROUTE_CANCEL)
-            fl_server_job_changed(req->srv, job, "cancelled");
         reply_json(req, 200, req->route == FL_ROUTE_GET ? job_with_deliveries(op) : fl_job_to_json(job), NULL);
     }
     if (req->route == FL_ROUTE_GET)
@@ -678,14 +668,6 @@ static void list_done(fl_store_op *op)
     }
     fl_store_list_free(op->u.list.jobs, op->u.list.n);
     fl_conn_reply_ready(req);
-}
-
-static void push(fl_req *req, fl_store_kind kind, fl_store_cb cb)
-{
-    req->op.kind = kind;
-    req->op.cb = cb;
-    req->op.udata = req;
-    fl_store_push(req->srv->store, &req->op);
 }
 
 static void reply_health(fl_req *req)
@@ -767,26 +749,22 @@ void fl_http_complete(fl_req *req)
     }
     switch (req->route) {
     case FL_ROUTE_SUBMIT:
-        req->op.u.submit.job = req->job;
-        push(req, FL_STORE_SUBMIT, submit_done);
+        fl_store_submit(req->srv->store, &req->op, req->job, submit_done, req);
         return;
     case FL_ROUTE_GET:
-        req->op.u.get.id = req->id;
-        push(req, FL_STORE_GET, get_done);
+        fl_store_get(req->srv->store, &req->op, req->id, get_done, req);
         return;
     case FL_ROUTE_CANCEL:
-        req->op.u.cancel.id = req->id;
-        req->op.u.cancel.now = fl_job_now_ms();
-        push(req, FL_STORE_CANCEL, get_done);
+        fl_store_cancel(req->srv->store, &req->op, req->id, fl_job_now_ms(), get_done, req);
         return;
     case FL_ROUTE_LIST:
-        push(req, FL_STORE_LIST, list_done);
+        fl_store_list(req->srv->store, &req->op, &req->list_query, list_done, req);
         return;
     case FL_ROUTE_HEALTH:
         reply_health(req);
         break;
     case FL_ROUTE_METRICS:
-        push(req, FL_STORE_COUNT, metrics_done);
+        fl_store_count_jobs(req->srv->store, &req->op, 0, metrics_done, req);
         return;
     case FL_ROUTE_NONE:
         fl_http_error(req, 404, "not_found", "no such route");
@@ -817,8 +795,6 @@ static void abort_done(fl_store_op *op)
     if (op->result < 0)
         fl_log(LOG_WARNING, "job %lld: could not record status ABORTED: %s", (long long)op->u.set_status.id,
                strerror(-op->result));
-    else if (op->u.set_status.changed)
-        fl_server_job_changed(srv, op->u.set_status.job, "status");
     fl_job_free(op->u.set_status.job);
     free(a);
 }
@@ -836,11 +812,7 @@ void fl_http_abort_ack(fl_server *srv, int64_t id)
     if (srv->aborts)
         srv->aborts->prev = a;
     srv->aborts = a;
-    a->op.kind = FL_STORE_SET_STATUS;
-    a->op.u.set_status.id = id;
-    a->op.u.set_status.bits = FL_STATUS_ABORTED;
-    a->op.cb = abort_done;
-    fl_store_push(srv->store, &a->op);
+    fl_store_set_status(srv->store, &a->op, id, FL_STATUS_ABORTED, abort_done, a);
 }
 
 int fl_http_status_pending(fl_server *srv, int64_t id)

@@ -50,6 +50,7 @@ struct fl_req {
     int64_t id;                  /* get/cancel: the job id */
     fl_store_op op;              /* the store operation behind this request */
     char list_type[FL_TYPE_NAME_MAX + 1];
+    fl_store_query list_query;   /* LIST: the page the head asked for */
     /* The prepared error for DISCARD/REFUSE. */
     int err_status; const char *err_code; char err_msg[160];
     /* The reply: set once, then the connection writes it. */

@@ -337,20 +337,12 @@ static void op_cb(fl_store_op *op);
 
 static void push_op(fl_mirror *m, fl_store_kind kind)
 {
-    memset(&m->op, 0, sizeof m->op);
-    m->op.kind = kind;
-    m->op.cb = op_cb;
-    m->op.udata = m;
-    if (kind == FL_STORE_CHANGED) {
-        m->op.u.changed.since = m->sync_since;
-        m->op.u.changed.after = m->sync_after;
-        m->op.u.changed.limit = FL_MIRROR_PAGE;
-    } else {
-        m->op.u.count.all_states = 1;
-    }
     m->op_busy = 1;
     m->op_session = m->session;
-    fl_store_push(m->store, &m->op);
+    if (kind == FL_STORE_CHANGED)
+        fl_store_changed(m->store, &m->op, m->sync_since, m->sync_after, FL_MIRROR_PAGE, op_cb, m);
+    else
+        fl_store_count_jobs(m->store, &m->op, 1, op_cb, m);
 }
 
 /* catchup_begin starts bringing the mirror up to date after a handshake: from the watermark

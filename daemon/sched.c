@@ -139,19 +139,6 @@ struct finish_op {
     char text[];             /* error, then output */
 };
 
-/* The job-changed event of a FINISH into state. */
-static const char *finish_event(fl_state state)
-{
-    switch (state) {
-    case FL_STATE_SCHEDULED:
-        return "retrying";
-    case FL_STATE_QUEUED:
-        return "requeued";
-    default:
-        return fl_proto_state_name(state);   /* succeeded, failed, cancelled */
-    }
-}
-
 static void push_finish(finish_op *f)
 {
     f->s->finishing++;
@@ -185,7 +172,7 @@ static void rewrite_later(finish_op *f)
     fl_sched *s = f->s;
     if (f->failures++ == 0) {
         fl_log(LOG_ERR, "job %lld: could not record its outcome (%s): %s; writing it again until it commits",
-               (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.state), strerror(-f->op.result));
+               (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.o.state), strerror(-f->op.result));
         s->rewriting++;
         f->st->rewriting++;
     }
@@ -223,11 +210,9 @@ static void finish_done(fl_store_op *op)
     if (op->answer == FL_STORE_NOT_FOUND)
         fl_log(LOG_ERR, "job %lld: could not record its outcome: the job is not in the store",
                (long long)op->u.finish.id);
-    else if (op->u.finish.job)
-        fl_server_job_changed(s->srv, op->u.finish.job, finish_event(op->u.finish.job->state));
     if (op->result == 0 && f->failures)
         fl_log(LOG_INFO, "job %lld: outcome (%s) recorded after %d failed write(s)", (long long)op->u.finish.id,
-               fl_proto_state_name(op->u.finish.state), f->failures);
+               fl_proto_state_name(op->u.finish.o.state), f->failures);
     rewrite_end(f);
     fl_job_free(op->u.finish.job);
     free(f);
@@ -296,20 +281,19 @@ static void record(fl_sched *s, const run *r, const fl_outcome *o)
     fl_state state = outcome_state(s, r, o, &run_at);
     if (o->timed_out)
         s->stats.timed_out++;
-    fl_store_op *op = &f->op;
-    op->kind = FL_STORE_FINISH;
-    op->cb = finish_done;
-    op->u.finish.id = r->job->id;
-    op->u.finish.state = state;
-    op->u.finish.status_bits = o->timed_out ? FL_STATUS_TIMEOUT : 0;
-    op->u.finish.has_exit_code = o->has_exit_code;
-    op->u.finish.exit_code = o->exit_code;
-    op->u.finish.error = elen ? error : NULL;
-    op->u.finish.output = output_len ? f->text + elen + 1 : NULL;
-    op->u.finish.output_len = output_len;
-    op->u.finish.run_at = state == FL_STATE_SCHEDULED ? run_at : state == FL_STATE_QUEUED ? now_ms() : 0;
-    op->u.finish.finished_at = fl_proto_state_terminal(state) ? now_ms() : 0;
-    push_finish(f);
+    fl_store_outcome out = {
+        .state = state,
+        .status_bits = o->timed_out ? FL_STATUS_TIMEOUT : 0,
+        .has_exit_code = o->has_exit_code,
+        .exit_code = o->exit_code,
+        .error = elen ? error : NULL,
+        .output = output_len ? f->text + elen + 1 : NULL,
+        .output_len = output_len,
+        .run_at = state == FL_STATE_SCHEDULED ? run_at : state == FL_STATE_QUEUED ? now_ms() : 0,
+        .finished_at = fl_proto_state_terminal(state) ? now_ms() : 0,
+    };
+    s->finishing++;
+    fl_store_finish(s->srv->store, &f->op, r->job->id, &out, finish_done, f);
 }
 
 static void run_unlink(fl_sched *s, run *r)
@@ -389,7 +373,6 @@ static void claim_done(fl_store_op *op)
             fl_job_free(op->u.claim.jobs[i]);
             continue;
         }
-        fl_server_job_changed(s->srv, op->u.claim.jobs[i], "started");
         start_run(s, st, op->u.claim.jobs[i]);
     }
     free(op->u.claim.jobs);
@@ -427,14 +410,7 @@ static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         st->claiming = 1;
         st->claim_limit = n;
         s->reserved += n;
-        memset(&st->claim, 0, sizeof st->claim);
-        st->claim.kind = FL_STORE_CLAIM;
-        st->claim.cb = claim_done;
-        st->claim.udata = st;
-        st->claim.u.claim.type = st->type->name;
-        st->claim.u.claim.limit = n;
-        st->claim.u.claim.now = now;
-        fl_store_push(s->srv->store, &st->claim);
+        fl_store_claim(s->srv->store, &st->claim, st->type->name, n, now, claim_done, st);
     }
 }
 
@@ -559,7 +535,7 @@ void fl_sched_free(fl_sched *s)
     while (s->rewrites) {
         finish_op *f = s->rewrites;
         fl_log(LOG_ERR, "job %lld: outcome (%s) still not recorded at exit; the next start re-queues the job "
-                        "(this attempt counted)", (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.state));
+                        "(this attempt counted)", (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.o.state));
         ev_timer_stop(s->srv->loop, &f->retry);
         rewrite_unlink(f);
         free(f);

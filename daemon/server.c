@@ -67,13 +67,26 @@ static void mirror_idle(void *arg)
     maybe_done(arg);
 }
 
-void fl_server_job_changed(fl_server *srv, const fl_job *job, const char *event)
+/* The store's on_change: every committed change of a job, in commit order, with the row
+ * after it (borrowed), goes to attached clients waiting for the job (Prefer: wait), the
+ * callback deliveries and the Redis mirror. */
+static void store_changed(const fl_job *job, fl_store_event ev, void *arg)
 {
+    fl_server *srv = arg;
     fl_http_job_changed(srv, job);
     if (srv->callbacks)
         fl_callbacks_job_changed(srv->callbacks, job);
     if (srv->mirror)
-        fl_mirror_job_changed(srv->mirror, job, event);
+        fl_mirror_job_changed(srv->mirror, job, fl_store_event_name(ev));
+}
+
+/* The store's on_due: a job waits to run (after a submit, a retry, a requeue). The scheduler
+ * is gone while fl_server_free closes the store. */
+static void store_due(const fl_job *job, void *arg)
+{
+    fl_server *srv = arg;
+    if (srv->sched)
+        fl_sched_committed(srv->sched, job);
 }
 
 void fl_server_sched_progress(fl_server *srv)
@@ -113,7 +126,11 @@ int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, 
     ev_async_init(&srv->store_done, store_done_cb);
     srv->store_done.data = srv;
     ev_async_start(loop, &srv->store_done);
-    int rc = fl_store_open(&srv->store, cfg->db_path, cfg->durability_full, store_notify, srv, err, errlen);
+    const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path,
+                                  .durability_full = cfg->durability_full };
+    const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
+                                   .udata = srv };
+    int rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
     if (rc < 0)
         goto fail;
     rc = fl_store_recover(srv->store);

@@ -60,13 +60,6 @@ void fl_server_free(fl_server *srv);
  * complete. */
 void fl_server_conn_closed(fl_server *srv);
 
-/* fl_server_job_changed is called on the loop thread after every committed change of a job, in
- * commit order, with the row after the change (borrowed for the call; its payload may be
- * absent). event names the change: "submitted", "started", "retrying", "requeued",
- * "succeeded", "failed", "cancelled", or "status" (a status bit was added). It feeds the Redis
- * mirror, attached clients waiting for the job (Prefer: wait) and the callback deliveries. */
-void fl_server_job_changed(fl_server *srv, const fl_job *job, const char *event);
-
 /* fl_server_sched_progress is called by sched.c when an attempt or its record ended: a
  * graceful stop may be complete. */
 void fl_server_sched_progress(fl_server *srv);

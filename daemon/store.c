@@ -1,161 +1,37 @@
-/* store.c — the durable job store on SQLite: schema migrations at open, one writer thread
- * that runs every pushed operation in group commits, and the SQL of each operation.
- * This is the only file that speaks SQL.
+/* store.c — the store's engine, the part that is the same for every backend: the op queue,
+ * the writer thread and its group transactions, the validation of ops, which callback
+ * deliveries a terminal state creates, and the change events. The rows themselves are the
+ * backend's (store_backend.h; store_sqlite.c), picked by name at open.
  *
  * DESIGN. The loop thread appends ops to `pending` under `mu` and signals `work_cv`. The writer
- * takes the whole pending list, releases the mutex, and runs the group in one BEGIN
- * IMMEDIATE ... COMMIT with statements prepared once at open; it never holds the mutex while
- * SQLite works, so the loop can keep pushing during a commit (those ops form the next group).
+ * takes the whole pending list, releases the mutex, and runs the group in one backend
+ * transaction (begin, each op, check_alive, commit); it never holds the mutex while the
+ * backend works, so the loop can keep pushing during a commit (those ops form the next group).
  * It then appends the group to `done`, signals `done_cv` (for fl_store_close) and calls
- * notify(). fl_store_reap detaches the done list under the mutex and runs the callbacks
- * without it, so a callback may push again. Any SQLite error inside a group rolls the whole
- * group back and gives every op of it the same errno: a caller never sees half a group.
- *
- * SQLite writes on through a deleted or replaced file without a word (the unlinked inode
- * stays valid), so before each COMMIT the writer compares the inodes at the database's and
- * the WAL's paths with those it opened; a mismatch fails that group and every later one. */
+ * notify(). fl_store_reap detaches the done list under the mutex and, without it, handles the
+ * ops one by one: the events of what the op committed, then its callback, so a callback may
+ * push again. Any error inside a group rolls the whole group back and gives every op of it the
+ * same errno: a caller never sees half a group, and a listener never hears of one. */
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "log.h"
+#include "store_backend.h"
 
-/* Generated from migrations/NNN_*.sql (cmake/embed_migrations.cmake). */
-extern const char *const fl_migrations[];
-extern const int fl_migrations_count;
-
-/* How long to wait for a write lock held by another process (a backup, the sqlite3 shell)
- * before a group fails with -EBUSY: long enough for a short outside transaction, short enough
- * that submitters get a 503 rather than hang. */
-#define FL_STORE_BUSY_MS 5000
-/* Cap on one LIST page (the contract's 1..1000) and on one CLAIM, which also bounds the
- * scratch arrays a claim allocates; a scheduler never has more free slots than that. */
-#define FL_STORE_LIST_MAX 1000
-#define FL_STORE_CLAIM_MAX 1000
-/* After a checkpoint the WAL file is truncated to this size instead of staying as large as
- * its biggest burst. */
-#define FL_STORE_WAL_LIMIT (64 * 1024 * 1024)
-/* Page cache per connection, in KiB (negative = KiB for PRAGMA cache_size): the hot index
- * pages of a large backlog stay in memory. */
-#define FL_STORE_CACHE_KIB 32768
-
-/* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
-#define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
-                 "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
-                 "callback, error, output, updated_at"
-enum {
-    C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
-    C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
-    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_PAYLOAD
-};
-
-/* The columns of a deliveries row in read_delivery's order. */
-#define DELIVERY_COLS "id, job_id, event, target, state, attempts, created_at, next_at, last_at, " \
-                      "last_status, last_error"
-enum {
-    D_ID, D_JOB_ID, D_EVENT, D_TARGET, D_STATE, D_ATTEMPTS, D_CREATED_AT, D_NEXT_AT, D_LAST_AT,
-    D_LAST_STATUS, D_LAST_ERROR
-};
-
-/* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
- * Separate statements rather than "(?3 IS NULL OR state = ?3)", which no index can serve. */
-enum stmt_id {
-    ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-    ST_IDEM_FIND, ST_INSERT, ST_INSERT_PAYLOAD, ST_GET,
-    ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
-    ST_CANCEL, ST_SET_STATUS,
-    ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_CLAIM_READ, ST_NEXT_SCHEDULED,
-    ST_FINISH, ST_RECOVER, ST_CHANGED,
-    ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
-    ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
-    ST_COUNT
-};
-
-/* Partial indexes are used only when the query repeats their WHERE literally, so the states
- * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
- * ?2 = row limit, ?3 = state, ?4 = type. */
-static const char *const stmt_sql[ST_COUNT] = {
-    [ST_BEGIN] = "BEGIN IMMEDIATE",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-    [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
-                     " WHERE type = ?1 AND idem_key = ?2",
-    [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback, updated_at)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
-    [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
-    [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-    [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND id < ?1"
-                      " ORDER BY id DESC LIMIT ?2",
-    [ST_LIST_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE type = ?4 AND id < ?1"
-                     " ORDER BY id DESC LIMIT ?2",
-    [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND type = ?4"
-                           " AND id < ?1 ORDER BY id DESC LIMIT ?2",
-    [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?3 WHERE id = ?1",
-    [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2, updated_at = ?3 WHERE id = ?1",
-    [ST_CLAIM_QUEUED] = "SELECT id, priority, run_at FROM jobs"
-                        " WHERE type = ?1 AND state = 'queued'"
-                        " ORDER BY priority DESC, id LIMIT ?2",
-    [ST_CLAIM_DUE] = "SELECT id, priority, run_at FROM jobs"
-                     " WHERE type = ?1 AND state = 'scheduled' AND run_at <= ?2"
-                     " ORDER BY priority DESC, id LIMIT ?3",
-    /* Not UPDATE ... RETURNING: SQLite stages returned rows in a temporary table, which
-     * made a claim some 20% slower than the plain UPDATE and SELECT. */
-    [ST_CLAIM_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
-                      " started_at = ?2, updated_at = ?3 WHERE id = ?1",
-    [ST_CLAIM_READ] = "SELECT " JOB_COLS ", (SELECT data FROM job_payloads"
-                      " WHERE job_payloads.id = jobs.id) FROM jobs WHERE id = ?1",
-    [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = ?1 AND state = 'scheduled'"
-                          " ORDER BY run_at LIMIT 1",
-    [ST_FINISH] = "UPDATE jobs SET state = ?2, status = status | ?3, exit_code = ?4,"
-                  " error = ?5, output = ?6, run_at = coalesce(?7, run_at),"
-                  " finished_at = coalesce(?8, finished_at), updated_at = ?9 WHERE id = ?1",
-    [ST_RECOVER] = "UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'running'",
-    /* A full scan from ?1 on: only the mirror's catch-up reads this, rarely (see 002). */
-    [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > ?1 AND (updated_at >= ?2"
-                   " OR state = 'queued' OR state = 'scheduled' OR state = 'running')"
-                   " ORDER BY id LIMIT ?3",
-    [ST_DELIVERY_ADD] = "INSERT INTO deliveries (job_id, event, target, created_at, next_at)"
-                        " VALUES (?1, ?2, ?3, ?4, ?4)",
-    /* The state and inflight literals match the partial index deliveries_due. */
-    [ST_DELIVERY_DUE] = "SELECT id FROM deliveries WHERE state = 'pending' AND inflight = 0"
-                        " AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
-    [ST_DELIVERY_TAKE] = "UPDATE deliveries SET inflight = 1, attempts = attempts + 1, last_at = ?2"
-                         " WHERE id = ?1",
-    [ST_DELIVERY_READ] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE id = ?1",
-    [ST_DELIVERY_NEXT] = "SELECT next_at FROM deliveries WHERE state = 'pending' AND inflight = 0"
-                         " ORDER BY next_at LIMIT 1",
-    [ST_DELIVERY_DONE] = "UPDATE deliveries SET state = ?2, inflight = 0, next_at = ?3, last_status = ?4,"
-                         " last_error = ?5 WHERE id = ?1",
-    [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = ?1 ORDER BY id",
-    [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = 0 WHERE inflight = 1",
-};
-
-/* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
-typedef struct file_id { dev_t dev; ino_t ino; } file_id;
-
-/* A file the database lives in (the database itself, its WAL), checked before each commit. */
-typedef struct watched_file { char *path; file_id id; } watched_file;
-enum { W_DB, W_WAL, W_COUNT };
+/* The backends this flingd has, by the name [store] backend = gives. */
+static const fl_store_backend *const backends[] = { &fl_store_sqlite };
 
 struct fl_store {
-    sqlite3 *db;                   /* the writer's; open and recover use it before it works */
-    watched_file files[W_COUNT];   /* as opened; an id of 0 was not there then, not checked */
-    int lost;                      /* writer: a file was deleted or replaced; every group fails */
-    sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
-    void (*notify)(void *arg);
-    void *notify_arg;
+    const fl_store_backend *be;
+    void *b;                       /* the backend's state: open and recover, then the writer's */
+    char *node;                    /* the owner this daemon's claims record */
+    fl_store_hooks hooks;
     pthread_t writer;
     int writer_started;
     int sync_ready;                /* mu and the condition variables are initialised */
@@ -168,45 +44,13 @@ struct fl_store {
     int hold;                      /* fl_store_hold: start no new group */
     int fault_err, fault_count;    /* fl_store_inject_fault */
     fl_store_stats stats;
-    int64_t now;                   /* writer: the clock of the group it runs (updated_at) */
     fl_store_hook_fn hook;         /* a type's on_complete/on_abort; called on the writer */
     const void *hook_arg;
     size_t outstanding;            /* loop thread only: pushed, not yet reaped */
     int reaping;                   /* loop thread only: inside fl_store_reap */
 };
 
-/* ---- errors ---------------------------------------------------------------------------- */
-
-/* rc_errno maps an SQLite result code to the negative errno the rest of flingd speaks. */
-static int rc_errno(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_FULL:
-        return -ENOSPC;
-    case SQLITE_READONLY:
-        return -EROFS;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return -EBUSY;
-    case SQLITE_NOMEM:
-        return -ENOMEM;
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-        return -EACCES;
-    case SQLITE_TOOBIG:
-        return -E2BIG;
-    default: /* SQLITE_IOERR*, SQLITE_CORRUPT, SQLITE_NOTADB and anything unexpected */
-        return -EIO;
-    }
-}
-
-/* db_errno maps the connection's last error (bind calls record theirs there too). */
-static int db_errno(fl_store *s)
-{
-    return rc_errno(sqlite3_extended_errcode(s->db));
-}
-
-static void __attribute__((format(printf, 3, 4))) errf(char *err, size_t errlen, const char *fmt, ...)
+void fl_store_errf(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -217,782 +61,17 @@ static void __attribute__((format(printf, 3, 4))) errf(char *err, size_t errlen,
     va_end(ap);
 }
 
-/* ---- statements and rows --------------------------------------------------------------- */
-
-/* step_done runs a statement that returns no rows and resets it: 0 or a negative errno. */
-static int step_done(sqlite3_stmt *st)
+static const fl_store_backend *find_backend(const char *name)
 {
-    int rc = sqlite3_step(st);
-
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc_errno(rc);
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
 }
 
-/* The bind_opt_* helpers bind a value, or NULL when it is absent. Borrowed buffers are bound
- * SQLITE_STATIC: they outlive the step, and copying every payload once more would cost
- * throughput for nothing. */
-static int bind_opt_text(sqlite3_stmt *st, int i, const char *s)
+int fl_store_backend_known(const char *name)
 {
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-static int bind_opt_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
-{
-    return p ? sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-static int bind_opt_int64(sqlite3_stmt *st, int i, int present, int64_t v)
-{
-    return present ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
-}
-
-/* col_part points *p at the bytes of a text/blob column (valid until the next step or reset)
- * and sets *n to their size, or to FL_JOB_ABSENT for NULL. -ENOMEM if SQLite could not
- * produce a non-empty value. */
-static int col_part(sqlite3_stmt *st, int col, const void **p, size_t *n)
-{
-    *p = NULL;
-    *n = FL_JOB_ABSENT;
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return 0;
-    *p = sqlite3_column_blob(st, col);
-    *n = (size_t)sqlite3_column_bytes(st, col);
-    return !*p && *n > 0 ? -ENOMEM : 0;
-}
-
-static void copy_part(void *dst, const void *src, size_t n)
-{
-    if (dst && src && n != FL_JOB_ABSENT && n > 0)
-        memcpy(dst, src, n);
-}
-
-/* column_state parses the state column; -EIO if the file holds a name we do not know. */
-static int column_state(sqlite3_stmt *st, int col, fl_state *out)
-{
-    const unsigned char *name = sqlite3_column_text(st, col);
-
-    if (!name)
-        return -EIO;
-    return fl_proto_state_parse((const char *)name, (size_t)sqlite3_column_bytes(st, col), out)
-               ? -EIO : 0;
-}
-
-/* read_job builds a job from the current row (JOB_COLS, then payload if with_payload).
- * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
-static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
-{
-    const void *type, *callback, *idem_key, *error, *output, *payload = NULL;
-    fl_job_sizes sz;
-    fl_state state;
-    fl_job *job;
-
-    if (column_state(st, C_STATE, &state))
-        return -EIO;
-    sz.payload = FL_JOB_ABSENT;
-    if (col_part(st, C_TYPE, &type, &sz.type) ||
-        col_part(st, C_CALLBACK, &callback, &sz.callback) ||
-        col_part(st, C_IDEM_KEY, &idem_key, &sz.idem_key) ||
-        col_part(st, C_ERROR, &error, &sz.error) ||
-        col_part(st, C_OUTPUT, &output, &sz.output) ||
-        (with_payload && col_part(st, C_PAYLOAD, &payload, &sz.payload)))
-        return -ENOMEM;
-    if (with_payload && sz.payload == FL_JOB_ABSENT)
-        sz.payload = 0; /* a claimed job always has a payload, maybe empty */
-    job = fl_job_new(&sz);
-    if (!job)
-        return -ENOMEM;
-    copy_part(job->type, type, sz.type);
-    copy_part(job->callback, callback, sz.callback);
-    copy_part(job->idem_key, idem_key, sz.idem_key);
-    copy_part(job->error, error, sz.error);
-    copy_part(job->output, output, sz.output);
-    copy_part(job->payload, payload, sz.payload);
-    job->id = sqlite3_column_int64(st, C_ID);
-    job->state = state;
-    job->status = sqlite3_column_int(st, C_STATUS);
-    job->attempts = sqlite3_column_int(st, C_ATTEMPTS);
-    job->max_attempts = sqlite3_column_int(st, C_MAX_ATTEMPTS);
-    job->priority = sqlite3_column_int(st, C_PRIORITY);
-    job->timeout = (double)sqlite3_column_int64(st, C_TIMEOUT_MS) / 1000.0;
-    job->created_at = sqlite3_column_int64(st, C_CREATED_AT);
-    job->run_at = sqlite3_column_int64(st, C_RUN_AT);
-    job->started_at = sqlite3_column_int64(st, C_STARTED_AT);
-    job->finished_at = sqlite3_column_int64(st, C_FINISHED_AT);
-    job->updated_at = sqlite3_column_int64(st, C_UPDATED_AT);
-    job->has_exit_code = sqlite3_column_type(st, C_EXIT_CODE) != SQLITE_NULL;
-    job->exit_code = sqlite3_column_int(st, C_EXIT_CODE);
-    *out = job;
-    return 0;
-}
-
-/* load_job reads job id into *out: 1 if found, 0 if not, or a negative errno. */
-static int load_job(fl_store *s, int64_t id, fl_job **out)
-{
-    sqlite3_stmt *st = s->st[ST_GET];
-    int rc, found = 0;
-
-    *out = NULL;
-    if (sqlite3_bind_int64(st, 1, id))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        found = read_job(st, 0, out);
-        if (found == 0)
-            found = 1;
-    } else if (rc != SQLITE_DONE) {
-        found = rc_errno(rc);
-    }
-    sqlite3_reset(st);
-    return found;
-}
-
-static int add_deliveries(fl_store *s, const fl_job *job);
-static int load_deliveries(fl_store *s, fl_store_op *op);
-
-/* ---- operations -------------------------------------------------------------------------
- * Each run_* returns 0 or the negative errno that fails the whole group; what the op found
- * goes to op->answer, and a malformed op gets op->result = -EINVAL without failing the others. */
-
-/* find_duplicate looks up (type, idem_key) and, if found, copies the existing job's identity
- * into job: 1 if found, 0 if not, or a negative errno. */
-static int find_duplicate(fl_store *s, fl_job *job)
-{
-    sqlite3_stmt *st = s->st[ST_IDEM_FIND];
-    int rc, found = 0;
-    fl_state state;
-
-    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 2, job->idem_key, -1, SQLITE_STATIC))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        found = column_state(st, 1, &state);
-        if (found == 0) {
-            job->id = sqlite3_column_int64(st, 0);
-            job->state = state;
-            job->created_at = sqlite3_column_int64(st, 2);
-            job->run_at = sqlite3_column_int64(st, 3);
-            found = 1;
-        }
-    } else if (rc != SQLITE_DONE) {
-        found = rc_errno(rc);
-    }
-    sqlite3_reset(st);
-    return found;
-}
-
-static int run_submit(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_INSERT];
-    fl_job *job = op->u.submit.job;
-    int rc;
-
-    if (!job || !job->type ||
-        (job->state != FL_STATE_QUEUED && job->state != FL_STATE_SCHEDULED)) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    if (job->idem_key) {
-        rc = find_duplicate(s, job);
-        if (rc < 0)
-            return rc;
-        if (rc == 1) {
-            op->answer = FL_STORE_DUPLICATE;
-            return 0;
-        }
-    }
-    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
-        sqlite3_bind_int(st, 3, job->status) ||
-        sqlite3_bind_int(st, 4, job->max_attempts) ||
-        sqlite3_bind_int(st, 5, job->priority) ||
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
-        sqlite3_bind_int64(st, 7, job->created_at) ||
-        sqlite3_bind_int64(st, 8, job->run_at) ||
-        bind_opt_text(st, 9, job->idem_key) ||
-        bind_opt_text(st, 10, job->callback) ||
-        sqlite3_bind_int64(st, 11, s->now))
-        return db_errno(s);
-    rc = step_done(st);
-    if (rc)
-        return rc;
-    job->id = sqlite3_last_insert_rowid(s->db);
-    job->updated_at = s->now;
-    st = s->st[ST_INSERT_PAYLOAD];
-    if (sqlite3_bind_int64(st, 1, job->id) ||
-        (job->payload ? sqlite3_bind_blob64(st, 2, job->payload, job->payload_len, SQLITE_STATIC)
-                      : sqlite3_bind_zeroblob(st, 2, 0))) /* no payload is an empty one */
-        return db_errno(s);
-    return step_done(st);
-}
-
-static int run_get(fl_store *s, fl_store_op *op)
-{
-    int rc = load_job(s, op->u.get.id, &op->u.get.job);
-
-    if (rc < 0)
-        return rc;
-    if (!rc) {
-        op->answer = FL_STORE_NOT_FOUND;
-        return 0;
-    }
-    return load_deliveries(s, op);
-}
-
-static int run_list(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st;
-    int limit = op->u.list.limit, has_state = op->u.list.has_state;
-    fl_state state = op->u.list.state;
-    int rc = 0, step_rc, more = 0;
-
-    if (limit < 1 || limit > FL_STORE_LIST_MAX || op->u.list.after < 0 ||
-        (has_state && ((int)state < 0 || state >= FL_STATE_COUNT))) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    st = s->st[ST_LIST + (has_state ? 1 : 0) + (op->u.list.type ? 2 : 0)];
-    op->u.list.jobs = calloc((size_t)limit, sizeof(*op->u.list.jobs));
-    if (!op->u.list.jobs)
-        return -ENOMEM;
-    /* One row more than the page tells whether another page follows. */
-    if (sqlite3_bind_int64(st, 1, op->u.list.after ? op->u.list.after : INT64_MAX) ||
-        sqlite3_bind_int(st, 2, limit + 1) ||
-        (has_state && sqlite3_bind_text(st, 3, fl_proto_state_name(state), -1, SQLITE_STATIC)) ||
-        (op->u.list.type && sqlite3_bind_text(st, 4, op->u.list.type, -1, SQLITE_STATIC)))
-        return db_errno(s);
-    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (op->u.list.n == (size_t)limit) {
-            more = 1;
-            break;
-        }
-        rc = read_job(st, 0, &op->u.list.jobs[op->u.list.n]);
-        if (rc)
-            break;
-        op->u.list.n++;
-    }
-    if (!rc && step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
-        rc = rc_errno(step_rc);
-    sqlite3_reset(st);
-    if (rc)
-        return rc;
-    op->u.list.next = more ? op->u.list.jobs[op->u.list.n - 1]->id : 0;
-    if (op->u.list.n == 0) {
-        free(op->u.list.jobs);
-        op->u.list.jobs = NULL;
-    }
-    return 0;
-}
-
-static int run_cancel(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_CANCEL];
-    int rc = load_job(s, op->u.cancel.id, &op->u.cancel.job);
-
-    if (rc <= 0) {
-        if (rc == 0)
-            op->answer = FL_STORE_NOT_FOUND;
-        return rc;
-    }
-    if (op->u.cancel.job->state == FL_STATE_RUNNING) {
-        op->answer = FL_STORE_RUNNING;
-        return 0;
-    }
-    if (fl_proto_state_terminal(op->u.cancel.job->state)) {
-        op->answer = FL_STORE_ENDED;
-        return 0;
-    }
-    if (sqlite3_bind_int64(st, 1, op->u.cancel.id) || sqlite3_bind_int64(st, 2, op->u.cancel.now) ||
-        sqlite3_bind_int64(st, 3, s->now))
-        return db_errno(s);
-    rc = step_done(st);
-    if (rc)
-        return rc;
-    op->u.cancel.job->state = FL_STATE_CANCELLED;
-    op->u.cancel.job->finished_at = op->u.cancel.now;
-    op->u.cancel.job->updated_at = s->now;
-    return add_deliveries(s, op->u.cancel.job);
-}
-
-static int run_set_status(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_SET_STATUS];
-    fl_job *job;
-    int rc = load_job(s, op->u.set_status.id, &job);
-
-    if (rc <= 0) {
-        if (rc == 0)
-            op->answer = FL_STORE_NOT_FOUND;
-        return rc;
-    }
-    op->u.set_status.job = job;
-    if ((job->status & op->u.set_status.bits) == op->u.set_status.bits)
-        return 0;   /* nothing new: no write, no change to report */
-    if (sqlite3_bind_int64(st, 1, op->u.set_status.id) ||
-        sqlite3_bind_int(st, 2, op->u.set_status.bits) ||
-        sqlite3_bind_int64(st, 3, s->now))
-        return db_errno(s);
-    rc = step_done(st);
-    if (rc)
-        return rc;
-    job->status |= op->u.set_status.bits;
-    job->updated_at = s->now;
-    op->u.set_status.changed = 1;
-    return 0;
-}
-
-/* A job that CLAIM may pick, in claim order: higher priority first, then lower id. */
-typedef struct claim_cand { int64_t id, priority, run_at; } claim_cand;
-
-static int cand_before(const claim_cand *a, const claim_cand *b)
-{
-    return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
-}
-
-/* fetch_cands reads (id, priority, run_at) rows of a bound claim query into c[0..*n). */
-static int fetch_cands(sqlite3_stmt *st, claim_cand *c, size_t *n)
-{
-    int rc;
-
-    *n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        c[*n].id = sqlite3_column_int64(st, 0);
-        c[*n].priority = sqlite3_column_int64(st, 1);
-        c[*n].run_at = sqlite3_column_int64(st, 2);
-        (*n)++;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : rc_errno(rc);
-}
-
-/* take_job marks job id running and appends it, with its payload, to the claim's jobs. */
-static int take_job(fl_store *s, fl_store_op *op, int64_t id)
-{
-    sqlite3_stmt *st = s->st[ST_CLAIM_TAKE];
-    int rc;
-
-    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
-        sqlite3_bind_int64(st, 3, s->now))
-        return db_errno(s);
-    rc = step_done(st);
-    if (rc)
-        return rc;
-    st = s->st[ST_CLAIM_READ];
-    if (sqlite3_bind_int64(st, 1, id))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        rc = read_job(st, 1, &op->u.claim.jobs[op->u.claim.n]);
-        if (rc == 0)
-            op->u.claim.n++;
-    } else {
-        rc = rc == SQLITE_DONE ? 0 : rc_errno(rc);
-    }
-    sqlite3_reset(st);
-    return rc;
-}
-
-/* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
-static int next_scheduled(fl_store *s, const char *type, int64_t *out)
-{
-    sqlite3_stmt *st = s->st[ST_NEXT_SCHEDULED];
-    int rc;
-
-    *out = 0;
-    if (sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc_errno(rc);
-}
-
-/* claim_pick merges the queued and the due candidates (each in claim order) into the first
- * `limit` ids; *left_run_at is the smallest run_at of the queued ones left behind, or 0. */
-static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, size_t nd,
-                         size_t limit, int64_t *ids, int64_t *left_run_at)
-{
-    size_t qi = 0, di = 0, n = 0;
-
-    while (n < limit && (qi < nq || di < nd)) {
-        if (di == nd || (qi < nq && cand_before(&q[qi], &d[di])))
-            ids[n++] = q[qi++].id;
-        else
-            ids[n++] = d[di++].id;
-    }
-    *left_run_at = 0;
-    for (; qi < nq; qi++)
-        if (*left_run_at == 0 || q[qi].run_at < *left_run_at)
-            *left_run_at = q[qi].run_at;
-    return n;
-}
-
-/* A queued job may run whatever its run_at, a scheduled one once run_at <= now. Queued and
- * due-scheduled candidates come from two partial indexes, each already in claim order, and
- * are merged here, so a claim reads O(limit) index entries however large the backlog. The
- * due ones are sorted by SQLite, but only those due, which is few unless workers fall behind.
- * next_run_at: a queued job left behind is due at once, so the fetched ones (one more than
- * the limit) stand for all queued; the scheduled index gives the earliest of the others. */
-static int run_claim(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *stq = s->st[ST_CLAIM_QUEUED], *std = s->st[ST_CLAIM_DUE];
-    size_t limit, nq, nd, n, i;
-    int64_t left_run_at, sched_run_at, *ids;
-    claim_cand *cand;
-    int rc;
-
-    if (!op->u.claim.type || op->u.claim.limit < 1) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    limit = op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX
-                                                   : (size_t)op->u.claim.limit;
-    cand = malloc((2 * limit + 1) * sizeof(*cand));
-    ids = malloc(limit * sizeof(*ids));
-    op->u.claim.jobs = calloc(limit, sizeof(*op->u.claim.jobs));
-    rc = cand && ids && op->u.claim.jobs ? 0 : -ENOMEM;
-    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
-                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
-                sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
-                sqlite3_bind_int64(std, 2, op->u.claim.now) ||
-                sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))
-        rc = db_errno(s);
-    if (!rc)
-        rc = fetch_cands(stq, cand, &nq);
-    if (!rc)
-        rc = fetch_cands(std, cand + limit + 1, &nd);
-    if (!rc) {
-        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, ids, &left_run_at);
-        for (i = 0; i < n && !rc; i++)
-            rc = take_job(s, op, ids[i]);
-    }
-    if (!rc)
-        rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
-    free(cand);
-    free(ids);
-    if (rc)
-        return rc;
-    op->u.claim.next_run_at = left_run_at;
-    if (sched_run_at && (!left_run_at || sched_run_at < left_run_at))
-        op->u.claim.next_run_at = sched_run_at;
-    if (op->u.claim.n == 0) {
-        free(op->u.claim.jobs);
-        op->u.claim.jobs = NULL;
-    }
-    return 0;
-}
-
-static int run_finish(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_FINISH];
-    fl_state state = op->u.finish.state;
-    int rc, terminal;
-
-    if ((int)state < 0 || state >= FL_STATE_COUNT || state == FL_STATE_RUNNING) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    terminal = fl_proto_state_terminal(state);
-    if (sqlite3_bind_int64(st, 1, op->u.finish.id) ||
-        sqlite3_bind_text(st, 2, fl_proto_state_name(state), -1, SQLITE_STATIC) ||
-        sqlite3_bind_int(st, 3, op->u.finish.status_bits) ||
-        bind_opt_int64(st, 4, op->u.finish.has_exit_code, op->u.finish.exit_code) ||
-        bind_opt_text(st, 5, op->u.finish.error) ||
-        bind_opt_blob(st, 6, op->u.finish.output, op->u.finish.output_len) ||
-        bind_opt_int64(st, 7, state == FL_STATE_SCHEDULED, op->u.finish.run_at) ||
-        bind_opt_int64(st, 8, terminal, op->u.finish.finished_at) ||
-        sqlite3_bind_int64(st, 9, s->now))
-        return db_errno(s);
-    rc = step_done(st);
-    if (rc)
-        return rc;
-    if (sqlite3_changes(s->db) == 0) {
-        op->answer = FL_STORE_NOT_FOUND;
-        return 0;
-    }
-    rc = load_job(s, op->u.finish.id, &op->u.finish.job);
-    if (rc < 0)
-        return rc;
-    return terminal && op->u.finish.job ? add_deliveries(s, op->u.finish.job) : 0;
-}
-
-static int run_count(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st;
-    size_t cap = 0;
-    const char *sql = op->u.count.all_states
-        ? "SELECT type, state, count(*) FROM jobs GROUP BY type, state"
-        : "SELECT type, state, count(*) FROM jobs WHERE state = 'queued' OR state = 'scheduled'"
-          " OR state = 'running' GROUP BY type, state";
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return db_errno(s);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (op->u.count.n == cap) {
-            cap = cap ? cap * 2 : 16;
-            fl_store_count *rows = realloc(op->u.count.rows, cap * sizeof *rows);
-            if (!rows) {
-                sqlite3_finalize(st);
-                return -ENOMEM;
-            }
-            op->u.count.rows = rows;
-        }
-        fl_store_count *r = &op->u.count.rows[op->u.count.n];
-        const char *type = (const char *)sqlite3_column_text(st, 0), *state = (const char *)sqlite3_column_text(st, 1);
-        snprintf(r->type, sizeof r->type, "%s", type ? type : "");
-        if (!state || fl_proto_state_parse(state, strlen(state), &r->state) < 0)
-            continue;
-        r->n = sqlite3_column_int64(st, 2);
-        op->u.count.n++;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_errno(s);
-}
-
-static int run_changed(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_CHANGED];
-    int limit = op->u.changed.limit, rc = 0, step_rc;
-
-    if (limit < 1 || limit > FL_STORE_LIST_MAX || op->u.changed.after < 0) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    op->u.changed.jobs = calloc((size_t)limit, sizeof(*op->u.changed.jobs));
-    if (!op->u.changed.jobs)
-        return -ENOMEM;
-    if (sqlite3_bind_int64(st, 1, op->u.changed.after) || sqlite3_bind_int64(st, 2, op->u.changed.since) ||
-        sqlite3_bind_int(st, 3, limit))
-        return db_errno(s);
-    while (op->u.changed.n < (size_t)limit && (step_rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = read_job(st, 0, &op->u.changed.jobs[op->u.changed.n]);
-        if (rc)
-            break;
-        op->u.changed.n++;
-    }
-    if (!rc && op->u.changed.n < (size_t)limit && step_rc != SQLITE_DONE)
-        rc = rc_errno(step_rc);
-    sqlite3_reset(st);
-    if (rc)
-        return rc;
-    /* A full page may have a next one; an empty next page ends the walk. */
-    op->u.changed.next = op->u.changed.n == (size_t)limit ? op->u.changed.jobs[limit - 1]->id : 0;
-    if (op->u.changed.n == 0) {
-        free(op->u.changed.jobs);
-        op->u.changed.jobs = NULL;
-    }
-    return 0;
-}
-
-/* ---- callback deliveries --------------------------------------------------------------- */
-
-static const char *const delivery_state_names[] = {
-    [FL_DELIVERY_PENDING] = "pending", [FL_DELIVERY_DELIVERED] = "delivered", [FL_DELIVERY_FAILED] = "failed",
-};
-
-const char *fl_store_delivery_state_name(fl_delivery_state st)
-{
-    return (unsigned)st < sizeof delivery_state_names / sizeof *delivery_state_names ? delivery_state_names[st]
-                                                                                      : "unknown";
-}
-
-static int column_is(sqlite3_stmt *st, int col, const char *want)
-{
-    const unsigned char *v = sqlite3_column_text(st, col);
-    return v && strcmp((const char *)v, want) == 0;
-}
-
-/* read_delivery reads the current row of st (DELIVERY_COLS) into one allocation. */
-static int read_delivery(sqlite3_stmt *st, fl_delivery **out)
-{
-    const void *target, *error;
-    size_t tlen, elen;
-    if (col_part(st, D_TARGET, &target, &tlen) || col_part(st, D_LAST_ERROR, &error, &elen))
-        return -ENOMEM;
-    if (tlen == FL_JOB_ABSENT)
-        return -EIO;   /* NOT NULL in the schema */
-    fl_delivery *d = calloc(1, sizeof *d + tlen + 1 + (elen == FL_JOB_ABSENT ? 0 : elen + 1));
-    if (!d)
-        return -ENOMEM;
-    d->target = (char *)(d + 1);
-    memcpy(d->target, target, tlen);
-    if (elen != FL_JOB_ABSENT) {
-        d->last_error = d->target + tlen + 1;
-        memcpy(d->last_error, error, elen);
-    }
-    d->id = sqlite3_column_int64(st, D_ID);
-    d->job_id = sqlite3_column_int64(st, D_JOB_ID);
-    d->abort = column_is(st, D_EVENT, "abort");
-    d->state = column_is(st, D_STATE, "delivered") ? FL_DELIVERY_DELIVERED
-             : column_is(st, D_STATE, "failed")    ? FL_DELIVERY_FAILED
-                                                   : FL_DELIVERY_PENDING;
-    d->attempts = sqlite3_column_int(st, D_ATTEMPTS);
-    d->created_at = sqlite3_column_int64(st, D_CREATED_AT);
-    d->next_at = sqlite3_column_int64(st, D_NEXT_AT);
-    d->last_at = sqlite3_column_int64(st, D_LAST_AT);
-    d->has_last_status = sqlite3_column_type(st, D_LAST_STATUS) != SQLITE_NULL;
-    d->last_status = sqlite3_column_int(st, D_LAST_STATUS);
-    *out = d;
-    return 0;
-}
-
-static int add_delivery(fl_store *s, int64_t job_id, int abort, const char *target)
-{
-    sqlite3_stmt *st = s->st[ST_DELIVERY_ADD];
-    if (sqlite3_bind_int64(st, 1, job_id) ||
-        sqlite3_bind_text(st, 2, abort ? "abort" : "complete", -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC) ||
-        sqlite3_bind_int64(st, 4, s->now))
-        return db_errno(s);
-    return step_done(st);
-}
-
-/* add_deliveries stores the callbacks of job's terminal state, in the transaction that
- * commits that state: the job's own Fling-Callback URL and its type's hook. */
-static int add_deliveries(fl_store *s, const fl_job *job)
-{
-    int abort = job->state != FL_STATE_SUCCEEDED, rc = 0;
-    const char *hook = s->hook && job->type ? s->hook(s->hook_arg, job->type, abort) : NULL;
-    if (job->callback)
-        rc = add_delivery(s, job->id, abort, job->callback);
-    if (!rc && hook)
-        rc = add_delivery(s, job->id, abort, hook);
-    return rc;
-}
-
-/* take_delivery marks delivery id in flight and reads it and its job into the next slot. */
-static int take_delivery(fl_store *s, fl_store_op *op, int64_t id)
-{
-    sqlite3_stmt *st = s->st[ST_DELIVERY_TAKE];
-    fl_delivery *d = NULL;
-    int rc;
-
-    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, s->now))
-        return db_errno(s);
-    if ((rc = step_done(st)))
-        return rc;
-    st = s->st[ST_DELIVERY_READ];
-    if (sqlite3_bind_int64(st, 1, id))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    rc = rc == SQLITE_ROW ? read_delivery(st, &d) : rc == SQLITE_DONE ? -EIO : rc_errno(rc);
-    sqlite3_reset(st);
-    if (rc)
-        return rc;
-    op->u.take.items[op->u.take.n++] = d;
-    rc = load_job(s, d->job_id, &d->job);
-    return rc < 0 ? rc : 0;   /* a job pruned under its delivery leaves d->job NULL */
-}
-
-static int run_delivery_take(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_DELIVERY_DUE];
-    int limit = op->u.take.limit, rc = 0, step_rc;
-    int64_t *ids;
-    size_t n = 0;
-
-    if (limit < 1 || limit > FL_STORE_LIST_MAX) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    ids = malloc((size_t)limit * sizeof *ids);
-    op->u.take.items = calloc((size_t)limit, sizeof *op->u.take.items);
-    if (!ids || !op->u.take.items) {
-        free(ids);
-        return -ENOMEM;
-    }
-    if (sqlite3_bind_int64(st, 1, op->u.take.now) || sqlite3_bind_int(st, 2, limit)) {
-        free(ids);
-        return db_errno(s);
-    }
-    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW)
-        ids[n++] = sqlite3_column_int64(st, 0);
-    if (step_rc != SQLITE_DONE)
-        rc = rc_errno(step_rc);
-    sqlite3_reset(st);
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = take_delivery(s, op, ids[i]);
-    free(ids);
-    if (rc)
-        return rc;
-    st = s->st[ST_DELIVERY_NEXT];
-    step_rc = sqlite3_step(st);
-    op->u.take.next_at = step_rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    if (step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
-        return rc_errno(step_rc);
-    if (op->u.take.n == 0) {
-        free(op->u.take.items);
-        op->u.take.items = NULL;
-    }
-    return 0;
-}
-
-static int run_delivery_done(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_DELIVERY_DONE];
-    fl_delivery_state state = op->u.done.state;
-    if ((unsigned)state > FL_DELIVERY_FAILED) {
-        op->result = -EINVAL;
-        return 0;
-    }
-    if (sqlite3_bind_int64(st, 1, op->u.done.id) ||
-        sqlite3_bind_text(st, 2, fl_store_delivery_state_name(state), -1, SQLITE_STATIC) ||
-        sqlite3_bind_int64(st, 3, state == FL_DELIVERY_PENDING ? op->u.done.next_at : 0) ||
-        bind_opt_int64(st, 4, op->u.done.has_status, op->u.done.status) ||
-        bind_opt_text(st, 5, op->u.done.error))
-        return db_errno(s);
-    int rc = step_done(st);
-    if (!rc && sqlite3_changes(s->db) == 0)
-        op->answer = FL_STORE_NOT_FOUND;
-    return rc;
-}
-
-/* load_deliveries reads every delivery of job id into the GET op. */
-static int load_deliveries(fl_store *s, fl_store_op *op)
-{
-    sqlite3_stmt *st = s->st[ST_DELIVERY_OF_JOB];
-    size_t cap = 0;
-    int rc = 0, step_rc;
-    if (sqlite3_bind_int64(st, 1, op->u.get.id))
-        return db_errno(s);
-    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (op->u.get.n_deliveries == cap) {
-            cap = cap ? cap * 2 : 4;
-            fl_delivery **a = realloc(op->u.get.deliveries, cap * sizeof *a);
-            if (!a) {
-                rc = -ENOMEM;
-                break;
-            }
-            op->u.get.deliveries = a;
-        }
-        rc = read_delivery(st, &op->u.get.deliveries[op->u.get.n_deliveries]);
-        if (rc)
-            break;
-        op->u.get.n_deliveries++;
-    }
-    if (!rc && step_rc != SQLITE_DONE)
-        rc = rc_errno(step_rc);
-    sqlite3_reset(st);
-    return rc;
-}
-
-void fl_store_delivery_free(fl_delivery *d)
-{
-    if (!d)
-        return;
-    fl_job_free(d->job);
-    free(d);
-}
-
-void fl_store_deliveries_free(fl_delivery **items, size_t n)
-{
-    if (!items)
-        return;
-    for (size_t i = 0; i < n; i++)
-        fl_store_delivery_free(items[i]);
-    free(items);
+    return name && find_backend(name) != NULL;
 }
 
 void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg)
@@ -1001,34 +80,97 @@ void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg)
     s->hook_arg = arg;
 }
 
-static int run_op(fl_store *s, fl_store_op *op)
+/* ---- running a group (writer thread) --------------------------------------------------- */
+
+/* op_valid tells whether op's inputs are within its contract (store.h); a malformed op gets
+ * -EINVAL without failing the others of its group. */
+static int op_valid(const fl_store_op *op)
 {
     switch (op->kind) {
-    case FL_STORE_SUBMIT:
-        return run_submit(s, op);
-    case FL_STORE_GET:
-        return run_get(s, op);
-    case FL_STORE_LIST:
-        return run_list(s, op);
-    case FL_STORE_CANCEL:
-        return run_cancel(s, op);
-    case FL_STORE_SET_STATUS:
-        return run_set_status(s, op);
-    case FL_STORE_CLAIM:
-        return run_claim(s, op);
-    case FL_STORE_FINISH:
-        return run_finish(s, op);
-    case FL_STORE_COUNT:
-        return run_count(s, op);
-    case FL_STORE_CHANGED:
-        return run_changed(s, op);
-    case FL_STORE_DELIVERY_TAKE:
-        return run_delivery_take(s, op);
-    case FL_STORE_DELIVERY_DONE:
-        return run_delivery_done(s, op);
+    case FL_STORE_SUBMIT: {
+        const fl_job *job = op->u.submit.job;
+        return job && job->type && (job->state == FL_STATE_QUEUED || job->state == FL_STATE_SCHEDULED);
     }
-    op->result = -EINVAL;
+    case FL_STORE_LIST: {
+        const fl_store_query *q = &op->u.list.q;
+        return q->limit >= 1 && q->limit <= FL_STORE_PAGE_MAX && q->after >= 0 &&
+               (!q->has_state || ((int)q->state >= 0 && q->state < FL_STATE_COUNT));
+    }
+    case FL_STORE_CLAIM:
+        return op->u.claim.type && op->u.claim.limit >= 1;
+    case FL_STORE_FINISH: {
+        fl_state st = op->u.finish.o.state;
+        return (int)st >= 0 && st < FL_STATE_COUNT && st != FL_STATE_RUNNING;
+    }
+    case FL_STORE_CHANGED:
+        return op->u.changed.limit >= 1 && op->u.changed.limit <= FL_STORE_PAGE_MAX &&
+               op->u.changed.after >= 0;
+    case FL_STORE_DELIVERY_TAKE:
+        return op->u.take.limit >= 1 && op->u.take.limit <= FL_STORE_PAGE_MAX;
+    case FL_STORE_DELIVERY_DONE:
+        return (unsigned)op->u.done.state <= FL_DELIVERY_FAILED;
+    case FL_STORE_GET:
+    case FL_STORE_CANCEL:
+    case FL_STORE_SET_STATUS:
+    case FL_STORE_COUNT:
+        return 1;
+    }
     return 0;
+}
+
+/* add_deliveries hands the backend the callbacks of job's terminal state, in the transaction
+ * that commits that state: the job's own Fling-Callback URL and its type's hook. The policy
+ * lives here so that every backend creates the same deliveries. */
+static int add_deliveries(fl_store *s, const fl_job *job)
+{
+    int abort = job->state != FL_STATE_SUCCEEDED, rc = 0;
+    const char *hook = s->hook && job->type ? s->hook(s->hook_arg, job->type, abort) : NULL;
+
+    if (job->callback)
+        rc = s->be->add_delivery(s->b, job->id, abort, job->callback);
+    if (!rc && hook)
+        rc = s->be->add_delivery(s->b, job->id, abort, hook);
+    return rc;
+}
+
+/* ended_job is the job op moved into a terminal state, if it did, else NULL. */
+static const fl_job *ended_job(const fl_store_op *op)
+{
+    if (op->result || op->answer != FL_STORE_OK)
+        return NULL;
+    if (op->kind == FL_STORE_CANCEL)
+        return op->u.cancel.job;
+    if (op->kind == FL_STORE_FINISH && op->u.finish.job && fl_proto_state_terminal(op->u.finish.job->state))
+        return op->u.finish.job;
+    return NULL;
+}
+
+static int run_op(fl_store *s, fl_store_op *op)
+{
+    const fl_store_backend *be = s->be;
+    const fl_job *ended;
+    int rc = 0;
+
+    if (!op_valid(op)) {
+        op->result = -EINVAL;
+        return 0;
+    }
+    switch (op->kind) {
+    case FL_STORE_SUBMIT: rc = be->submit(s->b, op); break;
+    case FL_STORE_GET: rc = be->get(s->b, op); break;
+    case FL_STORE_LIST: rc = be->list(s->b, op); break;
+    case FL_STORE_CANCEL: rc = be->cancel(s->b, op); break;
+    case FL_STORE_SET_STATUS: rc = be->set_status(s->b, op); break;
+    case FL_STORE_CLAIM: rc = be->claim(s->b, op); break;
+    case FL_STORE_FINISH: rc = be->finish(s->b, op); break;
+    case FL_STORE_COUNT: rc = be->count(s->b, op); break;
+    case FL_STORE_CHANGED: rc = be->changed(s->b, op); break;
+    case FL_STORE_DELIVERY_TAKE: rc = be->delivery_take(s->b, op); break;
+    case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(s->b, op); break;
+    }
+    if (!rc && (ended = ended_job(op)))
+        rc = add_deliveries(s, ended);
+    return rc;
 }
 
 /* clear_outputs resets op's out fields, so a failed group can free exactly what it made. */
@@ -1126,74 +268,6 @@ static void fail_op(fl_store_op *op, int err)
     op->result = err;
 }
 
-/* ---- the files under the database ------------------------------------------------------ */
-
-/* path_id stats path into *id: 0, 0 with a zero id if nothing is there, or a negative errno. */
-static int path_id(const char *path, file_id *id)
-{
-    struct stat st;
-
-    id->dev = 0;
-    id->ino = 0;
-    if (stat(path, &st) == 0) {
-        id->dev = st.st_dev;
-        id->ino = st.st_ino;
-        return 0;
-    }
-    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
-}
-
-/* check_files: 0 while each watched path still names the file opened; -ESTALE from the first
- * time one does not (logged then, once): every ack after that would go to a file nobody will
- * read again. A stat that fails otherwise fails this group only. */
-static int check_files(fl_store *s)
-{
-    char now_s[24];
-    file_id now;
-    int i, rc;
-
-    if (s->lost)
-        return -ESTALE;
-    for (i = 0; i < W_COUNT; i++) {
-        const watched_file *w = &s->files[i];
-        if (!w->path || w->id.ino == 0)
-            continue;
-        if ((rc = path_id(w->path, &now)))
-            return rc;
-        if (now.dev == w->id.dev && now.ino == w->id.ino)
-            continue;
-        s->lost = 1;
-        snprintf(now_s, sizeof now_s, now.ino ? "%llu" : "none", (unsigned long long)now.ino);
-        fl_log(LOG_ERR, "store: %s was deleted or replaced (inode %llu -> %s); refusing new work"
-               " until flingd restarts", w->path, (unsigned long long)w->id.ino, now_s);
-        return -ESTALE;
-    }
-    return 0;
-}
-
-/* watch_files records which files the open connection uses, once migrations created them. */
-static int watch_files(fl_store *s, char *err, size_t errlen)
-{
-    sqlite3_filename db = sqlite3_db_filename(s->db, "main");
-    const char *paths[W_COUNT] = { [W_DB] = db, [W_WAL] = db ? sqlite3_filename_wal(db) : NULL };
-    int i, rc;
-
-    for (i = 0; i < W_COUNT; i++) {
-        if (!paths[i] || !*paths[i])
-            continue;
-        s->files[i].path = strdup(paths[i]);
-        if (!s->files[i].path) {
-            errf(err, errlen, "out of memory");
-            return -ENOMEM;
-        }
-        if ((rc = path_id(s->files[i].path, &s->files[i].id))) {
-            errf(err, errlen, "cannot stat %s: %s", s->files[i].path, strerror(-rc));
-            return rc;
-        }
-    }
-    return 0;
-}
-
 /* run_group runs ops in one transaction: 0 if committed, else the errno every op now has. */
 static int run_group(fl_store *s, fl_store_op *ops, int fault)
 {
@@ -1202,21 +276,18 @@ static int run_group(fl_store *s, fl_store_op *ops, int fault)
 
     for (op = ops; op; op = op->next)
         clear_outputs(op);
-    s->now = fl_job_now_ms();
-    rc = s->lost ? -ESTALE : step_done(s->st[ST_BEGIN]);
+    rc = s->be->begin(s->b, fl_job_now_ms());
     for (op = ops; op && !rc; op = op->next)
         rc = run_op(s, op);
     if (!rc)
         rc = fault;
     if (!rc)
-        rc = check_files(s);
+        rc = s->be->check_alive(s->b);
     if (!rc)
-        rc = step_done(s->st[ST_COMMIT]);
+        rc = s->be->commit(s->b);
     if (!rc)
         return 0;
-    /* A failed COMMIT may or may not have ended the transaction already. */
-    if (!sqlite3_get_autocommit(s->db))
-        step_done(s->st[ST_ROLLBACK]);
+    s->be->rollback(s->b);
     for (op = ops; op; op = op->next)
         fail_op(op, rc);
     return rc;
@@ -1267,186 +338,15 @@ static void *writer_main(void *arg)
         }
         pthread_cond_broadcast(&s->done_cv);
         pthread_mutex_unlock(&s->mu);
-        if (s->notify)
-            s->notify(s->notify_arg);
+        if (s->hooks.notify)
+            s->hooks.notify(s->hooks.udata);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
-/* ---- open, migrations, close ----------------------------------------------------------- */
-
-/* make_parent_dir creates the directories above path (mkdir -p of its dirname). */
-static int make_parent_dir(const char *path, char *err, size_t errlen)
-{
-    char *dir = strdup(path), *slash, *p, c;
-    int rc = 0;
-
-    if (!dir) {
-        errf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        /* Each '/' after the first character ends one ancestor, and so does the end. */
-        for (p = dir + 1; !rc; p++) {
-            if (*p != '/' && *p != '\0')
-                continue;
-            c = *p;
-            *p = '\0';
-            if (mkdir(dir, 0755) && errno != EEXIST) {
-                rc = -errno;
-                errf(err, errlen, "cannot create directory %s: %s", dir, strerror(-rc));
-            }
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    free(dir);
-    return rc;
-}
-
-/* exec_sql runs SQL text once (set-up only; group ops use prepared statements). */
-static int exec_sql(fl_store *s, const char *sql, const char *what, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-
-    if (rc == SQLITE_OK)
-        return 0;
-    errf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-    return rc_errno(rc);
-}
-
-/* query_text runs a one-row statement and copies its first column into buf. */
-static int query_text(fl_store *s, const char *sql, char *buf, size_t len)
-{
-    sqlite3_stmt *st;
-    const unsigned char *v;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-
-    if (rc != SQLITE_OK)
-        return rc_errno(rc);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        v = sqlite3_column_text(st, 0);
-        snprintf(buf, len, "%s", v ? (const char *)v : "");
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : rc_errno(rc);
-}
-
-static int configure(fl_store *s, int durability_full, char *err, size_t errlen)
-{
-    char mode[16], sql[160];
-    int rc;
-
-    sqlite3_busy_timeout(s->db, FL_STORE_BUSY_MS);
-    rc = query_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
-    if (rc) {
-        errf(err, errlen, "cannot set WAL mode: %s", sqlite3_errmsg(s->db));
-        return rc;
-    }
-    if (strcmp(mode, "wal") != 0) {
-        errf(err, errlen, "the database refuses WAL mode (journal_mode is %s)", mode);
-        return -ENOTSUP;
-    }
-    /* In WAL mode FULL syncs the log at every commit (the ack means durable); NORMAL only at
-     * checkpoints (a power cut may lose the last commits, a crash of flingd does not). */
-    snprintf(sql, sizeof(sql),
-             "PRAGMA synchronous = %s; PRAGMA journal_size_limit = %d;"
-             " PRAGMA cache_size = -%d; PRAGMA temp_store = MEMORY",
-             durability_full ? "FULL" : "NORMAL", FL_STORE_WAL_LIMIT, FL_STORE_CACHE_KIB);
-    return exec_sql(s, sql, "cannot configure the database", err, errlen);
-}
-
-/* user_version reads PRAGMA user_version, the number of migrations applied. */
-static int user_version(fl_store *s, int *out)
-{
-    char buf[24];
-    int rc = query_text(s, "PRAGMA user_version", buf, sizeof(buf));
-
-    *out = atoi(buf);
-    return rc;
-}
-
-/* migrate applies the migrations the file lacks, each with its version bump in its own
- * transaction; the version is read under the write lock, so two daemons starting on the
- * same file cannot both apply one. */
-static int migrate(fl_store *s, const char *path, char *err, size_t errlen)
-{
-    char what[64], sql[48];
-    int rc, v;
-
-    for (;;) {
-        rc = exec_sql(s, "BEGIN IMMEDIATE", "cannot lock the database", err, errlen);
-        if (rc)
-            return rc;
-        rc = user_version(s, &v);
-        if (rc) {
-            errf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(s->db));
-            break;
-        }
-        if (v > fl_migrations_count) {
-            errf(err, errlen, "%s: schema version %d is newer than this flingd knows (%d);"
-                 " run a newer flingd", path, v, fl_migrations_count);
-            rc = -ENOTSUP;
-            break;
-        }
-        if (v == fl_migrations_count)
-            return exec_sql(s, "COMMIT", "cannot commit", err, errlen);
-        snprintf(what, sizeof(what), "migration %03d", v + 1);
-        rc = exec_sql(s, fl_migrations[v], what, err, errlen);
-        if (rc)
-            break;
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-        rc = exec_sql(s, sql, what, err, errlen);
-        if (!rc)
-            rc = exec_sql(s, "COMMIT", what, err, errlen);
-        if (rc)
-            break;
-    }
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-static int prepare_all(fl_store *s, char *err, size_t errlen)
-{
-    int i, rc;
-
-    for (i = 0; i < ST_COUNT; i++) {
-        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                                NULL);
-        if (rc != SQLITE_OK) {
-            errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
-            return rc_errno(rc);
-        }
-    }
-    return 0;
-}
-
-static void destroy(fl_store *s)
-{
-    int i;
-
-    for (i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->st[i]);
-    sqlite3_close(s->db);
-    for (i = 0; i < W_COUNT; i++)
-        free(s->files[i].path);
-    if (s->sync_ready) {
-        pthread_cond_destroy(&s->done_cv);
-        pthread_cond_destroy(&s->work_cv);
-        pthread_mutex_destroy(&s->mu);
-    }
-    free(s);
-}
+/* ---- open, recover, close -------------------------------------------------------------- */
 
 static int init_sync(fl_store *s)
 {
@@ -1465,64 +365,8 @@ static int init_sync(fl_store *s)
     return 0;
 }
 
-/* create_private creates the database file 0600 if it does not exist, whatever the umask:
- * SQLite gives the -wal and -shm it creates the mode of the database file, and a payload is
- * nobody else's business. An existing file keeps the mode its owner gave it. */
-static int create_private(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    int rc = 0;
-
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return 0;
-        rc = -errno;
-        errf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
-        return rc;
-    }
-    if (fchmod(fd, 0600) < 0) {   /* open() applied the umask; a umask of 0277 would leave 0400 */
-        rc = -errno;
-        errf(err, errlen, "cannot make %s private: %s", path, strerror(-rc));
-    }
-    close(fd);
-    if (rc)
-        unlink(path);
-    else
-        fl_log(LOG_INFO, "store: created a new database %s (job ids start at 1)", path);
-    return rc;
-}
-
-/* open_db opens the file; the connection is used by one thread at a time (open and recover,
- * then only the writer), so SQLite's own per-call mutex is not needed. */
-static int open_db(fl_store *s, const char *path, char *err, size_t errlen)
-{
-    int rc, sys;
-
-    if (!sqlite3_threadsafe()) {
-        errf(err, errlen, "this SQLite library was built without thread support");
-        return -ENOTSUP;
-    }
-    if ((rc = create_private(path, err, errlen)))
-        return rc;
-    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                         SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_extended_result_codes(s->db, 1);
-    if (rc == SQLITE_OK)
-        return 0;
-    sys = s->db ? sqlite3_system_errno(s->db) : 0;
-    errf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
-    return sys ? -sys : rc_errno(rc);
-}
-
-/* SQLite's memory statistics take a process-wide mutex on every allocation, a few per row;
- * flingd never reads them. Only possible before SQLite initialises, hence first thing. */
-static void sqlite_global_config(void)
-{
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-}
-
 /* start_writer starts the writer thread with every signal blocked, so that SIGCHLD, SIGTERM
+
  * and the rest always reach the loop thread, which is the one that handles them. */
 static int start_writer(fl_store *s, char *err, size_t errlen)
 {
@@ -1536,45 +380,54 @@ static int start_writer(fl_store *s, char *err, size_t errlen)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     if (rc) {
-        errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
+        fl_store_errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
         return rc;
     }
     s->writer_started = 1;
     return 0;
 }
 
-int fl_store_open(fl_store **out, const char *path, int durability_full,
-                  void (*notify)(void *arg), void *arg, char *err, size_t errlen)
+static void destroy(fl_store *s)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (s->b)
+        s->be->close(s->b);
+    if (s->sync_ready) {
+        pthread_cond_destroy(&s->done_cv);
+        pthread_cond_destroy(&s->work_cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    free(s->node);
+    free(s);
+}
+
+int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_hooks *hooks,
+                  char *err, size_t errlen)
+{
+    const char *name = opt->backend ? opt->backend : "sqlite";
+    const fl_store_backend *be = find_backend(name);
     fl_store *s;
     int rc;
 
     *out = NULL;
-    pthread_once(&once, sqlite_global_config);
+    if (!be) {
+        fl_store_errf(err, errlen, "unknown store backend \"%s\"", name);
+        return -EINVAL;
+    }
     s = calloc(1, sizeof(*s));
-    if (!s) {
-        errf(err, errlen, "out of memory");
+    if (!s || !(s->node = strdup(opt->node ? opt->node : FL_STORE_NODE_LOCAL))) {
+        free(s);
+        fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    s->notify = notify;
-    s->notify_arg = arg;
+    s->be = be;
+    if (hooks)
+        s->hooks = *hooks;
     rc = init_sync(s);
     if (rc) {
-        errf(err, errlen, "cannot initialise the store's locks");
+        fl_store_errf(err, errlen, "cannot initialise the store's locks");
         goto fail;
     }
-    rc = make_parent_dir(path, err, errlen);
-    if (!rc)
-        rc = open_db(s, path, err, errlen);
-    if (!rc)
-        rc = configure(s, durability_full, err, errlen);
-    if (!rc)
-        rc = migrate(s, path, err, errlen);
-    if (!rc)
-        rc = watch_files(s, err, errlen);
-    if (!rc)
-        rc = prepare_all(s, err, errlen);
+    rc = be->open(&s->b, opt, s->node, err, errlen);
     if (!rc)
         rc = start_writer(s, err, errlen);
     if (rc)
@@ -1588,19 +441,204 @@ fail:
 
 int fl_store_recover(fl_store *s)
 {
-    int rc;
-
     /* The writer owns the connection while it has work; nothing unreaped means it is idle. */
     if (s->outstanding)
         return -EBUSY;
-    /* Deliveries a dead daemon had in flight are due again (at-least-once). */
-    if ((rc = step_done(s->st[ST_DELIVERY_RECOVER])))
-        return rc;
-    if (sqlite3_bind_int64(s->st[ST_RECOVER], 1, fl_job_now_ms()))
-        return db_errno(s);
-    rc = step_done(s->st[ST_RECOVER]);
-    return rc ? rc : sqlite3_changes(s->db);
+    return s->be->recover(s->b, s->node, fl_job_now_ms());
 }
+
+/* ---- the constructors (loop thread) ---------------------------------------------------- */
+
+/* start fills what every op has, after the caller's kind-specific inputs, and queues it. */
+static void start(fl_store *s, fl_store_op *op, fl_store_kind kind, fl_store_cb cb, void *udata)
+{
+    op->kind = kind;
+    op->cb = cb;
+    op->udata = udata;
+    fl_store_push(s, op);
+}
+
+void fl_store_submit(fl_store *s, fl_store_op *op, fl_job *job, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.submit.job = job;
+    start(s, op, FL_STORE_SUBMIT, cb, udata);
+}
+
+void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.get.id = id;
+    start(s, op, FL_STORE_GET, cb, udata);
+}
+
+void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata)
+{
+    fl_store_query copy = *q;   /* q may live inside op */
+
+    memset(op, 0, sizeof *op);
+    op->u.list.q = copy;
+    start(s, op, FL_STORE_LIST, cb, udata);
+}
+
+void fl_store_cancel(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.cancel.id = id;
+    op->u.cancel.now = now;
+    start(s, op, FL_STORE_CANCEL, cb, udata);
+}
+
+void fl_store_set_status(fl_store *s, fl_store_op *op, int64_t id, int bits, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.set_status.id = id;
+    op->u.set_status.bits = bits;
+    start(s, op, FL_STORE_SET_STATUS, cb, udata);
+}
+
+void fl_store_claim(fl_store *s, fl_store_op *op, const char *type, int limit, int64_t now,
+                    fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.claim.type = type;
+    op->u.claim.limit = limit;
+    op->u.claim.now = now;
+    start(s, op, FL_STORE_CLAIM, cb, udata);
+}
+
+void fl_store_finish(fl_store *s, fl_store_op *op, int64_t id, const fl_store_outcome *o,
+                     fl_store_cb cb, void *udata)
+{
+    fl_store_outcome copy = *o;
+
+    memset(op, 0, sizeof *op);
+    op->u.finish.id = id;
+    op->u.finish.o = copy;
+    start(s, op, FL_STORE_FINISH, cb, udata);
+}
+
+void fl_store_count_jobs(fl_store *s, fl_store_op *op, int all_states, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.count.all_states = all_states;
+    start(s, op, FL_STORE_COUNT, cb, udata);
+}
+
+void fl_store_changed(fl_store *s, fl_store_op *op, int64_t since, int64_t after, int limit,
+                      fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.changed.since = since;
+    op->u.changed.after = after;
+    op->u.changed.limit = limit;
+    start(s, op, FL_STORE_CHANGED, cb, udata);
+}
+
+void fl_store_delivery_take(fl_store *s, fl_store_op *op, int64_t now, int limit, fl_store_cb cb,
+                            void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.take.now = now;
+    op->u.take.limit = limit;
+    start(s, op, FL_STORE_DELIVERY_TAKE, cb, udata);
+}
+
+void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_delivery_state state,
+                            int64_t next_at, int has_status, int status, const char *error,
+                            fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.done.id = id;
+    op->u.done.state = state;
+    op->u.done.next_at = next_at;
+    op->u.done.has_status = has_status;
+    op->u.done.status = status;
+    op->u.done.error = error;
+    start(s, op, FL_STORE_DELIVERY_DONE, cb, udata);
+}
+
+/* ---- events (loop thread) -------------------------------------------------------------- */
+
+static const char *const event_names[FL_STORE_EV_COUNT] = {
+    [FL_STORE_EV_SUBMITTED] = "submitted", [FL_STORE_EV_STARTED] = "started",
+    [FL_STORE_EV_RETRYING] = "retrying",   [FL_STORE_EV_REQUEUED] = "requeued",
+    [FL_STORE_EV_SUCCEEDED] = "succeeded", [FL_STORE_EV_FAILED] = "failed",
+    [FL_STORE_EV_CANCELLED] = "cancelled", [FL_STORE_EV_STATUS] = "status",
+};
+
+const char *fl_store_event_name(fl_store_event ev)
+{
+    return (unsigned)ev < FL_STORE_EV_COUNT ? event_names[ev] : "unknown";
+}
+
+/* finish_event names the change of a FINISH that left job in its state. */
+static fl_store_event finish_event(const fl_job *job)
+{
+    switch (job->state) {
+    case FL_STATE_SCHEDULED:
+        return FL_STORE_EV_RETRYING;
+    case FL_STATE_QUEUED:
+        return FL_STORE_EV_REQUEUED;
+    case FL_STATE_SUCCEEDED:
+        return FL_STORE_EV_SUCCEEDED;
+    case FL_STATE_CANCELLED:
+        return FL_STORE_EV_CANCELLED;
+    default:
+        return FL_STORE_EV_FAILED;
+    }
+}
+
+static void changed(fl_store *s, const fl_job *job, fl_store_event ev)
+{
+    if (s->hooks.on_change)
+        s->hooks.on_change(job, ev, s->hooks.udata);
+}
+
+static void due(fl_store *s, const fl_job *job)
+{
+    if (s->hooks.on_due)
+        s->hooks.on_due(job, s->hooks.udata);
+}
+
+/* emit reports what op committed, if anything: a duplicate submit, a cancel that found the
+ * job running or ended, and a status bit the job had already change nothing. */
+static void emit(fl_store *s, const fl_store_op *op)
+{
+    if (op->result)
+        return;
+    switch (op->kind) {
+    case FL_STORE_SUBMIT:
+        if (op->answer == FL_STORE_OK) {
+            changed(s, op->u.submit.job, FL_STORE_EV_SUBMITTED);
+            due(s, op->u.submit.job);
+        }
+        break;
+    case FL_STORE_CLAIM:
+        for (size_t i = 0; i < op->u.claim.n; i++)
+            changed(s, op->u.claim.jobs[i], FL_STORE_EV_STARTED);
+        break;
+    case FL_STORE_FINISH:
+        if (op->answer == FL_STORE_OK && op->u.finish.job) {
+            changed(s, op->u.finish.job, finish_event(op->u.finish.job));
+            if (!fl_proto_state_terminal(op->u.finish.job->state))
+                due(s, op->u.finish.job);
+        }
+        break;
+    case FL_STORE_CANCEL:
+        if (op->answer == FL_STORE_OK)
+            changed(s, op->u.cancel.job, FL_STORE_EV_CANCELLED);
+        break;
+    case FL_STORE_SET_STATUS:
+        if (op->answer == FL_STORE_OK && op->u.set_status.changed)
+            changed(s, op->u.set_status.job, FL_STORE_EV_STATUS);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- the queue (loop thread) ----------------------------------------------------------- */
 
 void fl_store_push(fl_store *s, fl_store_op *op)
 {
@@ -1632,6 +670,7 @@ void fl_store_reap(fl_store *s)
         next = op->next; /* the callback owns op from here on, and may free or push it */
         op->next = NULL;
         s->outstanding--;
+        emit(s, op);
         if (op->cb)
             op->cb(op);
     }
@@ -1701,3 +740,35 @@ void fl_store_hold(fl_store *s, int hold)
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
 }
+
+/* ---- callback deliveries --------------------------------------------------------------- */
+
+static const char *const delivery_state_names[] = {
+    [FL_DELIVERY_PENDING] = "pending", [FL_DELIVERY_DELIVERED] = "delivered", [FL_DELIVERY_FAILED] = "failed",
+};
+
+const char *fl_store_delivery_state_name(fl_delivery_state st)
+{
+    return (unsigned)st < sizeof delivery_state_names / sizeof *delivery_state_names ? delivery_state_names[st]
+                                                                                      : "unknown";
+}
+
+
+void fl_store_delivery_free(fl_delivery *d)
+{
+    if (!d)
+        return;
+    fl_job_free(d->job);
+    free(d);
+}
+
+void fl_store_deliveries_free(fl_delivery **items, size_t n)
+{
+    if (!items)
+        return;
+    for (size_t i = 0; i < n; i++)
+        fl_store_delivery_free(items[i]);
+    free(items);
+}
+
+

@@ -1,25 +1,31 @@
-/* store.h — the durable job store: SQLite in WAL mode behind a narrow, asynchronous interface
- * (submit a batch, claim due jobs, record an outcome, get/list/cancel), so that a PostgreSQL
- * backend can take its place later. No SQL outside store.c; no scheduling policy inside it.
+/* store.h — the durable job store: an engine (store.c) that runs operations on a writer thread
+ * in group commits, in front of a backend that holds the rows (store_sqlite.c: SQLite in WAL
+ * mode; a PostgreSQL backend plugs into the same table, store_backend.h). Callers build each
+ * operation with its constructor (fl_store_submit, fl_store_claim, ...), never by filling the
+ * op by hand. No SQL outside the backends; no scheduling policy inside the store.
  *
- * DESIGN. One writer thread owns the SQLite connection. The loop thread pushes operations
- * (fl_store_push) onto a pending list under a mutex; the writer takes everything pending,
- * runs it in ONE transaction and commits (one fsync for the whole group, under
- * durability=full), then moves the ops to a done list and calls notify() — the daemon wires
- * that to ev_async_send. The loop thread then calls fl_store_reap(), which runs each op's
- * callback, in push order. So requests that arrive while one commit runs share the next one,
- * and the loop never waits on the disk. If the transaction fails (disk full, I/O error) every
- * op of that group fails with the same negative errno and nothing of it is stored.
+ * DESIGN. One writer thread owns the backend's connection. The loop thread pushes operations
+ * onto a pending list under a mutex; the writer takes everything pending, runs it in ONE
+ * transaction and commits (one fsync for the whole group, under durability=full), then moves
+ * the ops to a done list and calls hooks.notify() — the daemon wires that to ev_async_send.
+ * The loop thread then calls fl_store_reap(), which handles each op in push order: first the
+ * change events of what it committed (hooks.on_change, hooks.on_due), then the op's callback.
+ * So every listener has heard of a change before the op's owner acts on its result (a waiter
+ * sees a job end before the cancel route replies), and nothing but the store emits events.
+ * Requests that arrive while one commit runs share the next one, and the loop never waits on
+ * the disk. If the transaction fails (disk full, I/O error) every op of that group fails with
+ * the same negative errno, nothing of it is stored and no event is emitted.
  * Reads (get, list) go through the same queue and see every earlier push.
  *
  * An op's result says whether the store worked (0) or failed (a negative errno); its answer
  * says what it found (no such job, running, ...). They never share a code: -EBUSY is a locked
  * database and nothing else.
  *
- * The database, its -wal and -shm are created 0600 (payloads are private whatever the umask).
- * The writer checks before every commit that the files it writes are still the ones at path:
- * once one was deleted or replaced, every group fails with -ESTALE until flingd restarts (a
- * restart opens or creates whatever is at path then; a new database hands out ids from 1). */
+ * The SQLite backend creates the database, its -wal and -shm 0600 (payloads are private
+ * whatever the umask). It checks before every commit that the files it writes are still the
+ * ones at path: once one was deleted or replaced, every group fails with -ESTALE until flingd
+ * restarts (a restart opens or creates whatever is at path then; a new database hands out ids
+ * from 1). */
 #ifndef FL_STORE_H
 #define FL_STORE_H
 
@@ -76,6 +82,39 @@ typedef enum fl_store_answer {
     FL_STORE_DUPLICATE    /* SUBMIT: a job of that type had the same idem_key, nothing inserted */
 } fl_store_answer;
 
+/* The page a LIST asks for: optional filters (has_state/state, type NULL = any, borrowed until
+ * the callback), limit (1..1000), after (0 = from the newest; else only ids < after). */
+typedef struct fl_store_query {
+    int has_state; fl_state state; const char *type;
+    int limit; int64_t after;
+} fl_store_query;
+
+/* The outcome of one attempt, for fl_store_finish (strings borrowed until the callback). */
+typedef struct fl_store_outcome {
+    fl_state state; int status_bits;
+    int has_exit_code; int exit_code;
+    const char *error; const char *output; size_t output_len;
+    int64_t run_at; int64_t finished_at;
+} fl_store_outcome;
+
+/* The committed changes of a job that the store reports (fl_store_hooks.on_change). */
+typedef enum fl_store_event {
+    FL_STORE_EV_SUBMITTED,   /* a new job (not a duplicate of an Idempotency-Key) */
+    FL_STORE_EV_STARTED,     /* claimed: running */
+    FL_STORE_EV_RETRYING,    /* finished into scheduled, for another attempt */
+    FL_STORE_EV_REQUEUED,    /* finished into queued (handed back at a stop) */
+    FL_STORE_EV_SUCCEEDED,
+    FL_STORE_EV_FAILED,
+    FL_STORE_EV_CANCELLED,   /* by CANCEL of a waiting job, or FINISH of a stopped one */
+    FL_STORE_EV_STATUS,      /* a status bit was added */
+    FL_STORE_EV_COUNT
+} fl_store_event;
+
+/* fl_store_event_name returns the event's name as the mirror and callbacks spell it
+ * ("submitted", "started", "retrying", "requeued", "succeeded", "failed", "cancelled",
+ * "status"), or "unknown". */
+const char *fl_store_event_name(fl_store_event ev);
+
 typedef struct fl_store_op fl_store_op;
 /* Runs on the loop thread from fl_store_reap; the op is the caller's again from then on. */
 typedef void (*fl_store_cb)(fl_store_op *op);
@@ -98,15 +137,10 @@ struct fl_store_op {
         /* in: id. out: job (caller frees with fl_job_free) and its callback deliveries
          *     (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND. */
         struct { int64_t id; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
-        /* in: optional filters (has_state/state, type NULL = any), limit (1..1000), after
-         *     (0 = from the newest; else only ids < after).
+        /* in: q (see fl_store_query).
          * out: jobs[0..n) newest first (the array and each job owned by the caller: free with
          *     fl_store_list_free), next = id to pass as after for the following page, 0 if none. */
-        struct {
-            int has_state; fl_state state; const char *type;
-            int limit; int64_t after;
-            fl_job **jobs; size_t n; int64_t next;
-        } list;
+        struct { fl_store_query q; fl_job **jobs; size_t n; int64_t next; } list;
         /* in: id, now (ms). out: job after the change (caller frees).
          * answer: FL_STORE_OK = was queued/scheduled, now cancelled; FL_STORE_RUNNING = it is
          * running (unchanged, job returned so the caller can stop it and FINISH it as
@@ -126,17 +160,11 @@ struct fl_store_op {
             const char *type; int limit; int64_t now;
             fl_job **jobs; size_t n; int64_t next_run_at;
         } claim;
-        /* in: id, state (succeeded/failed/cancelled, or scheduled for a retry at run_at, or
+        /* in: id, o: state (succeeded/failed/cancelled, or scheduled for a retry at run_at, or
          *     queued to hand a job back at shutdown), status bits to OR in, exit code, error,
          *     output (borrowed), finished_at (terminal states). answer OK or NOT_FOUND.
          * out: job = the row after the change, without payload (caller frees). */
-        struct {
-            int64_t id; fl_state state; int status_bits;
-            int has_exit_code; int exit_code;
-            const char *error; const char *output; size_t output_len;
-            int64_t run_at; int64_t finished_at;
-            fl_job *job;
-        } finish;
+        struct { int64_t id; fl_store_outcome o; fl_job *job; } finish;
         /* in: all_states (0 = queued, scheduled and running only; 1 = every state).
          * out: rows[0..n) (caller frees rows with free()). */
         struct { int all_states; fl_store_count *rows; size_t n; } count;
@@ -163,29 +191,97 @@ struct fl_store_op {
     } u;
 };
 
-/* fl_store_open opens (creating it 0600 and its directory if needed) the database at path, sets WAL
- * mode and the durability (1 = synchronous FULL, 0 = NORMAL), applies the migrations compiled
- * into the binary under PRAGMA user_version, and starts the writer thread ("fl-store", every
- * signal blocked so they reach the loop thread). notify(arg) is
- * called from the writer thread whenever ops are done. Returns 0 and *out (free with
- * fl_store_close), or a negative errno with a one-line reason in err. */
-int fl_store_open(fl_store **out, const char *path, int durability_full,
-                  void (*notify)(void *arg), void *arg, char *err, size_t errlen);
+/* Where and how to store: backend NULL = "sqlite"; path = its database; durability_full 1 =
+ * every commit on disk before its callback (SQLite synchronous FULL), 0 = NORMAL; node names
+ * this daemon as the owner of the jobs it claims (NULL = FL_STORE_NODE_LOCAL). */
+typedef struct fl_store_options {
+    const char *backend;
+    const char *path;
+    int durability_full;
+    const char *node;
+} fl_store_options;
+
+/* The owner recorded by the claims of a single-node daemon. */
+#define FL_STORE_NODE_LOCAL "local"
+
+/* What the store calls back, all with udata. notify runs on the writer thread whenever ops are
+ * done (the only hook that does); the others on the loop thread from fl_store_reap, each
+ * before the callback of the op that made the change, in commit order. Any may be NULL. */
+typedef struct fl_store_hooks {
+    void (*notify)(void *udata);
+    /* A committed change of job: the row after it (borrowed for the call; no payload, except
+     * for SUBMITTED and STARTED). */
+    void (*on_change)(const fl_job *job, fl_store_event ev, void *udata);
+    /* job (borrowed) is waiting to run: queued now, or scheduled for job->run_at; after a
+     * submit, a retry or a requeue committed. */
+    void (*on_due)(const fl_job *job, void *udata);
+    void *udata;
+} fl_store_hooks;
+
+/* fl_store_backend_known returns 1 if name is a store backend this flingd has ("sqlite"). */
+int fl_store_backend_known(const char *name);
+
+/* fl_store_open opens the backend of opt (the SQLite one creates the database 0600 and its
+ * directory if needed, sets WAL mode and the durability, applies its migrations), and starts
+ * the writer thread ("fl-store", every signal blocked so they reach the loop thread). hooks is
+ * copied (NULL = none). Returns 0 and *out (free with fl_store_close), or a negative errno
+ * with a one-line reason in err (-EINVAL for an unknown backend). */
+int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_hooks *hooks,
+                  char *err, size_t errlen);
 
 /* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
  * fn must be callable from the writer thread (it reads the immutable config). Before any push. */
 void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg);
 
-/* fl_store_recover runs before any push: every job left running by a dead daemon goes back to
- * queued (its attempt counted), and every delivery it had in flight is due again. Returns how
- * many jobs, or a negative errno. Synchronous. */
+/* fl_store_recover runs before any push: every job left running by an owner that is gone (for
+ * SQLite: this node, as it was before this start) goes back to queued (its attempt counted),
+ * and every delivery it had in flight is due again. Returns how many jobs, or a negative
+ * errno. Synchronous; emits no events (the mirror catches up by itself). */
 int fl_store_recover(fl_store *s);
 
-/* fl_store_push queues op (borrowed until its cb runs). Loop thread only. Never fails: errors
- * come back in op->result. */
+/* The constructors: each fills op (caller's memory, borrowed until cb runs; its old contents
+ * are overwritten) with one kind and its inputs, and queues it. Loop thread only. They never
+ * fail: errors come back in op->result, what was found in op->answer, the outputs in op->u
+ * (see each kind above for who frees them). Borrowed inputs must stay valid until cb. */
+
+/* fl_store_submit inserts job (borrowed until cb; its id etc. are set) unless a duplicate. */
+void fl_store_submit(fl_store *s, fl_store_op *op, fl_job *job, fl_store_cb cb, void *udata);
+/* fl_store_get loads job id and its deliveries. */
+void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
+/* fl_store_list reads the page *q asks for (q copied; q->type borrowed until cb). */
+void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata);
+/* fl_store_cancel cancels job id if it waits, at now (ms). */
+void fl_store_cancel(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata);
+/* fl_store_set_status ORs bits into job id's status. */
+void fl_store_set_status(fl_store *s, fl_store_op *op, int64_t id, int bits, fl_store_cb cb, void *udata);
+/* fl_store_claim marks up to limit due jobs of type (borrowed until cb) running at now. */
+void fl_store_claim(fl_store *s, fl_store_op *op, const char *type, int limit, int64_t now,
+                    fl_store_cb cb, void *udata);
+
+/* fl_store_finish records outcome *o (copied; its strings borrowed until cb) of job id. */
+void fl_store_finish(fl_store *s, fl_store_op *op, int64_t id, const fl_store_outcome *o,
+                     fl_store_cb cb, void *udata);
+/* fl_store_count_jobs counts waiting and running jobs by type and state (every state if all_states). */
+void fl_store_count_jobs(fl_store *s, fl_store_op *op, int all_states, fl_store_cb cb, void *udata);
+/* fl_store_changed reads a page of jobs changed since `since` or not terminal, ids > after. */
+void fl_store_changed(fl_store *s, fl_store_op *op, int64_t since, int64_t after, int limit,
+                      fl_store_cb cb, void *udata);
+/* fl_store_delivery_take marks up to limit deliveries due by now in flight. */
+void fl_store_delivery_take(fl_store *s, fl_store_op *op, int64_t now, int limit, fl_store_cb cb,
+                            void *udata);
+/* fl_store_delivery_done records the outcome of delivery id: state, next_at (pending again),
+ * the HTTP status or exit code (has_status), error (borrowed until cb; NULL when delivered). */
+void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_delivery_state state,
+                            int64_t next_at, int has_status, int status, const char *error,
+                            fl_store_cb cb, void *udata);
+
+/* fl_store_push queues op again as it is (borrowed until its cb runs): for an op that one of
+ * the constructors filled and whose callback saw it fail, to write it once more. Loop thread
+ * only. Never fails: errors come back in op->result. */
 void fl_store_push(fl_store *s, fl_store_op *op);
 
-/* fl_store_reap runs the callbacks of every finished op, in push order. Loop thread only. */
+/* fl_store_reap emits the events of every finished op and runs its callback, op by op in push
+ * order. Loop thread only. */
 void fl_store_reap(fl_store *s);
 
 /* fl_store_pending returns how many pushed ops have not been reaped yet. Loop thread only. */

@@ -32,7 +32,9 @@ extern const int fl_migrations_count;
 #define POLL_MS 50
 #define ERR_LEN 256
 #define PATH_LEN 256
-/* A fixed "now" keeps times exact; the store never reads the clock. */
+#define EVENTS_LEN 512
+/* A fixed "now" keeps times exact: the store takes every time from its ops, except updated_at
+ * (its own clock, which no test compares exactly). */
 #define NOW INT64_C(1795428000000)
 
 typedef struct harness {
@@ -42,6 +44,8 @@ typedef struct harness {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     unsigned notified;           /* under mu: notify() calls so far */
+    void (*on_change)(const fl_job *job, fl_store_event ev, void *udata);   /* at open */
+    char events[EVENTS_LEN];     /* record_event: "id:name " for each event, in order */
 } harness;
 
 /* ---- harness ------------------------------------------------------------------------- */
@@ -58,7 +62,18 @@ static void notify_cb(void *arg)
 
 static int open_store(harness *h, char *err)
 {
-    return fl_store_open(&h->store, h->path, 1, notify_cb, h, err, ERR_LEN);
+    const fl_store_options opt = { .path = h->path, .durability_full = 1 };
+    const fl_store_hooks hooks = { .notify = notify_cb, .on_change = h->on_change, .udata = h };
+
+    return fl_store_open(&h->store, &opt, &hooks, err, ERR_LEN);
+}
+
+/* open_path opens the default backend on path, without hooks. */
+static int open_path(fl_store **s, const char *path, char *err, size_t errlen)
+{
+    const fl_store_options opt = { .path = path, .durability_full = 1 };
+
+    return fl_store_open(s, &opt, NULL, err, errlen);
 }
 
 static void reopen(harness *h)
@@ -162,7 +177,7 @@ static void check_row(fl_store_op *op)
         assert_int_equal((*row)->id, op->kind == FL_STORE_FINISH ? op->u.finish.id : op->u.set_status.id);
         assert_true((*row)->updated_at > 0);
         if (op->kind == FL_STORE_FINISH)
-            assert_int_equal((*row)->state, op->u.finish.state);
+            assert_int_equal((*row)->state, op->u.finish.o.state);
     } else {
         assert_null(*row);
     }
@@ -295,12 +310,12 @@ static void list_op(harness *h, fl_store_op *op, const fl_state *state, const ch
     memset(op, 0, sizeof(*op));
     op->kind = FL_STORE_LIST;
     if (state) {
-        op->u.list.has_state = 1;
-        op->u.list.state = *state;
+        op->u.list.q.has_state = 1;
+        op->u.list.q.state = *state;
     }
-    op->u.list.type = type;
-    op->u.list.limit = limit;
-    op->u.list.after = after;
+    op->u.list.q.type = type;
+    op->u.list.q.limit = limit;
+    op->u.list.q.after = after;
     run(h, op);
 }
 
@@ -357,7 +372,7 @@ static void finish_op(fl_store_op *op, int64_t id, fl_state state)
     memset(op, 0, sizeof(*op));
     op->kind = FL_STORE_FINISH;
     op->u.finish.id = id;
-    op->u.finish.state = state;
+    op->u.finish.o.state = state;
 }
 
 static int sql_int(const char *path, const char *sql)
@@ -478,7 +493,7 @@ static void test_newer_version_refused(void **state)
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
-    assert_true(fl_store_open(&s, path, 1, notify_cb, h, err, sizeof(err)) < 0);
+    assert_true(open_path(&s, path, err, sizeof(err)) < 0);
     assert_null(s);
     assert_non_null(strstr(err, "newer"));
     assert_int_equal(sql_int(path, "PRAGMA user_version"), fl_migrations_count + 1);
@@ -500,16 +515,24 @@ static void test_open_errors(void **state)
         fputs("not a database ", f);
     assert_int_equal(fclose(f), 0);
     snprintf(path, sizeof(path), "%s/plain/fling.db", h->dir);
-    assert_int_equal(fl_store_open(&s, path, 1, NULL, NULL, err, sizeof(err)), -ENOTDIR);
+    assert_int_equal(open_path(&s, path, err, sizeof(err)), -ENOTDIR);
     assert_null(s);
     assert_true(strlen(err) > 0);
 
     /* A file that is not an SQLite database: an I/O-class error with a reason. */
     err[0] = '\0';
     snprintf(path, sizeof(path), "%s/plain", h->dir);
-    assert_int_equal(fl_store_open(&s, path, 1, NULL, NULL, err, sizeof(err)), -EIO);
+    assert_int_equal(open_path(&s, path, err, sizeof(err)), -EIO);
     assert_null(s);
     assert_true(strlen(err) > 0);
+
+    /* A backend this flingd does not have. */
+    const fl_store_options nosuch = { .backend = "nosuch", .path = h->path };
+    assert_int_equal(fl_store_open(&s, &nosuch, NULL, err, sizeof(err)), -EINVAL);
+    assert_null(s);
+    assert_non_null(strstr(err, "nosuch"));
+    assert_true(fl_store_backend_known("sqlite"));
+    assert_false(fl_store_backend_known("nosuch"));
 }
 
 static void test_idempotency(void **state)
@@ -742,7 +765,7 @@ static void test_updated_at_and_changed(void **state)
     fl_job_free(job);
     expect_claim(h, "c", 1, NOW, (int64_t[]){ done }, 1, NOW - 5);
     finish_op(&op, done, FL_STATE_SUCCEEDED);
-    op.u.finish.finished_at = NOW;
+    op.u.finish.o.finished_at = NOW;
     run(h, &op);
     assert_int_equal(op.result, 0);
 
@@ -833,7 +856,7 @@ static void test_deliveries(void **state)
 
     /* succeeded: the job's URL and the type's on_complete, in one transaction with the state. */
     finish_op(&op, ok, FL_STATE_SUCCEEDED);
-    op.u.finish.finished_at = NOW;
+    op.u.finish.o.finished_at = NOW;
     run(h, &op);
     assert_int_equal(op.result, 0);
     /* cancelled: only the type's on_abort (no URL of its own); a type without hooks: none. */
@@ -998,10 +1021,10 @@ static void test_finish(void **state)
     expect_claim(h, "f", 10, NOW, (int64_t[]){ ok, bad, retry, back, gone }, 5, 0);
 
     finish_op(&op, ok, FL_STATE_SUCCEEDED);
-    op.u.finish.has_exit_code = 1;
-    op.u.finish.output = "hello\n";
-    op.u.finish.output_len = 6;
-    op.u.finish.finished_at = NOW + 100;
+    op.u.finish.o.has_exit_code = 1;
+    op.u.finish.o.output = "hello\n";
+    op.u.finish.o.output_len = 6;
+    op.u.finish.o.finished_at = NOW + 100;
     run(h, &op);
     assert_int_equal(op.result, 0);
     job = get_ok(h, ok);
@@ -1016,13 +1039,13 @@ static void test_finish(void **state)
     fl_job_free(job);
 
     finish_op(&op, bad, FL_STATE_FAILED);
-    op.u.finish.status_bits = FL_STATUS_TIMEOUT;
-    op.u.finish.has_exit_code = 1;
-    op.u.finish.exit_code = -9;
-    op.u.finish.error = "timed out";
-    op.u.finish.output = raw;
-    op.u.finish.output_len = sizeof(raw) - 1;
-    op.u.finish.finished_at = NOW + 200;
+    op.u.finish.o.status_bits = FL_STATUS_TIMEOUT;
+    op.u.finish.o.has_exit_code = 1;
+    op.u.finish.o.exit_code = -9;
+    op.u.finish.o.error = "timed out";
+    op.u.finish.o.output = raw;
+    op.u.finish.o.output_len = sizeof(raw) - 1;
+    op.u.finish.o.finished_at = NOW + 200;
     run(h, &op);
     assert_int_equal(op.result, 0);
     job = get_ok(h, bad);
@@ -1037,11 +1060,11 @@ static void test_finish(void **state)
 
     /* A retry: scheduled at run_at, not finished, claimable again then. */
     finish_op(&op, retry, FL_STATE_SCHEDULED);
-    op.u.finish.error = "exit status 1";
-    op.u.finish.has_exit_code = 1;
-    op.u.finish.exit_code = 1;
-    op.u.finish.run_at = NOW + 2000;
-    op.u.finish.finished_at = NOW + 300; /* ignored: not terminal */
+    op.u.finish.o.error = "exit status 1";
+    op.u.finish.o.has_exit_code = 1;
+    op.u.finish.o.exit_code = 1;
+    op.u.finish.o.run_at = NOW + 2000;
+    op.u.finish.o.finished_at = NOW + 300; /* ignored: not terminal */
     run(h, &op);
     assert_int_equal(op.result, 0);
     job = get_ok(h, retry);
@@ -1053,7 +1076,7 @@ static void test_finish(void **state)
 
     /* Handed back at shutdown: queued, run_at as it was. */
     finish_op(&op, back, FL_STATE_QUEUED);
-    op.u.finish.run_at = NOW + 5000; /* ignored: only a retry moves run_at */
+    op.u.finish.o.run_at = NOW + 5000; /* ignored: only a retry moves run_at */
     run(h, &op);
     assert_int_equal(op.result, 0);
     job = get_ok(h, back);
@@ -1064,8 +1087,8 @@ static void test_finish(void **state)
     fl_job_free(job);
 
     finish_op(&op, gone, FL_STATE_CANCELLED);
-    op.u.finish.status_bits = FL_STATUS_ABORTED;
-    op.u.finish.finished_at = NOW + 400;
+    op.u.finish.o.status_bits = FL_STATUS_ABORTED;
+    op.u.finish.o.finished_at = NOW + 400;
     run(h, &op);
     assert_int_equal(op.result, 0);
     job = get_ok(h, gone);
@@ -1474,6 +1497,136 @@ static void test_submit_invalid(void **state)
     fl_job_free(job);
 }
 
+/* ---- events ---------------------------------------------------------------------------- */
+
+static void record_event(const fl_job *job, fl_store_event ev, void *udata)
+{
+    harness *h = udata;
+    size_t len = strlen(h->events);
+
+    snprintf(h->events + len, sizeof h->events - len, "%lld:%s ", (long long)job->id,
+             fl_store_event_name(ev));
+}
+
+/* An op's callback notes itself in the event log, to show where events fall beside it. */
+static void log_cb(fl_store_op *op)
+{
+    harness *h = op->udata;
+    size_t len = strlen(h->events);
+
+    snprintf(h->events + len, sizeof h->events - len, "cb ");
+}
+
+/* expect_events checks the log since the last call ("id:name " per event, "cb " per callback
+ * of log_cb) and forgets it. */
+static void expect_events(harness *h, const char *want)
+{
+    assert_string_equal(h->events, want);
+    h->events[0] = '\0';
+}
+
+static void free_row(fl_job **job)
+{
+    fl_job_free(*job);
+    *job = NULL;
+}
+
+/* Every committed change comes out of the store once, in commit order and before the callback
+ * of its op; what changed nothing, or was rolled back, comes out as nothing. */
+static void test_events(void **state)
+{
+    harness *h = *state;
+    spec keyed = { .type = "t", .key = "k", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    char want[EVENTS_LEN];
+    fl_store_op op, ops[3];
+    fl_job *dup;
+    int64_t a, b, c;
+
+    h->on_change = record_event;
+    reopen(h);
+    assert_string_equal(fl_store_event_name(FL_STORE_EV_COUNT), "unknown");
+
+    /* A new job, then a duplicate of it: one "submitted". */
+    a = submit(h, &keyed);
+    dup = make_job(&keyed);
+    fl_store_submit(h->store, &op, dup, log_cb, h);
+    settle(h);
+    assert_int_equal(op.answer, FL_STORE_DUPLICATE);
+    fl_job_free(dup);
+    snprintf(want, sizeof want, "%lld:submitted cb ", (long long)a);
+    expect_events(h, want);
+
+    /* Claimed; a cancel that finds it running changes nothing; its FINISH does. */
+    fl_store_claim(h->store, &op, "t", 10, NOW, log_cb, h);
+    settle(h);
+    assert_int_equal(op.u.claim.n, 1);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+    fl_store_cancel(h->store, &op, a, NOW, log_cb, h);
+    settle(h);
+    assert_int_equal(op.answer, FL_STORE_RUNNING);
+    free_row(&op.u.cancel.job);
+    snprintf(want, sizeof want, "%lld:started cb cb ", (long long)a);
+    expect_events(h, want);
+    fl_store_outcome cancelled = { .state = FL_STATE_CANCELLED, .finished_at = NOW };
+    fl_store_finish(h->store, &op, a, &cancelled, log_cb, h);
+    settle(h);
+    free_row(&op.u.finish.job);
+    snprintf(want, sizeof want, "%lld:cancelled cb ", (long long)a);
+    expect_events(h, want);
+
+    /* One group, in push order: a retry, a requeue, a status bit, a status bit it already has,
+     * and a cancel of a waiting job. */
+    b = submit_simple(h, "u", FL_STATE_QUEUED, 0);
+    c = submit_simple(h, "v", FL_STATE_QUEUED, 0);
+    h->events[0] = '\0';
+    fl_store_claim(h->store, &op, "u", 1, NOW, NULL, NULL);
+    settle(h);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+    h->events[0] = '\0';
+    fl_store_hold(h->store, 1);
+    fl_store_outcome retry = { .state = FL_STATE_SCHEDULED, .run_at = NOW + 1000 };
+    fl_store_finish(h->store, &ops[0], b, &retry, log_cb, h);
+    fl_store_set_status(h->store, &ops[1], b, FL_STATUS_ABORTED, log_cb, h);
+    fl_store_cancel(h->store, &ops[2], c, NOW, log_cb, h);
+    fl_store_set_status(h->store, &op, b, FL_STATUS_ABORTED, log_cb, h);
+    fl_store_hold(h->store, 0);
+    settle(h);
+    free_row(&ops[0].u.finish.job);
+    free_row(&ops[1].u.set_status.job);
+    free_row(&ops[2].u.cancel.job);
+    free_row(&op.u.set_status.job);
+    snprintf(want, sizeof want, "%lld:retrying cb %lld:status cb %lld:cancelled cb cb ", (long long)b,
+             (long long)b, (long long)c);
+    expect_events(h, want);
+
+    /* A requeue and an end: requeued, succeeded, failed. */
+    fl_store_claim(h->store, &op, "u", 1, NOW + 2000, NULL, NULL);
+    settle(h);
+    assert_int_equal(op.u.claim.n, 1);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+    fl_store_outcome requeue = { .state = FL_STATE_QUEUED, .run_at = NOW };
+    fl_store_finish(h->store, &op, b, &requeue, NULL, NULL);
+    settle(h);
+    free_row(&op.u.finish.job);
+    fl_store_outcome failed = { .state = FL_STATE_FAILED, .finished_at = NOW };
+    fl_store_finish(h->store, &op, b, &failed, NULL, NULL);
+    settle(h);
+    free_row(&op.u.finish.job);
+    snprintf(want, sizeof want, "%lld:started %lld:requeued %lld:failed ", (long long)b, (long long)b,
+             (long long)b);
+    expect_events(h, want);
+
+    /* A group that fails emits nothing, though its ops would have changed jobs. */
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    keyed.key = "k2";
+    dup = make_job(&keyed);
+    fl_store_submit(h->store, &op, dup, log_cb, h);
+    settle(h);
+    assert_int_equal(op.result, -ENOSPC);
+    fl_job_free(dup);
+    expect_events(h, "cb ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1483,6 +1636,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrations_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),

@@ -1,0 +1,66 @@
+/* store_backend.h — the table of operations a store backend fills (private to the store: only
+ * store.c and the backends include it). The engine (store.c) owns the queue, the writer thread,
+ * the group transactions and their rollback, the validation of ops, the callback policy and the
+ * events; a backend only keeps rows: store_sqlite.c does it in SQLite, a PostgreSQL one would
+ * fill the same table.
+ *
+ * Every function runs on one thread at a time: open, recover and close on the loop thread
+ * while the writer is not running, the rest on the writer thread. Each op function runs inside
+ * begin ... commit, gets an op the engine has already validated, and returns 0 or the negative
+ * errno that fails (and rolls back) the whole group; what it found goes to op->answer, its
+ * outputs to op->u (the engine frees them if the group fails). */
+#ifndef FL_STORE_BACKEND_H
+#define FL_STORE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+typedef struct fl_store_backend {
+    const char *name;   /* as [store] backend = names it */
+    /* open returns 0 and *out (the backend's state, freed by close), or a negative errno with a
+     * one-line reason in err. node is the owner the claims record (borrowed until close). */
+    int (*open)(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen);
+    void (*close)(void *b);
+    /* recover re-queues the running jobs of owners that are gone (node's own included: it is
+     * starting) and frees their deliveries in flight; returns how many jobs or a negative errno. */
+    int (*recover)(void *b, const char *node, int64_t now);
+    /* begin starts a group's transaction; now (ms) stamps every row the group writes. */
+    int (*begin)(void *b, int64_t now);
+    /* check_alive: 0 while what the backend writes to is still what it opened (SQLite: the
+     * same files at path), else -ESTALE; called before each commit. */
+    int (*check_alive)(void *b);
+    int (*commit)(void *b);
+    /* rollback ends a failed group's transaction, if one is still open. */
+    void (*rollback)(void *b);
+    int (*submit)(void *b, fl_store_op *op);
+    int (*get)(void *b, fl_store_op *op);
+    int (*list)(void *b, fl_store_op *op);
+    int (*cancel)(void *b, fl_store_op *op);
+    int (*set_status)(void *b, fl_store_op *op);
+    int (*claim)(void *b, fl_store_op *op);
+    int (*finish)(void *b, fl_store_op *op);
+    int (*count)(void *b, fl_store_op *op);
+    int (*changed)(void *b, fl_store_op *op);
+    int (*delivery_take)(void *b, fl_store_op *op);
+    int (*delivery_done)(void *b, fl_store_op *op);
+    /* add_delivery inserts one pending delivery of job_id's terminal event (abort 0 =
+     * "complete", 1 = "abort") to target (borrowed), due now. The engine decides which. */
+    int (*add_delivery)(void *b, int64_t job_id, int abort, const char *target);
+} fl_store_backend;
+
+/* fl_store_errf writes the one-line reason of a failed open into err (errlen bytes; NULL or 0
+ * = no reason wanted). */
+void fl_store_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The SQLite backend (store_sqlite.c). */
+extern const fl_store_backend fl_store_sqlite;
+
+/* Limits the engine checks ops against and a backend may size its scratch by: one LIST,
+ * CHANGED or DELIVERY_TAKE page (the contract's 1..1000), and one CLAIM (a scheduler never has
+ * more free slots than that). */
+#define FL_STORE_PAGE_MAX 1000
+#define FL_STORE_CLAIM_MAX 1000
+
+#endif

@@ -1,0 +1,1306 @@
+/* store_sqlite.c — the SQLite backend of the store: schema migrations at open (the set in
+ * migrations/sqlite/), the SQL of each operation, crash recovery, and the check that the
+ * database files are still the ones opened. The only file that speaks SQL. It does not decide
+ * anything: which ops form a group, their validation, which deliveries a terminal state creates
+ * and what is reported are the engine's (store.c); this file keeps rows.
+ *
+ * Longer than ~900 lines on purpose: the statements, the indexes they rely on (named in the
+ * migrations) and the code that binds and reads them belong side by side, and cutting the
+ * file would put a statement and its binding in two rooms.
+ *
+ * SQLite writes on through a deleted or replaced file without a word (the unlinked inode
+ * stays valid), so before each COMMIT check_alive compares the inodes at the database's and
+ * the WAL's paths with those it opened; a mismatch fails that group and every later one. */
+#include "store_backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Generated from migrations/sqlite/NNN_*.sql (cmake/embed_migrations.cmake). */
+extern const char *const fl_migrations[];
+extern const int fl_migrations_count;
+
+/* How long to wait for a write lock held by another process (a backup, the sqlite3 shell)
+ * before a group fails with -EBUSY: long enough for a short outside transaction, short enough
+ * that submitters get a 503 rather than hang. */
+#define FL_STORE_BUSY_MS 5000
+/* After a checkpoint the WAL file is truncated to this size instead of staying as large as
+ * its biggest burst. */
+#define FL_STORE_WAL_LIMIT (64 * 1024 * 1024)
+/* Page cache per connection, in KiB (negative = KiB for PRAGMA cache_size): the hot index
+ * pages of a large backlog stay in memory. */
+#define FL_STORE_CACHE_KIB 32768
+
+/* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
+#define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
+                 "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
+                 "callback, error, output, updated_at"
+enum {
+    C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
+    C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
+    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_PAYLOAD
+};
+
+/* The columns of a deliveries row in read_delivery's order. */
+#define DELIVERY_COLS "id, job_id, event, target, state, attempts, created_at, next_at, last_at, " \
+                      "last_status, last_error"
+enum {
+    D_ID, D_JOB_ID, D_EVENT, D_TARGET, D_STATE, D_ATTEMPTS, D_CREATED_AT, D_NEXT_AT, D_LAST_AT,
+    D_LAST_STATUS, D_LAST_ERROR
+};
+
+/* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
+ * Separate statements rather than "(?3 IS NULL OR state = ?3)", which no index can serve. */
+enum stmt_id {
+    ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+    ST_IDEM_FIND, ST_INSERT, ST_INSERT_PAYLOAD, ST_GET,
+    ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
+    ST_CANCEL, ST_SET_STATUS,
+    ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_CLAIM_READ, ST_NEXT_SCHEDULED,
+    ST_FINISH, ST_RECOVER, ST_CHANGED,
+    ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
+    ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
+    ST_COUNT
+};
+
+/* Partial indexes are used only when the query repeats their WHERE literally, so the states
+ * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
+ * ?2 = row limit, ?3 = state, ?4 = type. */
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
+                     " WHERE type = ?1 AND idem_key = ?2",
+    [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
+                  " created_at, run_at, idem_key, callback, updated_at)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
+    [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND id < ?1"
+                      " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE type = ?4 AND id < ?1"
+                     " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND type = ?4"
+                           " AND id < ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?3 WHERE id = ?1",
+    [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2, updated_at = ?3 WHERE id = ?1",
+    [ST_CLAIM_QUEUED] = "SELECT id, priority, run_at FROM jobs"
+                        " WHERE type = ?1 AND state = 'queued'"
+                        " ORDER BY priority DESC, id LIMIT ?2",
+    [ST_CLAIM_DUE] = "SELECT id, priority, run_at FROM jobs"
+                     " WHERE type = ?1 AND state = 'scheduled' AND run_at <= ?2"
+                     " ORDER BY priority DESC, id LIMIT ?3",
+    /* Not UPDATE ... RETURNING: SQLite stages returned rows in a temporary table, which
+     * made a claim some 20% slower than the plain UPDATE and SELECT. */
+    [ST_CLAIM_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
+                      " started_at = ?2, updated_at = ?3, owner = ?4 WHERE id = ?1",
+    [ST_CLAIM_READ] = "SELECT " JOB_COLS ", (SELECT data FROM job_payloads"
+                      " WHERE job_payloads.id = jobs.id) FROM jobs WHERE id = ?1",
+    [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = ?1 AND state = 'scheduled'"
+                          " ORDER BY run_at LIMIT 1",
+    [ST_FINISH] = "UPDATE jobs SET state = ?2, status = status | ?3, exit_code = ?4,"
+                  " error = ?5, output = ?6, run_at = coalesce(?7, run_at),"
+                  " finished_at = coalesce(?8, finished_at), updated_at = ?9 WHERE id = ?1",
+    [ST_RECOVER] = "UPDATE jobs SET state = 'queued', updated_at = ?1"
+                   " WHERE state = 'running' AND owner = ?2",
+    /* A full scan from ?1 on: only the mirror's catch-up reads this, rarely (see 002). */
+    [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > ?1 AND (updated_at >= ?2"
+                   " OR state = 'queued' OR state = 'scheduled' OR state = 'running')"
+                   " ORDER BY id LIMIT ?3",
+    [ST_DELIVERY_ADD] = "INSERT INTO deliveries (job_id, event, target, created_at, next_at)"
+                        " VALUES (?1, ?2, ?3, ?4, ?4)",
+    /* The state and inflight literals match the partial index deliveries_due. */
+    [ST_DELIVERY_DUE] = "SELECT id FROM deliveries WHERE state = 'pending' AND inflight = 0"
+                        " AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
+    [ST_DELIVERY_TAKE] = "UPDATE deliveries SET inflight = 1, attempts = attempts + 1, last_at = ?2"
+                         " WHERE id = ?1",
+    [ST_DELIVERY_READ] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE id = ?1",
+    [ST_DELIVERY_NEXT] = "SELECT next_at FROM deliveries WHERE state = 'pending' AND inflight = 0"
+                         " ORDER BY next_at LIMIT 1",
+    [ST_DELIVERY_DONE] = "UPDATE deliveries SET state = ?2, inflight = 0, next_at = ?3, last_status = ?4,"
+                         " last_error = ?5 WHERE id = ?1",
+    [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = ?1 ORDER BY id",
+    [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = 0 WHERE inflight = 1",
+};
+
+/* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
+
+typedef struct file_id { dev_t dev; ino_t ino; } file_id;
+
+/* A file the database lives in (the database itself, its WAL), checked before each commit. */
+typedef struct watched_file { char *path; file_id id; } watched_file;
+enum { W_DB, W_WAL, W_COUNT };
+
+typedef struct sql_store {
+    sqlite3 *db;                   /* used by one thread at a time: open/recover, then the writer */
+    watched_file files[W_COUNT];   /* as opened; an id of 0 was not there then, not checked */
+    int lost;                      /* a file was deleted or replaced; every group fails */
+    sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
+    int64_t now;                   /* the clock of the group being run (updated_at) */
+    const char *node;              /* the owner claims record; the engine's, borrowed */
+} sql_store;
+
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* rc_errno maps an SQLite result code to the negative errno the rest of flingd speaks. */
+static int rc_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_TOOBIG:
+        return -E2BIG;
+    default: /* SQLITE_IOERR*, SQLITE_CORRUPT, SQLITE_NOTADB and anything unexpected */
+        return -EIO;
+    }
+}
+
+/* db_errno maps the connection's last error (bind calls record theirs there too). */
+static int db_errno(sql_store *s)
+{
+    return rc_errno(sqlite3_extended_errcode(s->db));
+}
+
+/* ---- statements and rows --------------------------------------------------------------- */
+
+/* step_done runs a statement that returns no rows and resets it: 0 or a negative errno. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc_errno(rc);
+}
+
+/* The bind_opt_* helpers bind a value, or NULL when it is absent. Borrowed buffers are bound
+ * SQLITE_STATIC: they outlive the step, and copying every payload once more would cost
+ * throughput for nothing. */
+static int bind_opt_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int bind_opt_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+    return p ? sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int bind_opt_int64(sqlite3_stmt *st, int i, int present, int64_t v)
+{
+    return present ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+/* col_part points *p at the bytes of a text/blob column (valid until the next step or reset)
+ * and sets *n to their size, or to FL_JOB_ABSENT for NULL. -ENOMEM if SQLite could not
+ * produce a non-empty value. */
+static int col_part(sqlite3_stmt *st, int col, const void **p, size_t *n)
+{
+    *p = NULL;
+    *n = FL_JOB_ABSENT;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return 0;
+    *p = sqlite3_column_blob(st, col);
+    *n = (size_t)sqlite3_column_bytes(st, col);
+    return !*p && *n > 0 ? -ENOMEM : 0;
+}
+
+static void copy_part(void *dst, const void *src, size_t n)
+{
+    if (dst && src && n != FL_JOB_ABSENT && n > 0)
+        memcpy(dst, src, n);
+}
+
+/* column_state parses the state column; -EIO if the file holds a name we do not know. */
+static int column_state(sqlite3_stmt *st, int col, fl_state *out)
+{
+    const unsigned char *name = sqlite3_column_text(st, col);
+
+    if (!name)
+        return -EIO;
+    return fl_proto_state_parse((const char *)name, (size_t)sqlite3_column_bytes(st, col), out)
+               ? -EIO : 0;
+}
+
+/* read_job builds a job from the current row (JOB_COLS, then payload if with_payload).
+ * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
+static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
+{
+    const void *type, *callback, *idem_key, *error, *output, *payload = NULL;
+    fl_job_sizes sz;
+    fl_state state;
+    fl_job *job;
+
+    if (column_state(st, C_STATE, &state))
+        return -EIO;
+    sz.payload = FL_JOB_ABSENT;
+    if (col_part(st, C_TYPE, &type, &sz.type) ||
+        col_part(st, C_CALLBACK, &callback, &sz.callback) ||
+        col_part(st, C_IDEM_KEY, &idem_key, &sz.idem_key) ||
+        col_part(st, C_ERROR, &error, &sz.error) ||
+        col_part(st, C_OUTPUT, &output, &sz.output) ||
+        (with_payload && col_part(st, C_PAYLOAD, &payload, &sz.payload)))
+        return -ENOMEM;
+    if (with_payload && sz.payload == FL_JOB_ABSENT)
+        sz.payload = 0; /* a claimed job always has a payload, maybe empty */
+    job = fl_job_new(&sz);
+    if (!job)
+        return -ENOMEM;
+    copy_part(job->type, type, sz.type);
+    copy_part(job->callback, callback, sz.callback);
+    copy_part(job->idem_key, idem_key, sz.idem_key);
+    copy_part(job->error, error, sz.error);
+    copy_part(job->output, output, sz.output);
+    copy_part(job->payload, payload, sz.payload);
+    job->id = sqlite3_column_int64(st, C_ID);
+    job->state = state;
+    job->status = sqlite3_column_int(st, C_STATUS);
+    job->attempts = sqlite3_column_int(st, C_ATTEMPTS);
+    job->max_attempts = sqlite3_column_int(st, C_MAX_ATTEMPTS);
+    job->priority = sqlite3_column_int(st, C_PRIORITY);
+    job->timeout = (double)sqlite3_column_int64(st, C_TIMEOUT_MS) / 1000.0;
+    job->created_at = sqlite3_column_int64(st, C_CREATED_AT);
+    job->run_at = sqlite3_column_int64(st, C_RUN_AT);
+    job->started_at = sqlite3_column_int64(st, C_STARTED_AT);
+    job->finished_at = sqlite3_column_int64(st, C_FINISHED_AT);
+    job->updated_at = sqlite3_column_int64(st, C_UPDATED_AT);
+    job->has_exit_code = sqlite3_column_type(st, C_EXIT_CODE) != SQLITE_NULL;
+    job->exit_code = sqlite3_column_int(st, C_EXIT_CODE);
+    *out = job;
+    return 0;
+}
+
+/* load_job reads job id into *out: 1 if found, 0 if not, or a negative errno. */
+static int load_job(sql_store *s, int64_t id, fl_job **out)
+{
+    sqlite3_stmt *st = s->st[ST_GET];
+    int rc, found = 0;
+
+    *out = NULL;
+    if (sqlite3_bind_int64(st, 1, id))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = read_job(st, 0, out);
+        if (found == 0)
+            found = 1;
+    } else if (rc != SQLITE_DONE) {
+        found = rc_errno(rc);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+
+static int load_deliveries(sql_store *s, fl_store_op *op);
+
+/* ---- operations -------------------------------------------------------------------------
+ * Each run_* returns 0 or the negative errno that fails the whole group; what the op found
+ * goes to op->answer (the engine validated the op already). */
+
+/* find_duplicate looks up (type, idem_key) and, if found, copies the existing job's identity
+ * into job: 1 if found, 0 if not, or a negative errno. */
+static int find_duplicate(sql_store *s, fl_job *job)
+{
+    sqlite3_stmt *st = s->st[ST_IDEM_FIND];
+    int rc, found = 0;
+    fl_state state;
+
+    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 2, job->idem_key, -1, SQLITE_STATIC))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = column_state(st, 1, &state);
+        if (found == 0) {
+            job->id = sqlite3_column_int64(st, 0);
+            job->state = state;
+            job->created_at = sqlite3_column_int64(st, 2);
+            job->run_at = sqlite3_column_int64(st, 3);
+            found = 1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        found = rc_errno(rc);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+static int sq_submit(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_INSERT];
+    fl_job *job = op->u.submit.job;
+    int rc;
+
+    if (job->idem_key) {
+        rc = find_duplicate(s, job);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            op->answer = FL_STORE_DUPLICATE;
+            return 0;
+        }
+    }
+    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
+        sqlite3_bind_int(st, 3, job->status) ||
+        sqlite3_bind_int(st, 4, job->max_attempts) ||
+        sqlite3_bind_int(st, 5, job->priority) ||
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
+        sqlite3_bind_int64(st, 7, job->created_at) ||
+        sqlite3_bind_int64(st, 8, job->run_at) ||
+        bind_opt_text(st, 9, job->idem_key) ||
+        bind_opt_text(st, 10, job->callback) ||
+        sqlite3_bind_int64(st, 11, s->now))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    job->id = sqlite3_last_insert_rowid(s->db);
+    job->updated_at = s->now;
+    st = s->st[ST_INSERT_PAYLOAD];
+    if (sqlite3_bind_int64(st, 1, job->id) ||
+        (job->payload ? sqlite3_bind_blob64(st, 2, job->payload, job->payload_len, SQLITE_STATIC)
+                      : sqlite3_bind_zeroblob(st, 2, 0))) /* no payload is an empty one */
+        return db_errno(s);
+    return step_done(st);
+}
+
+static int sq_get(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    int rc = load_job(s, op->u.get.id, &op->u.get.job);
+
+    if (rc < 0)
+        return rc;
+    if (!rc) {
+        op->answer = FL_STORE_NOT_FOUND;
+        return 0;
+    }
+    return load_deliveries(s, op);
+}
+
+static int sq_list(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st;
+    int limit = op->u.list.q.limit, has_state = op->u.list.q.has_state;
+    fl_state state = op->u.list.q.state;
+    int rc = 0, step_rc, more = 0;
+
+    st = s->st[ST_LIST + (has_state ? 1 : 0) + (op->u.list.q.type ? 2 : 0)];
+    op->u.list.jobs = calloc((size_t)limit, sizeof(*op->u.list.jobs));
+    if (!op->u.list.jobs)
+        return -ENOMEM;
+    /* One row more than the page tells whether another page follows. */
+    if (sqlite3_bind_int64(st, 1, op->u.list.q.after ? op->u.list.q.after : INT64_MAX) ||
+        sqlite3_bind_int(st, 2, limit + 1) ||
+        (has_state && sqlite3_bind_text(st, 3, fl_proto_state_name(state), -1, SQLITE_STATIC)) ||
+        (op->u.list.q.type && sqlite3_bind_text(st, 4, op->u.list.q.type, -1, SQLITE_STATIC)))
+        return db_errno(s);
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->u.list.n == (size_t)limit) {
+            more = 1;
+            break;
+        }
+        rc = read_job(st, 0, &op->u.list.jobs[op->u.list.n]);
+        if (rc)
+            break;
+        op->u.list.n++;
+    }
+    if (!rc && step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    if (rc)
+        return rc;
+    op->u.list.next = more ? op->u.list.jobs[op->u.list.n - 1]->id : 0;
+    if (op->u.list.n == 0) {
+        free(op->u.list.jobs);
+        op->u.list.jobs = NULL;
+    }
+    return 0;
+}
+
+static int sq_cancel(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_CANCEL];
+    int rc = load_job(s, op->u.cancel.id, &op->u.cancel.job);
+
+    if (rc <= 0) {
+        if (rc == 0)
+            op->answer = FL_STORE_NOT_FOUND;
+        return rc;
+    }
+    if (op->u.cancel.job->state == FL_STATE_RUNNING) {
+        op->answer = FL_STORE_RUNNING;
+        return 0;
+    }
+    if (fl_proto_state_terminal(op->u.cancel.job->state)) {
+        op->answer = FL_STORE_ENDED;
+        return 0;
+    }
+    if (sqlite3_bind_int64(st, 1, op->u.cancel.id) || sqlite3_bind_int64(st, 2, op->u.cancel.now) ||
+        sqlite3_bind_int64(st, 3, s->now))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    op->u.cancel.job->state = FL_STATE_CANCELLED;
+    op->u.cancel.job->finished_at = op->u.cancel.now;
+    op->u.cancel.job->updated_at = s->now;
+    return 0;
+}
+
+static int sq_set_status(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_SET_STATUS];
+    fl_job *job;
+    int rc = load_job(s, op->u.set_status.id, &job);
+
+    if (rc <= 0) {
+        if (rc == 0)
+            op->answer = FL_STORE_NOT_FOUND;
+        return rc;
+    }
+    op->u.set_status.job = job;
+    if ((job->status & op->u.set_status.bits) == op->u.set_status.bits)
+        return 0;   /* nothing new: no write, no change to report */
+    if (sqlite3_bind_int64(st, 1, op->u.set_status.id) ||
+        sqlite3_bind_int(st, 2, op->u.set_status.bits) ||
+        sqlite3_bind_int64(st, 3, s->now))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    job->status |= op->u.set_status.bits;
+    job->updated_at = s->now;
+    op->u.set_status.changed = 1;
+    return 0;
+}
+
+/* A job that CLAIM may pick, in claim order: higher priority first, then lower id. */
+typedef struct claim_cand { int64_t id, priority, run_at; } claim_cand;
+
+static int cand_before(const claim_cand *a, const claim_cand *b)
+{
+    return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
+}
+
+/* fetch_cands reads (id, priority, run_at) rows of a bound claim query into c[0..*n). */
+static int fetch_cands(sqlite3_stmt *st, claim_cand *c, size_t *n)
+{
+    int rc;
+
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        c[*n].id = sqlite3_column_int64(st, 0);
+        c[*n].priority = sqlite3_column_int64(st, 1);
+        c[*n].run_at = sqlite3_column_int64(st, 2);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+}
+
+/* take_job marks job id running and appends it, with its payload, to the claim's jobs. */
+static int take_job(sql_store *s, fl_store_op *op, int64_t id)
+{
+    sqlite3_stmt *st = s->st[ST_CLAIM_TAKE];
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
+        sqlite3_bind_int64(st, 3, s->now) || sqlite3_bind_text(st, 4, s->node, -1, SQLITE_STATIC))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    st = s->st[ST_CLAIM_READ];
+    if (sqlite3_bind_int64(st, 1, id))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rc = read_job(st, 1, &op->u.claim.jobs[op->u.claim.n]);
+        if (rc == 0)
+            op->u.claim.n++;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : rc_errno(rc);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
+static int next_scheduled(sql_store *s, const char *type, int64_t *out)
+{
+    sqlite3_stmt *st = s->st[ST_NEXT_SCHEDULED];
+    int rc;
+
+    *out = 0;
+    if (sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc_errno(rc);
+}
+
+/* claim_pick merges the queued and the due candidates (each in claim order) into the first
+ * `limit` ids; *left_run_at is the smallest run_at of the queued ones left behind, or 0. */
+static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, size_t nd,
+                         size_t limit, int64_t *ids, int64_t *left_run_at)
+{
+    size_t qi = 0, di = 0, n = 0;
+
+    while (n < limit && (qi < nq || di < nd)) {
+        if (di == nd || (qi < nq && cand_before(&q[qi], &d[di])))
+            ids[n++] = q[qi++].id;
+        else
+            ids[n++] = d[di++].id;
+    }
+    *left_run_at = 0;
+    for (; qi < nq; qi++)
+        if (*left_run_at == 0 || q[qi].run_at < *left_run_at)
+            *left_run_at = q[qi].run_at;
+    return n;
+}
+
+/* A queued job may run whatever its run_at, a scheduled one once run_at <= now. Queued and
+ * due-scheduled candidates come from two partial indexes, each already in claim order, and
+ * are merged here, so a claim reads O(limit) index entries however large the backlog. The
+ * due ones are sorted by SQLite, but only those due, which is few unless workers fall behind.
+ * next_run_at: a queued job left behind is due at once, so the fetched ones (one more than
+ * the limit) stand for all queued; the scheduled index gives the earliest of the others. */
+static int sq_claim(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *stq = s->st[ST_CLAIM_QUEUED], *std = s->st[ST_CLAIM_DUE];
+    size_t limit, nq, nd, n, i;
+    int64_t left_run_at, sched_run_at, *ids;
+    claim_cand *cand;
+    int rc;
+
+    limit = op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX
+                                                   : (size_t)op->u.claim.limit;
+    cand = malloc((2 * limit + 1) * sizeof(*cand));
+    ids = malloc(limit * sizeof(*ids));
+    op->u.claim.jobs = calloc(limit, sizeof(*op->u.claim.jobs));
+    rc = cand && ids && op->u.claim.jobs ? 0 : -ENOMEM;
+    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
+                sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                sqlite3_bind_int64(std, 2, op->u.claim.now) ||
+                sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))
+        rc = db_errno(s);
+    if (!rc)
+        rc = fetch_cands(stq, cand, &nq);
+    if (!rc)
+        rc = fetch_cands(std, cand + limit + 1, &nd);
+    if (!rc) {
+        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, ids, &left_run_at);
+        for (i = 0; i < n && !rc; i++)
+            rc = take_job(s, op, ids[i]);
+    }
+    if (!rc)
+        rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
+    free(cand);
+    free(ids);
+    if (rc)
+        return rc;
+    op->u.claim.next_run_at = left_run_at;
+    if (sched_run_at && (!left_run_at || sched_run_at < left_run_at))
+        op->u.claim.next_run_at = sched_run_at;
+    if (op->u.claim.n == 0) {
+        free(op->u.claim.jobs);
+        op->u.claim.jobs = NULL;
+    }
+    return 0;
+}
+
+static int sq_finish(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_FINISH];
+    fl_state state = op->u.finish.o.state;
+    int rc, terminal;
+
+    terminal = fl_proto_state_terminal(state);
+    if (sqlite3_bind_int64(st, 1, op->u.finish.id) ||
+        sqlite3_bind_text(st, 2, fl_proto_state_name(state), -1, SQLITE_STATIC) ||
+        sqlite3_bind_int(st, 3, op->u.finish.o.status_bits) ||
+        bind_opt_int64(st, 4, op->u.finish.o.has_exit_code, op->u.finish.o.exit_code) ||
+        bind_opt_text(st, 5, op->u.finish.o.error) ||
+        bind_opt_blob(st, 6, op->u.finish.o.output, op->u.finish.o.output_len) ||
+        bind_opt_int64(st, 7, state == FL_STATE_SCHEDULED, op->u.finish.o.run_at) ||
+        bind_opt_int64(st, 8, terminal, op->u.finish.o.finished_at) ||
+        sqlite3_bind_int64(st, 9, s->now))
+        return db_errno(s);
+    rc = step_done(st);
+    if (rc)
+        return rc;
+    if (sqlite3_changes(s->db) == 0) {
+        op->answer = FL_STORE_NOT_FOUND;
+        return 0;
+    }
+    rc = load_job(s, op->u.finish.id, &op->u.finish.job);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_count(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st;
+    size_t cap = 0;
+    const char *sql = op->u.count.all_states
+        ? "SELECT type, state, count(*) FROM jobs GROUP BY type, state"
+        : "SELECT type, state, count(*) FROM jobs WHERE state = 'queued' OR state = 'scheduled'"
+          " OR state = 'running' GROUP BY type, state";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_errno(s);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->u.count.n == cap) {
+            cap = cap ? cap * 2 : 16;
+            fl_store_count *rows = realloc(op->u.count.rows, cap * sizeof *rows);
+            if (!rows) {
+                sqlite3_finalize(st);
+                return -ENOMEM;
+            }
+            op->u.count.rows = rows;
+        }
+        fl_store_count *r = &op->u.count.rows[op->u.count.n];
+        const char *type = (const char *)sqlite3_column_text(st, 0), *state = (const char *)sqlite3_column_text(st, 1);
+        snprintf(r->type, sizeof r->type, "%s", type ? type : "");
+        if (!state || fl_proto_state_parse(state, strlen(state), &r->state) < 0)
+            continue;
+        r->n = sqlite3_column_int64(st, 2);
+        op->u.count.n++;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_errno(s);
+}
+
+static int sq_changed(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_CHANGED];
+    int limit = op->u.changed.limit, rc = 0, step_rc;
+
+    op->u.changed.jobs = calloc((size_t)limit, sizeof(*op->u.changed.jobs));
+    if (!op->u.changed.jobs)
+        return -ENOMEM;
+    if (sqlite3_bind_int64(st, 1, op->u.changed.after) || sqlite3_bind_int64(st, 2, op->u.changed.since) ||
+        sqlite3_bind_int(st, 3, limit))
+        return db_errno(s);
+    while (op->u.changed.n < (size_t)limit && (step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = read_job(st, 0, &op->u.changed.jobs[op->u.changed.n]);
+        if (rc)
+            break;
+        op->u.changed.n++;
+    }
+    if (!rc && op->u.changed.n < (size_t)limit && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    if (rc)
+        return rc;
+    /* A full page may have a next one; an empty next page ends the walk. */
+    op->u.changed.next = op->u.changed.n == (size_t)limit ? op->u.changed.jobs[limit - 1]->id : 0;
+    if (op->u.changed.n == 0) {
+        free(op->u.changed.jobs);
+        op->u.changed.jobs = NULL;
+    }
+    return 0;
+}
+
+
+/* ---- callback deliveries --------------------------------------------------------------- */
+
+static int column_is(sqlite3_stmt *st, int col, const char *want)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    return v && strcmp((const char *)v, want) == 0;
+}
+
+/* read_delivery reads the current row of st (DELIVERY_COLS) into one allocation. */
+static int read_delivery(sqlite3_stmt *st, fl_delivery **out)
+{
+    const void *target, *error;
+    size_t tlen, elen;
+    if (col_part(st, D_TARGET, &target, &tlen) || col_part(st, D_LAST_ERROR, &error, &elen))
+        return -ENOMEM;
+    if (tlen == FL_JOB_ABSENT)
+        return -EIO;   /* NOT NULL in the schema */
+    fl_delivery *d = calloc(1, sizeof *d + tlen + 1 + (elen == FL_JOB_ABSENT ? 0 : elen + 1));
+    if (!d)
+        return -ENOMEM;
+    d->target = (char *)(d + 1);
+    memcpy(d->target, target, tlen);
+    if (elen != FL_JOB_ABSENT) {
+        d->last_error = d->target + tlen + 1;
+        memcpy(d->last_error, error, elen);
+    }
+    d->id = sqlite3_column_int64(st, D_ID);
+    d->job_id = sqlite3_column_int64(st, D_JOB_ID);
+    d->abort = column_is(st, D_EVENT, "abort");
+    d->state = column_is(st, D_STATE, "delivered") ? FL_DELIVERY_DELIVERED
+             : column_is(st, D_STATE, "failed")    ? FL_DELIVERY_FAILED
+                                                   : FL_DELIVERY_PENDING;
+    d->attempts = sqlite3_column_int(st, D_ATTEMPTS);
+    d->created_at = sqlite3_column_int64(st, D_CREATED_AT);
+    d->next_at = sqlite3_column_int64(st, D_NEXT_AT);
+    d->last_at = sqlite3_column_int64(st, D_LAST_AT);
+    d->has_last_status = sqlite3_column_type(st, D_LAST_STATUS) != SQLITE_NULL;
+    d->last_status = sqlite3_column_int(st, D_LAST_STATUS);
+    *out = d;
+    return 0;
+}
+
+static int sq_add_delivery(void *b, int64_t job_id, int abort, const char *target)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_DELIVERY_ADD];
+    if (sqlite3_bind_int64(st, 1, job_id) ||
+        sqlite3_bind_text(st, 2, abort ? "abort" : "complete", -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC) ||
+        sqlite3_bind_int64(st, 4, s->now))
+        return db_errno(s);
+    return step_done(st);
+}
+
+/* take_delivery marks delivery id in flight and reads it and its job into the next slot. */
+static int take_delivery(sql_store *s, fl_store_op *op, int64_t id)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_TAKE];
+    fl_delivery *d = NULL;
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, s->now))
+        return db_errno(s);
+    if ((rc = step_done(st)))
+        return rc;
+    st = s->st[ST_DELIVERY_READ];
+    if (sqlite3_bind_int64(st, 1, id))
+        return db_errno(s);
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_ROW ? read_delivery(st, &d) : rc == SQLITE_DONE ? -EIO : rc_errno(rc);
+    sqlite3_reset(st);
+    if (rc)
+        return rc;
+    op->u.take.items[op->u.take.n++] = d;
+    rc = load_job(s, d->job_id, &d->job);
+    return rc < 0 ? rc : 0;   /* a job pruned under its delivery leaves d->job NULL */
+}
+
+static int sq_delivery_take(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_DELIVERY_DUE];
+    int limit = op->u.take.limit, rc = 0, step_rc;
+    int64_t *ids;
+    size_t n = 0;
+
+    ids = malloc((size_t)limit * sizeof *ids);
+    op->u.take.items = calloc((size_t)limit, sizeof *op->u.take.items);
+    if (!ids || !op->u.take.items) {
+        free(ids);
+        return -ENOMEM;
+    }
+    if (sqlite3_bind_int64(st, 1, op->u.take.now) || sqlite3_bind_int(st, 2, limit)) {
+        free(ids);
+        return db_errno(s);
+    }
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    if (step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = take_delivery(s, op, ids[i]);
+    free(ids);
+    if (rc)
+        return rc;
+    st = s->st[ST_DELIVERY_NEXT];
+    step_rc = sqlite3_step(st);
+    op->u.take.next_at = step_rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
+        return rc_errno(step_rc);
+    if (op->u.take.n == 0) {
+        free(op->u.take.items);
+        op->u.take.items = NULL;
+    }
+    return 0;
+}
+
+static int sq_delivery_done(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_DELIVERY_DONE];
+    fl_delivery_state state = op->u.done.state;
+    if (sqlite3_bind_int64(st, 1, op->u.done.id) ||
+        sqlite3_bind_text(st, 2, fl_store_delivery_state_name(state), -1, SQLITE_STATIC) ||
+        sqlite3_bind_int64(st, 3, state == FL_DELIVERY_PENDING ? op->u.done.next_at : 0) ||
+        bind_opt_int64(st, 4, op->u.done.has_status, op->u.done.status) ||
+        bind_opt_text(st, 5, op->u.done.error))
+        return db_errno(s);
+    int rc = step_done(st);
+    if (!rc && sqlite3_changes(s->db) == 0)
+        op->answer = FL_STORE_NOT_FOUND;
+    return rc;
+}
+
+/* load_deliveries reads every delivery of job id into the GET op. */
+static int load_deliveries(sql_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_DELIVERY_OF_JOB];
+    size_t cap = 0;
+    int rc = 0, step_rc;
+    if (sqlite3_bind_int64(st, 1, op->u.get.id))
+        return db_errno(s);
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (op->u.get.n_deliveries == cap) {
+            cap = cap ? cap * 2 : 4;
+            fl_delivery **a = realloc(op->u.get.deliveries, cap * sizeof *a);
+            if (!a) {
+                rc = -ENOMEM;
+                break;
+            }
+            op->u.get.deliveries = a;
+        }
+        rc = read_delivery(st, &op->u.get.deliveries[op->u.get.n_deliveries]);
+        if (rc)
+            break;
+        op->u.get.n_deliveries++;
+    }
+    if (!rc && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    return rc;
+}
+
+
+/* ---- the files under the database ------------------------------------------------------ */
+
+/* path_id stats path into *id: 0, 0 with a zero id if nothing is there, or a negative errno. */
+static int path_id(const char *path, file_id *id)
+{
+    struct stat st;
+
+    id->dev = 0;
+    id->ino = 0;
+    if (stat(path, &st) == 0) {
+        id->dev = st.st_dev;
+        id->ino = st.st_ino;
+        return 0;
+    }
+    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+}
+
+/* check_files: 0 while each watched path still names the file opened; -ESTALE from the first
+ * time one does not (logged then, once): every ack after that would go to a file nobody will
+ * read again. A stat that fails otherwise fails this group only. */
+static int check_files(sql_store *s)
+{
+    char now_s[24];
+    file_id now;
+    int i, rc;
+
+    if (s->lost)
+        return -ESTALE;
+    for (i = 0; i < W_COUNT; i++) {
+        const watched_file *w = &s->files[i];
+        if (!w->path || w->id.ino == 0)
+            continue;
+        if ((rc = path_id(w->path, &now)))
+            return rc;
+        if (now.dev == w->id.dev && now.ino == w->id.ino)
+            continue;
+        s->lost = 1;
+        snprintf(now_s, sizeof now_s, now.ino ? "%llu" : "none", (unsigned long long)now.ino);
+        fl_log(LOG_ERR, "store: %s was deleted or replaced (inode %llu -> %s); refusing new work"
+               " until flingd restarts", w->path, (unsigned long long)w->id.ino, now_s);
+        return -ESTALE;
+    }
+    return 0;
+}
+
+/* watch_files records which files the open connection uses, once migrations created them. */
+static int watch_files(sql_store *s, char *err, size_t errlen)
+{
+    sqlite3_filename db = sqlite3_db_filename(s->db, "main");
+    const char *paths[W_COUNT] = { [W_DB] = db, [W_WAL] = db ? sqlite3_filename_wal(db) : NULL };
+    int i, rc;
+
+    for (i = 0; i < W_COUNT; i++) {
+        if (!paths[i] || !*paths[i])
+            continue;
+        s->files[i].path = strdup(paths[i]);
+        if (!s->files[i].path) {
+            fl_store_errf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        if ((rc = path_id(s->files[i].path, &s->files[i].id))) {
+            fl_store_errf(err, errlen, "cannot stat %s: %s", s->files[i].path, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* run_group runs ops in one transaction: 0 if committed, else the errno every op now has. */
+
+/* ---- open, migrations, close ----------------------------------------------------------- */
+
+/* make_parent_dir creates the directories above path (mkdir -p of its dirname). */
+static int make_parent_dir(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path), *slash, *p, c;
+    int rc = 0;
+
+    if (!dir) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        /* Each '/' after the first character ends one ancestor, and so does the end. */
+        for (p = dir + 1; !rc; p++) {
+            if (*p != '/' && *p != '\0')
+                continue;
+            c = *p;
+            *p = '\0';
+            if (mkdir(dir, 0755) && errno != EEXIST) {
+                rc = -errno;
+                fl_store_errf(err, errlen, "cannot create directory %s: %s", dir, strerror(-rc));
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    free(dir);
+    return rc;
+}
+
+/* exec_sql runs SQL text once (set-up only; group ops use prepared statements). */
+static int exec_sql(sql_store *s, const char *sql, const char *what, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+    if (rc == SQLITE_OK)
+        return 0;
+    fl_store_errf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc_errno(rc);
+}
+
+/* query_text runs a one-row statement and copies its first column into buf. */
+static int query_text(sql_store *s, const char *sql, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+    const unsigned char *v;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc_errno(rc);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        v = sqlite3_column_text(st, 0);
+        snprintf(buf, len, "%s", v ? (const char *)v : "");
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : rc_errno(rc);
+}
+
+static int configure(sql_store *s, int durability_full, char *err, size_t errlen)
+{
+    char mode[16], sql[160];
+    int rc;
+
+    sqlite3_busy_timeout(s->db, FL_STORE_BUSY_MS);
+    rc = query_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+    if (rc) {
+        fl_store_errf(err, errlen, "cannot set WAL mode: %s", sqlite3_errmsg(s->db));
+        return rc;
+    }
+    if (strcmp(mode, "wal") != 0) {
+        fl_store_errf(err, errlen, "the database refuses WAL mode (journal_mode is %s)", mode);
+        return -ENOTSUP;
+    }
+    /* In WAL mode FULL syncs the log at every commit (the ack means durable); NORMAL only at
+     * checkpoints (a power cut may lose the last commits, a crash of flingd does not). */
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous = %s; PRAGMA journal_size_limit = %d;"
+             " PRAGMA cache_size = -%d; PRAGMA temp_store = MEMORY",
+             durability_full ? "FULL" : "NORMAL", FL_STORE_WAL_LIMIT, FL_STORE_CACHE_KIB);
+    return exec_sql(s, sql, "cannot configure the database", err, errlen);
+}
+
+/* user_version reads PRAGMA user_version, the number of migrations applied. */
+static int user_version(sql_store *s, int *out)
+{
+    char buf[24];
+    int rc = query_text(s, "PRAGMA user_version", buf, sizeof(buf));
+
+    *out = atoi(buf);
+    return rc;
+}
+
+/* migrate applies the migrations the file lacks, each with its version bump in its own
+ * transaction; the version is read under the write lock, so two daemons starting on the
+ * same file cannot both apply one. */
+static int migrate(sql_store *s, const char *path, char *err, size_t errlen)
+{
+    char what[64], sql[48];
+    int rc, v;
+
+    for (;;) {
+        rc = exec_sql(s, "BEGIN IMMEDIATE", "cannot lock the database", err, errlen);
+        if (rc)
+            return rc;
+        rc = user_version(s, &v);
+        if (rc) {
+            fl_store_errf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(s->db));
+            break;
+        }
+        if (v > fl_migrations_count) {
+            fl_store_errf(err, errlen, "%s: schema version %d is newer than this flingd knows (%d);"
+                 " run a newer flingd", path, v, fl_migrations_count);
+            rc = -ENOTSUP;
+            break;
+        }
+        if (v == fl_migrations_count)
+            return exec_sql(s, "COMMIT", "cannot commit", err, errlen);
+        snprintf(what, sizeof(what), "migration %03d", v + 1);
+        rc = exec_sql(s, fl_migrations[v], what, err, errlen);
+        if (rc)
+            break;
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+        rc = exec_sql(s, sql, what, err, errlen);
+        if (!rc)
+            rc = exec_sql(s, "COMMIT", what, err, errlen);
+        if (rc)
+            break;
+    }
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int prepare_all(sql_store *s, char *err, size_t errlen)
+{
+    int i, rc;
+
+    for (i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            fl_store_errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
+            return rc_errno(rc);
+        }
+    }
+    return 0;
+}
+
+static void destroy(sql_store *s)
+{
+    int i;
+
+    for (i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    for (i = 0; i < W_COUNT; i++)
+        free(s->files[i].path);
+    free(s);
+}
+
+/* create_private creates the database file 0600 if it does not exist, whatever the umask:
+ * SQLite gives the -wal and -shm it creates the mode of the database file, and a payload is
+ * nobody else's business. An existing file keeps the mode its owner gave it. */
+static int create_private(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = 0;
+
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 0;
+        rc = -errno;
+        fl_store_errf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (fchmod(fd, 0600) < 0) {   /* open() applied the umask; a umask of 0277 would leave 0400 */
+        rc = -errno;
+        fl_store_errf(err, errlen, "cannot make %s private: %s", path, strerror(-rc));
+    }
+    close(fd);
+    if (rc)
+        unlink(path);
+    else
+        fl_log(LOG_INFO, "store: created a new database %s (job ids start at 1)", path);
+    return rc;
+}
+
+/* open_db opens the file; the connection is used by one thread at a time (open and recover,
+ * then only the writer), so SQLite's own per-call mutex is not needed. */
+static int open_db(sql_store *s, const char *path, char *err, size_t errlen)
+{
+    int rc, sys;
+
+    if (!sqlite3_threadsafe()) {
+        fl_store_errf(err, errlen, "this SQLite library was built without thread support");
+        return -ENOTSUP;
+    }
+    if ((rc = create_private(path, err, errlen)))
+        return rc;
+    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                         SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_extended_result_codes(s->db, 1);
+    if (rc == SQLITE_OK)
+        return 0;
+    sys = s->db ? sqlite3_system_errno(s->db) : 0;
+    fl_store_errf(err, errlen, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    return sys ? -sys : rc_errno(rc);
+}
+
+/* SQLite's memory statistics take a process-wide mutex on every allocation, a few per row;
+ * flingd never reads them. Only possible before SQLite initialises, hence first thing. */
+static void sqlite_global_config(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+static int sq_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    sql_store *s;
+    int rc;
+
+    *out = NULL;
+    pthread_once(&once, sqlite_global_config);
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->node = node;
+    rc = make_parent_dir(opt->path, err, errlen);
+    if (!rc)
+        rc = open_db(s, opt->path, err, errlen);
+    if (!rc)
+        rc = configure(s, opt->durability_full, err, errlen);
+    if (!rc)
+        rc = migrate(s, opt->path, err, errlen);
+    if (!rc)
+        rc = watch_files(s, err, errlen);
+    if (!rc)
+        rc = prepare_all(s, err, errlen);
+    if (rc) {
+        destroy(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static void sq_close(void *b)
+{
+    destroy(b);
+}
+
+/* A single node owns every job of its file: what it left running, it re-queues. */
+static int sq_recover(void *b, const char *node, int64_t now)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_RECOVER];
+    int rc;
+
+    /* Deliveries a dead daemon had in flight are due again (at-least-once). */
+    if ((rc = step_done(s->st[ST_DELIVERY_RECOVER])))
+        return rc;
+    if (sqlite3_bind_int64(st, 1, now) || sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC))
+        return db_errno(s);
+    rc = step_done(st);
+    return rc ? rc : sqlite3_changes(s->db);
+}
+
+static int sq_begin(void *b, int64_t now)
+{
+    sql_store *s = b;
+
+    s->now = now;
+    return s->lost ? -ESTALE : step_done(s->st[ST_BEGIN]);
+}
+
+static int sq_check_alive(void *b)
+{
+    return check_files(b);
+}
+
+static int sq_commit(void *b)
+{
+    sql_store *s = b;
+
+    return step_done(s->st[ST_COMMIT]);
+}
+
+/* A failed COMMIT may or may not have ended the transaction already. */
+static void sq_rollback(void *b)
+{
+    sql_store *s = b;
+
+    if (!sqlite3_get_autocommit(s->db))
+        step_done(s->st[ST_ROLLBACK]);
+}
+
+const fl_store_backend fl_store_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .recover = sq_recover,
+    .begin = sq_begin,
+    .check_alive = sq_check_alive,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .submit = sq_submit,
+    .get = sq_get,
+    .list = sq_list,
+    .cancel = sq_cancel,
+    .set_status = sq_set_status,
+    .claim = sq_claim,
+    .finish = sq_finish,
+    .count = sq_count,
+    .changed = sq_changed,
+    .delivery_take = sq_delivery_take,
+    .delivery_done = sq_delivery_done,
+    .add_delivery = sq_add_delivery,
+};
