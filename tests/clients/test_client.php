@@ -11,8 +11,8 @@ use Fling\Client;
 use Fling\FlingException;
 use Fling\Signature;
 
-const TOKEN = 'php-t0ken';
-const SECRET = 's3cret-php';
+const TOKEN = 'client-t0ken';   // as in flingd.conf
+const SECRET = 's3cret-client';
 const FIRE_COUNT = 500;
 
 // The child that fires and exits at once: php test_client.php --fire URL TOKEN COUNT
@@ -170,36 +170,8 @@ mkdir($dir, 0700);
 $receiver = stream_socket_server('tcp://127.0.0.1:0');
 $rport = (int)substr(strrchr(stream_socket_get_name($receiver, false), ':'), 1);
 $sock = "$dir/fling.sock";
-$token = TOKEN;
-$secret = SECRET;
-// idle_timeout = 1: the daemon closes the kept connection between two calls further down.
-[$proc, $url] = start_flingd($flingd, $dir, <<<INI
-[server]
-listen = 127.0.0.1:0
-unix = $sock
-token = $token
-idle_timeout = 1
-[store]
-path = $dir/fling.db
-durability = normal
-[workers]
-shutdown_grace = 0.5
-[callbacks]
-allow = http://127.0.0.1:$rport
-secret = $secret
-backoff = 0.1
-backoff_max = 0.2
-[type.t]
-handler = sleep
-[type.f]
-handler = noop
-[type.n]
-handler = noop
-[type.hook]
-handler = noop
-on_complete = http://127.0.0.1:$rport/done
-
-INI);
+$conf = str_replace(['@DIR@', '@RPORT@'], [$dir, (string)$rport], file_get_contents(__DIR__ . '/flingd.conf'));
+[$proc, $url] = start_flingd($flingd, $dir, $conf);
 // However the test ends (a failed check, an uncaught exception), flingd is stopped and the dir removed.
 register_shutdown_function(function () use ($proc, $dir): void {
     if (proc_get_status($proc)['running']) {
