@@ -246,21 +246,34 @@ int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap)
     return flh_restart(d);
 }
 
+int flh_signal_reap(pid_t target, pid_t child, int sig)
+{
+    kill(target, sig);
+    int st = -1;
+    for (double end = flh_now() + 10; flh_now() < end; usleep(5000))
+        if (waitpid(child, &st, WNOHANG) == child)
+            return st;
+    kill(target, SIGKILL);
+    waitpid(child, &st, 0);
+    return -1;
+}
+
+void flh_rmdir(char *dir)
+{
+    if (!dir[0])
+        return;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    dir[0] = '\0';
+}
+
 int flh_kill(flh_daemon *d, int sig)
 {
     if (d->pid <= 0)
         return -1;
-    kill(d->pid, sig);
-    int st = -1;
-    for (double end = flh_now() + 10; flh_now() < end;) {
-        if (waitpid(d->child, &st, WNOHANG) == d->child)
-            goto reaped;
-        usleep(5000);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->child, &st, 0);
-    st = -1;
-reaped:
+    int st = flh_signal_reap(d->pid, d->child, sig);
     d->pid = d->child = 0;
     track(d, 0);
     return st;
@@ -277,12 +290,7 @@ int flh_stop(flh_daemon *d)
         if (system(cmd) != 0)
             fprintf(stderr, "(no log)\n");
     }
-    if (d->dir[0]) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", d->dir);
-    }
+    flh_rmdir(d->dir);
     return clean ? 0 : -1;
 }
 
@@ -616,14 +624,7 @@ void flh_redis_kill(flh_redis *r)
 {
     if (r->pid <= 0)
         return;
-    kill(r->pid, SIGTERM);
-    int st;
-    for (double end = flh_now() + 10; flh_now() < end; usleep(5000))
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid)
-            goto reaped;
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, &st, 0);
-reaped:
+    flh_signal_reap(r->pid, r->pid, SIGTERM);
     r->pid = 0;
 }
 
@@ -631,11 +632,5 @@ void flh_redis_stop(flh_redis *r)
 {
     flh_redis_kill(r);
     track_in(live_redis, r, 0);
-    if (r->dir[0]) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", r->dir);
-        r->dir[0] = '\0';
-    }
+    flh_rmdir(r->dir);
 }

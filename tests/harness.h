@@ -62,7 +62,12 @@ long flh_wait_count(const flh_daemon *d, const char *type, long want, int timeou
 json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms);
 
 double flh_now(void);   /* monotonic seconds */
-int flh_free_port(void); /* a 127.0.0.1 TCP port free right now (the kernel's pick), or -1 */
+int flh_free_port(void);
+/* flh_signal_reap sends sig to target and waits up to 10 s for child (target itself, or the
+ * wrapper running it) to exit, then SIGKILLs target: child's wait status, or -1 if killed. */
+int flh_signal_reap(pid_t target, pid_t child, int sig);
+/* flh_rmdir removes the tree at dir (a temp dir of a test) and empties the string; "" is a no-op. */
+void flh_rmdir(char *dir); /* a 127.0.0.1 TCP port free right now (the kernel's pick), or -1 */
 
 /* The fling CLI (FLING_CLI_PATH) as a child process: stdin from /dev/null, stdout and stderr on
  * pipes. flh_cli_spawn starts it with argv and env (NULL = this process's environment);
