@@ -78,5 +78,13 @@ fuzz: build-fuzz
 bench: build
 	bench/run
 
+# The crash soak (tests/soak/soak.c): ROUNDS kill -9 rounds under load, then the accounting.
+ROUNDS ?= 20
+.PHONY: soak
+soak: test-deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFL_TESTS=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target flingsoak
+	$(BUILD)/flingsoak --rounds $(ROUNDS)
+
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(DEB_BUILD)

@@ -153,11 +153,34 @@ static int read_ready(flh_daemon *d)
     int pid = 0, port = 0;
     int n = fscanf(f, "{\"pid\":%d,\"port\":%d}", &pid, &port);
     fclose(f);
-    if (n != 2 || pid != d->pid)
+    /* A wrapper's child is flingd: its pid is only known from here. */
+    if (n != 2 || (!d->wrap && pid != d->child))
         return -1;
+    d->pid = pid;
     d->port = port;
     snprintf(d->url, sizeof d->url, "http://127.0.0.1:%d", port);
     return 0;
+}
+
+/* exec_flingd runs flingd on d's config, behind d->wrap if there is one; returns on failure. */
+static void exec_flingd(const flh_daemon *d)
+{
+    /* The tests may run as root (CI): flingd refuses that without --allow-root. */
+    char *own[] = { FLINGD_PATH, "-c", (char *)d->conf, "--ready-file", (char *)d->ready,
+                    geteuid() == 0 ? "--allow-root" : NULL, NULL };
+    if (!d->wrap) {
+        execv(FLINGD_PATH, own);
+        return;
+    }
+    size_t n = 0;
+    while (d->wrap[n])
+        n++;
+    char **argv = calloc(n + sizeof own / sizeof own[0], sizeof *argv);
+    if (!argv)
+        return;
+    memcpy(argv, d->wrap, n * sizeof *argv);
+    memcpy(argv + n, own, sizeof own);
+    execvp(argv[0], argv);
 }
 
 int flh_restart(flh_daemon *d)
@@ -172,19 +195,17 @@ int flh_restart(flh_daemon *d)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        /* The tests may run as root (CI): flingd refuses that without --allow-root. */
-        execl(FLINGD_PATH, "flingd", "-c", d->conf, "--ready-file", d->ready,
-              geteuid() == 0 ? "--allow-root" : (char *)NULL, (char *)NULL);
+        exec_flingd(d);
         _exit(127);
     }
-    d->pid = pid;
+    d->child = d->pid = pid;
     track(d, 1);
     for (double end = flh_now() + 20; flh_now() < end;) {
         if (read_ready(d) == 0)
             return 0;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            d->pid = 0;
+            d->pid = d->child = 0;
             track(d, 0);
             fprintf(stderr, "flingd exited at start (status %d); log %s\n", st, d->log);
             return -1;
@@ -198,7 +219,13 @@ int flh_restart(flh_daemon *d)
 
 int flh_start(flh_daemon *d, const char *extra_conf)
 {
+    return flh_start_wrapped(d, extra_conf, NULL);
+}
+
+int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap)
+{
     memset(d, 0, sizeof *d);
+    d->wrap = wrap;
     snprintf(d->dir, sizeof d->dir, "/tmp/flingtest.XXXXXX");
     if (!mkdtemp(d->dir))
         return -1;
@@ -221,22 +248,32 @@ int flh_start(flh_daemon *d, const char *extra_conf)
     return flh_restart(d);
 }
 
+int flh_signal_reap(pid_t target, pid_t child, int sig)
+{
+    kill(target, sig);
+    int st = -1;
+    for (double end = flh_now() + 10; flh_now() < end; usleep(5000))
+        if (waitpid(child, &st, WNOHANG) == child)
+            return st;
+    kill(target, SIGKILL);
+    waitpid(child, &st, 0);
+    return -1;
+}
+
+void flh_rmdir(char *dir)
+{
+    if (!dir[0])
+        return;
+    flh_remove_dir(dir);
+    dir[0] = '\0';
+}
+
 int flh_kill(flh_daemon *d, int sig)
 {
     if (d->pid <= 0)
         return -1;
-    kill(d->pid, sig);
-    int st = -1;
-    for (double end = flh_now() + 10; flh_now() < end;) {
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid)
-            goto reaped;
-        usleep(5000);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, &st, 0);
-    st = -1;
-reaped:
-    d->pid = 0;
+    int st = flh_signal_reap(d->pid, d->child, sig);
+    d->pid = d->child = 0;
     track(d, 0);
     return st;
 }
@@ -252,8 +289,7 @@ int flh_stop(flh_daemon *d)
         if (system(cmd) != 0)
             fprintf(stderr, "(no log)\n");
     }
-    if (d->dir[0])
-        flh_remove_dir(d->dir);
+    flh_rmdir(d->dir);
     return clean ? 0 : -1;
 }
 
@@ -382,9 +418,9 @@ int flh_http(const flh_daemon *d, const char *method, const char *path, json_t *
     return status;
 }
 
-long flh_count_jobs(const flh_daemon *d, const char *type, long *aborted)
+long flh_each_job(const flh_daemon *d, const char *type, void (*fn)(json_t *job, void *arg), void *arg)
 {
-    long count = 0, ab = 0;
+    long count = 0;
     char path[256], after[32] = "";
     for (int page = 0; page < 10000; page++) {
         snprintf(path, sizeof path, "/v1/jobs?limit=1000%s%s%s%s", type ? "&type=" : "", type ? type : "",
@@ -399,8 +435,7 @@ long flh_count_jobs(const flh_daemon *d, const char *type, long *aborted)
         json_t *j;
         json_array_foreach(jobs, i, j) {
             count++;
-            if (json_integer_value(json_object_get(j, "status")) & 1)
-                ab++;
+            fn(j, arg);
         }
         json_t *next = json_object_get(body, "next");
         int more = json_is_string(next);
@@ -410,6 +445,19 @@ long flh_count_jobs(const flh_daemon *d, const char *type, long *aborted)
         if (!more)
             break;
     }
+    return count;
+}
+
+static void count_aborted(json_t *job, void *arg)
+{
+    if (json_integer_value(json_object_get(job, "status")) & 1)
+        ++*(long *)arg;
+}
+
+long flh_count_jobs(const flh_daemon *d, const char *type, long *aborted)
+{
+    long ab = 0;
+    long count = flh_each_job(d, type, count_aborted, &ab);
     if (aborted)
         *aborted = ab;
     return count;
@@ -466,8 +514,8 @@ long flh_metric(const flh_daemon *d, const char *name)
 
 /* ---- redis-server ---- */
 
-/* free_port asks the kernel for a free 127.0.0.1 port by binding port 0. */
-static int free_port(void)
+/* flh_free_port asks the kernel for a free 127.0.0.1 port by binding port 0. */
+int flh_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -573,7 +621,7 @@ int flh_redis_start(flh_redis *r, const char *password)
     snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
     snprintf(r->log, sizeof r->log, "%s/redis.log", r->dir);
     snprintf(r->password, sizeof r->password, "%s", password ? password : "");
-    r->port = free_port();
+    r->port = flh_free_port();
     if (r->port < 0)
         return -1;
     snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", password ? ":" : "", password ? password : "",
@@ -585,14 +633,7 @@ void flh_redis_kill(flh_redis *r)
 {
     if (r->pid <= 0)
         return;
-    kill(r->pid, SIGTERM);
-    int st;
-    for (double end = flh_now() + 10; flh_now() < end; usleep(5000))
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid)
-            goto reaped;
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, &st, 0);
-reaped:
+    flh_signal_reap(r->pid, r->pid, SIGTERM);
     r->pid = 0;
 }
 
@@ -600,10 +641,7 @@ void flh_redis_stop(flh_redis *r)
 {
     flh_redis_kill(r);
     track_in(live_redis, r, 0);
-    if (r->dir[0]) {
-        flh_remove_dir(r->dir);
-        r->dir[0] = '\0';
-    }
+    flh_rmdir(r->dir);
 }
 
 int flh_log_count(const flh_daemon *d, const char *s)

@@ -9,7 +9,9 @@
 #include <sys/types.h>
 
 typedef struct flh_daemon {
-    pid_t pid;
+    pid_t pid;           /* flingd's (from its ready file) */
+    pid_t child;         /* the process forked: flingd, or the wrapper that runs it */
+    char *const *wrap;   /* argv run in front of flingd's (strace ...), NULL-terminated; NULL = none */
     int port;
     char dir[128];       /* temp dir: config, db, unix socket, ready file, log */
     char db[192], conf[192], sock[192], ready[192], log[192];
@@ -21,6 +23,9 @@ typedef struct flh_daemon {
  * dir, [type.t] handler = sleep, plus extra INI text), starts flingd and waits until it accepts.
  * 0 or -1 (with a message on stderr). */
 int flh_start(flh_daemon *d, const char *extra_conf);
+/* flh_start_wrapped is flh_start with flingd run as the last arguments of wrap (kept by
+ * pointer: it must outlive d's restarts); signals still go to flingd, the wrapper is reaped. */
+int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap);
 /* flh_restart starts flingd again on the same dir and database. */
 int flh_restart(flh_daemon *d);
 /* flh_kill sends sig and reaps the daemon (SIGKILL after 10 s if it lingers); returns its wait status. */
@@ -47,6 +52,9 @@ int flh_http(const flh_daemon *d, const char *method, const char *path, json_t *
 /* flh_count_jobs counts jobs (of type, or all if NULL) by paging GET /v1/jobs; *aborted (if not
  * NULL) gets how many have status bit 1. -1 on error. */
 long flh_count_jobs(const flh_daemon *d, const char *type, long *aborted);
+/* flh_each_job calls fn on every job (of type, or all if NULL), paging GET /v1/jobs; returns how
+ * many it saw, or -1 on error. The job object is borrowed for the call. */
+long flh_each_job(const flh_daemon *d, const char *type, void (*fn)(json_t *job, void *arg), void *arg);
 /* flh_metric returns the value of a metric line "name value" from GET /metrics, or -1. */
 long flh_metric(const flh_daemon *d, const char *name);
 /* flh_wait_count polls flh_count_jobs until it reaches want or timeout_ms passes; returns the last count. */
@@ -57,6 +65,12 @@ long flh_wait_count(const flh_daemon *d, const char *type, long want, int timeou
 json_t *flh_wait_terminal(const flh_daemon *d, const char *id, int timeout_ms);
 
 double flh_now(void);   /* monotonic seconds */
+int flh_free_port(void);  /* a 127.0.0.1 TCP port free right now (the kernel's pick), or -1 */
+/* flh_signal_reap sends sig to target and waits up to 10 s for child (target itself, or the
+ * wrapper running it) to exit, then SIGKILLs target: child's wait status, or -1 if killed. */
+int flh_signal_reap(pid_t target, pid_t child, int sig);
+/* flh_rmdir removes the tree at dir with flh_remove_dir and empties the string; "" is a no-op. */
+void flh_rmdir(char *dir);
 
 /* flh_log_count counts the lines of d's log that contain s (-1 if the log cannot be read). */
 int flh_log_count(const flh_daemon *d, const char *s);
