@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
+#include "list.h"
 #include "log.h"
 #include "redisurl.h"
 
@@ -82,7 +84,7 @@ static const fl_mirror_step steps[] = { FL_STEP_AUTH, FL_STEP_SELECT, FL_STEP_SC
  * order, which is Redis's reply order, so the head is the oldest (the lag). */
 typedef struct fl_mirror_cmd {
     fl_mirror *m;
-    struct fl_mirror_cmd *prev, *next;
+    fl_list node;           /* in m->inflight */
     unsigned session;       /* m->session when sent: a reply for an older one only counts */
     double sent_at;         /* ev_now when sent */
     int64_t updated_at;     /* the change's updated_at (ms) */
@@ -107,12 +109,12 @@ struct fl_mirror {
     ev_timer connect_timer;         /* bounds connect + handshake */
     ev_timer reply_timer;           /* while up: checks the oldest write's age every second */
     ev_timer retry_timer;           /* the back-off before the next connect */
-    double backoff;
+    int retries;                    /* connects failed in a row: the back-off's attempt */
     int outage_logged;              /* a failure was logged: quiet until the mirror is in sync again */
     int ever_connected;
     int stopping;
 
-    fl_mirror_cmd *inflight, *inflight_tail;
+    fl_list inflight;               /* fl_mirror_cmd, oldest first */
     int has_lost;                   /* a change missed Redis since the last catch-up began */
     int64_t lost_since;             /* the oldest such change's updated_at */
 
@@ -165,9 +167,10 @@ static void retry_later(fl_mirror *m)
     ev_timer_stop(m->loop, &m->reply_timer);
     if (m->stopping)
         return;
-    ev_timer_set(&m->retry_timer, m->backoff, 0.);
+    /* No jitter: one daemon reconnects to one Redis, there is no herd to spread. */
+    double delay = fl_backoff_delay(FL_MIRROR_BACKOFF_MIN, FL_MIRROR_BACKOFF_MAX, ++m->retries, 0, NULL);
+    ev_timer_set(&m->retry_timer, delay, 0.);
     ev_timer_start(m->loop, &m->retry_timer);
-    m->backoff = m->backoff * 2 > FL_MIRROR_BACKOFF_MAX ? FL_MIRROR_BACKOFF_MAX : m->backoff * 2;
 }
 
 /* drop_connection closes the connection (the caller has logged why) and retries later. Replies
@@ -197,28 +200,13 @@ static fl_mirror_cmd *cmd_new(fl_mirror *m, int64_t updated_at, int is_change, i
     return c;
 }
 
-static void cmd_link(fl_mirror_cmd *c)
-{
-    fl_mirror *m = c->m;
-    c->prev = m->inflight_tail;
-    if (m->inflight_tail)
-        m->inflight_tail->next = c;
-    else
-        m->inflight = c;
-    m->inflight_tail = c;
-}
+static void cmd_link(fl_mirror_cmd *c) { fl_list_push_tail(&c->m->inflight, &c->node); }
 
-static void cmd_unlink(fl_mirror_cmd *c)
+/* oldest returns the write that has waited longest for its reply, or NULL. */
+static const fl_mirror_cmd *oldest(const fl_mirror *m)
 {
-    fl_mirror *m = c->m;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        m->inflight = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        m->inflight_tail = c->prev;
+    const fl_list *n = fl_list_first(&m->inflight);
+    return n ? fl_list_entry(n, fl_mirror_cmd, node) : NULL;
 }
 
 static void catchup_next(fl_mirror *m);
@@ -233,7 +221,7 @@ static void write_cb(redisAsyncContext *ac, void *r, void *privdata)
     fl_mirror *m = c->m;
     redisReply *reply = r;
     int current = c->session == m->session && m->ac == ac && m->state == FL_MIRROR_UP;
-    cmd_unlink(c);
+    fl_list_remove(&c->node);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (c->is_change)
             note_lost(m, c->updated_at);
@@ -252,7 +240,7 @@ static void write_cb(redisAsyncContext *ac, void *r, void *privdata)
             catchup_done(m);
     }
     free(c);
-    if (m->stopping && !m->inflight && m->on_idle)
+    if (m->stopping && fl_list_empty(&m->inflight) && m->on_idle)
         m->on_idle(m->idle_arg);
 }
 
@@ -391,7 +379,7 @@ static void catchup_done(fl_mirror *m)
         fl_log(LOG_INFO, "redis: mirror in sync with the store (%zu job(s) re-applied in %.3f s)", m->sync_jobs,
                took);
     m->outage_logged = 0;
-    m->backoff = FL_MIRROR_BACKOFF_MIN;
+    m->retries = 0;
 }
 
 /* apply_page re-applies one page of changed jobs with event "sync"; the last one's reply asks
@@ -569,7 +557,8 @@ static void reply_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     fl_mirror *m = t->data;
-    if (m->inflight && ev_now(loop) - m->inflight->sent_at > FL_MIRROR_REPLY_TIMEOUT) {
+    const fl_mirror_cmd *c = oldest(m);
+    if (c && ev_now(loop) - c->sent_at > FL_MIRROR_REPLY_TIMEOUT) {
         outage(m, LOG_WARNING, "no reply from %s for %.0f s", m->where, FL_MIRROR_REPLY_TIMEOUT);
         drop_connection(m);
     }
@@ -653,10 +642,10 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
     fl_redis_url_where(&m->url, m->where, sizeof m->where);
     m->loop = loop;
     m->store = store;
+    fl_list_init(&m->inflight);
     m->retention = retention;
     m->on_idle = on_idle;
     m->idle_arg = arg;
-    m->backoff = FL_MIRROR_BACKOFF_MIN;
     ev_init(&m->connect_timer, connect_timeout_cb);
     ev_init(&m->retry_timer, retry_cb);
     ev_init(&m->reply_timer, reply_timeout_cb);
@@ -669,7 +658,7 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
 
 int fl_mirror_idle(const fl_mirror *m)
 {
-    return m->inflight == NULL;
+    return fl_list_empty(&m->inflight);
 }
 
 void fl_mirror_stop(fl_mirror *m)
@@ -685,7 +674,8 @@ void fl_mirror_stop(fl_mirror *m)
 void fl_mirror_stats_get(const fl_mirror *m, fl_mirror_stats *out)
 {
     out->connected = m->state == FL_MIRROR_UP;
-    out->lag_seconds = m->inflight ? ev_now(m->loop) - m->inflight->sent_at : 0;
+    const fl_mirror_cmd *c = oldest(m);
+    out->lag_seconds = c ? ev_now(m->loop) - c->sent_at : 0;
     out->errors = m->errors;
     out->dropped = m->dropped;
     out->writes = m->writes;

@@ -44,13 +44,27 @@ typedef struct fl_worker_env {
     double kill_grace;             /* seconds between SIGTERM and SIGKILL */
 } fl_worker_env;
 
-/* fl_worker_start begins an attempt of job (borrowed until done runs: its payload is read from
- * there) with handler settings from type (borrowed) and the time limit job->timeout (seconds,
- * 0 = none). done runs exactly once, on the loop, never from inside this call; the worker is
- * freed right after done returns. Returns 0 (and *out if out is not NULL), or a negative errno
- * if nothing was started (done never runs). */
-int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job *job,
-                    fl_worker_done done, void *udata, fl_worker **out);
+/* What one attempt runs: a job's handler (sched.c) or an exec: callback hook (callback.c). The
+ * struct is copied; every pointer in it is borrowed until done runs. */
+typedef struct fl_worker_spec {
+    fl_handler handler;
+    char *const *argv;             /* exec: the command, NULL-terminated, argv[0] a path */
+    const char *url;               /* http: the target */
+    const void *input;             /* exec: stdin; http: the body; sleep: its seconds */
+    size_t input_len;
+    const fl_type *settings;       /* exec: env, env_pass, user and group from this type; NULL = none */
+    int64_t job_id;                /* FLING_JOB_ID (exec), Fling-Job-Id (http) */
+    const char *job_type;          /* FLING_JOB_TYPE, Fling-Job-Type */
+    int attempt;                   /* FLING_ATTEMPT */
+    double timeout;                /* the time limit in seconds, 0 = none */
+} fl_worker_spec;
+
+/* fl_worker_start begins running spec (see fl_worker_spec for what it borrows). done runs
+ * exactly once, on the loop, never from inside this call; the worker is freed right after done
+ * returns. Returns 0 (and *out if out is not NULL), or a negative errno if nothing was started
+ * (done never runs). */
+int fl_worker_start(const fl_worker_env *env, const fl_worker_spec *spec, fl_worker_done done, void *udata,
+                    fl_worker **out);
 
 /* fl_worker_stop ends the attempt early (SIGTERM to the process group, SIGKILL after the grace
  * period; an http transfer is cancelled); done then runs with o->stopped = reason. */
