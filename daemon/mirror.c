@@ -24,6 +24,7 @@
 #include "backoff.h"
 #include "list.h"
 #include "log.h"
+#include "rediskeys.h"
 #include "redisurl.h"
 
 /* Connect plus handshake (AUTH, SELECT, SCRIPT LOAD, the watermark) must finish within this:
@@ -42,20 +43,17 @@
 /* Jobs per catch-up page. One page's commands are in flight at a time, which bounds hiredis's
  * output buffer (under 1 KiB per job) however long the outage was. */
 #define FL_MIRROR_PAGE 500
-/* Longer prefixes are a configuration mistake; the bound keeps key buffers on the stack. */
-#define FL_MIRROR_PREFIX_MAX 200
-#define FL_MIRROR_KEY_MAX (FL_MIRROR_PREFIX_MAX + 16 + FL_ID_MAX)
-/* Fields of {prefix}job:{id}, in the order send_change fills them. */
-#define FL_MIRROR_FIELDS 12
-/* EVALSHA sha numkeys, 3 keys, 5 plain ARGV, then the field/value pairs. */
-#define FL_MIRROR_ARGC (11 + 2 * FL_MIRROR_FIELDS)
+#define FL_MIRROR_KEY_MAX FL_PROTO_REDIS_KEY_MAX
+/* EVALSHA sha numkeys, 3 keys, 5 plain ARGV, then the field/value pairs of the job's hash. */
+#define FL_MIRROR_ARGC_HEAD 11
+#define FL_MIRROR_ARGC (FL_MIRROR_ARGC_HEAD + 2 * FL_PROTO_REDIS_FIELDS)
 
 /* KEYS: the job's hash, {prefix}counts, {prefix}mirror. ARGV: the new state, the TTL in seconds
  * (0 = not terminal: PERSIST), the channel, the event JSON, updated_at in ms, then the hash's
  * field/value pairs. Counts move only when the hash's old state differs from the new one, so
  * applying the same change twice leaves them right; synced_at only ever rises. */
 static const char mirror_script[] =
-    "local old = redis.call('HGET', KEYS[1], 'state')\n"
+    "local old = redis.call('HGET', KEYS[1], '" FL_PROTO_RF_STATE "')\n"
     "if old ~= ARGV[1] then\n"
     "  if old then redis.call('HINCRBY', KEYS[2], old, -1) end\n"
     "  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
@@ -64,8 +62,8 @@ static const char mirror_script[] =
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1])\n"
     "else redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
     "redis.call('PUBLISH', ARGV[3], ARGV[4])\n"
-    "local w = tonumber(redis.call('HGET', KEYS[3], 'synced_at') or '0')\n"
-    "if tonumber(ARGV[5]) > w then redis.call('HSET', KEYS[3], 'synced_at', ARGV[5]) end\n"
+    "local w = tonumber(redis.call('HGET', KEYS[3], '" FL_PROTO_REDIS_SYNCED_AT "') or '0')\n"
+    "if tonumber(ARGV[5]) > w then redis.call('HSET', KEYS[3], '" FL_PROTO_REDIS_SYNCED_AT "', ARGV[5]) end\n"
     "return 1\n";
 
 typedef enum fl_mirror_state {
@@ -257,7 +255,7 @@ static char *event_json(const fl_job *job, const char *event, json_t **obj)
 {
     json_t *o = fl_job_to_json(job);
     *obj = o;
-    if (!o || json_object_set_new(o, "event", json_string(event)) < 0)
+    if (!o || json_object_set_new(o, FL_PROTO_EVENT_KEY, json_string(event)) < 0)
         return NULL;
     return json_dumps(o, JSON_COMPACT);
 }
@@ -276,10 +274,11 @@ static int send_change(fl_mirror *m, const fl_job *job, const char *event, int l
     const char *state = fl_proto_state_name(job->state);
     char key[FL_MIRROR_KEY_MAX], counts[FL_MIRROR_KEY_MAX], mirror[FL_MIRROR_KEY_MAX], channel[FL_MIRROR_KEY_MAX];
     char ttl[24], updated_ms[24], status[16], attempts[16], max_attempts[16], exit_code[16] = "";
-    snprintf(key, sizeof key, "%sjob:%lld", m->prefix, (long long)job->id);
-    snprintf(counts, sizeof counts, "%scounts", m->prefix);
-    snprintf(mirror, sizeof mirror, "%smirror", m->prefix);
-    snprintf(channel, sizeof channel, "%sevents", m->prefix);
+    /* The prefix's length is bounded at fl_mirror_new: every key fits. */
+    fl_proto_redis_job_key(key, sizeof key, m->prefix, job->id);
+    fl_proto_redis_key(counts, sizeof counts, m->prefix, FL_PROTO_REDIS_COUNTS);
+    fl_proto_redis_key(mirror, sizeof mirror, m->prefix, FL_PROTO_REDIS_MIRROR);
+    fl_proto_redis_key(channel, sizeof channel, m->prefix, FL_PROTO_REDIS_EVENTS);
     snprintf(ttl, sizeof ttl, "%ld", fl_proto_state_terminal(job->state) ? m->retention : 0L);
     snprintf(updated_ms, sizeof updated_ms, "%lld", (long long)job->updated_at);
     snprintf(status, sizeof status, "%d", job->status);
@@ -288,13 +287,27 @@ static int send_change(fl_mirror *m, const fl_job *job, const char *event, int l
     if (job->has_exit_code)
         snprintf(exit_code, sizeof exit_code, "%d", job->exit_code);
     /* Times and strings come from the JSON, so the hash and the event always agree. */
+    const char *value[FL_PROTO_REDIS_FIELDS] = {
+        [FL_PROTO_REDIS_F_ID] = str_field(o, FL_PROTO_RF_ID),
+        [FL_PROTO_REDIS_F_TYPE] = str_field(o, FL_PROTO_RF_TYPE),
+        [FL_PROTO_REDIS_F_STATE] = state,
+        [FL_PROTO_REDIS_F_STATUS] = status,
+        [FL_PROTO_REDIS_F_ATTEMPTS] = attempts,
+        [FL_PROTO_REDIS_F_MAX_ATTEMPTS] = max_attempts,
+        [FL_PROTO_REDIS_F_CREATED_AT] = str_field(o, FL_PROTO_RF_CREATED_AT),
+        [FL_PROTO_REDIS_F_STARTED_AT] = str_field(o, FL_PROTO_RF_STARTED_AT),
+        [FL_PROTO_REDIS_F_FINISHED_AT] = str_field(o, FL_PROTO_RF_FINISHED_AT),
+        [FL_PROTO_REDIS_F_UPDATED_AT] = str_field(o, FL_PROTO_RF_UPDATED_AT),
+        [FL_PROTO_REDIS_F_EXIT_CODE] = exit_code,
+        [FL_PROTO_REDIS_F_ERROR] = str_field(o, FL_PROTO_RF_ERROR),
+    };
     const char *argv[FL_MIRROR_ARGC] = {
         "EVALSHA", m->sha, "3", key, counts, mirror, state, ttl, channel, json, updated_ms,
-        "id", str_field(o, "id"), "type", str_field(o, "type"), "state", state, "status", status,
-        "attempts", attempts, "max_attempts", max_attempts, "created_at", str_field(o, "created_at"),
-        "started_at", str_field(o, "started_at"), "finished_at", str_field(o, "finished_at"),
-        "updated_at", str_field(o, "updated_at"), "exit_code", exit_code, "error", str_field(o, "error"),
     };
+    for (int f = 0; f < FL_PROTO_REDIS_FIELDS; f++) {
+        argv[FL_MIRROR_ARGC_HEAD + 2 * f] = fl_proto_redis_fields[f].name;
+        argv[FL_MIRROR_ARGC_HEAD + 2 * f + 1] = value[f];
+    }
     int rc = redisAsyncCommandArgv(m->ac, write_cb, c, FL_MIRROR_ARGC, argv, NULL);
     free(json);
     json_decref(o);
@@ -388,7 +401,7 @@ static int apply_page(fl_mirror *m, fl_job **jobs, size_t n, int64_t next)
 {
     m->sync_after = next;
     for (size_t i = 0; i < n; i++)
-        if (send_change(m, jobs[i], "sync", i + 1 == n) < 0)
+        if (send_change(m, jobs[i], FL_PROTO_EVENT_SYNC, i + 1 == n) < 0)
             return -ENOMEM;
     m->sync_jobs += n;
     if (n == 0)
@@ -406,7 +419,7 @@ static int reset_counts(fl_mirror *m, const fl_store_count *rows, size_t n)
             per[rows[i].state] += rows[i].n;
     char key[FL_MIRROR_KEY_MAX], num[FL_STATE_COUNT][24];
     const char *argv[2 + 2 * FL_STATE_COUNT] = { "HSET", key };
-    snprintf(key, sizeof key, "%scounts", m->prefix);
+    fl_proto_redis_key(key, sizeof key, m->prefix, FL_PROTO_REDIS_COUNTS);
     for (int s = 0; s < FL_STATE_COUNT; s++) {
         snprintf(num[s], sizeof num[s], "%lld", (long long)per[s]);
         argv[2 + 2 * s] = fl_proto_state_name((fl_state)s);
@@ -518,8 +531,8 @@ static int send_handshake(fl_mirror *m)
     if (rc == REDIS_OK)
         rc = redisAsyncCommand(ac, handshake_cb, (void *)&steps[FL_STEP_SCRIPT], "SCRIPT LOAD %s", mirror_script);
     if (rc == REDIS_OK)
-        rc = redisAsyncCommand(ac, handshake_cb, (void *)&steps[FL_STEP_WATERMARK], "HGET %smirror synced_at",
-                               m->prefix);
+        rc = redisAsyncCommand(ac, handshake_cb, (void *)&steps[FL_STEP_WATERMARK], "HGET %s" FL_PROTO_REDIS_MIRROR
+                               " " FL_PROTO_REDIS_SYNCED_AT, m->prefix);
     return rc == REDIS_OK ? 0 : -ENOMEM;
 }
 
@@ -623,8 +636,8 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
                   char *err, size_t errlen)
 {
     *out = NULL;
-    if (strlen(prefix) > FL_MIRROR_PREFIX_MAX) {
-        snprintf(err, errlen, "[redis] prefix is longer than %d bytes", FL_MIRROR_PREFIX_MAX);
+    if (strlen(prefix) > FL_PROTO_REDIS_PREFIX_MAX) {
+        snprintf(err, errlen, "[redis] prefix is longer than %d bytes", FL_PROTO_REDIS_PREFIX_MAX);
         return -EINVAL;
     }
     fl_mirror *m = calloc(1, sizeof *m);

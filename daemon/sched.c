@@ -15,6 +15,7 @@
 #include "list.h"
 #include "log.h"
 #include "pump.h"
+#include "rediskeys.h"
 #include "worker.h"
 
 /* After a failed claim (store error) the type is looked at again after this long. */
@@ -124,9 +125,9 @@ static const char *finish_event(fl_state state)
 {
     switch (state) {
     case FL_STATE_SCHEDULED:
-        return "retrying";
+        return FL_PROTO_EVENT_RETRYING;
     case FL_STATE_QUEUED:
-        return "requeued";
+        return FL_PROTO_EVENT_REQUEUED;
     default:
         return fl_proto_state_name(state);   /* succeeded, failed, cancelled */
     }
@@ -355,7 +356,7 @@ static void claim_done(fl_store_op *op)
             fl_job_free(op->u.claim.jobs[i]);
             continue;
         }
-        fl_server_job_changed(s->srv, op->u.claim.jobs[i], "started");
+        fl_server_job_changed(s->srv, op->u.claim.jobs[i], FL_PROTO_EVENT_STARTED);
         start_run(s, st, op->u.claim.jobs[i]);
     }
     free(op->u.claim.jobs);
