@@ -1,9 +1,10 @@
-/* worker.h — runs one attempt of one job on the libev loop, by its type's handler: `exec` (a
- * child process in its own process group, payload on stdin, output tail kept), `http` (POST
- * the payload through webhook.c), `sleep` and `noop` (built in). Enforces the attempt's time
- * limit (SIGTERM to the group, SIGKILL after a grace period) and stops on request (cancel,
- * shutdown). Never blocks the loop: children are watched with ev_child, pipes with ev_io.
- * The scheduler (sched.c) decides what an outcome means (retry, fail, succeed). */
+/* worker.h — runs one attempt on the libev loop from a run spec (a job by its type's handler,
+ * or an `exec:` callback hook): `exec` (a child process in its own process group, input on
+ * stdin, output tail kept), `http` (POST the input through webhook.c), `sleep` and `noop`
+ * (built in). Enforces the attempt's time limit (SIGTERM to the group, SIGKILL after a grace
+ * period) and stops on request (cancel, shutdown). Never blocks the loop: children are watched
+ * with ev_child, pipes with ev_io. The caller decides what an outcome means (sched.c: retry,
+ * fail, succeed; callback.c: delivered or not). */
 #ifndef FL_WORKER_H
 #define FL_WORKER_H
 
