@@ -9,6 +9,7 @@
 #include "mirrorview.h"
 
 #include "proto.h"
+#include "rediskeys.h"
 #include "redisurl.h"
 
 #include <errno.h>
@@ -95,28 +96,6 @@ int fl_mview_connect(const char *url, int timeout_ms, redisContext **out, char *
 
 /* ---- a job's hash ------------------------------------------------------------------------ */
 
-/* How a hash field becomes JSON. The daemon writes "" for what its JSON has as null: a time
- * not reached yet, no exit code, no error. */
-enum field_kind { TEXT, OPTIONAL_TEXT, INTEGER, OPTIONAL_INTEGER };
-
-/* The fields of {prefix}job:{id}, in the order of the daemon's job JSON (daemon/job.c). */
-static const struct job_field {
-    const char *name;
-    enum field_kind kind;
-} job_fields[] = {
-    { "type", TEXT },
-    { "state", TEXT },
-    { "status", INTEGER },
-    { "attempts", INTEGER },
-    { "max_attempts", INTEGER },
-    { "created_at", OPTIONAL_TEXT },
-    { "started_at", OPTIONAL_TEXT },
-    { "finished_at", OPTIONAL_TEXT },
-    { "updated_at", OPTIONAL_TEXT },
-    { "exit_code", OPTIONAL_INTEGER },
-    { "error", OPTIONAL_TEXT },
-};
-
 /* The value of field name in an HGETALL reply, or NULL if the hash lacks it. */
 static const redisReply *hash_value(const redisReply *r, const char *name)
 {
@@ -145,16 +124,16 @@ static int parse_integer(const char *s, size_t len, long long *out)
 
 /* The JSON of one field's value: new reference, or NULL if it is malformed. A field the hash
  * lacks (a mirror written by another version) is null: unknown. */
-static json_t *field_json(const struct job_field *f, const redisReply *v)
+static json_t *field_json(const fl_proto_redis_field_def *f, const redisReply *v)
 {
     long long n;
     if (!v)
         return json_null();
     if (v->type != REDIS_REPLY_STRING)
         return NULL;
-    if (v->len == 0 && (f->kind == OPTIONAL_TEXT || f->kind == OPTIONAL_INTEGER))
+    if (v->len == 0 && (f->kind == FL_PROTO_REDIS_OPTIONAL_TEXT || f->kind == FL_PROTO_REDIS_OPTIONAL_INTEGER))
         return json_null();
-    if (f->kind == TEXT || f->kind == OPTIONAL_TEXT)
+    if (f->kind == FL_PROTO_REDIS_TEXT || f->kind == FL_PROTO_REDIS_OPTIONAL_TEXT)
         return json_stringn(v->str, v->len);     /* NULL unless valid UTF-8 */
     return parse_integer(v->str, v->len, &n) == 0 ? json_integer(n) : NULL;
 }
@@ -167,16 +146,18 @@ static int job_json(const redisReply *r, int64_t id, json_t **out, const char **
     if (!o)
         return -ENOMEM;
     snprintf(idtext, sizeof idtext, "%" PRId64, id);
-    if (json_object_set_new(o, "id", json_string(idtext)) < 0)
+    /* The id is the key's: the daemon's JSON has it as a string. */
+    if (json_object_set_new(o, FL_PROTO_RF_ID, json_string(idtext)) < 0)
         goto nomem;
-    for (size_t i = 0; i < sizeof job_fields / sizeof job_fields[0]; i++) {
-        json_t *v = field_json(&job_fields[i], hash_value(r, job_fields[i].name));
+    for (int i = FL_PROTO_REDIS_F_ID + 1; i < FL_PROTO_REDIS_FIELDS; i++) {
+        const fl_proto_redis_field_def *f = &fl_proto_redis_fields[i];
+        json_t *v = field_json(f, hash_value(r, f->name));
         if (!v) {
-            *bad = job_fields[i].name;
+            *bad = f->name;
             json_decref(o);
             return -EBADMSG;
         }
-        if (json_object_set_new(o, job_fields[i].name, v) < 0)
+        if (json_object_set_new(o, f->name, v) < 0)
             goto nomem;
     }
     *out = o;
@@ -189,11 +170,13 @@ nomem:
 int fl_mview_job(redisContext *rc, const char *prefix, int64_t id, json_t **out,
                  char *err, size_t errlen)
 {
-    char idtext[FL_ID_MAX];
+    char idtext[FL_ID_MAX], key[FL_PROTO_REDIS_KEY_MAX];
     const char *bad = NULL;
     *out = NULL;
     snprintf(idtext, sizeof idtext, "%" PRId64, id);
-    redisReply *r = redisCommand(rc, "HGETALL %sjob:%s", prefix, idtext);
+    if (fl_proto_redis_job_key(key, sizeof key, prefix, id) < 0)
+        return fail(-EINVAL, err, errlen, "the Redis prefix is longer than %d bytes", FL_PROTO_REDIS_PREFIX_MAX);
+    redisReply *r = redisCommand(rc, "HGETALL %s", key);
     if (!r)
         return fail(-EIO, err, errlen, "lost the connection to Redis: %s", rc->errstr);
     int code;
@@ -218,7 +201,10 @@ int fl_mview_job(redisContext *rc, const char *prefix, int64_t id, json_t **out,
 
 int fl_mview_subscribe(redisContext *rc, const char *prefix, char *err, size_t errlen)
 {
-    redisReply *r = redisCommand(rc, "SUBSCRIBE %sevents", prefix);
+    char key[FL_PROTO_REDIS_KEY_MAX];
+    if (fl_proto_redis_key(key, sizeof key, prefix, FL_PROTO_REDIS_EVENTS) < 0)
+        return fail(-EINVAL, err, errlen, "the Redis prefix is longer than %d bytes", FL_PROTO_REDIS_PREFIX_MAX);
+    redisReply *r = redisCommand(rc, "SUBSCRIBE %s", key);
     if (!r)
         return fail(-EIO, err, errlen, "lost the connection to Redis: %s", rc->errstr);
     int code = 0;
@@ -301,7 +287,7 @@ static void put_now(FILE *f)
 static void put_human(FILE *f, const json_t *j)
 {
     const char *updated = json_string_value(json_object_get(j, "updated_at"));
-    const char *event = json_string_value(json_object_get(j, "event"));
+    const char *event = json_string_value(json_object_get(j, FL_PROTO_EVENT_KEY));
     const char *state = json_string_value(json_object_get(j, "state"));
     const char *error = json_string_value(json_object_get(j, "error"));
     if (updated)

@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rediskeys.h"
+
 #define FL_MVIEW_DEFAULT_URL "redis://127.0.0.1:6379/0"   /* redis-server's own default */
-#define FL_MVIEW_DEFAULT_PREFIX "fling:"                   /* the daemon's [redis] prefix default */
+#define FL_MVIEW_DEFAULT_PREFIX FL_PROTO_REDIS_DEFAULT_PREFIX   /* the daemon's [redis] prefix default */
 
 /* fl_mview_connect parses url, connects within timeout_ms (also the bound on each command's
  * reply), then sends AUTH and SELECT as the URL asks: 0 with *out (the caller frees it with

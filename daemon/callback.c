@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "http.h"
+#include "list.h"
 #include "log.h"
-#include "sched.h"
+#include "pump.h"
 #include "store.h"
 #include "webhook.h"
 #include "worker.h"
@@ -25,7 +27,7 @@
 #define FL_CB_KILL_GRACE 2.0
 
 typedef struct attempt {
-    struct attempt *prev, *next;
+    fl_list node;                /* in cb->attempts */
     fl_callbacks *cb;
     fl_delivery *d;              /* owned, with its job */
     ev_timer hold;               /* waiting for the job's final status; or to record again */
@@ -33,8 +35,7 @@ typedef struct attempt {
     fl_webhook_req *wreq;        /* http target in flight */
     fl_worker *worker;           /* exec target in flight */
     char **argv;                 /* exec: the split command; one allocation */
-    fl_type hook_type;           /* exec: the handler settings the worker reads */
-    fl_job *hook_job;            /* exec: carries the body as its payload */
+    char *body;                  /* the body; exec's stdin is read from it until the attempt ends */
     fl_store_op done;            /* DONE, once the attempt ended */
     int recording;               /* done is pushed (or waits to be pushed again) */
     char error[256];
@@ -42,18 +43,17 @@ typedef struct attempt {
 
 struct fl_callbacks {
     fl_server *srv;
-    attempt *attempts;           /* in flight: held, sending, or recording */
+    fl_list attempts;            /* in flight: held, sending, or recording; newest first */
     size_t in_flight;
     int taking;                  /* a TAKE is in flight */
     int dirty;                   /* due deliveries may exist */
     int stopping;
     int closed;                  /* the daemon is going away: ops that finish only free memory */
-    int64_t next_at;             /* earliest known next_at of a waiting delivery, 0 = none */
     fl_store_op take;
-    ev_prepare pump;
-    ev_timer wake;
+    fl_pump pump;                /* TAKEs while dirty; wakes at the earliest next_at */
     fl_worker_env env;
     fl_callbacks_stats stats;
+    uint64_t rng;                /* the back-off's jitter */
 };
 
 int fl_callbacks_needed(const fl_config *cfg)
@@ -77,27 +77,7 @@ const char *fl_callbacks_hook(const void *arg, const char *type, int abort)
 static void mark_dirty(fl_callbacks *cb)
 {
     cb->dirty = 1;
-    ev_prepare_start(cb->srv->loop, &cb->pump);
-}
-
-static void arm_wake(fl_callbacks *cb, int64_t at)
-{
-    if (!at || (cb->next_at && cb->next_at <= at && ev_is_active(&cb->wake)))
-        return;
-    cb->next_at = at;
-    double in = (double)(at - fl_job_now_ms()) / 1000.0;
-    ev_timer_stop(cb->srv->loop, &cb->wake);
-    ev_timer_set(&cb->wake, in > 0 ? in + 0.001 : 0., 0.);
-    ev_timer_start(cb->srv->loop, &cb->wake);
-}
-
-static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    fl_callbacks *cb = w->data;
-    cb->next_at = 0;
-    mark_dirty(cb);
+    fl_pump_kick(&cb->pump);
 }
 
 /* ---------------------------------------------------------------- attempts */
@@ -105,15 +85,10 @@ static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void attempt_free(attempt *a)
 {
     fl_callbacks *cb = a->cb;
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        cb->attempts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    fl_list_remove(&a->node);
     cb->in_flight--;
     ev_timer_stop(cb->srv->loop, &a->hold);
-    fl_job_free(a->hook_job);
+    free(a->body);
     free(a->argv);
     fl_store_delivery_free(a->d);
 }
@@ -164,7 +139,8 @@ static void attempt_finish(attempt *a, int ok, int permanent, int has_status, in
         cb->stats.delivered++;
         state = FL_DELIVERY_DELIVERED;
     } else if (!permanent && d->attempts < cfg->callback_attempts) {
-        double delay = fl_sched_backoff(cfg->callback_backoff, cfg->callback_backoff_max, d->attempts, drand48());
+        double delay = fl_backoff_delay(cfg->callback_backoff, cfg->callback_backoff_max, d->attempts,
+                                        FL_BACKOFF_EQUAL_JITTER, &cb->rng);
         cb->stats.retried++;
         state = FL_DELIVERY_PENDING;
         next_at = fl_job_now_ms() + (int64_t)(delay * 1000.0);
@@ -256,23 +232,13 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
     int rc = fl_config_split(d->target + 5, &a->argv, why);
     if (rc < 0)
         return rc;
-    size_t tlen = strlen(d->job->type);
-    fl_job_sizes sz = { .type = tlen, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
-                        .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT, .payload = len };
-    a->hook_job = fl_job_new(&sz);
-    if (!a->hook_job)
-        return -ENOMEM;
-    memcpy(a->hook_job->type, d->job->type, tlen);
-    memcpy(a->hook_job->payload, body, len);
-    a->hook_job->id = d->job_id;
-    a->hook_job->attempts = d->attempts;
-    a->hook_job->timeout = a->cb->srv->cfg->callback_timeout;
-    const fl_type *t = fl_config_find_type(a->cb->srv->cfg, d->job->type, tlen);
-    a->hook_type = t ? *t : (fl_type){ 0 };   /* borrowed: the config outlives the attempt */
-    a->hook_type.name = a->hook_job->type;
-    a->hook_type.handler = FL_HANDLER_EXEC;
-    a->hook_type.argv = a->argv;
-    return fl_worker_start(&a->cb->env, &a->hook_type, a->hook_job, exec_done, a, &a->worker);
+    const fl_config *cfg = a->cb->srv->cfg;
+    fl_worker_spec spec = {
+        .handler = FL_HANDLER_EXEC, .argv = a->argv, .input = body, .input_len = len,
+        .settings = fl_config_find_type(cfg, d->job->type, strlen(d->job->type)),   /* the config outlives us */
+        .job_id = d->job_id, .job_type = d->job->type, .attempt = d->attempts, .timeout = cfg->callback_timeout,
+    };
+    return fl_worker_start(&a->cb->env, &spec, exec_done, a, &a->worker);
 }
 
 /* Sends the attempt now that the job's status is final. */
@@ -284,12 +250,11 @@ static void attempt_send(attempt *a)
         return;
     }
     size_t len = 0;
-    char *body = make_body(d, &len);
+    char *body = a->body = make_body(d, &len);
     const char *why = NULL;
     int rc = -ENOMEM;
     if (body)
         rc = strncmp(d->target, "exec:", 5) == 0 ? send_exec(a, body, len, &why) : send_http(a, body, len, &why);
-    free(body);
     if (rc < 0) {
         char err[200];
         snprintf(err, sizeof err, "could not start: %s", why ? why : strerror(-rc));
@@ -321,10 +286,7 @@ static void attempt_start(fl_callbacks *cb, fl_delivery *d)
     }
     a->cb = cb;
     a->d = d;
-    a->next = cb->attempts;
-    if (cb->attempts)
-        cb->attempts->prev = a;
-    cb->attempts = a;
+    fl_list_push_head(&cb->attempts, &a->node);
     cb->in_flight++;
     ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_STEP, 0.);
     a->hold.data = a;
@@ -353,7 +315,7 @@ static void take_done(fl_store_op *op)
     if (op->result < 0) {
         fl_log(LOG_ERR, "callbacks: reading due deliveries failed: %s; retrying in %.0f s", strerror(-op->result),
                FL_CB_RETRY_TAKE);
-        arm_wake(cb, fl_job_now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
+        fl_pump_wake_at(&cb->pump, fl_job_now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
         fl_server_sched_progress(cb->srv);
         return;
     }
@@ -362,15 +324,15 @@ static void take_done(fl_store_op *op)
     free(op->u.take.items);
     if (op->u.take.n == (size_t)op->u.take.limit || cb->dirty)
         mark_dirty(cb);   /* there may be more, or more came while this TAKE ran */
-    arm_wake(cb, op->u.take.next_at);
+    fl_pump_wake_at(&cb->pump, op->u.take.next_at);
     fl_server_sched_progress(cb->srv);
 }
 
-static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+static void pump_cb(void *udata, int woke)
 {
-    (void)revents;
-    fl_callbacks *cb = w->data;
-    ev_prepare_stop(loop, w);
+    fl_callbacks *cb = udata;
+    if (woke)
+        cb->dirty = 1;   /* a delivery's next_at has come */
     int room = cb->srv->cfg->callback_concurrency - (int)cb->in_flight;
     if (!cb->dirty || cb->taking || cb->stopping || room <= 0)
         return;   /* stays dirty: a finished attempt pumps again */
@@ -387,10 +349,10 @@ int fl_callbacks_new(fl_callbacks **out, fl_server *srv)
     if (!cb)
         return -ENOMEM;
     cb->srv = srv;
+    fl_list_init(&cb->attempts);
+    cb->rng = fl_backoff_seed();
     cb->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_CB_KILL_GRACE };
-    ev_prepare_init(&cb->pump, pump_cb);
-    ev_init(&cb->wake, wake_cb);
-    cb->pump.data = cb->wake.data = cb;
+    fl_pump_init(&cb->pump, srv->loop, pump_cb, cb);
     mark_dirty(cb);
     *out = cb;
     return 0;
@@ -399,9 +361,12 @@ int fl_callbacks_new(fl_callbacks **out, fl_server *srv)
 void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
 {
     /* A status bit committed while an attempt waits for it goes into that attempt's body. */
-    for (attempt *a = cb->attempts; a; a = a->next)
+    fl_list *n, *tmp;
+    fl_list_each(n, tmp, &cb->attempts) {
+        attempt *a = fl_list_entry(n, attempt, node);
         if (a->d->job && a->d->job_id == job->id && ev_is_active(&a->hold))
             a->d->job->status = job->status;
+    }
     if (fl_proto_state_terminal(job->state) &&
         (job->callback || fl_callbacks_hook(cb->srv->cfg, job->type, job->state != FL_STATE_SUCCEEDED)))
         mark_dirty(cb);
@@ -410,11 +375,11 @@ void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
 void fl_callbacks_stop(fl_callbacks *cb)
 {
     cb->stopping = 1;
-    ev_prepare_stop(cb->srv->loop, &cb->pump);
-    ev_timer_stop(cb->srv->loop, &cb->wake);
+    fl_pump_stop(&cb->pump);
     /* Held attempts go out now rather than wait through the stop. */
-    for (attempt *a = cb->attempts, *next; a; a = next) {
-        next = a->next;
+    fl_list *n, *tmp;
+    fl_list_each(n, tmp, &cb->attempts) {
+        attempt *a = fl_list_entry(n, attempt, node);
         if (ev_is_active(&a->hold)) {
             ev_timer_stop(cb->srv->loop, &a->hold);
             attempt_send(a);
@@ -438,10 +403,10 @@ void fl_callbacks_close(fl_callbacks *cb)
     if (!cb)
         return;
     cb->closed = 1;
-    ev_prepare_stop(cb->srv->loop, &cb->pump);
-    ev_timer_stop(cb->srv->loop, &cb->wake);
-    for (attempt *a = cb->attempts, *next; a; a = next) {
-        next = a->next;
+    fl_pump_stop(&cb->pump);
+    fl_list *n, *tmp;
+    fl_list_each(n, tmp, &cb->attempts) {
+        attempt *a = fl_list_entry(n, attempt, node);
         if (a->recording && !ev_is_active(&a->hold))
             continue;   /* its DONE is in the store's hands: done_cb frees it */
         if (a->wreq)

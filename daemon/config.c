@@ -26,6 +26,7 @@
 
 #include "proto.h"
 #include "redisurl.h"
+#include "rediskeys.h"
 #include "store.h"
 
 /* Longest line accepted, newline included. inih keeps its line buffer on the stack; a command or
@@ -60,7 +61,7 @@
 #define DEFAULT_DB_PATH         "var/fling.db"
 #define DEFAULT_WORKERS         8
 #define DEFAULT_SHUTDOWN_GRACE  30.0
-#define DEFAULT_REDIS_PREFIX    "fling:"
+#define DEFAULT_REDIS_PREFIX    FL_PROTO_REDIS_DEFAULT_PREFIX
 #define DEFAULT_RETENTION       86400
 #define DEFAULT_TIMEOUT         30.0
 #define DEFAULT_MAX_ATTEMPTS    3

@@ -21,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
+#include "list.h"
 #include "log.h"
+#include "rediskeys.h"
 #include "redisurl.h"
 
 /* Connect plus handshake (AUTH, SELECT, SCRIPT LOAD, the watermark) must finish within this:
@@ -40,20 +43,17 @@
 /* Jobs per catch-up page. One page's commands are in flight at a time, which bounds hiredis's
  * output buffer (under 1 KiB per job) however long the outage was. */
 #define FL_MIRROR_PAGE 500
-/* Longer prefixes are a configuration mistake; the bound keeps key buffers on the stack. */
-#define FL_MIRROR_PREFIX_MAX 200
-#define FL_MIRROR_KEY_MAX (FL_MIRROR_PREFIX_MAX + 16 + FL_ID_MAX)
-/* Fields of {prefix}job:{id}, in the order send_change fills them. */
-#define FL_MIRROR_FIELDS 12
-/* EVALSHA sha numkeys, 3 keys, 5 plain ARGV, then the field/value pairs. */
-#define FL_MIRROR_ARGC (11 + 2 * FL_MIRROR_FIELDS)
+#define FL_MIRROR_KEY_MAX FL_PROTO_REDIS_KEY_MAX
+/* EVALSHA sha numkeys, 3 keys, 5 plain ARGV, then the field/value pairs of the job's hash. */
+#define FL_MIRROR_ARGC_HEAD 11
+#define FL_MIRROR_ARGC (FL_MIRROR_ARGC_HEAD + 2 * FL_PROTO_REDIS_FIELDS)
 
 /* KEYS: the job's hash, {prefix}counts, {prefix}mirror. ARGV: the new state, the TTL in seconds
  * (0 = not terminal: PERSIST), the channel, the event JSON, updated_at in ms, then the hash's
  * field/value pairs. Counts move only when the hash's old state differs from the new one, so
  * applying the same change twice leaves them right; synced_at only ever rises. */
 static const char mirror_script[] =
-    "local old = redis.call('HGET', KEYS[1], 'state')\n"
+    "local old = redis.call('HGET', KEYS[1], '" FL_PROTO_RF_STATE "')\n"
     "if old ~= ARGV[1] then\n"
     "  if old then redis.call('HINCRBY', KEYS[2], old, -1) end\n"
     "  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
@@ -62,8 +62,8 @@ static const char mirror_script[] =
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1])\n"
     "else redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
     "redis.call('PUBLISH', ARGV[3], ARGV[4])\n"
-    "local w = tonumber(redis.call('HGET', KEYS[3], 'synced_at') or '0')\n"
-    "if tonumber(ARGV[5]) > w then redis.call('HSET', KEYS[3], 'synced_at', ARGV[5]) end\n"
+    "local w = tonumber(redis.call('HGET', KEYS[3], '" FL_PROTO_REDIS_SYNCED_AT "') or '0')\n"
+    "if tonumber(ARGV[5]) > w then redis.call('HSET', KEYS[3], '" FL_PROTO_REDIS_SYNCED_AT "', ARGV[5]) end\n"
     "return 1\n";
 
 typedef enum fl_mirror_state {
@@ -82,7 +82,7 @@ static const fl_mirror_step steps[] = { FL_STEP_AUTH, FL_STEP_SELECT, FL_STEP_SC
  * order, which is Redis's reply order, so the head is the oldest (the lag). */
 typedef struct fl_mirror_cmd {
     fl_mirror *m;
-    struct fl_mirror_cmd *prev, *next;
+    fl_list node;           /* in m->inflight */
     unsigned session;       /* m->session when sent: a reply for an older one only counts */
     double sent_at;         /* ev_now when sent */
     int64_t updated_at;     /* the change's updated_at (ms) */
@@ -107,12 +107,12 @@ struct fl_mirror {
     ev_timer connect_timer;         /* bounds connect + handshake */
     ev_timer reply_timer;           /* while up: checks the oldest write's age every second */
     ev_timer retry_timer;           /* the back-off before the next connect */
-    double backoff;
+    int retries;                    /* connects failed in a row: the back-off's attempt */
     int outage_logged;              /* a failure was logged: quiet until the mirror is in sync again */
     int ever_connected;
     int stopping;
 
-    fl_mirror_cmd *inflight, *inflight_tail;
+    fl_list inflight;               /* fl_mirror_cmd, oldest first */
     int has_lost;                   /* a change missed Redis since the last catch-up began */
     int64_t lost_since;             /* the oldest such change's updated_at */
 
@@ -165,9 +165,10 @@ static void retry_later(fl_mirror *m)
     ev_timer_stop(m->loop, &m->reply_timer);
     if (m->stopping)
         return;
-    ev_timer_set(&m->retry_timer, m->backoff, 0.);
+    /* No jitter: one daemon reconnects to one Redis, there is no herd to spread. */
+    double delay = fl_backoff_delay(FL_MIRROR_BACKOFF_MIN, FL_MIRROR_BACKOFF_MAX, ++m->retries, 0, NULL);
+    ev_timer_set(&m->retry_timer, delay, 0.);
     ev_timer_start(m->loop, &m->retry_timer);
-    m->backoff = m->backoff * 2 > FL_MIRROR_BACKOFF_MAX ? FL_MIRROR_BACKOFF_MAX : m->backoff * 2;
 }
 
 /* drop_connection closes the connection (the caller has logged why) and retries later. Replies
@@ -197,28 +198,13 @@ static fl_mirror_cmd *cmd_new(fl_mirror *m, int64_t updated_at, int is_change, i
     return c;
 }
 
-static void cmd_link(fl_mirror_cmd *c)
-{
-    fl_mirror *m = c->m;
-    c->prev = m->inflight_tail;
-    if (m->inflight_tail)
-        m->inflight_tail->next = c;
-    else
-        m->inflight = c;
-    m->inflight_tail = c;
-}
+static void cmd_link(fl_mirror_cmd *c) { fl_list_push_tail(&c->m->inflight, &c->node); }
 
-static void cmd_unlink(fl_mirror_cmd *c)
+/* oldest returns the write that has waited longest for its reply, or NULL. */
+static const fl_mirror_cmd *oldest(const fl_mirror *m)
 {
-    fl_mirror *m = c->m;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        m->inflight = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        m->inflight_tail = c->prev;
+    const fl_list *n = fl_list_first(&m->inflight);
+    return n ? fl_list_entry(n, fl_mirror_cmd, node) : NULL;
 }
 
 static void catchup_next(fl_mirror *m);
@@ -233,7 +219,7 @@ static void write_cb(redisAsyncContext *ac, void *r, void *privdata)
     fl_mirror *m = c->m;
     redisReply *reply = r;
     int current = c->session == m->session && m->ac == ac && m->state == FL_MIRROR_UP;
-    cmd_unlink(c);
+    fl_list_remove(&c->node);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (c->is_change)
             note_lost(m, c->updated_at);
@@ -252,7 +238,7 @@ static void write_cb(redisAsyncContext *ac, void *r, void *privdata)
             catchup_done(m);
     }
     free(c);
-    if (m->stopping && !m->inflight && m->on_idle)
+    if (m->stopping && fl_list_empty(&m->inflight) && m->on_idle)
         m->on_idle(m->idle_arg);
 }
 
@@ -269,7 +255,7 @@ static char *event_json(const fl_job *job, const char *event, json_t **obj)
 {
     json_t *o = fl_job_to_json(job);
     *obj = o;
-    if (!o || json_object_set_new(o, "event", json_string(event)) < 0)
+    if (!o || json_object_set_new(o, FL_PROTO_EVENT_KEY, json_string(event)) < 0)
         return NULL;
     return json_dumps(o, JSON_COMPACT);
 }
@@ -288,10 +274,11 @@ static int send_change(fl_mirror *m, const fl_job *job, const char *event, int l
     const char *state = fl_proto_state_name(job->state);
     char key[FL_MIRROR_KEY_MAX], counts[FL_MIRROR_KEY_MAX], mirror[FL_MIRROR_KEY_MAX], channel[FL_MIRROR_KEY_MAX];
     char ttl[24], updated_ms[24], status[16], attempts[16], max_attempts[16], exit_code[16] = "";
-    snprintf(key, sizeof key, "%sjob:%lld", m->prefix, (long long)job->id);
-    snprintf(counts, sizeof counts, "%scounts", m->prefix);
-    snprintf(mirror, sizeof mirror, "%smirror", m->prefix);
-    snprintf(channel, sizeof channel, "%sevents", m->prefix);
+    /* The prefix's length is bounded at fl_mirror_new: every key fits. */
+    fl_proto_redis_job_key(key, sizeof key, m->prefix, job->id);
+    fl_proto_redis_key(counts, sizeof counts, m->prefix, FL_PROTO_REDIS_COUNTS);
+    fl_proto_redis_key(mirror, sizeof mirror, m->prefix, FL_PROTO_REDIS_MIRROR);
+    fl_proto_redis_key(channel, sizeof channel, m->prefix, FL_PROTO_REDIS_EVENTS);
     snprintf(ttl, sizeof ttl, "%ld", fl_proto_state_terminal(job->state) ? m->retention : 0L);
     snprintf(updated_ms, sizeof updated_ms, "%lld", (long long)job->updated_at);
     snprintf(status, sizeof status, "%d", job->status);
@@ -300,13 +287,27 @@ static int send_change(fl_mirror *m, const fl_job *job, const char *event, int l
     if (job->has_exit_code)
         snprintf(exit_code, sizeof exit_code, "%d", job->exit_code);
     /* Times and strings come from the JSON, so the hash and the event always agree. */
+    const char *value[FL_PROTO_REDIS_FIELDS] = {
+        [FL_PROTO_REDIS_F_ID] = str_field(o, FL_PROTO_RF_ID),
+        [FL_PROTO_REDIS_F_TYPE] = str_field(o, FL_PROTO_RF_TYPE),
+        [FL_PROTO_REDIS_F_STATE] = state,
+        [FL_PROTO_REDIS_F_STATUS] = status,
+        [FL_PROTO_REDIS_F_ATTEMPTS] = attempts,
+        [FL_PROTO_REDIS_F_MAX_ATTEMPTS] = max_attempts,
+        [FL_PROTO_REDIS_F_CREATED_AT] = str_field(o, FL_PROTO_RF_CREATED_AT),
+        [FL_PROTO_REDIS_F_STARTED_AT] = str_field(o, FL_PROTO_RF_STARTED_AT),
+        [FL_PROTO_REDIS_F_FINISHED_AT] = str_field(o, FL_PROTO_RF_FINISHED_AT),
+        [FL_PROTO_REDIS_F_UPDATED_AT] = str_field(o, FL_PROTO_RF_UPDATED_AT),
+        [FL_PROTO_REDIS_F_EXIT_CODE] = exit_code,
+        [FL_PROTO_REDIS_F_ERROR] = str_field(o, FL_PROTO_RF_ERROR),
+    };
     const char *argv[FL_MIRROR_ARGC] = {
         "EVALSHA", m->sha, "3", key, counts, mirror, state, ttl, channel, json, updated_ms,
-        "id", str_field(o, "id"), "type", str_field(o, "type"), "state", state, "status", status,
-        "attempts", attempts, "max_attempts", max_attempts, "created_at", str_field(o, "created_at"),
-        "started_at", str_field(o, "started_at"), "finished_at", str_field(o, "finished_at"),
-        "updated_at", str_field(o, "updated_at"), "exit_code", exit_code, "error", str_field(o, "error"),
     };
+    for (int f = 0; f < FL_PROTO_REDIS_FIELDS; f++) {
+        argv[FL_MIRROR_ARGC_HEAD + 2 * f] = fl_proto_redis_fields[f].name;
+        argv[FL_MIRROR_ARGC_HEAD + 2 * f + 1] = value[f];
+    }
     int rc = redisAsyncCommandArgv(m->ac, write_cb, c, FL_MIRROR_ARGC, argv, NULL);
     free(json);
     json_decref(o);
@@ -383,7 +384,7 @@ static void catchup_done(fl_mirror *m)
         fl_log(LOG_INFO, "redis: mirror in sync with the store (%zu job(s) re-applied in %.3f s)", m->sync_jobs,
                took);
     m->outage_logged = 0;
-    m->backoff = FL_MIRROR_BACKOFF_MIN;
+    m->retries = 0;
 }
 
 /* apply_page re-applies one page of changed jobs with event "sync"; the last one's reply asks
@@ -392,7 +393,7 @@ static int apply_page(fl_mirror *m, fl_job **jobs, size_t n, int64_t next)
 {
     m->sync_after = next;
     for (size_t i = 0; i < n; i++)
-        if (send_change(m, jobs[i], "sync", i + 1 == n) < 0)
+        if (send_change(m, jobs[i], FL_PROTO_EVENT_SYNC, i + 1 == n) < 0)
             return -ENOMEM;
     m->sync_jobs += n;
     if (n == 0)
@@ -410,7 +411,7 @@ static int reset_counts(fl_mirror *m, const fl_store_count *rows, size_t n)
             per[rows[i].state] += rows[i].n;
     char key[FL_MIRROR_KEY_MAX], num[FL_STATE_COUNT][24];
     const char *argv[2 + 2 * FL_STATE_COUNT] = { "HSET", key };
-    snprintf(key, sizeof key, "%scounts", m->prefix);
+    fl_proto_redis_key(key, sizeof key, m->prefix, FL_PROTO_REDIS_COUNTS);
     for (int s = 0; s < FL_STATE_COUNT; s++) {
         snprintf(num[s], sizeof num[s], "%lld", (long long)per[s]);
         argv[2 + 2 * s] = fl_proto_state_name((fl_state)s);
@@ -522,8 +523,8 @@ static int send_handshake(fl_mirror *m)
     if (rc == REDIS_OK)
         rc = redisAsyncCommand(ac, handshake_cb, (void *)&steps[FL_STEP_SCRIPT], "SCRIPT LOAD %s", mirror_script);
     if (rc == REDIS_OK)
-        rc = redisAsyncCommand(ac, handshake_cb, (void *)&steps[FL_STEP_WATERMARK], "HGET %smirror synced_at",
-                               m->prefix);
+        rc = redisAsyncCommand(ac, handshake_cb, (void *)&steps[FL_STEP_WATERMARK], "HGET %s" FL_PROTO_REDIS_MIRROR
+                               " " FL_PROTO_REDIS_SYNCED_AT, m->prefix);
     return rc == REDIS_OK ? 0 : -ENOMEM;
 }
 
@@ -561,7 +562,8 @@ static void reply_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     fl_mirror *m = t->data;
-    if (m->inflight && ev_now(loop) - m->inflight->sent_at > FL_MIRROR_REPLY_TIMEOUT) {
+    const fl_mirror_cmd *c = oldest(m);
+    if (c && ev_now(loop) - c->sent_at > FL_MIRROR_REPLY_TIMEOUT) {
         outage(m, LOG_WARNING, "no reply from %s for %.0f s", m->where, FL_MIRROR_REPLY_TIMEOUT);
         drop_connection(m);
     }
@@ -626,8 +628,8 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
                   char *err, size_t errlen)
 {
     *out = NULL;
-    if (strlen(prefix) > FL_MIRROR_PREFIX_MAX) {
-        snprintf(err, errlen, "[redis] prefix is longer than %d bytes", FL_MIRROR_PREFIX_MAX);
+    if (strlen(prefix) > FL_PROTO_REDIS_PREFIX_MAX) {
+        snprintf(err, errlen, "[redis] prefix is longer than %d bytes", FL_PROTO_REDIS_PREFIX_MAX);
         return -EINVAL;
     }
     fl_mirror *m = calloc(1, sizeof *m);
@@ -645,10 +647,10 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
     fl_redis_url_where(&m->url, m->where, sizeof m->where);
     m->loop = loop;
     m->store = store;
+    fl_list_init(&m->inflight);
     m->retention = retention;
     m->on_idle = on_idle;
     m->idle_arg = arg;
-    m->backoff = FL_MIRROR_BACKOFF_MIN;
     ev_init(&m->connect_timer, connect_timeout_cb);
     ev_init(&m->retry_timer, retry_cb);
     ev_init(&m->reply_timer, reply_timeout_cb);
@@ -661,7 +663,7 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
 
 int fl_mirror_idle(const fl_mirror *m)
 {
-    return m->inflight == NULL;
+    return fl_list_empty(&m->inflight);
 }
 
 void fl_mirror_stop(fl_mirror *m)
@@ -677,7 +679,8 @@ void fl_mirror_stop(fl_mirror *m)
 void fl_mirror_stats_get(const fl_mirror *m, fl_mirror_stats *out)
 {
     out->connected = m->state == FL_MIRROR_UP;
-    out->lag_seconds = m->inflight ? ev_now(m->loop) - m->inflight->sent_at : 0;
+    const fl_mirror_cmd *c = oldest(m);
+    out->lag_seconds = c ? ev_now(m->loop) - c->sent_at : 0;
     out->errors = m->errors;
     out->dropped = m->dropped;
     out->writes = m->writes;

@@ -1,18 +1,21 @@
 /* sched.c — claims due jobs per type and runs them on workers; records outcomes (see sched.h).
  *
  * DESIGN. Each type has a "dirty" flag: it may have due work. Commits, finished attempts and
- * the wake-up timer set it; an ev_prepare watcher (runs once per loop iteration, before the
+ * the pump's wake time (pump.h) set it; the pump's run (once per loop iteration, before the
  * loop blocks) turns dirty types with free slots into one CLAIM op each, so a burst of commits
  * costs one claim, not one per job. Slots claimed but not yet returned are reserved, so the
  * global [workers] count holds across concurrent claims. */
 #include "sched.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
+#include "list.h"
 #include "log.h"
+#include "pump.h"
+#include "rediskeys.h"
 #include "worker.h"
 
 /* After a failed claim (store error) the type is looked at again after this long. */
@@ -40,7 +43,7 @@ typedef struct sched_type {
 typedef struct finish_op finish_op;
 
 typedef struct run {
-    struct run *prev, *next;
+    fl_list node;            /* in s->runs */
     sched_type *st;
     fl_job *job;             /* claimed, with payload; owned */
     fl_worker *worker;
@@ -55,22 +58,14 @@ struct fl_sched {
     int finishing;           /* FINISH ops pushed, not yet reaped */
     int rewriting;           /* outcomes whose write failed, until one commits: their slots stay busy */
     int stopping;
-    run *runs;
-    finish_op *rewrites;     /* outcomes waiting for their next write (on their timer) */
+    fl_list runs;            /* attempts running, newest first */
+    fl_list rewrites;        /* outcomes waiting for their next write (on their timer) */
     fl_worker_env env;
-    ev_prepare pump;
-    ev_timer wake;
+    fl_pump pump;            /* claims for dirty types; wakes at the earliest next_run_at */
     ev_timer grace;
     fl_sched_stats stats;
+    uint64_t rng;            /* the back-off's jitter */
 };
-
-double fl_sched_backoff(double base, double max, int attempt, double r01)
-{
-    double d = base * pow(2.0, attempt > 1 ? attempt - 1 : 0);
-    if (d > max)
-        d = max;
-    return d / 2 + d / 2 * r01;
-}
 
 static int64_t now_ms(void) { return fl_job_now_ms(); }
 
@@ -85,46 +80,32 @@ static sched_type *type_of(fl_sched *s, const char *name)
 static void mark_dirty(sched_type *st)
 {
     st->dirty = 1;
-    ev_prepare_start(st->s->srv->loop, &st->s->pump);
-}
-
-/* Re-arms the wake-up timer for the earliest known run_at of any type. */
-static void rearm_wake(fl_sched *s)
-{
-    int64_t next = 0;
-    for (size_t i = 0; i < s->n_types; i++)
-        if (s->types[i].next_run_at && (!next || s->types[i].next_run_at < next))
-            next = s->types[i].next_run_at;
-    ev_timer_stop(s->srv->loop, &s->wake);
-    if (!next)
-        return;
-    double in = (double)(next - now_ms()) / 1000.0;
-    ev_timer_set(&s->wake, in > 0 ? in + 0.001 : 0., 0.);
-    ev_timer_start(s->srv->loop, &s->wake);
+    fl_pump_kick(&st->s->pump);
 }
 
 static void note_run_at(sched_type *st, int64_t run_at)
 {
     if (!st->next_run_at || run_at < st->next_run_at) {
         st->next_run_at = run_at;
-        rearm_wake(st->s);
+        fl_pump_wake_at(&st->s->pump, run_at);
     }
 }
 
-static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* The pump's wake time passed: types whose next run_at is due become dirty, and the pump wakes
+ * again at the earliest run_at still ahead. */
+static void wake_due(fl_sched *s)
 {
-    (void)loop;
-    (void)revents;
-    fl_sched *s = w->data;
-    int64_t now = now_ms();
+    int64_t now = now_ms(), next = 0;
     for (size_t i = 0; i < s->n_types; i++) {
         sched_type *st = &s->types[i];
         if (st->next_run_at && st->next_run_at <= now + 1) {
             st->next_run_at = 0;
-            mark_dirty(st);
+            st->dirty = 1;
         }
+        if (st->next_run_at && (!next || st->next_run_at < next))
+            next = st->next_run_at;
     }
-    rearm_wake(s);
+    fl_pump_wake_at(&s->pump, next);
 }
 
 /* ---------------------------------------------------------------- outcomes */
@@ -133,7 +114,7 @@ struct finish_op {
     fl_store_op op;
     fl_sched *s;
     sched_type *st;
-    finish_op *prev, *next;  /* in s->rewrites while its timer runs */
+    fl_list node;            /* in s->rewrites while its timer runs */
     ev_timer retry;
     int failures;            /* writes of this outcome that failed */
     char text[];             /* error, then output */
@@ -145,23 +126,12 @@ static void push_finish(finish_op *f)
     fl_store_push(f->s->srv->store, &f->op);
 }
 
-static void rewrite_unlink(finish_op *f)
-{
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        f->s->rewrites = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
-    f->prev = f->next = NULL;
-}
-
 static void rewrite_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     finish_op *f = w->data;
-    rewrite_unlink(f);
+    fl_list_remove(&f->node);
     push_finish(f);
 }
 
@@ -176,11 +146,9 @@ static void rewrite_later(finish_op *f)
         s->rewriting++;
         f->st->rewriting++;
     }
-    f->next = s->rewrites;
-    if (s->rewrites)
-        s->rewrites->prev = f;
-    s->rewrites = f;
-    double delay = fl_sched_backoff(FL_SCHED_REWRITE_MIN, FL_SCHED_REWRITE_MAX, f->failures, drand48());
+    fl_list_push_head(&s->rewrites, &f->node);
+    double delay = fl_backoff_delay(FL_SCHED_REWRITE_MIN, FL_SCHED_REWRITE_MAX, f->failures,
+                                    FL_BACKOFF_EQUAL_JITTER, &s->rng);
     ev_timer_init(&f->retry, rewrite_cb, delay, 0.);
     f->retry.data = f;
     ev_timer_start(s->srv->loop, &f->retry);
@@ -240,7 +208,8 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
         return FL_STATE_SUCCEEDED;
     }
     if (job->attempts < job->max_attempts) {
-        double delay = fl_sched_backoff(t->backoff_base, t->backoff_max, job->attempts, drand48());
+        double delay = fl_backoff_delay(t->backoff_base, t->backoff_max, job->attempts, FL_BACKOFF_EQUAL_JITTER,
+                                        &s->rng);
         *run_at = now_ms() + (int64_t)(delay * 1000.0);
         r->st->m.retried++;
         fl_log(LOG_WARNING, "job %lld (%s): attempt %d/%d failed: %s; retry in %.1f s", (long long)job->id, t->name,
@@ -296,23 +265,13 @@ static void record(fl_sched *s, const run *r, const fl_outcome *o)
     fl_store_finish(s->srv->store, &f->op, r->job->id, &out, finish_done, f);
 }
 
-static void run_unlink(fl_sched *s, run *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        s->runs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-}
-
 static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
 {
     (void)w;
     run *r = udata;
     fl_sched *s = r->st->s;
     record(s, r, o);
-    run_unlink(s, r);
+    fl_list_remove(&r->node);
     s->running--;
     r->st->running--;
     if (!s->stopping)
@@ -324,18 +283,26 @@ static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
 
 /* ---------------------------------------------------------------- claiming */
 
+/* The worker's spec of one attempt of job by its type's handler; borrows both. */
+static fl_worker_spec job_spec(const fl_type *t, const fl_job *job)
+{
+    return (fl_worker_spec){
+        .handler = t->handler, .argv = t->argv, .url = t->url, .settings = t,
+        .input = job->payload, .input_len = job->payload_len,
+        .job_id = job->id, .job_type = job->type, .attempt = job->attempts, .timeout = job->timeout,
+    };
+}
+
 static void start_run(fl_sched *s, sched_type *st, fl_job *job)
 {
     run *r = calloc(1, sizeof *r);
     if (r) {
         r->st = st;
         r->job = job;
-        int rc = fl_worker_start(&s->env, st->type, job, worker_done, r, &r->worker);
+        fl_worker_spec spec = job_spec(st->type, job);
+        int rc = fl_worker_start(&s->env, &spec, worker_done, r, &r->worker);
         if (rc == 0) {
-            r->next = s->runs;
-            if (s->runs)
-                s->runs->prev = r;
-            s->runs = r;
+            fl_list_push_head(&s->runs, &r->node);
             s->running++;
             st->running++;
             s->stats.attempts++;
@@ -358,7 +325,7 @@ static void claim_done(fl_store_op *op)
     st->claiming = 0;
     s->reserved -= st->claim_limit;
     /* Slots this claim reserved but did not fill are free again for types left waiting. */
-    ev_prepare_start(s->srv->loop, &s->pump);
+    fl_pump_kick(&s->pump);
     if (op->result < 0) {
         fl_log(LOG_ERR, "type %s: claiming jobs failed: %s; retrying in %.0f s", st->type->name,
                strerror(-op->result), FL_SCHED_RETRY_CLAIM);
@@ -391,13 +358,13 @@ static int free_slots(const fl_sched *s, const sched_type *st)
     return mine < global ? mine : global;
 }
 
-static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+static void pump_cb(void *udata, int woke)
 {
-    (void)revents;
-    fl_sched *s = w->data;
-    ev_prepare_stop(loop, w);
+    fl_sched *s = udata;
     if (s->stopping)
         return;
+    if (woke)
+        wake_due(s);
     int64_t now = now_ms();
     for (size_t i = 0; i < s->n_types; i++) {
         sched_type *st = &s->types[i];
@@ -427,16 +394,16 @@ int fl_sched_new(fl_sched **out, fl_server *srv)
         return -ENOMEM;
     }
     s->srv = srv;
+    fl_list_init(&s->runs);
+    fl_list_init(&s->rewrites);
     s->n_types = srv->cfg->n_types;
     s->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_SCHED_KILL_GRACE };
-    ev_prepare_init(&s->pump, pump_cb);
-    ev_init(&s->wake, wake_cb);
-    s->pump.data = s->wake.data = s;
+    fl_pump_init(&s->pump, srv->loop, pump_cb, s);
     for (size_t i = 0; i < s->n_types; i++) {
         s->types[i] = (sched_type){ .s = s, .type = &srv->cfg->types[i] };
         mark_dirty(&s->types[i]);
     }
-    srand48((long)now_ms());
+    s->rng = fl_backoff_seed();
     *out = s;
     return 0;
 }
@@ -454,7 +421,9 @@ void fl_sched_committed(fl_sched *s, const fl_job *job)
 
 int fl_sched_cancel(fl_sched *s, int64_t id)
 {
-    for (run *r = s->runs; r; r = r->next) {
+    fl_list *n, *tmp;
+    fl_list_each(n, tmp, &s->runs) {
+        run *r = fl_list_entry(n, run, node);
         if (r->job->id == id) {
             fl_worker_stop(r->worker, FL_STOP_CANCEL);
             return 0;
@@ -470,10 +439,9 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     fl_sched *s = w->data;
     fl_log(LOG_WARNING, "stop: %d job(s) still running after %.0f s; stopping them and re-queueing", s->running,
            s->srv->cfg->shutdown_grace);
-    for (run *r = s->runs, *next; r; r = next) {
-        next = r->next;
-        fl_worker_stop(r->worker, FL_STOP_SHUTDOWN);
-    }
+    fl_list *n, *tmp;
+    fl_list_each(n, tmp, &s->runs)
+        fl_worker_stop(fl_list_entry(n, run, node)->worker, FL_STOP_SHUTDOWN);
 }
 
 void fl_sched_stop(fl_sched *s)
@@ -481,8 +449,7 @@ void fl_sched_stop(fl_sched *s)
     if (s->stopping)
         return;
     s->stopping = 1;
-    ev_prepare_stop(s->srv->loop, &s->pump);
-    ev_timer_stop(s->srv->loop, &s->wake);
+    fl_pump_stop(&s->pump);
     if (s->running) {
         fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->srv->cfg->shutdown_grace, s->running);
         ev_timer_init(&s->grace, grace_cb, s->srv->cfg->shutdown_grace, 0.);
@@ -490,10 +457,11 @@ void fl_sched_stop(fl_sched *s)
         ev_timer_start(s->srv->loop, &s->grace);
     }
     /* One last write of each outcome still waiting: should it fail too, the stop goes on. */
-    while (s->rewrites) {
-        finish_op *f = s->rewrites;
+    fl_list *n;
+    while ((n = fl_list_first(&s->rewrites))) {
+        finish_op *f = fl_list_entry(n, finish_op, node);
         ev_timer_stop(s->srv->loop, &f->retry);
-        rewrite_unlink(f);
+        fl_list_remove(&f->node);
         push_finish(f);
     }
 }
@@ -529,15 +497,15 @@ void fl_sched_free(fl_sched *s)
 {
     if (!s)
         return;
-    ev_prepare_stop(s->srv->loop, &s->pump);
-    ev_timer_stop(s->srv->loop, &s->wake);
+    fl_pump_stop(&s->pump);
     ev_timer_stop(s->srv->loop, &s->grace);
-    while (s->rewrites) {
-        finish_op *f = s->rewrites;
+    fl_list *n;
+    while ((n = fl_list_first(&s->rewrites))) {
+        finish_op *f = fl_list_entry(n, finish_op, node);
         fl_log(LOG_ERR, "job %lld: outcome (%s) still not recorded at exit; the next start re-queues the job "
                         "(this attempt counted)", (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.o.state));
         ev_timer_stop(s->srv->loop, &f->retry);
-        rewrite_unlink(f);
+        fl_list_remove(&f->node);
         free(f);
     }
     free(s->types);

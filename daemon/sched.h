@@ -1,7 +1,7 @@
 /* sched.h — decides which stored jobs run, and when: claims due jobs of each type from the store
  * (highest priority first, then oldest), within [workers] count and the type's concurrency,
  * runs each on a worker, and records each attempt's outcome: succeeded; retried after an
- * exponential back-off with jitter (state scheduled); failed once attempts are spent;
+ * exponential back-off with equal jitter (backoff.h; state scheduled); failed once attempts are spent;
  * cancelled; or handed back to the queue at shutdown. An outcome the store fails to write (disk
  * full) is kept and written again with back-off until it commits; meanwhile its slot stays busy.
  * It wakes on commits, on finished
@@ -53,10 +53,5 @@ void fl_sched_type_metrics(const fl_sched *s, fl_metrics_type *out);
 
 /* fl_sched_free releases s (after the loop ended); NULL is a no-op. */
 void fl_sched_free(fl_sched *s);
-
-/* fl_sched_backoff returns the delay in seconds before retry number `attempt` (1 = the first
- * retry): base * 2^(attempt-1) capped at max, then "equal jitter": half of it fixed, the other
- * half scaled by r01 in [0, 1). Pure, for tests. */
-double fl_sched_backoff(double base, double max, int attempt, double r01);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rediskeys.h"
 #include "store_backend.h"
 
 /* The backends this flingd has, by the name [store] backend = gives. */
@@ -560,11 +561,13 @@ void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_deliver
 
 /* ---- events (loop thread) -------------------------------------------------------------- */
 
+/* The names the Redis channel and the callbacks carry (proto/rediskeys.h); a terminal event is
+ * named after its state. */
 static const char *const event_names[FL_STORE_EV_COUNT] = {
-    [FL_STORE_EV_SUBMITTED] = "submitted", [FL_STORE_EV_STARTED] = "started",
-    [FL_STORE_EV_RETRYING] = "retrying",   [FL_STORE_EV_REQUEUED] = "requeued",
-    [FL_STORE_EV_SUCCEEDED] = "succeeded", [FL_STORE_EV_FAILED] = "failed",
-    [FL_STORE_EV_CANCELLED] = "cancelled", [FL_STORE_EV_STATUS] = "status",
+    [FL_STORE_EV_SUBMITTED] = FL_PROTO_EVENT_SUBMITTED, [FL_STORE_EV_STARTED] = FL_PROTO_EVENT_STARTED,
+    [FL_STORE_EV_RETRYING] = FL_PROTO_EVENT_RETRYING,   [FL_STORE_EV_REQUEUED] = FL_PROTO_EVENT_REQUEUED,
+    [FL_STORE_EV_SUCCEEDED] = "succeeded",              [FL_STORE_EV_FAILED] = "failed",
+    [FL_STORE_EV_CANCELLED] = "cancelled",              [FL_STORE_EV_STATUS] = FL_PROTO_EVENT_STATUS,
 };
 
 const char *fl_store_event_name(fl_store_event ev)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "list.h"
 #include "log.h"
 
 /* More extra headers than a job type or a callback adds (signature, job id, attempt). */
@@ -32,7 +33,7 @@ typedef struct fl_webhook_sock {
 
 struct fl_webhook_req {
     fl_webhook *w;
-    fl_webhook_req *prev, *next;  /* w's list of transfers in flight */
+    fl_list node;                 /* in w->reqs while in flight */
     CURL *easy;
     struct curl_slist *headers;
     fl_webhook_cb cb;
@@ -48,7 +49,7 @@ struct fl_webhook {
     struct ev_loop *loop;         /* borrowed */
     CURLM *multi;
     ev_timer timer;               /* curl's single timeout */
-    fl_webhook_req *reqs;         /* transfers in flight, newest first */
+    fl_list reqs;                 /* transfers in flight, newest first */
     size_t n_active;
     int in_cb;                    /* a transfer's cb is running */
     int free_pending;             /* fl_webhook_free was called from inside a cb */
@@ -58,25 +59,14 @@ struct fl_webhook {
 
 static void req_link(fl_webhook_req *req)
 {
-    fl_webhook *w = req->w;
-    req->next = w->reqs;
-    if (w->reqs)
-        w->reqs->prev = req;
-    w->reqs = req;
-    w->n_active++;
+    fl_list_push_head(&req->w->reqs, &req->node);
+    req->w->n_active++;
 }
 
 static void req_unlink(fl_webhook_req *req)
 {
-    fl_webhook *w = req->w;
-    if (req->prev)
-        req->prev->next = req->next;
-    else
-        w->reqs = req->next;
-    if (req->next)
-        req->next->prev = req->prev;
-    req->prev = req->next = NULL;
-    w->n_active--;
+    fl_list_remove(&req->node);
+    req->w->n_active--;
 }
 
 /* req_destroy frees a transfer that is no longer in the multi handle. */
@@ -216,6 +206,7 @@ int fl_webhook_post(fl_webhook *w, const char *url, const void *body, size_t len
     req->w = w;
     req->cb = cb;
     req->udata = udata;
+    fl_list_init(&req->node);
     if (len)
         memcpy(req->body, body, len);
     int rc = build_headers(req, headers);
@@ -410,6 +401,7 @@ int fl_webhook_new(fl_webhook **out, struct ev_loop *loop)
     if (!w)
         goto fail;
     w->loop = loop;
+    fl_list_init(&w->reqs);
     ev_timer_init(&w->timer, timer_cb, 0., 0.);
     w->timer.data = w;
     w->multi = curl_multi_init();
@@ -438,8 +430,9 @@ void fl_webhook_free(fl_webhook *w)
 {
     if (!w)
         return;
-    while (w->reqs)
-        fl_webhook_cancel(w->reqs);
+    fl_list *n;
+    while ((n = fl_list_first(&w->reqs)))
+        fl_webhook_cancel(fl_list_entry(n, fl_webhook_req, node));
     if (w->in_cb)
         w->free_pending = 1;   /* run_action frees w once the cb has returned */
     else

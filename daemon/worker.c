@@ -37,8 +37,7 @@ static const char *const passed_vars[] = {
 
 struct fl_worker {
     fl_worker_env env;
-    const fl_type *type;
-    const fl_job *job;
+    fl_worker_spec spec;         /* its pointers borrowed until done */
     fl_worker_done done;
     void *udata;
     ev_timer limit;              /* the attempt's time limit */
@@ -60,7 +59,7 @@ struct fl_worker {
     char error[256];
 };
 
-int64_t fl_worker_job_id(const fl_worker *w) { return w->job->id; }
+int64_t fl_worker_job_id(const fl_worker *w) { return w->spec.job_id; }
 
 static void ring_put(fl_worker *w, const char *p, size_t n)
 {
@@ -112,7 +111,7 @@ static void finish(fl_worker *w, int ok, const char *output, size_t output_len, 
     stop_watchers(w);
     if (w->timed_out) {
         ok = 0;
-        snprintf(w->error, sizeof w->error, "timed out after %g s", w->job->timeout);
+        snprintf(w->error, sizeof w->error, "timed out after %g s", w->spec.timeout);
     } else if (w->stopped) {
         ok = 0;
         snprintf(w->error, sizeof w->error, "%s", w->stopped == FL_STOP_CANCEL ? "cancelled" : "stopped by shutdown");
@@ -193,8 +192,8 @@ static void in_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     fl_worker *w = io->data;
-    while (w->in_off < w->job->payload_len) {
-        ssize_t n = write(io->fd, w->job->payload + w->in_off, w->job->payload_len - w->in_off);
+    while (w->in_off < w->spec.input_len) {
+        ssize_t n = write(io->fd, (const char *)w->spec.input + w->in_off, w->spec.input_len - w->in_off);
         if (n > 0) {
             w->in_off += (size_t)n;
             continue;
@@ -273,11 +272,12 @@ static void env_pass(env_list *e, const char *name)
 }
 
 /* job_env builds the child's whole environment: passed_vars from flingd's, the user's HOME,
- * USER and LOGNAME when the type runs as one, the type's env_pass and env, and last the job's
+ * USER and LOGNAME when the settings run as one, their env_pass and env, and last the job's
  * FLING_* (which the config cannot set). Free with env_free. */
 static int job_env(const fl_worker *w, char ***out)
 {
-    const fl_type *t = w->type;
+    static const fl_type none;
+    const fl_type *t = w->spec.settings ? w->spec.settings : &none;
     env_list e = { 0 };
     char num[32];
     for (size_t i = 0; i < sizeof passed_vars / sizeof passed_vars[0]; i++)
@@ -293,10 +293,10 @@ static int job_env(const fl_worker *w, char ***out)
         env_pass(&e, t->env_pass[i]);
     for (size_t i = 0; t->env && t->env[i]; i++)
         env_put(&e, strdup(t->env[i]));
-    snprintf(num, sizeof num, "%lld", (long long)w->job->id);
+    snprintf(num, sizeof num, "%lld", (long long)w->spec.job_id);
     env_set(&e, "FLING_JOB_ID", num);
-    env_set(&e, "FLING_JOB_TYPE", w->job->type);
-    snprintf(num, sizeof num, "%d", w->job->attempts);
+    env_set(&e, "FLING_JOB_TYPE", w->spec.job_type);
+    snprintf(num, sizeof num, "%d", w->spec.attempt);
     env_set(&e, "FLING_ATTEMPT", num);
     if (e.rc < 0) {
         env_free(e.v);
@@ -346,7 +346,7 @@ static int spawn_plain(fl_worker *w, int in_fd, int out_fd, char **envp)
         err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                   POSIX_SPAWN_SETSIGDEF);
     if (!err)
-        err = posix_spawn(&w->pid, w->type->argv[0], &fa, &attr, w->type->argv, envp);
+        err = posix_spawn(&w->pid, w->spec.argv[0], &fa, &attr, w->spec.argv, envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return err;
@@ -371,7 +371,7 @@ static void child_fail(int fd, enum child_step step)
 __attribute__((noreturn))
 static void child_exec(const fl_worker *w, int in_fd, int out_fd, int status_fd, char **envp)
 {
-    const fl_type *t = w->type;
+    const fl_type *t = w->spec.settings;
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -390,7 +390,7 @@ static void child_exec(const fl_worker *w, int in_fd, int out_fd, int status_fd,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(t->argv[0], t->argv, envp);
+    execve(w->spec.argv[0], w->spec.argv, envp);
     child_fail(3, STEP_EXEC);
 }
 
@@ -419,13 +419,13 @@ static int spawn_as_user(fl_worker *w, int in_fd, int out_fd, char **envp)
         do
             n = read(st[0], &ce, sizeof ce);
         while (n < 0 && errno == EINTR);
-        const char *argv0 = w->type->argv[0];
+        const char *argv0 = w->spec.argv[0];
         if (n == (ssize_t)sizeof ce && ce.step == STEP_USER)
             snprintf(w->error, sizeof w->error, "exec %s: cannot run as user %s: %s", argv0,
-                     w->type->user, strerror(ce.err));
+                     w->spec.settings->user, strerror(ce.err));
         else if (n == (ssize_t)sizeof ce && ce.step == STEP_GROUP)
             snprintf(w->error, sizeof w->error, "exec %s: cannot run with group %u: %s", argv0,
-                     (unsigned)w->type->gid, strerror(ce.err));
+                     (unsigned)w->spec.settings->gid, strerror(ce.err));
         else if (n == (ssize_t)sizeof ce)
             snprintf(w->error, sizeof w->error, "exec %s: %s%s", argv0,
                      ce.step == STEP_SETUP ? "setting up the child: " : "", strerror(ce.err));
@@ -445,15 +445,16 @@ static int start_exec(fl_worker *w)
     }
     if ((rc = job_env(w, &envp)) < 0)
         goto fail_pipes;
-    int err = w->type->user || w->type->group ? spawn_as_user(w, in[0], out[1], envp)
-                                              : spawn_plain(w, in[0], out[1], envp);
+    const fl_type *t = w->spec.settings;
+    int err = t && (t->user || t->group) ? spawn_as_user(w, in[0], out[1], envp)
+                                         : spawn_plain(w, in[0], out[1], envp);
     env_free(envp);
     close(in[0]);
     close(out[1]);
     if (err) {
         close(in[1]);
         close(out[0]);
-        snprintf(w->error, sizeof w->error, "exec %s: %s", w->type->argv[0], strerror(err));
+        snprintf(w->error, sizeof w->error, "exec %s: %s", w->spec.argv[0], strerror(err));
         w->reaped = w->out_eof = 1;
         w->status = 127 << 8;
         return 1;   /* started as a failed attempt: done comes from the loop */
@@ -493,16 +494,16 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     finish(w, w->error[0] == '\0', NULL, 0, 0, 0);
 }
 
-/* Parses sleep's payload: a plain decimal number of seconds. */
-static int sleep_seconds(const fl_job *job, double *out)
+/* Parses sleep's input: a plain decimal number of seconds. */
+static int sleep_seconds(const fl_worker_spec *spec, double *out)
 {
     char buf[32];
-    if (job->payload_len == 0 || job->payload_len >= sizeof buf)
+    if (spec->input_len == 0 || spec->input_len >= sizeof buf)
         return -EINVAL;
-    memcpy(buf, job->payload, job->payload_len);
-    buf[job->payload_len] = '\0';
+    memcpy(buf, spec->input, spec->input_len);
+    buf[spec->input_len] = '\0';
     char *end;
-    size_t len = job->payload_len;
+    size_t len = spec->input_len;
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
         buf[--len] = '\0';
     if (!len || buf[0] < '0' || buf[0] > '9')
@@ -528,14 +529,14 @@ static int start_http(fl_worker *w)
 {
     if (!w->env.webhook)
         return -ENOTSUP;
-    double total = w->job->timeout > 0 ? w->job->timeout : FL_TIMEOUT_MAX;
+    double total = w->spec.timeout > 0 ? w->spec.timeout : FL_TIMEOUT_MAX;
     double connect = total < FL_WORKER_CONNECT_TIMEOUT ? total : FL_WORKER_CONNECT_TIMEOUT;
     char id[48], type[FL_TYPE_NAME_MAX + 32];
-    snprintf(id, sizeof id, "Fling-Job-Id: %lld", (long long)w->job->id);
-    snprintf(type, sizeof type, "Fling-Job-Type: %s", w->job->type);
+    snprintf(id, sizeof id, "Fling-Job-Id: %lld", (long long)w->spec.job_id);
+    snprintf(type, sizeof type, "Fling-Job-Type: %s", w->spec.job_type);
     const char *headers[] = { "Content-Type: application/octet-stream", id, type, NULL };
     /* The transfer's own total limit is the job's; our limit timer stays as the backstop. */
-    return fl_webhook_post(w->env.webhook, w->type->url, w->job->payload, w->job->payload_len, headers, connect,
+    return fl_webhook_post(w->env.webhook, w->spec.url, w->spec.input, w->spec.input_len, headers, connect,
                            total, http_cb, w, &w->http);
 }
 
@@ -553,7 +554,7 @@ static void kill_cb(struct ev_loop *loop, ev_timer *t, int revents)
 /* SIGTERM now, SIGKILL after the grace period; timers and transfers end at once. */
 static void terminate(fl_worker *w)
 {
-    if (w->type->handler == FL_HANDLER_EXEC && w->pid > 0 && !w->reaped) {
+    if (w->spec.handler == FL_HANDLER_EXEC && w->pid > 0 && !w->reaped) {
         kill(-w->pid, SIGTERM);
         ev_timer_init(&w->kill, kill_cb, w->env.kill_grace, 0.);
         w->kill.data = w;
@@ -581,7 +582,7 @@ static void limit_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 void fl_worker_abandon(fl_worker *w)
 {
-    if (w->type->handler == FL_HANDLER_EXEC && w->pid > 0 && !w->reaped)
+    if (w->spec.handler == FL_HANDLER_EXEC && w->pid > 0 && !w->reaped)
         kill(-w->pid, SIGKILL);
     if (w->http)
         fl_webhook_cancel(w->http);
@@ -597,15 +598,14 @@ void fl_worker_stop(fl_worker *w, fl_stop_reason reason)
     terminate(w);
 }
 
-int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job *job,
-                    fl_worker_done done, void *udata, fl_worker **out)
+int fl_worker_start(const fl_worker_env *env, const fl_worker_spec *spec, fl_worker_done done, void *udata,
+                    fl_worker **out)
 {
     fl_worker *w = calloc(1, sizeof *w);
     if (!w)
         return -ENOMEM;
     w->env = *env;
-    w->type = type;
-    w->job = job;
+    w->spec = *spec;
     w->done = done;
     w->udata = udata;
     w->in.fd = w->out.fd = -1;
@@ -615,7 +615,7 @@ int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job 
     w->tick.data = w->limit.data = w;
     int rc = 0;
     double nap = 0;
-    switch (type->handler) {
+    switch (spec->handler) {
     case FL_HANDLER_EXEC:
         rc = start_exec(w);
         if (rc == 1) {   /* spawn failed: report it from the loop */
@@ -628,7 +628,7 @@ int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job 
         rc = start_http(w);
         break;
     case FL_HANDLER_SLEEP:
-        if (sleep_seconds(job, &nap) < 0)   /* a bad payload fails on the next iteration */
+        if (sleep_seconds(spec, &nap) < 0)   /* a bad payload fails on the next iteration */
             snprintf(w->error, sizeof w->error, "sleep: payload must be a number of seconds");
         __attribute__((fallthrough));
     case FL_HANDLER_NOOP:
@@ -641,8 +641,8 @@ int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job 
         free(w);
         return rc;
     }
-    if (job->timeout > 0) {
-        ev_timer_set(&w->limit, job->timeout, 0.);
+    if (spec->timeout > 0) {
+        ev_timer_set(&w->limit, spec->timeout, 0.);
         ev_timer_start(env->loop, &w->limit);
     }
     if (out)

@@ -1,9 +1,10 @@
-/* worker.h — runs one attempt of one job on the libev loop, by its type's handler: `exec` (a
- * child process in its own process group, payload on stdin, output tail kept), `http` (POST
- * the payload through webhook.c), `sleep` and `noop` (built in). Enforces the attempt's time
- * limit (SIGTERM to the group, SIGKILL after a grace period) and stops on request (cancel,
- * shutdown). Never blocks the loop: children are watched with ev_child, pipes with ev_io.
- * The scheduler (sched.c) decides what an outcome means (retry, fail, succeed). */
+/* worker.h — runs one attempt on the libev loop from a run spec (a job by its type's handler,
+ * or an `exec:` callback hook): `exec` (a child process in its own process group, input on
+ * stdin, output tail kept), `http` (POST the input through webhook.c), `sleep` and `noop`
+ * (built in). Enforces the attempt's time limit (SIGTERM to the group, SIGKILL after a grace
+ * period) and stops on request (cancel, shutdown). Never blocks the loop: children are watched
+ * with ev_child, pipes with ev_io. The caller decides what an outcome means (sched.c: retry,
+ * fail, succeed; callback.c: delivered or not). */
 #ifndef FL_WORKER_H
 #define FL_WORKER_H
 
@@ -44,13 +45,27 @@ typedef struct fl_worker_env {
     double kill_grace;             /* seconds between SIGTERM and SIGKILL */
 } fl_worker_env;
 
-/* fl_worker_start begins an attempt of job (borrowed until done runs: its payload is read from
- * there) with handler settings from type (borrowed) and the time limit job->timeout (seconds,
- * 0 = none). done runs exactly once, on the loop, never from inside this call; the worker is
- * freed right after done returns. Returns 0 (and *out if out is not NULL), or a negative errno
- * if nothing was started (done never runs). */
-int fl_worker_start(const fl_worker_env *env, const fl_type *type, const fl_job *job,
-                    fl_worker_done done, void *udata, fl_worker **out);
+/* What one attempt runs: a job's handler (sched.c) or an exec: callback hook (callback.c). The
+ * struct is copied; every pointer in it is borrowed until done runs. */
+typedef struct fl_worker_spec {
+    fl_handler handler;
+    char *const *argv;             /* exec: the command, NULL-terminated, argv[0] a path */
+    const char *url;               /* http: the target */
+    const void *input;             /* exec: stdin; http: the body; sleep: its seconds */
+    size_t input_len;
+    const fl_type *settings;       /* exec: env, env_pass, user and group from this type; NULL = none */
+    int64_t job_id;                /* FLING_JOB_ID (exec), Fling-Job-Id (http) */
+    const char *job_type;          /* FLING_JOB_TYPE, Fling-Job-Type */
+    int attempt;                   /* FLING_ATTEMPT */
+    double timeout;                /* the time limit in seconds, 0 = none */
+} fl_worker_spec;
+
+/* fl_worker_start begins running spec (see fl_worker_spec for what it borrows). done runs
+ * exactly once, on the loop, never from inside this call; the worker is freed right after done
+ * returns. Returns 0 (and *out if out is not NULL), or a negative errno if nothing was started
+ * (done never runs). */
+int fl_worker_start(const fl_worker_env *env, const fl_worker_spec *spec, fl_worker_done done, void *udata,
+                    fl_worker **out);
 
 /* fl_worker_stop ends the attempt early (SIGTERM to the process group, SIGKILL after the grace
  * period; an http transfer is cancelled); done then runs with o->stopped = reason. */

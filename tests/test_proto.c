@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "encode.h"
+#include "job.h"
 #include "headcheck.h"
 #include "proto.h"
+#include "rediskeys.h"
 #include "redisurl.h"
 #include "resp.h"
 
@@ -908,6 +911,78 @@ static void test_headcheck(void **state)
     assert_int_equal(fl_headcheck_feed(&h, "\r\n", 2, &done), -1);   /* stays refused */
 }
 
+/* The mirror's layout: the keys daemon/mirror.c writes and client/mirrorview.c reads. */
+static void test_redis_keys(void **state)
+{
+    (void)state;
+    char k[FL_PROTO_REDIS_KEY_MAX];
+    assert_int_equal(fl_proto_redis_job_key(k, sizeof k, "fling:", 42), 12);
+    assert_string_equal(k, "fling:job:42");
+    assert_int_equal(fl_proto_redis_job_key(k, sizeof k, "", INT64_MAX), 23);
+    assert_string_equal(k, "job:9223372036854775807");
+    fl_proto_redis_key(k, sizeof k, "p:", FL_PROTO_REDIS_COUNTS);
+    assert_string_equal(k, "p:counts");
+    fl_proto_redis_key(k, sizeof k, "p:", FL_PROTO_REDIS_EVENTS);
+    assert_string_equal(k, "p:events");
+    fl_proto_redis_key(k, sizeof k, "p:", FL_PROTO_REDIS_MIRROR);
+    assert_string_equal(k, "p:mirror");
+    /* The longest prefix the daemon accepts fits with any id; one more byte than a buffer does not. */
+    char prefix[FL_PROTO_REDIS_PREFIX_MAX + 1];
+    memset(prefix, 'x', FL_PROTO_REDIS_PREFIX_MAX);
+    prefix[FL_PROTO_REDIS_PREFIX_MAX] = '\0';
+    assert_true(fl_proto_redis_job_key(k, sizeof k, prefix, INT64_MIN) > 0);
+    assert_int_equal(fl_proto_redis_key(k, 9, "p:", "counts"), 8);
+    assert_int_equal(fl_proto_redis_key(k, 8, "p:", "counts"), -ENAMETOOLONG);
+    assert_int_equal(fl_proto_redis_job_key(k, 5, "p:", 100), -ENAMETOOLONG);
+}
+
+/* Every field of a job's hash is named once, and the state field holds state names. */
+static void test_redis_fields(void **state)
+{
+    (void)state;
+    assert_int_equal(FL_PROTO_REDIS_FIELDS, 12);
+    for (int i = 0; i < FL_PROTO_REDIS_FIELDS; i++) {
+        assert_non_null(fl_proto_redis_fields[i].name);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(fl_proto_redis_fields[i].name, fl_proto_redis_fields[j].name);
+    }
+    assert_string_equal(fl_proto_redis_fields[FL_PROTO_REDIS_F_ID].name, "id");
+    assert_string_equal(fl_proto_redis_fields[FL_PROTO_REDIS_F_STATE].name, FL_PROTO_RF_STATE);
+    assert_int_equal(fl_proto_redis_fields[FL_PROTO_REDIS_F_STATUS].kind, FL_PROTO_REDIS_INTEGER);
+    assert_int_equal(fl_proto_redis_fields[FL_PROTO_REDIS_F_EXIT_CODE].kind, FL_PROTO_REDIS_OPTIONAL_INTEGER);
+}
+
+/* The mirror copies the hash's text fields out of the job's JSON by the same name, and the CLI
+ * gives the hash back as that JSON: each field must be a key of fl_job_to_json's object (a
+ * renamed key would leave the field "" and the CLI's JSON unlike the daemon's). */
+static void test_redis_fields_are_the_job_json(void **state)
+{
+    (void)state;
+    fl_job_sizes sz = { .type = 5, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
+                        .error = 4, .output = FL_JOB_ABSENT, .payload = 0 };
+    fl_job *job = fl_job_new(&sz);
+    assert_non_null(job);
+    memcpy(job->type, "email", 5);
+    memcpy(job->error, "boom", 4);
+    job->id = 7;
+    job->state = FL_STATE_FAILED;
+    job->has_exit_code = 1;
+    job->exit_code = 3;
+    job->created_at = job->started_at = job->finished_at = job->updated_at = 1700000000000;
+    json_t *o = fl_job_to_json(job);
+    assert_non_null(o);
+    for (int i = 0; i < FL_PROTO_REDIS_FIELDS; i++) {
+        json_t *v = json_object_get(o, fl_proto_redis_fields[i].name);
+        assert_non_null(v);
+        int integer = fl_proto_redis_fields[i].kind == FL_PROTO_REDIS_INTEGER ||
+                      fl_proto_redis_fields[i].kind == FL_PROTO_REDIS_OPTIONAL_INTEGER;
+        assert_true(integer ? json_is_integer(v) : json_is_string(v));
+    }
+    assert_null(json_object_get(o, FL_PROTO_EVENT_KEY));
+    json_decref(o);
+    fl_job_free(job);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -934,6 +1009,9 @@ int main(void)
         cmocka_unit_test(test_resp_oversized),
         cmocka_unit_test(test_redis_url_good),
         cmocka_unit_test(test_redis_url_bad),
+        cmocka_unit_test(test_redis_keys),
+        cmocka_unit_test(test_redis_fields),
+        cmocka_unit_test(test_redis_fields_are_the_job_json),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }
