@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "rediskeys.h"
 #include "store_backend.h"
 
@@ -44,6 +45,9 @@ struct fl_store {
     int stop;
     int hold;                      /* fl_store_hold: start no new group */
     int fault_err, fault_count;    /* fl_store_inject_fault */
+    int op_fault_err;              /* fl_store_inject_op_fault: 0, or the error ... */
+    fl_store_kind op_fault_kind;   /* ... the next op of this kind gets */
+    int w_op_fault_err;            /* writer thread only: the same, taken for the running group */
     fl_store_stats stats;
     fl_store_hook_fn hook;         /* a type's on_complete/on_abort; called on the writer */
     const void *hook_arg;
@@ -155,6 +159,11 @@ static int run_op(fl_store *s, fl_store_op *op)
     if (!op_valid(op)) {
         op->result = -EINVAL;
         return 0;
+    }
+    if (s->w_op_fault_err && op->kind == s->op_fault_kind) {
+        rc = s->w_op_fault_err;
+        s->w_op_fault_err = 0;
+        return rc;
     }
     switch (op->kind) {
     case FL_STORE_SUBMIT: rc = be->submit(s->b, op); break;
@@ -269,28 +278,73 @@ static void fail_op(fl_store_op *op, int err)
     op->result = err;
 }
 
-/* run_group runs ops in one transaction: 0 if committed, else the errno every op now has. */
-static int run_group(fl_store *s, fl_store_op *ops, int fault)
+static const char *kind_name(fl_store_kind kind)
+{
+    static const char *const names[] = {
+        [FL_STORE_SUBMIT] = "submit", [FL_STORE_GET] = "get", [FL_STORE_LIST] = "list",
+        [FL_STORE_CANCEL] = "cancel", [FL_STORE_SET_STATUS] = "set-status", [FL_STORE_CLAIM] = "claim",
+        [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
+        [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
+    };
+    return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
+}
+
+/* Errors that come from one op's data (a constraint, a value too big or out of range), not from
+ * the store: such an op fails alone, and its group is run again without it, so that one bad
+ * op cannot turn the submits committed beside it into 503s. */
+static int op_error(int rc)
+{
+    return rc == -EINVAL || rc == -E2BIG || rc == -EEXIST || rc == -ERANGE;
+}
+
+/* run_once runs the ops not failed alone in one transaction: 0 if committed, else the error,
+ * with *culprit the op that raised it (NULL if the group as a whole failed). */
+static int run_once(fl_store *s, fl_store_op *ops, int fault, fl_store_op **culprit)
 {
     fl_store_op *op;
     int rc;
 
-    for (op = ops; op; op = op->next)
-        clear_outputs(op);
+    *culprit = NULL;
     rc = s->be->begin(s->b, fl_job_now_ms());
     for (op = ops; op && !rc; op = op->next)
-        rc = run_op(s, op);
+        if (!op->alone && (rc = run_op(s, op)))
+            *culprit = op;
     if (!rc)
         rc = fault;
     if (!rc)
         rc = s->be->check_alive(s->b);
     if (!rc)
         rc = s->be->commit(s->b);
+    if (rc)
+        s->be->rollback(s->b);
+    return rc;
+}
+
+/* run_group runs ops in one transaction: 0 if committed (ops failed alone have their error),
+ * else the errno every op now has. */
+static int run_group(fl_store *s, fl_store_op *ops, int fault)
+{
+    fl_store_op *op, *culprit;
+    int rc;
+
+    for (op = ops; op; op = op->next) {
+        op->alone = 0;
+        clear_outputs(op);
+    }
+    while ((rc = run_once(s, ops, fault, &culprit)) && culprit && op_error(rc)) {
+        for (op = ops; op != culprit; op = op->next)
+            if (!op->alone)
+                fail_op(op, 0);   /* undone by the rollback: run again */
+        fail_op(culprit, rc);
+        culprit->alone = 1;
+        fl_log(LOG_WARNING, "store: a %s op failed on its own (%s); its group runs again without it",
+               kind_name(culprit->kind), strerror(-rc));
+    }
     if (!rc)
         return 0;
-    s->be->rollback(s->b);
     for (op = ops; op; op = op->next)
-        fail_op(op, rc);
+        if (!op->alone)
+            fail_op(op, rc);
     return rc;
 }
 
@@ -317,6 +371,10 @@ static void *writer_main(void *arg)
         if (s->fault_count > 0) {
             s->fault_count--;
             fault = s->fault_err;
+        }
+        if (s->op_fault_err) {
+            s->w_op_fault_err = s->op_fault_err;
+            s->op_fault_err = 0;
         }
         pthread_mutex_unlock(&s->mu);
 
@@ -733,6 +791,14 @@ void fl_store_inject_fault(fl_store *s, int err, int count)
     pthread_mutex_lock(&s->mu);
     s->fault_err = err;
     s->fault_count = count;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_inject_op_fault(fl_store *s, fl_store_kind kind, int err)
+{
+    pthread_mutex_lock(&s->mu);
+    s->op_fault_kind = kind;
+    s->op_fault_err = err;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -122,11 +122,13 @@ typedef void (*fl_store_cb)(fl_store_op *op);
 struct fl_store_op {
     fl_store_kind kind;
     int result;               /* out: 0, or a negative errno: the group failed (-ESTALE: the
-                               * database file is gone), or -EINVAL: the op was malformed */
+                               * database file is gone), or this op alone did: -EINVAL (it
+                               * was malformed), -E2BIG, -EEXIST or -ERANGE (its data) */
     fl_store_answer answer;   /* out: what the store found, when result is 0 */
     fl_store_cb cb;
     void *udata;              /* the caller's */
     fl_store_op *next;        /* store-private link */
+    int alone;                /* store-private: failed by itself in its group (see run_group) */
     union {
         /* in: job, borrowed until cb, with type, payload, priority, max_attempts, timeout,
          *     created_at, run_at, state (queued or scheduled), callback, idem_key filled.
@@ -310,6 +312,10 @@ void fl_store_close(fl_store *s);
 /* Fault seam for tests: the next `count` groups fail as if SQLite had returned err
  * (e.g. -ENOSPC for SQLITE_FULL) and are rolled back. */
 void fl_store_inject_fault(fl_store *s, int err, int count);
+
+/* Fault seam for tests: the next op of kind fails in the backend with err, as a constraint or
+ * a too-big value would make it fail (an op-level error: see fl_store_op.result). */
+void fl_store_inject_op_fault(fl_store *s, fl_store_kind kind, int err);
 
 /* Test seam: while hold is 1 the writer starts no new group, so every op pushed meanwhile
  * lands in the same one once hold goes back to 0 (fl_store_close releases it too). */

@@ -173,6 +173,11 @@ static int rc_errno(int rc)
         return -EACCES;
     case SQLITE_TOOBIG:
         return -E2BIG;
+    case SQLITE_CONSTRAINT:
+        return -EEXIST;
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+        return -ERANGE;
     default: /* SQLITE_IOERR*, SQLITE_CORRUPT, SQLITE_NOTADB and anything unexpected */
         return -EIO;
     }

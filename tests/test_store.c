@@ -1135,6 +1135,39 @@ static void test_recover(void **state)
     expect_claim(h, "r", 3, NOW, (int64_t[]){ a, b, c }, 3, 0);
 }
 
+/* An op whose own data fails (a constraint, a value too big) fails alone: the rest of its group
+ * is committed without it, so one bad op cannot turn the submits beside it into 503s. */
+static void test_op_error_fails_alone(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "echo", .payload = "x", .payload_len = 1, .state = FL_STATE_QUEUED };
+    fl_job *jobs[3];
+    fl_store_op ops[3];
+    size_t i;
+
+    fl_store_hold(h->store, 1);
+    for (i = 0; i < 3; i++) {
+        jobs[i] = make_job(&sp);
+        submit_op(&ops[i], jobs[i]);
+    }
+    /* The first submit the writer runs (ops[0]) fails as a constraint would. */
+    fl_store_inject_op_fault(h->store, FL_STORE_SUBMIT, -EEXIST);
+    for (i = 0; i < 3; i++)
+        fl_store_push(h->store, &ops[i]);
+    fl_store_hold(h->store, 0);
+    settle(h);
+    assert_int_equal(ops[0].result, -EEXIST);
+    assert_int_equal(jobs[0]->id, 0);
+    for (i = 1; i < 3; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_true(jobs[i]->id > 0);
+        fl_job_free(get_ok(h, jobs[i]->id));
+    }
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 2);
+    for (i = 0; i < 3; i++)
+        fl_job_free(jobs[i]);
+}
+
 static void test_fault_fails_group(void **state)
 {
     harness *h = *state;
@@ -1649,6 +1682,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_op_error_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_error_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
