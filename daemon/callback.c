@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
 #include "log.h"
 #include "sched.h"
 #include "store.h"
@@ -15,9 +14,8 @@
 
 /* After a failed TAKE (store error) the deliveries are looked at again after this long. */
 #define FL_CB_RETRY_TAKE 1.0
-/* A fresh job's first attempt waits for its ABORTED verdict, looking this often, this long:
- * the verdict of a 202 takes at most a second (conn.c), its commit a few milliseconds more. */
-#define FL_CB_HOLD_STEP 0.02
+/* A fresh job's first attempt waits this long at most for its ABORTED verdict (ack.c): the
+ * verdict of a 202 takes at most a second (conn.c), its commit a few milliseconds more. */
 #define FL_CB_HOLD_MAX 3.0
 /* Only a job this young can still have a verdict pending. */
 #define FL_CB_FRESH_MS 10000
@@ -28,8 +26,8 @@ typedef struct attempt {
     struct attempt *prev, *next;
     fl_callbacks *cb;
     fl_delivery *d;              /* owned, with its job */
-    ev_timer hold;               /* waiting for the job's final status; or to record again */
-    ev_tstamp hold_start;
+    ev_timer hold;               /* bounds the wait for the job's final status; or to record again */
+    fl_ack_wait final;           /* waiting for the job's final status */
     fl_webhook_req *wreq;        /* http target in flight */
     fl_worker *worker;           /* exec target in flight */
     char **argv;                 /* exec: the split command; one allocation */
@@ -41,7 +39,13 @@ typedef struct attempt {
 } attempt;
 
 struct fl_callbacks {
-    fl_server *srv;
+    struct ev_loop *loop;
+    const fl_config *cfg;
+    fl_store *store;
+    struct fl_webhook *webhook;
+    fl_ack *ack;
+    void (*progress)(void *arg);   /* an attempt or store op ended: a stop may be complete */
+    void *arg;
     attempt *attempts;           /* in flight: held, sending, or recording */
     size_t in_flight;
     int taking;                  /* a TAKE is in flight */
@@ -77,7 +81,7 @@ const char *fl_callbacks_hook(const void *arg, const char *type, int abort)
 static void mark_dirty(fl_callbacks *cb)
 {
     cb->dirty = 1;
-    ev_prepare_start(cb->srv->loop, &cb->pump);
+    ev_prepare_start(cb->loop, &cb->pump);
 }
 
 static void arm_wake(fl_callbacks *cb, int64_t at)
@@ -86,9 +90,9 @@ static void arm_wake(fl_callbacks *cb, int64_t at)
         return;
     cb->next_at = at;
     double in = (double)(at - fl_job_now_ms()) / 1000.0;
-    ev_timer_stop(cb->srv->loop, &cb->wake);
+    ev_timer_stop(cb->loop, &cb->wake);
     ev_timer_set(&cb->wake, in > 0 ? in + 0.001 : 0., 0.);
-    ev_timer_start(cb->srv->loop, &cb->wake);
+    ev_timer_start(cb->loop, &cb->wake);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -112,13 +116,14 @@ static void attempt_free(attempt *a)
     if (a->next)
         a->next->prev = a->prev;
     cb->in_flight--;
-    ev_timer_stop(cb->srv->loop, &a->hold);
+    ev_timer_stop(cb->loop, &a->hold);
+    fl_ack_cancel(&a->final);
     fl_job_free(a->hook_job);
     free(a->argv);
     fl_store_delivery_free(a->d);
 }
 
-static void push_done(attempt *a) { fl_store_push(a->cb->srv->store, &a->done); }
+static void push_done(attempt *a) { fl_store_push(a->cb->store, &a->done); }
 
 /* The store could not record the result: try again later, so the row does not stay in flight
  * until a restart. The op keeps its inputs; the store resets its outputs. */
@@ -138,7 +143,7 @@ static void done_cb(fl_store_op *op)
                (long long)a->d->id, (long long)a->d->job_id, strerror(-op->result), FL_CB_RETRY_TAKE);
         ev_timer_init(&a->hold, redo_cb, FL_CB_RETRY_TAKE, 0.);
         a->hold.data = a;
-        ev_timer_start(cb->srv->loop, &a->hold);
+        ev_timer_start(cb->loop, &a->hold);
         return;
     }
     attempt_free(a);
@@ -146,7 +151,7 @@ static void done_cb(fl_store_op *op)
     if (cb->closed)
         return;
     mark_dirty(cb);
-    fl_server_sched_progress(cb->srv);
+    cb->progress(cb->arg);
 }
 
 static const char *event_name(const fl_delivery *d) { return d->abort ? "abort" : "complete"; }
@@ -156,7 +161,7 @@ static const char *event_name(const fl_delivery *d) { return d->abort ? "abort" 
 static void attempt_finish(attempt *a, int ok, int permanent, int has_status, int status, const char *error)
 {
     fl_callbacks *cb = a->cb;
-    const fl_config *cfg = cb->srv->cfg;
+    const fl_config *cfg = cb->cfg;
     fl_delivery *d = a->d;
     fl_store_op *op = &a->done;
     memset(op, 0, sizeof *op);
@@ -224,7 +229,7 @@ static char *make_body(const fl_delivery *d, size_t *len)
  * may predate the config). libcurl then connects to exactly the parts that were checked. */
 static int send_http(attempt *a, const char *body, size_t len, const char **why)
 {
-    const fl_config *cfg = a->cb->srv->cfg;
+    const fl_config *cfg = a->cb->cfg;
     const fl_delivery *d = a->d;
     const char *hook = fl_callbacks_hook(cfg, d->job->type, d->abort);
     char *url;
@@ -247,7 +252,7 @@ static int send_http(attempt *a, const char *body, size_t len, const char **why)
     double connect = cfg->callback_connect_timeout < cfg->callback_timeout ? cfg->callback_connect_timeout
                                                                            : cfg->callback_timeout;
     if (rc == 0)
-        rc = fl_webhook_post(a->cb->srv->webhook, url, body, len, headers, connect, cfg->callback_timeout,
+        rc = fl_webhook_post(a->cb->webhook, url, body, len, headers, connect, cfg->callback_timeout,
                              http_done, a, &a->wreq);
     free(url);
     return rc;
@@ -272,8 +277,8 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
     memcpy(a->hook_job->payload, body, len);
     a->hook_job->id = d->job_id;
     a->hook_job->attempts = d->attempts;
-    a->hook_job->timeout = a->cb->srv->cfg->callback_timeout;
-    const fl_type *t = fl_config_find_type(a->cb->srv->cfg, d->job->type, tlen);
+    a->hook_job->timeout = a->cb->cfg->callback_timeout;
+    const fl_type *t = fl_config_find_type(a->cb->cfg, d->job->type, tlen);
     a->hook_type = t ? *t : (fl_type){ 0 };   /* borrowed: the config outlives the attempt */
     a->hook_type.name = a->hook_job->type;
     a->hook_type.handler = FL_HANDLER_EXEC;
@@ -303,16 +308,24 @@ static void attempt_send(attempt *a)
     }
 }
 
+/* The job's status is final, or the wait for it ran out, or the daemon stops: send now. */
+static void hold_end(attempt *a)
+{
+    ev_timer_stop(a->cb->loop, &a->hold);
+    fl_ack_cancel(&a->final);
+    attempt_send(a);
+}
+
 static void hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    (void)loop;
     (void)revents;
-    attempt *a = w->data;
-    if (ev_now(loop) - a->hold_start < FL_CB_HOLD_MAX && fl_http_status_pending(a->cb->srv, a->d->job_id)) {
-        ev_timer_set(w, FL_CB_HOLD_STEP, 0.);
-        ev_timer_start(loop, w);
-        return;
-    }
-    attempt_send(a);
+    hold_end(w->data);
+}
+
+static void final_cb(fl_ack_wait *w)
+{
+    hold_end(w->udata);
 }
 
 static void attempt_start(fl_callbacks *cb, fl_delivery *d)
@@ -332,12 +345,11 @@ static void attempt_start(fl_callbacks *cb, fl_delivery *d)
         cb->attempts->prev = a;
     cb->attempts = a;
     cb->in_flight++;
-    ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_STEP, 0.);
+    ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_MAX, 0.);
     a->hold.data = a;
-    a->hold_start = ev_now(cb->srv->loop);
     if (d->job && d->attempts == 1 && d->job->created_at > fl_job_now_ms() - FL_CB_FRESH_MS &&
-        fl_http_status_pending(cb->srv, d->job_id)) {
-        ev_timer_start(cb->srv->loop, &a->hold);
+        fl_ack_when_final(cb->ack, &a->final, d->job_id, final_cb, a) > 0) {
+        ev_timer_start(cb->loop, &a->hold);
         return;
     }
     attempt_send(a);
@@ -353,14 +365,14 @@ static void take_done(fl_store_op *op)
         /* Taken during a stop: left in flight, due again at the next start. */
         fl_store_deliveries_free(op->u.take.items, op->u.take.n);
         if (!cb->closed)
-            fl_server_sched_progress(cb->srv);
+            cb->progress(cb->arg);
         return;
     }
     if (op->result < 0) {
         fl_log(LOG_ERR, "callbacks: reading due deliveries failed: %s; retrying in %.0f s", strerror(-op->result),
                FL_CB_RETRY_TAKE);
         arm_wake(cb, fl_job_now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
-        fl_server_sched_progress(cb->srv);
+        cb->progress(cb->arg);
         return;
     }
     for (size_t i = 0; i < op->u.take.n; i++)
@@ -369,7 +381,7 @@ static void take_done(fl_store_op *op)
     if (op->u.take.n == (size_t)op->u.take.limit || cb->dirty)
         mark_dirty(cb);   /* there may be more, or more came while this TAKE ran */
     arm_wake(cb, op->u.take.next_at);
-    fl_server_sched_progress(cb->srv);
+    cb->progress(cb->arg);
 }
 
 static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -377,7 +389,7 @@ static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)revents;
     fl_callbacks *cb = w->data;
     ev_prepare_stop(loop, w);
-    int room = cb->srv->cfg->callback_concurrency - (int)cb->in_flight;
+    int room = cb->cfg->callback_concurrency - (int)cb->in_flight;
     if (!cb->dirty || cb->taking || cb->stopping || room <= 0)
         return;   /* stays dirty: a finished attempt pumps again */
     cb->dirty = 0;
@@ -388,18 +400,20 @@ static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     cb->take.udata = cb;
     cb->take.u.take.now = fl_job_now_ms();
     cb->take.u.take.limit = room;
-    fl_store_push(cb->srv->store, &cb->take);
+    fl_store_push(cb->store, &cb->take);
 }
 
 /* ---------------------------------------------------------------- public */
 
-int fl_callbacks_new(fl_callbacks **out, fl_server *srv)
+int fl_callbacks_new(fl_callbacks **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store,
+                     struct fl_webhook *webhook, fl_ack *ack, void (*progress)(void *arg), void *arg)
 {
     fl_callbacks *cb = calloc(1, sizeof *cb);
     if (!cb)
         return -ENOMEM;
-    cb->srv = srv;
-    cb->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_CB_KILL_GRACE };
+    *cb = (fl_callbacks){ .loop = loop, .cfg = cfg, .store = store, .webhook = webhook, .ack = ack,
+                          .progress = progress, .arg = arg };
+    cb->env = (fl_worker_env){ .loop = loop, .webhook = webhook, .kill_grace = FL_CB_KILL_GRACE };
     ev_prepare_init(&cb->pump, pump_cb);
     ev_init(&cb->wake, wake_cb);
     cb->pump.data = cb->wake.data = cb;
@@ -415,22 +429,20 @@ void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
         if (a->d->job && a->d->job_id == job->id && ev_is_active(&a->hold))
             a->d->job->status = job->status;
     if (fl_proto_state_terminal(job->state) &&
-        (job->callback || fl_callbacks_hook(cb->srv->cfg, job->type, job->state != FL_STATE_SUCCEEDED)))
+        (job->callback || fl_callbacks_hook(cb->cfg, job->type, job->state != FL_STATE_SUCCEEDED)))
         mark_dirty(cb);
 }
 
 void fl_callbacks_stop(fl_callbacks *cb)
 {
     cb->stopping = 1;
-    ev_prepare_stop(cb->srv->loop, &cb->pump);
-    ev_timer_stop(cb->srv->loop, &cb->wake);
+    ev_prepare_stop(cb->loop, &cb->pump);
+    ev_timer_stop(cb->loop, &cb->wake);
     /* Held attempts go out now rather than wait through the stop. */
     for (attempt *a = cb->attempts, *next; a; a = next) {
         next = a->next;
-        if (ev_is_active(&a->hold)) {
-            ev_timer_stop(cb->srv->loop, &a->hold);
-            attempt_send(a);
-        }
+        if (ev_is_active(&a->hold))
+            hold_end(a);
     }
 }
 
@@ -450,8 +462,8 @@ void fl_callbacks_close(fl_callbacks *cb)
     if (!cb)
         return;
     cb->closed = 1;
-    ev_prepare_stop(cb->srv->loop, &cb->pump);
-    ev_timer_stop(cb->srv->loop, &cb->wake);
+    ev_prepare_stop(cb->loop, &cb->pump);
+    ev_timer_stop(cb->loop, &cb->wake);
     for (attempt *a = cb->attempts, *next; a; a = next) {
         next = a->next;
         if (a->recording && !ev_is_active(&a->hold))

@@ -47,7 +47,12 @@ typedef struct run {
 } run;
 
 struct fl_sched {
-    fl_server *srv;
+    struct ev_loop *loop;
+    const fl_config *cfg;
+    fl_store *store;
+    fl_job_changed_fn changed;   /* every committed change of a job (claims, outcomes) */
+    void (*progress)(void *arg); /* an attempt or its record ended */
+    void *arg;
     sched_type *types;
     size_t n_types;
     int running;
@@ -85,7 +90,7 @@ static sched_type *type_of(fl_sched *s, const char *name)
 static void mark_dirty(sched_type *st)
 {
     st->dirty = 1;
-    ev_prepare_start(st->s->srv->loop, &st->s->pump);
+    ev_prepare_start(st->s->loop, &st->s->pump);
 }
 
 /* Re-arms the wake-up timer for the earliest known run_at of any type. */
@@ -95,12 +100,12 @@ static void rearm_wake(fl_sched *s)
     for (size_t i = 0; i < s->n_types; i++)
         if (s->types[i].next_run_at && (!next || s->types[i].next_run_at < next))
             next = s->types[i].next_run_at;
-    ev_timer_stop(s->srv->loop, &s->wake);
+    ev_timer_stop(s->loop, &s->wake);
     if (!next)
         return;
     double in = (double)(next - now_ms()) / 1000.0;
     ev_timer_set(&s->wake, in > 0 ? in + 0.001 : 0., 0.);
-    ev_timer_start(s->srv->loop, &s->wake);
+    ev_timer_start(s->loop, &s->wake);
 }
 
 static void note_run_at(sched_type *st, int64_t run_at)
@@ -155,7 +160,7 @@ static const char *finish_event(fl_state state)
 static void push_finish(finish_op *f)
 {
     f->s->finishing++;
-    fl_store_push(f->s->srv->store, &f->op);
+    fl_store_push(f->s->store, &f->op);
 }
 
 static void rewrite_unlink(finish_op *f)
@@ -196,7 +201,7 @@ static void rewrite_later(finish_op *f)
     double delay = fl_sched_backoff(FL_SCHED_REWRITE_MIN, FL_SCHED_REWRITE_MAX, f->failures, drand48());
     ev_timer_init(&f->retry, rewrite_cb, delay, 0.);
     f->retry.data = f;
-    ev_timer_start(s->srv->loop, &f->retry);
+    ev_timer_start(s->loop, &f->retry);
 }
 
 /* A rewritten outcome is committed: its slot is free again. */
@@ -217,21 +222,21 @@ static void finish_done(fl_store_op *op)
     s->finishing--;
     if (op->result < 0) {
         rewrite_later(f);
-        fl_server_sched_progress(s->srv);   /* a stop does not wait for it: see fl_sched_free */
+        s->progress(s->arg);   /* a stop does not wait for it: see fl_sched_free */
         return;
     }
     if (op->answer == FL_STORE_NOT_FOUND)
         fl_log(LOG_ERR, "job %lld: could not record its outcome: the job is not in the store",
                (long long)op->u.finish.id);
     else if (op->u.finish.job)
-        fl_server_job_changed(s->srv, op->u.finish.job, finish_event(op->u.finish.job->state));
+        s->changed(s->arg, op->u.finish.job, finish_event(op->u.finish.job->state));
     if (op->result == 0 && f->failures)
         fl_log(LOG_INFO, "job %lld: outcome (%s) recorded after %d failed write(s)", (long long)op->u.finish.id,
                fl_proto_state_name(op->u.finish.state), f->failures);
     rewrite_end(f);
     fl_job_free(op->u.finish.job);
     free(f);
-    fl_server_sched_progress(s->srv);
+    s->progress(s->arg);
 }
 
 /* Decides what an attempt's end means for the job, logs it unless it succeeded. */
@@ -335,7 +340,7 @@ static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
         mark_dirty(r->st);
     fl_job_free(r->job);
     free(r);
-    fl_server_sched_progress(s->srv);
+    s->progress(s->arg);
 }
 
 /* ---------------------------------------------------------------- claiming */
@@ -374,7 +379,7 @@ static void claim_done(fl_store_op *op)
     st->claiming = 0;
     s->reserved -= st->claim_limit;
     /* Slots this claim reserved but did not fill are free again for types left waiting. */
-    ev_prepare_start(s->srv->loop, &s->pump);
+    ev_prepare_start(s->loop, &s->pump);
     if (op->result < 0) {
         fl_log(LOG_ERR, "type %s: claiming jobs failed: %s; retrying in %.0f s", st->type->name,
                strerror(-op->result), FL_SCHED_RETRY_CLAIM);
@@ -389,7 +394,7 @@ static void claim_done(fl_store_op *op)
             fl_job_free(op->u.claim.jobs[i]);
             continue;
         }
-        fl_server_job_changed(s->srv, op->u.claim.jobs[i], "started");
+        s->changed(s->arg, op->u.claim.jobs[i], "started");
         start_run(s, st, op->u.claim.jobs[i]);
     }
     free(op->u.claim.jobs);
@@ -398,12 +403,12 @@ static void claim_done(fl_store_op *op)
         mark_dirty(st);   /* there may be more */
     if (op->u.claim.next_run_at)
         note_run_at(st, op->u.claim.next_run_at);
-    fl_server_sched_progress(s->srv);
+    s->progress(s->arg);
 }
 
 static int free_slots(const fl_sched *s, const sched_type *st)
 {
-    int global = s->srv->cfg->workers - s->running - s->reserved - s->rewriting;
+    int global = s->cfg->workers - s->running - s->reserved - s->rewriting;
     int mine = st->type->concurrency ? st->type->concurrency - st->running - st->rewriting : global;
     return mine < global ? mine : global;
 }
@@ -434,30 +439,36 @@ static void pump_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         st->claim.u.claim.type = st->type->name;
         st->claim.u.claim.limit = n;
         st->claim.u.claim.now = now;
-        fl_store_push(s->srv->store, &st->claim);
+        fl_store_push(s->store, &st->claim);
     }
 }
 
 /* ---------------------------------------------------------------- public */
 
-int fl_sched_new(fl_sched **out, fl_server *srv)
+int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store,
+                 struct fl_webhook *webhook, fl_job_changed_fn changed, void (*progress)(void *arg), void *arg)
 {
     fl_sched *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    s->types = calloc(srv->cfg->n_types ? srv->cfg->n_types : 1, sizeof *s->types);
+    s->types = calloc(cfg->n_types ? cfg->n_types : 1, sizeof *s->types);
     if (!s->types) {
         free(s);
         return -ENOMEM;
     }
-    s->srv = srv;
-    s->n_types = srv->cfg->n_types;
-    s->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_SCHED_KILL_GRACE };
+    s->loop = loop;
+    s->cfg = cfg;
+    s->store = store;
+    s->changed = changed;
+    s->progress = progress;
+    s->arg = arg;
+    s->n_types = cfg->n_types;
+    s->env = (fl_worker_env){ .loop = loop, .webhook = webhook, .kill_grace = FL_SCHED_KILL_GRACE };
     ev_prepare_init(&s->pump, pump_cb);
     ev_init(&s->wake, wake_cb);
     s->pump.data = s->wake.data = s;
     for (size_t i = 0; i < s->n_types; i++) {
-        s->types[i] = (sched_type){ .s = s, .type = &srv->cfg->types[i] };
+        s->types[i] = (sched_type){ .s = s, .type = &cfg->types[i] };
         mark_dirty(&s->types[i]);
     }
     srand48((long)now_ms());
@@ -493,7 +504,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     fl_sched *s = w->data;
     fl_log(LOG_WARNING, "stop: %d job(s) still running after %.0f s; stopping them and re-queueing", s->running,
-           s->srv->cfg->shutdown_grace);
+           s->cfg->shutdown_grace);
     for (run *r = s->runs, *next; r; r = next) {
         next = r->next;
         fl_worker_stop(r->worker, FL_STOP_SHUTDOWN);
@@ -505,18 +516,18 @@ void fl_sched_stop(fl_sched *s)
     if (s->stopping)
         return;
     s->stopping = 1;
-    ev_prepare_stop(s->srv->loop, &s->pump);
-    ev_timer_stop(s->srv->loop, &s->wake);
+    ev_prepare_stop(s->loop, &s->pump);
+    ev_timer_stop(s->loop, &s->wake);
     if (s->running) {
-        fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->srv->cfg->shutdown_grace, s->running);
-        ev_timer_init(&s->grace, grace_cb, s->srv->cfg->shutdown_grace, 0.);
+        fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->cfg->shutdown_grace, s->running);
+        ev_timer_init(&s->grace, grace_cb, s->cfg->shutdown_grace, 0.);
         s->grace.data = s;
-        ev_timer_start(s->srv->loop, &s->grace);
+        ev_timer_start(s->loop, &s->grace);
     }
     /* One last write of each outcome still waiting: should it fail too, the stop goes on. */
     while (s->rewrites) {
         finish_op *f = s->rewrites;
-        ev_timer_stop(s->srv->loop, &f->retry);
+        ev_timer_stop(s->loop, &f->retry);
         rewrite_unlink(f);
         push_finish(f);
     }
@@ -553,14 +564,14 @@ void fl_sched_free(fl_sched *s)
 {
     if (!s)
         return;
-    ev_prepare_stop(s->srv->loop, &s->pump);
-    ev_timer_stop(s->srv->loop, &s->wake);
-    ev_timer_stop(s->srv->loop, &s->grace);
+    ev_prepare_stop(s->loop, &s->pump);
+    ev_timer_stop(s->loop, &s->wake);
+    ev_timer_stop(s->loop, &s->grace);
     while (s->rewrites) {
         finish_op *f = s->rewrites;
         fl_log(LOG_ERR, "job %lld: outcome (%s) still not recorded at exit; the next start re-queues the job "
                         "(this attempt counted)", (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.state));
-        ev_timer_stop(s->srv->loop, &f->retry);
+        ev_timer_stop(s->loop, &f->retry);
         rewrite_unlink(f);
         free(f);
     }
