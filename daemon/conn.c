@@ -2,7 +2,11 @@
  * See conn.h for the design; the states are fl_conn_state below. Whatever the state, requests
  * queued for their store commit are answered in order, and 202s sent are judged (n_acks) before
  * the close. EOF is a fact about the input (c->eof), not a state: a connection whose client
- * sent FIN still answers what it asked for. */
+ * sent FIN still answers what it asked for.
+ *
+ * Past 900 lines on purpose: parsing, the request queue, writing and the delivery verdicts all
+ * act on one fl_conn and meet in conn_progress; split into files they would share the struct
+ * and call back and forth. Banners divide the sections. */
 #include "conn.h"
 
 #include <errno.h>
