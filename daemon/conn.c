@@ -161,14 +161,18 @@ static int has_waiting(const fl_conn *c)
     return 0;
 }
 
-/* The client closed or reset: requests waiting for their job's end (attached mode) learn it. */
+/* The client closed or reset: every request without its reply learns it (one still committing
+ * learns it from req->gone when it commits), and those waiting for their job's end (attached
+ * mode) act on it now. */
 static void tell_waiting(fl_conn *c)
 {
     fl_list *pos, *tmp;
     fl_list_each(pos, tmp, &c->q) {
         fl_req *req = &fl_list_entry(pos, conn_req, node)->req;
-        if (!req->resp)
-            fl_http_client_gone(req);
+        if (req->resp)
+            continue;
+        req->gone = 1;
+        fl_http_client_gone(req);
     }
 }
 
@@ -983,13 +987,18 @@ static void conn_release(fl_conn *c)
     free(c);
 }
 
+static void stop_watchers(fl_conn *c)
+{
+    ev_io_stop(c->cs->loop, &c->rio);
+    ev_io_stop(c->cs->loop, &c->wio);
+    ev_timer_stop(c->cs->loop, &c->deadline);
+    ev_timer_stop(c->cs->loop, &c->verdict);
+}
+
 static void conn_close(fl_conn *c)
 {
     fl_conns *cs = c->cs;
-    ev_io_stop(cs->loop, &c->rio);
-    ev_io_stop(cs->loop, &c->wio);
-    ev_timer_stop(cs->loop, &c->deadline);
-    ev_timer_stop(cs->loop, &c->verdict);
+    stop_watchers(c);
     /* Requests still waiting for the store finish without us; their 202 can't be delivered. */
     while (!fl_list_empty(&c->q)) {
         conn_req *r = queue_pop(c);
@@ -1077,6 +1086,7 @@ void fl_conns_free(fl_conns *cs)
     fl_list *pos, *tmp;
     fl_list_each(pos, tmp, &cs->all) {
         fl_conn *c = fl_list_entry(pos, fl_conn, node);
+        stop_watchers(c);
         while (!fl_list_empty(&c->q))
             req_free(queue_pop(c));
         conn_release(c);

@@ -69,8 +69,8 @@ void fl_http_body(fl_req *req, const char *data, size_t len);
 void fl_http_complete(fl_req *req);
 
 /* fl_http_client_gone is called for a request without a reply whose client has closed or reset
- * the connection (req->gone is set if the connection is being freed): a waiting request
- * applies its Fling-On-Disconnect choice and ends; others are left to their store callback. */
+ * the connection (req->gone is set): a waiting request applies its Fling-On-Disconnect choice
+ * and ends; others are left to their store callback, which sees req->gone. */
 void fl_http_client_gone(fl_req *req);
 
 /* fl_http_stop marks the daemon stopping: /healthz answers 503 from now on. */

@@ -25,12 +25,12 @@ struct fl_wait;
 
 /* Called by the layers above when req->resp is set, or when req starts waiting (req->waiting):
  * the connection writes what it can. Once the reply is set this hands req back to its owner,
- * who frees it; if req->gone the owner frees it at once. */
+ * who frees it (at once if its connection is gone). */
 typedef void (*fl_req_ready_fn)(fl_req *req);
 
 struct fl_req {
     fl_req_ready_fn ready;       /* set by the owner (conn.c) when it creates req */
-    int gone;                    /* set by the owner: its client is gone, the reply will be dropped */
+    int gone;                    /* set by the owner: its client closed or reset the connection */
     struct fl_http *http;        /* set by fl_http_start */
     fl_req_route route;
     int keep_alive;              /* the client allows another request after this one */
