@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "backoff.h"
-#include "http.h"
 #include "list.h"
 #include "log.h"
 #include "pump.h"
@@ -17,9 +16,8 @@
 
 /* After a failed TAKE (store error) the deliveries are looked at again after this long. */
 #define FL_CB_RETRY_TAKE 1.0
-/* A fresh job's first attempt waits for its ABORTED verdict, looking this often, this long:
- * the verdict of a 202 takes at most a second (conn.c), its commit a few milliseconds more. */
-#define FL_CB_HOLD_STEP 0.02
+/* A fresh job's first attempt waits this long at most for its ABORTED verdict (ack.c): the
+ * verdict of a 202 takes at most a second (conn.c), its commit a few milliseconds more. */
 #define FL_CB_HOLD_MAX 3.0
 /* Only a job this young can still have a verdict pending. */
 #define FL_CB_FRESH_MS 10000
@@ -30,8 +28,8 @@ typedef struct attempt {
     fl_list node;                /* in cb->attempts */
     fl_callbacks *cb;
     fl_delivery *d;              /* owned, with its job */
-    ev_timer hold;               /* waiting for the job's final status; or to record again */
-    ev_tstamp hold_start;
+    ev_timer hold;               /* bounds the wait for the job's final status; or to record again */
+    fl_ack_wait final;           /* waiting for the job's final status */
     fl_webhook_req *wreq;        /* http target in flight */
     fl_worker *worker;           /* exec target in flight */
     char **argv;                 /* exec: the split command; one allocation */
@@ -42,7 +40,13 @@ typedef struct attempt {
 } attempt;
 
 struct fl_callbacks {
-    fl_server *srv;
+    struct ev_loop *loop;
+    const fl_config *cfg;
+    fl_store *store;
+    struct fl_webhook *webhook;
+    fl_ack *ack;
+    void (*progress)(void *arg);   /* an attempt or store op ended: a stop may be complete */
+    void *arg;
     fl_list attempts;            /* in flight: held, sending, or recording; newest first */
     size_t in_flight;
     int taking;                  /* a TAKE is in flight */
@@ -87,13 +91,14 @@ static void attempt_free(attempt *a)
     fl_callbacks *cb = a->cb;
     fl_list_remove(&a->node);
     cb->in_flight--;
-    ev_timer_stop(cb->srv->loop, &a->hold);
+    ev_timer_stop(cb->loop, &a->hold);
+    fl_ack_cancel(&a->final);
     free(a->body);
     free(a->argv);
     fl_store_delivery_free(a->d);
 }
 
-static void push_done(attempt *a) { fl_store_push(a->cb->srv->store, &a->done); }
+static void push_done(attempt *a) { fl_store_push(a->cb->store, &a->done); }
 
 /* The store could not record the result: try again later, so the row does not stay in flight
  * until a restart. The op keeps its inputs; the store resets its outputs. */
@@ -113,7 +118,7 @@ static void done_cb(fl_store_op *op)
                (long long)a->d->id, (long long)a->d->job_id, strerror(-op->result), FL_CB_RETRY_TAKE);
         ev_timer_init(&a->hold, redo_cb, FL_CB_RETRY_TAKE, 0.);
         a->hold.data = a;
-        ev_timer_start(cb->srv->loop, &a->hold);
+        ev_timer_start(cb->loop, &a->hold);
         return;
     }
     attempt_free(a);
@@ -121,7 +126,7 @@ static void done_cb(fl_store_op *op)
     if (cb->closed)
         return;
     mark_dirty(cb);
-    fl_server_sched_progress(cb->srv);
+    cb->progress(cb->arg);
 }
 
 static const char *event_name(const fl_delivery *d) { return d->abort ? "abort" : "complete"; }
@@ -131,7 +136,7 @@ static const char *event_name(const fl_delivery *d) { return d->abort ? "abort" 
 static void attempt_finish(attempt *a, int ok, int permanent, int has_status, int status, const char *error)
 {
     fl_callbacks *cb = a->cb;
-    const fl_config *cfg = cb->srv->cfg;
+    const fl_config *cfg = cb->cfg;
     fl_delivery *d = a->d;
     fl_delivery_state state;
     int64_t next_at = 0;
@@ -155,7 +160,7 @@ static void attempt_finish(attempt *a, int ok, int permanent, int has_status, in
     }
     snprintf(a->error, sizeof a->error, "%s", error ? error : "");
     a->recording = 1;
-    fl_store_delivery_done(cb->srv->store, &a->done, d->id, state, next_at, has_status, status,
+    fl_store_delivery_done(cb->store, &a->done, d->id, state, next_at, has_status, status,
                            ok ? NULL : a->error, done_cb, a);
 }
 
@@ -194,7 +199,7 @@ static char *make_body(const fl_delivery *d, size_t *len)
  * may predate the config). libcurl then connects to exactly the parts that were checked. */
 static int send_http(attempt *a, const char *body, size_t len, const char **why)
 {
-    const fl_config *cfg = a->cb->srv->cfg;
+    const fl_config *cfg = a->cb->cfg;
     const fl_delivery *d = a->d;
     const char *hook = fl_callbacks_hook(cfg, d->job->type, d->abort);
     char *url;
@@ -217,7 +222,7 @@ static int send_http(attempt *a, const char *body, size_t len, const char **why)
     double connect = cfg->callback_connect_timeout < cfg->callback_timeout ? cfg->callback_connect_timeout
                                                                            : cfg->callback_timeout;
     if (rc == 0)
-        rc = fl_webhook_post(a->cb->srv->webhook, url, body, len, headers, connect, cfg->callback_timeout,
+        rc = fl_webhook_post(a->cb->webhook, url, body, len, headers, connect, cfg->callback_timeout,
                              http_done, a, &a->wreq);
     free(url);
     return rc;
@@ -232,7 +237,7 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
     int rc = fl_config_split(d->target + 5, &a->argv, why);
     if (rc < 0)
         return rc;
-    const fl_config *cfg = a->cb->srv->cfg;
+    const fl_config *cfg = a->cb->cfg;
     fl_worker_spec spec = {
         .handler = FL_HANDLER_EXEC, .argv = a->argv, .input = body, .input_len = len,
         .settings = fl_config_find_type(cfg, d->job->type, strlen(d->job->type)),   /* the config outlives us */
@@ -262,16 +267,24 @@ static void attempt_send(attempt *a)
     }
 }
 
+/* The job's status is final, or the wait for it ran out, or the daemon stops: send now. */
+static void hold_end(attempt *a)
+{
+    ev_timer_stop(a->cb->loop, &a->hold);
+    fl_ack_cancel(&a->final);
+    attempt_send(a);
+}
+
 static void hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    (void)loop;
     (void)revents;
-    attempt *a = w->data;
-    if (ev_now(loop) - a->hold_start < FL_CB_HOLD_MAX && fl_http_status_pending(a->cb->srv, a->d->job_id)) {
-        ev_timer_set(w, FL_CB_HOLD_STEP, 0.);
-        ev_timer_start(loop, w);
-        return;
-    }
-    attempt_send(a);
+    hold_end(w->data);
+}
+
+static void final_cb(fl_ack_wait *w)
+{
+    hold_end(w->udata);
 }
 
 static void attempt_start(fl_callbacks *cb, fl_delivery *d)
@@ -288,12 +301,11 @@ static void attempt_start(fl_callbacks *cb, fl_delivery *d)
     a->d = d;
     fl_list_push_head(&cb->attempts, &a->node);
     cb->in_flight++;
-    ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_STEP, 0.);
+    ev_timer_init(&a->hold, hold_cb, FL_CB_HOLD_MAX, 0.);
     a->hold.data = a;
-    a->hold_start = ev_now(cb->srv->loop);
     if (d->job && d->attempts == 1 && d->job->created_at > fl_job_now_ms() - FL_CB_FRESH_MS &&
-        fl_http_status_pending(cb->srv, d->job_id)) {
-        ev_timer_start(cb->srv->loop, &a->hold);
+        fl_ack_when_final(cb->ack, &a->final, d->job_id, final_cb, a) > 0) {
+        ev_timer_start(cb->loop, &a->hold);
         return;
     }
     attempt_send(a);
@@ -309,14 +321,14 @@ static void take_done(fl_store_op *op)
         /* Taken during a stop: left in flight, due again at the next start. */
         fl_store_deliveries_free(op->u.take.items, op->u.take.n);
         if (!cb->closed)
-            fl_server_sched_progress(cb->srv);
+            cb->progress(cb->arg);
         return;
     }
     if (op->result < 0) {
         fl_log(LOG_ERR, "callbacks: reading due deliveries failed: %s; retrying in %.0f s", strerror(-op->result),
                FL_CB_RETRY_TAKE);
         fl_pump_wake_at(&cb->pump, fl_job_now_ms() + (int64_t)(FL_CB_RETRY_TAKE * 1000));
-        fl_server_sched_progress(cb->srv);
+        cb->progress(cb->arg);
         return;
     }
     for (size_t i = 0; i < op->u.take.n; i++)
@@ -325,7 +337,7 @@ static void take_done(fl_store_op *op)
     if (op->u.take.n == (size_t)op->u.take.limit || cb->dirty)
         mark_dirty(cb);   /* there may be more, or more came while this TAKE ran */
     fl_pump_wake_at(&cb->pump, op->u.take.next_at);
-    fl_server_sched_progress(cb->srv);
+    cb->progress(cb->arg);
 }
 
 static void pump_cb(void *udata, int woke)
@@ -333,26 +345,28 @@ static void pump_cb(void *udata, int woke)
     fl_callbacks *cb = udata;
     if (woke)
         cb->dirty = 1;   /* a delivery's next_at has come */
-    int room = cb->srv->cfg->callback_concurrency - (int)cb->in_flight;
+    int room = cb->cfg->callback_concurrency - (int)cb->in_flight;
     if (!cb->dirty || cb->taking || cb->stopping || room <= 0)
         return;   /* stays dirty: a finished attempt pumps again */
     cb->dirty = 0;
     cb->taking = 1;
-    fl_store_delivery_take(cb->srv->store, &cb->take, fl_job_now_ms(), room, take_done, cb);
+    fl_store_delivery_take(cb->store, &cb->take, fl_job_now_ms(), room, take_done, cb);
 }
 
 /* ---------------------------------------------------------------- public */
 
-int fl_callbacks_new(fl_callbacks **out, fl_server *srv)
+int fl_callbacks_new(fl_callbacks **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store,
+                     struct fl_webhook *webhook, fl_ack *ack, void (*progress)(void *arg), void *arg)
 {
     fl_callbacks *cb = calloc(1, sizeof *cb);
     if (!cb)
         return -ENOMEM;
-    cb->srv = srv;
+    *cb = (fl_callbacks){ .loop = loop, .cfg = cfg, .store = store, .webhook = webhook, .ack = ack,
+                          .progress = progress, .arg = arg };
     fl_list_init(&cb->attempts);
     cb->rng = fl_backoff_seed();
-    cb->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_CB_KILL_GRACE };
-    fl_pump_init(&cb->pump, srv->loop, pump_cb, cb);
+    cb->env = (fl_worker_env){ .loop = loop, .webhook = webhook, .kill_grace = FL_CB_KILL_GRACE };
+    fl_pump_init(&cb->pump, loop, pump_cb, cb);
     mark_dirty(cb);
     *out = cb;
     return 0;
@@ -368,7 +382,7 @@ void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
             a->d->job->status = job->status;
     }
     if (fl_proto_state_terminal(job->state) &&
-        (job->callback || fl_callbacks_hook(cb->srv->cfg, job->type, job->state != FL_STATE_SUCCEEDED)))
+        (job->callback || fl_callbacks_hook(cb->cfg, job->type, job->state != FL_STATE_SUCCEEDED)))
         mark_dirty(cb);
 }
 
@@ -380,10 +394,10 @@ void fl_callbacks_stop(fl_callbacks *cb)
     fl_list *n, *tmp;
     fl_list_each(n, tmp, &cb->attempts) {
         attempt *a = fl_list_entry(n, attempt, node);
-        if (ev_is_active(&a->hold)) {
-            ev_timer_stop(cb->srv->loop, &a->hold);
-            attempt_send(a);
-        }
+        /* (An attempt whose result waits to be recorded again uses the same timer: it is not
+         * held, and must not be sent a second time.) */
+        if (ev_is_active(&a->hold) && !a->recording)
+            hold_end(a);
     }
 }
 

@@ -11,14 +11,19 @@
  * receiver may see an attempt twice and can tell by Fling-Delivery). Like the scheduler it
  * wakes on commits (fl_callbacks_kick), on finished attempts and on a timer for the next
  * retry, and never polls. The body is built when an attempt starts, and the first attempt of
- * a fresh job waits while its ABORTED bit may still change (fl_http_status_pending), so the
+ * a fresh job waits while its ABORTED bit may still change (fl_ack_when_final), so the
  * "status" a receiver reads is the final one. Loop thread only. */
 #ifndef FL_CALLBACK_H
 #define FL_CALLBACK_H
 
+#include <ev.h>
 #include <stdint.h>
+#include "ack.h"
+#include "config.h"
 #include "job.h"
-#include "server.h"
+#include "store.h"
+
+struct fl_webhook;
 
 typedef struct fl_callbacks fl_callbacks;
 
@@ -30,9 +35,13 @@ int fl_callbacks_needed(const fl_config *cfg);
  * (arg is the fl_config), or NULL. Safe on any thread (the config is read-only). */
 const char *fl_callbacks_hook(const void *arg, const char *type, int abort);
 
-/* fl_callbacks_new starts delivering with srv's loop, store, webhook (which must exist) and
- * config; deliveries left pending by an earlier run are looked at once at start. 0 or -ENOMEM. */
-int fl_callbacks_new(fl_callbacks **out, fl_server *srv);
+/* fl_callbacks_new starts delivering on loop with cfg, store and webhook (which must exist); a
+ * fresh job's first attempt waits for its final status through ack; progress(arg) runs when an
+ * attempt or a store op of it ended (a graceful stop may be complete). All borrowed for the
+ * deliverer's life. Deliveries left pending by an earlier run are looked at once at start.
+ * 0 or -ENOMEM. */
+int fl_callbacks_new(fl_callbacks **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store,
+                     struct fl_webhook *webhook, fl_ack *ack, void (*progress)(void *arg), void *arg);
 
 /* fl_callbacks_job_changed tells the deliverer a job changed: a terminal state brings new
  * deliveries, a status change completes the body of an attempt that waits for it. */

@@ -1,10 +1,12 @@
 /* conn.c — the connection state machine: read, parse, dispatch, reply in order, judge delivery.
- * See conn.h for the design. States, from the flags below:
- *   reading     parser between requests or inside one (in_message)
- *   waiting     requests queued for their store commit (q_head != NULL)
- *   verdict     EOF seen, replies written, 202 deliveries still being judged (n_acks > 0)
- *   lingering   our write side shut down after a final reply; input drained until EOF or deadline
- */
+ * See conn.h for the design; the states are fl_conn_state below. Whatever the state, requests
+ * queued for their store commit are answered in order, and 202s sent are judged (n_acks) before
+ * the close. EOF is a fact about the input (c->eof), not a state: a connection whose client
+ * sent FIN still answers what it asked for.
+ *
+ * Past 900 lines on purpose: parsing, the request queue, writing and the delivery verdicts all
+ * act on one fl_conn and meet in conn_progress; split into files they would share the struct
+ * and call back and forth. Banners divide the sections. */
 #include "conn.h"
 
 #include <errno.h>
@@ -22,6 +24,7 @@
 
 #include "headcheck.h"
 #include "log.h"
+#include "reply.h"
 
 /* A read burst: libuv caps one wake-up at 32 reads so one busy client cannot starve others. */
 #define FL_CONN_READS_PER_EVENT 32
@@ -38,11 +41,56 @@
 /* The head buffer starts small and grows up to [server] max_header. */
 #define FL_HEAD_INITIAL 512
 
-typedef struct fl_ack { uint64_t end; int64_t id; } fl_ack;
+typedef struct fl_conn fl_conn;
+
+/* Where a connection is in its life. Later states never go back to earlier ones, except
+ * PAUSED back to READING. */
+typedef enum fl_conn_state {
+    FL_CONN_READING,                /* parsing requests as they come */
+    FL_CONN_PAUSED,                 /* back-pressure: parsing stopped at a request boundary until
+                                     * the replies drain; input read meanwhile is kept in rest */
+    FL_CONN_LAST,                   /* no more requests (Connection: close, a refused request):
+                                     * input is read only to see the client leave */
+    FL_CONN_CLOSING,                /* close after the queued replies (a close_after reply, stop) */
+    FL_CONN_LINGERING,              /* our write side shut after the final reply; input drained
+                                     * until EOF or FL_LINGER_MAX */
+    FL_CONN_GONE                    /* reset, or a send failed: nothing more can be written */
+} fl_conn_state;
+
+/* A sent 202: its last byte's offset in the stream, and its job. */
+typedef struct sent_ack { uint64_t end; int64_t id; } sent_ack;
+
+/* A request as the connection holds it: the shared part, and the queue and accounting only the
+ * connection knows about. */
+typedef struct conn_req {
+    fl_req req;                     /* first: conn_req_of() */
+    fl_conn *conn;                  /* NULL once the connection is gone */
+    fl_conns *cs;
+    fl_list node;                   /* the connection's queue, in request order */
+    size_t held;                    /* bytes counted against [server] max_output */
+    int replied;                    /* its reply is set and counted */
+    /* What a refused request was, for its log line (empty when the head never parsed). */
+    char method[16];
+    char target[80];
+} conn_req;
+
+struct fl_conns {
+    struct ev_loop *loop;
+    const fl_config *cfg;
+    fl_metrics *metrics;            /* connections_open is the count of all */
+    fl_http *http;
+    fl_ack *ack;
+    void (*on_closed)(void *arg);
+    void *arg;
+    fl_list all;                    /* fl_conn.node */
+    int stopping;                   /* graceful stop: requests parsed from now on close after */
+    fl_log_limit refused_log;       /* the log budget of refused requests */
+};
 
 struct fl_conn {
-    fl_server *srv;
-    fl_conn *prev, *next;           /* srv->conns */
+    fl_conns *cs;
+    fl_list node;                   /* cs->all */
+    fl_conn_state state;
     int fd;
     int is_unix;
     char peer[64];
@@ -57,31 +105,26 @@ struct fl_conn {
     size_t n_hdr;
     size_t url_len;
     int in_value;                   /* the last head bytes were a header value */
-    fl_req *cur;                    /* the request being parsed */
+    conn_req *cur;                  /* the request being parsed */
     fl_headcheck check;             /* the strict grammar check of the head being read */
     char *rest; size_t rest_len;    /* input read but not parsed while paused (at most one read) */
     size_t held;                    /* bytes of queued payloads and replies (see over_limits) */
     size_t n_unbounded;             /* queued requests whose reply size is not bounded yet */
     fl_body_action body;
     int expect_continue;
-    fl_req *q_head, *q_tail;        /* requests awaiting or holding their reply, in order */
+    fl_list q;                      /* conn_req.node: awaiting or holding their reply, in order */
     size_t n_q;
     char *out; size_t out_off, out_len, out_cap;
     uint64_t sent;                  /* bytes the kernel took from us on this socket */
-    fl_ack *acks; size_t n_acks, acks_cap;  /* sent 202s whose delivery is not judged yet */
+    sent_ack *acks; size_t n_acks, acks_cap;  /* sent 202s whose delivery is not judged yet */
     ev_tstamp msg_start, last_active, verdict_start, verdict_step;
     ev_tstamp write_start;          /* output has waited since then without the client taking any */
-    unsigned in_message : 1;        /* bytes of an incomplete request have arrived */
-    unsigned eof : 1;               /* the peer sent FIN */
-    unsigned gone : 1;              /* reset, or a send failed: nothing more can be written */
-    unsigned closing : 1;           /* no more requests: close after the queued replies */
-    unsigned lingering : 1;
-    unsigned reading : 1;           /* rio is started */
-    unsigned stop_parse : 1;        /* ignore further input (after an error or Connection: close) */
-    unsigned in_read : 1;           /* parsing: replies are flushed at the end of the burst */
-    unsigned in_head : 1;           /* the next input bytes belong to a request head */
-    unsigned paused : 1;            /* parsing stopped at a request boundary until replies drain */
     ev_tstamp linger_start;
+    int eof;                        /* the peer sent FIN */
+    /* Where the parser is: the next input bytes belong to a request head (checked strictly
+     * first), and whether bytes of an incomplete request have arrived. */
+    int in_head, in_message;
+    int in_read;                    /* a read burst is parsing: replies are flushed at its end */
 };
 
 static char read_buf[FL_CONN_READ_BUF];   /* loop thread only: parsed at once, never kept */
@@ -90,43 +133,46 @@ static void conn_close(fl_conn *c);
 static void conn_flush(fl_conn *c);
 static void conn_progress(fl_conn *c);
 static size_t acks_check(fl_conn *c);
+static void verdict_start(fl_conn *c);
 
-fl_conn *fl_conn_next(const fl_conn *c) { return c->next; }
+static conn_req *conn_req_of(fl_req *req) { return (conn_req *)req; }
 
-int fl_conn_peer_closed(const fl_conn *c) { return c->eof || c->gone; }
-
-static int ack_listed(const fl_conn *c, int64_t id)
+/* Moves c on to state s, never back (PAUSED -> READING is resume_parsing's alone). */
+static void raise_state(fl_conn *c, fl_conn_state s)
 {
-    for (size_t i = 0; i < c->n_acks; i++)
-        if (c->acks[i].id == id)
-            return 1;
-    return 0;
+    if (c->state < s)
+        c->state = s;
 }
 
-int fl_conn_ack_pending(fl_conn *c, int64_t id)
+static int peer_closed(const fl_conn *c) { return c->eof || c->state == FL_CONN_GONE; }
+
+static conn_req *q_first(const fl_conn *c)
 {
-    for (const fl_req *req = c->q_head; req; req = req->next)
-        if (req->ack_id == id)
-            return 1;
-    /* A keep-alive connection settles its acks only now and then: settle them now. */
-    return ack_listed(c, id) && acks_check(c) && ack_listed(c, id);
+    fl_list *n = fl_list_first(&c->q);
+    return n ? fl_list_entry(n, conn_req, node) : NULL;
 }
 
 static int has_waiting(const fl_conn *c)
 {
-    for (const fl_req *req = c->q_head; req; req = req->next)
-        if (req->waiting)
+    const fl_list *pos;
+    for (pos = c->q.next; pos != &c->q; pos = pos->next)
+        if (fl_list_entry(pos, conn_req, node)->req.waiting)
             return 1;
     return 0;
 }
 
-/* The client closed or reset: requests waiting for their job's end (attached mode) learn it. */
+/* The client closed or reset: every request without its reply learns it (one still committing
+ * learns it from req->gone when it commits), and those waiting for their job's end (attached
+ * mode) act on it now. */
 static void tell_waiting(fl_conn *c)
 {
-    for (fl_req *req = c->q_head, *next; req; req = next) {
-        next = req->next;
-        if (!req->resp)
-            fl_http_client_gone(req);
+    fl_list *pos, *tmp;
+    fl_list_each(pos, tmp, &c->q) {
+        fl_req *req = &fl_list_entry(pos, conn_req, node)->req;
+        if (req->resp)
+            continue;
+        req->gone = 1;
+        fl_http_client_gone(req);
     }
 }
 
@@ -134,50 +180,47 @@ static void tell_waiting(fl_conn *c)
 
 /* Requests whose reply can be large (a page of up to 1000 jobs, the metrics text): while one is
  * queued without its reply nothing more is parsed, so a connection holds at most one of them. */
-static int unbounded_reply(const fl_req *req)
+static int unbounded_reply(const conn_req *r)
 {
-    return req->route == FL_ROUTE_LIST || req->route == FL_ROUTE_METRICS;
+    return r->req.route == FL_ROUTE_LIST || r->req.route == FL_ROUTE_METRICS;
 }
 
-static void queue_push(fl_conn *c, fl_req *req)
+static void queue_push(fl_conn *c, conn_req *r)
 {
-    req->held = req->job ? req->job->payload_len : 0;
-    c->held += req->held;
-    if (unbounded_reply(req))
+    r->held = r->req.job ? r->req.job->payload_len : 0;
+    c->held += r->held;
+    if (unbounded_reply(r))
         c->n_unbounded++;
-    req->next = NULL;
-    if (c->q_tail)
-        c->q_tail->next = req;
-    else
-        c->q_head = req;
-    c->q_tail = req;
+    fl_list_push_tail(&c->q, &r->node);
     c->n_q++;
 }
 
-static fl_req *queue_pop(fl_conn *c)
+static conn_req *queue_pop(fl_conn *c)
 {
-    fl_req *req = c->q_head;
-    c->q_head = req->next;
-    if (!c->q_head)
-        c->q_tail = NULL;
+    conn_req *r = q_first(c);
+    fl_list_remove(&r->node);
     c->n_q--;
-    c->held -= req->held;
-    if (unbounded_reply(req) && !req->replied)
+    c->held -= r->held;
+    if (unbounded_reply(r) && !r->replied)
         c->n_unbounded--;
-    req->next = NULL;
-    return req;
+    return r;
 }
 
-/* A queued request's reply is set: from now on the connection holds its bytes. */
-static void count_reply(fl_conn *c, fl_req *req)
+static void ack_probe(void *ctx, int64_t id);
+
+/* A queued request's reply is set: from now on the connection holds its bytes, and a 202's
+ * verdict is expected. */
+static void count_reply(fl_conn *c, conn_req *r)
 {
-    if (req->replied || !req->resp)
+    if (r->replied || !r->req.resp)
         return;
-    req->replied = 1;
-    c->held = c->held - req->held + req->resp_len;
-    req->held = req->resp_len;
-    if (unbounded_reply(req))
+    r->replied = 1;
+    c->held = c->held - r->held + r->req.resp_len;
+    r->held = r->req.resp_len;
+    if (unbounded_reply(r))
         c->n_unbounded--;
+    if (r->req.ack_id && fl_ack_expect(c->cs->ack, r->req.ack_id, ack_probe, c) < 0)
+        r->req.ack_id = 0;   /* untracked: judged by nobody, as an unknown verdict would be */
 }
 
 /* Back-pressure: a connection stops parsing (and so reading) at a request boundary once it
@@ -186,19 +229,42 @@ static void count_reply(fl_conn *c, fl_req *req)
  * can make flingd hold is bounded by its config, whatever the client sends. */
 static int over_limits(const fl_conn *c)
 {
-    const fl_config *cfg = c->srv->cfg;
+    const fl_config *cfg = c->cs->cfg;
     return c->n_q >= (size_t)cfg->max_pipeline || c->n_unbounded > 0 ||
            c->held + (c->out_len - c->out_off) >= cfg->max_output;
 }
 
-static fl_req *req_new(fl_conn *c)
+static void req_ready(fl_req *req);
+
+/* A reply that will never be sent: its 202 (if it is one) was not delivered. */
+static void drop_reply(fl_conns *cs, conn_req *r)
 {
-    fl_req *req = calloc(1, sizeof *req);
-    if (!req)
+    if (!r->req.ack_id)
+        return;
+    if (r->replied)
+        fl_ack_settle(cs->ack, r->req.ack_id, FL_ACK_ABORTED);
+    else
+        fl_ack_aborted(cs->ack, r->req.ack_id);
+}
+
+static conn_req *req_new(fl_conn *c)
+{
+    conn_req *r = calloc(1, sizeof *r);
+    if (!r)
         return NULL;
-    req->srv = c->srv;
-    req->conn = c;
-    return req;
+    fl_req_init(&r->req, req_ready);
+    r->conn = c;
+    r->cs = c->cs;
+    fl_list_init(&r->node);
+    return r;
+}
+
+static void req_free(conn_req *r)
+{
+    if (!r)
+        return;
+    fl_req_release(&r->req);
+    free(r);
 }
 
 /* ---------------------------------------------------------------- delivery verdicts */
@@ -207,29 +273,28 @@ static int ack_push(fl_conn *c, uint64_t end, int64_t id)
 {
     if (c->n_acks == c->acks_cap) {
         size_t cap = c->acks_cap ? c->acks_cap * 2 : 8;
-        fl_ack *a = realloc(c->acks, cap * sizeof *a);
+        sent_ack *a = realloc(c->acks, cap * sizeof *a);
         if (!a)
             return -ENOMEM;
         c->acks = a;
         c->acks_cap = cap;
     }
-    c->acks[c->n_acks++] = (fl_ack){ end, id };
+    c->acks[c->n_acks++] = (sent_ack){ end, id };
     return 0;
 }
 
-/* Drops the first n acks (delivered, aborted or unknown). */
-static void acks_drop(fl_conn *c, size_t n)
+/* Gives the first n open acks verdict v and drops them. */
+static void acks_settle(fl_conn *c, size_t n, fl_ack_verdict v)
 {
+    if (!n)
+        return;   /* acks may still be NULL */
+    for (size_t i = 0; i < n; i++)
+        fl_ack_settle(c->cs->ack, c->acks[i].id, v);
     memmove(c->acks, c->acks + n, (c->n_acks - n) * sizeof *c->acks);
     c->n_acks -= n;
 }
 
-static void acks_abort_all(fl_conn *c)
-{
-    for (size_t i = 0; i < c->n_acks; i++)
-        fl_http_abort_ack(c->srv, c->acks[i].id);
-    c->n_acks = 0;
-}
+static void acks_abort_all(fl_conn *c) { acks_settle(c, c->n_acks, FL_ACK_ABORTED); }
 
 /* Is the peer gone? A reset moves a TCP socket to CLOSE and leaves an error pending. */
 static int peer_gone(fl_conn *c)
@@ -256,7 +321,7 @@ static size_t acks_check(fl_conn *c)
         return 0;
     /* After the client's FIN the usual verdict is "gone" (its RST answers our 202): one
      * getsockopt settles that before any other look at the socket. */
-    if (c->gone || (c->eof && peer_gone(c))) {
+    if (c->state == FL_CONN_GONE || (c->eof && peer_gone(c))) {
         acks_abort_all(c);
         return 0;
     }
@@ -267,8 +332,7 @@ static size_t acks_check(fl_conn *c)
     size_t n = 0;
     while (n < c->n_acks && c->acks[n].end <= delivered)
         n++;
-    c->srv->metrics.acks_delivered += n;
-    acks_drop(c, n);
+    acks_settle(c, n, FL_ACK_DELIVERED);
     if (c->n_acks && !c->eof && peer_gone(c))
         acks_abort_all(c);
     return c->n_acks;
@@ -284,9 +348,22 @@ static void verdict_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_start(loop, w);
         return;
     }
-    c->srv->metrics.acks_unknown += c->n_acks;
-    c->n_acks = 0;
+    /* A live keep-alive connection (judged early for a waiting callback) keeps its open acks
+     * for later; one that is ending has waited long enough. */
+    if (c->eof || c->state >= FL_CONN_CLOSING)
+        acks_settle(c, c->n_acks, FL_ACK_UNKNOWN);
     conn_progress(c);
+}
+
+/* Someone waits for the verdict of a 202 on c (fl_ack_when_final): settle what the socket
+ * knows now, and keep looking on the verdict timer. A keep-alive connection otherwise judges
+ * its acks only now and then (FL_ACKS_TRIM). */
+static void ack_probe(void *ctx, int64_t id)
+{
+    (void)id;
+    fl_conn *c = ctx;
+    if (acks_check(c))
+        verdict_start(c);
 }
 
 /* Judges the open acks on a timer until every one is settled or FL_VERDICT_MAX passed. */
@@ -294,10 +371,10 @@ static void verdict_start(fl_conn *c)
 {
     if (ev_is_active(&c->verdict))
         return;
-    c->verdict_start = ev_now(c->srv->loop);
+    c->verdict_start = ev_now(c->cs->loop);
     c->verdict_step = FL_VERDICT_FIRST;
     ev_timer_set(&c->verdict, c->verdict_step, 0.);
-    ev_timer_start(c->srv->loop, &c->verdict);
+    ev_timer_start(c->cs->loop, &c->verdict);
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -306,7 +383,7 @@ static int out_append(fl_conn *c, const char *p, size_t len)
 {
     if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
-        c->write_start = ev_now(c->srv->loop);
+        c->write_start = ev_now(c->cs->loop);
     }
     if (c->out_len + len > c->out_cap) {
         if (c->out_off) {
@@ -333,71 +410,72 @@ static int out_append(fl_conn *c, const char *p, size_t len)
 /* The peer cannot be written to any more: every reply still queued or unsent is lost. */
 static void conn_gone(fl_conn *c)
 {
-    c->gone = 1;
+    c->state = FL_CONN_GONE;
     c->out_off = c->out_len = 0;
     acks_abort_all(c);
 }
 
 /* A refused request leaves one warning (under a budget: a flood must not fill the disk) and a
  * count by reason. A 409 is an answer about a job's state, not a refusal. */
-static void log_refused(fl_conn *c, const fl_req *req)
+static void log_refused(fl_conn *c, const conn_req *r)
 {
+    const fl_req *req = &r->req;
     if (req->resp_status < 400 || req->resp_status == 409)
         return;
     const char *code = req->err_code ? req->err_code : "out_of_memory";
-    fl_metrics_refused(&c->srv->metrics, code);
-    if (fl_log_allow(&c->srv->refused_log, "refused requests"))
-        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", c->peer, req->method[0] ? req->method : "-",
-               req->target[0] ? req->target : "-", req->resp_status, code,
+    fl_metrics_refused(c->cs->metrics, code);
+    if (fl_log_allow(&c->cs->refused_log, "refused requests"))
+        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", c->peer, r->method[0] ? r->method : "-",
+               r->target[0] ? r->target : "-", req->resp_status, code,
                req->err_status ? req->err_msg : "out of memory for the reply");
 }
 
 /* Moves ready replies, in order, from the queue into the output buffer. */
 static void take_replies(fl_conn *c)
 {
-    while (c->q_head && c->q_head->resp && c->out_len - c->out_off < c->srv->cfg->max_output) {
-        fl_req *req = queue_pop(c);
-        fl_metrics_response(&c->srv->metrics, req->resp_status);
-        log_refused(c, req);
-        if (c->gone) {
-            if (req->ack_id)
-                fl_http_abort_ack(c->srv, req->ack_id);
+    conn_req *r;
+    while ((r = q_first(c)) && r->req.resp && c->out_len - c->out_off < c->cs->cfg->max_output) {
+        queue_pop(c);
+        fl_req *req = &r->req;
+        fl_metrics_response(c->cs->metrics, req->resp_status);
+        log_refused(c, r);
+        if (c->state == FL_CONN_GONE) {
+            drop_reply(c->cs, r);
         } else if (out_append(c, req->resp, req->resp_len) < 0) {
             fl_log(LOG_ERR, "peer %s: out of memory for a reply; closing", c->peer);
-            if (req->ack_id)
-                fl_http_abort_ack(c->srv, req->ack_id);
+            drop_reply(c->cs, r);
             conn_gone(c);
         } else if (req->ack_id && ack_push(c, c->sent + (c->out_len - c->out_off), req->ack_id) < 0) {
-            c->srv->metrics.acks_unknown++;
+            fl_ack_settle(c->cs->ack, req->ack_id, FL_ACK_UNKNOWN);
         }
         if (req->close_after)
-            c->closing = 1;
-        fl_req_free(req);
+            raise_state(c, FL_CONN_CLOSING);
+        req_free(r);
     }
 }
 
 static void conn_send(fl_conn *c)
 {
-    while (!c->gone && c->out_off < c->out_len) {
+    while (c->state != FL_CONN_GONE && c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
             c->sent += (uint64_t)n;
-            c->write_start = ev_now(c->srv->loop);
+            c->write_start = ev_now(c->cs->loop);
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!ev_is_active(&c->wio))
-                ev_io_start(c->srv->loop, &c->wio);
+                ev_io_start(c->cs->loop, &c->wio);
             return;
         }
         /* EPIPE, ECONNRESET, a short write that cannot go on: a normal outcome (D6). */
         conn_gone(c);
     }
     if (ev_is_active(&c->wio))
-        ev_io_stop(c->srv->loop, &c->wio);
+        ev_io_stop(c->cs->loop, &c->wio);
 }
 
 static void conn_flush(fl_conn *c)
@@ -406,7 +484,7 @@ static void conn_flush(fl_conn *c)
     conn_send(c);
     /* A client that keeps its connection open is judged when it closes; until then its acks
      * are only trimmed now and then, so keep-alive traffic pays no syscall for them. */
-    if (c->eof || c->gone || c->closing || c->n_acks >= FL_ACKS_TRIM)
+    if (c->eof || c->state >= FL_CONN_CLOSING || c->n_acks >= FL_ACKS_TRIM)
         acks_check(c);
 }
 
@@ -423,7 +501,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static int head_append(fl_conn *c, const char *p, size_t len)
 {
-    size_t max = c->srv->cfg->max_header;
+    size_t max = c->cs->cfg->max_header;
     if (c->head_len + len > max)
         return -E2BIG;
     if (c->head_len + len > c->head_cap) {
@@ -447,10 +525,10 @@ static int head_append(fl_conn *c, const char *p, size_t len)
 static int fail_head(fl_conn *c, int err)
 {
     if (err == -ENOMEM)
-        fl_http_error(c->cur, 503, "out_of_memory", "the server is out of memory");
+        fl_reply_error(&c->cur->req, 503, "out_of_memory", "the server is out of memory");
     else
-        fl_http_error(c->cur, 431, "headers_too_large", "request line and headers exceed %zu bytes or %d lines",
-                      c->srv->cfg->max_header, FL_HTTP_MAX_HEADERS);
+        fl_reply_error(&c->cur->req, 431, "headers_too_large", "request line and headers exceed %zu bytes or %d lines",
+                      c->cs->cfg->max_header, FL_HTTP_MAX_HEADERS);
     c->body = FL_BODY_REFUSE;
     return HPE_USER;
 }
@@ -464,7 +542,7 @@ static int on_message_begin(llhttp_t *p)
     if (!c->cur)
         return HPE_USER;
     c->in_message = 1;
-    c->msg_start = ev_now(c->srv->loop);
+    c->msg_start = ev_now(c->cs->loop);
     c->head_len = c->url_len = c->n_hdr = 0;
     c->in_value = 0;
     c->expect_continue = 0;
@@ -522,7 +600,7 @@ static int name_is(const char *name, size_t len, const char *want)
 }
 
 /* Keeps the method and target (cut short) for the log line of a refused request. */
-static void note_request(fl_req *req, const fl_http_head *h)
+static void note_request(conn_req *req, const fl_http_head *h)
 {
     snprintf(req->method, sizeof req->method, "%s", llhttp_method_name((llhttp_method_t)h->method));
     size_t n = h->url_len < sizeof req->target - 1 ? h->url_len : sizeof req->target - 1;
@@ -549,20 +627,20 @@ static int on_headers_complete(llhttp_t *p)
         .content_length = p->content_length,
         .chunked = (p->flags & F_CHUNKED) != 0,
     };
-    c->cur->keep_alive = llhttp_should_keep_alive(p);
+    c->cur->req.keep_alive = llhttp_should_keep_alive(p);
     note_request(c->cur, &head);
     if (p->upgrade) {
         /* Refused at the head: otherwise llhttp stops at the upgrade and the client would see
          * the answer to this request followed by an error about the bytes after it. */
-        fl_http_error(c->cur, 400, "upgrade_not_supported", "CONNECT and protocol upgrades are not supported");
-        c->cur->close_after = 1;
+        fl_reply_error(&c->cur->req, 400, "upgrade_not_supported", "CONNECT and protocol upgrades are not supported");
+        c->cur->req.close_after = 1;
         return HPE_USER;
     }
-    c->body = fl_http_start(c->cur, &head);
+    c->body = fl_http_start(c->cs->http, &c->cur->req, &head);
     if (c->body == FL_BODY_REFUSE)
         return HPE_USER;
     /* 100 Continue only when it is the next thing the client will read. */
-    if (c->expect_continue && c->body == FL_BODY_READ && head.content_length > 0 && !c->q_head &&
+    if (c->expect_continue && c->body == FL_BODY_READ && head.content_length > 0 && fl_list_empty(&c->q) &&
         c->out_off == c->out_len) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         if (out_append(c, cont, sizeof cont - 1) == 0)
@@ -575,27 +653,27 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     fl_conn *c = conn_of(p);
     if (c->body == FL_BODY_READ)
-        fl_http_body(c->cur, at, len);
+        fl_http_body(&c->cur->req, at, len);
     return 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     fl_conn *c = conn_of(p);
-    fl_req *req = c->cur;
+    conn_req *r = c->cur;
     c->cur = NULL;
     c->in_message = 0;
-    c->last_active = ev_now(c->srv->loop);
-    c->srv->metrics.requests++;
-    int keep_alive = req->keep_alive && !c->srv->stopping;
+    c->last_active = ev_now(c->cs->loop);
+    c->cs->metrics->requests++;
+    int keep_alive = r->req.keep_alive && !c->cs->stopping;
     if (!keep_alive)
-        req->close_after = 1;
-    queue_push(c, req);
-    fl_http_complete(req);
+        r->req.close_after = 1;
+    queue_push(c, r);
+    fl_http_complete(&r->req);
     if (!keep_alive)
-        c->stop_parse = 1;
-    else if (over_limits(c))
-        c->paused = 1;
+        raise_state(c, FL_CONN_LAST);
+    else if (c->state == FL_CONN_READING && over_limits(c))
+        c->state = FL_CONN_PAUSED;
     /* Always stop at the end of a message: the next head is checked before llhttp sees it. */
     c->in_head = 1;
     fl_headcheck_init(&c->check);
@@ -606,19 +684,19 @@ static int on_message_complete(llhttp_t *p)
  * why (if not NULL) is the head check's reason, else llhttp's error tells. */
 static void parse_failed(fl_conn *c, llhttp_errno_t err, const char *why)
 {
-    fl_req *req = c->cur;
+    conn_req *r = c->cur;
     c->cur = NULL;
-    if (!req && !(req = req_new(c))) {
-        c->stop_parse = 1;
+    if (!r && !(r = req_new(c))) {
         conn_gone(c);
         return;
     }
+    fl_req *req = &r->req;
     if (!req->resp && !req->err_status) {
         if (why)
-            fl_http_error(req, 400, "bad_request", "malformed HTTP request: %s", why);
+            fl_reply_error(req, 400, "bad_request", "malformed HTTP request: %s", why);
         else
-            fl_http_error(req, 400, "bad_request", "malformed HTTP request: %s (%s)", llhttp_errno_name(err),
-                          llhttp_get_error_reason(&c->parser));
+            fl_reply_error(req, 400, "bad_request", "malformed HTTP request: %s (%s)", llhttp_errno_name(err),
+                           llhttp_get_error_reason(&c->parser));
     }
     if (req->job) {
         fl_job_free(req->job);
@@ -626,9 +704,9 @@ static void parse_failed(fl_conn *c, llhttp_errno_t err, const char *why)
     }
     req->close_after = 1;
     c->in_message = 0;
-    c->stop_parse = 1;
-    queue_push(c, req);
-    fl_conn_reply_ready(req);
+    raise_state(c, FL_CONN_LAST);
+    queue_push(c, r);
+    req_ready(req);
 }
 
 /* Keeps input that arrived past a pause, to parse when the replies have drained. */
@@ -637,7 +715,6 @@ static void keep_rest(fl_conn *c, const char *data, size_t len)
     char *r = malloc(len);
     if (!r) {
         fl_log(LOG_ERR, "peer %s: out of memory holding pipelined input; closing", c->peer);
-        c->stop_parse = 1;
         conn_gone(c);
         return;
     }
@@ -651,7 +728,7 @@ static void keep_rest(fl_conn *c, const char *data, size_t len)
  * each head is checked from its first byte and back-pressure applies between requests. */
 static void parse(fl_conn *c, const char *data, size_t len)
 {
-    while (len > 0 && !c->stop_parse && !c->paused) {
+    while (len > 0 && c->state == FL_CONN_READING) {
         size_t n = len;
         if (c->in_head) {
             int done;
@@ -675,7 +752,7 @@ static void parse(fl_conn *c, const char *data, size_t len)
         data += n;
         len -= n;
     }
-    if (len > 0 && c->paused && !c->stop_parse)
+    if (len > 0 && c->state == FL_CONN_PAUSED)
         keep_rest(c, data, len);
 }
 
@@ -686,7 +763,7 @@ static void resume_parsing(fl_conn *c)
     size_t len = c->rest_len;
     c->rest = NULL;
     c->rest_len = 0;
-    c->paused = 0;
+    c->state = FL_CONN_READING;
     c->in_read = 1;
     parse(c, rest, len);
     c->in_read = 0;
@@ -698,18 +775,13 @@ static void resume_parsing(fl_conn *c)
 
 static void stop_reading(fl_conn *c)
 {
-    if (c->reading) {
-        ev_io_stop(c->srv->loop, &c->rio);
-        c->reading = 0;
-    }
+    ev_io_stop(c->cs->loop, &c->rio);
 }
 
 static void start_reading(fl_conn *c)
 {
-    if (!c->reading && !c->eof && !c->gone) {
-        ev_io_start(c->srv->loop, &c->rio);
-        c->reading = 1;
-    }
+    if (!ev_is_active(&c->rio) && !peer_closed(c))
+        ev_io_start(c->cs->loop, &c->rio);
 }
 
 /* The input ended (FIN, reset, deadline) inside a request: it is never enqueued (D4). */
@@ -717,9 +789,9 @@ static void drop_partial(fl_conn *c, const char *why)
 {
     if (!c->in_message)
         return;
-    c->srv->metrics.requests_truncated++;
+    c->cs->metrics->requests_truncated++;
     fl_log(LOG_INFO, "peer %s: request cut short (%s); nothing enqueued", c->peer, why);
-    fl_req_free(c->cur);
+    req_free(c->cur);
     c->cur = NULL;
     c->in_message = 0;
 }
@@ -733,13 +805,13 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         ssize_t n = recv(c->fd, read_buf, sizeof read_buf, 0);
         if (n > 0) {
             c->last_active = ev_now(loop);
-            if (!c->lingering)
+            if (c->state != FL_CONN_LINGERING)
                 parse(c, read_buf, (size_t)n);
-            if (c->paused)
+            if (c->state == FL_CONN_PAUSED)
                 break;
             /* A short read has drained the socket. Reading again costs a syscall per request
              * on keep-alive connections; it pays only when the client announced its close. */
-            if ((size_t)n < sizeof read_buf && !c->stop_parse)
+            if ((size_t)n < sizeof read_buf && c->state == FL_CONN_READING)
                 break;
             continue;
         }
@@ -757,7 +829,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_gone(c);
         break;
     }
-    if (c->eof || c->gone)
+    if (peer_closed(c))
         tell_waiting(c);
     c->in_read = 0;
     conn_flush(c);
@@ -769,14 +841,14 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 /* When the deadline timer should next act, or 0 when no deadline applies (waiting on the store). */
 static ev_tstamp conn_deadline(const fl_conn *c)
 {
-    const fl_config *cfg = c->srv->cfg;
-    if (c->lingering)
+    const fl_config *cfg = c->cs->cfg;
+    if (c->state == FL_CONN_LINGERING)
         return c->linger_start + FL_LINGER_MAX;
     if (c->in_message)
         return c->msg_start + cfg->read_timeout;
     if (c->out_off < c->out_len)
         return c->write_start + cfg->idle_timeout;
-    if (c->q_head || c->eof)
+    if (!fl_list_empty(&c->q) || c->eof)
         return 0;
     return c->last_active + cfg->idle_timeout;
 }
@@ -788,7 +860,7 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp at = conn_deadline(c);
     ev_tstamp now = ev_now(loop);
     if (at == 0) {
-        ev_timer_set(w, c->srv->cfg->read_timeout, 0.);
+        ev_timer_set(w, c->cs->cfg->read_timeout, 0.);
         ev_timer_start(loop, w);
         return;
     }
@@ -803,11 +875,10 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->out_off < c->out_len) {
         /* Its replies never left: the 202s among them were not delivered. */
         fl_log(LOG_WARNING, "peer %s: took none of %zu reply bytes for %gs; closing", c->peer,
-               c->out_len - c->out_off, c->srv->cfg->idle_timeout);
+               c->out_len - c->out_off, c->cs->cfg->idle_timeout);
         conn_gone(c);
     }
-    c->srv->metrics.acks_unknown += c->n_acks;
-    c->n_acks = 0;
+    acks_settle(c, c->n_acks, FL_ACK_UNKNOWN);
     conn_close(c);
 }
 
@@ -817,14 +888,14 @@ static void deadline_arm(fl_conn *c)
     ev_tstamp at = conn_deadline(c);
     if (at == 0)
         return;
-    ev_tstamp in = at - ev_now(c->srv->loop);
+    ev_tstamp in = at - ev_now(c->cs->loop);
     if (in < 0)
         in = 0;
-    if (ev_is_active(&c->deadline) && ev_timer_remaining(c->srv->loop, &c->deadline) <= in)
+    if (ev_is_active(&c->deadline) && ev_timer_remaining(c->cs->loop, &c->deadline) <= in)
         return;
-    ev_timer_stop(c->srv->loop, &c->deadline);
+    ev_timer_stop(c->cs->loop, &c->deadline);
     ev_timer_set(&c->deadline, in, 0.);
-    ev_timer_start(c->srv->loop, &c->deadline);
+    ev_timer_start(c->cs->loop, &c->deadline);
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -832,19 +903,19 @@ static void deadline_arm(fl_conn *c)
 /* Decides what the connection does next, after any event. */
 static void conn_progress(fl_conn *c)
 {
-    while (c->paused && !c->in_read && !c->gone && !over_limits(c))
+    while (c->state == FL_CONN_PAUSED && !c->in_read && !over_limits(c))
         resume_parsing(c);
-    if (c->gone) {
+    if (c->state == FL_CONN_GONE) {
         conn_close(c);
         return;
     }
-    int idle = !c->q_head && c->out_off == c->out_len;
-    if (c->lingering) {
+    int idle = fl_list_empty(&c->q) && c->out_off == c->out_len;
+    if (c->state == FL_CONN_LINGERING) {
         if (c->eof)
             conn_close(c);
         return;
     }
-    if ((c->eof || c->closing) && idle && !c->in_message) {
+    if ((c->eof || c->state == FL_CONN_CLOSING) && idle && !c->in_message) {
         if (c->n_acks) {
             stop_reading(c);
             verdict_start(c);
@@ -855,97 +926,107 @@ static void conn_progress(fl_conn *c)
             return;
         }
         /* Our final reply is out and the client may still be sending: shut our side, drain
-         * its input for a bounded time, then close, so it can read the reply (D8). */
+         * its input for a bounded time, then close, so it can read the reply. */
         shutdown(c->fd, SHUT_WR);
-        c->lingering = 1;
-        c->linger_start = ev_now(c->srv->loop);
+        c->state = FL_CONN_LINGERING;
+        c->linger_start = ev_now(c->cs->loop);
         start_reading(c);
         deadline_arm(c);
         return;
     }
     if (c->eof)
         stop_reading(c);
-    else if (c->stop_parse)   /* no more requests; a waiting one must still see the client leave */
-        has_waiting(c) ? start_reading(c) : stop_reading(c);
-    else if (c->paused)
+    else if (c->state == FL_CONN_LAST || c->state == FL_CONN_CLOSING)
+        has_waiting(c) ? start_reading(c) : stop_reading(c);   /* a waiting one must still see the client leave */
+    else if (c->state == FL_CONN_PAUSED)
         stop_reading(c);
     else
         start_reading(c);
     deadline_arm(c);
 }
 
-void fl_conn_reply_ready(fl_req *req)
+/* req->ready: the layers above set req's reply, or req began to wait. */
+static void req_ready(fl_req *req)
 {
-    fl_conn *c = req->conn;
+    conn_req *r = conn_req_of(req);
+    fl_conn *c = r->conn;
     if (!c) {
-        fl_req_free(req);
+        if (req->resp)
+            drop_reply(r->cs, r);
+        req_free(r);
         return;
     }
-    count_reply(c, req);
+    count_reply(c, r);
     /* Replies that complete inside the parser wait for the end of the read burst, and a
      * reply behind one still waiting for its commit waits for that one. */
-    if (c->in_read || req != c->q_head)
+    if (c->in_read || r != q_first(c))
         return;
     conn_flush(c);
     conn_progress(c);
 }
 
-void fl_conn_shutdown(fl_conn *c)
+/* Asks c to close once its in-flight requests are answered (graceful stop). */
+static void conn_shutdown(fl_conn *c)
 {
-    if (!c->in_message && !c->q_head) {
-        c->closing = 1;
-        c->stop_parse = 1;
-    }
+    if (!c->in_message && fl_list_empty(&c->q))
+        raise_state(c, FL_CONN_CLOSING);
     conn_progress(c);
 }
 
-static void conn_close(fl_conn *c)
+/* Frees c and what it holds; its queue must be empty. */
+static void conn_release(fl_conn *c)
 {
-    fl_server *srv = c->srv;
-    ev_io_stop(srv->loop, &c->rio);
-    ev_io_stop(srv->loop, &c->wio);
-    ev_timer_stop(srv->loop, &c->deadline);
-    ev_timer_stop(srv->loop, &c->verdict);
-    /* Requests still waiting for the store finish without us; their 202 can't be delivered. */
-    while (c->q_head) {
-        fl_req *req = queue_pop(c);
-        req->conn = NULL;
-        if (req->resp) {
-            if (req->ack_id)
-                fl_http_abort_ack(srv, req->ack_id);
-            fl_req_free(req);
-        } else {
-            fl_http_client_gone(req);   /* frees a waiting request; a committing one is freed by its callback */
-        }
-    }
-    fl_req_free(c->cur);
+    req_free(c->cur);
     free(c->rest);
     close(c->fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->n_conns--;
+    fl_list_remove(&c->node);
+    c->cs->metrics->connections_open--;
     free(c->head);
     free(c->out);
     free(c->acks);
     free(c);
-    fl_server_conn_closed(srv);
 }
 
-int fl_conn_new(fl_server *srv, int fd, int is_unix, const char *peer)
+static void stop_watchers(fl_conn *c)
+{
+    ev_io_stop(c->cs->loop, &c->rio);
+    ev_io_stop(c->cs->loop, &c->wio);
+    ev_timer_stop(c->cs->loop, &c->deadline);
+    ev_timer_stop(c->cs->loop, &c->verdict);
+}
+
+static void conn_close(fl_conn *c)
+{
+    fl_conns *cs = c->cs;
+    stop_watchers(c);
+    /* Requests still waiting for the store finish without us; their 202 can't be delivered. */
+    while (!fl_list_empty(&c->q)) {
+        conn_req *r = queue_pop(c);
+        r->conn = NULL;
+        r->req.gone = 1;
+        if (r->req.resp) {
+            drop_reply(cs, r);
+            req_free(r);
+        } else {
+            fl_http_client_gone(&r->req);   /* frees a waiting request; a committing one is freed by its callback */
+        }
+    }
+    conn_release(c);
+    cs->on_closed(cs->arg);
+}
+
+int fl_conn_new(fl_conns *cs, int fd, int is_unix, const char *peer)
 {
     fl_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
         return -ENOMEM;
     }
-    c->srv = srv;
+    c->cs = cs;
     c->fd = fd;
     c->is_unix = is_unix;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
+    fl_list_init(&c->q);
     llhttp_settings_init(&c->settings);
     c->settings.on_message_begin = on_message_begin;
     c->settings.on_url = on_url;
@@ -963,14 +1044,52 @@ int fl_conn_new(fl_server *srv, int fd, int is_unix, const char *peer)
     ev_init(&c->deadline, deadline_cb);
     ev_init(&c->verdict, verdict_cb);
     c->rio.data = c->wio.data = c->deadline.data = c->verdict.data = c;
-    c->last_active = ev_now(srv->loop);
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->n_conns++;
-    srv->metrics.connections_accepted++;
+    c->last_active = ev_now(cs->loop);
+    fl_list_push_head(&cs->all, &c->node);
+    cs->metrics->connections_open++;
+    cs->metrics->connections_accepted++;
     start_reading(c);
     deadline_arm(c);
     return 0;
+}
+
+/* ---------------------------------------------------------------- all connections */
+
+int fl_conns_new(fl_conns **out, struct ev_loop *loop, const fl_config *cfg, fl_metrics *metrics, fl_http *http,
+                 fl_ack *ack, void (*on_closed)(void *arg), void *arg)
+{
+    fl_conns *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return -ENOMEM;
+    *cs = (fl_conns){ .loop = loop, .cfg = cfg, .metrics = metrics, .http = http, .ack = ack,
+                      .on_closed = on_closed, .arg = arg };
+    fl_list_init(&cs->all);
+    *out = cs;
+    return 0;
+}
+
+void fl_conns_stop(fl_conns *cs) { cs->stopping = 1; }
+
+void fl_conns_shutdown(fl_conns *cs)
+{
+    fl_list *pos, *tmp;
+    fl_list_each(pos, tmp, &cs->all)
+        conn_shutdown(fl_list_entry(pos, fl_conn, node));
+}
+
+int fl_conns_empty(const fl_conns *cs) { return fl_list_empty(&cs->all); }
+
+void fl_conns_free(fl_conns *cs)
+{
+    if (!cs)
+        return;
+    fl_list *pos, *tmp;
+    fl_list_each(pos, tmp, &cs->all) {
+        fl_conn *c = fl_list_entry(pos, fl_conn, node);
+        stop_watchers(c);
+        while (!fl_list_empty(&c->q))
+            req_free(queue_pop(c));
+        conn_release(c);
+    }
+    free(cs);
 }

@@ -1,38 +1,50 @@
-/* conn.h — one accepted client connection: a state machine that reads and parses HTTP/1.1
+/* conn.h — the client connections: each a state machine that reads and parses HTTP/1.1
  * (llhttp), hands complete requests to http.c, writes replies in request order, and decides
- * for every 202 whether it reached the client (SOCKETS.md D3–D10).
+ * for every 202 whether it reached the client (the verdict goes to ack.c).
  *
  * DESIGN. Bytes are read until EAGAIN, EOF or reset and parsed at once, so every complete
  * request (pipelined ones too) is dispatched before an EOF or reset is acted on. EOF is never
  * an error: the connection stays open until its requests are committed and answered. After a
  * 202 goes out, its delivery is judged from the socket (SIOCOUTQ: bytes the peer has not
  * acknowledged; TCP_INFO state CLOSE or a send error: the peer is gone), right after the send
- * and then on a short timer, never on a read watcher (after a FIN the fd stays readable). */
+ * and then on a short timer, never on a read watcher (after a FIN the fd stays readable).
+ * Requests reach http.c through fl_http_start/body/complete and come back through req->ready;
+ * http.c never sees a connection. Loop thread only. */
 #ifndef FL_CONN_H
 #define FL_CONN_H
 
+#include <ev.h>
+#include "ack.h"
+#include "config.h"
 #include "http.h"
-#include "server.h"
+#include "metrics.h"
 
-/* fl_conn_new takes fd (an accepted, non-blocking socket) and starts serving it; 0, or a
+typedef struct fl_conns fl_conns;
+
+/* fl_conns_new makes the set of connections of one server: they run on loop under cfg's
+ * [server] limits, count into metrics, hand requests to http and 202 verdicts to ack (all
+ * borrowed, outliving the set); on_closed(arg) runs after each connection is gone (a graceful
+ * stop may be complete). 0 or -ENOMEM. */
+int fl_conns_new(fl_conns **out, struct ev_loop *loop, const fl_config *cfg, fl_metrics *metrics, fl_http *http,
+                 fl_ack *ack, void (*on_closed)(void *arg), void *arg);
+
+/* fl_conn_new takes fd (an accepted, non-blocking socket) and starts serving it in cs; 0, or a
  * negative errno (fd is closed then). peer is copied, for logs. */
-int fl_conn_new(fl_server *srv, int fd, int is_unix, const char *peer);
+int fl_conn_new(fl_conns *cs, int fd, int is_unix, const char *peer);
 
-/* fl_conn_reply_ready tells req's connection that req->resp is set; it writes what it can.
- * If req->conn is NULL (the client is gone) the request is freed instead. */
-void fl_conn_reply_ready(fl_req *req);
+/* fl_conns_stop begins a graceful stop: every request parsed from now on closes its
+ * connection after its reply. */
+void fl_conns_stop(fl_conns *cs);
 
-/* fl_conn_shutdown asks c to close once its in-flight requests are answered (graceful stop). */
-void fl_conn_shutdown(fl_conn *c);
+/* fl_conns_shutdown asks every connection to close once its in-flight requests are answered. */
+void fl_conns_shutdown(fl_conns *cs);
 
-/* fl_conn_peer_closed returns 1 once c's client has sent FIN or reset the connection. */
-int fl_conn_peer_closed(const fl_conn *c);
+/* fl_conns_empty returns 1 when no connection is open. */
+int fl_conns_empty(const fl_conns *cs);
 
-/* fl_conn_ack_pending returns 1 if the 202 of job id on c is not yet judged delivered or not
- * (queued, unsent, or sent and waiting for its verdict). */
-int fl_conn_ack_pending(fl_conn *c, int64_t id);
-
-/* fl_conn_next returns the connection after c in the server's list (for iteration). */
-fl_conn *fl_conn_next(const fl_conn *c);
+/* fl_conns_free releases cs and every connection still open (left by a stop that gave up on
+ * them), without a word to their clients; only after the store is closed, when no request
+ * waits for anything. NULL is a no-op. */
+void fl_conns_free(fl_conns *cs);
 
 #endif

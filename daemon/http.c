@@ -1,98 +1,42 @@
-/* http.c — routes of the HTTP API v1 (DESIGN.md), their validation, the store operation behind
- * each, and the bytes of every reply. No socket I/O here: conn.c writes what this prepares. */
+/* http.c — routes of the HTTP API v1, their auth and validation, and the store operation behind
+ * each (see http.h). No socket I/O and no reply bytes here: reply.c writes them, the
+ * connection sends them. */
 #include "http.h"
 
 #include <errno.h>
 #include <llhttp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "callback.h"
-#include "conn.h"
 #include "log.h"
-#include "mirror.h"
-#include "sched.h"
+#include "reply.h"
 
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
 
-/* ---------------------------------------------------------------- replies */
+struct fl_http {
+    fl_http_env env;
+    const fl_config *cfg;        /* env.cfg */
+    int store_failing;           /* the errno of the last store failure logged; 0 = working */
+    int stopping;
+};
 
-static const char *reason(int status)
+int fl_http_new(fl_http **out, const fl_http_env *env)
 {
-    switch (status) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
-    }
+    fl_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    h->env = *env;
+    h->cfg = env->cfg;
+    *out = h;
+    return 0;
 }
 
-/* Sets req's reply: status line, headers and body in one buffer, so it leaves in one send. */
-static void reply(fl_req *req, int status, const char *ctype, const char *extra,
-                  const char *body, size_t body_len)
-{
-    free(req->resp);
-    const char *conn = (req->close_after || !req->keep_alive) ? "Connection: close\r\n" : "";
-    char head[512];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, reason(status), ctype, body_len, extra ? extra : "", conn);
-    if (n < 0 || (size_t)n >= sizeof head)
-        n = 0;   /* cannot happen with our fixed headers; an empty reply beats a bad one */
-    req->resp = malloc((size_t)n + body_len);
-    if (!req->resp) {
-        /* Out of memory for a reply: a static minimal one keeps the connection's order intact. */
-        static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        req->resp = strdup(oom);
-        req->resp_len = req->resp ? sizeof oom - 1 : 0;
-        req->resp_status = 503;
-        req->close_after = 1;
-        req->ack_id = 0;
-        return;
-    }
-    memcpy(req->resp, head, (size_t)n);
-    memcpy(req->resp + n, body, body_len);
-    req->resp_len = (size_t)n + body_len;
-    req->resp_status = status;
-}
+void fl_http_stop(fl_http *h) { h->stopping = 1; }
 
-static void reply_json(fl_req *req, int status, json_t *obj, const char *extra)
-{
-    char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-    json_decref(obj);
-    if (!body) {
-        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
-        return;
-    }
-    reply(req, status, "application/json", extra, body, strlen(body));
-    free(body);
-}
-
-void fl_http_error(fl_req *req, int status, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(req->err_msg, sizeof req->err_msg, fmt, ap);
-    va_end(ap);
-    req->err_status = status;
-    req->err_code = code;
-    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", req->err_msg);
-    const char *extra = NULL;
-    if (status == 405)
-        extra = req->route == FL_ROUTE_LIST ? "Allow: GET\r\n" : "Allow: GET, DELETE\r\n";
-    reply_json(req, status, o, extra);
-}
+void fl_http_free(fl_http *h) { free(h); }
 
 /* ---------------------------------------------------------------- request head */
 
@@ -116,7 +60,7 @@ static int token_equal(const char *a, size_t alen, const char *b, size_t blen)
 
 static int authorized(const fl_req *req, const fl_http_head *h)
 {
-    const char *token = req->srv->cfg->token;
+    const char *token = req->http->cfg->token;
     if (!token)
         return 1;
     const fl_http_header *a = find_header(h, FL_HDR_AUTH);
@@ -131,11 +75,11 @@ static fl_body_action head_error(fl_req *req, const fl_http_head *h, int status,
                                  const char *msg)
 {
     fl_body_action a = FL_BODY_DISCARD;
-    if (h->chunked || h->content_length > req->srv->cfg->max_payload) {
+    if (h->chunked || h->content_length > req->http->cfg->max_payload) {
         a = FL_BODY_REFUSE;
         req->close_after = 1;
     }
-    fl_http_error(req, status, code, "%s", msg);
+    fl_reply_error(req, status, code, "%s", msg);
     return a;
 }
 
@@ -172,18 +116,18 @@ static int parse_attached(fl_req *req, const fl_http_head *h, char *msg, size_t 
 /* Copies option header values into the job allocation and sets its fields. */
 static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const char *type, size_t type_len)
 {
-    const fl_config *cfg = req->srv->cfg;
+    const fl_config *cfg = req->http->cfg;
     char msg[160];
     if (h->chunked) {
         req->close_after = 1;
-        fl_http_error(req, 411, "length_required", "Content-Length required; chunked bodies are not accepted");
+        fl_reply_error(req, 411, "length_required", "Content-Length required; chunked bodies are not accepted");
         return FL_BODY_REFUSE;
     }
     if (h->content_length > cfg->max_payload) {
         snprintf(msg, sizeof msg, "payload of %llu bytes exceeds max_payload %zu",
                  (unsigned long long)h->content_length, cfg->max_payload);
         req->close_after = 1;
-        fl_http_error(req, 413, "payload_too_large", "%s", msg);
+        fl_reply_error(req, 413, "payload_too_large", "%s", msg);
         return FL_BODY_REFUSE;
     }
     if (!h->has_content_length)
@@ -216,7 +160,7 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
     fl_job *job = fl_job_new(&sz);
     if (!job) {
         req->close_after = 1;
-        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
+        fl_reply_error(req, 503, "out_of_memory", "the server is out of memory");
         return FL_BODY_REFUSE;
     }
     memcpy(job->type, type, type_len);
@@ -316,16 +260,17 @@ static fl_body_action start_list(fl_req *req, const fl_http_head *h, const char 
 static fl_body_action no_body(fl_req *req, const fl_http_head *h, fl_req_route route)
 {
     req->route = route;
-    if (h->chunked || h->content_length > req->srv->cfg->max_payload) {
+    if (h->chunked || h->content_length > req->http->cfg->max_payload) {
         req->close_after = 1;
-        fl_http_error(req, 413, "payload_too_large", "this route takes no body");
+        fl_reply_error(req, 413, "payload_too_large", "this route takes no body");
         return FL_BODY_REFUSE;
     }
     return FL_BODY_DISCARD;
 }
 
-fl_body_action fl_http_start(fl_req *req, const fl_http_head *h)
+fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
 {
+    req->http = http;
     if (!authorized(req, h))
         return head_error(req, h, 401, "unauthorized", "missing or wrong bearer token");
     const char *path = h->url;
@@ -376,214 +321,52 @@ void fl_http_body(fl_req *req, const char *data, size_t len)
 /* ---------------------------------------------------------------- store results */
 
 /* Answers 503 if result is a store failure (what the store found is in op->answer, never here);
- * any other result means the store works again. srv->store_failing holds the errno last
- * logged: one line per outage and cause, not one per request, so every 503 has its cause in
- * the log. */
+ * any other result means the store works again. store_failing holds the errno last logged:
+ * one line per outage and cause, not one per request, so every 503 has its cause in the log. */
 static int store_failed(fl_req *req, int result)
 {
-    fl_server *srv = req->srv;
+    fl_http *h = req->http;
     if (result >= 0) {
-        if (srv->store_failing) {
-            srv->store_failing = 0;
+        if (h->store_failing) {
+            h->store_failing = 0;
             fl_log(LOG_INFO, "store: writing again");
         }
         return 0;
     }
-    srv->metrics.store_errors++;
-    if (srv->store_failing != result) {
-        srv->store_failing = result;
+    h->env.metrics->store_errors++;
+    if (h->store_failing != result) {
+        h->store_failing = result;
         fl_log(LOG_ERR, "store: %s; answering 503 until it recovers", strerror(-result));
     }
-    fl_http_error(req, 503, "store_unavailable", "the job store failed: %s", strerror(-result));
+    fl_reply_error(req, 503, "store_unavailable", "the job store failed: %s", strerror(-result));
     return 1;
-}
-
-/* ---------------------------------------------------------------- attached mode */
-
-/* The usual 202 of a submit: the job is committed and will run. */
-static void reply_accepted(fl_req *req, int64_t id, fl_state state)
-{
-    char body[160], loc[64 + FL_ID_MAX];
-    snprintf(loc, sizeof loc, "Location: %s/%lld\r\n", FL_PROTO_JOBS_PATH, (long long)id);
-    int n = snprintf(body, sizeof body, "{\"id\":\"%lld\",\"state\":\"%s\"}", (long long)id,
-                     fl_proto_state_name(state));
-    reply(req, 202, "application/json", loc, body, (size_t)n);
-    if (req->resp_status == 202)
-        req->ack_id = id;
-    if (!req->conn && req->ack_id) {
-        fl_http_abort_ack(req->srv, req->ack_id);
-        req->ack_id = 0;
-    }
-}
-
-static void wait_end(fl_req *req)
-{
-    fl_server *srv = req->srv;
-    ev_timer_stop(srv->loop, &req->wait_timer);
-    if (req->w_prev)
-        req->w_prev->w_next = req->w_next;
-    else
-        srv->waiters = req->w_next;
-    if (req->w_next)
-        req->w_next->w_prev = req->w_prev;
-    req->w_prev = req->w_next = NULL;
-    req->waiting = 0;
-}
-
-/* The wait ran out (or the daemon stops): the usual 202, judged for delivery as always. */
-static void wait_expired(fl_req *req)
-{
-    wait_end(req);
-    reply_accepted(req, req->id, req->last_state);
-    fl_conn_reply_ready(req);
-}
-
-static void wait_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    wait_expired(w->data);
-}
-
-static void gone_cancel_done(fl_store_op *op)
-{
-    fl_server *srv = op->udata;
-    int64_t id = op->u.cancel.id;
-    if (op->result == 0 && op->answer == FL_STORE_RUNNING) {
-        /* Running: stopped, then it ends cancelled. Not running here means its attempt is
-         * ending right now (its outcome is being recorded): it ends as that outcome says. */
-        if (fl_sched_cancel(srv->sched, id) < 0)
-            fl_log(LOG_INFO, "job %lld: its attempt was already ending; not cancelled", (long long)id);
-    } else if (op->result < 0) {
-        fl_log(LOG_WARNING, "job %lld: could not cancel it for its departed client: %s", (long long)id,
-               strerror(-op->result));
-    }
-    fl_job_free(op->u.cancel.job);
-    free(op);
-}
-
-/* The client of a waiting submit left: the job goes on marked ABORTED, or is cancelled
- * (Fling-On-Disconnect: cancel) — PHP's ignore_user_abort, chosen per request. The status bit
- * is pushed first, so the cancelled row and its abort callback carry it. */
-static void apply_gone_policy(fl_server *srv, int64_t id, int cancel)
-{
-    fl_http_abort_ack(srv, id);
-    if (!cancel)
-        return;
-    fl_log(LOG_INFO, "job %lld: its waiting client left; cancelling it (%s: cancel)", (long long)id,
-           FL_HDR_ON_DISCONNECT);
-    fl_store_op *op = calloc(1, sizeof *op);
-    if (!op) {
-        fl_log(LOG_WARNING, "job %lld: out of memory cancelling it for its departed client", (long long)id);
-        return;
-    }
-    fl_store_cancel(srv->store, op, id, fl_job_now_ms(), gone_cancel_done, srv);
-}
-
-/* The client of an attached submit left: apply its choice, and answer 202 (then close) on a
- * connection that is still there, or free the request of one that is gone. */
-static void client_left(fl_req *req)
-{
-    apply_gone_policy(req->srv, req->id, req->cancel_on_gone);
-    if (!req->conn) {
-        fl_req_free(req);
-        return;
-    }
-    req->close_after = 1;
-    reply_accepted(req, req->id, req->last_state);
-    req->ack_id = 0;   /* already marked ABORTED above */
-    fl_conn_reply_ready(req);
-}
-
-/* A committed submit with Prefer: wait: hold the reply until the job ends or the time runs out. */
-static void wait_begin(fl_req *req, const fl_job *job)
-{
-    fl_server *srv = req->srv;
-    req->id = job->id;
-    req->last_state = job->state;
-    if (!req->conn || fl_conn_peer_closed(req->conn)) {
-        client_left(req);
-        return;
-    }
-    if (srv->stopping) {   /* no waiting through a graceful stop */
-        reply_accepted(req, job->id, job->state);
-        fl_conn_reply_ready(req);
-        return;
-    }
-    req->waiting = 1;
-    req->w_next = srv->waiters;
-    if (srv->waiters)
-        srv->waiters->w_prev = req;
-    srv->waiters = req;
-    ev_timer_init(&req->wait_timer, wait_timer_cb, req->wait_secs, 0.);
-    req->wait_timer.data = req;
-    ev_timer_start(srv->loop, &req->wait_timer);
-    fl_conn_reply_ready(req);   /* no reply yet: the connection keeps watching for the client leaving */
-}
-
-void fl_http_job_changed(fl_server *srv, const fl_job *job)
-{
-    for (fl_req *req = srv->waiters, *next; req; req = next) {
-        next = req->w_next;
-        if (req->id != job->id)
-            continue;
-        req->last_state = job->state;
-        if (!fl_proto_state_terminal(job->state))
-            continue;
-        wait_end(req);
-        char extra[160];
-        snprintf(extra, sizeof extra, "Location: %s/%lld\r\n%s: wait=%d\r\n", FL_PROTO_JOBS_PATH,
-                 (long long)job->id, FL_HDR_PREF_APPLIED, req->wait_secs);
-        reply_json(req, 200, fl_job_to_json(job), extra);
-        fl_conn_reply_ready(req);
-    }
-}
-
-void fl_http_client_gone(fl_req *req)
-{
-    if (!req->waiting)
-        return;
-    wait_end(req);
-    client_left(req);
-}
-
-void fl_http_stop_waiters(fl_server *srv)
-{
-    while (srv->waiters)
-        wait_expired(srv->waiters);
 }
 
 static void submit_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
-    fl_server *srv = req->srv;
-    /* The job is ours from here: wait_begin may answer and free req (a client that already
+    fl_http *h = req->http;
+    /* The job is ours from here: fl_wait_begin may answer and free req (a client that already
      * left), so req must not own it, nor be touched after that call. */
     fl_job *job = req->job;
     req->job = NULL;
     if (!store_failed(req, op->result)) {
-        char id[FL_ID_MAX], loc[64 + FL_ID_MAX], body[160];
-        snprintf(id, sizeof id, "%lld", (long long)job->id);
-        snprintf(loc, sizeof loc, "Location: %s/%s\r\n", FL_PROTO_JOBS_PATH, id);
-        int n;
         if (op->answer == FL_STORE_DUPLICATE) {
-            srv->metrics.jobs_duplicate++;
-            n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"%s\",\"duplicate\":true}", id,
-                         fl_proto_state_name(job->state));
-            reply(req, 200, "application/json", loc, body, (size_t)n);
+            h->env.metrics->jobs_duplicate++;
+            fl_reply_duplicate(req, job->id, job->state);
         } else {
-            srv->metrics.jobs_submitted++;
-            fl_sched_committed(srv->sched, job);
+            h->env.metrics->jobs_submitted++;
+            fl_sched_committed(h->env.sched, job);
             if (req->wait_secs > 0) {
-                wait_begin(req, job);
+                fl_wait_begin(h->env.wait, req, job);
                 fl_job_free(job);
                 return;
             }
-            reply_accepted(req, job->id, job->state);
+            fl_reply_accepted(req, job->id, job->state);
         }
     }
     fl_job_free(job);
-    fl_conn_reply_ready(req);
+    req->ready(req);
 }
 
 /* The callback deliveries of a job, for GET /v1/jobs/{id}. */
@@ -625,24 +408,42 @@ static json_t *job_with_deliveries(const fl_store_op *op)
 static void get_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
-    fl_job *job = req->route == FL_ROUTE_GET ? op->u.get.job : op->u.cancel.job;
     if (store_failed(req, op->result)) {
         /* the error reply is set */
     } else if (op->answer == FL_STORE_NOT_FOUND) {
-        fl_http_error(req, 404, "not_found", "no job %lld", (long long)req->id);
-    } else if (op->answer == FL_STORE_RUNNING && fl_sched_cancel(req->srv->sched, req->id) == 0) {
-        /* Running: it is being stopped and will end cancelled. */
-        reply_json(req, 202, fl_job_to_json(job), NULL);
-    } else if (op->answer == FL_STORE_ENDED || op->answer == FL_STORE_RUNNING) {
-        fl_http_error(req, 409, "not_cancellable", "job %lld is %s", (long long)req->id,
-                      job ? fl_proto_state_name(job->state) : "finished");
+        fl_reply_error(req, 404, "not_found", "no job %lld", (long long)req->id);
     } else {
-        reply_json(req, 200, req->route == FL_ROUTE_GET ? job_with_deliveries(op) : fl_job_to_json(job), NULL);
+        fl_reply_json(req, 200, job_with_deliveries(op), NULL);
     }
-    if (req->route == FL_ROUTE_GET)
-        fl_store_deliveries_free(op->u.get.deliveries, op->u.get.n_deliveries);
+    fl_store_deliveries_free(op->u.get.deliveries, op->u.get.n_deliveries);
+    fl_job_free(op->u.get.job);
+    req->ready(req);
+}
+
+static void cancel_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_job *job = op->u.cancel.job;
+    fl_cancel_result r = store_failed(req, op->result) ? FL_CANCEL_FAILED : fl_cancel_settle(req->http->env.cancel, op);
+    switch (r) {
+    case FL_CANCEL_FAILED:     /* the 503 is set */
+        break;
+    case FL_CANCEL_NOT_FOUND:
+        fl_reply_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+        break;
+    case FL_CANCEL_STOPPING:   /* running: it is being stopped and will end cancelled */
+        fl_reply_json(req, 202, fl_job_to_json(job), NULL);
+        break;
+    case FL_CANCEL_ENDED:
+        fl_reply_error(req, 409, "not_cancellable", "job %lld is %s", (long long)req->id,
+                       job ? fl_proto_state_name(job->state) : "finished");
+        break;
+    case FL_CANCEL_DONE:
+        fl_reply_json(req, 200, fl_job_to_json(job), NULL);
+        break;
+    }
     fl_job_free(job);
-    fl_conn_reply_ready(req);
+    req->ready(req);
 }
 
 static void list_done(fl_store_op *op)
@@ -664,174 +465,72 @@ static void list_done(fl_store_op *op)
             json_decref(arr);
             json_decref(next);
         }
-        reply_json(req, 200, o, NULL);
+        fl_reply_json(req, 200, o, NULL);
     }
     fl_store_list_free(op->u.list.jobs, op->u.list.n);
-    fl_conn_reply_ready(req);
-}
-
-static void reply_health(fl_req *req)
-{
-    fl_server *srv = req->srv;
-    json_t *o = json_pack("{s:s, s:i, s:i}", "status", srv->stopping ? "stopping" : "ok",
-                          "connections", (json_int_t)srv->n_conns,
-                          "store_pending", (json_int_t)fl_store_pending(srv->store));
-    reply_json(req, srv->stopping ? 503 : 200, o, NULL);
+    req->ready(req);
 }
 
 /* /metrics asks the store for the queue depth first, then renders everything at once. */
 static void metrics_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
-    fl_server *srv = req->srv;
-    fl_store_stats st;
-    fl_store_stats_get(srv->store, &st);
-    fl_sched_stats ss;
-    fl_sched_stats_get(srv->sched, &ss);
-    fl_metrics_gauges g = {
-        .connections_open = srv->n_conns, .store_pending = fl_store_pending(srv->store),
-        .store_commits = st.commits, .store_ops = st.ops, .store_failed_commits = st.failed_commits,
-        .jobs_running = ss.running, .attempts = ss.attempts, .succeeded = ss.succeeded, .failed = ss.failed,
-        .cancelled = ss.cancelled, .retried = ss.retried, .timed_out = ss.timed_out, .requeued = ss.requeued,
-    };
-    if (srv->mirror) {
-        fl_mirror_stats ms;
-        fl_mirror_stats_get(srv->mirror, &ms);
-        g.has_redis = 1;
-        g.redis_connected = ms.connected;
-        g.redis_lag_seconds = ms.lag_seconds;
-        g.redis_errors = ms.errors;
-        g.redis_dropped = ms.dropped;
-        g.redis_writes = ms.writes;
-    }
-    if (srv->callbacks) {
-        fl_callbacks_stats cs;
-        fl_callbacks_stats_get(srv->callbacks, &cs);
-        g.cb_delivered = cs.delivered;
-        g.cb_retried = cs.retried;
-        g.cb_failed = cs.failed;
-        g.cb_in_flight = cs.in_flight;
-    }
-    size_t n = srv->cfg->n_types;
-    fl_metrics_type *types = calloc(n ? n : 1, sizeof *types);
-    char *text = NULL;
     size_t len = 0;
-    if (types) {
-        fl_sched_type_metrics(srv->sched, types);
-        for (size_t i = 0; op->result == 0 && i < op->u.count.n; i++) {
-            const fl_store_count *c = &op->u.count.rows[i];
-            for (size_t k = 0; k < n; k++) {
-                if (strcmp(types[k].name, c->type) != 0)
-                    continue;
-                if (c->state == FL_STATE_QUEUED)
-                    types[k].queued = c->n;
-                else if (c->state == FL_STATE_SCHEDULED)
-                    types[k].scheduled = c->n;
-            }
-        }
-        text = fl_metrics_render(&srv->metrics, &g, types, n, &len);
-    }
-    free(types);
+    char *text = fl_stats_render(req->http->env.stats, op->result == 0 ? op->u.count.rows : NULL,
+                                 op->result == 0 ? op->u.count.n : 0, &len);
     free(op->u.count.rows);
     if (!text)
-        fl_http_error(req, 503, "out_of_memory", "the server is out of memory");
+        fl_reply_error(req, 503, "out_of_memory", "the server is out of memory");
     else
-        reply(req, 200, "text/plain; version=0.0.4", NULL, text, len);
+        fl_reply(req, 200, "text/plain; version=0.0.4", NULL, text, len);
     free(text);
-    fl_conn_reply_ready(req);
+    req->ready(req);
+}
+
+static void reply_health(fl_req *req)
+{
+    fl_http *h = req->http;
+    json_t *o = json_pack("{s:s, s:i, s:i}", "status", h->stopping ? "stopping" : "ok",
+                          "connections", (json_int_t)h->env.metrics->connections_open,
+                          "store_pending", (json_int_t)fl_store_pending(h->env.store));
+    fl_reply_json(req, h->stopping ? 503 : 200, o, NULL);
 }
 
 void fl_http_complete(fl_req *req)
 {
+    fl_store *store = req->http->env.store;
     if (req->resp) {   /* an error prepared at the head */
-        fl_conn_reply_ready(req);
+        req->ready(req);
         return;
     }
     switch (req->route) {
     case FL_ROUTE_SUBMIT:
-        fl_store_submit(req->srv->store, &req->op, req->job, submit_done, req);
+        fl_store_submit(store, &req->op, req->job, submit_done, req);
         return;
     case FL_ROUTE_GET:
-        fl_store_get(req->srv->store, &req->op, req->id, get_done, req);
+        fl_store_get(store, &req->op, req->id, get_done, req);
         return;
     case FL_ROUTE_CANCEL:
-        fl_store_cancel(req->srv->store, &req->op, req->id, fl_job_now_ms(), get_done, req);
+        fl_store_cancel(store, &req->op, req->id, fl_job_now_ms(), cancel_done, req);
         return;
     case FL_ROUTE_LIST:
-        fl_store_list(req->srv->store, &req->op, &req->list_query, list_done, req);
+        fl_store_list(store, &req->op, &req->list_query, list_done, req);
         return;
     case FL_ROUTE_HEALTH:
         reply_health(req);
         break;
     case FL_ROUTE_METRICS:
-        fl_store_count_jobs(req->srv->store, &req->op, 0, metrics_done, req);
+        fl_store_count_jobs(store, &req->op, 0, metrics_done, req);
         return;
     case FL_ROUTE_NONE:
-        fl_http_error(req, 404, "not_found", "no such route");
+        fl_reply_error(req, 404, "not_found", "no such route");
         break;
     }
-    fl_conn_reply_ready(req);
+    req->ready(req);
 }
 
-/* ---------------------------------------------------------------- ABORTED */
-
-/* An ABORTED bit on its way to the store, listed until committed (fl_http_status_pending). */
-struct fl_http_abort {
-    fl_store_op op;
-    fl_server *srv;
-    struct fl_http_abort *prev, *next;
-};
-
-static void abort_done(fl_store_op *op)
+void fl_http_client_gone(fl_req *req)
 {
-    struct fl_http_abort *a = (struct fl_http_abort *)op;
-    fl_server *srv = a->srv;
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        srv->aborts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
-    if (op->result < 0)
-        fl_log(LOG_WARNING, "job %lld: could not record status ABORTED: %s", (long long)op->u.set_status.id,
-               strerror(-op->result));
-    fl_job_free(op->u.set_status.job);
-    free(a);
-}
-
-void fl_http_abort_ack(fl_server *srv, int64_t id)
-{
-    srv->metrics.acks_aborted++;
-    struct fl_http_abort *a = calloc(1, sizeof *a);
-    if (!a) {
-        fl_log(LOG_WARNING, "job %lld: out of memory recording status ABORTED", (long long)id);
-        return;
-    }
-    a->srv = srv;
-    a->next = srv->aborts;
-    if (srv->aborts)
-        srv->aborts->prev = a;
-    srv->aborts = a;
-    fl_store_set_status(srv->store, &a->op, id, FL_STATUS_ABORTED, abort_done, a);
-}
-
-int fl_http_status_pending(fl_server *srv, int64_t id)
-{
-    /* Connections first: settling an ack there may push the bit onto srv->aborts. */
-    for (fl_conn *c = srv->conns; c; c = fl_conn_next(c))
-        if (fl_conn_ack_pending(c, id))
-            return 1;
-    for (const struct fl_http_abort *a = srv->aborts; a; a = a->next)
-        if (a->op.u.set_status.id == id)
-            return 1;
-    return 0;
-}
-
-void fl_req_free(fl_req *req)
-{
-    if (!req)
-        return;
-    fl_job_free(req->job);
-    free(req->resp);
-    free(req);
+    if (req->waiting)
+        fl_wait_client_gone(req->http->env.wait, req);
 }

@@ -36,6 +36,10 @@ typedef struct fl_job {
     size_t payload_len;
 } fl_job;
 
+/* The callback a committed change of a job is told through: job is borrowed for the call (its
+ * payload may be absent); event names the change ("submitted", "started", "cancelled", ...). */
+typedef void (*fl_job_changed_fn)(void *udata, const fl_job *job, const char *event);
+
 /* Byte sizes of the variable parts, for fl_job_new; a field of size (size_t)-1 is absent (NULL),
  * any other size gets that many bytes plus a NUL, zeroed. */
 typedef struct fl_job_sizes {

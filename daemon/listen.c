@@ -15,7 +15,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 
 /* When accept cannot get a descriptor or memory even with the spare one given up, accepting
@@ -26,7 +25,7 @@
 #define FL_BUSY_BODY "{\"error\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry shortly\"}"
 
 struct fl_listener {
-    fl_server *srv;
+    fl_listen_env env;
     int fd;
     int is_unix;
     char *path;          /* Unix socket file to unlink at close */
@@ -58,8 +57,8 @@ static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out,
 
 static void watch(fl_listener *l)
 {
-    if (!l->srv->stopping && !ev_is_active(&l->retry))
-        ev_io_start(l->srv->loop, &l->io);
+    if (!ev_is_active(&l->retry))
+        ev_io_start(l->env.loop, &l->io);
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -90,7 +89,7 @@ static void refuse(fl_listener *l, int fd, const char *peer, const char *why)
     (void)shutdown(fd, SHUT_WR);
     (void)recv(fd, sink, sizeof sink, MSG_DONTWAIT);
     close(fd);
-    l->srv->metrics.connections_refused++;
+    l->env.metrics->connections_refused++;
     log_refused(l, peer, why);
 }
 
@@ -118,7 +117,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     fl_listener *l = w->data;
-    fl_server *srv = l->srv;
+    const fl_listen_env *env = &l->env;
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
@@ -130,7 +129,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             if ((errno == EMFILE || errno == ENFILE) && refuse_with_spare(l))
                 continue;
-            srv->metrics.connections_refused++;
+            env->metrics->connections_refused++;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 fl_log(LOG_WARNING, "accept: %s; pausing accept for %.0f ms", strerror(errno), FL_ACCEPT_RETRY * 1000);
                 ev_io_stop(loop, w);
@@ -145,23 +144,23 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         peer_name(&ss, l->is_unix, peer, sizeof peer);
         /* Over the cap a client learns so at once: left in the backlog it would wait, silent,
          * for as long as the slowest connections hold their slots. */
-        if (srv->n_conns >= (size_t)srv->cfg->max_connections)
+        if (env->metrics->connections_open >= (size_t)env->cfg->max_connections)
             refuse(l, fd, peer, "max_connections reached");
-        else if (fl_conn_new(srv, fd, l->is_unix, peer) < 0) {
-            srv->metrics.connections_refused++;
+        else if (fl_conn_new(env->conns, fd, l->is_unix, peer) < 0) {
+            env->metrics->connections_refused++;
             fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed", peer);
         }
     }
 }
 
-static int listener_new(fl_server *srv, int fd, int is_unix, const char *path, fl_listener **out)
+static int listener_new(const fl_listen_env *env, int fd, int is_unix, const char *path, fl_listener **out)
 {
     fl_listener *l = calloc(1, sizeof *l);
     if (!l || (path && !(l->path = strdup(path)))) {
         free(l);
         return -ENOMEM;
     }
-    l->srv = srv;
+    l->env = *env;
     l->fd = fd;
     l->is_unix = is_unix;
     l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* -1: EMFILE just pauses accept */
@@ -180,7 +179,7 @@ static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int bac
     return 0;
 }
 
-int fl_listen_tcp(fl_server *srv, const char *host, int port, fl_listener **out, int *bound,
+int fl_listen_tcp(const fl_listen_env *env, const char *host, int port, fl_listener **out, int *bound,
                   char *err, size_t errlen)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
@@ -204,7 +203,7 @@ int fl_listen_tcp(fl_server *srv, const char *host, int port, fl_listener **out,
         /* D9: no Nagle stall behind a reply. Linux copies it to every accepted socket, which
          * saves a setsockopt per connection. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        rc = bind_listen(fd, ai->ai_addr, ai->ai_addrlen, srv->cfg->backlog);
+        rc = bind_listen(fd, ai->ai_addr, ai->ai_addrlen, env->cfg->backlog);
         if (rc == 0)
             break;
         close(fd);
@@ -220,7 +219,7 @@ int fl_listen_tcp(fl_server *srv, const char *host, int port, fl_listener **out,
     getsockname(fd, (struct sockaddr *)&ss, &len);
     *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                              : ((struct sockaddr_in *)&ss)->sin_port);
-    rc = listener_new(srv, fd, 0, NULL, out);
+    rc = listener_new(env, fd, 0, NULL, out);
     if (rc < 0) {
         close(fd);
         snprintf(err, errlen, "listen: %s", strerror(-rc));
@@ -246,7 +245,7 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
     return unlink(path) < 0 ? -errno : 0;
 }
 
-int fl_listen_unix(fl_server *srv, const char *path, fl_listener **out, char *err, size_t errlen)
+int fl_listen_unix(const fl_listen_env *env, const char *path, fl_listener **out, char *err, size_t errlen)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -266,9 +265,9 @@ int fl_listen_unix(fl_server *srv, const char *path, fl_listener **out, char *er
         snprintf(err, errlen, "unix %s: %s", path, strerror(-rc));
         return rc;
     }
-    rc = bind_listen(fd, (struct sockaddr *)&sa, sizeof sa, srv->cfg->backlog);
+    rc = bind_listen(fd, (struct sockaddr *)&sa, sizeof sa, env->cfg->backlog);
     if (rc == 0)
-        rc = listener_new(srv, fd, 1, path, out);
+        rc = listener_new(env, fd, 1, path, out);
     if (rc < 0) {
         close(fd);
         snprintf(err, errlen, "unix %s: %s", path, strerror(-rc));
@@ -280,8 +279,8 @@ void fl_listen_close(fl_listener *l)
 {
     if (!l)
         return;
-    ev_io_stop(l->srv->loop, &l->io);
-    ev_timer_stop(l->srv->loop, &l->retry);
+    ev_io_stop(l->env.loop, &l->io);
+    ev_timer_stop(l->env.loop, &l->retry);
     close(l->fd);
     if (l->spare >= 0)
         close(l->spare);

@@ -146,7 +146,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     fl_server *srv = w->data;
-    if (!srv->stopping)
+    if (!fl_server_stopping(srv))
         fl_log(LOG_INFO, "signal %d: stopping (no new connections; finishing in-flight requests)", w->signum);
     fl_server_stop(srv);
 }
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
         fl_config_free(&cfg);
         return 1;
     }
-    fl_server srv;
+    fl_server *srv;
     if (fl_server_start(&srv, loop, &cfg, err, sizeof err) < 0) {
         fl_log(LOG_ERR, "%s", err);
         fl_config_free(&cfg);
@@ -206,15 +206,15 @@ int main(int argc, char **argv)
     ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
     ev_signal_init(&sighup, on_hup, SIGHUP);
-    sigterm.data = sigint.data = &srv;
+    sigterm.data = sigint.data = srv;
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sighup);
 
-    fl_log(LOG_INFO, "listening on %s:%d%s%s (db %s, durability %s, %zu job types)", cfg.listen_host, srv.port,
+    fl_log(LOG_INFO, "listening on %s:%d%s%s (db %s, durability %s, %zu job types)", cfg.listen_host, fl_server_port(srv),
            cfg.unix_path ? " and unix:" : "", cfg.unix_path ? cfg.unix_path : "", cfg.db_path,
            cfg.durability_full ? "full" : "normal", cfg.n_types);
-    if (o.ready_file && (rc = write_ready_file(o.ready_file, srv.port)) < 0)
+    if (o.ready_file && (rc = write_ready_file(o.ready_file, fl_server_port(srv))) < 0)
         fl_log(LOG_ERR, "ready file %s: %s", o.ready_file, strerror(-rc));
 
     ev_run(loop, 0);
@@ -222,7 +222,7 @@ int main(int argc, char **argv)
     ev_signal_stop(loop, &sigterm);
     ev_signal_stop(loop, &sigint);
     ev_signal_stop(loop, &sighup);
-    fl_server_free(&srv);
+    fl_server_free(srv);
     fl_log(LOG_INFO, "stopped");
     fl_config_free(&cfg);
     ev_loop_destroy(loop);

@@ -112,7 +112,7 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
     metric(&b, "fling_connections_accepted_total", "counter", "Connections accepted.", m->connections_accepted);
     metric(&b, "fling_connections_refused_total", "counter",
            "Connections refused: answered 503 and closed at once (over max_connections, out of descriptors), or failed accepts.", m->connections_refused);
-    metric(&b, "fling_connections_open", "gauge", "Connections open now.", g->connections_open);
+    metric(&b, "fling_connections_open", "gauge", "Connections open now.", m->connections_open);
     metric(&b, "fling_requests_total", "counter", "Complete HTTP requests parsed.", m->requests);
     put(&b, "# HELP fling_responses_total HTTP responses by status class.\n"
             "# TYPE fling_responses_total counter\n"

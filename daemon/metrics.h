@@ -1,6 +1,6 @@
 /* metrics.h — flingd's counters and their Prometheus text form (GET /metrics).
  * Every counter is touched only on the loop thread, so plain integers suffice; values that
- * other modules own (store stats, open connections) are passed in when rendering. */
+ * other modules own (store stats, the scheduler's) are gathered by stats.c and passed in. */
 #ifndef FL_METRICS_H
 #define FL_METRICS_H
 
@@ -17,6 +17,7 @@ typedef struct fl_metrics_reason { const char *code; uint64_t n; } fl_metrics_re
 
 typedef struct fl_metrics {
     uint64_t connections_accepted;
+    size_t connections_open;          /* a gauge: open now (kept by conn.c) */
     uint64_t connections_refused;     /* answered 503 and closed (over max_connections, EMFILE), or accept() failures */
     uint64_t requests;                /* complete requests parsed */
     uint64_t responses[FL_M_CODES];
@@ -32,7 +33,6 @@ typedef struct fl_metrics {
 
 /* Gauges owned elsewhere, sampled when /metrics is asked for. */
 typedef struct fl_metrics_gauges {
-    size_t connections_open;
     size_t store_pending;
     uint64_t store_commits, store_ops, store_failed_commits;
     size_t jobs_running;

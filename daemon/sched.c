@@ -50,7 +50,11 @@ typedef struct run {
 } run;
 
 struct fl_sched {
-    fl_server *srv;
+    struct ev_loop *loop;
+    const fl_config *cfg;
+    fl_store *store;
+    void (*progress)(void *arg); /* an attempt or its record ended */
+    void *arg;
     sched_type *types;
     size_t n_types;
     int running;
@@ -123,7 +127,7 @@ struct finish_op {
 static void push_finish(finish_op *f)
 {
     f->s->finishing++;
-    fl_store_push(f->s->srv->store, &f->op);
+    fl_store_push(f->s->store, &f->op);
 }
 
 static void rewrite_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -151,7 +155,7 @@ static void rewrite_later(finish_op *f)
                                     FL_BACKOFF_EQUAL_JITTER, &s->rng);
     ev_timer_init(&f->retry, rewrite_cb, delay, 0.);
     f->retry.data = f;
-    ev_timer_start(s->srv->loop, &f->retry);
+    ev_timer_start(s->loop, &f->retry);
 }
 
 /* A rewritten outcome is committed: its slot is free again. */
@@ -172,7 +176,7 @@ static void finish_done(fl_store_op *op)
     s->finishing--;
     if (op->result < 0) {
         rewrite_later(f);
-        fl_server_sched_progress(s->srv);   /* a stop does not wait for it: see fl_sched_free */
+        s->progress(s->arg);   /* a stop does not wait for it: see fl_sched_free */
         return;
     }
     if (op->answer == FL_STORE_NOT_FOUND)
@@ -184,7 +188,7 @@ static void finish_done(fl_store_op *op)
     rewrite_end(f);
     fl_job_free(op->u.finish.job);
     free(f);
-    fl_server_sched_progress(s->srv);
+    s->progress(s->arg);
 }
 
 /* Decides what an attempt's end means for the job, logs it unless it succeeded. */
@@ -262,7 +266,7 @@ static void record(fl_sched *s, const run *r, const fl_outcome *o)
         .finished_at = fl_proto_state_terminal(state) ? now_ms() : 0,
     };
     s->finishing++;
-    fl_store_finish(s->srv->store, &f->op, r->job->id, &out, finish_done, f);
+    fl_store_finish(s->store, &f->op, r->job->id, &out, finish_done, f);
 }
 
 static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
@@ -278,7 +282,7 @@ static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
         mark_dirty(r->st);
     fl_job_free(r->job);
     free(r);
-    fl_server_sched_progress(s->srv);
+    s->progress(s->arg);
 }
 
 /* ---------------------------------------------------------------- claiming */
@@ -348,12 +352,12 @@ static void claim_done(fl_store_op *op)
         mark_dirty(st);   /* there may be more */
     if (op->u.claim.next_run_at)
         note_run_at(st, op->u.claim.next_run_at);
-    fl_server_sched_progress(s->srv);
+    s->progress(s->arg);
 }
 
 static int free_slots(const fl_sched *s, const sched_type *st)
 {
-    int global = s->srv->cfg->workers - s->running - s->reserved - s->rewriting;
+    int global = s->cfg->workers - s->running - s->reserved - s->rewriting;
     int mine = st->type->concurrency ? st->type->concurrency - st->running - st->rewriting : global;
     return mine < global ? mine : global;
 }
@@ -377,30 +381,35 @@ static void pump_cb(void *udata, int woke)
         st->claiming = 1;
         st->claim_limit = n;
         s->reserved += n;
-        fl_store_claim(s->srv->store, &st->claim, st->type->name, n, now, claim_done, st);
+        fl_store_claim(s->store, &st->claim, st->type->name, n, now, claim_done, st);
     }
 }
 
 /* ---------------------------------------------------------------- public */
 
-int fl_sched_new(fl_sched **out, fl_server *srv)
+int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store,
+                 struct fl_webhook *webhook, void (*progress)(void *arg), void *arg)
 {
     fl_sched *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    s->types = calloc(srv->cfg->n_types ? srv->cfg->n_types : 1, sizeof *s->types);
+    s->types = calloc(cfg->n_types ? cfg->n_types : 1, sizeof *s->types);
     if (!s->types) {
         free(s);
         return -ENOMEM;
     }
-    s->srv = srv;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->store = store;
+    s->progress = progress;
+    s->arg = arg;
     fl_list_init(&s->runs);
     fl_list_init(&s->rewrites);
-    s->n_types = srv->cfg->n_types;
-    s->env = (fl_worker_env){ .loop = srv->loop, .webhook = srv->webhook, .kill_grace = FL_SCHED_KILL_GRACE };
-    fl_pump_init(&s->pump, srv->loop, pump_cb, s);
+    s->n_types = cfg->n_types;
+    s->env = (fl_worker_env){ .loop = loop, .webhook = webhook, .kill_grace = FL_SCHED_KILL_GRACE };
+    fl_pump_init(&s->pump, loop, pump_cb, s);
     for (size_t i = 0; i < s->n_types; i++) {
-        s->types[i] = (sched_type){ .s = s, .type = &srv->cfg->types[i] };
+        s->types[i] = (sched_type){ .s = s, .type = &cfg->types[i] };
         mark_dirty(&s->types[i]);
     }
     s->rng = fl_backoff_seed();
@@ -438,7 +447,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     fl_sched *s = w->data;
     fl_log(LOG_WARNING, "stop: %d job(s) still running after %.0f s; stopping them and re-queueing", s->running,
-           s->srv->cfg->shutdown_grace);
+           s->cfg->shutdown_grace);
     fl_list *n, *tmp;
     fl_list_each(n, tmp, &s->runs)
         fl_worker_stop(fl_list_entry(n, run, node)->worker, FL_STOP_SHUTDOWN);
@@ -451,16 +460,16 @@ void fl_sched_stop(fl_sched *s)
     s->stopping = 1;
     fl_pump_stop(&s->pump);
     if (s->running) {
-        fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->srv->cfg->shutdown_grace, s->running);
-        ev_timer_init(&s->grace, grace_cb, s->srv->cfg->shutdown_grace, 0.);
+        fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->cfg->shutdown_grace, s->running);
+        ev_timer_init(&s->grace, grace_cb, s->cfg->shutdown_grace, 0.);
         s->grace.data = s;
-        ev_timer_start(s->srv->loop, &s->grace);
+        ev_timer_start(s->loop, &s->grace);
     }
     /* One last write of each outcome still waiting: should it fail too, the stop goes on. */
     fl_list *n;
     while ((n = fl_list_first(&s->rewrites))) {
         finish_op *f = fl_list_entry(n, finish_op, node);
-        ev_timer_stop(s->srv->loop, &f->retry);
+        ev_timer_stop(s->loop, &f->retry);
         fl_list_remove(&f->node);
         push_finish(f);
     }
@@ -498,13 +507,13 @@ void fl_sched_free(fl_sched *s)
     if (!s)
         return;
     fl_pump_stop(&s->pump);
-    ev_timer_stop(s->srv->loop, &s->grace);
+    ev_timer_stop(s->loop, &s->grace);
     fl_list *n;
     while ((n = fl_list_first(&s->rewrites))) {
         finish_op *f = fl_list_entry(n, finish_op, node);
         fl_log(LOG_ERR, "job %lld: outcome (%s) still not recorded at exit; the next start re-queues the job "
                         "(this attempt counted)", (long long)f->op.u.finish.id, fl_proto_state_name(f->op.u.finish.o.state));
-        ev_timer_stop(s->srv->loop, &f->retry);
+        ev_timer_stop(s->loop, &f->retry);
         fl_list_remove(&f->node);
         free(f);
     }

@@ -12,15 +12,22 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <ev.h>
+#include "config.h"
 #include "job.h"
 #include "metrics.h"
-#include "server.h"
+#include "store.h"
 
 typedef struct fl_sched fl_sched;
+struct fl_webhook;
 
-/* fl_sched_new starts scheduling the types of srv->cfg on srv->loop with srv->store; every type
- * is looked at once at start (jobs left by a previous run). 0 or -ENOMEM. */
-int fl_sched_new(fl_sched **out, fl_server *srv);
+/* fl_sched_new starts scheduling the types of cfg on loop with store, running http handlers
+ * through webhook (NULL if no type needs it); every type is looked at once at start (jobs left
+ * by a previous run). The changes it commits (claims, outcomes) reach the job's followers
+ * through the store's events. progress(arg) runs when an attempt or its record ended (a
+ * graceful stop may be complete). All borrowed for the scheduler's life. 0 or -ENOMEM. */
+int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store,
+                 struct fl_webhook *webhook, void (*progress)(void *arg), void *arg);
 
 /* fl_sched_committed tells the scheduler a new job was committed (queued: run soon;
  * scheduled: wake up at its run_at). job is borrowed for the call. */

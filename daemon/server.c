@@ -1,17 +1,25 @@
-/* server.c — starts and stops one flingd: store, listeners, connections, graceful stop. */
+/* server.c — starts, wires and stops one flingd (see server.h). Every module gets what it
+ * needs at construction, and reaches back up only through the callbacks given here: the
+ * store's events (store_changed, store_due), the progress of a stop (maybe_done). */
 #include "server.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ack.h"
 #include "callback.h"
+#include "cancel.h"
 #include "conn.h"
 #include "http.h"
 #include "listen.h"
 #include "log.h"
 #include "mirror.h"
 #include "sched.h"
+#include "stats.h"
+#include "store.h"
+#include "wait.h"
 #include "webhook.h"
 
 /* A graceful stop waits this long for in-flight requests to get their commit and reply. */
@@ -20,6 +28,33 @@
 /* A graceful stop waits this long for the mirror's writes in flight (the requeues of the stop
  * among them) to be acknowledged: Redis answers in milliseconds when it is there at all. */
 #define FL_STOP_MIRROR_MAX 1.0
+
+struct fl_server {
+    struct ev_loop *loop;
+    const fl_config *cfg;          /* borrowed from main for the server's life */
+    fl_store *store;
+    fl_sched *sched;               /* runs the stored jobs */
+    fl_webhook *webhook;           /* outgoing HTTP (http handler); NULL if no type needs it */
+    fl_mirror *mirror;             /* the Redis status mirror; NULL without [redis] url */
+    fl_callbacks *callbacks;       /* callback deliveries; NULL if none can exist */
+    fl_ack *ack;                   /* 202 verdicts and ABORTED bits */
+    fl_wait *wait;                 /* attached submits */
+    fl_http *http;                 /* the routes */
+    fl_conns *conns;               /* every open connection */
+    fl_cancel cancel;              /* the cancel policy's inputs (DELETE and departures) */
+    fl_stats stats;                /* the sources of /metrics */
+    ev_async store_done;           /* the store's writer thread wakes the loop with it */
+    fl_listener *tcp;              /* NULL until started */
+    fl_listener *unix_sock;        /* NULL without [server] unix */
+    int port;
+    int stopping;                  /* SIGTERM/SIGINT seen: no new connections, finish the rest */
+    ev_timer stop_timer;           /* bounds how long a graceful stop waits for connections */
+    int conns_abandoned;           /* that bound passed: the stop no longer waits for them */
+    int stop_expired;              /* that bound passed: nor for callback attempts */
+    ev_timer mirror_timer;         /* bounds how long a stop waits for the mirror's replies */
+    int mirror_abandoned;          /* that bound passed: the stop no longer waits for them */
+    fl_metrics metrics;
+};
 
 static void maybe_done(fl_server *srv);
 
@@ -56,24 +91,25 @@ static void maybe_done(fl_server *srv)
 {
     if (!srv->sched)
         return;   /* tearing down: fl_server_free is under way */
-    if (srv->stopping && (!srv->conns || srv->conns_abandoned) && fl_sched_idle(srv->sched) &&
+    if (srv->stopping && (fl_conns_empty(srv->conns) || srv->conns_abandoned) && fl_sched_idle(srv->sched) &&
         (!srv->callbacks || fl_callbacks_idle(srv->callbacks) || srv->stop_expired) && mirror_flushed(srv))
         ev_break(srv->loop, EVBREAK_ALL);
 }
 
-/* The mirror calls this during a stop when its last write in flight was answered. */
-static void mirror_idle(void *arg)
+/* The scheduler, the callbacks, the mirror and the connections call this when something they
+ * hold ended: a graceful stop may be complete. */
+static void progress(void *arg)
 {
     maybe_done(arg);
 }
 
-/* The store's on_change: every committed change of a job, in commit order, with the row
- * after it (borrowed), goes to attached clients waiting for the job (Prefer: wait), the
- * callback deliveries and the Redis mirror. */
+/* The store's on_change: every committed change of a job, in commit order, with the row after
+ * it (borrowed), goes down to whoever follows jobs: the attached clients, the callback
+ * deliveries, the Redis mirror. */
 static void store_changed(const fl_job *job, fl_store_event ev, void *arg)
 {
     fl_server *srv = arg;
-    fl_http_job_changed(srv, job);
+    fl_wait_job_changed(srv->wait, job);
     if (srv->callbacks)
         fl_callbacks_job_changed(srv->callbacks, job);
     if (srv->mirror)
@@ -87,11 +123,6 @@ static void store_due(const fl_job *job, void *arg)
     fl_server *srv = arg;
     if (srv->sched)
         fl_sched_committed(srv->sched, job);
-}
-
-void fl_server_sched_progress(fl_server *srv)
-{
-    maybe_done(srv);
 }
 
 static int needs_webhook(const fl_config *cfg)
@@ -118,58 +149,100 @@ static void store_notify(void *arg)
     ev_async_send(srv->loop, &srv->store_done);
 }
 
-int fl_server_start(fl_server *srv, struct ev_loop *loop, const fl_config *cfg, char *err, size_t errlen)
+/* The store, recovered, with its delivery hooks. */
+static int open_store(fl_server *srv, char *err, size_t errlen)
 {
-    memset(srv, 0, sizeof *srv);
-    srv->loop = loop;
-    srv->cfg = cfg;
-    ev_async_init(&srv->store_done, store_done_cb);
-    srv->store_done.data = srv;
-    ev_async_start(loop, &srv->store_done);
+    const fl_config *cfg = srv->cfg;
     const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path,
                                   .durability_full = cfg->durability_full };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
     int rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
     if (rc < 0)
-        goto fail;
+        return rc;
     rc = fl_store_recover(srv->store);
     if (rc < 0) {
         snprintf(err, errlen, "store %s: recovery failed: %s", cfg->db_path, strerror(-rc));
-        goto fail;
+        return rc;
     }
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
     fl_store_set_hooks(srv->store, fl_callbacks_hook, cfg);
-    if (cfg->redis_url && (rc = fl_mirror_new(&srv->mirror, loop, srv->store, cfg->redis_url, cfg->redis_prefix,
-                                               cfg->redis_retention, mirror_idle, srv, err, errlen)) < 0)
-        goto fail;
-    if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, loop)) < 0) {
+    return 0;
+}
+
+/* What runs jobs and follows them: mirror, webhook, ack ledger, callbacks, scheduler. */
+static int start_jobs(fl_server *srv, char *err, size_t errlen)
+{
+    const fl_config *cfg = srv->cfg;
+    int rc;
+    if (cfg->redis_url && (rc = fl_mirror_new(&srv->mirror, srv->loop, srv->store, cfg->redis_url, cfg->redis_prefix,
+                                               cfg->redis_retention, progress, srv, err, errlen)) < 0)
+        return rc;
+    if (needs_webhook(cfg) && (rc = fl_webhook_new(&srv->webhook, srv->loop)) < 0) {
         snprintf(err, errlen, "http client: %s", strerror(-rc));
-        goto fail;
+        return rc;
     }
-    if (fl_callbacks_needed(cfg) && (rc = fl_callbacks_new(&srv->callbacks, srv)) < 0) {
+    if ((rc = fl_ack_new(&srv->ack, srv->store, &srv->metrics)) < 0) {
+        snprintf(err, errlen, "acks: %s", strerror(-rc));
+        return rc;
+    }
+    if (fl_callbacks_needed(cfg) && (rc = fl_callbacks_new(&srv->callbacks, srv->loop, cfg, srv->store, srv->webhook,
+                                                           srv->ack, progress, srv)) < 0) {
         snprintf(err, errlen, "callbacks: %s", strerror(-rc));
-        goto fail;
+        return rc;
     }
-    if ((rc = fl_sched_new(&srv->sched, srv)) < 0) {
+    if ((rc = fl_sched_new(&srv->sched, srv->loop, cfg, srv->store, srv->webhook, progress, srv)) < 0) {
         snprintf(err, errlen, "scheduler: %s", strerror(-rc));
-        goto fail;
-    }
-    rc = fl_listen_tcp(srv, cfg->listen_host, cfg->listen_port, &srv->tcp, &srv->port, err, errlen);
-    if (rc < 0)
-        goto fail;
-    if (cfg->unix_path) {
-        rc = fl_listen_unix(srv, cfg->unix_path, &srv->unix_sock, err, errlen);
-        if (rc < 0)
-            goto fail;
+        return rc;
     }
     return 0;
-fail:
-    fl_server_free(srv);
+}
+
+/* The request path, bottom up: waits, routes, connections, listeners. */
+static int start_requests(fl_server *srv, char *err, size_t errlen)
+{
+    const fl_config *cfg = srv->cfg;
+    srv->cancel = (fl_cancel){ .sched = srv->sched };
+    srv->stats = (fl_stats){ .cfg = cfg, .metrics = &srv->metrics, .store = srv->store, .sched = srv->sched,
+                             .mirror = srv->mirror, .callbacks = srv->callbacks };
+    fl_http_env env = { .cfg = cfg, .store = srv->store, .sched = srv->sched, .metrics = &srv->metrics,
+                        .cancel = &srv->cancel, .stats = &srv->stats };
+    int rc;
+    if ((rc = fl_wait_new(&srv->wait, srv->loop, srv->ack, srv->store, &srv->cancel)) < 0 ||
+        (env.wait = srv->wait, rc = fl_http_new(&srv->http, &env)) < 0 ||
+        (rc = fl_conns_new(&srv->conns, srv->loop, cfg, &srv->metrics, srv->http, srv->ack, progress, srv)) < 0) {
+        snprintf(err, errlen, "requests: %s", strerror(-rc));
+        return rc;
+    }
+    fl_listen_env lenv = { .loop = srv->loop, .cfg = cfg, .metrics = &srv->metrics, .conns = srv->conns };
+    rc = fl_listen_tcp(&lenv, cfg->listen_host, cfg->listen_port, &srv->tcp, &srv->port, err, errlen);
+    if (rc == 0 && cfg->unix_path)
+        rc = fl_listen_unix(&lenv, cfg->unix_path, &srv->unix_sock, err, errlen);
     return rc;
 }
 
+int fl_server_start(fl_server **out, struct ev_loop *loop, const fl_config *cfg, char *err, size_t errlen)
+{
+    fl_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    srv->loop = loop;
+    srv->cfg = cfg;
+    ev_async_init(&srv->store_done, store_done_cb);
+    srv->store_done.data = srv;
+    ev_async_start(loop, &srv->store_done);
+    int rc;
+    if ((rc = open_store(srv, err, errlen)) < 0 || (rc = start_jobs(srv, err, errlen)) < 0 ||
+        (rc = start_requests(srv, err, errlen)) < 0) {
+        fl_server_free(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
 
 static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -177,9 +250,9 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     fl_server *srv = w->data;
     srv->stop_expired = 1;
-    if (srv->conns) {
+    if (!fl_conns_empty(srv->conns)) {
         fl_log(LOG_WARNING, "stop: %zu connection(s) still busy after %.0f s; leaving them",
-               srv->n_conns, FL_STOP_REQUESTS_MAX);
+               srv->metrics.connections_open, FL_STOP_REQUESTS_MAX);
         srv->conns_abandoned = 1;
     }
     if (srv->callbacks && !fl_callbacks_idle(srv->callbacks))
@@ -193,6 +266,8 @@ void fl_server_stop(fl_server *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    fl_conns_stop(srv->conns);
+    fl_http_stop(srv->http);
     fl_listen_close(srv->tcp);
     fl_listen_close(srv->unix_sock);
     srv->tcp = srv->unix_sock = NULL;
@@ -204,28 +279,36 @@ void fl_server_stop(fl_server *srv)
     fl_sched_stop(srv->sched);
     if (srv->callbacks)
         fl_callbacks_stop(srv->callbacks);
-    fl_http_stop_waiters(srv);
+    fl_wait_stop(srv->wait);
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
-    for (fl_conn *c = srv->conns, *next; c; c = next) {
-        next = fl_conn_next(c);
-        fl_conn_shutdown(c);
-    }
+    fl_conns_shutdown(srv->conns);
     maybe_done(srv);
 }
 
-void fl_server_conn_closed(fl_server *srv)
+int fl_server_stopping(const fl_server *srv) { return srv->stopping; }
+
+int fl_server_port(const fl_server *srv) { return srv->port; }
+
+int fl_server_adopt(fl_server *srv, int fd, int is_unix, const char *peer)
 {
-    maybe_done(srv);
+    return fl_conn_new(srv->conns, fd, is_unix, peer);
+}
+
+const fl_metrics *fl_server_metrics(const fl_server *srv) { return &srv->metrics; }
+
+int fl_server_idle(const fl_server *srv)
+{
+    return fl_conns_empty(srv->conns) && fl_store_pending(srv->store) == 0;
 }
 
 void fl_server_free(fl_server *srv)
 {
+    if (!srv)
+        return;
     fl_listen_close(srv->tcp);
     fl_listen_close(srv->unix_sock);
     srv->tcp = srv->unix_sock = NULL;
-    /* Connections still open (stop deadline passed) are closed by the process exit; the store
-     * finishes every pushed op before closing, so every acked job is committed. */
     fl_callbacks_close(srv->callbacks);   /* attempts still sending are left for the next start */
     fl_sched_free(srv->sched);
     srv->sched = NULL;
@@ -235,12 +318,16 @@ void fl_server_free(fl_server *srv)
      * freed only after them: they may still be its catch-up reads. */
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
-    fl_store_close(srv->store);      /* runs the callbacks' last DONE ops */
+    fl_store_close(srv->store);      /* runs the callbacks' last DONE ops, and any request's */
     srv->store = NULL;
     fl_callbacks_free(srv->callbacks);
-    srv->callbacks = NULL;
     fl_mirror_free(srv->mirror);
-    srv->mirror = NULL;
+    /* Connections still open (the stop deadline passed) go without a word; every acked job is
+     * committed, since the store finished every pushed op before closing. */
+    fl_conns_free(srv->conns);
+    fl_http_free(srv->http);
+    fl_wait_free(srv->wait);
+    fl_ack_free(srv->ack);
     if (ev_is_active(&srv->mirror_timer))
         ev_timer_stop(srv->loop, &srv->mirror_timer);
     if (ev_is_active(&srv->stop_timer)) {
@@ -248,4 +335,5 @@ void fl_server_free(fl_server *srv)
         ev_timer_stop(srv->loop, &srv->stop_timer);
     }
     ev_async_stop(srv->loop, &srv->store_done);
+    free(srv);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -466,6 +467,30 @@ static void attached_client_leaves_job_cancelled(void **state)
     attached_client_leaves("cancel", "cancelled", "");
 }
 
+/* A client that half-closes right after its attached submit, before the commit: it has left
+ * already when the job commits, so it gets the 202 at once (and the job status bit 1), not a
+ * wait for the job's end. */
+static void attached_client_half_closed_before_commit(void **state)
+{
+    (void)state;
+    char buf[8192];
+    int fd = send_submit("leave", "2", "Prefer: wait=30\r\n");
+    shutdown(fd, SHUT_WR);
+    double t0 = flh_now();
+    assert_int_equal(flh_read_reply(fd, buf, sizeof buf, WAIT_MS), 202);
+    assert_true(flh_now() - t0 < 1.5);   /* the job sleeps 2 s: it did not wait for it */
+    close(fd);
+    json_t *o = reply_body(buf);
+    char id[24];
+    snprintf(id, sizeof id, "%s", str(o, "id"));
+    json_decref(o);
+    json_t *job = flh_wait_terminal(&D, id, WAIT_MS);
+    assert_non_null(job);
+    assert_string_equal(str(job, "state"), "succeeded");
+    assert_int_equal(num(job, "status") & 1, 1);
+    json_decref(job);
+}
+
 /* PHP's stream wrapper sends Connection: close: its leaving must be seen all the same. */
 static void attached_connection_close_client_leaves(void **state)
 {
@@ -614,6 +639,7 @@ int main(void)
         cmocka_unit_test(attached_client_leaves_job_continues),
         cmocka_unit_test(attached_client_leaves_job_cancelled),
         cmocka_unit_test(attached_connection_close_client_leaves),
+        cmocka_unit_test(attached_client_half_closed_before_commit),
         cmocka_unit_test(attached_bad_headers_are_400),
     };
     return cmocka_run_group_tests(tests, start, stop);

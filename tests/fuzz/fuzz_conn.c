@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "conn.h"
 #include "log.h"
 #include "server.h"
 
@@ -38,7 +37,7 @@ static struct {
     int started;
     struct ev_loop *loop;
     fl_config cfg;
-    fl_server srv;
+    fl_server *srv;
     ev_timer tick;
     int trace;                     /* FUZZ_TRACE set: print what the server sends */
     char dir[64];
@@ -116,7 +115,7 @@ static int run_until(int (*done)(void *), void *arg, double secs)
 /* Counts accepts, not open connections: the server may close another one meanwhile. */
 static int accepted_since(void *arg)
 {
-    return fz.srv.metrics.connections_accepted > *(uint64_t *)arg;
+    return fl_server_metrics(fz.srv)->connections_accepted > *(uint64_t *)arg;
 }
 
 static int free_slot(void)
@@ -131,18 +130,18 @@ static int free_slot(void)
  * end of the input never races an accept still in the backlog. */
 static int open_tcp(void)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)fz.srv.port),
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)fl_server_port(fz.srv)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    uint64_t before = fz.srv.metrics.connections_accepted;
+    uint64_t before = fl_server_metrics(fz.srv)->connections_accepted;
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        fprintf(stderr, "fuzz_conn: connect to 127.0.0.1:%d: %s\n", fz.srv.port, strerror(errno));
+        fprintf(stderr, "fuzz_conn: connect to 127.0.0.1:%d: %s\n", fl_server_port(fz.srv), strerror(errno));
         abort();
     }
     if (!run_until(accepted_since, &before, FZ_ACCEPT_WAIT)) {
-        fprintf(stderr, "fuzz_conn: 127.0.0.1:%d did not accept within %.0f s\n", fz.srv.port, FZ_ACCEPT_WAIT);
+        fprintf(stderr, "fuzz_conn: 127.0.0.1:%d did not accept within %.0f s\n", fl_server_port(fz.srv), FZ_ACCEPT_WAIT);
         abort();
     }
     return fd;
@@ -154,7 +153,7 @@ static int open_pair(void)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
-    if (fl_conn_new(&fz.srv, sv[0], 1, "fuzz") < 0) {
+    if (fl_server_adopt(fz.srv, sv[0], 1, "fuzz") < 0) {
         close(sv[1]);
         return -1;
     }
@@ -251,7 +250,7 @@ static void act(uint8_t op)
 static int server_let_go(void *arg)
 {
     (void)arg;
-    return fz.srv.conns == NULL && fl_store_pending(fz.srv.store) == 0;
+    return fl_server_idle(fz.srv);
 }
 
 /* Closes what the script left open and waits for the server to close its side of every
@@ -262,9 +261,9 @@ static void finish(void)
         if (slots[i] >= 0)
             close_slot(i, 0);
     cur = -1;
-    if (!run_until(server_let_go, NULL, FZ_DRAIN_MAX) && fz.srv.conns) {
+    if (!run_until(server_let_go, NULL, FZ_DRAIN_MAX) && fl_server_metrics(fz.srv)->connections_open) {
         fprintf(stderr, "fuzz_conn: %zu connection(s) still open %.0f s after every client closed\n",
-                fz.srv.n_conns, FZ_DRAIN_MAX);
+                fl_server_metrics(fz.srv)->connections_open, FZ_DRAIN_MAX);
         abort();
     }
 }

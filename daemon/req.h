@@ -1,0 +1,77 @@
+/* req.h — one HTTP request as the layers above the socket see it: what http.c decided about
+ * it, the store op behind it, its reply, and the attached-mode wait. conn.c allocates it (inside
+ * its own wrapper, with its queue link and accounting), hands it to http.c, and gets it back
+ * through req->ready; nothing here knows the connection. Header only: the type is shared by
+ * conn, http, reply and wait, and owned by none of them alone. */
+#ifndef FL_REQ_H
+#define FL_REQ_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include "job.h"
+#include "list.h"
+#include "store.h"
+
+typedef enum fl_req_route {
+    FL_ROUTE_NONE = 0,           /* refused at the head; the reply is prepared */
+    FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS
+} fl_req_route;
+
+typedef struct fl_req fl_req;
+struct fl_http;
+struct fl_wait;
+
+/* Called by the layers above when req->resp is set, or when req starts waiting (req->waiting):
+ * the connection writes what it can. Once the reply is set this hands req back to its owner,
+ * who frees it (at once if its connection is gone). */
+typedef void (*fl_req_ready_fn)(fl_req *req);
+
+struct fl_req {
+    fl_req_ready_fn ready;       /* set by the owner (conn.c) when it creates req */
+    int gone;                    /* set by the owner: its client closed or reset the connection */
+    struct fl_http *http;        /* set by fl_http_start */
+    fl_req_route route;
+    int keep_alive;              /* the client allows another request after this one */
+    fl_job *job;                 /* submit: the job being received; the body lands in its payload */
+    size_t body_got;
+    int64_t id;                  /* get/cancel: the job id; a waiting submit: its job */
+    fl_store_op op;              /* the store operation behind this request */
+    char list_type[FL_TYPE_NAME_MAX + 1];
+    fl_store_query list_query;   /* LIST: the page the head asked for */
+    /* The prepared error for DISCARD/REFUSE, and for the log line of a refused request. */
+    int err_status; const char *err_code; char err_msg[160];
+    /* The reply: set once (reply.c), then the connection writes it. */
+    char *resp; size_t resp_len; /* malloc'd */
+    int resp_status;
+    int close_after;             /* close the connection after this reply */
+    int64_t ack_id;              /* nonzero: this reply is a 202 whose delivery decides ABORTED */
+    /* Attached mode (Prefer: wait=N), owned by wait.c: after the commit the reply waits for the
+     * job's end. */
+    int wait_secs;               /* 0 = answer at once */
+    int cancel_on_gone;          /* Fling-On-Disconnect: cancel */
+    int waiting;                 /* linked in the waiters' list, wait_timer running */
+    fl_state last_state;         /* the job's state as last seen while waiting */
+    fl_list wait_node;
+    struct fl_wait *waits_in;    /* the list it is linked in */
+    ev_timer wait_timer;
+};
+
+/* fl_req_init zeroes req and gives it its ready callback. */
+static inline void fl_req_init(fl_req *req, fl_req_ready_fn ready)
+{
+    *req = (fl_req){ .ready = ready };
+    fl_list_init(&req->wait_node);
+}
+
+/* fl_req_release frees what req owns (its job and its reply bytes), not req itself. */
+static inline void fl_req_release(fl_req *req)
+{
+    fl_job_free(req->job);
+    req->job = NULL;
+    free(req->resp);
+    req->resp = NULL;
+}
+
+#endif
