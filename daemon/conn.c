@@ -125,6 +125,7 @@ struct fl_conn {
      * first), and whether bytes of an incomplete request have arrived. */
     int in_head, in_message;
     int in_read;                    /* a read burst is parsing: replies are flushed at its end */
+    int served;                     /* requests completed on it (0: a new connection) */
 };
 
 static char read_buf[FL_CONN_READ_BUF];   /* loop thread only: parsed at once, never kept */
@@ -663,6 +664,7 @@ static int on_message_complete(llhttp_t *p)
     conn_req *r = c->cur;
     c->cur = NULL;
     c->in_message = 0;
+    c->served++;
     c->last_active = ev_now(c->cs->loop);
     c->cs->metrics->requests++;
     int keep_alive = r->req.keep_alive && !c->cs->stopping;
@@ -1075,6 +1077,45 @@ void fl_conns_shutdown(fl_conns *cs)
     fl_list *pos, *tmp;
     fl_list_each(pos, tmp, &cs->all)
         conn_shutdown(fl_list_entry(pos, fl_conn, node));
+}
+
+/* Whether c can be closed to make room, and how cheaply: 2 idle keep-alive (it completed a
+ * request and sits between two), 1 a request arriving too slowly, or a new connection that
+ * has sent nothing for that long (then *since says since when), 0 not at all. */
+static int reclaimable(const fl_conn *c, ev_tstamp now, ev_tstamp *since)
+{
+    if (c->state != FL_CONN_READING || c->eof || c->n_acks || c->out_off < c->out_len || !fl_list_empty(&c->q))
+        return 0;
+    if (!c->in_message && c->served)
+        return 2;
+    *since = c->in_message ? c->msg_start : c->last_active;
+    return now - *since > FL_CONN_SLOW_REQUEST;
+}
+
+int fl_conns_reclaim(fl_conns *cs)
+{
+    ev_tstamp now = ev_now(cs->loop), since = 0, oldest = now;
+    fl_conn *pick = NULL;
+    fl_list *pos, *tmp;
+    fl_list_each(pos, tmp, &cs->all) {
+        fl_conn *c = fl_list_entry(pos, fl_conn, node);
+        int how = reclaimable(c, now, &since);
+        if (how == 2) {
+            pick = c;
+            break;
+        }
+        if (how == 1 && since < oldest) {
+            pick = c;
+            oldest = since;
+        }
+    }
+    if (!pick)
+        return 0;
+    cs->metrics->connections_reclaimed++;
+    if (pick->in_message)
+        drop_partial(pick, "closed to make room at max_connections");
+    conn_close(pick);
+    return 1;
 }
 
 int fl_conns_empty(const fl_conns *cs) { return fl_list_empty(&cs->all); }

@@ -32,6 +32,15 @@ int fl_conns_new(fl_conns **out, struct ev_loop *loop, const fl_config *cfg, fl_
  * negative errno (fd is closed then). peer is copied, for logs. */
 int fl_conn_new(fl_conns *cs, int fd, int is_unix, const char *peer);
 
+/* fl_conns_reclaim makes room at max_connections (or out of descriptors) by closing the
+ * connection that costs its client least: an idle keep-alive one (HTTP lets a server close
+ * those; the client reconnects), else the one whose incomplete request has been arriving the
+ * longest, if for more than FL_CONN_SLOW_REQUEST seconds (a slow or stalled client, whose
+ * partial request is never enqueued). A connection with a complete request is never chosen:
+ * its job is committed or about to be. Returns 1 if one was closed, 0 if none qualifies. */
+#define FL_CONN_SLOW_REQUEST 1.0
+int fl_conns_reclaim(fl_conns *cs);
+
 /* fl_conns_stop begins a graceful stop: every request parsed from now on closes its
  * connection after its reply. */
 void fl_conns_stop(fl_conns *cs);

@@ -17,22 +17,19 @@
 
 #include "log.h"
 
-/* When accept cannot get a descriptor or memory even with the spare one given up, accepting
- * waits this long for them to free up instead of spinning. */
+/* When accept has no room (every connection busy, no descriptor, no memory) it waits this long
+ * before it looks again, instead of spinning on a readable socket; a connection that closes
+ * resumes it at once (fl_listen_resume). */
 #define FL_ACCEPT_RETRY 0.1
-
-/* What a connection over max_connections, or past the descriptor limit, gets before its close. */
-#define FL_BUSY_BODY "{\"error\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry shortly\"}"
 
 struct fl_listener {
     fl_listen_env env;
     int fd;
     int is_unix;
     char *path;          /* Unix socket file to unlink at close */
-    int spare;           /* a descriptor held in reserve, given up at EMFILE to accept and refuse */
     ev_io io;
     ev_timer retry;
-    fl_log_limit refused_log;  /* the log budget of refused connections */
+    fl_log_limit full_log;     /* the log budget of "the connection table is full" */
 };
 
 static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out, size_t outsz)
@@ -68,49 +65,21 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     watch(w->data);
 }
 
-static void log_refused(fl_listener *l, const char *peer, const char *why)
+/* At max_connections, or out of descriptors: make room by closing an idle or too slow
+ * connection (fl_conns_reclaim). If none qualifies, every connection holds a complete request
+ * whose job is being committed or answered, and refusing the new client would lose its job
+ * (a fire-and-forget client never reads a 503): it waits in the backlog instead, and accept
+ * looks again shortly. 1 if there is room now. */
+static int make_room(fl_listener *l, const char *why)
 {
-    if (fl_log_allow(&l->refused_log, "refused connections"))
-        fl_log(LOG_WARNING, "peer %s: %s: answered 503 and closed", peer, why);
-}
-
-/* Tells a connection we will not serve why, and closes it. One non-blocking send of a short
- * reply (a new socket's buffer takes it whole) and one non-blocking read of what the client
- * already sent, so the close is a FIN after the reply rather than a reset that could discard
- * it; never waits for the client. */
-static void refuse(fl_listener *l, int fd, const char *peer, const char *why)
-{
-    static const char reply[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                "Connection: close\r\nRetry-After: 1\r\nContent-Length: %zu\r\n\r\n%s";
-    char buf[512], sink[16384];
-    int n = snprintf(buf, sizeof buf, reply, sizeof FL_BUSY_BODY - 1, FL_BUSY_BODY);
-    /* Failures are no news: the client may be gone already, and the close is all that is left. */
-    (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)shutdown(fd, SHUT_WR);
-    (void)recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-    close(fd);
-    l->env.metrics->connections_refused++;
-    log_refused(l, peer, why);
-}
-
-/* Out of descriptors: give up the spare one for as long as it takes to accept one connection
- * and refuse it, so a full backlog drains with 503s instead of the listener spinning on a
- * readable socket it cannot accept from. 1 if a connection was refused, 0 if it could not be. */
-static int refuse_with_spare(fl_listener *l)
-{
-    if (l->spare < 0)
-        return 0;
-    close(l->spare);
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-        char peer[64];
-        peer_name(&ss, l->is_unix, peer, sizeof peer);
-        refuse(l, fd, peer, "out of file descriptors");
-    }
-    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return fd >= 0;
+    if (fl_conns_reclaim(l->env.conns))
+        return 1;
+    if (fl_log_allow(&l->full_log, "a full connection table"))
+        fl_log(LOG_WARNING, "accept: %s and every connection is busy; new clients wait in the backlog", why);
+    ev_io_stop(l->env.loop, &l->io);
+    ev_timer_set(&l->retry, FL_ACCEPT_RETRY, 0.);
+    ev_timer_start(l->env.loop, &l->retry);
+    return 0;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -119,6 +88,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     fl_listener *l = w->data;
     const fl_listen_env *env = &l->env;
     for (;;) {
+        if (env->metrics->connections_open >= (size_t)env->cfg->max_connections &&
+            !make_room(l, "max_connections reached"))
+            return;
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -127,10 +99,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
-            if ((errno == EMFILE || errno == ENFILE) && refuse_with_spare(l))
-                continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                if (make_room(l, "out of file descriptors"))
+                    continue;
+                return;
+            }
             env->metrics->connections_refused++;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            if (errno == ENOBUFS || errno == ENOMEM) {
                 fl_log(LOG_WARNING, "accept: %s; pausing accept for %.0f ms", strerror(errno), FL_ACCEPT_RETRY * 1000);
                 ev_io_stop(loop, w);
                 ev_timer_set(&l->retry, FL_ACCEPT_RETRY, 0.);
@@ -142,11 +117,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         char peer[64];
         peer_name(&ss, l->is_unix, peer, sizeof peer);
-        /* Over the cap a client learns so at once: left in the backlog it would wait, silent,
-         * for as long as the slowest connections hold their slots. */
-        if (env->metrics->connections_open >= (size_t)env->cfg->max_connections)
-            refuse(l, fd, peer, "max_connections reached");
-        else if (fl_conn_new(env->conns, fd, l->is_unix, peer) < 0) {
+        if (fl_conn_new(env->conns, fd, l->is_unix, peer) < 0) {
             env->metrics->connections_refused++;
             fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed", peer);
         }
@@ -163,7 +134,6 @@ static int listener_new(const fl_listen_env *env, int fd, int is_unix, const cha
     l->env = *env;
     l->fd = fd;
     l->is_unix = is_unix;
-    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);   /* -1: EMFILE just pauses accept */
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     ev_init(&l->retry, retry_cb);
     l->io.data = l->retry.data = l;
@@ -275,6 +245,14 @@ int fl_listen_unix(const fl_listen_env *env, const char *path, fl_listener **out
     return rc;
 }
 
+void fl_listen_resume(fl_listener *l)
+{
+    if (!l || !ev_is_active(&l->retry))
+        return;
+    ev_timer_stop(l->env.loop, &l->retry);
+    watch(l);
+}
+
 void fl_listen_close(fl_listener *l)
 {
     if (!l)
@@ -282,8 +260,6 @@ void fl_listen_close(fl_listener *l)
     ev_io_stop(l->env.loop, &l->io);
     ev_timer_stop(l->env.loop, &l->retry);
     close(l->fd);
-    if (l->spare >= 0)
-        close(l->spare);
     if (l->path)
         unlink(l->path);
     free(l->path);

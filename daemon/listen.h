@@ -1,8 +1,9 @@
 /* listen.h — the listening sockets (TCP and, optionally, Unix) and their accept loop:
- * configurable backlog, accept4 until EAGAIN on each wake-up. A connection beyond
- * max_connections, or one accepted with the spare descriptor when the process is out of them
- * (EMFILE/ENFILE), is answered 503 too_many_connections with Connection: close and closed at
- * once (counted in fling_connections_refused_total, logged at most once a second). */
+ * configurable backlog, accept4 until EAGAIN on each wake-up. At max_connections, or out of
+ * descriptors (EMFILE/ENFILE), an idle or too slow connection is closed to make room
+ * (fl_conns_reclaim, counted in fling_connections_reclaimed_total); if every connection holds
+ * a complete request, new clients wait in the backlog until one closes: refusing them would
+ * lose the job of a fire-and-forget client, which never reads an answer. */
 #ifndef FL_LISTEN_H
 #define FL_LISTEN_H
 
@@ -20,6 +21,7 @@ typedef struct fl_listen_env {
     struct ev_loop *loop;
     const fl_config *cfg;
     fl_metrics *metrics;         /* connections_open is checked, connections_refused counted */
+    /* conns: where new connections go, and what fl_conns_reclaim makes room in */
     fl_conns *conns;
 } fl_listen_env;
 
@@ -31,6 +33,10 @@ int fl_listen_tcp(const fl_listen_env *env, const char *host, int port, fl_liste
 /* fl_listen_unix binds a Unix stream socket at path, replacing a stale socket file but never a
  * live one (another daemon answering there is an error). Same contract as fl_listen_tcp. */
 int fl_listen_unix(const fl_listen_env *env, const char *path, fl_listener **out, char *err, size_t errlen);
+
+/* fl_listen_resume looks at the backlog again now if accept waits for room (a connection just
+ * closed); NULL, or a listener that is not waiting, is a no-op. */
+void fl_listen_resume(fl_listener *l);
 
 /* fl_listen_close stops accepting, closes the socket (unlinking a Unix socket file) and frees l;
  * NULL is a no-op. */

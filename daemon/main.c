@@ -22,7 +22,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: flingd [-c FILE] [--listen HOST:PORT] [--unix PATH] [--db PATH] [--workers N]\n"
-            "              [--ready-file PATH] [--check-config] [--allow-root] [--verbose] [--version]\n"
+            "              [--ready-file PATH] [--check-config] [--print-config] [--allow-root] [--verbose]\n"
+            "              [--version]\n"
             "  -c, --config FILE    INI configuration (default: built-in defaults)\n"
             "  --listen HOST:PORT   TCP address (port 0 picks a free one)\n"
             "  --unix PATH          also listen on a Unix socket\n"
@@ -30,6 +31,7 @@ static void usage(FILE *f)
             "  --workers N          worker pool size\n"
             "  --ready-file PATH    write {\"pid\":…,\"port\":…} there once accepting\n"
             "  --check-config       validate the configuration and exit\n"
+            "  --print-config       print the effective configuration (secrets as \"(set)\") and exit\n"
             "  --allow-root         run as root all the same (jobs then run as root too)\n"
             "  -v, --verbose        log debug messages too\n"
             "  --version            print the version and exit\n");
@@ -37,17 +39,18 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *config, *listen, *unix_path, *db, *ready_file;
-    int workers, check, verbose, allow_root;
+    int workers, check, print, verbose, allow_root;
 } opts;
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    enum { O_LISTEN = 256, O_UNIX, O_DB, O_WORKERS, O_READY, O_CHECK, O_ALLOW_ROOT, O_VERSION };
+    enum { O_LISTEN = 256, O_UNIX, O_DB, O_WORKERS, O_READY, O_CHECK, O_PRINT, O_ALLOW_ROOT, O_VERSION };
     static const struct option longopts[] = {
         { "config", required_argument, 0, 'c' }, { "listen", required_argument, 0, O_LISTEN },
         { "unix", required_argument, 0, O_UNIX }, { "db", required_argument, 0, O_DB },
         { "workers", required_argument, 0, O_WORKERS }, { "ready-file", required_argument, 0, O_READY },
-        { "check-config", no_argument, 0, O_CHECK }, { "verbose", no_argument, 0, 'v' },
+        { "check-config", no_argument, 0, O_CHECK }, { "print-config", no_argument, 0, O_PRINT },
+        { "verbose", no_argument, 0, 'v' },
         { "allow-root", no_argument, 0, O_ALLOW_ROOT }, { "version", no_argument, 0, O_VERSION },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
@@ -61,6 +64,7 @@ static int parse_args(int argc, char **argv, opts *o)
         case O_DB: o->db = optarg; break;
         case O_READY: o->ready_file = optarg; break;
         case O_CHECK: o->check = 1; break;
+        case O_PRINT: o->print = 1; break;
         case O_ALLOW_ROOT: o->allow_root = 1; break;
         case O_VERSION: printf("flingd %s\n", FL_VERSION); return 1;
         case 'v': o->verbose = 1; break;
@@ -151,14 +155,15 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     fl_server_stop(srv);
 }
 
-/* SIGHUP would end the process by default. The log is stderr, which whoever started flingd
- * owns (journald, a redirect), and the configuration is read once: nothing to reopen. */
+/* SIGHUP would end the process by default. It reopens the log file ([server] log), as
+ * logrotate expects; the rest of the configuration is read once, at start. */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)w;
     (void)revents;
-    fl_log(LOG_INFO, "SIGHUP: nothing to reload (the log is stderr; restart flingd to apply a new configuration)");
+    if (fl_log_reopen() == 0)
+        fl_log(LOG_INFO, "SIGHUP: the configuration is read at start only; restart flingd to apply a new one");
 }
 
 int main(int argc, char **argv)
@@ -176,8 +181,11 @@ int main(int argc, char **argv)
         fl_config_free(&cfg);
         return 2;
     }
-    if (o.check) {
-        printf("%s: ok (%zu job types)\n", o.config ? o.config : "defaults", cfg.n_types);
+    if (o.check || o.print) {
+        if (o.print)
+            fl_config_print(&cfg, stdout);
+        else
+            printf("%s: ok (%zu job types)\n", o.config ? o.config : "defaults", cfg.n_types);
         fl_config_free(&cfg);
         return 0;
     }
@@ -188,7 +196,13 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    signal(SIGPIPE, SIG_IGN);   /* D1: a departed client is a normal outcome, never a signal */
+    if ((rc = fl_log_open(cfg.log_path, cfg.log_json ? FL_LOG_JSON : FL_LOG_TEXT)) < 0) {
+        fprintf(stderr, "flingd: log %s: %s\n", cfg.log_path, strerror(-rc));
+        fl_config_free(&cfg);
+        return 2;
+    }
+    /* a departed client is a normal outcome, never a signal (docs/protocol.md) */
+    signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
@@ -224,6 +238,7 @@ int main(int argc, char **argv)
     ev_signal_stop(loop, &sighup);
     fl_server_free(srv);
     fl_log(LOG_INFO, "stopped");
+    fl_log_close();
     fl_config_free(&cfg);
     ev_loop_destroy(loop);
     return 0;

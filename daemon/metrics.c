@@ -110,8 +110,11 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
         return NULL;
     b.p[0] = '\0';
     metric(&b, "fling_connections_accepted_total", "counter", "Connections accepted.", m->connections_accepted);
-    metric(&b, "fling_connections_refused_total", "counter",
-           "Connections refused: answered 503 and closed at once (over max_connections, out of descriptors), or failed accepts.", m->connections_refused);
+    metric(&b, "fling_connections_refused_total", "counter", "Failed accepts (out of memory or buffers).",
+           m->connections_refused);
+    metric(&b, "fling_connections_reclaimed_total", "counter",
+           "Connections closed to make room at max_connections or out of descriptors: idle keep-alive ones, "
+           "then those whose request took over a second to arrive.", m->connections_reclaimed);
     metric(&b, "fling_connections_open", "gauge", "Connections open now.", m->connections_open);
     metric(&b, "fling_requests_total", "counter", "Complete HTTP requests parsed.", m->requests);
     put(&b, "# HELP fling_responses_total HTTP responses by status class.\n"

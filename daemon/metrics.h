@@ -18,7 +18,8 @@ typedef struct fl_metrics_reason { const char *code; uint64_t n; } fl_metrics_re
 typedef struct fl_metrics {
     uint64_t connections_accepted;
     size_t connections_open;          /* a gauge: open now (kept by conn.c) */
-    uint64_t connections_refused;     /* answered 503 and closed (over max_connections, EMFILE), or accept() failures */
+    uint64_t connections_refused;     /* accept() failures */
+    uint64_t connections_reclaimed;   /* idle or too slow, closed to make room at max_connections */
     uint64_t requests;                /* complete requests parsed */
     uint64_t responses[FL_M_CODES];
     uint64_t requests_truncated;      /* EOF, reset or deadline before a request was complete */

@@ -103,6 +103,15 @@ static void progress(void *arg)
     maybe_done(arg);
 }
 
+/* A connection closed: accept may have been waiting for room. */
+static void conn_closed(void *arg)
+{
+    fl_server *srv = arg;
+    fl_listen_resume(srv->tcp);
+    fl_listen_resume(srv->unix_sock);
+    maybe_done(srv);
+}
+
 /* The store's on_change: every committed change of a job, in commit order, with the row after
  * it (borrowed), goes down to whoever follows jobs: the attached clients, the callback
  * deliveries, the Redis mirror. */
@@ -211,7 +220,7 @@ static int start_requests(fl_server *srv, char *err, size_t errlen)
     int rc;
     if ((rc = fl_wait_new(&srv->wait, srv->loop, srv->ack, srv->store, &srv->cancel)) < 0 ||
         (env.wait = srv->wait, rc = fl_http_new(&srv->http, &env)) < 0 ||
-        (rc = fl_conns_new(&srv->conns, srv->loop, cfg, &srv->metrics, srv->http, srv->ack, progress, srv)) < 0) {
+        (rc = fl_conns_new(&srv->conns, srv->loop, cfg, &srv->metrics, srv->http, srv->ack, conn_closed, srv)) < 0) {
         snprintf(err, errlen, "requests: %s", strerror(-rc));
         return rc;
     }

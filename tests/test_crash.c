@@ -131,13 +131,48 @@ static void sighup_keeps_it_running(void **state)
     (void)state;
     assert_int_equal(kill(D.pid, SIGHUP), 0);   /* D: the daemon the kill -9 test left running */
     int logged = 0;
-    for (double end = flh_now() + 5; flh_now() < end && !logged; usleep(20000)) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "grep -q 'SIGHUP: nothing to reload' '%s'", D.log);
-        logged = system(cmd) == 0;
-    }
+    for (double end = flh_now() + 5; flh_now() < end && !logged; usleep(20000))
+        logged = flh_log_count(&D, "SIGHUP: the configuration is read at start only") > 0;
     assert_true(logged);
     assert_int_equal(flh_http(&D, "GET", "/healthz", NULL), 200);
+}
+
+/* With [server] log = FILE, SIGHUP reopens it, as logrotate expects after renaming the file;
+ * --print-config shows the effective configuration. */
+static void sighup_reopens_the_log_file(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    char conf[256];
+    char dir[] = "/tmp/fl-hup-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof conf, "[server]\nlog = %s/flingd.log\nlog_format = json\n", dir);
+    assert_int_equal(flh_start(&d, conf), 0);
+    char path[300], old[300];
+    snprintf(path, sizeof path, "%s/flingd.log", dir);
+    snprintf(old, sizeof old, "%s/flingd.log.1", dir);
+    assert_int_equal(rename(path, old), 0);
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    int reopened = 0;
+    for (double end = flh_now() + 5; flh_now() < end && !reopened; usleep(20000)) {
+        FILE *f = fopen(path, "r");
+        char line[1024];
+        while (f && fgets(line, sizeof line, f))
+            if (strstr(line, "\"msg\":\"SIGHUP: log reopened"))
+                reopened = 1;
+        if (f)
+            fclose(f);
+    }
+    assert_true(reopened);
+    assert_int_equal(flh_http(&d, "GET", "/healthz", NULL), 200);
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "'%s' --print-config -c '%s' | grep -q '^log_format = json$'", FLINGD_PATH, d.conf);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(flh_stop(&d), 0);
+    unlink(path);
+    unlink(old);
+    rmdir(dir);
 }
 
 static void sigterm_exits_zero(void **state)
@@ -156,6 +191,7 @@ int main(void)
         cmocka_unit_test(version_is_printed),
         cmocka_unit_test(root_is_refused_without_allow_root),
         cmocka_unit_test(sighup_keeps_it_running),
+        cmocka_unit_test(sighup_reopens_the_log_file),
         cmocka_unit_test(sigterm_exits_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
