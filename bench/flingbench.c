@@ -597,7 +597,7 @@ static void *fire_run(void *arg)
             s->sent++;
         else
             s->send_errors++;
-        close(fd);  /* a plain FIN: everything sent is still delivered (SOCKETS.md C2) */
+        close(fd);  /* a plain FIN: everything sent is still delivered (docs/protocol.md "What the client does") */
     }
     return NULL;
 }

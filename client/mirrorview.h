@@ -1,4 +1,4 @@
-/* mirrorview.h — the fling CLI's read-only view of flingd's Redis mirror (DESIGN.md "Redis
+/* mirrorview.h — the fling CLI's read-only view of flingd's Redis mirror (README.md "Redis
  * mirror"): connect where a Redis URL (proto/redisurl.h) says, read a job's hash back as the JSON
  * GET /v1/jobs/{id} gives, and follow the events channel message by message. Synchronous
  * hiredis plus jansson; used by the fling binary only, so libfling stays libc-only. */

@@ -1,5 +1,5 @@
 /* callback.h — delivers the completion and abort callbacks the store records with every
- * terminal state (DESIGN.md "Callbacks"): POSTs the job's JSON plus "event" to a URL through
+ * terminal state (docs/protocol.md "Callbacks"): POSTs the job's JSON plus "event" to a URL through
  * webhook.c, or runs `exec:` a command with that JSON on its stdin through worker.c; signs
  * HTTP bodies with [callbacks] secret; retries with back-off until a 2xx (exit 0) or until
  * [callbacks] max_attempts are spent; records each attempt's result in the store.

@@ -3,7 +3,12 @@
  * lines through our own reader, which counts them (inih's handler gets no line number), refuses
  * over-long lines instead of letting inih cut them in two, and sees every [section] header, even
  * one with no keys under it. Every value is checked as it is read, so a bad file is refused with
- * "FILE:LINE: reason" for its first bad line. */
+ * "FILE:LINE: reason" for its first bad line.
+ *
+ * Why one long file: every key lives in one table (name, kind, field, bounds), and each value
+ * kind's parser, its cross-key checks and its printer (--print-config) sit beside that table, so
+ * that adding or changing a key is one edit in one place; splitting the kinds into files would
+ * spread each key over three. */
 #include "config.h"
 
 #include <arpa/inet.h>

@@ -31,12 +31,12 @@
 /* The shared read buffer: 64 KiB is what one loopback segment train typically carries. */
 #define FL_CONN_READ_BUF (64 * 1024)
 /* Delivery verdict of a 202: first look 1 ms after the send, doubling, for at most 1 s
- * (SOCKETS.md D7). On loopback the peer's RST or ACK arrives within microseconds. */
+ * (docs/protocol.md "The delivery verdict of a 202"). On loopback the peer's RST or ACK arrives within microseconds. */
 #define FL_VERDICT_FIRST 0.001
 #define FL_VERDICT_MAX 1.0
 /* Open acks on a live keep-alive connection are settled in bulk once this many wait. */
 #define FL_ACKS_TRIM 64
-/* Lingering close: how long we drain a client's input after our final reply (D8). */
+/* Lingering close: how long we drain a client's input after our final reply (docs/protocol.md "Early error replies"). */
 #define FL_LINGER_MAX 2.0
 /* The head buffer starts small and grows up to [server] max_header. */
 #define FL_HEAD_INITIAL 512
@@ -472,7 +472,7 @@ static void conn_send(fl_conn *c)
                 ev_io_start(c->cs->loop, &c->wio);
             return;
         }
-        /* EPIPE, ECONNRESET, a short write that cannot go on: a normal outcome (D6). */
+        /* EPIPE, ECONNRESET, a short write that cannot go on: a normal outcome, only counted. */
         conn_gone(c);
     }
     if (ev_is_active(&c->wio))
@@ -786,7 +786,7 @@ static void start_reading(fl_conn *c)
         ev_io_start(c->cs->loop, &c->rio);
 }
 
-/* The input ended (FIN, reset, deadline) inside a request: it is never enqueued (D4). */
+/* The input ended (FIN, reset, deadline) inside a request: it is never enqueued (counted in fling_requests_truncated_total). */
 static void drop_partial(fl_conn *c, const char *why)
 {
     if (!c->in_message)
@@ -826,7 +826,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             break;
-        /* ECONNRESET and friends: every byte before the reset was read above (fact 2). */
+        /* ECONNRESET and friends: every byte before the reset was read above (the kernel reports a reset only after the bytes that preceded it). */
         drop_partial(c, "reset");
         conn_gone(c);
         break;

@@ -356,7 +356,6 @@ static void submit_done(fl_store_op *op)
             fl_reply_duplicate(req, job->id, job->state);
         } else {
             h->env.metrics->jobs_submitted++;
-            fl_sched_committed(h->env.sched, job);
             if (req->wait_secs > 0) {
                 fl_wait_begin(h->env.wait, req, job);
                 fl_job_free(job);

@@ -12,7 +12,6 @@
 #include "config.h"
 #include "metrics.h"
 #include "req.h"
-#include "sched.h"
 #include "stats.h"
 #include "store.h"
 #include "wait.h"
@@ -42,7 +41,6 @@ typedef enum fl_body_action {
 typedef struct fl_http_env {
     const fl_config *cfg;
     fl_store *store;
-    fl_sched *sched;             /* told of every new job */
     fl_metrics *metrics;
     fl_wait *wait;               /* attached submits */
     const fl_cancel *cancel;     /* DELETE's policy */

@@ -55,7 +55,7 @@ fl_job *fl_job_new(const fl_job_sizes *sizes);
 /* fl_job_free releases job and everything in it; NULL is a no-op. */
 void fl_job_free(fl_job *job);
 
-/* fl_job_to_json returns a new JSON object with the contract fields of DESIGN.md
+/* fl_job_to_json returns a new JSON object with the fields of docs/protocol.md "The job"
  * (id as a string, times as RFC 3339 UTC with milliseconds or null, output as text with
  * invalid UTF-8 replaced); NULL on ENOMEM. Caller releases with json_decref. */
 json_t *fl_job_to_json(const fl_job *job);

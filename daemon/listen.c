@@ -170,7 +170,7 @@ int fl_listen_tcp(const fl_listen_env *env, const char *host, int port, fl_liste
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        /* D9: no Nagle stall behind a reply. Linux copies it to every accepted socket, which
+        /* No Nagle stall behind a reply. Linux copies it to every accepted socket, which
          * saves a setsockopt per connection. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         rc = bind_listen(fd, ai->ai_addr, ai->ai_addrlen, env->cfg->backlog);

@@ -215,7 +215,7 @@ static int start_requests(fl_server *srv, char *err, size_t errlen)
     srv->cancel = (fl_cancel){ .sched = srv->sched };
     srv->stats = (fl_stats){ .cfg = cfg, .metrics = &srv->metrics, .store = srv->store, .sched = srv->sched,
                              .mirror = srv->mirror, .callbacks = srv->callbacks };
-    fl_http_env env = { .cfg = cfg, .store = srv->store, .sched = srv->sched, .metrics = &srv->metrics,
+    fl_http_env env = { .cfg = cfg, .store = srv->store, .metrics = &srv->metrics,
                         .cancel = &srv->cancel, .stats = &srv->stats };
     int rc;
     if ((rc = fl_wait_new(&srv->wait, srv->loop, srv->ack, srv->store, &srv->cancel)) < 0 ||

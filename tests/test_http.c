@@ -91,7 +91,7 @@ static int setup(void **state)
     w->cancel = (fl_cancel){ .sched = w->sched };
     assert_int_equal(fl_wait_new(&w->wait, w->loop, w->ack, w->store, &w->cancel), 0);
     w->stats = (fl_stats){ .cfg = &w->cfg, .metrics = &w->metrics, .store = w->store, .sched = w->sched };
-    fl_http_env env = { .cfg = &w->cfg, .store = w->store, .sched = w->sched, .metrics = &w->metrics,
+    fl_http_env env = { .cfg = &w->cfg, .store = w->store, .metrics = &w->metrics,
                         .wait = w->wait, .cancel = &w->cancel, .stats = &w->stats };
     assert_int_equal(fl_http_new(&w->http, &env), 0);
     *state = w;
