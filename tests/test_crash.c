@@ -129,7 +129,9 @@ static void root_is_refused_without_allow_root(void **state)
 static void sighup_keeps_it_running(void **state)
 {
     (void)state;
-    assert_int_equal(kill(D.pid, SIGHUP), 0);   /* D: the daemon the kill -9 test left running */
+    /* D: the daemon the kill -9 test left running (never kill(0, …): that is our whole group) */
+    assert_true(D.pid > 0);
+    assert_int_equal(kill(D.pid, SIGHUP), 0);
     int logged = 0;
     for (double end = flh_now() + 5; flh_now() < end && !logged; usleep(20000))
         logged = flh_log_count(&D, "SIGHUP: the configuration is read at start only") > 0;
@@ -152,6 +154,7 @@ static void sighup_reopens_the_log_file(void **state)
     snprintf(path, sizeof path, "%s/flingd.log", dir);
     snprintf(old, sizeof old, "%s/flingd.log.1", dir);
     assert_int_equal(rename(path, old), 0);
+    assert_true(d.pid > 0);
     assert_int_equal(kill(d.pid, SIGHUP), 0);
     int reopened = 0;
     for (double end = flh_now() + 5; flh_now() < end && !reopened; usleep(20000)) {
