@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "reply.h"
+#include "sse.h"
 
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
@@ -268,6 +269,22 @@ static fl_body_action no_body(fl_req *req, const fl_http_head *h, fl_req_route r
     return FL_BODY_DISCARD;
 }
 
+/* GET /v1/events: the filters and the resume point, read here; the stream is sse.c's. */
+static fl_body_action start_events(fl_req *req, const fl_http_head *h, const char *q, size_t qlen)
+{
+    char type[FL_TYPE_NAME_MAX + 1] = "", states[128] = "", msg[160];
+    req->route = FL_ROUTE_EVENTS;
+    if (h->method != HTTP_GET)
+        return head_error(req, h, 405, "method_not_allowed", "use GET " FL_PROTO_EVENTS_PATH);
+    if (query_param(q, qlen, "type", type, sizeof type) < 0 || query_param(q, qlen, "state", states, sizeof states) < 0)
+        return head_error(req, h, 400, "bad_request", "type and state must be well-formed and short");
+    const fl_http_header *last = find_header(h, "Last-Event-ID");
+    int rc = fl_sse_prepare(req, type, states, last ? last->value : NULL, last ? last->value_len : 0, msg, sizeof msg);
+    if (rc < 0)
+        return head_error(req, h, rc == -ENOMEM ? 503 : 400, rc == -ENOMEM ? "out_of_memory" : "bad_request", msg);
+    return no_body(req, h, FL_ROUTE_EVENTS);
+}
+
 fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
 {
     req->http = http;
@@ -300,6 +317,8 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
             return head_error(req, h, 405, "method_not_allowed", "use GET /v1/jobs to list, POST /v1/jobs/{type} to submit");
         return start_list(req, h, q, qlen);
     }
+    if (path_is(path, plen, FL_PROTO_EVENTS_PATH))
+        return start_events(req, h, q, qlen);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_HEALTH_PATH))
         return no_body(req, h, FL_ROUTE_HEALTH);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_METRICS_PATH))
@@ -515,6 +534,9 @@ void fl_http_complete(fl_req *req)
         return;
     case FL_ROUTE_LIST:
         fl_store_list(store, &req->op, &req->list_query, list_done, req);
+        return;
+    case FL_ROUTE_EVENTS:
+        fl_sse_begin(req->http->env.events, req);
         return;
     case FL_ROUTE_HEALTH:
         reply_health(req);
