@@ -1,7 +1,7 @@
 /* test_sse.c — GET /v1/events against a real flingd: a job's whole life arrives in commit
  * order through the type and state filters, Last-Event-ID resumes without a loss, a consumer
  * that never reads is dropped while flingd's memory stays bounded, the token guards the
- * route, and `fling watch` without --redis follows the stream. */
+ * route (for `fling watch` too), and `fling watch` without --redis follows the stream. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -367,6 +367,76 @@ static void test_token_required(void **state)
     close(s.fd);
     assert_int_equal(sse_open(&s, d.port, "/v1/events", "Authorization: Bearer s3cret\r\n"), 200);
     close(s.fd);
+    /* fling watch without --redis reports a refused token in one line */
+    char *env[] = { NULL };
+    char *denied[] = { "fling", "--url", d.url, "--token", "nope", "watch", NULL };
+    flh_cli r;
+    assert_int_equal(flh_cli_run(&r, denied, env, 10000), 0);
+    assert_true(flh_cli_failed_as(&r, 1, "fling: watch: 401 unauthorized: missing or wrong bearer token"));
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* Waits until flingd has n event streams open: 0, or -1 after 10 s. */
+static int wait_streams(const flh_daemon *d, long n)
+{
+    for (int i = 0; i < 200; i++) {
+        if (flh_metric(d, "fling_event_streams_open") == n)
+            return 0;
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+/* fling watch without --redis follows /v1/events: the same lines as over the mirror, --type,
+ * --json, --count; SIGINT and SIGTERM end it with success. */
+static void test_watch_over_events(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    assert_int_equal(flh_start(&d, TYPES), 0);
+    char *env[] = { NULL };
+    char *lines[] = { "fling", "--url", d.url, "watch", "--type", "n", "--count", "3", NULL };
+    flh_child ch;
+    flh_cli r;
+    assert_int_equal(flh_cli_spawn(&ch, lines, env), 0);
+    assert_int_equal(wait_streams(&d, 1), 0);
+    char *other = submit(&d, "m", NULL);
+    char *id = submit(&d, "n", NULL);
+    assert_non_null(id);
+    assert_int_equal(flh_cli_finish(&ch, &r, 20000), 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    char want[64];
+    const char *p = r.out;
+    static const char *const names[] = { " submitted ", " started ", " succeeded " };
+    for (int i = 0; i < 3; i++) {
+        snprintf(want, sizeof want, " %s n", id);
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        assert_non_null(memmem(p, (size_t)(nl - p), want, strlen(want)));
+        assert_non_null(memmem(p, (size_t)(nl - p), names[i], strlen(names[i])));
+        p = nl + 1;
+    }
+    assert_string_equal(p, "");
+
+    static const int sigs[] = { SIGINT, SIGTERM };
+    for (int i = 0; i < 2; i++) {
+        char *json[] = { "fling", "--url", d.url, "watch", "--json", NULL };
+        assert_int_equal(flh_cli_spawn(&ch, json, env), 0);
+        assert_int_equal(wait_streams(&d, 1), 0);
+        free(submit(&d, "n", NULL));
+        usleep(300 * 1000);
+        kill(ch.pid, sigs[i]);
+        assert_int_equal(flh_cli_finish(&ch, &r, 10000), 0);
+        assert_int_equal(r.status, 0);
+        json_t *j = json_loads(r.out, JSON_DISABLE_EOF_CHECK, NULL);
+        assert_non_null(j);
+        assert_string_equal(jstr(j, "event"), "submitted");
+        json_decref(j);
+        assert_int_equal(wait_streams(&d, 0), 0);
+    }
+    free(other);
+    free(id);
     assert_int_equal(flh_stop(&d), 0);
 }
 
@@ -377,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_resume_loses_nothing),
         cmocka_unit_test(test_slow_consumer_dropped),
         cmocka_unit_test(test_token_required),
+        cmocka_unit_test(test_watch_over_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
