@@ -13,6 +13,7 @@
 #include "log.h"
 #include "reply.h"
 #include "sse.h"
+#include "ui.h"
 
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
@@ -285,11 +286,17 @@ static fl_body_action start_events(fl_req *req, const fl_http_head *h, const cha
     return no_body(req, h, FL_ROUTE_EVENTS);
 }
 
+/* GET /ui: the dashboard's files go without the token (they hold no data; the page sends the
+ * token with each API call it makes). */
+static fl_body_action start_ui(fl_req *req, const fl_http_head *h, const fl_ui_file *f)
+{
+    fl_reply(req, 200, f->ctype, FL_UI_HEADERS, f->data, f->len);
+    return no_body(req, h, FL_ROUTE_UI);
+}
+
 fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
 {
     req->http = http;
-    if (!authorized(req, h))
-        return head_error(req, h, 401, "unauthorized", "missing or wrong bearer token");
     const char *path = h->url;
     const char *qm = memchr(h->url, '?', h->url_len);
     size_t plen = qm ? (size_t)(qm - path) : h->url_len;
@@ -297,6 +304,11 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
     size_t qlen = qm ? h->url_len - plen - 1 : 0;
     static const char jobs[] = FL_PROTO_JOBS_PATH "/";
     size_t jl = sizeof jobs - 1;
+    const fl_ui_file *ui = h->method == HTTP_GET ? fl_ui_find(path, plen) : NULL;
+    if (ui)
+        return start_ui(req, h, ui);
+    if (!authorized(req, h))
+        return head_error(req, h, 401, "unauthorized", "missing or wrong bearer token");
 
     if (plen > jl && memcmp(path, jobs, jl) == 0) {
         const char *seg = path + jl;
@@ -544,6 +556,7 @@ void fl_http_complete(fl_req *req)
     case FL_ROUTE_METRICS:
         fl_store_count_jobs(store, &req->op, 0, metrics_done, req);
         return;
+    case FL_ROUTE_UI:     /* its reply was set at the head: answered above */
     case FL_ROUTE_NONE:
         fl_reply_error(req, 404, "not_found", "no such route");
         break;

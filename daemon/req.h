@@ -17,7 +17,8 @@
 typedef enum fl_req_route {
     FL_ROUTE_NONE = 0,           /* refused at the head; the reply is prepared */
     FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS,
-    FL_ROUTE_EVENTS              /* GET /v1/events: a streamed reply */
+    FL_ROUTE_EVENTS,             /* GET /v1/events: a streamed reply */
+    FL_ROUTE_UI                  /* GET /ui: the dashboard's files; the reply is set at the head */
 } fl_req_route;
 
 typedef struct fl_req fl_req;
