@@ -285,6 +285,11 @@ static void test_resume_loses_nothing(void **state)
     for (int i = 0; i < nb; i++)
         assert_true(b[i] == a[i + 1]);
     close(part.fd);
+    /* an id older than the ring (here: before this daemon) gets all the ring has */
+    assert_int_equal(sse_open(&part, d.port, "/v1/events", "Last-Event-ID: 1\r\n"), 200);
+    assert_int_equal(collect_ids(&part, b, 4000, 2000), na);
+    assert_true(b[0] == a[0]);
+    close(part.fd);
     close(whole.fd);
     assert_int_equal(flh_stop(&d), 0);
 }
