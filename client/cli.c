@@ -16,11 +16,13 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define EXIT_DAEMON 1        /* an error reply, or stdout failed */
@@ -38,6 +40,7 @@
 #define PREFIX_MAX 256                         /* a key prefix is a namespace, not data */
 #define REDIS_ERR_MAX 400                      /* one line from mirrorview */
 #define MESSAGE_SHOWN 60                       /* of a malformed event, enough to recognise it */
+#define STREAM_BUF (1024 * 1024)               /* one event of the stream: a job's JSON with its output */
 
 enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH = 16,
        CMD_ANY = 0xff };
@@ -135,7 +138,8 @@ static const char help_cancel[] =
     "  cancel ID        cancel a waiting job, or stop a running one, and say which\n";
 static const char help_watch[] =
     "  watch [--type T] [--redis URL] [--prefix P] [--json] [--count N]\n"
-    "                   follow the mirror's events, one line each: TIME ID TYPE EVENT\n"
+    "                   follow the daemon's events (GET /v1/events), or with --redis (or\n"
+    "                   env FLING_REDIS) the mirror's, one line each: TIME ID TYPE EVENT\n"
     "                   [state=S] status=N attempts=A/M [error=\"...\"], TIME being the\n"
     "                   event's updated_at or else the time it was received (UTC);\n"
     "                   --json prints each event's JSON; --count exits after N events\n";
@@ -662,6 +666,140 @@ static int follow_events(const cli *c, redisContext *rc, const sigset_t *wait_ma
     return 0;
 }
 
+/* ---- watch over GET /v1/events ------------------------------------------------------- */
+
+/* The event stream as it is read: bytes not yet parsed, on one socket. */
+typedef struct stream {
+    int fd;
+    char *buf;
+    size_t len;
+} stream;
+
+/* Reads more of the stream, with wait_mask in force while it sleeps: 1, 0 at EOF or reset,
+ * -EINTR (a signal), -ENOBUFS (one event larger than STREAM_BUF). */
+static int stream_fill(stream *s, const sigset_t *wait_mask)
+{
+    if (s->len == STREAM_BUF)
+        return -ENOBUFS;
+    struct pollfd p = { s->fd, POLLIN, 0 };
+    if (ppoll(&p, 1, NULL, wait_mask) < 0)
+        return errno == EINTR ? -EINTR : 0;
+    ssize_t n = recv(s->fd, s->buf + s->len, STREAM_BUF - s->len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 1;
+    if (n <= 0)
+        return 0;
+    s->len += (size_t)n;
+    return 1;
+}
+
+static void stream_consume(stream *s, size_t n)
+{
+    memmove(s->buf, s->buf + n, s->len - n);
+    s->len -= n;
+}
+
+/* Sends the request and reads the reply's head: 0 on a 200 stream, else an exit code after
+ * reporting (an error reply as every command reports one). */
+static int stream_open(const cli *c, stream *s, const char *type, const sigset_t *wait_mask)
+{
+    char req[512 + FL_TYPE_NAME_MAX];
+    const char *tok = c->token;
+    int n = snprintf(req, sizeof req, "GET %s%s%s HTTP/1.1\r\nHost: fling\r\nAccept: text/event-stream\r\n%s%s%s\r\n",
+                     FL_PROTO_EVENTS_PATH, type ? "?type=" : "", type ? type : "", tok ? "Authorization: Bearer " : "",
+                     tok ? tok : "", tok ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof req)
+        return fail(c, EXIT_USAGE, "token too long");
+    for (size_t off = 0; off < (size_t)n;) {
+        struct pollfd p = { s->fd, POLLOUT, 0 };
+        ssize_t k = send(s->fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
+        if (k > 0)
+            off += (size_t)k;
+        else if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            (void)poll(&p, 1, 1000);
+        else
+            return fail(c, EXIT_TRANSPORT, "could not send the request to %s", c->url);
+    }
+    char *eoh;
+    int rv = 1;
+    while (!(eoh = memmem(s->buf, s->len, "\r\n\r\n", 4)) && (rv = stream_fill(s, wait_mask)) != 0)
+        if (rv == -EINTR && stop_watching)
+            return -1;
+    if (!eoh)
+        return fail(c, EXIT_TRANSPORT, "no reply from %s", c->url);
+    int status = 0;
+    if (sscanf(s->buf, "HTTP/1.%*d %d", &status) != 1)
+        return fail(c, EXIT_TRANSPORT, "reply from %s is not HTTP", c->url);
+    stream_consume(s, (size_t)(eoh + 4 - s->buf));
+    if (status == 200)
+        return 0;
+    /* An error reply is small and the daemon closes or leaves it whole: what came is its body. */
+    while (!memchr(s->buf, '}', s->len) && (rv = stream_fill(s, wait_mask)) > 0)
+        ;
+    fling_response res = { .status = status, .body = s->buf, .body_len = s->len };
+    return fail_http(c, &res);
+}
+
+/* Prints the frames of the stream until count lines (0: no limit) or a stop signal. */
+static int follow_stream(const cli *c, stream *s, const sigset_t *wait_mask, const char *type, long count)
+{
+    int as_json = opt_arg(c, OPT_JSON) != NULL;
+    long printed = 0;
+    while (!stop_watching && (count == 0 || printed < count)) {
+        char *end = memmem(s->buf, s->len, "\n\n", 2);
+        if (!end) {
+            int rv = stream_fill(s, wait_mask);
+            if (rv == -ENOBUFS)
+                return fail(c, EXIT_TRANSPORT, "an event from %s exceeds %d bytes", c->url, STREAM_BUF);
+            if (rv == 0)
+                return fail(c, EXIT_TRANSPORT, "%s closed the event stream", c->url);
+            continue;
+        }
+        *end = '\0';
+        /* Our daemon writes one data line per event; comments (": ping") have none. */
+        char *data = strncmp(s->buf, "data: ", 6) == 0 ? s->buf : strstr(s->buf, "\ndata: ");
+        int rv = 0;
+        if (data) {
+            data += data == s->buf ? 6 : 7;
+            size_t len = strcspn(data, "\n");
+            rv = print_event(c, data, len, type, as_json);
+        }
+        stream_consume(s, (size_t)(end + 2 - s->buf));
+        if (rv > 1)
+            return rv;
+        printed += rv;
+    }
+    return 0;
+}
+
+/* watch without Redis: the daemon's own event stream. */
+static int watch_daemon(cli *c, const char *type, long count)
+{
+    sigset_t wait_mask;
+    catch_stop_signals(&wait_mask);
+    stream s = { .fd = fling_client_connect(c->client), .buf = malloc(STREAM_BUF) };
+    int code;
+    if (!s.buf)
+        code = fail(c, EXIT_TRANSPORT, "out of memory");
+    else if (s.fd < 0)
+        code = fail_call(c, s.fd, NULL);
+    else if ((code = stream_open(c, &s, type, &wait_mask)) == 0)
+        code = follow_stream(c, &s, &wait_mask, type, count);
+    if (code < 0)
+        code = 0;   /* stopped by a signal before the stream began */
+    if (s.fd >= 0)
+        close(s.fd);
+    free(s.buf);
+    return code;
+}
+
+/* watch and status read the Redis mirror with --redis; watch also with env FLING_REDIS. */
+static int uses_redis(const cli *c)
+{
+    const char *env = getenv("FLING_REDIS");
+    return opt_arg(c, OPT_REDIS) || (c->cmd->bit == CMD_WATCH && env && env[0]);
+}
+
 static int cmd_watch(cli *c)
 {
     const char *type, *url = opt_arg(c, OPT_REDIS);
@@ -671,6 +809,8 @@ static int cmd_watch(cli *c)
     int code = watch_opts(c, &type, &count);
     if (code)
         return code;
+    if (!uses_redis(c))
+        return watch_daemon(c, type, count);
     const char *prefix = mirror_prefix(c, &code);
     if (!prefix)
         return code;
@@ -950,11 +1090,11 @@ static int globals(cli *c, char **words, int nwords)
     return -1;
 }
 
-/* Makes the client (unless the command reads the Redis mirror: watch, status --redis) and
+/* Makes the client (unless the command reads the Redis mirror: watch --redis, status --redis) and
  * runs the command: its exit code. */
 static int run(cli *c)
 {
-    if (c->cmd->bit == CMD_WATCH || opt_arg(c, OPT_REDIS))
+    if (uses_redis(c))
         return c->cmd->run(c);
     c->client = fling_client_new(c->url, c->token);
     if (!c->client)

@@ -324,6 +324,11 @@ static int open_conn(const fling_client *c)
     return fd >= 0 ? fd : FLING_ECONNECT;
 }
 
+int fling_client_connect(const fling_client *c)
+{
+    return open_conn(c);
+}
+
 /* Sends all len bytes before the deadline; *sent counts what the kernel took. 0 or -errno. */
 static int send_all(int fd, const char *buf, size_t len, int64_t deadline, size_t *sent)
 {

@@ -82,6 +82,11 @@ int fling_submit(fling_client *c, const char *type, const void *payload, size_t 
 int fling_request(fling_client *c, const char *method, const char *path,
                   const void *body, size_t len, fling_response *res);
 
+/* fling_client_connect opens a new connection to c's address (not the kept-alive one) within
+ * the connect timeout: a connected non-blocking socket that the caller owns and closes, or
+ * FLING_ECONNECT. For replies that are streams (GET /v1/events), which libfling does not read. */
+int fling_client_connect(const fling_client *c);
+
 /* fling_response_clear frees res->body and zeroes res. */
 void fling_response_clear(fling_response *res);
 

@@ -3,6 +3,7 @@
 # Migration N (1-based) is fl_migrations[N-1]; its number must match its file name.
 # The list is globbed here, not passed in: a CMake list on a custom command's line would be
 # split into separate arguments.
+include(${CMAKE_CURRENT_LIST_DIR}/embed_bytes.cmake)
 file(GLOB FILES ${DIR}/*.sql)
 list(SORT FILES)
 set(body "// generated from migrations/sqlite/NNN_*.sql by cmake/embed_migrations.cmake; do not edit\n")
@@ -16,9 +17,8 @@ foreach(f ${FILES})
   if(NOT num EQUAL n)
     message(FATAL_ERROR "migration ${name}: expected number ${n}")
   endif()
-  file(READ ${f} hex HEX)
-  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
-  string(APPEND body "static const char m${n}[] = {${hex}0x00};\n")
+  fl_embed_bytes(${f} m${n} def)
+  string(APPEND body "${def}")
   string(APPEND list "m${n},")
 endforeach()
 string(APPEND body "const char *const fl_migrations[] = {${list}0};\n")

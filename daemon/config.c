@@ -63,6 +63,7 @@
 #define DEFAULT_IDLE_TIMEOUT    60.0
 #define DEFAULT_MAX_PIPELINE    128     /* deep enough for a pipelining submitter to fill a commit group */
 #define DEFAULT_MAX_OUTPUT      (256 * 1024)
+#define DEFAULT_MAX_STREAM_BUFFER (1024 * 1024)
 #define DEFAULT_DB_PATH         "var/fling.db"
 #define DEFAULT_WORKERS         8
 #define DEFAULT_SHUTDOWN_GRACE  30.0
@@ -134,6 +135,7 @@ static const key_spec keys[] = {
     {SEC_SERVER, "idle_timeout", V_SECONDS, CFG(idle_timeout), 0, SECONDS_MAX},
     {SEC_SERVER, "max_pipeline", V_INT, CFG(max_pipeline), 1, 65536},
     {SEC_SERVER, "max_output", V_BYTES, CFG(max_output), 4 * KIB, 64 * MIB},
+    {SEC_SERVER, "max_stream_buffer", V_BYTES, CFG(max_stream_buffer), 4 * KIB, 64 * MIB},
     {SEC_SERVER, "log", V_PATH, CFG(log_path), 0, 0},
     {SEC_SERVER, "log_format", V_LOG_FORMAT, CFG(log_json), 0, 0},
     {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
@@ -1208,6 +1210,7 @@ int fl_config_init(fl_config *c)
     c->idle_timeout = DEFAULT_IDLE_TIMEOUT;
     c->max_pipeline = DEFAULT_MAX_PIPELINE;
     c->max_output = DEFAULT_MAX_OUTPUT;
+    c->max_stream_buffer = DEFAULT_MAX_STREAM_BUFFER;
     c->durability_full = 1;
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;

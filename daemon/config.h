@@ -61,6 +61,7 @@ typedef struct fl_config {
     double idle_timeout;    /* seconds a keep-alive connection may sit idle; default 60 */
     int max_pipeline;       /* requests one connection may have waiting for their reply; default 128 */
     size_t max_output;      /* reply and queued payload bytes one connection may hold; default 256 KiB */
+    size_t max_stream_buffer; /* bytes an event stream may have queued before it is dropped; 1 MiB */
     char *log_path;         /* NULL = stderr */
     int log_json;           /* log_format: 1 = json, 0 = text (default) */
     /* [store] */

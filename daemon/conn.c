@@ -85,6 +85,7 @@ struct fl_conns {
     fl_list all;                    /* fl_conn.node */
     int stopping;                   /* graceful stop: requests parsed from now on close after */
     fl_log_limit refused_log;       /* the log budget of refused requests */
+    fl_log_limit stream_log;        /* the log budget of dropped event streams */
 };
 
 struct fl_conn {
@@ -126,6 +127,7 @@ struct fl_conn {
     int in_head, in_message;
     int in_read;                    /* a read burst is parsing: replies are flushed at its end */
     int served;                     /* requests completed on it (0: a new connection) */
+    conn_req *stream;               /* its reply is a stream, head sent: nothing else follows */
 };
 
 static char read_buf[FL_CONN_READ_BUF];   /* loop thread only: parsed at once, never kept */
@@ -248,12 +250,17 @@ static void drop_reply(fl_conns *cs, conn_req *r)
         fl_ack_aborted(cs->ack, r->req.ack_id);
 }
 
+static int stream_write(fl_req *req, const char *p, size_t len);
+static size_t stream_queued(const fl_req *req);
+static void stream_end(fl_req *req, const char *why);
+
 static conn_req *req_new(fl_conn *c)
 {
     conn_req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     fl_req_init(&r->req, req_ready);
+    r->req.stream = (fl_req_stream){ .write = stream_write, .queued = stream_queued, .end = stream_end };
     r->conn = c;
     r->cs = c->cs;
     fl_list_init(&r->node);
@@ -449,6 +456,10 @@ static void take_replies(fl_conn *c)
         } else if (req->ack_id && ack_push(c, c->sent + (c->out_len - c->out_off), req->ack_id) < 0) {
             fl_ack_settle(c->cs->ack, req->ack_id, FL_ACK_UNKNOWN);
         }
+        if (req->streaming && c->state != FL_CONN_GONE) {
+            c->stream = r;   /* the last request of the connection (it is not keep-alive) */
+            return;
+        }
         if (req->close_after)
             raise_state(c, FL_CONN_CLOSING);
         req_free(r);
@@ -477,6 +488,8 @@ static void conn_send(fl_conn *c)
     }
     if (ev_is_active(&c->wio))
         ev_io_stop(c->cs->loop, &c->wio);
+    if (c->stream && c->state != FL_CONN_GONE && c->stream->req.stream.drained)
+        c->stream->req.stream.drained(&c->stream->req);
 }
 
 static void conn_flush(fl_conn *c)
@@ -487,6 +500,54 @@ static void conn_flush(fl_conn *c)
      * are only trimmed now and then, so keep-alive traffic pays no syscall for them. */
     if (c->eof || c->state >= FL_CONN_CLOSING || c->n_acks >= FL_ACKS_TRIM)
         acks_check(c);
+}
+
+/* ---------------------------------------------------------------- streamed replies */
+
+static void deadline_arm(fl_conn *c);
+
+/* A stream's bytes wait in the output buffer like a reply's, counted there (stream_queued);
+ * the write watcher sends them on the next loop iteration, so a burst of events leaves in a
+ * few sends. */
+static int stream_write(fl_req *req, const char *p, size_t len)
+{
+    fl_conn *c = conn_req_of(req)->conn;
+    if (c->state == FL_CONN_GONE)
+        return -EPIPE;
+    if (out_append(c, p, len) < 0)
+        return -ENOMEM;
+    if (!ev_is_active(&c->wio))
+        ev_io_start(c->cs->loop, &c->wio);
+    deadline_arm(c);
+    return 0;
+}
+
+static size_t stream_queued(const fl_req *req)
+{
+    const fl_conn *c = conn_req_of((fl_req *)req)->conn;
+    return c->out_len - c->out_off;
+}
+
+/* Ends the stream of c, if it has one: the layer above forgets it as it is freed. */
+static void stream_close(fl_conn *c)
+{
+    conn_req *r = c->stream;
+    if (!r)
+        return;
+    c->stream = NULL;
+    req_free(r);
+}
+
+/* The layer above ends the stream (a slow consumer): the connection closes from the loop, not
+ * inside the publisher that is walking its subscribers. */
+static void stream_end(fl_req *req, const char *why)
+{
+    fl_conn *c = conn_req_of(req)->conn;
+    if (fl_log_allow(&c->cs->stream_log, "closed event streams"))
+        fl_log(LOG_WARNING, "peer %s: event stream closed: %s", c->peer, why);
+    stream_close(c);
+    conn_gone(c);
+    ev_feed_event(c->cs->loop, &c->wio, EV_WRITE);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -846,6 +907,8 @@ static ev_tstamp conn_deadline(const fl_conn *c)
     const fl_config *cfg = c->cs->cfg;
     if (c->state == FL_CONN_LINGERING)
         return c->linger_start + FL_LINGER_MAX;
+    if (c->stream && c->out_off == c->out_len)
+        return 0;   /* a quiet stream is not idle: it waits for events */
     if (c->in_message)
         return c->msg_start + cfg->read_timeout;
     if (c->out_off < c->out_len)
@@ -907,6 +970,10 @@ static void conn_progress(fl_conn *c)
 {
     while (c->state == FL_CONN_PAUSED && !c->in_read && !over_limits(c))
         resume_parsing(c);
+    if (c->stream && c->eof) {
+        stream_close(c);   /* the client ended the stream: what it did not read is dropped */
+        conn_gone(c);
+    }
     if (c->state == FL_CONN_GONE) {
         conn_close(c);
         return;
@@ -939,7 +1006,8 @@ static void conn_progress(fl_conn *c)
     if (c->eof)
         stop_reading(c);
     else if (c->state == FL_CONN_LAST || c->state == FL_CONN_CLOSING)
-        has_waiting(c) ? start_reading(c) : stop_reading(c);   /* a waiting one must still see the client leave */
+        /* a waiting one or a stream must still see the client leave */
+        has_waiting(c) || c->stream ? start_reading(c) : stop_reading(c);
     else if (c->state == FL_CONN_PAUSED)
         stop_reading(c);
     else
@@ -970,6 +1038,7 @@ static void req_ready(fl_req *req)
 /* Asks c to close once its in-flight requests are answered (graceful stop). */
 static void conn_shutdown(fl_conn *c)
 {
+    stream_close(c);
     if (!c->in_message && fl_list_empty(&c->q))
         raise_state(c, FL_CONN_CLOSING);
     conn_progress(c);
@@ -1001,6 +1070,7 @@ static void conn_close(fl_conn *c)
 {
     fl_conns *cs = c->cs;
     stop_watchers(c);
+    stream_close(c);
     /* Requests still waiting for the store finish without us; their 202 can't be delivered. */
     while (!fl_list_empty(&c->q)) {
         conn_req *r = queue_pop(c);
@@ -1128,6 +1198,7 @@ void fl_conns_free(fl_conns *cs)
     fl_list_each(pos, tmp, &cs->all) {
         fl_conn *c = fl_list_entry(pos, fl_conn, node);
         stop_watchers(c);
+        stream_close(c);
         while (!fl_list_empty(&c->q))
             req_free(queue_pop(c));
         conn_release(c);

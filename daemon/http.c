@@ -12,6 +12,8 @@
 
 #include "log.h"
 #include "reply.h"
+#include "sse.h"
+#include "ui.h"
 
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
@@ -268,11 +270,33 @@ static fl_body_action no_body(fl_req *req, const fl_http_head *h, fl_req_route r
     return FL_BODY_DISCARD;
 }
 
+/* GET /v1/events: the filters and the resume point, read here; the stream is sse.c's. */
+static fl_body_action start_events(fl_req *req, const fl_http_head *h, const char *q, size_t qlen)
+{
+    char type[FL_TYPE_NAME_MAX + 1] = "", states[128] = "", msg[160];
+    req->route = FL_ROUTE_EVENTS;
+    if (h->method != HTTP_GET)
+        return head_error(req, h, 405, "method_not_allowed", "use GET " FL_PROTO_EVENTS_PATH);
+    if (query_param(q, qlen, "type", type, sizeof type) < 0 || query_param(q, qlen, "state", states, sizeof states) < 0)
+        return head_error(req, h, 400, "bad_request", "type and state must be well-formed and short");
+    const fl_http_header *last = find_header(h, "Last-Event-ID");
+    int rc = fl_sse_prepare(req, type, states, last ? last->value : NULL, last ? last->value_len : 0, msg, sizeof msg);
+    if (rc < 0)
+        return head_error(req, h, rc == -ENOMEM ? 503 : 400, rc == -ENOMEM ? "out_of_memory" : "bad_request", msg);
+    return no_body(req, h, FL_ROUTE_EVENTS);
+}
+
+/* GET /ui: the dashboard's files go without the token (they hold no data; the page sends the
+ * token with each API call it makes). */
+static fl_body_action start_ui(fl_req *req, const fl_http_head *h, const fl_ui_file *f)
+{
+    fl_reply(req, 200, f->ctype, FL_UI_HEADERS, f->data, f->len);
+    return no_body(req, h, FL_ROUTE_UI);
+}
+
 fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
 {
     req->http = http;
-    if (!authorized(req, h))
-        return head_error(req, h, 401, "unauthorized", "missing or wrong bearer token");
     const char *path = h->url;
     const char *qm = memchr(h->url, '?', h->url_len);
     size_t plen = qm ? (size_t)(qm - path) : h->url_len;
@@ -280,6 +304,11 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
     size_t qlen = qm ? h->url_len - plen - 1 : 0;
     static const char jobs[] = FL_PROTO_JOBS_PATH "/";
     size_t jl = sizeof jobs - 1;
+    const fl_ui_file *ui = h->method == HTTP_GET ? fl_ui_find(path, plen) : NULL;
+    if (ui)
+        return start_ui(req, h, ui);
+    if (!authorized(req, h))
+        return head_error(req, h, 401, "unauthorized", "missing or wrong bearer token");
 
     if (plen > jl && memcmp(path, jobs, jl) == 0) {
         const char *seg = path + jl;
@@ -300,6 +329,8 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
             return head_error(req, h, 405, "method_not_allowed", "use GET /v1/jobs to list, POST /v1/jobs/{type} to submit");
         return start_list(req, h, q, qlen);
     }
+    if (path_is(path, plen, FL_PROTO_EVENTS_PATH))
+        return start_events(req, h, q, qlen);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_HEALTH_PATH))
         return no_body(req, h, FL_ROUTE_HEALTH);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_METRICS_PATH))
@@ -515,12 +546,16 @@ void fl_http_complete(fl_req *req)
     case FL_ROUTE_LIST:
         fl_store_list(store, &req->op, &req->list_query, list_done, req);
         return;
+    case FL_ROUTE_EVENTS:
+        fl_sse_begin(req->http->env.events, req);
+        return;
     case FL_ROUTE_HEALTH:
         reply_health(req);
         break;
     case FL_ROUTE_METRICS:
         fl_store_count_jobs(store, &req->op, 0, metrics_done, req);
         return;
+    case FL_ROUTE_UI:     /* its reply was set at the head: answered above */
     case FL_ROUTE_NONE:
         fl_reply_error(req, 404, "not_found", "no such route");
         break;

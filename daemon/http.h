@@ -38,6 +38,8 @@ typedef enum fl_body_action {
 } fl_body_action;
 
 /* What the routes act on, all borrowed for the life of the fl_http. */
+struct fl_events;
+
 typedef struct fl_http_env {
     const fl_config *cfg;
     fl_store *store;
@@ -45,6 +47,7 @@ typedef struct fl_http_env {
     fl_wait *wait;               /* attached submits */
     const fl_cancel *cancel;     /* DELETE's policy */
     const fl_stats *stats;       /* GET /metrics */
+    struct fl_events *events;    /* GET /v1/events (events.h) */
 } fl_http_env;
 
 typedef struct fl_http fl_http;

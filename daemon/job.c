@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "rediskeys.h"
+
 /* add_part reserves a part of n bytes plus its NUL; returns 0, or -1 if the total overflows. */
 static int add_part(size_t *total, size_t n)
 {
@@ -204,6 +206,16 @@ json_t *fl_job_to_json(const fl_job *job)
                               job->output ? text_json(job->output, job->output_len) : json_null());
     rc |= json_object_set_new(o, "callback", opt_string(job->callback));
     if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *fl_job_event_json(const fl_job *job, const char *event)
+{
+    json_t *o = fl_job_to_json(job);
+    if (o && json_object_set_new(o, FL_PROTO_EVENT_KEY, json_string(event)) < 0) {
         json_decref(o);
         return NULL;
     }

@@ -60,6 +60,10 @@ void fl_job_free(fl_job *job);
  * invalid UTF-8 replaced); NULL on ENOMEM. Caller releases with json_decref. */
 json_t *fl_job_to_json(const fl_job *job);
 
+/* fl_job_event_json returns fl_job_to_json(job) plus "event": a job change as the Redis channel
+ * and GET /v1/events carry it; NULL on ENOMEM. */
+json_t *fl_job_event_json(const fl_job *job, const char *event);
+
 /* fl_job_time_format writes ms since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-12-01T21:00:00.123Z") and returns its length; 0 (and "") for ms == 0. */
 #define FL_JOB_TIME_MAX 48

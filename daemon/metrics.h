@@ -29,6 +29,8 @@ typedef struct fl_metrics {
     uint64_t acks_aborted;            /* 202 not delivered: status bit 1 set */
     uint64_t acks_unknown;            /* no verdict within the bound: no bit set */
     uint64_t store_errors;            /* ops answered 503 */
+    size_t streams_open;              /* a gauge: GET /v1/events streams subscribed (kept by events.c) */
+    uint64_t streams_dropped;         /* event streams ended as too slow */
     fl_metrics_reason refused[FL_M_REASONS];   /* refused requests by error code */
 } fl_metrics;
 

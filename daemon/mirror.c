@@ -249,15 +249,13 @@ static const char *str_field(json_t *o, const char *k)
     return s ? s : "";
 }
 
-/* event_json returns the job's JSON plus "event" as a compact string (caller frees), and in
- * *obj the object it came from (caller decrefs); NULL on ENOMEM. */
+/* event_json returns the job's event JSON as a compact string (caller frees), and in *obj the
+ * object it came from (caller decrefs); NULL on ENOMEM. */
 static char *event_json(const fl_job *job, const char *event, json_t **obj)
 {
-    json_t *o = fl_job_to_json(job);
+    json_t *o = fl_job_event_json(job, event);
     *obj = o;
-    if (!o || json_object_set_new(o, FL_PROTO_EVENT_KEY, json_string(event)) < 0)
-        return NULL;
-    return json_dumps(o, JSON_COMPACT);
+    return o ? json_dumps(o, JSON_COMPACT) : NULL;
 }
 
 /* send_change queues the script for one job's state: 0, or -ENOMEM (nothing sent). */

@@ -25,18 +25,13 @@ static const char *reason(int status)
     }
 }
 
-void fl_reply(fl_req *req, int status, const char *ctype, const char *extra, const char *body, size_t body_len)
+/* Sets req's reply to head (n bytes) and body; out of memory, a static minimal 503 keeps the
+ * connection's order intact. */
+static void set_reply(fl_req *req, int status, const char *head, size_t n, const char *body, size_t body_len)
 {
     free(req->resp);
-    const char *conn = (req->close_after || !req->keep_alive) ? "Connection: close\r\n" : "";
-    char head[512];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, reason(status), ctype, body_len, extra ? extra : "", conn);
-    if (n < 0 || (size_t)n >= sizeof head)
-        n = 0;   /* cannot happen with our fixed headers; an empty reply beats a bad one */
-    req->resp = malloc((size_t)n + body_len);
+    req->resp = malloc(n + body_len);
     if (!req->resp) {
-        /* Out of memory for a reply: a static minimal one keeps the connection's order intact. */
         static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         req->resp = strdup(oom);
         req->resp_len = req->resp ? sizeof oom - 1 : 0;
@@ -45,10 +40,32 @@ void fl_reply(fl_req *req, int status, const char *ctype, const char *extra, con
         req->ack_id = 0;
         return;
     }
-    memcpy(req->resp, head, (size_t)n);
-    memcpy(req->resp + n, body, body_len);
-    req->resp_len = (size_t)n + body_len;
+    memcpy(req->resp, head, n);
+    if (body_len)
+        memcpy(req->resp + n, body, body_len);
+    req->resp_len = n + body_len;
     req->resp_status = status;
+}
+
+void fl_reply(fl_req *req, int status, const char *ctype, const char *extra, const char *body, size_t body_len)
+{
+    const char *conn = (req->close_after || !req->keep_alive) ? "Connection: close\r\n" : "";
+    char head[512];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                     status, reason(status), ctype, body_len, extra ? extra : "", conn);
+    if (n < 0 || (size_t)n >= sizeof head)
+        n = 0;   /* cannot happen with our fixed headers; an empty reply beats a bad one */
+    set_reply(req, status, head, (size_t)n, body, body_len);
+}
+
+void fl_reply_stream(fl_req *req, const char *ctype, const char *extra)
+{
+    char head[512];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n", ctype,
+                     extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof head)
+        n = 0;
+    set_reply(req, 200, head, (size_t)n, NULL, 0);
 }
 
 void fl_reply_json(fl_req *req, int status, json_t *obj, const char *extra)

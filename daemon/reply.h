@@ -16,6 +16,10 @@
  * 503 and req closes after it. */
 void fl_reply(fl_req *req, int status, const char *ctype, const char *extra, const char *body, size_t body_len);
 
+/* fl_reply_stream sets req's reply to the head of a 200 streamed reply of Content-Type ctype:
+ * no length, its body lasts until the connection closes (req must not be keep-alive). */
+void fl_reply_stream(fl_req *req, const char *ctype, const char *extra);
+
 /* fl_reply_json sets req's reply to obj as compact JSON (takes obj; NULL means out of memory: a
  * 503 error reply). */
 void fl_reply_json(fl_req *req, int status, json_t *obj, const char *extra);

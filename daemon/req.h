@@ -16,7 +16,9 @@
 
 typedef enum fl_req_route {
     FL_ROUTE_NONE = 0,           /* refused at the head; the reply is prepared */
-    FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS
+    FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS,
+    FL_ROUTE_EVENTS,             /* GET /v1/events: a streamed reply */
+    FL_ROUTE_UI                  /* GET /ui: the dashboard's files; the reply is set at the head */
 } fl_req_route;
 
 typedef struct fl_req fl_req;
@@ -27,6 +29,19 @@ struct fl_wait;
  * the connection writes what it can. Once the reply is set this hands req back to its owner,
  * who frees it (at once if its connection is gone). */
 typedef void (*fl_req_ready_fn)(fl_req *req);
+
+/* A streamed reply (GET /v1/events): resp is only its head. The owner keeps the request after
+ * sending it, and the layer above appends to the stream until either side ends it. */
+typedef struct fl_req_stream {
+    /* set by the owner (conn.c) */
+    int (*write)(fl_req *req, const char *p, size_t len);   /* queue bytes: 0 or a negative errno */
+    size_t (*queued)(const fl_req *req);                    /* bytes queued, not taken by the kernel */
+    void (*end)(fl_req *req, const char *why);              /* close the stream (req is freed) */
+    /* set by the layer above when it makes the request a stream */
+    void (*drained)(fl_req *req);                           /* the queue went out: write more */
+    void (*gone)(fl_req *req);                              /* req is being freed: forget it */
+    void *ctx;
+} fl_req_stream;
 
 struct fl_req {
     fl_req_ready_fn ready;       /* set by the owner (conn.c) when it creates req */
@@ -56,6 +71,8 @@ struct fl_req {
     fl_list wait_node;
     struct fl_wait *waits_in;    /* the list it is linked in */
     ev_timer wait_timer;
+    int streaming;               /* its reply is a stream (see fl_req_stream) */
+    fl_req_stream stream;
 };
 
 /* fl_req_init zeroes req and gives it its ready callback. */
@@ -65,9 +82,14 @@ static inline void fl_req_init(fl_req *req, fl_req_ready_fn ready)
     fl_list_init(&req->wait_node);
 }
 
-/* fl_req_release frees what req owns (its job and its reply bytes), not req itself. */
+/* fl_req_release frees what req owns (its job and its reply bytes), not req itself, and tells
+ * the layer behind a stream that req is going. */
 static inline void fl_req_release(fl_req *req)
 {
+    if (req->stream.gone) {
+        req->stream.gone(req);
+        req->stream.gone = NULL;
+    }
     fl_job_free(req->job);
     req->job = NULL;
     free(req->resp);

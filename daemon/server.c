@@ -12,6 +12,7 @@
 #include "callback.h"
 #include "cancel.h"
 #include "conn.h"
+#include "events.h"
 #include "http.h"
 #include "listen.h"
 #include "log.h"
@@ -39,6 +40,7 @@ struct fl_server {
     fl_callbacks *callbacks;       /* callback deliveries; NULL if none can exist */
     fl_ack *ack;                   /* 202 verdicts and ABORTED bits */
     fl_wait *wait;                 /* attached submits */
+    fl_events *events;             /* GET /v1/events: the ring and its streams */
     fl_http *http;                 /* the routes */
     fl_conns *conns;               /* every open connection */
     fl_cancel cancel;              /* the cancel policy's inputs (DELETE and departures) */
@@ -114,11 +116,13 @@ static void conn_closed(void *arg)
 
 /* The store's on_change: every committed change of a job, in commit order, with the row after
  * it (borrowed), goes down to whoever follows jobs: the attached clients, the callback
- * deliveries, the Redis mirror. */
+ * deliveries, the Redis mirror, the event streams. */
 static void store_changed(const fl_job *job, fl_store_event ev, void *arg)
 {
     fl_server *srv = arg;
     fl_wait_job_changed(srv->wait, job);
+    if (srv->events)
+        fl_events_publish(srv->events, job, fl_store_event_name(ev));
     if (srv->callbacks)
         fl_callbacks_job_changed(srv->callbacks, job);
     if (srv->mirror)
@@ -219,7 +223,8 @@ static int start_requests(fl_server *srv, char *err, size_t errlen)
                         .cancel = &srv->cancel, .stats = &srv->stats };
     int rc;
     if ((rc = fl_wait_new(&srv->wait, srv->loop, srv->ack, srv->store, &srv->cancel)) < 0 ||
-        (env.wait = srv->wait, rc = fl_http_new(&srv->http, &env)) < 0 ||
+        (rc = fl_events_new(&srv->events, srv->loop, cfg->max_stream_buffer, &srv->metrics)) < 0 ||
+        (env.wait = srv->wait, env.events = srv->events, rc = fl_http_new(&srv->http, &env)) < 0 ||
         (rc = fl_conns_new(&srv->conns, srv->loop, cfg, &srv->metrics, srv->http, srv->ack, conn_closed, srv)) < 0) {
         snprintf(err, errlen, "requests: %s", strerror(-rc));
         return rc;
@@ -289,6 +294,7 @@ void fl_server_stop(fl_server *srv)
     if (srv->callbacks)
         fl_callbacks_stop(srv->callbacks);
     fl_wait_stop(srv->wait);
+    fl_events_stop(srv->events);
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
     fl_conns_shutdown(srv->conns);
@@ -336,6 +342,7 @@ void fl_server_free(fl_server *srv)
     fl_conns_free(srv->conns);
     fl_http_free(srv->http);
     fl_wait_free(srv->wait);
+    fl_events_free(srv->events);
     fl_ack_free(srv->ack);
     if (ev_is_active(&srv->mirror_timer))
         ev_timer_stop(srv->loop, &srv->mirror_timer);

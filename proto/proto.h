@@ -11,6 +11,7 @@
 #define FL_PROTO_JOBS_PATH   "/v1/jobs"      /* POST /v1/jobs/{type}, GET|DELETE /v1/jobs/{id}, GET /v1/jobs */
 #define FL_PROTO_HEALTH_PATH "/healthz"
 #define FL_PROTO_METRICS_PATH "/metrics"
+#define FL_PROTO_EVENTS_PATH "/v1/events"   /* GET: Server-Sent Events of job changes */
 
 #define FL_HDR_TIMEOUT      "Fling-Timeout"
 #define FL_HDR_MAX_ATTEMPTS "Fling-Max-Attempts"
