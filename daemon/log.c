@@ -180,6 +180,9 @@ static void put_text(const char *when, int level, const fl_log_ctx *ctx, const c
 }
 
 static void log_record(int level, const fl_log_ctx *ctx, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void log_record(int level, const fl_log_ctx *ctx, const char *fmt, va_list ap)
 {
     char msg[MESSAGE_MAX], when[64];
     struct timeval tv;
