@@ -40,7 +40,7 @@
 #define MESSAGE_SHOWN 60                       /* of a malformed event, enough to recognise it */
 
 enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH = 16,
-       CMD_ANY = 0xff };
+       CMD_PAUSE = 32, CMD_RESUME = 64, CMD_TYPES = 128, CMD_ANY = 0xffff };
 
 enum opt_id {
     OPT_HELP = 'h',
@@ -76,7 +76,7 @@ static const opt_spec specs[] = {
     { "type", required_argument, OPT_TYPE, CMD_LIST | CMD_WATCH },
     { "limit", required_argument, OPT_LIMIT, CMD_LIST },
     { "after", required_argument, OPT_AFTER, CMD_LIST },
-    { "json", no_argument, OPT_JSON, CMD_LIST | CMD_WATCH },
+    { "json", no_argument, OPT_JSON, CMD_LIST | CMD_WATCH | CMD_TYPES },
     { "redis", required_argument, OPT_REDIS, CMD_STATUS | CMD_WATCH },
     { "prefix", required_argument, OPT_PREFIX, CMD_STATUS | CMD_WATCH },
     { "count", required_argument, OPT_COUNT, CMD_WATCH },
@@ -139,6 +139,14 @@ static const char help_watch[] =
     "                   [state=S] status=N attempts=A/M [error=\"...\"], TIME being the\n"
     "                   event's updated_at or else the time it was received (UTC);\n"
     "                   --json prints each event's JSON; --count exits after N events\n";
+static const char help_pause[] =
+    "  pause TYPE       stop starting jobs of TYPE (they are still accepted and stored;\n"
+    "                   those running go on); kept across restarts\n";
+static const char help_resume[] =
+    "  resume TYPE      start jobs of a paused TYPE again\n";
+static const char help_types[] =
+    "  types [--json]   print every configured type under a header line: name handler\n"
+    "                   concurrency paused and its jobs by state\n";
 
 static const char usage_tail[] =
     "\n"
@@ -820,12 +828,76 @@ static int cmd_list(cli *c)
     return code;
 }
 
+/* pause and resume: POST /v1/types/{type}/pause|resume, then one line saying what it did. */
+static int pause_type(cli *c, const char *action, const char *done)
+{
+    char path[sizeof FL_PROTO_TYPES_PATH + FL_TYPE_NAME_MAX + 16];
+    const char *type = c->args[0];
+    if (!fl_proto_valid_type(type, strlen(type)))
+        return fail(c, EXIT_USAGE, "bad job type '%s'", type);
+    snprintf(path, sizeof path, "%s/%s/%s", FL_PROTO_TYPES_PATH, type, action);
+    fling_response res;
+    int rc = fling_request(c->client, "POST", path, NULL, 0, &res);
+    int code = rc ? fail_call(c, rc, &res) : 0;
+    if (!code && printf("type %s %s\n", type, done) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    fling_response_clear(&res);
+    return code;
+}
+
+static int cmd_pause(cli *c) { return pause_type(c, "pause", "paused"); }
+
+static int cmd_resume(cli *c) { return pause_type(c, "resume", "resumed"); }
+
+static int print_type_lines(const cli *c, const fling_response *res)
+{
+    static const char *const states[] = { "queued", "scheduled", "running", "succeeded", "failed", "cancelled" };
+    int code = 0;
+    json_t *j = reply_json(c, res, &code);
+    if (!j)
+        return code;
+    json_t *types = json_object_get(j, "types"), *t;
+    if (!json_is_array(types)) {
+        json_decref(j);
+        return fail(c, EXIT_TRANSPORT, "reply from %s has no \"types\" array", c->url);
+    }
+    size_t i;
+    fputs("NAME\tHANDLER\tCONCURRENCY\tPAUSED\tQUEUED\tSCHEDULED\tRUNNING\tSUCCEEDED\tFAILED\tCANCELLED\n", stdout);
+    json_array_foreach(types, i, t) {
+        print_scalar(json_object_get(t, "name"), "\t");
+        print_scalar(json_object_get(t, "handler"), "\t");
+        print_scalar(json_object_get(t, "concurrency"), "\t");
+        print_scalar(json_object_get(t, "paused"), "\t");
+        for (size_t k = 0; k < sizeof states / sizeof *states; k++)
+            print_scalar(json_object_get(json_object_get(t, "counts"), states[k]),
+                         k + 1 < sizeof states / sizeof *states ? "\t" : "\n");
+    }
+    json_decref(j);
+    return ferror(stdout) ? fail(c, EXIT_DAEMON, "cannot write output") : 0;
+}
+
+static int cmd_types(cli *c)
+{
+    fling_response res;
+    int rc = fling_request(c->client, "GET", FL_PROTO_TYPES_PATH, NULL, 0, &res);
+    int code;
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else
+        code = opt_arg(c, OPT_JSON) ? print_pretty(c, &res) : print_type_lines(c, &res);
+    fling_response_clear(&res);
+    return code;
+}
+
 static const command commands[] = {
     { "submit", CMD_SUBMIT, 1, 2, cmd_submit, help_submit },
     { "status", CMD_STATUS, 1, 1, cmd_status, help_status },
     { "list", CMD_LIST, 0, 0, cmd_list, help_list },
     { "cancel", CMD_CANCEL, 1, 1, cmd_cancel, help_cancel },
     { "watch", CMD_WATCH, 0, 0, cmd_watch, help_watch },
+    { "pause", CMD_PAUSE, 1, 1, cmd_pause, help_pause },
+    { "resume", CMD_RESUME, 1, 1, cmd_resume, help_resume },
+    { "types", CMD_TYPES, 0, 0, cmd_types, help_types },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -178,6 +178,11 @@ static const char *const handler_names[] = {
     [FL_HANDLER_SLEEP] = "sleep",
 };
 
+const char *fl_config_handler_name(fl_handler h)
+{
+    return (unsigned)h < sizeof handler_names / sizeof *handler_names ? handler_names[h] : "unknown";
+}
+
 /* ---- the loader: state of one fl_config_load ------------------------------------------- */
 
 typedef struct loader {
@@ -1447,7 +1452,7 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_DURABILITY: fprintf(f, "durability = %s\n", c->durability_full ? "full" : "normal"); break;
     case V_LOG_FORMAT: fprintf(f, "log_format = %s\n", c->log_json ? "json" : "text"); break;
     case V_ALLOW: put_allow(f, c); break;
-    case V_HANDLER: fprintf(f, "handler = %s\n", handler_names[t->handler]); break;
+    case V_HANDLER: fprintf(f, "handler = %s\n", fl_config_handler_name(t->handler)); break;
     case V_COMMAND: put_command(f, t->argv); break;
     case V_ENV:
     case V_ENV_PASS: put_list(f, k->name, *(char **const *)(const void *)field); break;

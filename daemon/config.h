@@ -109,6 +109,9 @@ void fl_config_print(const fl_config *c, FILE *f);
 /* fl_config_set_listen parses "HOST:PORT" into c (the --listen override); 0 or -EINVAL with err. */
 int fl_config_set_listen(fl_config *c, const char *hostport, char *err, size_t errlen);
 
+/* fl_config_handler_name returns the handler's name as handler = spells it ("exec", ...). */
+const char *fl_config_handler_name(fl_handler h);
+
 /* fl_config_find_type returns the type called name (len bytes), or NULL. Borrowed from c. */
 const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t len);
 

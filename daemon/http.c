@@ -268,6 +268,39 @@ static fl_body_action no_body(fl_req *req, const fl_http_head *h, fl_req_route r
     return FL_BODY_DISCARD;
 }
 
+/* GET /v1/types, POST /v1/types/{type}/pause and /resume (path is under FL_PROTO_TYPES_PATH). */
+static fl_body_action start_types(fl_req *req, const fl_http_head *h, const char *path, size_t plen)
+{
+    static const char base[] = FL_PROTO_TYPES_PATH;
+    const char *seg = path + sizeof base - 1, *slash;
+    size_t slen = plen - (sizeof base - 1);
+
+    req->route = FL_ROUTE_TYPES;
+    if (slen == 0 || (slen == 1 && *seg == '/')) {
+        if (h->method != HTTP_GET)
+            return head_error(req, h, 405, "method_not_allowed", "use GET /v1/types");
+        return no_body(req, h, FL_ROUTE_TYPES);
+    }
+    seg++;
+    slen--;
+    slash = memchr(seg, '/', slen);
+    size_t tlen = slash ? (size_t)(slash - seg) : slen;
+    const char *action = slash ? slash + 1 : "";
+    size_t alen = slash ? slen - tlen - 1 : 0;
+    int pause = path_is(action, alen, "pause");
+    if (!pause && !path_is(action, alen, "resume"))
+        return head_error(req, h, 404, "not_found", "no such route");
+    req->route = FL_ROUTE_PAUSE;
+    if (h->method != HTTP_POST)
+        return head_error(req, h, 405, "method_not_allowed", "use POST /v1/types/{type}/pause or /resume");
+    if (!fl_config_find_type(req->http->cfg, seg, tlen) || tlen >= sizeof req->list_type)
+        return head_error(req, h, 404, "unknown_type", "no such job type");
+    memcpy(req->list_type, seg, tlen);
+    req->list_type[tlen] = '\0';
+    req->pause = pause;
+    return no_body(req, h, FL_ROUTE_PAUSE);
+}
+
 fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
 {
     req->http = http;
@@ -300,6 +333,9 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
             return head_error(req, h, 405, "method_not_allowed", "use GET /v1/jobs to list, POST /v1/jobs/{type} to submit");
         return start_list(req, h, q, qlen);
     }
+    if (plen >= sizeof FL_PROTO_TYPES_PATH - 1 && memcmp(path, FL_PROTO_TYPES_PATH, sizeof FL_PROTO_TYPES_PATH - 1) == 0 &&
+        (plen == sizeof FL_PROTO_TYPES_PATH - 1 || path[sizeof FL_PROTO_TYPES_PATH - 1] == '/'))
+        return start_types(req, h, path, plen);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_HEALTH_PATH))
         return no_body(req, h, FL_ROUTE_HEALTH);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_METRICS_PATH))
@@ -487,6 +523,66 @@ static void metrics_done(fl_store_op *op)
     req->ready(req);
 }
 
+/* One configured type as /v1/types shows it: its settings, paused flag and jobs by state. */
+static json_t *type_json(fl_http *h, const fl_type *t, const fl_store_count *rows, size_t n)
+{
+    json_t *counts = json_object();
+    for (int st = 0; counts && st < FL_STATE_COUNT; st++) {
+        json_int_t c = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].state == (fl_state)st && strcmp(rows[i].type, t->name) == 0)
+                c += rows[i].n;
+        if (json_object_set_new(counts, fl_proto_state_name((fl_state)st), json_integer(c)) < 0) {
+            json_decref(counts);
+            counts = NULL;
+        }
+    }
+    if (!counts)
+        return NULL;
+    return json_pack("{s:s, s:s, s:i, s:b, s:o}", "name", t->name, "handler", fl_config_handler_name(t->handler),
+                     "concurrency", t->concurrency, "paused", fl_sched_paused(h->env.sched, t->name) == 1,
+                     "counts", counts);
+}
+
+/* After the counts: GET /v1/types lists every type, a pause or resume shows its own. */
+static void types_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_http *h = req->http;
+    const fl_config *cfg = h->cfg;
+    if (!store_failed(req, op->result)) {
+        json_t *o = NULL;
+        if (req->route == FL_ROUTE_PAUSE) {
+            o = type_json(h, fl_config_find_type(cfg, req->list_type, strlen(req->list_type)),
+                          op->u.count.rows, op->u.count.n);
+        } else {
+            json_t *arr = json_array();
+            for (size_t i = 0; arr && i < cfg->n_types; i++)
+                if (json_array_append_new(arr, type_json(h, &cfg->types[i], op->u.count.rows, op->u.count.n)) < 0) {
+                    json_decref(arr);
+                    arr = NULL;
+                }
+            o = arr ? json_pack("{s:o}", "types", arr) : NULL;
+        }
+        fl_reply_json(req, 200, o, NULL);
+    }
+    free(op->u.count.rows);
+    req->ready(req);
+}
+
+/* The pause or resume is committed: the scheduler follows it, then the reply shows the type. */
+static void pause_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    free(op->u.pause.types);
+    if (store_failed(req, op->result)) {
+        req->ready(req);
+        return;
+    }
+    fl_sched_set_paused(req->http->env.sched, req->list_type, req->pause);
+    fl_store_count_jobs(req->http->env.store, &req->op, 1, types_done, req);
+}
+
 static void reply_health(fl_req *req)
 {
     fl_http *h = req->http;
@@ -521,6 +617,12 @@ void fl_http_complete(fl_req *req)
         break;
     case FL_ROUTE_METRICS:
         fl_store_count_jobs(store, &req->op, 0, metrics_done, req);
+        return;
+    case FL_ROUTE_TYPES:
+        fl_store_count_jobs(store, &req->op, 1, types_done, req);
+        return;
+    case FL_ROUTE_PAUSE:
+        fl_store_pause(store, &req->op, req->list_type, req->pause, pause_done, req);
         return;
     case FL_ROUTE_NONE:
         fl_reply_error(req, 404, "not_found", "no such route");

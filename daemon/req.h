@@ -16,7 +16,9 @@
 
 typedef enum fl_req_route {
     FL_ROUTE_NONE = 0,           /* refused at the head; the reply is prepared */
-    FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS
+    FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS,
+    FL_ROUTE_TYPES,              /* GET /v1/types */
+    FL_ROUTE_PAUSE               /* POST /v1/types/{type}/pause|resume: list_type, pause */
 } fl_req_route;
 
 typedef struct fl_req fl_req;
@@ -38,7 +40,8 @@ struct fl_req {
     size_t body_got;
     int64_t id;                  /* get/cancel: the job id; a waiting submit: its job */
     fl_store_op op;              /* the store operation behind this request */
-    char list_type[FL_TYPE_NAME_MAX + 1];
+    char list_type[FL_TYPE_NAME_MAX + 1];   /* LIST's type filter; PAUSE's type */
+    int pause;                   /* PAUSE: 1 = pause, 0 = resume */
     fl_store_query list_query;   /* LIST: the page the head asked for */
     /* The prepared error for DISCARD/REFUSE, and for the log line of a refused request. */
     int err_status; const char *err_code; char err_msg[160];

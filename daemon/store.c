@@ -114,6 +114,8 @@ static int op_valid(const fl_store_op *op)
         return op->u.take.limit >= 1 && op->u.take.limit <= FL_STORE_PAGE_MAX;
     case FL_STORE_DELIVERY_DONE:
         return (unsigned)op->u.done.state <= FL_DELIVERY_FAILED;
+    case FL_STORE_PAUSE:
+        return !op->u.pause.type || op->u.pause.paused == 0 || op->u.pause.paused == 1;
     case FL_STORE_GET:
     case FL_STORE_CANCEL:
     case FL_STORE_SET_STATUS:
@@ -177,6 +179,7 @@ static int run_op(fl_store *s, fl_store_op *op)
     case FL_STORE_CHANGED: rc = be->changed(s->b, op); break;
     case FL_STORE_DELIVERY_TAKE: rc = be->delivery_take(s->b, op); break;
     case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(s->b, op); break;
+    case FL_STORE_PAUSE: rc = be->pause(s->b, op); break;
     }
     if (!rc && (ended = ended_job(op)))
         rc = add_deliveries(s, ended);
@@ -232,6 +235,10 @@ static void clear_outputs(fl_store_op *op)
         break;
     case FL_STORE_DELIVERY_DONE:
         break;
+    case FL_STORE_PAUSE:
+        op->u.pause.types = NULL;
+        op->u.pause.n = 0;
+        break;
     }
 }
 
@@ -273,6 +280,9 @@ static void fail_op(fl_store_op *op, int err)
         break;
     case FL_STORE_DELIVERY_DONE:
         break;
+    case FL_STORE_PAUSE:
+        free(op->u.pause.types);
+        break;
     }
     clear_outputs(op);
     op->result = err;
@@ -285,6 +295,7 @@ static const char *kind_name(fl_store_kind kind)
         [FL_STORE_CANCEL] = "cancel", [FL_STORE_SET_STATUS] = "set-status", [FL_STORE_CLAIM] = "claim",
         [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
         [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
+        [FL_STORE_PAUSE] = "pause",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
 }
@@ -615,6 +626,15 @@ void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_deliver
     op->u.done.status = status;
     op->u.done.error = error;
     start(s, op, FL_STORE_DELIVERY_DONE, cb, udata);
+}
+
+void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, fl_store_cb cb,
+                    void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.pause.type = type;
+    op->u.pause.paused = paused;
+    start(s, op, FL_STORE_PAUSE, cb, udata);
 }
 
 /* ---- events (loop thread) -------------------------------------------------------------- */

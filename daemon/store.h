@@ -46,7 +46,8 @@ typedef enum fl_store_kind {
     FL_STORE_COUNT,       /* how many jobs wait or run, by type and state (queue depth) */
     FL_STORE_CHANGED,     /* jobs changed since a time, or not yet terminal (mirror catch-up) */
     FL_STORE_DELIVERY_TAKE,  /* due callback deliveries, marked in flight, with their jobs */
-    FL_STORE_DELIVERY_DONE   /* the outcome of one delivery attempt */
+    FL_STORE_DELIVERY_DONE,  /* the outcome of one delivery attempt */
+    FL_STORE_PAUSE           /* pause or resume a type; returns the paused types */
 } fl_store_kind;
 
 typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
@@ -190,6 +191,13 @@ struct fl_store_op {
             int64_t id; fl_delivery_state state; int64_t next_at;
             int has_status; int status; const char *error;
         } done;
+        /* in: type (borrowed; NULL = change nothing, only read), paused (1 = pause, 0 =
+         *     resume; either is a no-op if already so).
+         * out: types[0..n) = every paused type, by name (caller frees types with free()). */
+        struct {
+            const char *type; int paused;
+            char (*types)[FL_TYPE_NAME_MAX + 1]; size_t n;
+        } pause;
     } u;
 };
 
@@ -276,6 +284,11 @@ void fl_store_delivery_take(fl_store *s, fl_store_op *op, int64_t now, int limit
 void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_delivery_state state,
                             int64_t next_at, int has_status, int status, const char *error,
                             fl_store_cb cb, void *udata);
+
+/* fl_store_pause pauses (paused 1) or resumes (0) type (borrowed until cb; NULL = only read
+ * which types are paused). */
+void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, fl_store_cb cb,
+                    void *udata);
 
 /* fl_store_push queues op again as it is (borrowed until its cb runs): for an op that one of
  * the constructors filled and whose callback saw it fail, to write it once more. Loop thread

@@ -70,6 +70,7 @@ enum stmt_id {
     ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
+    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ,
     ST_COUNT
 };
 
@@ -133,6 +134,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " last_error = ?5 WHERE id = ?1",
     [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = ?1 ORDER BY id",
     [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = 0 WHERE inflight = 1",
+    [ST_PAUSE_ADD] = "INSERT OR IGNORE INTO paused_types (type, paused_at) VALUES (?1, ?2)",
+    [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = ?1",
+    [ST_PAUSE_READ] = "SELECT type FROM paused_types ORDER BY type",
 };
 
 /* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
@@ -708,6 +712,49 @@ static int sq_count(void *b, fl_store_op *op)
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_errno(s);
+}
+
+/* read_paused fills op's list of paused types from the table. */
+static int read_paused(sql_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_PAUSE_READ];
+    size_t cap = 0;
+    int rc = 0, step_rc;
+
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        if (op->u.pause.n == cap) {
+            cap = cap ? cap * 2 : 8;
+            void *grown = realloc(op->u.pause.types, cap * sizeof *op->u.pause.types);
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            op->u.pause.types = grown;
+        }
+        snprintf(op->u.pause.types[op->u.pause.n++], sizeof *op->u.pause.types, "%s", type ? type : "");
+    }
+    if (!rc && step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_pause(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    const char *type = op->u.pause.type;
+    sqlite3_stmt *st = s->st[op->u.pause.paused ? ST_PAUSE_ADD : ST_PAUSE_DEL];
+    int rc;
+
+    if (type) {
+        if (sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC) ||
+            (op->u.pause.paused && sqlite3_bind_int64(st, 2, s->now)))
+            return db_errno(s);
+        if ((rc = step_done(st)))
+            return rc;
+    }
+    return read_paused(s, op);
 }
 
 static int sq_changed(void *b, fl_store_op *op)
@@ -1307,5 +1354,6 @@ const fl_store_backend fl_store_sqlite = {
     .changed = sq_changed,
     .delivery_take = sq_delivery_take,
     .delivery_done = sq_delivery_done,
+    .pause = sq_pause,
     .add_delivery = sq_add_delivery,
 };

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #define FL_PROTO_JOBS_PATH   "/v1/jobs"      /* POST /v1/jobs/{type}, GET|DELETE /v1/jobs/{id}, GET /v1/jobs */
+#define FL_PROTO_TYPES_PATH  "/v1/types"     /* GET /v1/types, POST /v1/types/{type}/pause|resume */
 #define FL_PROTO_HEALTH_PATH "/healthz"
 #define FL_PROTO_METRICS_PATH "/metrics"
 

@@ -504,6 +504,37 @@ static void test_job_commands(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* pause, resume and types: what each says, and the paused flag and counts in the table. */
+static void test_type_commands(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, "[type.noop]\nhandler = noop\nconcurrency = 3\n"), 0);
+    run_ok(&d, &r, (const char *[]){ "pause", "noop", NULL });
+    assert_string_equal(r.out, "type noop paused\n");
+    run_ok(&d, &r, (const char *[]){ "submit", "noop", "x", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    run_ok(&d, &r, (const char *[]){ "types", NULL });
+    static const char header[] = "NAME\tHANDLER\tCONCURRENCY\tPAUSED\tQUEUED\tSCHEDULED\tRUNNING\tSUCCEEDED\tFAILED\tCANCELLED\n";
+    assert_int_equal(strncmp(r.out, header, sizeof header - 1), 0);
+    assert_non_null(strstr(r.out, "\nnoop\tnoop\t3\ttrue\t1\t0\t0\t0\t0\t0\n"));
+    assert_non_null(strstr(r.out, "\nt\tsleep\t0\tfalse\t"));
+    run_ok(&d, &r, (const char *[]){ "types", "--json", NULL });
+    json_t *all = json_loads(r.out, 0, NULL);
+    assert_true(json_is_array(json_object_get(all, "types")));
+    json_decref(all);
+    run_ok(&d, &r, (const char *[]){ "resume", "noop", NULL });
+    assert_string_equal(r.out, "type noop resumed\n");
+    wait_state(&d, id, "succeeded");
+
+    char *argv[] = { "fling", "--url", d.url, "pause", "nope", NULL };
+    run_cli(&r, argv, NULL);
+    expect_failure(&r, 1, "fling: pause: ");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 /* ---- one version ------------------------------------------------------------------------ */
 
 /* Both binaries print the project version of CMakeLists.txt, each after its own name. */
@@ -534,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_watch_stop_and_loss),
         cmocka_unit_test(test_version_once),
         cmocka_unit_test(test_job_commands),
+        cmocka_unit_test(test_type_commands),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }
