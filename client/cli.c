@@ -38,9 +38,11 @@
 #define PREFIX_MAX 256                         /* a key prefix is a namespace, not data */
 #define REDIS_ERR_MAX 400                      /* one line from mirrorview */
 #define MESSAGE_SHOWN 60                       /* of a malformed event, enough to recognise it */
+#define RETRY_LIMIT_DEFAULT 100                /* retry --state without --limit */
+#define RETRY_PAGE 100                         /* jobs read per list page by retry --state */
 
 enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH = 16,
-       CMD_PAUSE = 32, CMD_RESUME = 64, CMD_TYPES = 128, CMD_ANY = 0xffff };
+       CMD_PAUSE = 32, CMD_RESUME = 64, CMD_TYPES = 128, CMD_RETRY = 256, CMD_ANY = 0xffff };
 
 enum opt_id {
     OPT_HELP = 'h',
@@ -72,9 +74,9 @@ static const opt_spec specs[] = {
     { "detach", no_argument, OPT_DETACH, CMD_SUBMIT },
     { "wait", optional_argument, OPT_WAIT, CMD_SUBMIT },
     { "on-disconnect", required_argument, OPT_ON_DISCONNECT, CMD_SUBMIT },
-    { "state", required_argument, OPT_STATE, CMD_LIST },
-    { "type", required_argument, OPT_TYPE, CMD_LIST | CMD_WATCH },
-    { "limit", required_argument, OPT_LIMIT, CMD_LIST },
+    { "state", required_argument, OPT_STATE, CMD_LIST | CMD_RETRY },
+    { "type", required_argument, OPT_TYPE, CMD_LIST | CMD_WATCH | CMD_RETRY },
+    { "limit", required_argument, OPT_LIMIT, CMD_LIST | CMD_RETRY },
     { "after", required_argument, OPT_AFTER, CMD_LIST },
     { "json", no_argument, OPT_JSON, CMD_LIST | CMD_WATCH | CMD_TYPES },
     { "redis", required_argument, OPT_REDIS, CMD_STATUS | CMD_WATCH },
@@ -144,6 +146,11 @@ static const char help_pause[] =
     "                   those running go on); kept across restarts\n";
 static const char help_resume[] =
     "  resume TYPE      start jobs of a paused TYPE again\n";
+static const char help_retry[] =
+    "  retry ID | retry --state failed|cancelled [--type T] [--limit N]\n"
+    "                   queue a failed or cancelled job again (payload and options kept, a\n"
+    "                   new attempt budget); --state retries up to N (default 100) of them,\n"
+    "                   newest first, one line each\n";
 static const char help_types[] =
     "  types [--json]   print every configured type under a header line: name handler\n"
     "                   concurrency paused and its jobs by state\n";
@@ -889,6 +896,92 @@ static int cmd_types(cli *c)
     return code;
 }
 
+/* POST /v1/jobs/{id}/retry for id (decimal text): 0, 1 if the job was not retryable (409,
+ * only when quiet_409: a bulk retry that raced another), or an exit code after reporting. */
+static int retry_one(const cli *c, const char *id, int quiet_409)
+{
+    char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX + 8];
+    snprintf(path, sizeof path, "%s/%s/retry", FL_PROTO_JOBS_PATH, id);
+    fling_response res;
+    int rc = fling_request(c->client, "POST", path, NULL, 0, &res), code = 0;
+    if (rc == FLING_EHTTP && res.status == 409 && quiet_409)
+        code = 1;
+    else if (rc)
+        code = fail_call(c, rc, &res);
+    else if (printf("job %s retried\n", id) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    fling_response_clear(&res);
+    return code;
+}
+
+/* Retries the jobs of one list page (reply res) while *left > 0: 0, or an exit code. */
+static int retry_page(const cli *c, const fling_response *res, long *left, long *done, char *after, size_t aftersz)
+{
+    int code = 0;
+    json_t *j = reply_json(c, res, &code), *job;
+    if (!j)
+        return code;
+    json_t *jobs = json_object_get(j, "jobs");
+    const char *next = json_string_value(json_object_get(j, "next"));
+    size_t i;
+    json_array_foreach(jobs, i, job) {
+        const char *id = json_string_value(json_object_get(job, "id"));
+        if (!id || *left <= 0 || code)
+            break;
+        int r = retry_one(c, id, 1);
+        if (r > 1)
+            code = r;
+        else if (r == 0) {
+            (*done)++;
+            (*left)--;
+        }
+    }
+    snprintf(after, aftersz, "%s", next && *left > 0 ? next : "");
+    json_decref(j);
+    return code;
+}
+
+/* retry --state S [--type T] [--limit N]: pages through GET /v1/jobs and retries each job. */
+static int retry_many(const cli *c)
+{
+    char base[LIST_PATH_MAX] = FL_PROTO_JOBS_PATH, path[LIST_PATH_MAX + 64], after[FL_ID_MAX + 1] = "";
+    long left = RETRY_LIMIT_DEFAULT, done = 0;
+    int code = 0;
+    const char *state = opt_arg(c, OPT_STATE), *limit = opt_arg(c, OPT_LIMIT);
+    if (!state || (strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0))
+        return fail(c, EXIT_USAGE, "give a job ID, or --state failed or --state cancelled");
+    if (limit && parse_count(limit, 1, 1000000, &left) < 0)
+        return fail(c, EXIT_USAGE, "bad --limit '%s' (1-1000000)", limit);
+    for (int i = 0; i < c->nopts && code == 0; i++)
+        if (c->opts[i].id == OPT_STATE || c->opts[i].id == OPT_TYPE)
+            code = list_param(c, &c->opts[i], base, sizeof base);
+    if (code)
+        return code;
+    do {
+        snprintf(path, sizeof path, "%s%climit=%d%s%s", base, strchr(base, '?') ? '&' : '?', RETRY_PAGE,
+                 after[0] ? "&after=" : "", after);
+        fling_response res;
+        int rc = fling_request(c->client, "GET", path, NULL, 0, &res);
+        code = rc ? fail_call(c, rc, &res) : retry_page(c, &res, &left, &done, after, sizeof after);
+        fling_response_clear(&res);
+    } while (!code && after[0]);
+    if (!code && fprintf(stderr, "fling: retry: %ld job(s) retried\n", done) < 0)
+        code = EXIT_DAEMON;
+    return code;
+}
+
+static int cmd_retry(cli *c)
+{
+    if (c->nargs == 0)
+        return retry_many(c);
+    if (opt_arg(c, OPT_STATE) || opt_arg(c, OPT_TYPE) || opt_arg(c, OPT_LIMIT))
+        return fail(c, EXIT_USAGE, "give either a job ID or --state, not both");
+    int64_t id;
+    if (fl_proto_parse_id(c->args[0], strlen(c->args[0]), &id) < 0)
+        return fail(c, EXIT_USAGE, "bad job id '%s'", c->args[0]);
+    return retry_one(c, c->args[0], 0);
+}
+
 static const command commands[] = {
     { "submit", CMD_SUBMIT, 1, 2, cmd_submit, help_submit },
     { "status", CMD_STATUS, 1, 1, cmd_status, help_status },
@@ -898,6 +991,7 @@ static const command commands[] = {
     { "pause", CMD_PAUSE, 1, 1, cmd_pause, help_pause },
     { "resume", CMD_RESUME, 1, 1, cmd_resume, help_resume },
     { "types", CMD_TYPES, 0, 0, cmd_types, help_types },
+    { "retry", CMD_RETRY, 0, 1, cmd_retry, help_retry },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

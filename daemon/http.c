@@ -155,7 +155,7 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
         .callback = o.callback ? o.callback_len : FL_JOB_ABSENT,
         .idem_key = o.idem_key ? o.idem_key_len : FL_JOB_ABSENT,
         .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT,
-        .payload = (size_t)h->content_length,
+        .payload = (size_t)h->content_length, .previous_error = FL_JOB_ABSENT,
     };
     fl_job *job = fl_job_new(&sz);
     if (!job) {
@@ -268,6 +268,22 @@ static fl_body_action no_body(fl_req *req, const fl_http_head *h, fl_req_route r
     return FL_BODY_DISCARD;
 }
 
+/* A route under one job, /v1/jobs/{id}/{action} (seg is "{id}/{action}", slash its '/'). */
+static fl_body_action start_job_action(fl_req *req, const fl_http_head *h, const char *seg, size_t slen,
+                                       const char *slash)
+{
+    const char *action = slash + 1;
+    size_t alen = slen - (size_t)(action - seg);
+    if (!path_is(action, alen, "retry"))
+        return head_error(req, h, 404, "not_found", "no such route");
+    req->route = FL_ROUTE_RETRY;
+    if (h->method != HTTP_POST)
+        return head_error(req, h, 405, "method_not_allowed", "use POST /v1/jobs/{id}/retry");
+    if (fl_proto_parse_id(seg, (size_t)(slash - seg), &req->id) < 0)
+        return head_error(req, h, 404, "not_found", "no such job");
+    return no_body(req, h, FL_ROUTE_RETRY);
+}
+
 /* GET /v1/types, POST /v1/types/{type}/pause and /resume (path is under FL_PROTO_TYPES_PATH). */
 static fl_body_action start_types(fl_req *req, const fl_http_head *h, const char *path, size_t plen)
 {
@@ -317,6 +333,9 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
     if (plen > jl && memcmp(path, jobs, jl) == 0) {
         const char *seg = path + jl;
         size_t slen = plen - jl;
+        const char *slash = memchr(seg, '/', slen);   /* a type name has none */
+        if (slash)
+            return start_job_action(req, h, seg, slen, slash);
         if (h->method == HTTP_POST)
             return start_submit(req, h, seg, slen);
         if (h->method != HTTP_GET && h->method != HTTP_DELETE) {
@@ -482,6 +501,24 @@ static void cancel_done(fl_store_op *op)
     req->ready(req);
 }
 
+static void retry_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_job *job = op->u.retry.job;
+    if (store_failed(req, op->result)) {
+        /* the 503 is set */
+    } else if (op->answer == FL_STORE_NOT_FOUND) {
+        fl_reply_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+    } else if (op->answer == FL_STORE_WRONG_STATE) {
+        fl_reply_error(req, 409, "not_retryable", "job %lld is %s; only a failed or cancelled job can be retried",
+                       (long long)req->id, fl_proto_state_name(job->state));
+    } else {
+        fl_reply_json(req, 200, fl_job_to_json(job), NULL);
+    }
+    fl_job_free(job);
+    req->ready(req);
+}
+
 static void list_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
@@ -623,6 +660,9 @@ void fl_http_complete(fl_req *req)
         return;
     case FL_ROUTE_PAUSE:
         fl_store_pause(store, &req->op, req->list_type, req->pause, pause_done, req);
+        return;
+    case FL_ROUTE_RETRY:
+        fl_store_retry(store, &req->op, req->id, fl_job_now_ms(), retry_done, req);
         return;
     case FL_ROUTE_NONE:
         fl_reply_error(req, 404, "not_found", "no such route");

@@ -39,7 +39,8 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
 
     if (add_part(&total, sizes->type) || add_part(&total, sizes->callback) ||
         add_part(&total, sizes->idem_key) || add_part(&total, sizes->error) ||
-        add_part(&total, sizes->output) || add_part(&total, sizes->payload))
+        add_part(&total, sizes->output) || add_part(&total, sizes->payload) ||
+        add_part(&total, sizes->previous_error))
         return NULL;
     job = calloc(1, total);
     if (!job)
@@ -53,6 +54,7 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
     job->output_len = job->output ? sizes->output : 0;
     job->payload = take_part(&cursor, sizes->payload);
     job->payload_len = job->payload ? sizes->payload : 0;
+    job->previous_error = take_part(&cursor, sizes->previous_error);
     return job;
 }
 
@@ -203,6 +205,9 @@ json_t *fl_job_to_json(const fl_job *job)
     rc |= json_object_set_new(o, "output",
                               job->output ? text_json(job->output, job->output_len) : json_null());
     rc |= json_object_set_new(o, "callback", opt_string(job->callback));
+    rc |= json_object_set_new(o, "retried", json_integer(job->retried));
+    rc |= json_object_set_new(o, "previous_attempts", json_integer(job->previous_attempts));
+    rc |= json_object_set_new(o, "previous_error", opt_string(job->previous_error));
     if (rc) {
         json_decref(o);
         return NULL;

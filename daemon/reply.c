@@ -71,6 +71,7 @@ static const char *allow_header(fl_req_route route)
     case FL_ROUTE_TYPES:
         return "Allow: GET\r\n";
     case FL_ROUTE_PAUSE:
+    case FL_ROUTE_RETRY:
         return "Allow: POST\r\n";
     default:
         return "Allow: GET, DELETE\r\n";

@@ -120,6 +120,7 @@ static int op_valid(const fl_store_op *op)
     case FL_STORE_CANCEL:
     case FL_STORE_SET_STATUS:
     case FL_STORE_COUNT:
+    case FL_STORE_RETRY:
         return 1;
     }
     return 0;
@@ -180,6 +181,7 @@ static int run_op(fl_store *s, fl_store_op *op)
     case FL_STORE_DELIVERY_TAKE: rc = be->delivery_take(s->b, op); break;
     case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(s->b, op); break;
     case FL_STORE_PAUSE: rc = be->pause(s->b, op); break;
+    case FL_STORE_RETRY: rc = be->retry(s->b, op); break;
     }
     if (!rc && (ended = ended_job(op)))
         rc = add_deliveries(s, ended);
@@ -239,6 +241,9 @@ static void clear_outputs(fl_store_op *op)
         op->u.pause.types = NULL;
         op->u.pause.n = 0;
         break;
+    case FL_STORE_RETRY:
+        op->u.retry.job = NULL;
+        break;
     }
 }
 
@@ -283,6 +288,9 @@ static void fail_op(fl_store_op *op, int err)
     case FL_STORE_PAUSE:
         free(op->u.pause.types);
         break;
+    case FL_STORE_RETRY:
+        fl_job_free(op->u.retry.job);
+        break;
     }
     clear_outputs(op);
     op->result = err;
@@ -295,7 +303,7 @@ static const char *kind_name(fl_store_kind kind)
         [FL_STORE_CANCEL] = "cancel", [FL_STORE_SET_STATUS] = "set-status", [FL_STORE_CLAIM] = "claim",
         [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
         [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
-        [FL_STORE_PAUSE] = "pause",
+        [FL_STORE_PAUSE] = "pause", [FL_STORE_RETRY] = "retry",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
 }
@@ -637,6 +645,14 @@ void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, 
     start(s, op, FL_STORE_PAUSE, cb, udata);
 }
 
+void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.retry.id = id;
+    op->u.retry.now = now;
+    start(s, op, FL_STORE_RETRY, cb, udata);
+}
+
 /* ---- events (loop thread) -------------------------------------------------------------- */
 
 /* The names the Redis channel and the callbacks carry (proto/rediskeys.h); a terminal event is
@@ -646,6 +662,7 @@ static const char *const event_names[FL_STORE_EV_COUNT] = {
     [FL_STORE_EV_RETRYING] = FL_PROTO_EVENT_RETRYING,   [FL_STORE_EV_REQUEUED] = FL_PROTO_EVENT_REQUEUED,
     [FL_STORE_EV_SUCCEEDED] = "succeeded",              [FL_STORE_EV_FAILED] = "failed",
     [FL_STORE_EV_CANCELLED] = "cancelled",              [FL_STORE_EV_STATUS] = FL_PROTO_EVENT_STATUS,
+    [FL_STORE_EV_RETRIED] = FL_PROTO_EVENT_RETRIED,
 };
 
 const char *fl_store_event_name(fl_store_event ev)
@@ -713,6 +730,12 @@ static void emit(fl_store *s, const fl_store_op *op)
     case FL_STORE_SET_STATUS:
         if (op->answer == FL_STORE_OK && op->u.set_status.changed)
             changed(s, op->u.set_status.job, FL_STORE_EV_STATUS);
+        break;
+    case FL_STORE_RETRY:
+        if (op->answer == FL_STORE_OK) {
+            changed(s, op->u.retry.job, FL_STORE_EV_RETRIED);
+            due(s, op->u.retry.job);
+        }
         break;
     default:
         break;

@@ -47,7 +47,8 @@ typedef enum fl_store_kind {
     FL_STORE_CHANGED,     /* jobs changed since a time, or not yet terminal (mirror catch-up) */
     FL_STORE_DELIVERY_TAKE,  /* due callback deliveries, marked in flight, with their jobs */
     FL_STORE_DELIVERY_DONE,  /* the outcome of one delivery attempt */
-    FL_STORE_PAUSE           /* pause or resume a type; returns the paused types */
+    FL_STORE_PAUSE,          /* pause or resume a type; returns the paused types */
+    FL_STORE_RETRY           /* failed/cancelled -> queued again, with a new attempt budget */
 } fl_store_kind;
 
 typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
@@ -80,7 +81,8 @@ typedef enum fl_store_answer {
     FL_STORE_NOT_FOUND,   /* no such job (or delivery) */
     FL_STORE_RUNNING,     /* CANCEL: the job is running, unchanged */
     FL_STORE_ENDED,       /* CANCEL: the job had already ended, unchanged */
-    FL_STORE_DUPLICATE    /* SUBMIT: a job of that type had the same idem_key, nothing inserted */
+    FL_STORE_DUPLICATE,   /* SUBMIT: a job of that type had the same idem_key, nothing inserted */
+    FL_STORE_WRONG_STATE  /* RETRY: the job is not failed or cancelled, unchanged */
 } fl_store_answer;
 
 /* The page a LIST asks for: optional filters (has_state/state, type NULL = any, borrowed until
@@ -108,12 +110,13 @@ typedef enum fl_store_event {
     FL_STORE_EV_FAILED,
     FL_STORE_EV_CANCELLED,   /* by CANCEL of a waiting job, or FINISH of a stopped one */
     FL_STORE_EV_STATUS,      /* a status bit was added */
+    FL_STORE_EV_RETRIED,     /* a failed or cancelled job queued again by RETRY */
     FL_STORE_EV_COUNT
 } fl_store_event;
 
 /* fl_store_event_name returns the event's name as the mirror and callbacks spell it
  * ("submitted", "started", "retrying", "requeued", "succeeded", "failed", "cancelled",
- * "status"), or "unknown". */
+ * "status", "retried"), or "unknown". */
 const char *fl_store_event_name(fl_store_event ev);
 
 typedef struct fl_store_op fl_store_op;
@@ -198,6 +201,13 @@ struct fl_store_op {
             const char *type; int paused;
             char (*types)[FL_TYPE_NAME_MAX + 1]; size_t n;
         } pause;
+        /* in: id, now (ms). A failed or cancelled job goes back to queued, due at now: attempts
+         *     0 (their sum moves to previous_attempts), retried + 1, its error moves to
+         *     previous_error, exit code, output, started_at and finished_at cleared, status
+         *     bits but ABORTED cleared; payload and options kept.
+         * out: job = the row after (caller frees); answer FL_STORE_WRONG_STATE (job returned,
+         *     unchanged) if it is not failed or cancelled, or FL_STORE_NOT_FOUND. */
+        struct { int64_t id; int64_t now; fl_job *job; } retry;
     } u;
 };
 
@@ -289,6 +299,9 @@ void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_deliver
  * which types are paused). */
 void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, fl_store_cb cb,
                     void *udata);
+
+/* fl_store_retry queues failed or cancelled job id again at now (ms). */
+void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata);
 
 /* fl_store_push queues op again as it is (borrowed until its cb runs): for an op that one of
  * the constructors filled and whose callback saw it fail, to write it once more. Loop thread

@@ -44,11 +44,12 @@ extern const int fl_migrations_count;
 /* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
-                 "callback, error, output, updated_at"
+                 "callback, error, output, updated_at, retried, previous_attempts, previous_error"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
-    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_PAYLOAD
+    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_RETRIED, C_PREVIOUS_ATTEMPTS, C_PREVIOUS_ERROR,
+    C_PAYLOAD
 };
 
 /* The columns of a deliveries row in read_delivery's order. */
@@ -70,7 +71,7 @@ enum stmt_id {
     ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
-    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ,
+    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY,
     ST_COUNT
 };
 
@@ -137,6 +138,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PAUSE_ADD] = "INSERT OR IGNORE INTO paused_types (type, paused_at) VALUES (?1, ?2)",
     [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = ?1",
     [ST_PAUSE_READ] = "SELECT type FROM paused_types ORDER BY type",
+    [ST_RETRY] = "UPDATE jobs SET state = 'queued', retried = retried + 1,"
+                 " previous_attempts = previous_attempts + attempts,"
+                 " previous_error = coalesce(error, previous_error), attempts = 0, error = NULL,"
+                 " exit_code = NULL, output = NULL, started_at = 0, finished_at = 0,"
+                 " status = status & ?3, run_at = ?2, updated_at = ?2"
+                 " WHERE id = ?1 AND (state = 'failed' OR state = 'cancelled')",
 };
 
 /* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
@@ -257,7 +264,7 @@ static int column_state(sqlite3_stmt *st, int col, fl_state *out)
  * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
 static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
 {
-    const void *type, *callback, *idem_key, *error, *output, *payload = NULL;
+    const void *type, *callback, *idem_key, *error, *output, *prev_error, *payload = NULL;
     fl_job_sizes sz;
     fl_state state;
     fl_job *job;
@@ -270,6 +277,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
         col_part(st, C_IDEM_KEY, &idem_key, &sz.idem_key) ||
         col_part(st, C_ERROR, &error, &sz.error) ||
         col_part(st, C_OUTPUT, &output, &sz.output) ||
+        col_part(st, C_PREVIOUS_ERROR, &prev_error, &sz.previous_error) ||
         (with_payload && col_part(st, C_PAYLOAD, &payload, &sz.payload)))
         return -ENOMEM;
     if (with_payload && sz.payload == FL_JOB_ABSENT)
@@ -283,6 +291,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     copy_part(job->error, error, sz.error);
     copy_part(job->output, output, sz.output);
     copy_part(job->payload, payload, sz.payload);
+    copy_part(job->previous_error, prev_error, sz.previous_error);
     job->id = sqlite3_column_int64(st, C_ID);
     job->state = state;
     job->status = sqlite3_column_int(st, C_STATUS);
@@ -297,6 +306,8 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     job->updated_at = sqlite3_column_int64(st, C_UPDATED_AT);
     job->has_exit_code = sqlite3_column_type(st, C_EXIT_CODE) != SQLITE_NULL;
     job->exit_code = sqlite3_column_int(st, C_EXIT_CODE);
+    job->retried = sqlite3_column_int(st, C_RETRIED);
+    job->previous_attempts = sqlite3_column_int(st, C_PREVIOUS_ATTEMPTS);
     *out = job;
     return 0;
 }
@@ -755,6 +766,28 @@ static int sq_pause(void *b, fl_store_op *op)
             return rc;
     }
     return read_paused(s, op);
+}
+
+static int sq_retry(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_RETRY];
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, op->u.retry.id) || sqlite3_bind_int64(st, 2, op->u.retry.now) ||
+        sqlite3_bind_int(st, 3, FL_STATUS_ABORTED))
+        return db_errno(s);
+    if ((rc = step_done(st)))
+        return rc;
+    int changed = sqlite3_changes(s->db) > 0;
+    rc = load_job(s, op->u.retry.id, &op->u.retry.job);
+    if (rc < 0)
+        return rc;
+    if (!op->u.retry.job)
+        op->answer = FL_STORE_NOT_FOUND;
+    else if (!changed)
+        op->answer = FL_STORE_WRONG_STATE;
+    return 0;
 }
 
 static int sq_changed(void *b, fl_store_op *op)
@@ -1355,5 +1388,6 @@ const fl_store_backend fl_store_sqlite = {
     .delivery_take = sq_delivery_take,
     .delivery_done = sq_delivery_done,
     .pause = sq_pause,
+    .retry = sq_retry,
     .add_delivery = sq_add_delivery,
 };

@@ -535,6 +535,48 @@ static void test_type_commands(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* retry ID says what it did; retry --state failed --type T --limit N retries at most N. */
+static void test_retry_commands(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32], line[64];
+    assert_int_equal(flh_start(&d, "[type.bad]\nhandler = exec\ncommand = /bin/false\nmax_attempts = 1\n"), 0);
+    for (int i = 0; i < 3; i++) {
+        run_ok(&d, &r, (const char *[]){ "submit", "bad", "x", NULL });
+        snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+        wait_state(&d, id, "failed");
+    }
+    /* the newest first: ids 3 and 2 */
+    run_ok(&d, &r, (const char *[]){ "retry", "--state", "failed", "--type", "bad", "--limit", "2", NULL });
+    assert_string_equal(r.out, "job 3 retried\njob 2 retried\n");
+    assert_string_equal(r.err, "fling: retry: 2 job(s) retried\n");
+    wait_state(&d, "3", "failed");
+    wait_state(&d, "2", "failed");
+    run_ok(&d, &r, (const char *[]){ "retry", "1", NULL });
+    assert_string_equal(r.out, "job 1 retried\n");
+    wait_state(&d, "1", "failed");
+    snprintf(line, sizeof line, "/v1/jobs/1");
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&d, "GET", line, &job), 200);
+    assert_int_equal(json_integer_value(json_object_get(job, "retried")), 1);
+    json_decref(job);
+
+    run_ok(&d, &r, (const char *[]){ "submit", "t", "30", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    char *argv[] = { "fling", "--url", d.url, "retry", id, NULL };
+    run_cli(&r, argv, NULL);
+    expect_failure(&r, 1, "fling: retry: 409 not_retryable: ");
+    char *both[] = { "fling", "--url", d.url, "retry", id, "--state", "failed", NULL };
+    run_cli(&r, both, NULL);
+    expect_failure(&r, 2, "fling: retry: ");
+    char *none[] = { "fling", "--url", d.url, "retry", NULL };
+    run_cli(&r, none, NULL);
+    expect_failure(&r, 2, "fling: retry: ");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 /* ---- one version ------------------------------------------------------------------------ */
 
 /* Both binaries print the project version of CMakeLists.txt, each after its own name. */
@@ -566,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_version_once),
         cmocka_unit_test(test_job_commands),
         cmocka_unit_test(test_type_commands),
+        cmocka_unit_test(test_retry_commands),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }

@@ -1,5 +1,6 @@
 /* test_ops.c — the operator's routes of a real flingd: pausing and resuming a type (its jobs
- * are stored but none starts, and the flag survives a restart), and GET /v1/types. */
+ * are stored but none starts, and the flag survives a restart), GET /v1/types, and running a
+ * failed or cancelled job again (POST /v1/jobs/{id}/retry). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +13,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+#include <sys/stat.h>
+#include <fcntl.h>
 
 #define END_WAIT_MS 10000
 #define PAUSED_WATCH_S 1.0   /* how long a paused job must stay queued */
@@ -133,12 +137,117 @@ static void pause_errors(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* Submits payload to type with extra headers over a raw connection; the new job's id in id. */
+static void submit_raw(const flh_daemon *d, const char *type, const char *payload, const char *headers, char *id,
+                       size_t idsz)
+{
+    size_t len;
+    char *req = flh_submit_req(type, payload, strlen(payload), headers, &len), buf[2048];
+    assert_non_null(req);
+    int fd = flh_connect_tcp(d->port);
+    assert_true(fd >= 0);
+    assert_int_equal(flh_send_all(fd, req, len), 0);
+    assert_int_equal(flh_read_reply(fd, buf, sizeof buf, 5000), 202);
+    close(fd);
+    free(req);
+    const char *at = strstr(buf, "Location: /v1/jobs/");
+    assert_non_null(at);
+    at += strlen("Location: /v1/jobs/");
+    snprintf(id, idsz, "%.*s", (int)strspn(at, "0123456789"), at);
+}
+
+/* The job JSON after POST /v1/jobs/{id}/retry answered want (caller decrefs). */
+static json_t *retry(const flh_daemon *d, const char *id, int want)
+{
+    char path[64];
+    json_t *body = NULL;
+    snprintf(path, sizeof path, "/v1/jobs/%s/retry", id);
+    assert_int_equal(flh_http(d, "POST", path, &body), want);
+    return body;
+}
+
+static int64_t int_field(const json_t *o, const char *key) { return json_integer_value(json_object_get(o, key)); }
+
+/* A failed job runs again with its payload and a new attempt budget, its history kept; a
+ * cancelled one too; one that has not ended is refused. */
+static void retry_failed_and_cancelled(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    char conf_text[512], dir[] = "/tmp/fl-retry-XXXXXX", marker[64], id[32], sleeper[32];
+    assert_non_null(mkdtemp(dir));
+    snprintf(marker, sizeof marker, "%s/ok", dir);
+    /* fails until the marker exists, and only ever succeeds with its own payload */
+    snprintf(conf_text, sizeof conf_text,
+             "[type.f]\nhandler = exec\ncommand = /bin/sh -c 'read x; [ \"$x\" = hello ] && test -e \"$0\" || "
+             "{ echo \"no marker\" >&2; exit 3; }' %s\nmax_attempts = 3\nbackoff = 0.05\n", marker);
+    assert_int_equal(flh_start(&d, conf_text), 0);
+
+    submit_raw(&d, "f", "hello\n", "Fling-Max-Attempts: 2\r\n", id, sizeof id);
+    json_t *job = flh_wait_terminal(&d, id, END_WAIT_MS);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "failed");
+    assert_int_equal(int_field(job, "attempts"), 2);
+    char first_error[256];
+    snprintf(first_error, sizeof first_error, "%s", json_string_value(json_object_get(job, "error")));
+    assert_true(first_error[0] != '\0');
+    json_decref(job);
+
+    int fd = open(marker, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    job = retry(&d, id, 200);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "queued");
+    assert_int_equal(int_field(job, "attempts"), 0);
+    assert_int_equal(int_field(job, "max_attempts"), 2);
+    assert_int_equal(int_field(job, "retried"), 1);
+    assert_int_equal(int_field(job, "previous_attempts"), 2);
+    assert_string_equal(json_string_value(json_object_get(job, "previous_error")), first_error);
+    assert_true(json_is_null(json_object_get(job, "error")));
+    assert_true(json_is_null(json_object_get(job, "finished_at")));
+    json_decref(job);
+    job = flh_wait_terminal(&d, id, END_WAIT_MS);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    assert_int_equal(int_field(job, "attempts"), 1);
+    assert_int_equal(int_field(job, "retried"), 1);
+    json_decref(job);
+    json_decref(retry(&d, id, 409));   /* succeeded: not retryable */
+
+    /* running: 409 not_retryable; cancelled: queued again */
+    submit_raw(&d, "t", "30", "", sleeper, sizeof sleeper);
+    char st[32], path[64];
+    double end = flh_now() + END_WAIT_MS / 1000.0;
+    while (strcmp(state_of(&d, sleeper, st, sizeof st), "running") != 0 && flh_now() < end)
+        usleep(20000);
+    assert_string_equal(st, "running");
+    job = retry(&d, sleeper, 409);
+    assert_string_equal(json_string_value(json_object_get(job, "error")), "not_retryable");
+    json_decref(job);
+    snprintf(path, sizeof path, "/v1/jobs/%s", sleeper);
+    assert_int_equal(flh_http(&d, "DELETE", path, NULL), 202);
+    json_decref(flh_wait_terminal(&d, sleeper, END_WAIT_MS));
+    job = retry(&d, sleeper, 200);
+    assert_int_equal(int_field(job, "retried"), 1);
+    assert_int_equal(int_field(job, "previous_attempts"), 1);
+    json_decref(job);
+    job = flh_wait_terminal(&d, sleeper, 300);   /* it runs again: not over within 0.3 s */
+    assert_string_not_equal(json_string_value(json_object_get(job, "state")), "cancelled");
+    json_decref(job);
+
+    json_decref(retry(&d, "999999", 404));
+    snprintf(path, sizeof path, "/v1/jobs/%s/retry", id);
+    assert_int_equal(flh_http(&d, "GET", path, NULL), 405);
+    assert_int_equal(flh_stop(&d), 0);
+    unlink(marker);
+    rmdir(dir);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pause_survives_restart),
         cmocka_unit_test(pause_errors),
+        cmocka_unit_test(retry_failed_and_cancelled),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }
