@@ -50,7 +50,7 @@ enum opt_id {
     OPT_TIMEOUT, OPT_ATTEMPTS, OPT_DELAY, OPT_PRIORITY, OPT_KEY, OPT_CALLBACK, OPT_DETACH,
     OPT_WAIT, OPT_ON_DISCONNECT,
     OPT_STATE, OPT_TYPE, OPT_LIMIT, OPT_AFTER, OPT_JSON,
-    OPT_REDIS, OPT_PREFIX, OPT_COUNT,
+    OPT_REDIS, OPT_PREFIX, OPT_COUNT, OPT_PAYLOAD,
 };
 
 typedef struct opt_spec {
@@ -82,6 +82,7 @@ static const opt_spec specs[] = {
     { "redis", required_argument, OPT_REDIS, CMD_STATUS | CMD_WATCH },
     { "prefix", required_argument, OPT_PREFIX, CMD_STATUS | CMD_WATCH },
     { "count", required_argument, OPT_COUNT, CMD_WATCH },
+    { "payload", no_argument, OPT_PAYLOAD, CMD_STATUS },
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -126,8 +127,9 @@ static const char help_submit[] =
     "                   job to end and prints it as JSON; --on-disconnect says what the\n"
     "                   daemon does with the job if this client goes away meanwhile\n";
 static const char help_status[] =
-    "  status ID [--redis URL [--prefix P]]\n"
-    "                   print the job as JSON; --redis reads the Redis mirror instead\n";
+    "  status ID [--redis URL [--prefix P]] [--payload]\n"
+    "                   print the job as JSON; --redis reads the Redis mirror instead;\n"
+    "                   --payload prints the job's payload as stored, byte for byte\n";
 static const char help_list[] =
     "  list [--state S] [--type T] [--limit N] [--after CURSOR] [--json]\n"
     "                   print jobs, newest first, under a header line: id type state status\n"
@@ -709,10 +711,28 @@ static int cmd_watch(cli *c)
 
 /* ---- the daemon's job commands -------------------------------------------------------- */
 
+/* status ID --payload: the stored bytes on stdout, unchanged. */
+static int print_payload(cli *c, char *path, size_t size)
+{
+    size_t n = strlen(path);
+    if (snprintf(path + n, size - n, "/payload") >= (int)(size - n))
+        return fail(c, EXIT_USAGE, "bad job id '%s'", c->args[0]);
+    fling_response res;
+    int rc = fling_request(c->client, "GET", path, NULL, 0, &res), code = 0;
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else if ((res.body_len && fwrite(res.body, 1, res.body_len, stdout) != res.body_len) || fflush(stdout))
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    fling_response_clear(&res);
+    return code;
+}
+
 static int cmd_status(cli *c)
 {
-    char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX];
+    char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX + 16];
     const char *redis = opt_arg(c, OPT_REDIS);
+    if (redis && opt_arg(c, OPT_PAYLOAD))
+        return fail(c, EXIT_USAGE, "--payload reads the daemon, not --redis");
     if (redis)
         return status_from_mirror(c, redis);
     if (opt_arg(c, OPT_PREFIX))
@@ -720,6 +740,8 @@ static int cmd_status(cli *c)
     int code = job_path(c, path, sizeof path);
     if (code)
         return code;
+    if (opt_arg(c, OPT_PAYLOAD))
+        return print_payload(c, path, sizeof path);
     fling_response res;
     int rc = fling_request(c->client, "GET", path, NULL, 0, &res);
     code = rc ? fail_call(c, rc, &res) : print_pretty(c, &res);

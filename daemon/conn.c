@@ -179,11 +179,12 @@ static void tell_waiting(fl_conn *c)
 
 /* ---------------------------------------------------------------- request queue */
 
-/* Requests whose reply can be large (a page of up to 1000 jobs, the metrics text): while one is
- * queued without its reply nothing more is parsed, so a connection holds at most one of them. */
+/* Requests whose reply can be large (a page of up to 1000 jobs, the metrics text, a payload of
+ * up to max_payload): while one is queued without its reply nothing more is parsed, so a
+ * connection holds at most one of them. */
 static int unbounded_reply(const conn_req *r)
 {
-    return r->req.route == FL_ROUTE_LIST || r->req.route == FL_ROUTE_METRICS;
+    return r->req.route == FL_ROUTE_LIST || r->req.route == FL_ROUTE_METRICS || r->req.route == FL_ROUTE_PAYLOAD;
 }
 
 static void queue_push(fl_conn *c, conn_req *r)

@@ -13,6 +13,8 @@
 #include "log.h"
 #include "reply.h"
 
+/* A submit's Content-Type is kept for GET /v1/jobs/{id}/payload up to this many bytes. */
+#define FL_CONTENT_TYPE_MAX 255
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
 
@@ -113,6 +115,21 @@ static int parse_attached(fl_req *req, const fl_http_head *h, char *msg, size_t 
     return 0;
 }
 
+/* The submit's Content-Type, if it has one fit to be sent back (visible ASCII and spaces, at
+ * most FL_CONTENT_TYPE_MAX bytes): 1 and *ct, 0 if absent, -EINVAL if unfit. */
+static int content_type(const fl_http_head *h, const fl_http_header **ct)
+{
+    *ct = find_header(h, "Content-Type");
+    if (!*ct)
+        return 0;
+    if ((*ct)->value_len == 0 || (*ct)->value_len > FL_CONTENT_TYPE_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < (*ct)->value_len; i++)
+        if ((unsigned char)(*ct)->value[i] < 0x20 || (unsigned char)(*ct)->value[i] > 0x7e)
+            return -EINVAL;
+    return 1;
+}
+
 /* Copies option header values into the job allocation and sets its fields. */
 static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const char *type, size_t type_len)
 {
@@ -150,12 +167,17 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
                           "Fling-Callback is not allowed by [callbacks] allow");
     if (parse_attached(req, h, msg, sizeof msg) < 0)
         return head_error(req, h, 400, "bad_header", msg);
+    const fl_http_header *ct;
+    int has_ct = content_type(h, &ct);
+    if (has_ct < 0)
+        return head_error(req, h, 400, "bad_header", "Content-Type must be 1 to 255 visible ASCII characters");
     fl_job_sizes sz = {
         .type = type_len,
         .callback = o.callback ? o.callback_len : FL_JOB_ABSENT,
         .idem_key = o.idem_key ? o.idem_key_len : FL_JOB_ABSENT,
         .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT,
         .payload = (size_t)h->content_length, .previous_error = FL_JOB_ABSENT,
+        .content_type = has_ct ? ct->value_len : FL_JOB_ABSENT,
     };
     fl_job *job = fl_job_new(&sz);
     if (!job) {
@@ -168,6 +190,8 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
         memcpy(job->callback, o.callback, o.callback_len);
     if (o.idem_key)
         memcpy(job->idem_key, o.idem_key, o.idem_key_len);
+    if (has_ct)
+        memcpy(job->content_type, ct->value, ct->value_len);
     int64_t now = fl_job_now_ms();
     job->priority = o.has_priority ? o.priority : 0;
     job->max_attempts = o.has_max_attempts ? o.max_attempts : t->max_attempts;
@@ -274,14 +298,16 @@ static fl_body_action start_job_action(fl_req *req, const fl_http_head *h, const
 {
     const char *action = slash + 1;
     size_t alen = slen - (size_t)(action - seg);
-    if (!path_is(action, alen, "retry"))
+    int payload = path_is(action, alen, "payload");
+    if (!payload && !path_is(action, alen, "retry"))
         return head_error(req, h, 404, "not_found", "no such route");
-    req->route = FL_ROUTE_RETRY;
-    if (h->method != HTTP_POST)
-        return head_error(req, h, 405, "method_not_allowed", "use POST /v1/jobs/{id}/retry");
+    req->route = payload ? FL_ROUTE_PAYLOAD : FL_ROUTE_RETRY;
+    if (h->method != (payload ? HTTP_GET : HTTP_POST))
+        return head_error(req, h, 405, "method_not_allowed",
+                          payload ? "use GET /v1/jobs/{id}/payload" : "use POST /v1/jobs/{id}/retry");
     if (fl_proto_parse_id(seg, (size_t)(slash - seg), &req->id) < 0)
         return head_error(req, h, 404, "not_found", "no such job");
-    return no_body(req, h, FL_ROUTE_RETRY);
+    return no_body(req, h, req->route);
 }
 
 /* GET /v1/types, POST /v1/types/{type}/pause and /resume (path is under FL_PROTO_TYPES_PATH). */
@@ -501,6 +527,24 @@ static void cancel_done(fl_store_op *op)
     req->ready(req);
 }
 
+/* GET /v1/jobs/{id}/payload: the stored bytes, typed as the submit typed them. */
+static void payload_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    const fl_job *job = op->u.get.job;
+    if (store_failed(req, op->result)) {
+        /* the 503 is set */
+    } else if (op->answer == FL_STORE_NOT_FOUND) {
+        fl_reply_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+    } else {
+        /* nosniff: a browser must not run a payload typed as something harmless */
+        fl_reply(req, 200, job->content_type ? job->content_type : "application/octet-stream",
+                 "X-Content-Type-Options: nosniff\r\n", (const char *)job->payload, job->payload_len);
+    }
+    fl_job_free(op->u.get.job);
+    req->ready(req);
+}
+
 static void retry_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
@@ -660,6 +704,9 @@ void fl_http_complete(fl_req *req)
         return;
     case FL_ROUTE_PAUSE:
         fl_store_pause(store, &req->op, req->list_type, req->pause, pause_done, req);
+        return;
+    case FL_ROUTE_PAYLOAD:
+        fl_store_get_payload(store, &req->op, req->id, payload_done, req);
         return;
     case FL_ROUTE_RETRY:
         fl_store_retry(store, &req->op, req->id, fl_job_now_ms(), retry_done, req);

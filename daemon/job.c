@@ -40,7 +40,7 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
     if (add_part(&total, sizes->type) || add_part(&total, sizes->callback) ||
         add_part(&total, sizes->idem_key) || add_part(&total, sizes->error) ||
         add_part(&total, sizes->output) || add_part(&total, sizes->payload) ||
-        add_part(&total, sizes->previous_error))
+        add_part(&total, sizes->previous_error) || add_part(&total, sizes->content_type))
         return NULL;
     job = calloc(1, total);
     if (!job)
@@ -55,6 +55,7 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
     job->payload = take_part(&cursor, sizes->payload);
     job->payload_len = job->payload ? sizes->payload : 0;
     job->previous_error = take_part(&cursor, sizes->previous_error);
+    job->content_type = take_part(&cursor, sizes->content_type);
     return job;
 }
 
@@ -208,6 +209,7 @@ json_t *fl_job_to_json(const fl_job *job)
     rc |= json_object_set_new(o, "retried", json_integer(job->retried));
     rc |= json_object_set_new(o, "previous_attempts", json_integer(job->previous_attempts));
     rc |= json_object_set_new(o, "previous_error", opt_string(job->previous_error));
+    rc |= json_object_set_new(o, "content_type", opt_string(job->content_type));
     if (rc) {
         json_decref(o);
         return NULL;

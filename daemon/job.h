@@ -34,6 +34,7 @@ typedef struct fl_job {
     char *error;               /* last error, human-readable */
     char *output;              /* tail of the last attempt's output (bytes, maybe not UTF-8) */
     char *previous_error;      /* the last error recorded before the latest retry */
+    char *content_type;        /* the submit's Content-Type; NULL if it had none */
     size_t output_len;
     unsigned char *payload;    /* NULL when not loaded (lists); payload_len bytes */
     size_t payload_len;
@@ -46,7 +47,7 @@ typedef void (*fl_job_changed_fn)(void *udata, const fl_job *job, const char *ev
 /* Byte sizes of the variable parts, for fl_job_new; a field of size (size_t)-1 is absent (NULL),
  * any other size gets that many bytes plus a NUL, zeroed. */
 typedef struct fl_job_sizes {
-    size_t type, callback, idem_key, error, output, payload, previous_error;
+    size_t type, callback, idem_key, error, output, payload, previous_error, content_type;
 } fl_job_sizes;
 
 #define FL_JOB_ABSENT ((size_t)-1)

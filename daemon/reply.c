@@ -69,6 +69,7 @@ static const char *allow_header(fl_req_route route)
     switch (route) {
     case FL_ROUTE_LIST:
     case FL_ROUTE_TYPES:
+    case FL_ROUTE_PAYLOAD:
         return "Allow: GET\r\n";
     case FL_ROUTE_PAUSE:
     case FL_ROUTE_RETRY:

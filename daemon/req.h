@@ -19,7 +19,8 @@ typedef enum fl_req_route {
     FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS,
     FL_ROUTE_TYPES,              /* GET /v1/types */
     FL_ROUTE_PAUSE,              /* POST /v1/types/{type}/pause|resume: list_type, pause */
-    FL_ROUTE_RETRY               /* POST /v1/jobs/{id}/retry: id */
+    FL_ROUTE_RETRY,              /* POST /v1/jobs/{id}/retry: id */
+    FL_ROUTE_PAYLOAD             /* GET /v1/jobs/{id}/payload: id */
 } fl_req_route;
 
 typedef struct fl_req fl_req;

@@ -550,6 +550,14 @@ void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void
     start(s, op, FL_STORE_GET, cb, udata);
 }
 
+void fl_store_get_payload(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.get.id = id;
+    op->u.get.with_payload = 1;
+    start(s, op, FL_STORE_GET, cb, udata);
+}
+
 void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata)
 {
     fl_store_query copy = *q;   /* q may live inside op */

@@ -37,7 +37,7 @@ typedef struct fl_store fl_store;
 
 typedef enum fl_store_kind {
     FL_STORE_SUBMIT,      /* insert a new job, or find the one with the same type + idem_key */
-    FL_STORE_GET,         /* load one job (without payload) */
+    FL_STORE_GET,         /* load one job (without payload, or only with it) */
     FL_STORE_LIST,        /* a page of jobs, newest first (without payloads) */
     FL_STORE_CANCEL,      /* queued/scheduled -> cancelled */
     FL_STORE_SET_STATUS,  /* OR status bits into a job (ABORTED after its ack failed) */
@@ -140,9 +140,10 @@ struct fl_store_op {
          *     inserted: answer FL_STORE_DUPLICATE and job->id/state/created_at/run_at are the
          *     existing job's. */
         struct { fl_job *job; } submit;
-        /* in: id. out: job (caller frees with fl_job_free) and its callback deliveries
-         *     (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND. */
-        struct { int64_t id; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
+        /* in: id, with_payload. out: job (caller frees with fl_job_free) and its callback
+         *     deliveries (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND.
+         *     with_payload: the job with its payload, and no deliveries. */
+        struct { int64_t id; int with_payload; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
         /* in: q (see fl_store_query).
          * out: jobs[0..n) newest first (the array and each job owned by the caller: free with
          *     fl_store_list_free), next = id to pass as after for the following page, 0 if none. */
@@ -268,6 +269,8 @@ int fl_store_recover(fl_store *s);
 void fl_store_submit(fl_store *s, fl_store_op *op, fl_job *job, fl_store_cb cb, void *udata);
 /* fl_store_get loads job id and its deliveries. */
 void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
+/* fl_store_get_payload loads job id with its payload (no deliveries). */
+void fl_store_get_payload(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
 /* fl_store_list reads the page *q asks for (q copied; q->type borrowed until cb). */
 void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata);
 /* fl_store_cancel cancels job id if it waits, at now (ms). */

@@ -44,12 +44,12 @@ extern const int fl_migrations_count;
 /* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
-                 "callback, error, output, updated_at, retried, previous_attempts, previous_error"
+                 "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
     C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_RETRIED, C_PREVIOUS_ATTEMPTS, C_PREVIOUS_ERROR,
-    C_PAYLOAD
+    C_CONTENT_TYPE, C_PAYLOAD
 };
 
 /* The columns of a deliveries row in read_delivery's order. */
@@ -85,8 +85,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
                      " WHERE type = ?1 AND idem_key = ?2",
     [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback, updated_at)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                  " created_at, run_at, idem_key, callback, updated_at, content_type)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
@@ -264,7 +264,7 @@ static int column_state(sqlite3_stmt *st, int col, fl_state *out)
  * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
 static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
 {
-    const void *type, *callback, *idem_key, *error, *output, *prev_error, *payload = NULL;
+    const void *type, *callback, *idem_key, *error, *output, *prev_error, *ctype, *payload = NULL;
     fl_job_sizes sz;
     fl_state state;
     fl_job *job;
@@ -278,6 +278,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
         col_part(st, C_ERROR, &error, &sz.error) ||
         col_part(st, C_OUTPUT, &output, &sz.output) ||
         col_part(st, C_PREVIOUS_ERROR, &prev_error, &sz.previous_error) ||
+        col_part(st, C_CONTENT_TYPE, &ctype, &sz.content_type) ||
         (with_payload && col_part(st, C_PAYLOAD, &payload, &sz.payload)))
         return -ENOMEM;
     if (with_payload && sz.payload == FL_JOB_ABSENT)
@@ -292,6 +293,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     copy_part(job->output, output, sz.output);
     copy_part(job->payload, payload, sz.payload);
     copy_part(job->previous_error, prev_error, sz.previous_error);
+    copy_part(job->content_type, ctype, sz.content_type);
     job->id = sqlite3_column_int64(st, C_ID);
     job->state = state;
     job->status = sqlite3_column_int(st, C_STATUS);
@@ -312,10 +314,11 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     return 0;
 }
 
-/* load_job reads job id into *out: 1 if found, 0 if not, or a negative errno. */
-static int load_job(sql_store *s, int64_t id, fl_job **out)
+/* load_row reads job id into *out, with its payload if with_payload: 1 if found, 0 if not, or
+ * a negative errno. */
+static int load_row(sql_store *s, int64_t id, int with_payload, fl_job **out)
 {
-    sqlite3_stmt *st = s->st[ST_GET];
+    sqlite3_stmt *st = s->st[with_payload ? ST_CLAIM_READ : ST_GET];
     int rc, found = 0;
 
     *out = NULL;
@@ -323,7 +326,7 @@ static int load_job(sql_store *s, int64_t id, fl_job **out)
         return db_errno(s);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        found = read_job(st, 0, out);
+        found = read_job(st, with_payload, out);
         if (found == 0)
             found = 1;
     } else if (rc != SQLITE_DONE) {
@@ -331,6 +334,12 @@ static int load_job(sql_store *s, int64_t id, fl_job **out)
     }
     sqlite3_reset(st);
     return found;
+}
+
+/* load_job reads job id without its payload into *out: as load_row. */
+static int load_job(sql_store *s, int64_t id, fl_job **out)
+{
+    return load_row(s, id, 0, out);
 }
 
 
@@ -394,7 +403,8 @@ static int sq_submit(void *b, fl_store_op *op)
         sqlite3_bind_int64(st, 8, job->run_at) ||
         bind_opt_text(st, 9, job->idem_key) ||
         bind_opt_text(st, 10, job->callback) ||
-        sqlite3_bind_int64(st, 11, s->now))
+        sqlite3_bind_int64(st, 11, s->now) ||
+        bind_opt_text(st, 12, job->content_type))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
@@ -412,7 +422,7 @@ static int sq_submit(void *b, fl_store_op *op)
 static int sq_get(void *b, fl_store_op *op)
 {
     sql_store *s = b;
-    int rc = load_job(s, op->u.get.id, &op->u.get.job);
+    int rc = load_row(s, op->u.get.id, op->u.get.with_payload, &op->u.get.job);
 
     if (rc < 0)
         return rc;
@@ -420,7 +430,7 @@ static int sq_get(void *b, fl_store_op *op)
         op->answer = FL_STORE_NOT_FOUND;
         return 0;
     }
-    return load_deliveries(s, op);
+    return op->u.get.with_payload ? 0 : load_deliveries(s, op);
 }
 
 static int sq_list(void *b, fl_store_op *op)

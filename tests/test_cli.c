@@ -577,6 +577,24 @@ static void test_retry_commands(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* status ID --payload prints the stored bytes as they are, without a newline added. */
+static void test_status_payload(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, NULL), 0);
+    run_ok(&d, &r, (const char *[]){ "submit", "t", "  3600 \n\tx", "--delay", "600", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    run_ok(&d, &r, (const char *[]){ "status", id, "--payload", NULL });
+    assert_string_equal(r.out, "  3600 \n\tx");
+    char *argv[] = { "fling", "--url", d.url, "status", "424242", "--payload", NULL };
+    run_cli(&r, argv, NULL);
+    expect_failure(&r, 1, "fling: status: 404 not_found: ");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 /* ---- one version ------------------------------------------------------------------------ */
 
 /* Both binaries print the project version of CMakeLists.txt, each after its own name. */
@@ -609,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_job_commands),
         cmocka_unit_test(test_type_commands),
         cmocka_unit_test(test_retry_commands),
+        cmocka_unit_test(test_status_payload),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }

@@ -1,6 +1,7 @@
 /* test_ops.c — the operator's routes of a real flingd: pausing and resuming a type (its jobs
  * are stored but none starts, and the flag survives a restart), GET /v1/types, and running a
- * failed or cancelled job again (POST /v1/jobs/{id}/retry). */
+ * failed or cancelled job again (POST /v1/jobs/{id}/retry), and reading a job's payload back
+ * with its Content-Type (GET /v1/jobs/{id}/payload). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -137,23 +138,40 @@ static void pause_errors(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
-/* Submits payload to type with extra headers over a raw connection; the new job's id in id. */
-static void submit_raw(const flh_daemon *d, const char *type, const char *payload, const char *headers, char *id,
-                       size_t idsz)
+/* Sends len bytes of req on a new connection: the reply's status, the reply in buf. */
+static int raw(const flh_daemon *d, const char *req, size_t len, char *buf, size_t bufsz)
 {
-    size_t len;
-    char *req = flh_submit_req(type, payload, strlen(payload), headers, &len), buf[2048];
-    assert_non_null(req);
     int fd = flh_connect_tcp(d->port);
     assert_true(fd >= 0);
     assert_int_equal(flh_send_all(fd, req, len), 0);
-    assert_int_equal(flh_read_reply(fd, buf, sizeof buf, 5000), 202);
+    memset(buf, 0, bufsz);
+    int status = flh_read_reply(fd, buf, bufsz, 5000);
     close(fd);
+    return status;
+}
+
+/* Submits len bytes of payload to type with extra headers; want is the expected status, and
+ * the new job's id lands in id (for a 202). */
+static void submit_bytes(const flh_daemon *d, const char *type, const char *payload, size_t plen,
+                         const char *headers, int want, char *id, size_t idsz)
+{
+    size_t len;
+    char *req = flh_submit_req(type, payload, plen, headers, &len), buf[2048];
+    assert_non_null(req);
+    assert_int_equal(raw(d, req, len, buf, sizeof buf), want);
     free(req);
+    if (want != 202)
+        return;
     const char *at = strstr(buf, "Location: /v1/jobs/");
     assert_non_null(at);
     at += strlen("Location: /v1/jobs/");
     snprintf(id, idsz, "%.*s", (int)strspn(at, "0123456789"), at);
+}
+
+static void submit_raw(const flh_daemon *d, const char *type, const char *payload, const char *headers, char *id,
+                       size_t idsz)
+{
+    submit_bytes(d, type, payload, strlen(payload), headers, 202, id, idsz);
 }
 
 /* The job JSON after POST /v1/jobs/{id}/retry answered want (caller decrefs). */
@@ -241,6 +259,64 @@ static void retry_failed_and_cancelled(void **state)
     rmdir(dir);
 }
 
+/* GET path over a raw connection: the status; the reply in buf, *body its body of *len bytes. */
+static int raw_get(const flh_daemon *d, const char *path, char *buf, size_t bufsz, const char **body, size_t *len)
+{
+    char req[128];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    int status = raw(d, req, (size_t)n, buf, bufsz);
+    const char *end = strstr(buf, "\r\n\r\n"), *cl = strstr(buf, "Content-Length: ");
+    assert_non_null(end);
+    assert_non_null(cl);
+    *body = end + 4;
+    *len = (size_t)atol(cl + strlen("Content-Length: "));
+    return status;
+}
+
+static void payload_with_its_type(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    static const char json[] = "{\"to\":\"a@b\"}";
+    static const char bin[] = { 'a', 0, '\xff', '\n' };
+    char id[32], path[64], reply[4096];
+    const char *body;
+    size_t len;
+    assert_int_equal(flh_start(&d, conf), 0);
+    assert_int_equal(flh_http(&d, "POST", "/v1/types/p/pause", NULL), 200);   /* keep them stored */
+
+    submit_raw(&d, "p", json, "Content-Type: application/json; charset=utf-8\r\n", id, sizeof id);
+    snprintf(path, sizeof path, "/v1/jobs/%s/payload", id);
+    assert_int_equal(raw_get(&d, path, reply, sizeof reply, &body, &len), 200);
+    assert_non_null(strstr(reply, "\r\nContent-Type: application/json; charset=utf-8\r\n"));
+    assert_non_null(strstr(reply, "\r\nX-Content-Type-Options: nosniff\r\n"));
+    assert_int_equal(len, strlen(json));
+    assert_memory_equal(body, json, len);
+    json_t *job = NULL;
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    assert_int_equal(flh_http(&d, "GET", path, &job), 200);
+    assert_string_equal(json_string_value(json_object_get(job, "content_type")), "application/json; charset=utf-8");
+    json_decref(job);
+
+    /* no Content-Type: octet-stream, and the bytes as they were, NUL included */
+    submit_bytes(&d, "p", bin, sizeof bin, "", 202, id, sizeof id);
+    snprintf(path, sizeof path, "/v1/jobs/%s/payload", id);
+    assert_int_equal(raw_get(&d, path, reply, sizeof reply, &body, &len), 200);
+    assert_non_null(strstr(reply, "\r\nContent-Type: application/octet-stream\r\n"));
+    assert_int_equal(len, sizeof bin);
+    assert_memory_equal(body, bin, sizeof bin);
+
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/999999/payload", NULL), 404);
+    assert_int_equal(flh_http(&d, "POST", path, NULL), 405);
+    /* a Content-Type that could not be sent back is refused, nothing stored */
+    char longtype[400] = "Content-Type: ";
+    memset(longtype + strlen(longtype), 'x', 300);
+    strcat(longtype, "\r\n");
+    submit_bytes(&d, "p", "x", 1, longtype, 400, NULL, 0);
+    assert_int_equal(flh_count_jobs(&d, "p", NULL), 2);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -248,6 +324,7 @@ int main(void)
         cmocka_unit_test(pause_survives_restart),
         cmocka_unit_test(pause_errors),
         cmocka_unit_test(retry_failed_and_cancelled),
+        cmocka_unit_test(payload_with_its_type),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

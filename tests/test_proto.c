@@ -960,7 +960,7 @@ static void test_redis_fields_are_the_job_json(void **state)
     (void)state;
     fl_job_sizes sz = { .type = 5, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
                         .error = 4, .output = FL_JOB_ABSENT, .payload = 0,
-                        .previous_error = FL_JOB_ABSENT };
+                        .previous_error = FL_JOB_ABSENT, .content_type = FL_JOB_ABSENT };
     fl_job *job = fl_job_new(&sz);
     assert_non_null(job);
     memcpy(job->type, "email", 5);
