@@ -2,6 +2,8 @@
 #include "callback.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,11 +181,29 @@ static void exec_done(fl_worker *w, const fl_outcome *o, void *udata)
     attempt_finish(a, o->ok, 0, o->has_exit_code, o->exit_code, o->error);
 }
 
-/* The body: the job as GET /v1/jobs/{id} shows it, plus "event". NULL on ENOMEM. */
-static char *make_body(const fl_delivery *d, size_t *len)
+/* The payload as base64 text (RFC 4648, padded) for a JSON body: a new string, or NULL. */
+static json_t *payload_base64(const fl_job *job)
 {
+    if (job->payload_len > (size_t)INT_MAX / 4 * 3 - 3)
+        return NULL;
+    size_t cap = 4 * ((job->payload_len + 2) / 3) + 1;
+    unsigned char *text = malloc(cap);
+    if (!text)
+        return NULL;
+    int n = EVP_EncodeBlock(text, job->payload ? job->payload : (const unsigned char *)"", (int)job->payload_len);
+    json_t *s = json_stringn((const char *)text, (size_t)n);
+    free(text);
+    return s;
+}
+
+/* The body: the job as GET /v1/jobs/{id} shows it, plus "event", and with its type's
+ * callback_payload the payload as base64 in "payload". NULL on ENOMEM. */
+static char *make_body(const fl_callbacks *cb, const fl_delivery *d, size_t *len)
+{
+    const fl_type *t = fl_config_find_type(cb->cfg, d->job->type, strlen(d->job->type));
     json_t *o = fl_job_to_json(d->job);
-    if (!o || json_object_set_new(o, "event", json_string(event_name(d))) < 0) {
+    if (!o || json_object_set_new(o, "event", json_string(event_name(d))) < 0 ||
+        (t && t->callback_payload && json_object_set_new(o, "payload", payload_base64(d->job)) < 0)) {
         json_decref(o);
         return NULL;
     }
@@ -255,7 +275,7 @@ static void attempt_send(attempt *a)
         return;
     }
     size_t len = 0;
-    char *body = a->body = make_body(d, &len);
+    char *body = a->body = make_body(a->cb, d, &len);
     const char *why = NULL;
     int rc = -ENOMEM;
     if (body)

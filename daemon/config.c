@@ -103,7 +103,8 @@ typedef enum value_kind {
     V_ENV,          /* char **: NAME=value, ... */
     V_ENV_PASS,     /* char **: NAME, ... */
     V_USER,         /* user, uid, user_home (and gid unless a group is set) */
-    V_GROUP         /* group, gid */
+    V_GROUP,        /* group, gid */
+    V_BOOL          /* int: true = 1, false = 0 */
 } value_kind;
 
 typedef struct key_spec {
@@ -161,6 +162,7 @@ static const key_spec keys[] = {
     {SEC_TYPE, "env_pass", V_ENV_PASS, TYP(env_pass), 0, 0},
     {SEC_TYPE, "user", V_USER, 0, 0, 0},
     {SEC_TYPE, "group", V_GROUP, 0, 0, 0},
+    {SEC_TYPE, "callback_payload", V_BOOL, TYP(callback_payload), 0, 0},
 };
 
 static const struct {
@@ -955,6 +957,11 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected full or normal");
         c->durability_full = strcmp(v, "full") == 0;
         return 0;
+    case V_BOOL:
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+            return reject(ld, "expected true or false");
+        *(int *)(void *)field = strcmp(v, "true") == 0;
+        return 0;
     case V_LOG_FORMAT:
         if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
             return reject(ld, "expected text or json");
@@ -1458,6 +1465,7 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_ENV_PASS: put_list(f, k->name, *(char **const *)(const void *)field); break;
     case V_USER: put_text(f, "user", t->user); break;
     case V_GROUP: put_text(f, "group", t->group); break;
+    case V_BOOL: fprintf(f, "%s = %s\n", k->name, *(const int *)(const void *)field ? "true" : "false"); break;
     }
 }
 

@@ -35,6 +35,7 @@ typedef struct fl_type {
     char *group;            /* run with this group (else the user's); NULL = as flingd */
     uid_t uid;              /* resolved at load: valid when user is set */
     gid_t gid;              /* resolved at load: valid when user or group is set */
+    int callback_payload;   /* callbacks carry the payload, base64, as "payload"; default false */
 } fl_type;
 
 /* One [callbacks] allow entry, parsed at load by libcurl's URL API. A callback URL is allowed

@@ -66,7 +66,8 @@ typedef struct fl_delivery {
     int64_t created_at, next_at, last_at;   /* ms */
     int has_last_status; int last_status;   /* HTTP status or exit code of the last attempt */
     char *last_error;         /* why the last attempt failed; NULL if none */
-    fl_job *job;              /* TAKE only: the job row (no payload); NULL elsewhere */
+    fl_job *job;              /* TAKE only: the job row with its payload (a type's callback_payload
+                               * sends it); NULL elsewhere */
 } fl_delivery;
 
 /* Called on the writer thread: the hook target of a type for a terminal event, or NULL. */

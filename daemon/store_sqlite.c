@@ -907,7 +907,7 @@ static int take_delivery(sql_store *s, fl_store_op *op, int64_t id)
     if (rc)
         return rc;
     op->u.take.items[op->u.take.n++] = d;
-    rc = load_job(s, d->job_id, &d->job);
+    rc = load_row(s, d->job_id, 1, &d->job);   /* with its payload: see callback_payload */
     return rc < 0 ? rc : 0;   /* a job pruned under its delivery leaves d->job NULL */
 }
 

@@ -244,6 +244,7 @@ static const char every_key[] =
     "handler = http\n"
     "url = http://127.0.0.1:9000/jobs?x=1\n"
     "on_complete = HTTP://0x7f.1:9/a/../b\n"
+    "callback_payload = true\n"
     "[type.nap]\n"
     "handler = sleep\n"
     "concurrency = 0\n"
@@ -315,6 +316,8 @@ static void test_every_key(void **state)
     assert_true(h->timeout == 30.0);
     assert_int_equal(h->max_attempts, 3);
     assert_string_equal(h->on_complete, "http://127.0.0.1:9/b"); /* as libcurl will send it */
+    assert_int_equal(h->callback_payload, 1);
+    assert_int_equal(m->callback_payload, 0);
     assert_null(h->env);
     assert_null(h->user);
 
@@ -596,6 +599,8 @@ static const struct {
      "[type.a] user: unknown user, got \"no-such-user-fl\""},
     {"[type.a]\nhandler = noop\nuser =\n", 3, "[type.a] user: unknown user"},
     {"[type.a]\nhandler = noop\ngroup = no-such-group-fl\n", 3, "[type.a] group: unknown group"},
+    {"[type.a]\nhandler = noop\ncallback_payload = yes\n", 3,
+     "[type.a] callback_payload: expected true or false, got \"yes\""},
     /* syntax */
     {"[server]\nnoequals\n", 2, "expected [section] or key = value, got \"noequals\""},
     {"[server\nlisten = 127.0.0.1:1\n", 1, "expected [section] or key = value, got \"[server\""},

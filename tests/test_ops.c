@@ -1,7 +1,7 @@
 /* test_ops.c — the operator's routes of a real flingd: pausing and resuming a type (its jobs
  * are stored but none starts, and the flag survives a restart), GET /v1/types, and running a
  * failed or cancelled job again (POST /v1/jobs/{id}/retry), and reading a job's payload back
- * with its Content-Type (GET /v1/jobs/{id}/payload). */
+ * with its Content-Type (GET /v1/jobs/{id}/payload) and in callbacks (callback_payload). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -317,6 +317,50 @@ static void payload_with_its_type(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* Reads the JSON file path once it exists (bounded wait); caller decrefs. */
+static json_t *wait_json_file(const char *path)
+{
+    double end = flh_now() + END_WAIT_MS / 1000.0;
+    while (access(path, F_OK) != 0 && flh_now() < end)
+        usleep(20000);
+    json_t *o = json_load_file(path, 0, NULL);
+    if (!o)
+        fail_msg("no JSON in %s after %d ms", path, END_WAIT_MS);
+    return o;
+}
+
+/* A type with callback_payload = true sends the payload base64 in its callbacks; others not. */
+static void callback_carries_payload(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    char dir[] = "/tmp/fl-cbp-XXXXXX", conf_text[1024], id[32], plain[32], path[128];
+    assert_non_null(mkdtemp(dir));
+    static const char hook[] = "on_complete = exec:/bin/sh -c 'cat > \"$0/$FLING_JOB_ID.tmp\"; "
+                               "mv \"$0/$FLING_JOB_ID.tmp\" \"$0/$FLING_JOB_ID.json\"' %s\n";
+    int n = snprintf(conf_text, sizeof conf_text, "[type.cp]\nhandler = noop\ncallback_payload = true\n");
+    n += snprintf(conf_text + n, sizeof conf_text - (size_t)n, hook, dir);
+    n += snprintf(conf_text + n, sizeof conf_text - (size_t)n, "[type.plain]\nhandler = noop\n");
+    snprintf(conf_text + n, sizeof conf_text - (size_t)n, hook, dir);
+    assert_int_equal(flh_start(&d, conf_text), 0);
+
+    submit_bytes(&d, "cp", "hello\0world", 11, "", 202, id, sizeof id);
+    submit_bytes(&d, "plain", "hello", 5, "", 202, plain, sizeof plain);
+    snprintf(path, sizeof path, "%s/%s.json", dir, id);
+    json_t *body = wait_json_file(path);
+    assert_string_equal(json_string_value(json_object_get(body, "payload")), "aGVsbG8Ad29ybGQ=");
+    assert_string_equal(json_string_value(json_object_get(body, "event")), "complete");
+    json_decref(body);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%s.json", dir, plain);
+    body = wait_json_file(path);
+    assert_null(json_object_get(body, "payload"));
+    json_decref(body);
+    unlink(path);
+    assert_int_equal(flh_stop(&d), 0);
+    assert_int_equal(flh_remove_dir(dir), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -325,6 +369,7 @@ int main(void)
         cmocka_unit_test(pause_errors),
         cmocka_unit_test(retry_failed_and_cancelled),
         cmocka_unit_test(payload_with_its_type),
+        cmocka_unit_test(callback_carries_payload),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }
