@@ -42,7 +42,8 @@
 #define RETRY_PAGE 100                         /* jobs read per list page by retry --state */
 
 enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH = 16,
-       CMD_PAUSE = 32, CMD_RESUME = 64, CMD_TYPES = 128, CMD_RETRY = 256, CMD_ANY = 0xffff };
+       CMD_PAUSE = 32, CMD_RESUME = 64, CMD_TYPES = 128, CMD_RETRY = 256, CMD_PRUNE = 512,
+       CMD_ANY = 0xffff };
 
 enum opt_id {
     OPT_HELP = 'h',
@@ -50,7 +51,7 @@ enum opt_id {
     OPT_TIMEOUT, OPT_ATTEMPTS, OPT_DELAY, OPT_PRIORITY, OPT_KEY, OPT_CALLBACK, OPT_DETACH,
     OPT_WAIT, OPT_ON_DISCONNECT,
     OPT_STATE, OPT_TYPE, OPT_LIMIT, OPT_AFTER, OPT_JSON,
-    OPT_REDIS, OPT_PREFIX, OPT_COUNT, OPT_PAYLOAD,
+    OPT_REDIS, OPT_PREFIX, OPT_COUNT, OPT_PAYLOAD, OPT_OLDER_THAN,
 };
 
 typedef struct opt_spec {
@@ -83,6 +84,7 @@ static const opt_spec specs[] = {
     { "prefix", required_argument, OPT_PREFIX, CMD_STATUS | CMD_WATCH },
     { "count", required_argument, OPT_COUNT, CMD_WATCH },
     { "payload", no_argument, OPT_PAYLOAD, CMD_STATUS },
+    { "older-than", required_argument, OPT_OLDER_THAN, CMD_PRUNE },
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -153,6 +155,10 @@ static const char help_retry[] =
     "                   queue a failed or cancelled job again (payload and options kept, a\n"
     "                   new attempt budget); --state retries up to N (default 100) of them,\n"
     "                   newest first, one line each\n";
+static const char help_prune[] =
+    "  prune --older-than D\n"
+    "                   delete the jobs that finished more than D ago (seconds, or 30m, 12h,\n"
+    "                   7d), with their payloads and callbacks; prints how many\n";
 static const char help_types[] =
     "  types [--json]   print every configured type under a header line: name handler\n"
     "                   concurrency paused and its jobs by state\n";
@@ -1004,6 +1010,28 @@ static int cmd_retry(cli *c)
     return retry_one(c, c->args[0], 0);
 }
 
+static int cmd_prune(cli *c)
+{
+    char path[sizeof FL_PROTO_PRUNE_PATH + 64];
+    const char *d = opt_arg(c, OPT_OLDER_THAN);
+    int64_t secs;
+    if (!d)
+        return fail(c, EXIT_USAGE, "--older-than D is required");
+    if (fl_proto_parse_duration(d, strlen(d), &secs) < 0)
+        return fail(c, EXIT_USAGE, "bad --older-than '%s' (seconds, or a number with s, m, h or d)", d);
+    snprintf(path, sizeof path, "%s?older_than=%lld", FL_PROTO_PRUNE_PATH, (long long)secs);
+    fling_response res;
+    int rc = fling_request(c->client, "POST", path, NULL, 0, &res), code = 0;
+    json_t *j = rc ? NULL : reply_json(c, &res, &code);
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else if (j && printf("pruned %" JSON_INTEGER_FORMAT " job(s)\n", json_integer_value(json_object_get(j, "pruned"))) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    json_decref(j);
+    fling_response_clear(&res);
+    return code;
+}
+
 static const command commands[] = {
     { "submit", CMD_SUBMIT, 1, 2, cmd_submit, help_submit },
     { "status", CMD_STATUS, 1, 1, cmd_status, help_status },
@@ -1014,6 +1042,7 @@ static const command commands[] = {
     { "resume", CMD_RESUME, 1, 1, cmd_resume, help_resume },
     { "types", CMD_TYPES, 0, 0, cmd_types, help_types },
     { "retry", CMD_RETRY, 0, 1, cmd_retry, help_retry },
+    { "prune", CMD_PRUNE, 0, 0, cmd_prune, help_prune },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

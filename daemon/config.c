@@ -104,7 +104,8 @@ typedef enum value_kind {
     V_ENV_PASS,     /* char **: NAME, ... */
     V_USER,         /* user, uid, user_home (and gid unless a group is set) */
     V_GROUP,        /* group, gid */
-    V_BOOL          /* int: true = 1, false = 0 */
+    V_BOOL,         /* int: true = 1, false = 0 */
+    V_DURATION      /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
 } value_kind;
 
 typedef struct key_spec {
@@ -117,6 +118,9 @@ typedef struct key_spec {
 
 #define CFG(field) offsetof(fl_config, field)
 #define TYP(field) offsetof(fl_type, field)
+
+/* [store] retention: finished jobs are kept a week by default. */
+#define DEFAULT_STORE_RETENTION (7 * 86400L)
 
 static const key_spec keys[] = {
     {SEC_SERVER, "listen", V_LISTEN, 0, 0, 0},
@@ -135,6 +139,7 @@ static const key_spec keys[] = {
     {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
+    {SEC_STORE, "retention", V_DURATION, CFG(store_retention), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
     {SEC_WORKERS, "shutdown_grace", V_SECONDS0, CFG(shutdown_grace), 0, SECONDS_MAX},
     {SEC_REDIS, "url", V_REDIS_URL, CFG(redis_url), 0, 0},
@@ -957,6 +962,13 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected full or normal");
         c->durability_full = strcmp(v, "full") == 0;
         return 0;
+    case V_DURATION: {
+        int64_t secs;
+        if (fl_proto_parse_duration(v, strlen(v), &secs) < 0)
+            return reject(ld, "expected a duration: seconds, or a number with s, m, h or d (at most 36500d)");
+        *(long *)(void *)field = (long)secs;
+        return 0;
+    }
     case V_BOOL:
         if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
             return reject(ld, "expected true or false");
@@ -1216,6 +1228,7 @@ int fl_config_init(fl_config *c)
     c->max_pipeline = DEFAULT_MAX_PIPELINE;
     c->max_output = DEFAULT_MAX_OUTPUT;
     c->durability_full = 1;
+    c->store_retention = DEFAULT_STORE_RETENTION;
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
     c->redis_retention = DEFAULT_RETENTION;
@@ -1465,6 +1478,7 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_ENV_PASS: put_list(f, k->name, *(char **const *)(const void *)field); break;
     case V_USER: put_text(f, "user", t->user); break;
     case V_GROUP: put_text(f, "group", t->group); break;
+    case V_DURATION: fprintf(f, "%s = %ld\n", k->name, *(const long *)(const void *)field); break;
     case V_BOOL: fprintf(f, "%s = %s\n", k->name, *(const int *)(const void *)field ? "true" : "false"); break;
     }
 }

@@ -68,6 +68,7 @@ typedef struct fl_config {
     char *store_backend;    /* NULL = "sqlite"; a name fl_store_backend_known accepts */
     char *db_path;          /* "var/fling.db" */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
+    long store_retention;   /* seconds a finished job is kept; 0 = for ever; default 7 days */
     /* [workers] */
     int workers;            /* default 8 */
     double shutdown_grace;  /* seconds running jobs get on SIGTERM; default 30 */

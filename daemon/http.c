@@ -310,6 +310,21 @@ static fl_body_action start_job_action(fl_req *req, const fl_http_head *h, const
     return no_body(req, h, req->route);
 }
 
+/* POST /v1/prune?older_than=DURATION (seconds, or with s, m, h, d). */
+static fl_body_action start_prune(fl_req *req, const fl_http_head *h, const char *q, size_t qlen)
+{
+    char v[32];
+    int64_t secs;
+    req->route = FL_ROUTE_PRUNE;
+    if (h->method != HTTP_POST)
+        return head_error(req, h, 405, "method_not_allowed", "use POST /v1/prune?older_than=SECONDS");
+    if (query_param(q, qlen, "older_than", v, sizeof v) != 1 || fl_proto_parse_duration(v, strlen(v), &secs) < 0)
+        return head_error(req, h, 400, "bad_request",
+                          "older_than must be a duration: seconds, or a number with s, m, h or d");
+    req->prune_before = fl_job_now_ms() - secs * 1000;
+    return no_body(req, h, FL_ROUTE_PRUNE);
+}
+
 /* GET /v1/types, POST /v1/types/{type}/pause and /resume (path is under FL_PROTO_TYPES_PATH). */
 static fl_body_action start_types(fl_req *req, const fl_http_head *h, const char *path, size_t plen)
 {
@@ -381,6 +396,8 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
     if (plen >= sizeof FL_PROTO_TYPES_PATH - 1 && memcmp(path, FL_PROTO_TYPES_PATH, sizeof FL_PROTO_TYPES_PATH - 1) == 0 &&
         (plen == sizeof FL_PROTO_TYPES_PATH - 1 || path[sizeof FL_PROTO_TYPES_PATH - 1] == '/'))
         return start_types(req, h, path, plen);
+    if (path_is(path, plen, FL_PROTO_PRUNE_PATH))
+        return start_prune(req, h, q, qlen);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_HEALTH_PATH))
         return no_body(req, h, FL_ROUTE_HEALTH);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_METRICS_PATH))
@@ -545,6 +562,25 @@ static void payload_done(fl_store_op *op)
     req->ready(req);
 }
 
+/* One batch of POST /v1/prune is done: the next one, or the answer once a batch was short. */
+static void prune_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_http *h = req->http;
+    if (store_failed(req, op->result)) {
+        req->ready(req);
+        return;
+    }
+    req->pruned += op->u.prune.n;
+    h->env.metrics->jobs_pruned += op->u.prune.n;
+    if (op->u.prune.n == FL_STORE_PRUNE_BATCH) {
+        fl_store_prune(h->env.store, &req->op, req->prune_before, FL_STORE_PRUNE_BATCH, prune_done, req);
+        return;
+    }
+    fl_reply_json(req, 200, json_pack("{s:I}", "pruned", (json_int_t)req->pruned), NULL);
+    req->ready(req);
+}
+
 static void retry_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
@@ -704,6 +740,9 @@ void fl_http_complete(fl_req *req)
         return;
     case FL_ROUTE_PAUSE:
         fl_store_pause(store, &req->op, req->list_type, req->pause, pause_done, req);
+        return;
+    case FL_ROUTE_PRUNE:
+        fl_store_prune(store, &req->op, req->prune_before, FL_STORE_PRUNE_BATCH, prune_done, req);
         return;
     case FL_ROUTE_PAYLOAD:
         fl_store_get_payload(store, &req->op, req->id, payload_done, req);

@@ -143,6 +143,9 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
            m->acks_unknown);
     metric(&b, "fling_store_errors_total", "counter", "Requests answered 503 because the store failed.",
            m->store_errors);
+    metric(&b, "fling_jobs_pruned_total", "counter",
+           "Finished jobs deleted with their payloads and deliveries ([store] retention, POST /v1/prune).",
+           m->jobs_pruned);
     metric(&b, "fling_store_pending", "gauge", "Store operations waiting for their commit.", g->store_pending);
     metric(&b, "fling_store_commits_total", "counter", "Store transactions committed.", g->store_commits);
     metric(&b, "fling_store_ops_total", "counter", "Store operations executed.", g->store_ops);

@@ -29,6 +29,7 @@ typedef struct fl_metrics {
     uint64_t acks_aborted;            /* 202 not delivered: status bit 1 set */
     uint64_t acks_unknown;            /* no verdict within the bound: no bit set */
     uint64_t store_errors;            /* ops answered 503 */
+    uint64_t jobs_pruned;             /* finished jobs deleted by retention or POST /v1/prune */
     fl_metrics_reason refused[FL_M_REASONS];   /* refused requests by error code */
 } fl_metrics;
 

@@ -73,6 +73,7 @@ static const char *allow_header(fl_req_route route)
         return "Allow: GET\r\n";
     case FL_ROUTE_PAUSE:
     case FL_ROUTE_RETRY:
+    case FL_ROUTE_PRUNE:
         return "Allow: POST\r\n";
     default:
         return "Allow: GET, DELETE\r\n";

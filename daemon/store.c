@@ -114,6 +114,8 @@ static int op_valid(const fl_store_op *op)
         return op->u.take.limit >= 1 && op->u.take.limit <= FL_STORE_PAGE_MAX;
     case FL_STORE_DELIVERY_DONE:
         return (unsigned)op->u.done.state <= FL_DELIVERY_FAILED;
+    case FL_STORE_PRUNE:
+        return op->u.prune.limit >= 1 && op->u.prune.limit <= FL_STORE_PAGE_MAX && op->u.prune.before >= 0;
     case FL_STORE_PAUSE:
         return !op->u.pause.type || op->u.pause.paused == 0 || op->u.pause.paused == 1;
     case FL_STORE_GET:
@@ -182,6 +184,7 @@ static int run_op(fl_store *s, fl_store_op *op)
     case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(s->b, op); break;
     case FL_STORE_PAUSE: rc = be->pause(s->b, op); break;
     case FL_STORE_RETRY: rc = be->retry(s->b, op); break;
+    case FL_STORE_PRUNE: rc = be->prune(s->b, op); break;
     }
     if (!rc && (ended = ended_job(op)))
         rc = add_deliveries(s, ended);
@@ -244,6 +247,9 @@ static void clear_outputs(fl_store_op *op)
     case FL_STORE_RETRY:
         op->u.retry.job = NULL;
         break;
+    case FL_STORE_PRUNE:
+        op->u.prune.n = 0;
+        break;
     }
 }
 
@@ -291,6 +297,8 @@ static void fail_op(fl_store_op *op, int err)
     case FL_STORE_RETRY:
         fl_job_free(op->u.retry.job);
         break;
+    case FL_STORE_PRUNE:
+        break;
     }
     clear_outputs(op);
     op->result = err;
@@ -303,7 +311,7 @@ static const char *kind_name(fl_store_kind kind)
         [FL_STORE_CANCEL] = "cancel", [FL_STORE_SET_STATUS] = "set-status", [FL_STORE_CLAIM] = "claim",
         [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
         [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
-        [FL_STORE_PAUSE] = "pause", [FL_STORE_RETRY] = "retry",
+        [FL_STORE_PAUSE] = "pause", [FL_STORE_RETRY] = "retry", [FL_STORE_PRUNE] = "prune",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
 }
@@ -659,6 +667,14 @@ void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_st
     op->u.retry.id = id;
     op->u.retry.now = now;
     start(s, op, FL_STORE_RETRY, cb, udata);
+}
+
+void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.prune.before = before;
+    op->u.prune.limit = limit;
+    start(s, op, FL_STORE_PRUNE, cb, udata);
 }
 
 /* ---- events (loop thread) -------------------------------------------------------------- */

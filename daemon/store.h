@@ -48,7 +48,8 @@ typedef enum fl_store_kind {
     FL_STORE_DELIVERY_TAKE,  /* due callback deliveries, marked in flight, with their jobs */
     FL_STORE_DELIVERY_DONE,  /* the outcome of one delivery attempt */
     FL_STORE_PAUSE,          /* pause or resume a type; returns the paused types */
-    FL_STORE_RETRY           /* failed/cancelled -> queued again, with a new attempt budget */
+    FL_STORE_RETRY,          /* failed/cancelled -> queued again, with a new attempt budget */
+    FL_STORE_PRUNE           /* delete a batch of jobs finished before a time */
 } fl_store_kind;
 
 typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
@@ -210,6 +211,11 @@ struct fl_store_op {
          * out: job = the row after (caller frees); answer FL_STORE_WRONG_STATE (job returned,
          *     unchanged) if it is not failed or cancelled, or FL_STORE_NOT_FOUND. */
         struct { int64_t id; int64_t now; fl_job *job; } retry;
+        /* in: before (ms), limit (1..FL_STORE_PAGE_MAX). Deletes up to limit jobs that
+         *     finished (succeeded, failed, cancelled) before `before`, earliest first, with
+         *     their payloads and callback deliveries. Ids are never handed out again.
+         * out: n = how many jobs were deleted (fewer than limit: none older is left). */
+        struct { int64_t before; int limit; size_t n; } prune;
     } u;
 };
 
@@ -306,6 +312,12 @@ void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, 
 
 /* fl_store_retry queues failed or cancelled job id again at now (ms). */
 void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata);
+
+/* fl_store_prune deletes up to limit jobs finished before `before` (ms). */
+void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_store_cb cb, void *udata);
+
+/* Jobs one PRUNE should delete: small enough that the group it joins stays short. */
+#define FL_STORE_PRUNE_BATCH 500
 
 /* fl_store_push queues op again as it is (borrowed until its cb runs): for an op that one of
  * the constructors filled and whose callback saw it fail, to write it once more. Loop thread

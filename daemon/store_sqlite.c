@@ -72,8 +72,14 @@ enum stmt_id {
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY,
+    ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS,
     ST_COUNT
 };
+
+/* A PRUNE batch: ?1 = finished before (ms), ?2 = at most this many. The state test repeats
+ * the WHERE of the partial index jobs_finished (008), so that the index serves it. */
+#define PRUNE_BATCH "SELECT id FROM jobs WHERE (state = 'succeeded' OR state = 'failed'" \
+                    " OR state = 'cancelled') AND finished_at < ?1 ORDER BY finished_at, id LIMIT ?2"
 
 /* Partial indexes are used only when the query repeats their WHERE literally, so the states
  * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
@@ -144,6 +150,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                  " exit_code = NULL, output = NULL, started_at = 0, finished_at = 0,"
                  " status = status & ?3, run_at = ?2, updated_at = ?2"
                  " WHERE id = ?1 AND (state = 'failed' OR state = 'cancelled')",
+    /* The same batch three times, jobs last: within the transaction the subquery picks the
+     * same rows each time (jobs_finished, ties by id). */
+    [ST_PRUNE_DELIVERIES] = "DELETE FROM deliveries WHERE job_id IN (" PRUNE_BATCH ")",
+    [ST_PRUNE_PAYLOADS] = "DELETE FROM job_payloads WHERE id IN (" PRUNE_BATCH ")",
+    [ST_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (" PRUNE_BATCH ")",
 };
 
 /* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
@@ -800,6 +811,23 @@ static int sq_retry(void *b, fl_store_op *op)
     return 0;
 }
 
+static int sq_prune(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    static const enum stmt_id order[] = { ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS };
+    int rc;
+
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        sqlite3_stmt *st = s->st[order[i]];
+        if (sqlite3_bind_int64(st, 1, op->u.prune.before) || sqlite3_bind_int(st, 2, op->u.prune.limit))
+            return db_errno(s);
+        if ((rc = step_done(st)))
+            return rc;
+    }
+    op->u.prune.n = (size_t)sqlite3_changes(s->db);   /* of the last one: the jobs */
+    return 0;
+}
+
 static int sq_changed(void *b, fl_store_op *op)
 {
     sql_store *s = b;
@@ -1399,5 +1427,6 @@ const fl_store_backend fl_store_sqlite = {
     .delivery_done = sq_delivery_done,
     .pause = sq_pause,
     .retry = sq_retry,
+    .prune = sq_prune,
     .add_delivery = sq_add_delivery,
 };

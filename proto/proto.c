@@ -277,6 +277,34 @@ int fl_proto_parse_id(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
+int fl_proto_parse_duration(const char *s, size_t len, int64_t *secs)
+{
+    static const struct { char unit; int64_t secs; } units[] = { {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400} };
+    int64_t scale = 1, v = 0;
+    if (!s || len == 0)
+        return -EINVAL;
+    if (!is_digit(s[len - 1])) {
+        size_t u = 0;
+        while (u < sizeof units / sizeof *units && units[u].unit != s[len - 1])
+            u++;
+        if (u == sizeof units / sizeof *units)
+            return -EINVAL;
+        scale = units[u].secs;
+        len--;
+    }
+    if (len == 0 || len > 12)   /* 12 digits already pass FL_DURATION_MAX */
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(s[i]))
+            return -EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > FL_DURATION_MAX / scale)
+        return -EINVAL;
+    *secs = v * scale;
+    return 0;
+}
+
 /* Skips spaces and tabs (HTTP's OWS) from *i up to len. */
 static void skip_ows(const char *v, size_t len, size_t *i)
 {

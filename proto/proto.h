@@ -10,6 +10,7 @@
 
 #define FL_PROTO_JOBS_PATH   "/v1/jobs"      /* POST /v1/jobs/{type}, GET|DELETE /v1/jobs/{id}, GET /v1/jobs */
 #define FL_PROTO_TYPES_PATH  "/v1/types"     /* GET /v1/types, POST /v1/types/{type}/pause|resume */
+#define FL_PROTO_PRUNE_PATH  "/v1/prune"     /* POST /v1/prune?older_than=DURATION */
 #define FL_PROTO_HEALTH_PATH "/healthz"
 #define FL_PROTO_METRICS_PATH "/metrics"
 
@@ -89,5 +90,13 @@ int fl_proto_prefer_wait(const char *v, size_t len, int *secs);
 
 /* fl_proto_parse_id parses a job id (decimal, 1..INT64_MAX) of len bytes; 0 or -EINVAL. */
 int fl_proto_parse_id(const char *s, size_t len, int64_t *out);
+
+/* The longest duration fl_proto_parse_duration takes: 100 years of 365 days, in seconds. */
+#define FL_DURATION_MAX 3153600000LL
+
+/* fl_proto_parse_duration parses a duration of len bytes: whole seconds, or a whole number with
+ * one unit s, m, h or d ("90", "30m", "12h", "7d"); 0 and *secs (0..FL_DURATION_MAX), or
+ * -EINVAL. */
+int fl_proto_parse_duration(const char *s, size_t len, int64_t *secs);
 
 #endif

@@ -595,6 +595,31 @@ static void test_status_payload(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* prune --older-than D deletes the finished jobs and says how many; D is checked first. */
+static void test_prune_command(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, "[type.noop]\nhandler = noop\n"), 0);
+    run_ok(&d, &r, (const char *[]){ "submit", "noop", "x", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    wait_state(&d, id, "succeeded");
+    run_ok(&d, &r, (const char *[]){ "prune", "--older-than", "1h", NULL });
+    assert_string_equal(r.out, "pruned 0 job(s)\n");
+    run_ok(&d, &r, (const char *[]){ "prune", "--older-than", "0", NULL });
+    assert_string_equal(r.out, "pruned 1 job(s)\n");
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/1", NULL), 404);
+    char *bad[] = { "fling", "--url", d.url, "prune", "--older-than", "soon", NULL };
+    run_cli(&r, bad, NULL);
+    expect_failure(&r, 2, "fling: prune: bad --older-than 'soon'");
+    char *none[] = { "fling", "--url", d.url, "prune", NULL };
+    run_cli(&r, none, NULL);
+    expect_failure(&r, 2, "fling: prune: --older-than D is required");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 /* ---- one version ------------------------------------------------------------------------ */
 
 /* Both binaries print the project version of CMakeLists.txt, each after its own name. */
@@ -628,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_type_commands),
         cmocka_unit_test(test_retry_commands),
         cmocka_unit_test(test_status_payload),
+        cmocka_unit_test(test_prune_command),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }

@@ -120,6 +120,7 @@ static void test_defaults(void **state)
     assert_true(c.idle_timeout == 60.0);
     assert_string_equal(c.db_path, "var/fling.db");
     assert_int_equal(c.durability_full, 1);
+    assert_int_equal(c.store_retention, 7 * 86400);
     assert_int_equal(c.workers, 8);
     assert_true(c.shutdown_grace == 30.0);
     assert_null(c.redis_url);
@@ -214,6 +215,7 @@ static const char every_key[] =
     "log = /tmp/x/flingd.log\n"
     "log_format = json\n"
     "[store]\n"
+    "retention = 12h\n"
     "path = /tmp/x/fling.db\n"
     "durability = normal\n"
     "[workers]\n"
@@ -274,6 +276,7 @@ static void test_every_key(void **state)
     assert_string_equal(c.log_path, "/tmp/x/flingd.log");
     assert_int_equal(c.log_json, 1);
     assert_int_equal(c.durability_full, 0);
+    assert_int_equal(c.store_retention, 43200);
     assert_int_equal(c.workers, 3);
     assert_true(c.shutdown_grace == 0.0);
     assert_string_equal(c.redis_url, "redis://127.0.0.1:6380/2");
@@ -564,6 +567,8 @@ static const struct {
     /* [store], [server] strings, [redis], [callbacks] */
     {"[store]\ndurability = fast\n", 2, "durability: expected full or normal, got \"fast\""},
     {"[store]\npath =\n", 2, "path: expected a path"},
+    {"[store]\nretention = 1w\n", 2, "retention: expected a duration"},
+    {"[store]\nretention = -1\n", 2, "retention: expected a duration"},
     {"[server]\nlisten = 127.0.0.1\n", 2, "listen: expected HOST:PORT"},
     {"[server]\nlisten = 127.0.0.1:65536\n", 2, "listen: expected HOST:PORT"},
     {"[server]\nlisten = example.com:80\n", 2, "listen: expected HOST:PORT"},

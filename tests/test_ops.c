@@ -1,7 +1,8 @@
 /* test_ops.c — the operator's routes of a real flingd: pausing and resuming a type (its jobs
  * are stored but none starts, and the flag survives a restart), GET /v1/types, and running a
  * failed or cancelled job again (POST /v1/jobs/{id}/retry), and reading a job's payload back
- * with its Content-Type (GET /v1/jobs/{id}/payload) and in callbacks (callback_payload). */
+ * with its Content-Type (GET /v1/jobs/{id}/payload) and in callbacks (callback_payload), and
+ * retention ([store] retention, POST /v1/prune) on jobs back-dated in the database. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+#include <sqlite3.h>
 
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -361,6 +364,92 @@ static void callback_carries_payload(void **state)
     assert_int_equal(flh_remove_dir(dir), 0);
 }
 
+/* Runs one statement on the database of a stopped daemon. */
+static void sql(const flh_daemon *d, const char *stmt)
+{
+    sqlite3 *db;
+    char *err = NULL;
+    assert_int_equal(sqlite3_open(d->db, &db), SQLITE_OK);
+    if (sqlite3_exec(db, stmt, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", stmt, err);
+    sqlite3_close(db);
+}
+
+/* Runs n noop jobs of type p to their end. */
+static void run_jobs(const flh_daemon *d, int n)
+{
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        submit(d, "q", id, sizeof id);
+        json_decref(flh_wait_terminal(d, id, END_WAIT_MS));
+    }
+}
+
+/* Polls the metric until it reaches want or timeout_s passes: its last value. */
+static long wait_metric(const flh_daemon *d, const char *name, long want, double timeout_s)
+{
+    double end = flh_now() + timeout_s;
+    long v;
+    while ((v = flh_metric(d, name)) != want && flh_now() < end)
+        usleep(50000);
+    return v;
+}
+
+/* Jobs that finished longer ago than [store] retention go, with their payloads and
+ * deliveries; the others stay, and ids are not handed out again. */
+static void retention_deletes_old_jobs(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    assert_int_equal(flh_start(&d, "[store]\nretention = 1h\n[type.q]\nhandler = noop\n"), 0);
+    run_jobs(&d, 3);
+    assert_int_equal(flh_kill(&d, SIGTERM), 0);
+    sql(&d, "UPDATE jobs SET finished_at = finished_at - 7200000 WHERE id <= 2");
+    assert_int_equal(flh_restart(&d), 0);
+    assert_int_equal(wait_metric(&d, "fling_jobs_pruned_total", 2, 10.0), 2);
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/1", NULL), 404);
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/2/payload", NULL), 404);
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/3", NULL), 200);
+    char id[32];
+    submit(&d, "q", id, sizeof id);
+    assert_string_equal(id, "4");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* retention = 0 keeps everything; POST /v1/prune deletes on demand, in batches. */
+static void prune_on_demand(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    json_t *body = NULL;
+    assert_int_equal(flh_start(&d, "[store]\nretention = 0\n[type.q]\nhandler = noop\n"), 0);
+    run_jobs(&d, 2);
+    assert_int_equal(flh_kill(&d, SIGTERM), 0);
+    /* more than one batch of old finished jobs, and one waiting job (of a type this config
+     * does not run) that is never pruned */
+    sql(&d, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)"
+            " INSERT INTO jobs (type, state, max_attempts, timeout_ms, created_at, run_at, finished_at, updated_at)"
+            " SELECT 'q', 'failed', 1, 1000, 1000, 1000, 2000, 2000 FROM n;"
+            "INSERT INTO jobs (type, state, max_attempts, timeout_ms, created_at, run_at, updated_at)"
+            " VALUES ('p', 'queued', 1, 1000, 1000, 1000, 1000);"
+            "UPDATE jobs SET finished_at = 3000 WHERE id <= 2");
+    assert_int_equal(flh_restart(&d), 0);
+    usleep(1500000);   /* past the first batch a retention would run */
+    assert_int_equal(flh_metric(&d, "fling_jobs_pruned_total"), 0);
+    assert_int_equal(flh_http(&d, "POST", "/v1/prune?older_than=1d", &body), 200);
+    assert_int_equal(json_integer_value(json_object_get(body, "pruned")), 1202);
+    json_decref(body);
+    assert_int_equal(flh_metric(&d, "fling_jobs_pruned_total"), 1202);
+    assert_int_equal(flh_count_jobs(&d, NULL, NULL), 1);
+    assert_int_equal(flh_http(&d, "POST", "/v1/prune?older_than=1d", &body), 200);
+    assert_int_equal(json_integer_value(json_object_get(body, "pruned")), 0);
+    json_decref(body);
+    assert_int_equal(flh_http(&d, "POST", "/v1/prune", NULL), 400);
+    assert_int_equal(flh_http(&d, "POST", "/v1/prune?older_than=1w", NULL), 400);
+    assert_int_equal(flh_http(&d, "GET", "/v1/prune?older_than=1", NULL), 405);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -370,6 +459,8 @@ int main(void)
         cmocka_unit_test(retry_failed_and_cancelled),
         cmocka_unit_test(payload_with_its_type),
         cmocka_unit_test(callback_carries_payload),
+        cmocka_unit_test(retention_deletes_old_jobs),
+        cmocka_unit_test(prune_on_demand),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

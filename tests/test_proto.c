@@ -77,6 +77,44 @@ static void test_valid_type(void **state)
     assert_false(fl_proto_valid_type(NULL, 3));
 }
 
+static void test_parse_duration(void **state)
+{
+    (void)state;
+    static const struct { const char *s; int rc; int64_t v; } cases[] = {
+        { "0", 0, 0 },
+        { "90", 0, 90 },
+        { "45s", 0, 45 },
+        { "30m", 0, 1800 },
+        { "12h", 0, 43200 },
+        { "7d", 0, 604800 },
+        { "0d", 0, 0 },
+        { "007", 0, 7 },
+        { "36500d", 0, FL_DURATION_MAX },
+        { "36501d", -EINVAL, 0 },
+        { "3153600001", -EINVAL, 0 },
+        { "9999999999999d", -EINVAL, 0 },
+        { "", -EINVAL, 0 },
+        { "d", -EINVAL, 0 },
+        { "1w", -EINVAL, 0 },
+        { "1.5h", -EINVAL, 0 },
+        { "-1", -EINVAL, 0 },
+        { "1 d", -EINVAL, 0 },
+        { "1dd", -EINVAL, 0 },
+        { "1D", -EINVAL, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t v = -1;
+        int rc = fl_proto_parse_duration(cases[i].s, strlen(cases[i].s), &v);
+        if (rc != cases[i].rc || (rc == 0 && v != cases[i].v))
+            fail_msg("\"%s\": rc %d v %lld, want rc %d v %lld", cases[i].s, rc, (long long)v, cases[i].rc,
+                     (long long)cases[i].v);
+    }
+    int64_t v;
+    assert_int_equal(fl_proto_parse_duration(NULL, 0, &v), -EINVAL);
+    assert_int_equal(fl_proto_parse_duration("12h", 2, &v), 0);   /* len bounds it: "12" */
+    assert_int_equal(v, 12);
+}
+
 static void test_parse_id(void **state)
 {
     (void)state;
@@ -992,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_state_terminal),
         cmocka_unit_test(test_valid_type),
         cmocka_unit_test(test_parse_id),
+        cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_opts_table),
         cmocka_unit_test(test_opts_bounds_and_repeats),
         cmocka_unit_test(test_encode_submit_exact),
