@@ -136,6 +136,8 @@ static const key_spec keys[] = {
     {SEC_SERVER, "max_output", V_BYTES, CFG(max_output), 4 * KIB, 64 * MIB},
     {SEC_SERVER, "log", V_PATH, CFG(log_path), 0, 0},
     {SEC_SERVER, "log_format", V_LOG_FORMAT, CFG(log_json), 0, 0},
+    {SEC_SERVER, "open_health", V_BOOL, CFG(open_health), 0, 0},
+    {SEC_SERVER, "open_metrics", V_BOOL, CFG(open_metrics), 0, 0},
     {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},

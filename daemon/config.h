@@ -64,6 +64,8 @@ typedef struct fl_config {
     size_t max_output;      /* reply and queued payload bytes one connection may hold; default 256 KiB */
     char *log_path;         /* NULL = stderr */
     int log_json;           /* log_format: 1 = json, 0 = text (default) */
+    int open_health;        /* GET /healthz needs no token; default false */
+    int open_metrics;       /* GET /metrics needs no token; default false */
     /* [store] */
     char *store_backend;    /* NULL = "sqlite"; a name fl_store_backend_known accepts */
     char *db_path;          /* "var/fling.db" */

@@ -42,6 +42,11 @@ void fl_http_free(fl_http *h) { free(h); }
 
 /* ---------------------------------------------------------------- request head */
 
+static int path_is(const char *p, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(p, want, len) == 0;
+}
+
 static const fl_http_header *find_header(const fl_http_head *h, const char *name)
 {
     size_t len = strlen(name);
@@ -60,10 +65,20 @@ static int token_equal(const char *a, size_t alen, const char *b, size_t blen)
     return d == 0;
 }
 
+/* open_route tells whether h is a GET of a route the config leaves open to everyone
+ * ([server] open_health, open_metrics: for load balancers and Prometheus). */
+static int open_route(const fl_config *cfg, const fl_http_head *h)
+{
+    const char *qm = memchr(h->url, '?', h->url_len);
+    size_t plen = qm ? (size_t)(qm - h->url) : h->url_len;
+    return h->method == HTTP_GET && ((cfg->open_health && path_is(h->url, plen, FL_PROTO_HEALTH_PATH)) ||
+                                     (cfg->open_metrics && path_is(h->url, plen, FL_PROTO_METRICS_PATH)));
+}
+
 static int authorized(const fl_req *req, const fl_http_head *h)
 {
     const char *token = req->http->cfg->token;
-    if (!token)
+    if (!token || open_route(req->http->cfg, h))
         return 1;
     const fl_http_header *a = find_header(h, FL_HDR_AUTH);
     if (!a || a->value_len < 7 || strncasecmp(a->value, "Bearer ", 7) != 0)
@@ -83,11 +98,6 @@ static fl_body_action head_error(fl_req *req, const fl_http_head *h, int status,
     }
     fl_reply_error(req, status, code, "%s", msg);
     return a;
-}
-
-static int path_is(const char *p, size_t len, const char *want)
-{
-    return strlen(want) == len && memcmp(p, want, len) == 0;
 }
 
 /* Reads the attached-mode headers: Prefer: wait=N and Fling-On-Disconnect. 0, or -EINVAL with
@@ -700,13 +710,19 @@ static void pause_done(fl_store_op *op)
     fl_store_count_jobs(req->http->env.store, &req->op, 1, types_done, req);
 }
 
+/* 200 while flingd takes jobs; 503 while it stops or while the store's writes fail. */
 static void reply_health(fl_req *req)
 {
     fl_http *h = req->http;
-    json_t *o = json_pack("{s:s, s:i, s:i}", "status", h->stopping ? "stopping" : "ok",
+    fl_stats_health hs;
+    fl_stats_health_get(h->env.stats, &hs);
+    const char *status = h->stopping ? "stopping" : hs.store_error ? "store_failing" : "ok";
+    json_t *o = json_pack("{s:s, s:i, s:i, s:s, s:s}", "status", status,
                           "connections", (json_int_t)h->env.metrics->connections_open,
-                          "store_pending", (json_int_t)fl_store_pending(h->env.store));
-    fl_reply_json(req, h->stopping ? 503 : 200, o, NULL);
+                          "store_pending", (json_int_t)fl_store_pending(h->env.store),
+                          "store", hs.store_error ? strerror(-hs.store_error) : "ok",
+                          "redis", hs.redis < 0 ? "off" : hs.redis ? "connected" : "disconnected");
+    fl_reply_json(req, strcmp(status, "ok") == 0 ? 200 : 503, o, NULL);
 }
 
 void fl_http_complete(fl_req *req)

@@ -377,12 +377,33 @@ static int run_group(fl_store *s, fl_store_op *ops, int fault)
 
 /* ---- the writer thread ----------------------------------------------------------------- */
 
+/* group_writes tells whether any op of the group changes rows (see fl_store_stats.failing). */
+static int group_writes(const fl_store_op *ops)
+{
+    for (const fl_store_op *op = ops; op; op = op->next) {
+        switch (op->kind) {
+        case FL_STORE_GET:
+        case FL_STORE_LIST:
+        case FL_STORE_COUNT:
+        case FL_STORE_CHANGED:
+            break;
+        case FL_STORE_PAUSE:
+            if (op->u.pause.type)
+                return 1;
+            break;
+        default:
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void *writer_main(void *arg)
 {
     fl_store *s = arg;
     fl_store_op *ops, *last, *op;
     uint64_t n;
-    int fault, rc;
+    int fault, rc, writes;
 
     pthread_setname_np(pthread_self(), "fl-store");   /* for ps, top and /proc/PID/task */
     pthread_mutex_lock(&s->mu);
@@ -408,6 +429,7 @@ static void *writer_main(void *arg)
         n = 0;
         for (op = ops; op; op = op->next)
             n++;
+        writes = group_writes(ops);
         rc = run_group(s, ops, fault);
 
         pthread_mutex_lock(&s->mu);
@@ -422,6 +444,8 @@ static void *writer_main(void *arg)
             s->stats.commits++;
             s->stats.ops += n;
         }
+        if (writes)
+            s->stats.failing = rc;
         pthread_cond_broadcast(&s->done_cv);
         pthread_mutex_unlock(&s->mu);
         if (s->hooks.notify)

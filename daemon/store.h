@@ -331,8 +331,10 @@ void fl_store_reap(fl_store *s);
 /* fl_store_pending returns how many pushed ops have not been reaped yet. Loop thread only. */
 size_t fl_store_pending(const fl_store *s);
 
-/* fl_store_stats copies counters for /metrics: commits, rows written, failed groups. */
-typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; } fl_store_stats;
+/* fl_store_stats copies counters for /metrics: commits, rows written, failed groups; and
+ * failing: the negative errno of the last group that had an op writing, if it failed, 0 once
+ * such a group commits (reads alone commit even on a full disk, so they do not count). */
+typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; int failing; } fl_store_stats;
 void fl_store_stats_get(fl_store *s, fl_store_stats *out);
 
 /* fl_store_delivery_free frees one delivery and its job; NULL is a no-op. */

@@ -2,12 +2,14 @@
  * are stored but none starts, and the flag survives a restart), GET /v1/types, and running a
  * failed or cancelled job again (POST /v1/jobs/{id}/retry), and reading a job's payload back
  * with its Content-Type (GET /v1/jobs/{id}/payload) and in callbacks (callback_payload), and
- * retention ([store] retention, POST /v1/prune) on jobs back-dated in the database. */
+ * retention ([store] retention, POST /v1/prune) on jobs back-dated in the database, and health
+ * for the surroundings (open_health, open_metrics, 503 while the store fails). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,6 +452,43 @@ static void prune_on_demand(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* With a token, open_health and open_metrics leave those GETs open, and only those. */
+static void open_health_and_metrics(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    json_t *body = NULL;
+    assert_int_equal(flh_start(&d, "[server]\ntoken = s3cret\nopen_health = true\n"), 0);
+    assert_int_equal(flh_http(&d, "GET", "/healthz", &body), 200);
+    assert_string_equal(json_string_value(json_object_get(body, "store")), "ok");
+    assert_string_equal(json_string_value(json_object_get(body, "redis")), "off");
+    json_decref(body);
+    assert_int_equal(flh_http(&d, "GET", "/metrics", NULL), 401);
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs", NULL), 401);
+    assert_int_equal(flh_stop(&d), 0);
+    assert_int_equal(flh_start(&d, "[server]\ntoken = s3cret\nopen_metrics = true\n"), 0);
+    assert_true(flh_metric(&d, "fling_jobs_pruned_total") >= 0);
+    assert_int_equal(flh_http(&d, "GET", "/healthz", NULL), 401);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* Once the database file is gone every write fails: /healthz says so with a 503. */
+static void health_503_while_store_fails(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    json_t *body = NULL;
+    assert_int_equal(flh_start(&d, NULL), 0);
+    assert_int_equal(flh_http(&d, "GET", "/healthz", NULL), 200);
+    assert_int_equal(unlink(d.db), 0);
+    assert_int_equal(flh_http(&d, "POST", "/v1/jobs/t", NULL), 503);
+    assert_int_equal(flh_http(&d, "GET", "/healthz", &body), 503);
+    assert_string_equal(json_string_value(json_object_get(body, "status")), "store_failing");
+    assert_string_equal(json_string_value(json_object_get(body, "store")), strerror(ESTALE));
+    json_decref(body);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -461,6 +500,8 @@ int main(void)
         cmocka_unit_test(callback_carries_payload),
         cmocka_unit_test(retention_deletes_old_jobs),
         cmocka_unit_test(prune_on_demand),
+        cmocka_unit_test(open_health_and_metrics),
+        cmocka_unit_test(health_503_while_store_fails),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }
