@@ -226,19 +226,21 @@ static int send_http(attempt *a, const char *body, size_t len, const char **why)
     int rc = fl_config_callback_url(cfg, d->target, !hook || strcmp(hook, d->target) != 0, &url, why);
     if (rc < 0)
         return rc;
-    char ev[64], did[64], att[64], jid[64], sig[32 + 65];
+    char ev[64], did[64], att[64], jid[64], sig[32 + 65], tp[FL_TRACE_HEADER_MAX], ts[FL_TRACE_HEADER_MAX];
     snprintf(ev, sizeof ev, "Fling-Event: %s", event_name(d));
     snprintf(did, sizeof did, "Fling-Delivery: %lld", (long long)d->id);
     snprintf(att, sizeof att, "Fling-Attempt: %d", d->attempts);
     snprintf(jid, sizeof jid, "Fling-Job-Id: %lld", (long long)d->job_id);
-    const char *headers[6] = { ev, did, att, jid, NULL, NULL };
+    const char *headers[8] = { ev, did, att, jid, NULL, NULL, NULL, NULL };
+    size_t n = 4;
     if (cfg->callback_secret) {
         char hex[65];
         rc = fl_webhook_sign(cfg->callback_secret, body, len, hex);
         if (rc == 0)
             snprintf(sig, sizeof sig, "Fling-Signature: sha256=%s", hex);
-        headers[4] = sig;
+        headers[n++] = sig;
     }
+    fl_worker_trace_headers(d->job->traceparent, d->job->tracestate, tp, ts, headers + n);
     double connect = cfg->callback_connect_timeout < cfg->callback_timeout ? cfg->callback_connect_timeout
                                                                            : cfg->callback_timeout;
     if (rc == 0)
@@ -262,6 +264,7 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
         .handler = FL_HANDLER_EXEC, .argv = a->argv, .input = body, .input_len = len,
         .settings = fl_config_find_type(cfg, d->job->type, strlen(d->job->type)),   /* the config outlives us */
         .job_id = d->job_id, .job_type = d->job->type, .attempt = d->attempts, .timeout = cfg->callback_timeout,
+        .traceparent = d->job->traceparent, .tracestate = d->job->tracestate,
     };
     return fl_worker_start(&a->cb->env, &spec, exec_done, a, &a->worker);
 }

@@ -140,6 +140,20 @@ static int content_type(const fl_http_head *h, const fl_http_header **ct)
     return 1;
 }
 
+/* The submit's W3C trace context: *tp a valid traceparent or NULL (an invalid one is ignored,
+ * as the spec says, and its tracestate with it), *ts a tracestate fit to be sent on or NULL. */
+static void trace_context(const fl_http_head *h, const fl_http_header **tp, const fl_http_header **ts)
+{
+    *tp = find_header(h, FL_HDR_TRACEPARENT);
+    *ts = NULL;
+    if (*tp && !fl_proto_traceparent_valid((*tp)->value, (*tp)->value_len))
+        *tp = NULL;
+    if (*tp)
+        *ts = find_header(h, FL_HDR_TRACESTATE);
+    if (*ts && !fl_proto_tracestate_valid((*ts)->value, (*ts)->value_len))
+        *ts = NULL;
+}
+
 /* Copies option header values into the job allocation and sets its fields. */
 static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const char *type, size_t type_len)
 {
@@ -177,8 +191,9 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
                           "Fling-Callback is not allowed by [callbacks] allow");
     if (parse_attached(req, h, msg, sizeof msg) < 0)
         return head_error(req, h, 400, "bad_header", msg);
-    const fl_http_header *ct;
+    const fl_http_header *ct, *tp, *ts;
     int has_ct = content_type(h, &ct);
+    trace_context(h, &tp, &ts);
     if (has_ct < 0)
         return head_error(req, h, 400, "bad_header", "Content-Type must be 1 to 255 visible ASCII characters");
     fl_job_sizes sz = {
@@ -188,6 +203,7 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
         .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT,
         .payload = (size_t)h->content_length, .previous_error = FL_JOB_ABSENT,
         .content_type = has_ct ? ct->value_len : FL_JOB_ABSENT,
+        .traceparent = tp ? tp->value_len : FL_JOB_ABSENT, .tracestate = ts ? ts->value_len : FL_JOB_ABSENT,
     };
     fl_job *job = fl_job_new(&sz);
     if (!job) {
@@ -202,6 +218,10 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
         memcpy(job->idem_key, o.idem_key, o.idem_key_len);
     if (has_ct)
         memcpy(job->content_type, ct->value, ct->value_len);
+    if (tp)
+        memcpy(job->traceparent, tp->value, tp->value_len);
+    if (ts)
+        memcpy(job->tracestate, ts->value, ts->value_len);
     int64_t now = fl_job_now_ms();
     job->priority = o.has_priority ? o.priority : 0;
     job->max_attempts = o.has_max_attempts ? o.max_attempts : t->max_attempts;

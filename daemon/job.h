@@ -35,6 +35,8 @@ typedef struct fl_job {
     char *output;              /* tail of the last attempt's output (bytes, maybe not UTF-8) */
     char *previous_error;      /* the last error recorded before the latest retry */
     char *content_type;        /* the submit's Content-Type; NULL if it had none */
+    char *traceparent;         /* W3C trace context of the submit; NULL if none */
+    char *tracestate;
     size_t output_len;
     unsigned char *payload;    /* NULL when not loaded (lists); payload_len bytes */
     size_t payload_len;
@@ -48,6 +50,7 @@ typedef void (*fl_job_changed_fn)(void *udata, const fl_job *job, const char *ev
  * any other size gets that many bytes plus a NUL, zeroed. */
 typedef struct fl_job_sizes {
     size_t type, callback, idem_key, error, output, payload, previous_error, content_type;
+    size_t traceparent, tracestate;
 } fl_job_sizes;
 
 #define FL_JOB_ABSENT ((size_t)-1)

@@ -304,6 +304,7 @@ static fl_worker_spec job_spec(const fl_type *t, const fl_job *job)
         .handler = t->handler, .argv = t->argv, .url = t->url, .settings = t,
         .input = job->payload, .input_len = job->payload_len,
         .job_id = job->id, .job_type = job->type, .attempt = job->attempts, .timeout = job->timeout,
+        .traceparent = job->traceparent, .tracestate = job->tracestate,
     };
 }
 

@@ -44,12 +44,12 @@ extern const int fl_migrations_count;
 /* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
-                 "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type"
+                 "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type, traceparent, tracestate"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
     C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_RETRIED, C_PREVIOUS_ATTEMPTS, C_PREVIOUS_ERROR,
-    C_CONTENT_TYPE, C_PAYLOAD
+    C_CONTENT_TYPE, C_TRACEPARENT, C_TRACESTATE, C_PAYLOAD
 };
 
 /* The columns of a deliveries row in read_delivery's order. */
@@ -91,8 +91,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
                      " WHERE type = ?1 AND idem_key = ?2",
     [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback, updated_at, content_type)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent,"
+                  " tracestate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
@@ -275,7 +275,8 @@ static int column_state(sqlite3_stmt *st, int col, fl_state *out)
  * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
 static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
 {
-    const void *type, *callback, *idem_key, *error, *output, *prev_error, *ctype, *payload = NULL;
+    const void *type, *callback, *idem_key, *error, *output, *prev_error, *ctype, *tparent, *tstate;
+    const void *payload = NULL;
     fl_job_sizes sz;
     fl_state state;
     fl_job *job;
@@ -290,6 +291,8 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
         col_part(st, C_OUTPUT, &output, &sz.output) ||
         col_part(st, C_PREVIOUS_ERROR, &prev_error, &sz.previous_error) ||
         col_part(st, C_CONTENT_TYPE, &ctype, &sz.content_type) ||
+        col_part(st, C_TRACEPARENT, &tparent, &sz.traceparent) ||
+        col_part(st, C_TRACESTATE, &tstate, &sz.tracestate) ||
         (with_payload && col_part(st, C_PAYLOAD, &payload, &sz.payload)))
         return -ENOMEM;
     if (with_payload && sz.payload == FL_JOB_ABSENT)
@@ -305,6 +308,8 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     copy_part(job->payload, payload, sz.payload);
     copy_part(job->previous_error, prev_error, sz.previous_error);
     copy_part(job->content_type, ctype, sz.content_type);
+    copy_part(job->traceparent, tparent, sz.traceparent);
+    copy_part(job->tracestate, tstate, sz.tracestate);
     job->id = sqlite3_column_int64(st, C_ID);
     job->state = state;
     job->status = sqlite3_column_int(st, C_STATUS);
@@ -415,7 +420,9 @@ static int sq_submit(void *b, fl_store_op *op)
         bind_opt_text(st, 9, job->idem_key) ||
         bind_opt_text(st, 10, job->callback) ||
         sqlite3_bind_int64(st, 11, s->now) ||
-        bind_opt_text(st, 12, job->content_type))
+        bind_opt_text(st, 12, job->content_type) ||
+        bind_opt_text(st, 13, job->traceparent) ||
+        bind_opt_text(st, 14, job->tracestate))
         return db_errno(s);
     rc = step_done(st);
     if (rc)

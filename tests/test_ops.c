@@ -3,7 +3,8 @@
  * failed or cancelled job again (POST /v1/jobs/{id}/retry), and reading a job's payload back
  * with its Content-Type (GET /v1/jobs/{id}/payload) and in callbacks (callback_payload), and
  * retention ([store] retention, POST /v1/prune) on jobs back-dated in the database, and health
- * for the surroundings (open_health, open_metrics, 503 while the store fails). */
+ * for the surroundings (open_health, open_metrics, 503 while the store fails), and the W3C trace
+ * context reaching exec jobs, http handlers and callbacks. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "receiver.h"
 
 #include <sqlite3.h>
 
@@ -489,6 +491,63 @@ static void health_503_while_store_fails(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define TRACESTATE "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+
+/* The receiver's request to path, waiting for up to n requests in all. */
+static const flr_request *request_to(flr_receiver *rx, const char *path, size_t n)
+{
+    flr_wait(rx, n, END_WAIT_MS);
+    for (size_t i = 0; i < flr_count(rx); i++)
+        if (strcmp(flr_get(rx, i)->path, path) == 0)
+            return flr_get(rx, i);
+    fail_msg("no request to %s", path);
+    return NULL;
+}
+
+/* traceparent/tracestate of a submit: in the job JSON, in an exec job's environment, on the
+ * POST of an http handler and on the job's HTTP callbacks; an invalid traceparent is dropped. */
+static void trace_context_is_passed_on(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flr_receiver *rx = flr_start();
+    assert_non_null(rx);
+    char conf_text[1024], id[32], hid[32];
+    char *done = flr_url(rx, "/done"), *handler = flr_url(rx, "/handler");
+    snprintf(conf_text, sizeof conf_text,
+             "[type.tx]\nhandler = exec\ncommand = /bin/sh -c 'printf \"%%s|%%s\" \"$TRACEPARENT\" \"$TRACESTATE\"'\n"
+             "on_complete = %s\n[type.th]\nhandler = http\nurl = %s\n", done, handler);
+    free(done);
+    free(handler);
+    assert_int_equal(flh_start(&d, conf_text), 0);
+    const char *headers = "traceparent: " TRACEPARENT "\r\ntracestate: " TRACESTATE "\r\n";
+    submit_raw(&d, "tx", "", headers, id, sizeof id);
+    submit_raw(&d, "th", "x", headers, hid, sizeof hid);
+    json_t *job = flh_wait_terminal(&d, id, END_WAIT_MS);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(job, "traceparent")), TRACEPARENT);
+    assert_string_equal(json_string_value(json_object_get(job, "tracestate")), TRACESTATE);
+    assert_string_equal(json_string_value(json_object_get(job, "output")), TRACEPARENT "|" TRACESTATE);
+    json_decref(job);
+    const flr_request *cb = request_to(rx, "/done", 2);
+    assert_string_equal(flr_header(cb, "traceparent"), TRACEPARENT);
+    assert_string_equal(flr_header(cb, "tracestate"), TRACESTATE);
+    const flr_request *h = request_to(rx, "/handler", 2);
+    assert_string_equal(flr_header(h, "traceparent"), TRACEPARENT);
+    assert_string_equal(flr_header(h, "tracestate"), TRACESTATE);
+
+    /* invalid: ignored, with its tracestate; the job is still taken */
+    submit_raw(&d, "tx", "", "traceparent: 00-zz-00f067aa0ba902b7-01\r\ntracestate: a=1\r\n", id, sizeof id);
+    job = flh_wait_terminal(&d, id, END_WAIT_MS);
+    assert_true(json_is_null(json_object_get(job, "traceparent")));
+    assert_true(json_is_null(json_object_get(job, "tracestate")));
+    assert_string_equal(json_string_value(json_object_get(job, "output")), "|");
+    json_decref(job);
+    assert_int_equal(flh_stop(&d), 0);
+    flr_stop(rx);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -502,6 +561,7 @@ int main(void)
         cmocka_unit_test(prune_on_demand),
         cmocka_unit_test(open_health_and_metrics),
         cmocka_unit_test(health_503_while_store_fails),
+        cmocka_unit_test(trace_context_is_passed_on),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

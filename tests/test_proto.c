@@ -115,6 +115,34 @@ static void test_parse_duration(void **state)
     assert_int_equal(v, 12);
 }
 
+static void test_trace_context(void **state)
+{
+    (void)state;
+    static const struct { const char *v; int ok; } parents[] = {
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 1 },
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", 1 },
+        { "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later", 1 },   /* a later version */
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", 0 },       /* 00 is exact */
+        { "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 0 },         /* forbidden version */
+        { "00-00000000000000000000000000000000-00f067aa0ba902b7-01", 0 },         /* zero trace id */
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", 0 },         /* zero parent id */
+        { "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", 0 },         /* upper case */
+        { "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", 0 },          /* short */
+        { "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 0 },
+        { "", 0 },
+    };
+    for (size_t i = 0; i < sizeof parents / sizeof parents[0]; i++)
+        if (fl_proto_traceparent_valid(parents[i].v, strlen(parents[i].v)) != parents[i].ok)
+            fail_msg("traceparent \"%s\": want %d", parents[i].v, parents[i].ok);
+    assert_int_equal(fl_proto_tracestate_valid("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", 39), 1);
+    assert_int_equal(fl_proto_tracestate_valid("a=1\r\nX: y", 10), 0);
+    assert_int_equal(fl_proto_tracestate_valid("", 0), 0);
+    char big[FL_TRACESTATE_MAX + 2];
+    memset(big, 'a', sizeof big);
+    assert_int_equal(fl_proto_tracestate_valid(big, FL_TRACESTATE_MAX), 1);
+    assert_int_equal(fl_proto_tracestate_valid(big, FL_TRACESTATE_MAX + 1), 0);
+}
+
 static void test_parse_id(void **state)
 {
     (void)state;
@@ -998,7 +1026,8 @@ static void test_redis_fields_are_the_job_json(void **state)
     (void)state;
     fl_job_sizes sz = { .type = 5, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
                         .error = 4, .output = FL_JOB_ABSENT, .payload = 0,
-                        .previous_error = FL_JOB_ABSENT, .content_type = FL_JOB_ABSENT };
+                        .previous_error = FL_JOB_ABSENT, .content_type = FL_JOB_ABSENT,
+                        .traceparent = FL_JOB_ABSENT, .tracestate = FL_JOB_ABSENT };
     fl_job *job = fl_job_new(&sz);
     assert_non_null(job);
     memcpy(job->type, "email", 5);
@@ -1031,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_valid_type),
         cmocka_unit_test(test_parse_id),
         cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_opts_table),
         cmocka_unit_test(test_opts_bounds_and_repeats),
         cmocka_unit_test(test_encode_submit_exact),

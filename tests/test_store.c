@@ -212,7 +212,8 @@ typedef struct spec {
 static fl_job *make_job(const spec *sp)
 {
     fl_job_sizes sz = { FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
-                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT };
+                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
+                        FL_JOB_ABSENT, FL_JOB_ABSENT };
     fl_job *job;
 
     sz.type = strlen(sp->type);
