@@ -76,7 +76,7 @@ static double now_s(void)
 /* push_one submits job number i: the fields an HTTP request would carry. */
 static int push_one(bench *b, long i, size_t payload, int keyed)
 {
-    fl_job_sizes sz = { 4, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, payload };
+    fl_job_sizes sz = { 4, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, payload, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT };
     char key[32];
     fl_store_op *op = calloc(1, sizeof(*op));
     fl_job *job;

@@ -41,9 +41,12 @@
 #define REDIS_ERR_MAX 400                      /* one line from mirrorview */
 #define MESSAGE_SHOWN 60                       /* of a malformed event, enough to recognise it */
 #define STREAM_BUF (1024 * 1024)               /* one event of the stream: a job's JSON with its output */
+#define RETRY_LIMIT_DEFAULT 100                /* retry --state without --limit */
+#define RETRY_PAGE 100                         /* jobs read per list page by retry --state */
 
 enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH = 16,
-       CMD_ANY = 0xff };
+       CMD_PAUSE = 32, CMD_RESUME = 64, CMD_TYPES = 128, CMD_RETRY = 256, CMD_PRUNE = 512,
+       CMD_ANY = 0xffff };
 
 enum opt_id {
     OPT_HELP = 'h',
@@ -51,7 +54,7 @@ enum opt_id {
     OPT_TIMEOUT, OPT_ATTEMPTS, OPT_DELAY, OPT_PRIORITY, OPT_KEY, OPT_CALLBACK, OPT_DETACH,
     OPT_WAIT, OPT_ON_DISCONNECT,
     OPT_STATE, OPT_TYPE, OPT_LIMIT, OPT_AFTER, OPT_JSON,
-    OPT_REDIS, OPT_PREFIX, OPT_COUNT,
+    OPT_REDIS, OPT_PREFIX, OPT_COUNT, OPT_PAYLOAD, OPT_OLDER_THAN,
 };
 
 typedef struct opt_spec {
@@ -75,14 +78,16 @@ static const opt_spec specs[] = {
     { "detach", no_argument, OPT_DETACH, CMD_SUBMIT },
     { "wait", optional_argument, OPT_WAIT, CMD_SUBMIT },
     { "on-disconnect", required_argument, OPT_ON_DISCONNECT, CMD_SUBMIT },
-    { "state", required_argument, OPT_STATE, CMD_LIST },
-    { "type", required_argument, OPT_TYPE, CMD_LIST | CMD_WATCH },
-    { "limit", required_argument, OPT_LIMIT, CMD_LIST },
+    { "state", required_argument, OPT_STATE, CMD_LIST | CMD_RETRY },
+    { "type", required_argument, OPT_TYPE, CMD_LIST | CMD_WATCH | CMD_RETRY },
+    { "limit", required_argument, OPT_LIMIT, CMD_LIST | CMD_RETRY },
     { "after", required_argument, OPT_AFTER, CMD_LIST },
-    { "json", no_argument, OPT_JSON, CMD_LIST | CMD_WATCH },
+    { "json", no_argument, OPT_JSON, CMD_LIST | CMD_WATCH | CMD_TYPES },
     { "redis", required_argument, OPT_REDIS, CMD_STATUS | CMD_WATCH },
     { "prefix", required_argument, OPT_PREFIX, CMD_STATUS | CMD_WATCH },
     { "count", required_argument, OPT_COUNT, CMD_WATCH },
+    { "payload", no_argument, OPT_PAYLOAD, CMD_STATUS },
+    { "older-than", required_argument, OPT_OLDER_THAN, CMD_PRUNE },
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -127,8 +132,9 @@ static const char help_submit[] =
     "                   job to end and prints it as JSON; --on-disconnect says what the\n"
     "                   daemon does with the job if this client goes away meanwhile\n";
 static const char help_status[] =
-    "  status ID [--redis URL [--prefix P]]\n"
-    "                   print the job as JSON; --redis reads the Redis mirror instead\n";
+    "  status ID [--redis URL [--prefix P]] [--payload]\n"
+    "                   print the job as JSON; --redis reads the Redis mirror instead;\n"
+    "                   --payload prints the job's payload as stored, byte for byte\n";
 static const char help_list[] =
     "  list [--state S] [--type T] [--limit N] [--after CURSOR] [--json]\n"
     "                   print jobs, newest first, under a header line: id type state status\n"
@@ -143,6 +149,23 @@ static const char help_watch[] =
     "                   [state=S] status=N attempts=A/M [error=\"...\"], TIME being the\n"
     "                   event's updated_at or else the time it was received (UTC);\n"
     "                   --json prints each event's JSON; --count exits after N events\n";
+static const char help_pause[] =
+    "  pause TYPE       stop starting jobs of TYPE (they are still accepted and stored;\n"
+    "                   those running go on); kept across restarts\n";
+static const char help_resume[] =
+    "  resume TYPE      start jobs of a paused TYPE again\n";
+static const char help_retry[] =
+    "  retry ID | retry --state failed|cancelled [--type T] [--limit N]\n"
+    "                   queue a failed or cancelled job again (payload and options kept, a\n"
+    "                   new attempt budget); --state retries up to N (default 100) of them,\n"
+    "                   newest first, one line each\n";
+static const char help_prune[] =
+    "  prune --older-than D\n"
+    "                   delete the jobs that finished more than D ago (seconds, or 30m, 12h,\n"
+    "                   7d), with their payloads and callbacks; prints how many\n";
+static const char help_types[] =
+    "  types [--json]   print every configured type under a header line: name handler\n"
+    "                   concurrency paused and its jobs by state\n";
 
 static const char usage_tail[] =
     "\n"
@@ -834,10 +857,28 @@ static int cmd_watch(cli *c)
 
 /* ---- the daemon's job commands -------------------------------------------------------- */
 
+/* status ID --payload: the stored bytes on stdout, unchanged. */
+static int print_payload(cli *c, char *path, size_t size)
+{
+    size_t n = strlen(path);
+    if (snprintf(path + n, size - n, "/payload") >= (int)(size - n))
+        return fail(c, EXIT_USAGE, "bad job id '%s'", c->args[0]);
+    fling_response res;
+    int rc = fling_request(c->client, "GET", path, NULL, 0, &res), code = 0;
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else if ((res.body_len && fwrite(res.body, 1, res.body_len, stdout) != res.body_len) || fflush(stdout))
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    fling_response_clear(&res);
+    return code;
+}
+
 static int cmd_status(cli *c)
 {
-    char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX];
+    char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX + 16];
     const char *redis = opt_arg(c, OPT_REDIS);
+    if (redis && opt_arg(c, OPT_PAYLOAD))
+        return fail(c, EXIT_USAGE, "--payload reads the daemon, not --redis");
     if (redis)
         return status_from_mirror(c, redis);
     if (opt_arg(c, OPT_PREFIX))
@@ -845,6 +886,8 @@ static int cmd_status(cli *c)
     int code = job_path(c, path, sizeof path);
     if (code)
         return code;
+    if (opt_arg(c, OPT_PAYLOAD))
+        return print_payload(c, path, sizeof path);
     fling_response res;
     int rc = fling_request(c->client, "GET", path, NULL, 0, &res);
     code = rc ? fail_call(c, rc, &res) : print_pretty(c, &res);
@@ -960,12 +1003,186 @@ static int cmd_list(cli *c)
     return code;
 }
 
+/* pause and resume: POST /v1/types/{type}/pause|resume, then one line saying what it did. */
+static int pause_type(cli *c, const char *action, const char *done)
+{
+    char path[sizeof FL_PROTO_TYPES_PATH + FL_TYPE_NAME_MAX + 16];
+    const char *type = c->args[0];
+    if (!fl_proto_valid_type(type, strlen(type)))
+        return fail(c, EXIT_USAGE, "bad job type '%s'", type);
+    snprintf(path, sizeof path, "%s/%s/%s", FL_PROTO_TYPES_PATH, type, action);
+    fling_response res;
+    int rc = fling_request(c->client, "POST", path, NULL, 0, &res);
+    int code = rc ? fail_call(c, rc, &res) : 0;
+    if (!code && printf("type %s %s\n", type, done) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    fling_response_clear(&res);
+    return code;
+}
+
+static int cmd_pause(cli *c) { return pause_type(c, "pause", "paused"); }
+
+static int cmd_resume(cli *c) { return pause_type(c, "resume", "resumed"); }
+
+static int print_type_lines(const cli *c, const fling_response *res)
+{
+    static const char *const states[] = { "queued", "scheduled", "running", "succeeded", "failed", "cancelled" };
+    int code = 0;
+    json_t *j = reply_json(c, res, &code);
+    if (!j)
+        return code;
+    json_t *types = json_object_get(j, "types"), *t;
+    if (!json_is_array(types)) {
+        json_decref(j);
+        return fail(c, EXIT_TRANSPORT, "reply from %s has no \"types\" array", c->url);
+    }
+    size_t i;
+    fputs("NAME\tHANDLER\tCONCURRENCY\tPAUSED\tQUEUED\tSCHEDULED\tRUNNING\tSUCCEEDED\tFAILED\tCANCELLED\n", stdout);
+    json_array_foreach(types, i, t) {
+        print_scalar(json_object_get(t, "name"), "\t");
+        print_scalar(json_object_get(t, "handler"), "\t");
+        print_scalar(json_object_get(t, "concurrency"), "\t");
+        print_scalar(json_object_get(t, "paused"), "\t");
+        for (size_t k = 0; k < sizeof states / sizeof *states; k++)
+            print_scalar(json_object_get(json_object_get(t, "counts"), states[k]),
+                         k + 1 < sizeof states / sizeof *states ? "\t" : "\n");
+    }
+    json_decref(j);
+    return ferror(stdout) ? fail(c, EXIT_DAEMON, "cannot write output") : 0;
+}
+
+static int cmd_types(cli *c)
+{
+    fling_response res;
+    int rc = fling_request(c->client, "GET", FL_PROTO_TYPES_PATH, NULL, 0, &res);
+    int code;
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else
+        code = opt_arg(c, OPT_JSON) ? print_pretty(c, &res) : print_type_lines(c, &res);
+    fling_response_clear(&res);
+    return code;
+}
+
+/* POST /v1/jobs/{id}/retry for id (decimal text): 0, 1 if the job was not retryable (409,
+ * only when quiet_409: a bulk retry that raced another), or an exit code after reporting. */
+static int retry_one(const cli *c, const char *id, int quiet_409)
+{
+    char path[sizeof FL_PROTO_JOBS_PATH + FL_ID_MAX + 8];
+    snprintf(path, sizeof path, "%s/%s/retry", FL_PROTO_JOBS_PATH, id);
+    fling_response res;
+    int rc = fling_request(c->client, "POST", path, NULL, 0, &res), code = 0;
+    if (rc == FLING_EHTTP && res.status == 409 && quiet_409)
+        code = 1;
+    else if (rc)
+        code = fail_call(c, rc, &res);
+    else if (printf("job %s retried\n", id) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    fling_response_clear(&res);
+    return code;
+}
+
+/* Retries the jobs of one list page (reply res) while *left > 0: 0, or an exit code. */
+static int retry_page(const cli *c, const fling_response *res, long *left, long *done, char *after, size_t aftersz)
+{
+    int code = 0;
+    json_t *j = reply_json(c, res, &code), *job;
+    if (!j)
+        return code;
+    json_t *jobs = json_object_get(j, "jobs");
+    const char *next = json_string_value(json_object_get(j, "next"));
+    size_t i;
+    json_array_foreach(jobs, i, job) {
+        const char *id = json_string_value(json_object_get(job, "id"));
+        if (!id || *left <= 0 || code)
+            break;
+        int r = retry_one(c, id, 1);
+        if (r > 1)
+            code = r;
+        else if (r == 0) {
+            (*done)++;
+            (*left)--;
+        }
+    }
+    snprintf(after, aftersz, "%s", next && *left > 0 ? next : "");
+    json_decref(j);
+    return code;
+}
+
+/* retry --state S [--type T] [--limit N]: pages through GET /v1/jobs and retries each job. */
+static int retry_many(const cli *c)
+{
+    char base[LIST_PATH_MAX] = FL_PROTO_JOBS_PATH, path[LIST_PATH_MAX + 64], after[FL_ID_MAX + 1] = "";
+    long left = RETRY_LIMIT_DEFAULT, done = 0;
+    int code = 0;
+    const char *state = opt_arg(c, OPT_STATE), *limit = opt_arg(c, OPT_LIMIT);
+    if (!state || (strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0))
+        return fail(c, EXIT_USAGE, "give a job ID, or --state failed or --state cancelled");
+    if (limit && parse_count(limit, 1, 1000000, &left) < 0)
+        return fail(c, EXIT_USAGE, "bad --limit '%s' (1-1000000)", limit);
+    for (int i = 0; i < c->nopts && code == 0; i++)
+        if (c->opts[i].id == OPT_STATE || c->opts[i].id == OPT_TYPE)
+            code = list_param(c, &c->opts[i], base, sizeof base);
+    if (code)
+        return code;
+    do {
+        snprintf(path, sizeof path, "%s%climit=%d%s%s", base, strchr(base, '?') ? '&' : '?', RETRY_PAGE,
+                 after[0] ? "&after=" : "", after);
+        fling_response res;
+        int rc = fling_request(c->client, "GET", path, NULL, 0, &res);
+        code = rc ? fail_call(c, rc, &res) : retry_page(c, &res, &left, &done, after, sizeof after);
+        fling_response_clear(&res);
+    } while (!code && after[0]);
+    if (!code && fprintf(stderr, "fling: retry: %ld job(s) retried\n", done) < 0)
+        code = EXIT_DAEMON;
+    return code;
+}
+
+static int cmd_retry(cli *c)
+{
+    if (c->nargs == 0)
+        return retry_many(c);
+    if (opt_arg(c, OPT_STATE) || opt_arg(c, OPT_TYPE) || opt_arg(c, OPT_LIMIT))
+        return fail(c, EXIT_USAGE, "give either a job ID or --state, not both");
+    int64_t id;
+    if (fl_proto_parse_id(c->args[0], strlen(c->args[0]), &id) < 0)
+        return fail(c, EXIT_USAGE, "bad job id '%s'", c->args[0]);
+    return retry_one(c, c->args[0], 0);
+}
+
+static int cmd_prune(cli *c)
+{
+    char path[sizeof FL_PROTO_PRUNE_PATH + 64];
+    const char *d = opt_arg(c, OPT_OLDER_THAN);
+    int64_t secs;
+    if (!d)
+        return fail(c, EXIT_USAGE, "--older-than D is required");
+    if (fl_proto_parse_duration(d, strlen(d), &secs) < 0)
+        return fail(c, EXIT_USAGE, "bad --older-than '%s' (seconds, or a number with s, m, h or d)", d);
+    snprintf(path, sizeof path, "%s?older_than=%lld", FL_PROTO_PRUNE_PATH, (long long)secs);
+    fling_response res;
+    int rc = fling_request(c->client, "POST", path, NULL, 0, &res), code = 0;
+    json_t *j = rc ? NULL : reply_json(c, &res, &code);
+    if (rc)
+        code = fail_call(c, rc, &res);
+    else if (j && printf("pruned %" JSON_INTEGER_FORMAT " job(s)\n", json_integer_value(json_object_get(j, "pruned"))) < 0)
+        code = fail(c, EXIT_DAEMON, "cannot write output");
+    json_decref(j);
+    fling_response_clear(&res);
+    return code;
+}
+
 static const command commands[] = {
     { "submit", CMD_SUBMIT, 1, 2, cmd_submit, help_submit },
     { "status", CMD_STATUS, 1, 1, cmd_status, help_status },
     { "list", CMD_LIST, 0, 0, cmd_list, help_list },
     { "cancel", CMD_CANCEL, 1, 1, cmd_cancel, help_cancel },
     { "watch", CMD_WATCH, 0, 0, cmd_watch, help_watch },
+    { "pause", CMD_PAUSE, 1, 1, cmd_pause, help_pause },
+    { "resume", CMD_RESUME, 1, 1, cmd_resume, help_resume },
+    { "types", CMD_TYPES, 0, 0, cmd_types, help_types },
+    { "retry", CMD_RETRY, 0, 1, cmd_retry, help_retry },
+    { "prune", CMD_PRUNE, 0, 0, cmd_prune, help_prune },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

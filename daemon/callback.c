@@ -2,6 +2,8 @@
 #include "callback.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,11 +181,29 @@ static void exec_done(fl_worker *w, const fl_outcome *o, void *udata)
     attempt_finish(a, o->ok, 0, o->has_exit_code, o->exit_code, o->error);
 }
 
-/* The body: the job as GET /v1/jobs/{id} shows it, plus "event". NULL on ENOMEM. */
-static char *make_body(const fl_delivery *d, size_t *len)
+/* The payload as base64 text (RFC 4648, padded) for a JSON body: a new string, or NULL. */
+static json_t *payload_base64(const fl_job *job)
 {
+    if (job->payload_len > (size_t)INT_MAX / 4 * 3 - 3)
+        return NULL;
+    size_t cap = 4 * ((job->payload_len + 2) / 3) + 1;
+    unsigned char *text = malloc(cap);
+    if (!text)
+        return NULL;
+    int n = EVP_EncodeBlock(text, job->payload ? job->payload : (const unsigned char *)"", (int)job->payload_len);
+    json_t *s = json_stringn((const char *)text, (size_t)n);
+    free(text);
+    return s;
+}
+
+/* The body: the job as GET /v1/jobs/{id} shows it, plus "event", and with its type's
+ * callback_payload the payload as base64 in "payload". NULL on ENOMEM. */
+static char *make_body(const fl_callbacks *cb, const fl_delivery *d, size_t *len)
+{
+    const fl_type *t = fl_config_find_type(cb->cfg, d->job->type, strlen(d->job->type));
     json_t *o = fl_job_to_json(d->job);
-    if (!o || json_object_set_new(o, "event", json_string(event_name(d))) < 0) {
+    if (!o || json_object_set_new(o, "event", json_string(event_name(d))) < 0 ||
+        (t && t->callback_payload && json_object_set_new(o, "payload", payload_base64(d->job)) < 0)) {
         json_decref(o);
         return NULL;
     }
@@ -206,19 +226,21 @@ static int send_http(attempt *a, const char *body, size_t len, const char **why)
     int rc = fl_config_callback_url(cfg, d->target, !hook || strcmp(hook, d->target) != 0, &url, why);
     if (rc < 0)
         return rc;
-    char ev[64], did[64], att[64], jid[64], sig[32 + 65];
+    char ev[64], did[64], att[64], jid[64], sig[32 + 65], tp[FL_TRACE_HEADER_MAX], ts[FL_TRACE_HEADER_MAX];
     snprintf(ev, sizeof ev, "Fling-Event: %s", event_name(d));
     snprintf(did, sizeof did, "Fling-Delivery: %lld", (long long)d->id);
     snprintf(att, sizeof att, "Fling-Attempt: %d", d->attempts);
     snprintf(jid, sizeof jid, "Fling-Job-Id: %lld", (long long)d->job_id);
-    const char *headers[6] = { ev, did, att, jid, NULL, NULL };
+    const char *headers[8] = { ev, did, att, jid, NULL, NULL, NULL, NULL };
+    size_t n = 4;
     if (cfg->callback_secret) {
         char hex[65];
         rc = fl_webhook_sign(cfg->callback_secret, body, len, hex);
         if (rc == 0)
             snprintf(sig, sizeof sig, "Fling-Signature: sha256=%s", hex);
-        headers[4] = sig;
+        headers[n++] = sig;
     }
+    fl_worker_trace_headers(d->job->traceparent, d->job->tracestate, tp, ts, headers + n);
     double connect = cfg->callback_connect_timeout < cfg->callback_timeout ? cfg->callback_connect_timeout
                                                                            : cfg->callback_timeout;
     if (rc == 0)
@@ -242,6 +264,7 @@ static int send_exec(attempt *a, const char *body, size_t len, const char **why)
         .handler = FL_HANDLER_EXEC, .argv = a->argv, .input = body, .input_len = len,
         .settings = fl_config_find_type(cfg, d->job->type, strlen(d->job->type)),   /* the config outlives us */
         .job_id = d->job_id, .job_type = d->job->type, .attempt = d->attempts, .timeout = cfg->callback_timeout,
+        .traceparent = d->job->traceparent, .tracestate = d->job->tracestate,
     };
     return fl_worker_start(&a->cb->env, &spec, exec_done, a, &a->worker);
 }
@@ -255,7 +278,7 @@ static void attempt_send(attempt *a)
         return;
     }
     size_t len = 0;
-    char *body = a->body = make_body(d, &len);
+    char *body = a->body = make_body(a->cb, d, &len);
     const char *why = NULL;
     int rc = -ENOMEM;
     if (body)

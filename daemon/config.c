@@ -109,7 +109,9 @@ typedef enum value_kind {
     V_ENV,          /* char **: NAME=value, ... */
     V_ENV_PASS,     /* char **: NAME, ... */
     V_USER,         /* user, uid, user_home (and gid unless a group is set) */
-    V_GROUP         /* group, gid */
+    V_GROUP,        /* group, gid */
+    V_BOOL,         /* int: true = 1, false = 0 */
+    V_DURATION      /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
 } value_kind;
 
 typedef struct key_spec {
@@ -122,6 +124,9 @@ typedef struct key_spec {
 
 #define CFG(field) offsetof(fl_config, field)
 #define TYP(field) offsetof(fl_type, field)
+
+/* [store] retention: finished jobs are kept a week by default. */
+#define DEFAULT_STORE_RETENTION (7 * 86400L)
 
 static const key_spec keys[] = {
     {SEC_SERVER, "listen", V_LISTEN, 0, 0, 0},
@@ -138,9 +143,12 @@ static const key_spec keys[] = {
     {SEC_SERVER, "max_stream_buffer", V_BYTES, CFG(max_stream_buffer), 4 * KIB, 64 * MIB},
     {SEC_SERVER, "log", V_PATH, CFG(log_path), 0, 0},
     {SEC_SERVER, "log_format", V_LOG_FORMAT, CFG(log_json), 0, 0},
+    {SEC_SERVER, "open_health", V_BOOL, CFG(open_health), 0, 0},
+    {SEC_SERVER, "open_metrics", V_BOOL, CFG(open_metrics), 0, 0},
     {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
+    {SEC_STORE, "retention", V_DURATION, CFG(store_retention), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
     {SEC_WORKERS, "shutdown_grace", V_SECONDS0, CFG(shutdown_grace), 0, SECONDS_MAX},
     {SEC_REDIS, "url", V_REDIS_URL, CFG(redis_url), 0, 0},
@@ -168,6 +176,7 @@ static const key_spec keys[] = {
     {SEC_TYPE, "env_pass", V_ENV_PASS, TYP(env_pass), 0, 0},
     {SEC_TYPE, "user", V_USER, 0, 0, 0},
     {SEC_TYPE, "group", V_GROUP, 0, 0, 0},
+    {SEC_TYPE, "callback_payload", V_BOOL, TYP(callback_payload), 0, 0},
 };
 
 static const struct {
@@ -184,6 +193,11 @@ static const char *const handler_names[] = {
     [FL_HANDLER_NOOP] = "noop",
     [FL_HANDLER_SLEEP] = "sleep",
 };
+
+const char *fl_config_handler_name(fl_handler h)
+{
+    return (unsigned)h < sizeof handler_names / sizeof *handler_names ? handler_names[h] : "unknown";
+}
 
 /* ---- the loader: state of one fl_config_load ------------------------------------------- */
 
@@ -957,6 +971,18 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected full or normal");
         c->durability_full = strcmp(v, "full") == 0;
         return 0;
+    case V_DURATION: {
+        int64_t secs;
+        if (fl_proto_parse_duration(v, strlen(v), &secs) < 0)
+            return reject(ld, "expected a duration: seconds, or a number with s, m, h or d (at most 36500d)");
+        *(long *)(void *)field = (long)secs;
+        return 0;
+    }
+    case V_BOOL:
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+            return reject(ld, "expected true or false");
+        *(int *)(void *)field = strcmp(v, "true") == 0;
+        return 0;
     case V_LOG_FORMAT:
         if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
             return reject(ld, "expected text or json");
@@ -1212,6 +1238,7 @@ int fl_config_init(fl_config *c)
     c->max_output = DEFAULT_MAX_OUTPUT;
     c->max_stream_buffer = DEFAULT_MAX_STREAM_BUFFER;
     c->durability_full = 1;
+    c->store_retention = DEFAULT_STORE_RETENTION;
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
     c->redis_retention = DEFAULT_RETENTION;
@@ -1455,12 +1482,14 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_DURABILITY: fprintf(f, "durability = %s\n", c->durability_full ? "full" : "normal"); break;
     case V_LOG_FORMAT: fprintf(f, "log_format = %s\n", c->log_json ? "json" : "text"); break;
     case V_ALLOW: put_allow(f, c); break;
-    case V_HANDLER: fprintf(f, "handler = %s\n", handler_names[t->handler]); break;
+    case V_HANDLER: fprintf(f, "handler = %s\n", fl_config_handler_name(t->handler)); break;
     case V_COMMAND: put_command(f, t->argv); break;
     case V_ENV:
     case V_ENV_PASS: put_list(f, k->name, *(char **const *)(const void *)field); break;
     case V_USER: put_text(f, "user", t->user); break;
     case V_GROUP: put_text(f, "group", t->group); break;
+    case V_DURATION: fprintf(f, "%s = %ld\n", k->name, *(const long *)(const void *)field); break;
+    case V_BOOL: fprintf(f, "%s = %s\n", k->name, *(const int *)(const void *)field ? "true" : "false"); break;
     }
 }
 

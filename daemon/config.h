@@ -35,6 +35,7 @@ typedef struct fl_type {
     char *group;            /* run with this group (else the user's); NULL = as flingd */
     uid_t uid;              /* resolved at load: valid when user is set */
     gid_t gid;              /* resolved at load: valid when user or group is set */
+    int callback_payload;   /* callbacks carry the payload, base64, as "payload"; default false */
 } fl_type;
 
 /* One [callbacks] allow entry, parsed at load by libcurl's URL API. A callback URL is allowed
@@ -64,10 +65,13 @@ typedef struct fl_config {
     size_t max_stream_buffer; /* bytes an event stream may have queued before it is dropped; 1 MiB */
     char *log_path;         /* NULL = stderr */
     int log_json;           /* log_format: 1 = json, 0 = text (default) */
+    int open_health;        /* GET /healthz needs no token; default false */
+    int open_metrics;       /* GET /metrics needs no token; default false */
     /* [store] */
     char *store_backend;    /* NULL = "sqlite"; a name fl_store_backend_known accepts */
     char *db_path;          /* "var/fling.db" */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
+    long store_retention;   /* seconds a finished job is kept; 0 = for ever; default 7 days */
     /* [workers] */
     int workers;            /* default 8 */
     double shutdown_grace;  /* seconds running jobs get on SIGTERM; default 30 */
@@ -109,6 +113,9 @@ void fl_config_print(const fl_config *c, FILE *f);
 
 /* fl_config_set_listen parses "HOST:PORT" into c (the --listen override); 0 or -EINVAL with err. */
 int fl_config_set_listen(fl_config *c, const char *hostport, char *err, size_t errlen);
+
+/* fl_config_handler_name returns the handler's name as handler = spells it ("exec", ...). */
+const char *fl_config_handler_name(fl_handler h);
 
 /* fl_config_find_type returns the type called name (len bytes), or NULL. Borrowed from c. */
 const fl_type *fl_config_find_type(const fl_config *c, const char *name, size_t len);

@@ -181,11 +181,12 @@ static void tell_waiting(fl_conn *c)
 
 /* ---------------------------------------------------------------- request queue */
 
-/* Requests whose reply can be large (a page of up to 1000 jobs, the metrics text): while one is
- * queued without its reply nothing more is parsed, so a connection holds at most one of them. */
+/* Requests whose reply can be large (a page of up to 1000 jobs, the metrics text, a payload of
+ * up to max_payload): while one is queued without its reply nothing more is parsed, so a
+ * connection holds at most one of them. */
 static int unbounded_reply(const conn_req *r)
 {
-    return r->req.route == FL_ROUTE_LIST || r->req.route == FL_ROUTE_METRICS;
+    return r->req.route == FL_ROUTE_LIST || r->req.route == FL_ROUTE_METRICS || r->req.route == FL_ROUTE_PAYLOAD;
 }
 
 static void queue_push(fl_conn *c, conn_req *r)
@@ -466,7 +467,8 @@ static void take_replies(fl_conn *c)
     }
 }
 
-static void conn_send(fl_conn *c)
+/* Sends what the output buffer holds, as far as the socket takes it. */
+static void send_out(fl_conn *c)
 {
     while (c->state != FL_CONN_GONE && c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
@@ -488,7 +490,13 @@ static void conn_send(fl_conn *c)
     }
     if (ev_is_active(&c->wio))
         ev_io_stop(c->cs->loop, &c->wio);
-    if (c->stream && c->state != FL_CONN_GONE && c->stream->req.stream.drained)
+}
+
+/* Sends the output; a stream whose output drained is told, so it can queue what it holds. */
+static void conn_send(fl_conn *c)
+{
+    send_out(c);
+    if (c->stream && c->state != FL_CONN_GONE && c->out_off == c->out_len && c->stream->req.stream.drained)
         c->stream->req.stream.drained(&c->stream->req);
 }
 
@@ -522,9 +530,14 @@ static int stream_write(fl_req *req, const char *p, size_t len)
     return 0;
 }
 
+/* What the client has not taken: bytes still waiting are offered to the kernel first, so a
+ * burst of events within one loop iteration counts against the stream's budget only as far as
+ * the client's socket refuses it. */
 static size_t stream_queued(const fl_req *req)
 {
-    const fl_conn *c = conn_req_of((fl_req *)req)->conn;
+    fl_conn *c = conn_req_of((fl_req *)req)->conn;
+    if (c->out_off < c->out_len && c->state != FL_CONN_GONE)
+        send_out(c);   /* not conn_send: its drained call would re-enter the stream's writer */
     return c->out_len - c->out_off;
 }
 

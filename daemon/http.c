@@ -15,6 +15,8 @@
 #include "sse.h"
 #include "ui.h"
 
+/* A submit's Content-Type is kept for GET /v1/jobs/{id}/payload up to this many bytes. */
+#define FL_CONTENT_TYPE_MAX 255
 #define FL_LIST_DEFAULT 50
 #define FL_LIST_MAX 1000
 
@@ -42,6 +44,11 @@ void fl_http_free(fl_http *h) { free(h); }
 
 /* ---------------------------------------------------------------- request head */
 
+static int path_is(const char *p, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(p, want, len) == 0;
+}
+
 static const fl_http_header *find_header(const fl_http_head *h, const char *name)
 {
     size_t len = strlen(name);
@@ -60,10 +67,20 @@ static int token_equal(const char *a, size_t alen, const char *b, size_t blen)
     return d == 0;
 }
 
+/* open_route tells whether h is a GET of a route the config leaves open to everyone
+ * ([server] open_health, open_metrics: for load balancers and Prometheus). */
+static int open_route(const fl_config *cfg, const fl_http_head *h)
+{
+    const char *qm = memchr(h->url, '?', h->url_len);
+    size_t plen = qm ? (size_t)(qm - h->url) : h->url_len;
+    return h->method == HTTP_GET && ((cfg->open_health && path_is(h->url, plen, FL_PROTO_HEALTH_PATH)) ||
+                                     (cfg->open_metrics && path_is(h->url, plen, FL_PROTO_METRICS_PATH)));
+}
+
 static int authorized(const fl_req *req, const fl_http_head *h)
 {
     const char *token = req->http->cfg->token;
-    if (!token)
+    if (!token || open_route(req->http->cfg, h))
         return 1;
     const fl_http_header *a = find_header(h, FL_HDR_AUTH);
     if (!a || a->value_len < 7 || strncasecmp(a->value, "Bearer ", 7) != 0)
@@ -83,11 +100,6 @@ static fl_body_action head_error(fl_req *req, const fl_http_head *h, int status,
     }
     fl_reply_error(req, status, code, "%s", msg);
     return a;
-}
-
-static int path_is(const char *p, size_t len, const char *want)
-{
-    return strlen(want) == len && memcmp(p, want, len) == 0;
 }
 
 /* Reads the attached-mode headers: Prefer: wait=N and Fling-On-Disconnect. 0, or -EINVAL with
@@ -113,6 +125,35 @@ static int parse_attached(fl_req *req, const fl_http_head *h, char *msg, size_t 
         }
     }
     return 0;
+}
+
+/* The submit's Content-Type, if it has one fit to be sent back (visible ASCII and spaces, at
+ * most FL_CONTENT_TYPE_MAX bytes): 1 and *ct, 0 if absent, -EINVAL if unfit. */
+static int content_type(const fl_http_head *h, const fl_http_header **ct)
+{
+    *ct = find_header(h, "Content-Type");
+    if (!*ct)
+        return 0;
+    if ((*ct)->value_len == 0 || (*ct)->value_len > FL_CONTENT_TYPE_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < (*ct)->value_len; i++)
+        if ((unsigned char)(*ct)->value[i] < 0x20 || (unsigned char)(*ct)->value[i] > 0x7e)
+            return -EINVAL;
+    return 1;
+}
+
+/* The submit's W3C trace context: *tp a valid traceparent or NULL (an invalid one is ignored,
+ * as the spec says, and its tracestate with it), *ts a tracestate fit to be sent on or NULL. */
+static void trace_context(const fl_http_head *h, const fl_http_header **tp, const fl_http_header **ts)
+{
+    *tp = find_header(h, FL_HDR_TRACEPARENT);
+    *ts = NULL;
+    if (*tp && !fl_proto_traceparent_valid((*tp)->value, (*tp)->value_len))
+        *tp = NULL;
+    if (*tp)
+        *ts = find_header(h, FL_HDR_TRACESTATE);
+    if (*ts && !fl_proto_tracestate_valid((*ts)->value, (*ts)->value_len))
+        *ts = NULL;
 }
 
 /* Copies option header values into the job allocation and sets its fields. */
@@ -152,12 +193,19 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
                           "Fling-Callback is not allowed by [callbacks] allow");
     if (parse_attached(req, h, msg, sizeof msg) < 0)
         return head_error(req, h, 400, "bad_header", msg);
+    const fl_http_header *ct, *tp, *ts;
+    int has_ct = content_type(h, &ct);
+    trace_context(h, &tp, &ts);
+    if (has_ct < 0)
+        return head_error(req, h, 400, "bad_header", "Content-Type must be 1 to 255 visible ASCII characters");
     fl_job_sizes sz = {
         .type = type_len,
         .callback = o.callback ? o.callback_len : FL_JOB_ABSENT,
         .idem_key = o.idem_key ? o.idem_key_len : FL_JOB_ABSENT,
         .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT,
-        .payload = (size_t)h->content_length,
+        .payload = (size_t)h->content_length, .previous_error = FL_JOB_ABSENT,
+        .content_type = has_ct ? ct->value_len : FL_JOB_ABSENT,
+        .traceparent = tp ? tp->value_len : FL_JOB_ABSENT, .tracestate = ts ? ts->value_len : FL_JOB_ABSENT,
     };
     fl_job *job = fl_job_new(&sz);
     if (!job) {
@@ -170,6 +218,12 @@ static fl_body_action start_submit(fl_req *req, const fl_http_head *h, const cha
         memcpy(job->callback, o.callback, o.callback_len);
     if (o.idem_key)
         memcpy(job->idem_key, o.idem_key, o.idem_key_len);
+    if (has_ct)
+        memcpy(job->content_type, ct->value, ct->value_len);
+    if (tp)
+        memcpy(job->traceparent, tp->value, tp->value_len);
+    if (ts)
+        memcpy(job->tracestate, ts->value, ts->value_len);
     int64_t now = fl_job_now_ms();
     job->priority = o.has_priority ? o.priority : 0;
     job->max_attempts = o.has_max_attempts ? o.max_attempts : t->max_attempts;
@@ -294,6 +348,72 @@ static fl_body_action start_ui(fl_req *req, const fl_http_head *h, const fl_ui_f
     return no_body(req, h, FL_ROUTE_UI);
 }
 
+/* A route under one job, /v1/jobs/{id}/{action} (seg is "{id}/{action}", slash its '/'). */
+static fl_body_action start_job_action(fl_req *req, const fl_http_head *h, const char *seg, size_t slen,
+                                       const char *slash)
+{
+    const char *action = slash + 1;
+    size_t alen = slen - (size_t)(action - seg);
+    int payload = path_is(action, alen, "payload");
+    if (!payload && !path_is(action, alen, "retry"))
+        return head_error(req, h, 404, "not_found", "no such route");
+    req->route = payload ? FL_ROUTE_PAYLOAD : FL_ROUTE_RETRY;
+    if (h->method != (payload ? HTTP_GET : HTTP_POST))
+        return head_error(req, h, 405, "method_not_allowed",
+                          payload ? "use GET /v1/jobs/{id}/payload" : "use POST /v1/jobs/{id}/retry");
+    if (fl_proto_parse_id(seg, (size_t)(slash - seg), &req->id) < 0)
+        return head_error(req, h, 404, "not_found", "no such job");
+    return no_body(req, h, req->route);
+}
+
+/* POST /v1/prune?older_than=DURATION (seconds, or with s, m, h, d). */
+static fl_body_action start_prune(fl_req *req, const fl_http_head *h, const char *q, size_t qlen)
+{
+    char v[32];
+    int64_t secs;
+    req->route = FL_ROUTE_PRUNE;
+    if (h->method != HTTP_POST)
+        return head_error(req, h, 405, "method_not_allowed", "use POST /v1/prune?older_than=SECONDS");
+    if (query_param(q, qlen, "older_than", v, sizeof v) != 1 || fl_proto_parse_duration(v, strlen(v), &secs) < 0)
+        return head_error(req, h, 400, "bad_request",
+                          "older_than must be a duration: seconds, or a number with s, m, h or d");
+    req->prune_before = fl_job_now_ms() - secs * 1000;
+    return no_body(req, h, FL_ROUTE_PRUNE);
+}
+
+/* GET /v1/types, POST /v1/types/{type}/pause and /resume (path is under FL_PROTO_TYPES_PATH). */
+static fl_body_action start_types(fl_req *req, const fl_http_head *h, const char *path, size_t plen)
+{
+    static const char base[] = FL_PROTO_TYPES_PATH;
+    const char *seg = path + sizeof base - 1, *slash;
+    size_t slen = plen - (sizeof base - 1);
+
+    req->route = FL_ROUTE_TYPES;
+    if (slen == 0 || (slen == 1 && *seg == '/')) {
+        if (h->method != HTTP_GET)
+            return head_error(req, h, 405, "method_not_allowed", "use GET /v1/types");
+        return no_body(req, h, FL_ROUTE_TYPES);
+    }
+    seg++;
+    slen--;
+    slash = memchr(seg, '/', slen);
+    size_t tlen = slash ? (size_t)(slash - seg) : slen;
+    const char *action = slash ? slash + 1 : "";
+    size_t alen = slash ? slen - tlen - 1 : 0;
+    int pause = path_is(action, alen, "pause");
+    if (!pause && !path_is(action, alen, "resume"))
+        return head_error(req, h, 404, "not_found", "no such route");
+    req->route = FL_ROUTE_PAUSE;
+    if (h->method != HTTP_POST)
+        return head_error(req, h, 405, "method_not_allowed", "use POST /v1/types/{type}/pause or /resume");
+    if (!fl_config_find_type(req->http->cfg, seg, tlen) || tlen >= sizeof req->list_type)
+        return head_error(req, h, 404, "unknown_type", "no such job type");
+    memcpy(req->list_type, seg, tlen);
+    req->list_type[tlen] = '\0';
+    req->pause = pause;
+    return no_body(req, h, FL_ROUTE_PAUSE);
+}
+
 fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
 {
     req->http = http;
@@ -313,6 +433,9 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
     if (plen > jl && memcmp(path, jobs, jl) == 0) {
         const char *seg = path + jl;
         size_t slen = plen - jl;
+        const char *slash = memchr(seg, '/', slen);   /* a type name has none */
+        if (slash)
+            return start_job_action(req, h, seg, slen, slash);
         if (h->method == HTTP_POST)
             return start_submit(req, h, seg, slen);
         if (h->method != HTTP_GET && h->method != HTTP_DELETE) {
@@ -331,6 +454,11 @@ fl_body_action fl_http_start(fl_http *http, fl_req *req, const fl_http_head *h)
     }
     if (path_is(path, plen, FL_PROTO_EVENTS_PATH))
         return start_events(req, h, q, qlen);
+    if (plen >= sizeof FL_PROTO_TYPES_PATH - 1 && memcmp(path, FL_PROTO_TYPES_PATH, sizeof FL_PROTO_TYPES_PATH - 1) == 0 &&
+        (plen == sizeof FL_PROTO_TYPES_PATH - 1 || path[sizeof FL_PROTO_TYPES_PATH - 1] == '/'))
+        return start_types(req, h, path, plen);
+    if (path_is(path, plen, FL_PROTO_PRUNE_PATH))
+        return start_prune(req, h, q, qlen);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_HEALTH_PATH))
         return no_body(req, h, FL_ROUTE_HEALTH);
     if (h->method == HTTP_GET && path_is(path, plen, FL_PROTO_METRICS_PATH))
@@ -476,6 +604,61 @@ static void cancel_done(fl_store_op *op)
     req->ready(req);
 }
 
+/* GET /v1/jobs/{id}/payload: the stored bytes, typed as the submit typed them. */
+static void payload_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    const fl_job *job = op->u.get.job;
+    if (store_failed(req, op->result)) {
+        /* the 503 is set */
+    } else if (op->answer == FL_STORE_NOT_FOUND) {
+        fl_reply_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+    } else {
+        /* nosniff: a browser must not run a payload typed as something harmless */
+        fl_reply(req, 200, job->content_type ? job->content_type : "application/octet-stream",
+                 "X-Content-Type-Options: nosniff\r\n", (const char *)job->payload, job->payload_len);
+    }
+    fl_job_free(op->u.get.job);
+    req->ready(req);
+}
+
+/* One batch of POST /v1/prune is done: the next one, or the answer once a batch was short. */
+static void prune_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_http *h = req->http;
+    if (store_failed(req, op->result)) {
+        req->ready(req);
+        return;
+    }
+    req->pruned += op->u.prune.n;
+    h->env.metrics->jobs_pruned += op->u.prune.n;
+    if (op->u.prune.n == FL_STORE_PRUNE_BATCH) {
+        fl_store_prune(h->env.store, &req->op, req->prune_before, FL_STORE_PRUNE_BATCH, prune_done, req);
+        return;
+    }
+    fl_reply_json(req, 200, json_pack("{s:I}", "pruned", (json_int_t)req->pruned), NULL);
+    req->ready(req);
+}
+
+static void retry_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_job *job = op->u.retry.job;
+    if (store_failed(req, op->result)) {
+        /* the 503 is set */
+    } else if (op->answer == FL_STORE_NOT_FOUND) {
+        fl_reply_error(req, 404, "not_found", "no job %lld", (long long)req->id);
+    } else if (op->answer == FL_STORE_WRONG_STATE) {
+        fl_reply_error(req, 409, "not_retryable", "job %lld is %s; only a failed or cancelled job can be retried",
+                       (long long)req->id, fl_proto_state_name(job->state));
+    } else {
+        fl_reply_json(req, 200, fl_job_to_json(job), NULL);
+    }
+    fl_job_free(job);
+    req->ready(req);
+}
+
 static void list_done(fl_store_op *op)
 {
     fl_req *req = op->udata;
@@ -517,13 +700,79 @@ static void metrics_done(fl_store_op *op)
     req->ready(req);
 }
 
+/* One configured type as /v1/types shows it: its settings, paused flag and jobs by state. */
+static json_t *type_json(fl_http *h, const fl_type *t, const fl_store_count *rows, size_t n)
+{
+    json_t *counts = json_object();
+    for (int st = 0; counts && st < FL_STATE_COUNT; st++) {
+        json_int_t c = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].state == (fl_state)st && strcmp(rows[i].type, t->name) == 0)
+                c += rows[i].n;
+        if (json_object_set_new(counts, fl_proto_state_name((fl_state)st), json_integer(c)) < 0) {
+            json_decref(counts);
+            counts = NULL;
+        }
+    }
+    if (!counts)
+        return NULL;
+    return json_pack("{s:s, s:s, s:i, s:b, s:o}", "name", t->name, "handler", fl_config_handler_name(t->handler),
+                     "concurrency", t->concurrency, "paused", fl_sched_paused(h->env.sched, t->name) == 1,
+                     "counts", counts);
+}
+
+/* After the counts: GET /v1/types lists every type, a pause or resume shows its own. */
+static void types_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    fl_http *h = req->http;
+    const fl_config *cfg = h->cfg;
+    if (!store_failed(req, op->result)) {
+        json_t *o = NULL;
+        if (req->route == FL_ROUTE_PAUSE) {
+            o = type_json(h, fl_config_find_type(cfg, req->list_type, strlen(req->list_type)),
+                          op->u.count.rows, op->u.count.n);
+        } else {
+            json_t *arr = json_array();
+            for (size_t i = 0; arr && i < cfg->n_types; i++)
+                if (json_array_append_new(arr, type_json(h, &cfg->types[i], op->u.count.rows, op->u.count.n)) < 0) {
+                    json_decref(arr);
+                    arr = NULL;
+                }
+            o = arr ? json_pack("{s:o}", "types", arr) : NULL;
+        }
+        fl_reply_json(req, 200, o, NULL);
+    }
+    free(op->u.count.rows);
+    req->ready(req);
+}
+
+/* The pause or resume is committed: the scheduler follows it, then the reply shows the type. */
+static void pause_done(fl_store_op *op)
+{
+    fl_req *req = op->udata;
+    free(op->u.pause.types);
+    if (store_failed(req, op->result)) {
+        req->ready(req);
+        return;
+    }
+    fl_sched_set_paused(req->http->env.sched, req->list_type, req->pause);
+    fl_store_count_jobs(req->http->env.store, &req->op, 1, types_done, req);
+}
+
+/* 200 while flingd takes jobs; 503 while it stops or while the store's writes fail. */
 static void reply_health(fl_req *req)
 {
     fl_http *h = req->http;
-    json_t *o = json_pack("{s:s, s:i, s:i}", "status", h->stopping ? "stopping" : "ok",
+    fl_stats_health hs;
+    fl_stats_health_get(h->env.stats, &hs);
+    const char *status = h->stopping ? "stopping" : hs.store_error ? "store_failing" : "ok";
+    json_t *o = json_pack("{s:s, s:i, s:i, s:s, s:s}", "status", status,
                           "connections", (json_int_t)h->env.metrics->connections_open,
-                          "store_pending", (json_int_t)fl_store_pending(h->env.store));
-    fl_reply_json(req, h->stopping ? 503 : 200, o, NULL);
+                          "store_pending", (json_int_t)fl_store_pending(h->env.store),
+                          "store", hs.store_error ? strerror(-hs.store_error) : "ok",
+                          "redis", hs.redis < 0 ? "off" : hs.redis ? "connected" : "disconnected");
+    fl_reply_json(req, strcmp(status, "ok") == 0 ? 200 : 503, o, NULL);
 }
 
 void fl_http_complete(fl_req *req)
@@ -554,6 +803,21 @@ void fl_http_complete(fl_req *req)
         break;
     case FL_ROUTE_METRICS:
         fl_store_count_jobs(store, &req->op, 0, metrics_done, req);
+        return;
+    case FL_ROUTE_TYPES:
+        fl_store_count_jobs(store, &req->op, 1, types_done, req);
+        return;
+    case FL_ROUTE_PAUSE:
+        fl_store_pause(store, &req->op, req->list_type, req->pause, pause_done, req);
+        return;
+    case FL_ROUTE_PRUNE:
+        fl_store_prune(store, &req->op, req->prune_before, FL_STORE_PRUNE_BATCH, prune_done, req);
+        return;
+    case FL_ROUTE_PAYLOAD:
+        fl_store_get_payload(store, &req->op, req->id, payload_done, req);
+        return;
+    case FL_ROUTE_RETRY:
+        fl_store_retry(store, &req->op, req->id, fl_job_now_ms(), retry_done, req);
         return;
     case FL_ROUTE_UI:     /* its reply was set at the head: answered above */
     case FL_ROUTE_NONE:

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "req.h"
+#include "sched.h"
 #include "stats.h"
 #include "store.h"
 #include "wait.h"
@@ -43,6 +44,7 @@ struct fl_events;
 typedef struct fl_http_env {
     const fl_config *cfg;
     fl_store *store;
+    fl_sched *sched;             /* paused types: what /v1/types shows, what pause/resume change */
     fl_metrics *metrics;
     fl_wait *wait;               /* attached submits */
     const fl_cancel *cancel;     /* DELETE's policy */

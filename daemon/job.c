@@ -41,7 +41,9 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
 
     if (add_part(&total, sizes->type) || add_part(&total, sizes->callback) ||
         add_part(&total, sizes->idem_key) || add_part(&total, sizes->error) ||
-        add_part(&total, sizes->output) || add_part(&total, sizes->payload))
+        add_part(&total, sizes->output) || add_part(&total, sizes->payload) ||
+        add_part(&total, sizes->previous_error) || add_part(&total, sizes->content_type) ||
+        add_part(&total, sizes->traceparent) || add_part(&total, sizes->tracestate))
         return NULL;
     job = calloc(1, total);
     if (!job)
@@ -55,6 +57,10 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
     job->output_len = job->output ? sizes->output : 0;
     job->payload = take_part(&cursor, sizes->payload);
     job->payload_len = job->payload ? sizes->payload : 0;
+    job->previous_error = take_part(&cursor, sizes->previous_error);
+    job->content_type = take_part(&cursor, sizes->content_type);
+    job->traceparent = take_part(&cursor, sizes->traceparent);
+    job->tracestate = take_part(&cursor, sizes->tracestate);
     return job;
 }
 
@@ -205,6 +211,12 @@ json_t *fl_job_to_json(const fl_job *job)
     rc |= json_object_set_new(o, "output",
                               job->output ? text_json(job->output, job->output_len) : json_null());
     rc |= json_object_set_new(o, "callback", opt_string(job->callback));
+    rc |= json_object_set_new(o, "retried", json_integer(job->retried));
+    rc |= json_object_set_new(o, "previous_attempts", json_integer(job->previous_attempts));
+    rc |= json_object_set_new(o, "previous_error", opt_string(job->previous_error));
+    rc |= json_object_set_new(o, "content_type", opt_string(job->content_type));
+    rc |= json_object_set_new(o, "traceparent", opt_string(job->traceparent));
+    rc |= json_object_set_new(o, "tracestate", opt_string(job->tracestate));
     if (rc) {
         json_decref(o);
         return NULL;

@@ -25,12 +25,18 @@ typedef struct fl_job {
     int64_t updated_at;        /* the store's clock at the job's last change */
     int has_exit_code;
     int exit_code;
+    int retried;               /* times POST /v1/jobs/{id}/retry ran it again */
+    int previous_attempts;     /* attempts of the runs before the latest retry */
     /* Strings point into this allocation; NULL when absent. Sizes fixed by fl_job_new. */
     char *type;
     char *callback;            /* Fling-Callback URL */
     char *idem_key;            /* Idempotency-Key */
     char *error;               /* last error, human-readable */
     char *output;              /* tail of the last attempt's output (bytes, maybe not UTF-8) */
+    char *previous_error;      /* the last error recorded before the latest retry */
+    char *content_type;        /* the submit's Content-Type; NULL if it had none */
+    char *traceparent;         /* W3C trace context of the submit; NULL if none */
+    char *tracestate;
     size_t output_len;
     unsigned char *payload;    /* NULL when not loaded (lists); payload_len bytes */
     size_t payload_len;
@@ -43,7 +49,8 @@ typedef void (*fl_job_changed_fn)(void *udata, const fl_job *job, const char *ev
 /* Byte sizes of the variable parts, for fl_job_new; a field of size (size_t)-1 is absent (NULL),
  * any other size gets that many bytes plus a NUL, zeroed. */
 typedef struct fl_job_sizes {
-    size_t type, callback, idem_key, error, output, payload;
+    size_t type, callback, idem_key, error, output, payload, previous_error, content_type;
+    size_t traceparent, tracestate;
 } fl_job_sizes;
 
 #define FL_JOB_ABSENT ((size_t)-1)

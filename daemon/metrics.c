@@ -147,6 +147,9 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
     metric(&b, "fling_event_streams_dropped_total", "counter",
            "Event streams closed because their client fell behind max_stream_buffer or the event ring.",
            m->streams_dropped);
+    metric(&b, "fling_jobs_pruned_total", "counter",
+           "Finished jobs deleted with their payloads and deliveries ([store] retention, POST /v1/prune).",
+           m->jobs_pruned);
     metric(&b, "fling_store_pending", "gauge", "Store operations waiting for their commit.", g->store_pending);
     metric(&b, "fling_store_commits_total", "counter", "Store transactions committed.", g->store_commits);
     metric(&b, "fling_store_ops_total", "counter", "Store operations executed.", g->store_ops);

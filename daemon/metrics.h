@@ -31,6 +31,7 @@ typedef struct fl_metrics {
     uint64_t store_errors;            /* ops answered 503 */
     size_t streams_open;              /* a gauge: GET /v1/events streams subscribed (kept by events.c) */
     uint64_t streams_dropped;         /* event streams ended as too slow */
+    uint64_t jobs_pruned;             /* finished jobs deleted by retention or POST /v1/prune */
     fl_metrics_reason refused[FL_M_REASONS];   /* refused requests by error code */
 } fl_metrics;
 

@@ -80,6 +80,23 @@ void fl_reply_json(fl_req *req, int status, json_t *obj, const char *extra)
     free(body);
 }
 
+/* The methods a 405 names for the route the path matched. */
+static const char *allow_header(fl_req_route route)
+{
+    switch (route) {
+    case FL_ROUTE_LIST:
+    case FL_ROUTE_TYPES:
+    case FL_ROUTE_PAYLOAD:
+        return "Allow: GET\r\n";
+    case FL_ROUTE_PAUSE:
+    case FL_ROUTE_RETRY:
+    case FL_ROUTE_PRUNE:
+        return "Allow: POST\r\n";
+    default:
+        return "Allow: GET, DELETE\r\n";
+    }
+}
+
 void fl_reply_error(fl_req *req, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
@@ -91,7 +108,7 @@ void fl_reply_error(fl_req *req, int status, const char *code, const char *fmt, 
     json_t *o = json_pack("{s:s, s:s}", "error", code, "message", req->err_msg);
     const char *extra = NULL;
     if (status == 405)
-        extra = req->route == FL_ROUTE_LIST ? "Allow: GET\r\n" : "Allow: GET, DELETE\r\n";
+        extra = allow_header(req->route);
     fl_reply_json(req, status, o, extra);
 }
 

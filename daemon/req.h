@@ -18,7 +18,12 @@ typedef enum fl_req_route {
     FL_ROUTE_NONE = 0,           /* refused at the head; the reply is prepared */
     FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS,
     FL_ROUTE_EVENTS,             /* GET /v1/events: a streamed reply */
-    FL_ROUTE_UI                  /* GET /ui: the dashboard's files; the reply is set at the head */
+    FL_ROUTE_UI,                 /* GET /ui: the dashboard's files; the reply is set at the head */
+    FL_ROUTE_TYPES,              /* GET /v1/types */
+    FL_ROUTE_PAUSE,              /* POST /v1/types/{type}/pause|resume: list_type, pause */
+    FL_ROUTE_RETRY,              /* POST /v1/jobs/{id}/retry: id */
+    FL_ROUTE_PAYLOAD,            /* GET /v1/jobs/{id}/payload: id */
+    FL_ROUTE_PRUNE               /* POST /v1/prune: prune_before, pruned */
 } fl_req_route;
 
 typedef struct fl_req fl_req;
@@ -53,7 +58,10 @@ struct fl_req {
     size_t body_got;
     int64_t id;                  /* get/cancel: the job id; a waiting submit: its job */
     fl_store_op op;              /* the store operation behind this request */
-    char list_type[FL_TYPE_NAME_MAX + 1];
+    char list_type[FL_TYPE_NAME_MAX + 1];   /* LIST's type filter; PAUSE's type */
+    int pause;                   /* PAUSE: 1 = pause, 0 = resume */
+    int64_t prune_before;        /* PRUNE: delete jobs finished before this (ms) */
+    uint64_t pruned;             /* PRUNE: deleted so far */
     fl_store_query list_query;   /* LIST: the page the head asked for */
     /* The prepared error for DISCARD/REFUSE, and for the log line of a refused request. */
     int err_status; const char *err_code; char err_msg[160];

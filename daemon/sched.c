@@ -35,12 +35,20 @@ typedef struct sched_type {
     int claiming;            /* a CLAIM op is in flight */
     int claim_limit;
     int dirty;               /* may have due jobs */
+    int paused;              /* POST /v1/types/{type}/pause: claim nothing until resumed */
     int64_t next_run_at;     /* earliest known run_at of a scheduled job, ms; 0 = none known */
     fl_store_op claim;
     fl_metrics_type m;       /* outcomes and durations for /metrics */
 } sched_type;
 
 typedef struct finish_op finish_op;
+
+/* The read of the paused types at start. Its own allocation: should the scheduler be freed
+ * before the store reaps it, the callback finds s NULL and only frees it. */
+typedef struct pause_load {
+    fl_store_op op;
+    fl_sched *s;
+} pause_load;
 
 typedef struct run {
     fl_list node;            /* in s->runs */
@@ -69,6 +77,8 @@ struct fl_sched {
     ev_timer grace;
     fl_sched_stats stats;
     uint64_t rng;            /* the back-off's jitter */
+    pause_load *loading;     /* the paused types are being read: nothing is claimed yet */
+    ev_timer load_retry;     /* after a failed read of the paused types */
 };
 
 static int64_t now_ms(void) { return fl_job_now_ms(); }
@@ -294,6 +304,7 @@ static fl_worker_spec job_spec(const fl_type *t, const fl_job *job)
         .handler = t->handler, .argv = t->argv, .url = t->url, .settings = t,
         .input = job->payload, .input_len = job->payload_len,
         .job_id = job->id, .job_type = job->type, .attempt = job->attempts, .timeout = job->timeout,
+        .traceparent = job->traceparent, .tracestate = job->tracestate,
     };
 }
 
@@ -365,15 +376,15 @@ static int free_slots(const fl_sched *s, const sched_type *st)
 static void pump_cb(void *udata, int woke)
 {
     fl_sched *s = udata;
-    if (s->stopping)
+    if (s->stopping || s->loading)
         return;
     if (woke)
         wake_due(s);
     int64_t now = now_ms();
     for (size_t i = 0; i < s->n_types; i++) {
         sched_type *st = &s->types[i];
-        if (!st->dirty || st->claiming)
-            continue;
+        if (!st->dirty || st->claiming || st->paused)
+            continue;   /* a paused type stays dirty: its resume claims at once */
         int n = free_slots(s, st);
         if (n <= 0)
             continue;   /* stays dirty: a finishing attempt frees a slot and pumps again */
@@ -383,6 +394,76 @@ static void pump_cb(void *udata, int woke)
         s->reserved += n;
         fl_store_claim(s->store, &st->claim, st->type->name, n, now, claim_done, st);
     }
+}
+
+/* ---------------------------------------------------------------- paused types */
+
+static void load_paused(fl_sched *s);
+
+static void load_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    load_paused(w->data);
+}
+
+static void paused_loaded(fl_store_op *op)
+{
+    pause_load *l = (pause_load *)op;
+    fl_sched *s = l->s;
+    if (s)
+        s->loading = NULL;
+    if (s && op->result < 0 && !s->stopping) {
+        fl_log(LOG_ERR, "scheduler: reading the paused types failed: %s; no job starts until it works "
+                        "(retrying in %.0f s)", strerror(-op->result), FL_SCHED_RETRY_CLAIM);
+        ev_timer_set(&s->load_retry, FL_SCHED_RETRY_CLAIM, 0.);
+        ev_timer_start(s->loop, &s->load_retry);
+    } else if (s && op->result == 0) {
+        for (size_t i = 0; i < op->u.pause.n; i++) {
+            sched_type *st = type_of(s, op->u.pause.types[i]);
+            if (st)
+                st->paused = 1;
+        }
+        fl_pump_kick(&s->pump);
+    }
+    free(op->u.pause.types);
+    free(l);
+    if (s)
+        s->progress(s->arg);
+}
+
+/* load_paused reads which types are paused before anything is claimed: the flag is the
+ * store's, so it survives restarts. */
+static void load_paused(fl_sched *s)
+{
+    pause_load *l = calloc(1, sizeof *l);
+    if (!l) {
+        ev_timer_set(&s->load_retry, FL_SCHED_RETRY_CLAIM, 0.);
+        ev_timer_start(s->loop, &s->load_retry);
+        return;
+    }
+    l->s = s;
+    s->loading = l;
+    fl_store_pause(s->store, &l->op, NULL, 0, paused_loaded, l);
+}
+
+int fl_sched_paused(const fl_sched *s, const char *type)
+{
+    for (size_t i = 0; i < s->n_types; i++)
+        if (strcmp(s->types[i].type->name, type) == 0)
+            return s->types[i].paused;
+    return -ENOENT;
+}
+
+void fl_sched_set_paused(fl_sched *s, const char *type, int paused)
+{
+    sched_type *st = type_of(s, type);
+    if (!st || st->paused == !!paused)
+        return;
+    st->paused = !!paused;
+    fl_log(LOG_INFO, "type %s: %s", type, paused ? "paused: its jobs wait until it is resumed" : "resumed");
+    if (!paused)
+        mark_dirty(st);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -413,6 +494,9 @@ int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_
         mark_dirty(&s->types[i]);
     }
     s->rng = fl_backoff_seed();
+    ev_timer_init(&s->load_retry, load_retry_cb, 0., 0.);
+    s->load_retry.data = s;
+    load_paused(s);
     *out = s;
     return 0;
 }
@@ -459,6 +543,7 @@ void fl_sched_stop(fl_sched *s)
         return;
     s->stopping = 1;
     fl_pump_stop(&s->pump);
+    ev_timer_stop(s->loop, &s->load_retry);
     if (s->running) {
         fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->cfg->shutdown_grace, s->running);
         ev_timer_init(&s->grace, grace_cb, s->cfg->shutdown_grace, 0.);
@@ -508,6 +593,9 @@ void fl_sched_free(fl_sched *s)
         return;
     fl_pump_stop(&s->pump);
     ev_timer_stop(s->loop, &s->grace);
+    ev_timer_stop(s->loop, &s->load_retry);
+    if (s->loading)
+        s->loading->s = NULL;
     fl_list *n;
     while ((n = fl_list_first(&s->rewrites))) {
         finish_op *f = fl_list_entry(n, finish_op, node);

@@ -37,6 +37,15 @@ void fl_sched_committed(fl_sched *s, const fl_job *job);
  * no attempt of that job is running here. */
 int fl_sched_cancel(fl_sched *s, int64_t id);
 
+/* fl_sched_paused returns 1 if type is paused, 0 if not, -ENOENT if it is not configured. At
+ * start the scheduler reads the paused types from the store (FL_STORE_PAUSE) and claims
+ * nothing until it has them. */
+int fl_sched_paused(const fl_sched *s, const char *type);
+
+/* fl_sched_set_paused applies a pause (1) or resume (0) of type that the store committed: a
+ * paused type starts no new attempt (those running go on); a resumed one claims at once. */
+void fl_sched_set_paused(fl_sched *s, const char *type, int paused);
+
 /* fl_sched_stop starts a graceful stop: no new attempts; running ones get shutdown_grace
  * seconds, then are stopped and handed back to the queue (their attempt counted). Outcomes
  * waiting to be written again get one more write at once; one still unwritten when the loop

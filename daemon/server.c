@@ -17,6 +17,7 @@
 #include "listen.h"
 #include "log.h"
 #include "mirror.h"
+#include "prune.h"
 #include "sched.h"
 #include "stats.h"
 #include "store.h"
@@ -35,6 +36,7 @@ struct fl_server {
     const fl_config *cfg;          /* borrowed from main for the server's life */
     fl_store *store;
     fl_sched *sched;               /* runs the stored jobs */
+    fl_prune *prune;               /* [store] retention */
     fl_webhook *webhook;           /* outgoing HTTP (http handler); NULL if no type needs it */
     fl_mirror *mirror;             /* the Redis status mirror; NULL without [redis] url */
     fl_callbacks *callbacks;       /* callback deliveries; NULL if none can exist */
@@ -209,6 +211,10 @@ static int start_jobs(fl_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "scheduler: %s", strerror(-rc));
         return rc;
     }
+    if ((rc = fl_prune_new(&srv->prune, srv->loop, srv->store, cfg->store_retention, &srv->metrics)) < 0) {
+        snprintf(err, errlen, "retention: %s", strerror(-rc));
+        return rc;
+    }
     return 0;
 }
 
@@ -219,7 +225,7 @@ static int start_requests(fl_server *srv, char *err, size_t errlen)
     srv->cancel = (fl_cancel){ .sched = srv->sched };
     srv->stats = (fl_stats){ .cfg = cfg, .metrics = &srv->metrics, .store = srv->store, .sched = srv->sched,
                              .mirror = srv->mirror, .callbacks = srv->callbacks };
-    fl_http_env env = { .cfg = cfg, .store = srv->store, .metrics = &srv->metrics,
+    fl_http_env env = { .cfg = cfg, .store = srv->store, .sched = srv->sched, .metrics = &srv->metrics,
                         .cancel = &srv->cancel, .stats = &srv->stats };
     int rc;
     if ((rc = fl_wait_new(&srv->wait, srv->loop, srv->ack, srv->store, &srv->cancel)) < 0 ||
@@ -291,6 +297,7 @@ void fl_server_stop(fl_server *srv)
     ev_timer_start(srv->loop, &srv->stop_timer);
     ev_unref(srv->loop);   /* the stop timer alone must not keep the loop alive */
     fl_sched_stop(srv->sched);
+    fl_prune_stop(srv->prune);
     if (srv->callbacks)
         fl_callbacks_stop(srv->callbacks);
     fl_wait_stop(srv->wait);
@@ -333,8 +340,10 @@ void fl_server_free(fl_server *srv)
      * freed only after them: they may still be its catch-up reads. */
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
+    fl_prune_stop(srv->prune);
     fl_store_close(srv->store);      /* runs the callbacks' last DONE ops, and any request's */
     srv->store = NULL;
+    fl_prune_free(srv->prune);       /* after the store reaped its last batch */
     fl_callbacks_free(srv->callbacks);
     fl_mirror_free(srv->mirror);
     /* Connections still open (the stop deadline passed) go without a word; every acked job is

@@ -4,6 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+void fl_stats_health_get(const fl_stats *st, fl_stats_health *out)
+{
+    fl_store_stats ss;
+    fl_store_stats_get(st->store, &ss);
+    out->store_error = ss.failing;
+    out->redis = -1;
+    if (st->mirror) {
+        fl_mirror_stats ms;
+        fl_mirror_stats_get(st->mirror, &ms);
+        out->redis = ms.connected;
+    }
+}
+
 /* The gauges owned by the store, the scheduler, the mirror and the callbacks, sampled now. */
 static void gauges(const fl_stats *st, fl_metrics_gauges *g)
 {

@@ -22,6 +22,12 @@ typedef struct fl_stats {
     const fl_callbacks *callbacks;
 } fl_stats;
 
+/* What GET /healthz reports beside flingd's own state: store_error = the negative errno the
+ * store's writes last failed with (0: working), redis = -1 not configured, 0 not connected,
+ * 1 connected. */
+typedef struct fl_stats_health { int store_error; int redis; } fl_stats_health;
+void fl_stats_health_get(const fl_stats *st, fl_stats_health *out);
+
 /* fl_stats_render returns the Prometheus text of everything (*len bytes, caller frees), with the
  * per-type queue depths from rows[0..n) of a COUNT op, or NULL on ENOMEM. */
 char *fl_stats_render(const fl_stats *st, const fl_store_count *rows, size_t n, size_t *len);

@@ -114,10 +114,15 @@ static int op_valid(const fl_store_op *op)
         return op->u.take.limit >= 1 && op->u.take.limit <= FL_STORE_PAGE_MAX;
     case FL_STORE_DELIVERY_DONE:
         return (unsigned)op->u.done.state <= FL_DELIVERY_FAILED;
+    case FL_STORE_PRUNE:
+        return op->u.prune.limit >= 1 && op->u.prune.limit <= FL_STORE_PAGE_MAX && op->u.prune.before >= 0;
+    case FL_STORE_PAUSE:
+        return !op->u.pause.type || op->u.pause.paused == 0 || op->u.pause.paused == 1;
     case FL_STORE_GET:
     case FL_STORE_CANCEL:
     case FL_STORE_SET_STATUS:
     case FL_STORE_COUNT:
+    case FL_STORE_RETRY:
         return 1;
     }
     return 0;
@@ -177,6 +182,9 @@ static int run_op(fl_store *s, fl_store_op *op)
     case FL_STORE_CHANGED: rc = be->changed(s->b, op); break;
     case FL_STORE_DELIVERY_TAKE: rc = be->delivery_take(s->b, op); break;
     case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(s->b, op); break;
+    case FL_STORE_PAUSE: rc = be->pause(s->b, op); break;
+    case FL_STORE_RETRY: rc = be->retry(s->b, op); break;
+    case FL_STORE_PRUNE: rc = be->prune(s->b, op); break;
     }
     if (!rc && (ended = ended_job(op)))
         rc = add_deliveries(s, ended);
@@ -232,6 +240,16 @@ static void clear_outputs(fl_store_op *op)
         break;
     case FL_STORE_DELIVERY_DONE:
         break;
+    case FL_STORE_PAUSE:
+        op->u.pause.types = NULL;
+        op->u.pause.n = 0;
+        break;
+    case FL_STORE_RETRY:
+        op->u.retry.job = NULL;
+        break;
+    case FL_STORE_PRUNE:
+        op->u.prune.n = 0;
+        break;
     }
 }
 
@@ -273,6 +291,14 @@ static void fail_op(fl_store_op *op, int err)
         break;
     case FL_STORE_DELIVERY_DONE:
         break;
+    case FL_STORE_PAUSE:
+        free(op->u.pause.types);
+        break;
+    case FL_STORE_RETRY:
+        fl_job_free(op->u.retry.job);
+        break;
+    case FL_STORE_PRUNE:
+        break;
     }
     clear_outputs(op);
     op->result = err;
@@ -285,6 +311,7 @@ static const char *kind_name(fl_store_kind kind)
         [FL_STORE_CANCEL] = "cancel", [FL_STORE_SET_STATUS] = "set-status", [FL_STORE_CLAIM] = "claim",
         [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
         [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
+        [FL_STORE_PAUSE] = "pause", [FL_STORE_RETRY] = "retry", [FL_STORE_PRUNE] = "prune",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
 }
@@ -350,12 +377,33 @@ static int run_group(fl_store *s, fl_store_op *ops, int fault)
 
 /* ---- the writer thread ----------------------------------------------------------------- */
 
+/* group_writes tells whether any op of the group changes rows (see fl_store_stats.failing). */
+static int group_writes(const fl_store_op *ops)
+{
+    for (const fl_store_op *op = ops; op; op = op->next) {
+        switch (op->kind) {
+        case FL_STORE_GET:
+        case FL_STORE_LIST:
+        case FL_STORE_COUNT:
+        case FL_STORE_CHANGED:
+            break;
+        case FL_STORE_PAUSE:
+            if (op->u.pause.type)
+                return 1;
+            break;
+        default:
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void *writer_main(void *arg)
 {
     fl_store *s = arg;
     fl_store_op *ops, *last, *op;
     uint64_t n;
-    int fault, rc;
+    int fault, rc, writes;
 
     pthread_setname_np(pthread_self(), "fl-store");   /* for ps, top and /proc/PID/task */
     pthread_mutex_lock(&s->mu);
@@ -381,6 +429,7 @@ static void *writer_main(void *arg)
         n = 0;
         for (op = ops; op; op = op->next)
             n++;
+        writes = group_writes(ops);
         rc = run_group(s, ops, fault);
 
         pthread_mutex_lock(&s->mu);
@@ -395,6 +444,8 @@ static void *writer_main(void *arg)
             s->stats.commits++;
             s->stats.ops += n;
         }
+        if (writes)
+            s->stats.failing = rc;
         pthread_cond_broadcast(&s->done_cv);
         pthread_mutex_unlock(&s->mu);
         if (s->hooks.notify)
@@ -531,6 +582,14 @@ void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void
     start(s, op, FL_STORE_GET, cb, udata);
 }
 
+void fl_store_get_payload(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.get.id = id;
+    op->u.get.with_payload = 1;
+    start(s, op, FL_STORE_GET, cb, udata);
+}
+
 void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata)
 {
     fl_store_query copy = *q;   /* q may live inside op */
@@ -617,6 +676,31 @@ void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_deliver
     start(s, op, FL_STORE_DELIVERY_DONE, cb, udata);
 }
 
+void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, fl_store_cb cb,
+                    void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.pause.type = type;
+    op->u.pause.paused = paused;
+    start(s, op, FL_STORE_PAUSE, cb, udata);
+}
+
+void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.retry.id = id;
+    op->u.retry.now = now;
+    start(s, op, FL_STORE_RETRY, cb, udata);
+}
+
+void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.prune.before = before;
+    op->u.prune.limit = limit;
+    start(s, op, FL_STORE_PRUNE, cb, udata);
+}
+
 /* ---- events (loop thread) -------------------------------------------------------------- */
 
 /* The names the Redis channel and the callbacks carry (proto/rediskeys.h); a terminal event is
@@ -626,6 +710,7 @@ static const char *const event_names[FL_STORE_EV_COUNT] = {
     [FL_STORE_EV_RETRYING] = FL_PROTO_EVENT_RETRYING,   [FL_STORE_EV_REQUEUED] = FL_PROTO_EVENT_REQUEUED,
     [FL_STORE_EV_SUCCEEDED] = "succeeded",              [FL_STORE_EV_FAILED] = "failed",
     [FL_STORE_EV_CANCELLED] = "cancelled",              [FL_STORE_EV_STATUS] = FL_PROTO_EVENT_STATUS,
+    [FL_STORE_EV_RETRIED] = FL_PROTO_EVENT_RETRIED,
 };
 
 const char *fl_store_event_name(fl_store_event ev)
@@ -693,6 +778,12 @@ static void emit(fl_store *s, const fl_store_op *op)
     case FL_STORE_SET_STATUS:
         if (op->answer == FL_STORE_OK && op->u.set_status.changed)
             changed(s, op->u.set_status.job, FL_STORE_EV_STATUS);
+        break;
+    case FL_STORE_RETRY:
+        if (op->answer == FL_STORE_OK) {
+            changed(s, op->u.retry.job, FL_STORE_EV_RETRIED);
+            due(s, op->u.retry.job);
+        }
         break;
     default:
         break;

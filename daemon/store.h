@@ -37,7 +37,7 @@ typedef struct fl_store fl_store;
 
 typedef enum fl_store_kind {
     FL_STORE_SUBMIT,      /* insert a new job, or find the one with the same type + idem_key */
-    FL_STORE_GET,         /* load one job (without payload) */
+    FL_STORE_GET,         /* load one job (without payload, or only with it) */
     FL_STORE_LIST,        /* a page of jobs, newest first (without payloads) */
     FL_STORE_CANCEL,      /* queued/scheduled -> cancelled */
     FL_STORE_SET_STATUS,  /* OR status bits into a job (ABORTED after its ack failed) */
@@ -46,7 +46,10 @@ typedef enum fl_store_kind {
     FL_STORE_COUNT,       /* how many jobs wait or run, by type and state (queue depth) */
     FL_STORE_CHANGED,     /* jobs changed since a time, or not yet terminal (mirror catch-up) */
     FL_STORE_DELIVERY_TAKE,  /* due callback deliveries, marked in flight, with their jobs */
-    FL_STORE_DELIVERY_DONE   /* the outcome of one delivery attempt */
+    FL_STORE_DELIVERY_DONE,  /* the outcome of one delivery attempt */
+    FL_STORE_PAUSE,          /* pause or resume a type; returns the paused types */
+    FL_STORE_RETRY,          /* failed/cancelled -> queued again, with a new attempt budget */
+    FL_STORE_PRUNE           /* delete a batch of jobs finished before a time */
 } fl_store_kind;
 
 typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
@@ -64,7 +67,8 @@ typedef struct fl_delivery {
     int64_t created_at, next_at, last_at;   /* ms */
     int has_last_status; int last_status;   /* HTTP status or exit code of the last attempt */
     char *last_error;         /* why the last attempt failed; NULL if none */
-    fl_job *job;              /* TAKE only: the job row (no payload); NULL elsewhere */
+    fl_job *job;              /* TAKE only: the job row with its payload (a type's callback_payload
+                               * sends it); NULL elsewhere */
 } fl_delivery;
 
 /* Called on the writer thread: the hook target of a type for a terminal event, or NULL. */
@@ -79,7 +83,8 @@ typedef enum fl_store_answer {
     FL_STORE_NOT_FOUND,   /* no such job (or delivery) */
     FL_STORE_RUNNING,     /* CANCEL: the job is running, unchanged */
     FL_STORE_ENDED,       /* CANCEL: the job had already ended, unchanged */
-    FL_STORE_DUPLICATE    /* SUBMIT: a job of that type had the same idem_key, nothing inserted */
+    FL_STORE_DUPLICATE,   /* SUBMIT: a job of that type had the same idem_key, nothing inserted */
+    FL_STORE_WRONG_STATE  /* RETRY: the job is not failed or cancelled, unchanged */
 } fl_store_answer;
 
 /* The page a LIST asks for: optional filters (has_state/state, type NULL = any, borrowed until
@@ -107,12 +112,13 @@ typedef enum fl_store_event {
     FL_STORE_EV_FAILED,
     FL_STORE_EV_CANCELLED,   /* by CANCEL of a waiting job, or FINISH of a stopped one */
     FL_STORE_EV_STATUS,      /* a status bit was added */
+    FL_STORE_EV_RETRIED,     /* a failed or cancelled job queued again by RETRY */
     FL_STORE_EV_COUNT
 } fl_store_event;
 
 /* fl_store_event_name returns the event's name as the mirror and callbacks spell it
  * ("submitted", "started", "retrying", "requeued", "succeeded", "failed", "cancelled",
- * "status"), or "unknown". */
+ * "status", "retried"), or "unknown". */
 const char *fl_store_event_name(fl_store_event ev);
 
 typedef struct fl_store_op fl_store_op;
@@ -136,9 +142,10 @@ struct fl_store_op {
          *     inserted: answer FL_STORE_DUPLICATE and job->id/state/created_at/run_at are the
          *     existing job's. */
         struct { fl_job *job; } submit;
-        /* in: id. out: job (caller frees with fl_job_free) and its callback deliveries
-         *     (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND. */
-        struct { int64_t id; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
+        /* in: id, with_payload. out: job (caller frees with fl_job_free) and its callback
+         *     deliveries (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND.
+         *     with_payload: the job with its payload, and no deliveries. */
+        struct { int64_t id; int with_payload; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
         /* in: q (see fl_store_query).
          * out: jobs[0..n) newest first (the array and each job owned by the caller: free with
          *     fl_store_list_free), next = id to pass as after for the following page, 0 if none. */
@@ -190,6 +197,25 @@ struct fl_store_op {
             int64_t id; fl_delivery_state state; int64_t next_at;
             int has_status; int status; const char *error;
         } done;
+        /* in: type (borrowed; NULL = change nothing, only read), paused (1 = pause, 0 =
+         *     resume; either is a no-op if already so).
+         * out: types[0..n) = every paused type, by name (caller frees types with free()). */
+        struct {
+            const char *type; int paused;
+            char (*types)[FL_TYPE_NAME_MAX + 1]; size_t n;
+        } pause;
+        /* in: id, now (ms). A failed or cancelled job goes back to queued, due at now: attempts
+         *     0 (their sum moves to previous_attempts), retried + 1, its error moves to
+         *     previous_error, exit code, output, started_at and finished_at cleared, status
+         *     bits but ABORTED cleared; payload and options kept.
+         * out: job = the row after (caller frees); answer FL_STORE_WRONG_STATE (job returned,
+         *     unchanged) if it is not failed or cancelled, or FL_STORE_NOT_FOUND. */
+        struct { int64_t id; int64_t now; fl_job *job; } retry;
+        /* in: before (ms), limit (1..FL_STORE_PAGE_MAX). Deletes up to limit jobs that
+         *     finished (succeeded, failed, cancelled) before `before`, earliest first, with
+         *     their payloads and callback deliveries. Ids are never handed out again.
+         * out: n = how many jobs were deleted (fewer than limit: none older is left). */
+        struct { int64_t before; int limit; size_t n; } prune;
     } u;
 };
 
@@ -250,6 +276,8 @@ int fl_store_recover(fl_store *s);
 void fl_store_submit(fl_store *s, fl_store_op *op, fl_job *job, fl_store_cb cb, void *udata);
 /* fl_store_get loads job id and its deliveries. */
 void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
+/* fl_store_get_payload loads job id with its payload (no deliveries). */
+void fl_store_get_payload(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
 /* fl_store_list reads the page *q asks for (q copied; q->type borrowed until cb). */
 void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata);
 /* fl_store_cancel cancels job id if it waits, at now (ms). */
@@ -277,6 +305,20 @@ void fl_store_delivery_done(fl_store *s, fl_store_op *op, int64_t id, fl_deliver
                             int64_t next_at, int has_status, int status, const char *error,
                             fl_store_cb cb, void *udata);
 
+/* fl_store_pause pauses (paused 1) or resumes (0) type (borrowed until cb; NULL = only read
+ * which types are paused). */
+void fl_store_pause(fl_store *s, fl_store_op *op, const char *type, int paused, fl_store_cb cb,
+                    void *udata);
+
+/* fl_store_retry queues failed or cancelled job id again at now (ms). */
+void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata);
+
+/* fl_store_prune deletes up to limit jobs finished before `before` (ms). */
+void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_store_cb cb, void *udata);
+
+/* Jobs one PRUNE should delete: small enough that the group it joins stays short. */
+#define FL_STORE_PRUNE_BATCH 500
+
 /* fl_store_push queues op again as it is (borrowed until its cb runs): for an op that one of
  * the constructors filled and whose callback saw it fail, to write it once more. Loop thread
  * only. Never fails: errors come back in op->result. */
@@ -289,8 +331,10 @@ void fl_store_reap(fl_store *s);
 /* fl_store_pending returns how many pushed ops have not been reaped yet. Loop thread only. */
 size_t fl_store_pending(const fl_store *s);
 
-/* fl_store_stats copies counters for /metrics: commits, rows written, failed groups. */
-typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; } fl_store_stats;
+/* fl_store_stats copies counters for /metrics: commits, rows written, failed groups; and
+ * failing: the negative errno of the last group that had an op writing, if it failed, 0 once
+ * such a group commits (reads alone commit even on a full disk, so they do not count). */
+typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; int failing; } fl_store_stats;
 void fl_store_stats_get(fl_store *s, fl_store_stats *out);
 
 /* fl_store_delivery_free frees one delivery and its job; NULL is a no-op. */

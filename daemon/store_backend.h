@@ -45,6 +45,9 @@ typedef struct fl_store_backend {
     int (*changed)(void *b, fl_store_op *op);
     int (*delivery_take)(void *b, fl_store_op *op);
     int (*delivery_done)(void *b, fl_store_op *op);
+    int (*pause)(void *b, fl_store_op *op);
+    int (*retry)(void *b, fl_store_op *op);
+    int (*prune)(void *b, fl_store_op *op);
     /* add_delivery inserts one pending delivery of job_id's terminal event (abort 0 =
      * "complete", 1 = "abort") to target (borrowed), due now. The engine decides which. */
     int (*add_delivery)(void *b, int64_t job_id, int abort, const char *target);

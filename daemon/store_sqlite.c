@@ -44,11 +44,12 @@ extern const int fl_migrations_count;
 /* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
-                 "callback, error, output, updated_at"
+                 "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type, traceparent, tracestate"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
-    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_PAYLOAD
+    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_RETRIED, C_PREVIOUS_ATTEMPTS, C_PREVIOUS_ERROR,
+    C_CONTENT_TYPE, C_TRACEPARENT, C_TRACESTATE, C_PAYLOAD
 };
 
 /* The columns of a deliveries row in read_delivery's order. */
@@ -70,8 +71,15 @@ enum stmt_id {
     ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
+    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY,
+    ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS,
     ST_COUNT
 };
+
+/* A PRUNE batch: ?1 = finished before (ms), ?2 = at most this many. The state test repeats
+ * the WHERE of the partial index jobs_finished (008), so that the index serves it. */
+#define PRUNE_BATCH "SELECT id FROM jobs WHERE (state = 'succeeded' OR state = 'failed'" \
+                    " OR state = 'cancelled') AND finished_at < ?1 ORDER BY finished_at, id LIMIT ?2"
 
 /* Partial indexes are used only when the query repeats their WHERE literally, so the states
  * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
@@ -83,8 +91,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
                      " WHERE type = ?1 AND idem_key = ?2",
     [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback, updated_at)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                  " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent,"
+                  " tracestate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
@@ -133,6 +141,20 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " last_error = ?5 WHERE id = ?1",
     [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = ?1 ORDER BY id",
     [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = 0 WHERE inflight = 1",
+    [ST_PAUSE_ADD] = "INSERT OR IGNORE INTO paused_types (type, paused_at) VALUES (?1, ?2)",
+    [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = ?1",
+    [ST_PAUSE_READ] = "SELECT type FROM paused_types ORDER BY type",
+    [ST_RETRY] = "UPDATE jobs SET state = 'queued', retried = retried + 1,"
+                 " previous_attempts = previous_attempts + attempts,"
+                 " previous_error = coalesce(error, previous_error), attempts = 0, error = NULL,"
+                 " exit_code = NULL, output = NULL, started_at = 0, finished_at = 0,"
+                 " status = status & ?3, run_at = ?2, updated_at = ?2"
+                 " WHERE id = ?1 AND (state = 'failed' OR state = 'cancelled')",
+    /* The same batch three times, jobs last: within the transaction the subquery picks the
+     * same rows each time (jobs_finished, ties by id). */
+    [ST_PRUNE_DELIVERIES] = "DELETE FROM deliveries WHERE job_id IN (" PRUNE_BATCH ")",
+    [ST_PRUNE_PAYLOADS] = "DELETE FROM job_payloads WHERE id IN (" PRUNE_BATCH ")",
+    [ST_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (" PRUNE_BATCH ")",
 };
 
 /* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
@@ -253,7 +275,8 @@ static int column_state(sqlite3_stmt *st, int col, fl_state *out)
  * Returns 0 and *out (caller frees), -ENOMEM, or -EIO for a row we cannot read. */
 static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
 {
-    const void *type, *callback, *idem_key, *error, *output, *payload = NULL;
+    const void *type, *callback, *idem_key, *error, *output, *prev_error, *ctype, *tparent, *tstate;
+    const void *payload = NULL;
     fl_job_sizes sz;
     fl_state state;
     fl_job *job;
@@ -266,6 +289,10 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
         col_part(st, C_IDEM_KEY, &idem_key, &sz.idem_key) ||
         col_part(st, C_ERROR, &error, &sz.error) ||
         col_part(st, C_OUTPUT, &output, &sz.output) ||
+        col_part(st, C_PREVIOUS_ERROR, &prev_error, &sz.previous_error) ||
+        col_part(st, C_CONTENT_TYPE, &ctype, &sz.content_type) ||
+        col_part(st, C_TRACEPARENT, &tparent, &sz.traceparent) ||
+        col_part(st, C_TRACESTATE, &tstate, &sz.tracestate) ||
         (with_payload && col_part(st, C_PAYLOAD, &payload, &sz.payload)))
         return -ENOMEM;
     if (with_payload && sz.payload == FL_JOB_ABSENT)
@@ -279,6 +306,10 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     copy_part(job->error, error, sz.error);
     copy_part(job->output, output, sz.output);
     copy_part(job->payload, payload, sz.payload);
+    copy_part(job->previous_error, prev_error, sz.previous_error);
+    copy_part(job->content_type, ctype, sz.content_type);
+    copy_part(job->traceparent, tparent, sz.traceparent);
+    copy_part(job->tracestate, tstate, sz.tracestate);
     job->id = sqlite3_column_int64(st, C_ID);
     job->state = state;
     job->status = sqlite3_column_int(st, C_STATUS);
@@ -293,14 +324,17 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
     job->updated_at = sqlite3_column_int64(st, C_UPDATED_AT);
     job->has_exit_code = sqlite3_column_type(st, C_EXIT_CODE) != SQLITE_NULL;
     job->exit_code = sqlite3_column_int(st, C_EXIT_CODE);
+    job->retried = sqlite3_column_int(st, C_RETRIED);
+    job->previous_attempts = sqlite3_column_int(st, C_PREVIOUS_ATTEMPTS);
     *out = job;
     return 0;
 }
 
-/* load_job reads job id into *out: 1 if found, 0 if not, or a negative errno. */
-static int load_job(sql_store *s, int64_t id, fl_job **out)
+/* load_row reads job id into *out, with its payload if with_payload: 1 if found, 0 if not, or
+ * a negative errno. */
+static int load_row(sql_store *s, int64_t id, int with_payload, fl_job **out)
 {
-    sqlite3_stmt *st = s->st[ST_GET];
+    sqlite3_stmt *st = s->st[with_payload ? ST_CLAIM_READ : ST_GET];
     int rc, found = 0;
 
     *out = NULL;
@@ -308,7 +342,7 @@ static int load_job(sql_store *s, int64_t id, fl_job **out)
         return db_errno(s);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        found = read_job(st, 0, out);
+        found = read_job(st, with_payload, out);
         if (found == 0)
             found = 1;
     } else if (rc != SQLITE_DONE) {
@@ -316,6 +350,12 @@ static int load_job(sql_store *s, int64_t id, fl_job **out)
     }
     sqlite3_reset(st);
     return found;
+}
+
+/* load_job reads job id without its payload into *out: as load_row. */
+static int load_job(sql_store *s, int64_t id, fl_job **out)
+{
+    return load_row(s, id, 0, out);
 }
 
 
@@ -379,7 +419,10 @@ static int sq_submit(void *b, fl_store_op *op)
         sqlite3_bind_int64(st, 8, job->run_at) ||
         bind_opt_text(st, 9, job->idem_key) ||
         bind_opt_text(st, 10, job->callback) ||
-        sqlite3_bind_int64(st, 11, s->now))
+        sqlite3_bind_int64(st, 11, s->now) ||
+        bind_opt_text(st, 12, job->content_type) ||
+        bind_opt_text(st, 13, job->traceparent) ||
+        bind_opt_text(st, 14, job->tracestate))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
@@ -397,7 +440,7 @@ static int sq_submit(void *b, fl_store_op *op)
 static int sq_get(void *b, fl_store_op *op)
 {
     sql_store *s = b;
-    int rc = load_job(s, op->u.get.id, &op->u.get.job);
+    int rc = load_row(s, op->u.get.id, op->u.get.with_payload, &op->u.get.job);
 
     if (rc < 0)
         return rc;
@@ -405,7 +448,7 @@ static int sq_get(void *b, fl_store_op *op)
         op->answer = FL_STORE_NOT_FOUND;
         return 0;
     }
-    return load_deliveries(s, op);
+    return op->u.get.with_payload ? 0 : load_deliveries(s, op);
 }
 
 static int sq_list(void *b, fl_store_op *op)
@@ -710,6 +753,88 @@ static int sq_count(void *b, fl_store_op *op)
     return rc == SQLITE_DONE ? 0 : db_errno(s);
 }
 
+/* read_paused fills op's list of paused types from the table. */
+static int read_paused(sql_store *s, fl_store_op *op)
+{
+    sqlite3_stmt *st = s->st[ST_PAUSE_READ];
+    size_t cap = 0;
+    int rc = 0, step_rc;
+
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        if (op->u.pause.n == cap) {
+            cap = cap ? cap * 2 : 8;
+            void *grown = realloc(op->u.pause.types, cap * sizeof *op->u.pause.types);
+            if (!grown) {
+                rc = -ENOMEM;
+                break;
+            }
+            op->u.pause.types = grown;
+        }
+        snprintf(op->u.pause.types[op->u.pause.n++], sizeof *op->u.pause.types, "%s", type ? type : "");
+    }
+    if (!rc && step_rc != SQLITE_ROW && step_rc != SQLITE_DONE)
+        rc = rc_errno(step_rc);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_pause(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    const char *type = op->u.pause.type;
+    sqlite3_stmt *st = s->st[op->u.pause.paused ? ST_PAUSE_ADD : ST_PAUSE_DEL];
+    int rc;
+
+    if (type) {
+        if (sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC) ||
+            (op->u.pause.paused && sqlite3_bind_int64(st, 2, s->now)))
+            return db_errno(s);
+        if ((rc = step_done(st)))
+            return rc;
+    }
+    return read_paused(s, op);
+}
+
+static int sq_retry(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_RETRY];
+    int rc;
+
+    if (sqlite3_bind_int64(st, 1, op->u.retry.id) || sqlite3_bind_int64(st, 2, op->u.retry.now) ||
+        sqlite3_bind_int(st, 3, FL_STATUS_ABORTED))
+        return db_errno(s);
+    if ((rc = step_done(st)))
+        return rc;
+    int changed = sqlite3_changes(s->db) > 0;
+    rc = load_job(s, op->u.retry.id, &op->u.retry.job);
+    if (rc < 0)
+        return rc;
+    if (!op->u.retry.job)
+        op->answer = FL_STORE_NOT_FOUND;
+    else if (!changed)
+        op->answer = FL_STORE_WRONG_STATE;
+    return 0;
+}
+
+static int sq_prune(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    static const enum stmt_id order[] = { ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS };
+    int rc;
+
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        sqlite3_stmt *st = s->st[order[i]];
+        if (sqlite3_bind_int64(st, 1, op->u.prune.before) || sqlite3_bind_int(st, 2, op->u.prune.limit))
+            return db_errno(s);
+        if ((rc = step_done(st)))
+            return rc;
+    }
+    op->u.prune.n = (size_t)sqlite3_changes(s->db);   /* of the last one: the jobs */
+    return 0;
+}
+
 static int sq_changed(void *b, fl_store_op *op)
 {
     sql_store *s = b;
@@ -817,7 +942,7 @@ static int take_delivery(sql_store *s, fl_store_op *op, int64_t id)
     if (rc)
         return rc;
     op->u.take.items[op->u.take.n++] = d;
-    rc = load_job(s, d->job_id, &d->job);
+    rc = load_row(s, d->job_id, 1, &d->job);   /* with its payload: see callback_payload */
     return rc < 0 ? rc : 0;   /* a job pruned under its delivery leaves d->job NULL */
 }
 
@@ -1307,5 +1432,8 @@ const fl_store_backend fl_store_sqlite = {
     .changed = sq_changed,
     .delivery_take = sq_delivery_take,
     .delivery_done = sq_delivery_done,
+    .pause = sq_pause,
+    .retry = sq_retry,
+    .prune = sq_prune,
     .add_delivery = sq_add_delivery,
 };

@@ -298,6 +298,10 @@ static int job_env(const fl_worker *w, char ***out)
     env_set(&e, "FLING_JOB_TYPE", w->spec.job_type);
     snprintf(num, sizeof num, "%d", w->spec.attempt);
     env_set(&e, "FLING_ATTEMPT", num);
+    if (w->spec.traceparent)
+        env_set(&e, "TRACEPARENT", w->spec.traceparent);
+    if (w->spec.tracestate)
+        env_set(&e, "TRACESTATE", w->spec.tracestate);
     if (e.rc < 0) {
         env_free(e.v);
         return e.rc;
@@ -525,16 +529,30 @@ static void http_cb(void *udata, const fl_webhook_result *r)
     finish(w, r->ok, r->body, r->body_len, 0, 0);
 }
 
+void fl_worker_trace_headers(const char *traceparent, const char *tracestate, char tp[FL_TRACE_HEADER_MAX],
+                             char ts[FL_TRACE_HEADER_MAX], const char **out)
+{
+    if (!traceparent)
+        return;
+    snprintf(tp, FL_TRACE_HEADER_MAX, "%s: %s", FL_HDR_TRACEPARENT, traceparent);
+    *out++ = tp;
+    if (tracestate) {
+        snprintf(ts, FL_TRACE_HEADER_MAX, "%s: %s", FL_HDR_TRACESTATE, tracestate);
+        *out = ts;
+    }
+}
+
 static int start_http(fl_worker *w)
 {
     if (!w->env.webhook)
         return -ENOTSUP;
     double total = w->spec.timeout > 0 ? w->spec.timeout : FL_TIMEOUT_MAX;
     double connect = total < FL_WORKER_CONNECT_TIMEOUT ? total : FL_WORKER_CONNECT_TIMEOUT;
-    char id[48], type[FL_TYPE_NAME_MAX + 32];
+    char id[48], type[FL_TYPE_NAME_MAX + 32], tp[FL_TRACE_HEADER_MAX], ts[FL_TRACE_HEADER_MAX];
     snprintf(id, sizeof id, "Fling-Job-Id: %lld", (long long)w->spec.job_id);
     snprintf(type, sizeof type, "Fling-Job-Type: %s", w->spec.job_type);
-    const char *headers[] = { "Content-Type: application/octet-stream", id, type, NULL };
+    const char *headers[6] = { "Content-Type: application/octet-stream", id, type, NULL, NULL, NULL };
+    fl_worker_trace_headers(w->spec.traceparent, w->spec.tracestate, tp, ts, headers + 3);
     /* The transfer's own total limit is the job's; our limit timer stays as the backstop. */
     return fl_webhook_post(w->env.webhook, w->spec.url, w->spec.input, w->spec.input_len, headers, connect,
                            total, http_cb, w, &w->http);

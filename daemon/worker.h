@@ -57,8 +57,19 @@ typedef struct fl_worker_spec {
     int64_t job_id;                /* FLING_JOB_ID (exec), Fling-Job-Id (http) */
     const char *job_type;          /* FLING_JOB_TYPE, Fling-Job-Type */
     int attempt;                   /* FLING_ATTEMPT */
+    const char *traceparent;       /* W3C trace context: TRACEPARENT / TRACESTATE (exec), */
+    const char *tracestate;        /* traceparent / tracestate headers (http); NULL = none */
     double timeout;                /* the time limit in seconds, 0 = none */
 } fl_worker_spec;
+
+/* The longest trace context header line: "tracestate: " and FL_TRACESTATE_MAX bytes. */
+#define FL_TRACE_HEADER_MAX (FL_TRACESTATE_MAX + 32)
+
+/* fl_worker_trace_headers writes the traceparent and tracestate header lines of an outgoing
+ * POST into tp and ts, and points out[0] (and out[1]) at those present; nothing without a
+ * traceparent. Shared by the http handler and the HTTP callbacks. */
+void fl_worker_trace_headers(const char *traceparent, const char *tracestate, char tp[FL_TRACE_HEADER_MAX],
+                             char ts[FL_TRACE_HEADER_MAX], const char **out);
 
 /* fl_worker_start begins running spec (see fl_worker_spec for what it borrows). done runs
  * exactly once, on the loop, never from inside this call; the worker is freed right after done

@@ -277,6 +277,68 @@ int fl_proto_parse_id(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
+/* lower_hex tells whether v[0..n) is lower-case hex and, if nonzero is set, not all '0'. */
+static int lower_hex(const char *v, size_t n, int nonzero)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(v[i]) && (v[i] < 'a' || v[i] > 'f'))
+            return 0;
+        any |= v[i] != '0';
+    }
+    return any || !nonzero;
+}
+
+int fl_proto_traceparent_valid(const char *v, size_t len)
+{
+    /* version "-" trace-id "-" parent-id "-" flags: 2 + 1 + 32 + 1 + 16 + 1 + 2 */
+    if (!v || len < 55 || len > FL_TRACEPARENT_MAX || v[2] != '-' || v[35] != '-' || v[52] != '-')
+        return 0;
+    if (!lower_hex(v, 2, 0) || (v[0] == 'f' && v[1] == 'f') || !lower_hex(v + 3, 32, 1) ||
+        !lower_hex(v + 36, 16, 1) || !lower_hex(v + 53, 2, 0))
+        return 0;
+    /* version 00 is exactly 55 bytes; a later one may add fields after a '-' */
+    return len == 55 ? 1 : !(v[0] == '0' && v[1] == '0') && v[55] == '-';
+}
+
+int fl_proto_tracestate_valid(const char *v, size_t len)
+{
+    if (!v || len == 0 || len > FL_TRACESTATE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)v[i] < 0x20 && v[i] != '\t') || (unsigned char)v[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+int fl_proto_parse_duration(const char *s, size_t len, int64_t *secs)
+{
+    static const struct { char unit; int64_t secs; } units[] = { {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400} };
+    int64_t scale = 1, v = 0;
+    if (!s || len == 0)
+        return -EINVAL;
+    if (!is_digit(s[len - 1])) {
+        size_t u = 0;
+        while (u < sizeof units / sizeof *units && units[u].unit != s[len - 1])
+            u++;
+        if (u == sizeof units / sizeof *units)
+            return -EINVAL;
+        scale = units[u].secs;
+        len--;
+    }
+    if (len == 0 || len > 12)   /* 12 digits already pass FL_DURATION_MAX */
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_digit(s[i]))
+            return -EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > FL_DURATION_MAX / scale)
+        return -EINVAL;
+    *secs = v * scale;
+    return 0;
+}
+
 /* Skips spaces and tabs (HTTP's OWS) from *i up to len. */
 static void skip_ows(const char *v, size_t len, size_t *i)
 {

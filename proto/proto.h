@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #define FL_PROTO_JOBS_PATH   "/v1/jobs"      /* POST /v1/jobs/{type}, GET|DELETE /v1/jobs/{id}, GET /v1/jobs */
+#define FL_PROTO_TYPES_PATH  "/v1/types"     /* GET /v1/types, POST /v1/types/{type}/pause|resume */
+#define FL_PROTO_PRUNE_PATH  "/v1/prune"     /* POST /v1/prune?older_than=DURATION */
 #define FL_PROTO_HEALTH_PATH "/healthz"
 #define FL_PROTO_METRICS_PATH "/metrics"
 #define FL_PROTO_EVENTS_PATH "/v1/events"   /* GET: Server-Sent Events of job changes */
@@ -25,6 +27,11 @@
 #define FL_HDR_PREFER           "Prefer"
 #define FL_HDR_PREF_APPLIED     "Preference-Applied"
 #define FL_HDR_ON_DISCONNECT    "Fling-On-Disconnect"
+/* W3C Trace Context: kept with the job, passed on to its handler and callbacks. */
+#define FL_HDR_TRACEPARENT      "traceparent"
+#define FL_HDR_TRACESTATE       "tracestate"
+#define FL_TRACESTATE_MAX       512   /* W3C: at most 32 members, 512 bytes is what to keep */
+#define FL_TRACEPARENT_MAX      256   /* 55 for version 00; room for a later version's fields */
 
 /* Bounds on option values; each comment says why the number. */
 #define FL_TYPE_NAME_MAX    64       /* a config section name, not data */
@@ -89,5 +96,22 @@ int fl_proto_prefer_wait(const char *v, size_t len, int *secs);
 
 /* fl_proto_parse_id parses a job id (decimal, 1..INT64_MAX) of len bytes; 0 or -EINVAL. */
 int fl_proto_parse_id(const char *s, size_t len, int64_t *out);
+
+/* fl_proto_traceparent_valid tells whether v (len bytes) is a W3C traceparent this version
+ * understands: "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>", lower-case hex, ids
+ * not all zero (or a later version with those fields first); 1 or 0. */
+int fl_proto_traceparent_valid(const char *v, size_t len);
+
+/* fl_proto_tracestate_valid tells whether v (len bytes) can be kept and sent on as a
+ * tracestate: 1..FL_TRACESTATE_MAX bytes of visible ASCII, spaces and tabs; 1 or 0. */
+int fl_proto_tracestate_valid(const char *v, size_t len);
+
+/* The longest duration fl_proto_parse_duration takes: 100 years of 365 days, in seconds. */
+#define FL_DURATION_MAX 3153600000LL
+
+/* fl_proto_parse_duration parses a duration of len bytes: whole seconds, or a whole number with
+ * one unit s, m, h or d ("90", "30m", "12h", "7d"); 0 and *secs (0..FL_DURATION_MAX), or
+ * -EINVAL. */
+int fl_proto_parse_duration(const char *s, size_t len, int64_t *secs);
 
 #endif

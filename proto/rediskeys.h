@@ -70,6 +70,7 @@ extern const fl_proto_redis_field_def fl_proto_redis_fields[FL_PROTO_REDIS_FIELD
 #define FL_PROTO_EVENT_RETRYING  "retrying"    /* failed, scheduled again */
 #define FL_PROTO_EVENT_REQUEUED  "requeued"    /* stopped by a shutdown, queued again */
 #define FL_PROTO_EVENT_STATUS    "status"      /* its status bits changed */
+#define FL_PROTO_EVENT_RETRIED   "retried"     /* failed or cancelled, queued again by a retry */
 #define FL_PROTO_EVENT_SYNC      "sync"        /* re-applied by a catch-up after a reconnect */
 /* ... and "succeeded", "failed", "cancelled": fl_proto_state_name of the terminal state. */
 

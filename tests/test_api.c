@@ -360,7 +360,8 @@ static void descriptor_limit_reclaims_slow_ones(void **state)
 }
 
 /* A real ENOSPC: the database on a 1 MiB tmpfs. Every 202 before the disk filled stays
- * readable, the failures are 503 store_unavailable, and the daemon keeps answering. */
+ * readable, the failures are 503 store_unavailable, and the daemon keeps answering: /healthz
+ * with 503 store_failing, as long as the writes fail. */
 static void disk_full(void **state)
 {
     (void)state;
@@ -404,7 +405,9 @@ static void disk_full(void **state)
     assert_true(acked > 0);
     assert_true(failed > 0);
     fling_response r = { 0 };
-    assert_int_equal(fling_request(c, "GET", "/healthz", NULL, 0, &r), 0);
+    assert_int_equal(fling_request(c, "GET", "/healthz", NULL, 0, &r), FLING_EHTTP);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"status\":\"store_failing\""));
     fling_response_clear(&r);
     for (int i = 0; i < acked; i++) {
         char path[64];

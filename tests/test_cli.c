@@ -504,6 +504,122 @@ static void test_job_commands(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
+/* pause, resume and types: what each says, and the paused flag and counts in the table. */
+static void test_type_commands(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, "[type.noop]\nhandler = noop\nconcurrency = 3\n"), 0);
+    run_ok(&d, &r, (const char *[]){ "pause", "noop", NULL });
+    assert_string_equal(r.out, "type noop paused\n");
+    run_ok(&d, &r, (const char *[]){ "submit", "noop", "x", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    run_ok(&d, &r, (const char *[]){ "types", NULL });
+    static const char header[] = "NAME\tHANDLER\tCONCURRENCY\tPAUSED\tQUEUED\tSCHEDULED\tRUNNING\tSUCCEEDED\tFAILED\tCANCELLED\n";
+    assert_int_equal(strncmp(r.out, header, sizeof header - 1), 0);
+    assert_non_null(strstr(r.out, "\nnoop\tnoop\t3\ttrue\t1\t0\t0\t0\t0\t0\n"));
+    assert_non_null(strstr(r.out, "\nt\tsleep\t0\tfalse\t"));
+    run_ok(&d, &r, (const char *[]){ "types", "--json", NULL });
+    json_t *all = json_loads(r.out, 0, NULL);
+    assert_true(json_is_array(json_object_get(all, "types")));
+    json_decref(all);
+    run_ok(&d, &r, (const char *[]){ "resume", "noop", NULL });
+    assert_string_equal(r.out, "type noop resumed\n");
+    wait_state(&d, id, "succeeded");
+
+    char *argv[] = { "fling", "--url", d.url, "pause", "nope", NULL };
+    run_cli(&r, argv, NULL);
+    expect_failure(&r, 1, "fling: pause: ");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* retry ID says what it did; retry --state failed --type T --limit N retries at most N. */
+static void test_retry_commands(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32], line[64];
+    assert_int_equal(flh_start(&d, "[type.bad]\nhandler = exec\ncommand = /bin/false\nmax_attempts = 1\n"), 0);
+    for (int i = 0; i < 3; i++) {
+        run_ok(&d, &r, (const char *[]){ "submit", "bad", "x", NULL });
+        snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+        wait_state(&d, id, "failed");
+    }
+    /* the newest first: ids 3 and 2 */
+    run_ok(&d, &r, (const char *[]){ "retry", "--state", "failed", "--type", "bad", "--limit", "2", NULL });
+    assert_string_equal(r.out, "job 3 retried\njob 2 retried\n");
+    assert_string_equal(r.err, "fling: retry: 2 job(s) retried\n");
+    wait_state(&d, "3", "failed");
+    wait_state(&d, "2", "failed");
+    run_ok(&d, &r, (const char *[]){ "retry", "1", NULL });
+    assert_string_equal(r.out, "job 1 retried\n");
+    wait_state(&d, "1", "failed");
+    snprintf(line, sizeof line, "/v1/jobs/1");
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&d, "GET", line, &job), 200);
+    assert_int_equal(json_integer_value(json_object_get(job, "retried")), 1);
+    json_decref(job);
+
+    run_ok(&d, &r, (const char *[]){ "submit", "t", "30", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    char *argv[] = { "fling", "--url", d.url, "retry", id, NULL };
+    run_cli(&r, argv, NULL);
+    expect_failure(&r, 1, "fling: retry: 409 not_retryable: ");
+    char *both[] = { "fling", "--url", d.url, "retry", id, "--state", "failed", NULL };
+    run_cli(&r, both, NULL);
+    expect_failure(&r, 2, "fling: retry: ");
+    char *none[] = { "fling", "--url", d.url, "retry", NULL };
+    run_cli(&r, none, NULL);
+    expect_failure(&r, 2, "fling: retry: ");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* status ID --payload prints the stored bytes as they are, without a newline added. */
+static void test_status_payload(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, NULL), 0);
+    run_ok(&d, &r, (const char *[]){ "submit", "t", "  3600 \n\tx", "--delay", "600", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    run_ok(&d, &r, (const char *[]){ "status", id, "--payload", NULL });
+    assert_string_equal(r.out, "  3600 \n\tx");
+    char *argv[] = { "fling", "--url", d.url, "status", "424242", "--payload", NULL };
+    run_cli(&r, argv, NULL);
+    expect_failure(&r, 1, "fling: status: 404 not_found: ");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
+/* prune --older-than D deletes the finished jobs and says how many; D is checked first. */
+static void test_prune_command(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    flh_cli r;
+    char id[32];
+    assert_int_equal(flh_start(&d, "[type.noop]\nhandler = noop\n"), 0);
+    run_ok(&d, &r, (const char *[]){ "submit", "noop", "x", NULL });
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    wait_state(&d, id, "succeeded");
+    run_ok(&d, &r, (const char *[]){ "prune", "--older-than", "1h", NULL });
+    assert_string_equal(r.out, "pruned 0 job(s)\n");
+    run_ok(&d, &r, (const char *[]){ "prune", "--older-than", "0", NULL });
+    assert_string_equal(r.out, "pruned 1 job(s)\n");
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/1", NULL), 404);
+    char *bad[] = { "fling", "--url", d.url, "prune", "--older-than", "soon", NULL };
+    run_cli(&r, bad, NULL);
+    expect_failure(&r, 2, "fling: prune: bad --older-than 'soon'");
+    char *none[] = { "fling", "--url", d.url, "prune", NULL };
+    run_cli(&r, none, NULL);
+    expect_failure(&r, 2, "fling: prune: --older-than D is required");
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 /* ---- one version ------------------------------------------------------------------------ */
 
 /* Both binaries print the project version of CMakeLists.txt, each after its own name. */
@@ -534,6 +650,10 @@ int main(void)
         cmocka_unit_test(test_watch_stop_and_loss),
         cmocka_unit_test(test_version_once),
         cmocka_unit_test(test_job_commands),
+        cmocka_unit_test(test_type_commands),
+        cmocka_unit_test(test_retry_commands),
+        cmocka_unit_test(test_status_payload),
+        cmocka_unit_test(test_prune_command),
     };
     return cmocka_run_group_tests_name("cli", tests, group_setup, group_teardown);
 }

@@ -120,6 +120,7 @@ static void test_defaults(void **state)
     assert_true(c.idle_timeout == 60.0);
     assert_string_equal(c.db_path, "var/fling.db");
     assert_int_equal(c.durability_full, 1);
+    assert_int_equal(c.store_retention, 7 * 86400);
     assert_int_equal(c.workers, 8);
     assert_true(c.shutdown_grace == 30.0);
     assert_null(c.redis_url);
@@ -214,6 +215,7 @@ static const char every_key[] =
     "log = /tmp/x/flingd.log\n"
     "log_format = json\n"
     "[store]\n"
+    "retention = 12h\n"
     "path = /tmp/x/fling.db\n"
     "durability = normal\n"
     "[workers]\n"
@@ -244,6 +246,7 @@ static const char every_key[] =
     "handler = http\n"
     "url = http://127.0.0.1:9000/jobs?x=1\n"
     "on_complete = HTTP://0x7f.1:9/a/../b\n"
+    "callback_payload = true\n"
     "[type.nap]\n"
     "handler = sleep\n"
     "concurrency = 0\n"
@@ -273,6 +276,7 @@ static void test_every_key(void **state)
     assert_string_equal(c.log_path, "/tmp/x/flingd.log");
     assert_int_equal(c.log_json, 1);
     assert_int_equal(c.durability_full, 0);
+    assert_int_equal(c.store_retention, 43200);
     assert_int_equal(c.workers, 3);
     assert_true(c.shutdown_grace == 0.0);
     assert_string_equal(c.redis_url, "redis://127.0.0.1:6380/2");
@@ -315,6 +319,8 @@ static void test_every_key(void **state)
     assert_true(h->timeout == 30.0);
     assert_int_equal(h->max_attempts, 3);
     assert_string_equal(h->on_complete, "http://127.0.0.1:9/b"); /* as libcurl will send it */
+    assert_int_equal(h->callback_payload, 1);
+    assert_int_equal(m->callback_payload, 0);
     assert_null(h->env);
     assert_null(h->user);
 
@@ -561,6 +567,8 @@ static const struct {
     /* [store], [server] strings, [redis], [callbacks] */
     {"[store]\ndurability = fast\n", 2, "durability: expected full or normal, got \"fast\""},
     {"[store]\npath =\n", 2, "path: expected a path"},
+    {"[store]\nretention = 1w\n", 2, "retention: expected a duration"},
+    {"[store]\nretention = -1\n", 2, "retention: expected a duration"},
     {"[server]\nlisten = 127.0.0.1\n", 2, "listen: expected HOST:PORT"},
     {"[server]\nlisten = 127.0.0.1:65536\n", 2, "listen: expected HOST:PORT"},
     {"[server]\nlisten = example.com:80\n", 2, "listen: expected HOST:PORT"},
@@ -596,6 +604,8 @@ static const struct {
      "[type.a] user: unknown user, got \"no-such-user-fl\""},
     {"[type.a]\nhandler = noop\nuser =\n", 3, "[type.a] user: unknown user"},
     {"[type.a]\nhandler = noop\ngroup = no-such-group-fl\n", 3, "[type.a] group: unknown group"},
+    {"[type.a]\nhandler = noop\ncallback_payload = yes\n", 3,
+     "[type.a] callback_payload: expected true or false, got \"yes\""},
     /* syntax */
     {"[server]\nnoequals\n", 2, "expected [section] or key = value, got \"noequals\""},
     {"[server\nlisten = 127.0.0.1:1\n", 1, "expected [section] or key = value, got \"[server\""},

@@ -3,6 +3,7 @@
  * mkdtemp directory, attached waits and a departing client (wait.c, cancel.c), and the 202
  * verdict ledger (ack.c). The request's ready callback stands in for the connection. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,7 +92,7 @@ static int setup(void **state)
     w->cancel = (fl_cancel){ .sched = w->sched };
     assert_int_equal(fl_wait_new(&w->wait, w->loop, w->ack, w->store, &w->cancel), 0);
     w->stats = (fl_stats){ .cfg = &w->cfg, .metrics = &w->metrics, .store = w->store, .sched = w->sched };
-    fl_http_env env = { .cfg = &w->cfg, .store = w->store, .metrics = &w->metrics,
+    fl_http_env env = { .cfg = &w->cfg, .store = w->store, .sched = w->sched, .metrics = &w->metrics,
                         .wait = w->wait, .cancel = &w->cancel, .stats = &w->stats };
     assert_int_equal(fl_http_new(&w->http, &env), 0);
     *state = w;
@@ -203,6 +204,52 @@ static void test_auth(void **state)
     run(w, &r, HTTP_GET, "/healthz", NULL, AUTH, NULL);
     assert_int_equal(status_of(&r), 200);
     assert_non_null(strstr(text_of(&r), "\"status\":\"ok\""));
+    fl_req_release(&r.req);
+}
+
+/* Runs method url without a token and checks the status. */
+static void expect_untokened(t_world *w, int method, const char *url, int want)
+{
+    t_req r;
+    run(w, &r, method, url, NULL, NULL);
+    assert_int_equal(status_of(&r), want);
+    fl_req_release(&r.req);
+}
+
+/* open_health and open_metrics leave those two GETs open; every other route keeps the token. */
+static void test_open_health_and_metrics(void **state)
+{
+    t_world *w = *state;
+    w->cfg.open_health = 1;
+    expect_untokened(w, HTTP_GET, "/healthz?x=1", 200);
+    expect_untokened(w, HTTP_GET, "/metrics", 401);
+    expect_untokened(w, HTTP_POST, "/healthz", 401);
+    w->cfg.open_metrics = 1;
+    expect_untokened(w, HTTP_GET, "/metrics", 200);
+    expect_untokened(w, HTTP_GET, "/v1/jobs", 401);
+    expect_untokened(w, HTTP_GET, "/v1/types", 401);
+}
+
+/* /healthz answers 503 with the store's error while its writes fail, 200 once one commits. */
+static void test_health_follows_store(void **state)
+{
+    t_world *w = *state;
+    t_req r;
+    fl_store_inject_fault(w->store, -ENOSPC, 1);
+    run(w, &r, HTTP_POST, "/v1/jobs/noop", "{}", AUTH, NULL);
+    assert_int_equal(status_of(&r), 503);
+    fl_req_release(&r.req);
+    run(w, &r, HTTP_GET, "/healthz", NULL, AUTH, NULL);
+    assert_int_equal(status_of(&r), 503);
+    assert_non_null(strstr(text_of(&r), "\"status\":\"store_failing\""));
+    assert_non_null(strstr(text_of(&r), strerror(ENOSPC)));
+    fl_req_release(&r.req);
+    submit(w, &r, NULL);
+    fl_req_release(&r.req);
+    run(w, &r, HTTP_GET, "/healthz", NULL, AUTH, NULL);
+    assert_int_equal(status_of(&r), 200);
+    assert_non_null(strstr(text_of(&r), "\"store\":\"ok\""));
+    assert_non_null(strstr(text_of(&r), "\"redis\":\"off\""));
     fl_req_release(&r.req);
 }
 
@@ -472,6 +519,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_health_and_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_follows_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_get_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_and_metrics, setup, teardown),

@@ -19,7 +19,8 @@
 static fl_job_sizes all_absent(void)
 {
     fl_job_sizes sz = { FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
-                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT };
+                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
+                        FL_JOB_ABSENT, FL_JOB_ABSENT };
     return sz;
 }
 
@@ -161,7 +162,7 @@ static void test_json_full(void **state)
     job->exit_code = 3;
     o = fl_job_to_json(job);
     assert_non_null(o);
-    assert_int_equal(json_object_size(o), 17);
+    assert_int_equal(json_object_size(o), 23);
     assert_string_equal(str_field(o, "id"), "9007199254740993");
     assert_string_equal(str_field(o, "type"), "echo");
     assert_string_equal(str_field(o, "state"), "failed");
@@ -198,7 +199,9 @@ static void test_json_nulls(void **state)
     job->max_attempts = 1;
     o = fl_job_to_json(job);
     assert_non_null(o);
-    assert_int_equal(json_object_size(o), 17);
+    assert_int_equal(json_object_size(o), 23);
+    assert_int_equal(json_integer_value(json_object_get(o, "retried")), 0);
+    assert_null_field(o, "previous_error");
     assert_string_equal(str_field(o, "id"), "1");
     assert_string_equal(str_field(o, "state"), "queued");
     assert_null_field(o, "created_at");

@@ -77,6 +77,72 @@ static void test_valid_type(void **state)
     assert_false(fl_proto_valid_type(NULL, 3));
 }
 
+static void test_parse_duration(void **state)
+{
+    (void)state;
+    static const struct { const char *s; int rc; int64_t v; } cases[] = {
+        { "0", 0, 0 },
+        { "90", 0, 90 },
+        { "45s", 0, 45 },
+        { "30m", 0, 1800 },
+        { "12h", 0, 43200 },
+        { "7d", 0, 604800 },
+        { "0d", 0, 0 },
+        { "007", 0, 7 },
+        { "36500d", 0, FL_DURATION_MAX },
+        { "36501d", -EINVAL, 0 },
+        { "3153600001", -EINVAL, 0 },
+        { "9999999999999d", -EINVAL, 0 },
+        { "", -EINVAL, 0 },
+        { "d", -EINVAL, 0 },
+        { "1w", -EINVAL, 0 },
+        { "1.5h", -EINVAL, 0 },
+        { "-1", -EINVAL, 0 },
+        { "1 d", -EINVAL, 0 },
+        { "1dd", -EINVAL, 0 },
+        { "1D", -EINVAL, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t v = -1;
+        int rc = fl_proto_parse_duration(cases[i].s, strlen(cases[i].s), &v);
+        if (rc != cases[i].rc || (rc == 0 && v != cases[i].v))
+            fail_msg("\"%s\": rc %d v %lld, want rc %d v %lld", cases[i].s, rc, (long long)v, cases[i].rc,
+                     (long long)cases[i].v);
+    }
+    int64_t v;
+    assert_int_equal(fl_proto_parse_duration(NULL, 0, &v), -EINVAL);
+    assert_int_equal(fl_proto_parse_duration("12h", 2, &v), 0);   /* len bounds it: "12" */
+    assert_int_equal(v, 12);
+}
+
+static void test_trace_context(void **state)
+{
+    (void)state;
+    static const struct { const char *v; int ok; } parents[] = {
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 1 },
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", 1 },
+        { "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later", 1 },   /* a later version */
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", 0 },       /* 00 is exact */
+        { "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 0 },         /* forbidden version */
+        { "00-00000000000000000000000000000000-00f067aa0ba902b7-01", 0 },         /* zero trace id */
+        { "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", 0 },         /* zero parent id */
+        { "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", 0 },         /* upper case */
+        { "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", 0 },          /* short */
+        { "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 0 },
+        { "", 0 },
+    };
+    for (size_t i = 0; i < sizeof parents / sizeof parents[0]; i++)
+        if (fl_proto_traceparent_valid(parents[i].v, strlen(parents[i].v)) != parents[i].ok)
+            fail_msg("traceparent \"%s\": want %d", parents[i].v, parents[i].ok);
+    assert_int_equal(fl_proto_tracestate_valid("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", 39), 1);
+    assert_int_equal(fl_proto_tracestate_valid("a=1\r\nX: y", 10), 0);
+    assert_int_equal(fl_proto_tracestate_valid("", 0), 0);
+    char big[FL_TRACESTATE_MAX + 2];
+    memset(big, 'a', sizeof big);
+    assert_int_equal(fl_proto_tracestate_valid(big, FL_TRACESTATE_MAX), 1);
+    assert_int_equal(fl_proto_tracestate_valid(big, FL_TRACESTATE_MAX + 1), 0);
+}
+
 static void test_parse_id(void **state)
 {
     (void)state;
@@ -959,7 +1025,9 @@ static void test_redis_fields_are_the_job_json(void **state)
 {
     (void)state;
     fl_job_sizes sz = { .type = 5, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
-                        .error = 4, .output = FL_JOB_ABSENT, .payload = 0 };
+                        .error = 4, .output = FL_JOB_ABSENT, .payload = 0,
+                        .previous_error = FL_JOB_ABSENT, .content_type = FL_JOB_ABSENT,
+                        .traceparent = FL_JOB_ABSENT, .tracestate = FL_JOB_ABSENT };
     fl_job *job = fl_job_new(&sz);
     assert_non_null(job);
     memcpy(job->type, "email", 5);
@@ -991,6 +1059,8 @@ int main(void)
         cmocka_unit_test(test_state_terminal),
         cmocka_unit_test(test_valid_type),
         cmocka_unit_test(test_parse_id),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_opts_table),
         cmocka_unit_test(test_opts_bounds_and_repeats),
         cmocka_unit_test(test_encode_submit_exact),

@@ -212,7 +212,8 @@ typedef struct spec {
 static fl_job *make_job(const spec *sp)
 {
     fl_job_sizes sz = { FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
-                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT };
+                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
+                        FL_JOB_ABSENT, FL_JOB_ABSENT };
     fl_job *job;
 
     sz.type = strlen(sp->type);
@@ -1477,6 +1478,69 @@ static void test_ids_not_reused(void **state)
     assert_int_equal(submit(h, &sp), last + 1);
 }
 
+/* finish_at records job id's end in state at `at` (ms). */
+static void finish_at(harness *h, int64_t id, fl_state state, int64_t at)
+{
+    fl_store_op op;
+    finish_op(&op, id, state);
+    op.u.finish.o.finished_at = at;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    fl_job_free(op.u.finish.job);
+}
+
+/* prune runs one PRUNE and returns how many jobs it deleted. */
+static size_t prune(harness *h, int64_t before, int limit)
+{
+    fl_store_op op = { .kind = FL_STORE_PRUNE };
+    op.u.prune.before = before;
+    op.u.prune.limit = limit;
+    run(h, &op);
+    assert_int_equal(op.result, 0);
+    return op.u.prune.n;
+}
+
+/* PRUNE deletes finished jobs that ended before the time, oldest first and at most limit at a
+ * time, with their payloads and deliveries; waiting and running jobs and younger ones stay, and
+ * the ids of deleted jobs are not handed out again. */
+static void test_prune(void **state)
+{
+    harness *h = *state;
+    fl_store_set_hooks(h->store, test_hook, NULL);
+    int64_t old_ok = submit_simple(h, "h", FL_STATE_QUEUED, NOW - 10);
+    int64_t old_failed = submit_simple(h, "k", FL_STATE_QUEUED, NOW - 10);
+    int64_t old_cancelled = submit_simple(h, "h", FL_STATE_QUEUED, NOW - 10);
+    int64_t young = submit_simple(h, "k", FL_STATE_QUEUED, NOW - 10);
+    int64_t waiting = submit_simple(h, "k", FL_STATE_SCHEDULED, NOW + 100000);
+    finish_at(h, old_ok, FL_STATE_SUCCEEDED, NOW - 3000);   /* on_complete: one delivery */
+    finish_at(h, old_failed, FL_STATE_FAILED, NOW - 2000);
+    cancel_waiting(h, old_cancelled);                       /* finished_at = NOW; on_abort */
+    finish_at(h, young, FL_STATE_SUCCEEDED, NOW + 5000);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM deliveries"), 2);
+
+    assert_int_equal(prune(h, NOW + 1, 1), 1);              /* the oldest first */
+    fl_store_answer answer;
+    assert_null(get(h, old_ok, &answer));
+    assert_int_equal(answer, FL_STORE_NOT_FOUND);
+    fl_job_free(get_ok(h, old_failed));
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM deliveries"), 1);   /* the cancel's abort */
+    assert_int_equal(prune(h, NOW + 1, 10), 2);             /* fewer than the limit: done */
+    assert_int_equal(prune(h, NOW + 1, 10), 0);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 2);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM deliveries"), 0);
+    fl_job_free(get_ok(h, young));
+    fl_job_free(get_ok(h, waiting));
+    /* the query uses the partial index, not a scan of every job */
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM pragma_index_list('jobs') WHERE name = 'jobs_finished'"), 1);
+
+    assert_int_equal(prune(h, NOW + 10000, FL_STORE_PRUNE_BATCH), 1);
+    assert_true(submit_simple(h, "k", FL_STATE_QUEUED, 0) > waiting);
+    fl_store_op bad = { .kind = FL_STORE_PRUNE };
+    bad.u.prune.limit = 1001;   /* over a page */
+    run(h, &bad);
+    assert_int_equal(bad.result, -EINVAL);
+}
+
 /* check_private asserts path is a regular file of mode 0600. */
 static void check_private(const char *path)
 {
@@ -1691,6 +1755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deleted_db_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_db_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_not_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files_private, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
