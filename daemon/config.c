@@ -111,7 +111,8 @@ typedef enum value_kind {
     V_USER,         /* user, uid, user_home (and gid unless a group is set) */
     V_GROUP,        /* group, gid */
     V_BOOL,         /* int: true = 1, false = 0 */
-    V_DURATION      /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
+    V_DURATION,     /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
+    V_CRON          /* schedule: its text and the parsed fl_cron */
 } value_kind;
 
 typedef struct key_spec {
@@ -177,6 +178,8 @@ static const key_spec keys[] = {
     {SEC_TYPE, "user", V_USER, 0, 0, 0},
     {SEC_TYPE, "group", V_GROUP, 0, 0, 0},
     {SEC_TYPE, "callback_payload", V_BOOL, TYP(callback_payload), 0, 0},
+    {SEC_TYPE, "schedule", V_CRON, TYP(schedule), 0, 0},
+    {SEC_TYPE, "periodic_payload", V_TEXT, TYP(periodic_payload), 0, 0},
 };
 
 static const struct {
@@ -613,6 +616,8 @@ static void type_free(fl_type *t)
     free(t->url);
     free(t->on_complete);
     free(t->on_abort);
+    free(t->schedule);
+    free(t->periodic_payload);
     strv_free(t->env);
     strv_free(t->env_pass);
     free(t->user);
@@ -971,6 +976,12 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected full or normal");
         c->durability_full = strcmp(v, "full") == 0;
         return 0;
+    case V_CRON: {
+        char why[160];
+        if (fl_cron_parse(v, &t->cron, why, sizeof why) < 0)
+            return reject(ld, "%s", why);
+        return replace_string(str, v);
+    }
     case V_DURATION: {
         int64_t secs;
         if (fl_proto_parse_duration(v, strlen(v), &secs) < 0)
@@ -1488,6 +1499,7 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_ENV_PASS: put_list(f, k->name, *(char **const *)(const void *)field); break;
     case V_USER: put_text(f, "user", t->user); break;
     case V_GROUP: put_text(f, "group", t->group); break;
+    case V_CRON: put_text(f, k->name, t->schedule); break;
     case V_DURATION: fprintf(f, "%s = %ld\n", k->name, *(const long *)(const void *)field); break;
     case V_BOOL: fprintf(f, "%s = %s\n", k->name, *(const int *)(const void *)field ? "true" : "false"); break;
     }

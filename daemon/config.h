@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "cron.h"
+
 typedef enum fl_handler {
     FL_HANDLER_EXEC = 0,  /* argv from the config, payload on stdin */
     FL_HANDLER_HTTP,      /* POST the payload to url */
@@ -36,6 +38,9 @@ typedef struct fl_type {
     uid_t uid;              /* resolved at load: valid when user is set */
     gid_t gid;              /* resolved at load: valid when user or group is set */
     int callback_payload;   /* callbacks carry the payload, base64, as "payload"; default false */
+    char *schedule;         /* periodic: the cron expression as written; NULL = not periodic */
+    fl_cron cron;           /* periodic: schedule, parsed */
+    char *periodic_payload; /* periodic: the payload of each job it enqueues; NULL = empty */
 } fl_type;
 
 /* One [callbacks] allow entry, parsed at load by libcurl's URL API. A callback URL is allowed

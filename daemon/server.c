@@ -17,6 +17,7 @@
 #include "listen.h"
 #include "log.h"
 #include "mirror.h"
+#include "periodic.h"
 #include "prune.h"
 #include "sched.h"
 #include "stats.h"
@@ -37,6 +38,7 @@ struct fl_server {
     fl_store *store;
     fl_sched *sched;               /* runs the stored jobs */
     fl_prune *prune;               /* [store] retention */
+    fl_periodic *periodic;         /* the schedules of periodic types */
     fl_webhook *webhook;           /* outgoing HTTP (http handler); NULL if no type needs it */
     fl_mirror *mirror;             /* the Redis status mirror; NULL without [redis] url */
     fl_callbacks *callbacks;       /* callback deliveries; NULL if none can exist */
@@ -215,6 +217,10 @@ static int start_jobs(fl_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "retention: %s", strerror(-rc));
         return rc;
     }
+    if ((rc = fl_periodic_new(&srv->periodic, srv->loop, cfg, srv->store)) < 0) {
+        snprintf(err, errlen, "periodic types: %s", strerror(-rc));
+        return rc;
+    }
     return 0;
 }
 
@@ -298,6 +304,7 @@ void fl_server_stop(fl_server *srv)
     ev_unref(srv->loop);   /* the stop timer alone must not keep the loop alive */
     fl_sched_stop(srv->sched);
     fl_prune_stop(srv->prune);
+    fl_periodic_stop(srv->periodic);
     if (srv->callbacks)
         fl_callbacks_stop(srv->callbacks);
     fl_wait_stop(srv->wait);
@@ -341,9 +348,11 @@ void fl_server_free(fl_server *srv)
     if (srv->mirror)
         fl_mirror_stop(srv->mirror);
     fl_prune_stop(srv->prune);
+    fl_periodic_stop(srv->periodic);
     fl_store_close(srv->store);      /* runs the callbacks' last DONE ops, and any request's */
     srv->store = NULL;
     fl_prune_free(srv->prune);       /* after the store reaped its last batch */
+    fl_periodic_free(srv->periodic); /* and its last submit */
     fl_callbacks_free(srv->callbacks);
     fl_mirror_free(srv->mirror);
     /* Connections still open (the stop deadline passed) go without a word; every acked job is

@@ -114,6 +114,8 @@ static int op_valid(const fl_store_op *op)
         return op->u.take.limit >= 1 && op->u.take.limit <= FL_STORE_PAGE_MAX;
     case FL_STORE_DELIVERY_DONE:
         return (unsigned)op->u.done.state <= FL_DELIVERY_FAILED;
+    case FL_STORE_LAST_KEY:
+        return op->u.last_key.type && op->u.last_key.prefix && op->u.last_key.prefix[0];
     case FL_STORE_PRUNE:
         return op->u.prune.limit >= 1 && op->u.prune.limit <= FL_STORE_PAGE_MAX && op->u.prune.before >= 0;
     case FL_STORE_PAUSE:
@@ -185,6 +187,7 @@ static int run_op(fl_store *s, fl_store_op *op)
     case FL_STORE_PAUSE: rc = be->pause(s->b, op); break;
     case FL_STORE_RETRY: rc = be->retry(s->b, op); break;
     case FL_STORE_PRUNE: rc = be->prune(s->b, op); break;
+    case FL_STORE_LAST_KEY: rc = be->last_key(s->b, op); break;
     }
     if (!rc && (ended = ended_job(op)))
         rc = add_deliveries(s, ended);
@@ -250,6 +253,9 @@ static void clear_outputs(fl_store_op *op)
     case FL_STORE_PRUNE:
         op->u.prune.n = 0;
         break;
+    case FL_STORE_LAST_KEY:
+        op->u.last_key.key = NULL;
+        break;
     }
 }
 
@@ -299,6 +305,9 @@ static void fail_op(fl_store_op *op, int err)
         break;
     case FL_STORE_PRUNE:
         break;
+    case FL_STORE_LAST_KEY:
+        free(op->u.last_key.key);
+        break;
     }
     clear_outputs(op);
     op->result = err;
@@ -312,6 +321,7 @@ static const char *kind_name(fl_store_kind kind)
         [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
         [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
         [FL_STORE_PAUSE] = "pause", [FL_STORE_RETRY] = "retry", [FL_STORE_PRUNE] = "prune",
+        [FL_STORE_LAST_KEY] = "last-key",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
 }
@@ -386,6 +396,7 @@ static int group_writes(const fl_store_op *ops)
         case FL_STORE_LIST:
         case FL_STORE_COUNT:
         case FL_STORE_CHANGED:
+        case FL_STORE_LAST_KEY:
             break;
         case FL_STORE_PAUSE:
             if (op->u.pause.type)
@@ -699,6 +710,15 @@ void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_
     op->u.prune.before = before;
     op->u.prune.limit = limit;
     start(s, op, FL_STORE_PRUNE, cb, udata);
+}
+
+void fl_store_last_key(fl_store *s, fl_store_op *op, const char *type, const char *prefix, fl_store_cb cb,
+                       void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.last_key.type = type;
+    op->u.last_key.prefix = prefix;
+    start(s, op, FL_STORE_LAST_KEY, cb, udata);
 }
 
 /* ---- events (loop thread) -------------------------------------------------------------- */

@@ -49,7 +49,8 @@ typedef enum fl_store_kind {
     FL_STORE_DELIVERY_DONE,  /* the outcome of one delivery attempt */
     FL_STORE_PAUSE,          /* pause or resume a type; returns the paused types */
     FL_STORE_RETRY,          /* failed/cancelled -> queued again, with a new attempt budget */
-    FL_STORE_PRUNE           /* delete a batch of jobs finished before a time */
+    FL_STORE_PRUNE,          /* delete a batch of jobs finished before a time */
+    FL_STORE_LAST_KEY        /* the greatest Idempotency-Key of a type with a prefix */
 } fl_store_kind;
 
 typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
@@ -216,6 +217,9 @@ struct fl_store_op {
          *     their payloads and callback deliveries. Ids are never handed out again.
          * out: n = how many jobs were deleted (fewer than limit: none older is left). */
         struct { int64_t before; int limit; size_t n; } prune;
+        /* in: type, prefix (borrowed, non-empty). out: key = the greatest idem_key of a job
+         *     of type that starts with prefix (caller frees with free()), or NULL if none. */
+        struct { const char *type; const char *prefix; char *key; } last_key;
     } u;
 };
 
@@ -315,6 +319,11 @@ void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_st
 
 /* fl_store_prune deletes up to limit jobs finished before `before` (ms). */
 void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_store_cb cb, void *udata);
+
+/* fl_store_last_key finds the greatest Idempotency-Key of type starting with prefix (both
+ * borrowed until cb): how a periodic type learns the last slot it enqueued. */
+void fl_store_last_key(fl_store *s, fl_store_op *op, const char *type, const char *prefix, fl_store_cb cb,
+                       void *udata);
 
 /* Jobs one PRUNE should delete: small enough that the group it joins stays short. */
 #define FL_STORE_PRUNE_BATCH 500

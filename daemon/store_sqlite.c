@@ -72,7 +72,7 @@ enum stmt_id {
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY,
-    ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS,
+    ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS, ST_LAST_KEY,
     ST_COUNT
 };
 
@@ -155,6 +155,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PRUNE_DELIVERIES] = "DELETE FROM deliveries WHERE job_id IN (" PRUNE_BATCH ")",
     [ST_PRUNE_PAYLOADS] = "DELETE FROM job_payloads WHERE id IN (" PRUNE_BATCH ")",
     [ST_PRUNE_JOBS] = "DELETE FROM jobs WHERE id IN (" PRUNE_BATCH ")",
+    /* ?2 <= key < ?3, ?3 being the prefix with its last byte one higher: a range of jobs_idem. */
+    [ST_LAST_KEY] = "SELECT idem_key FROM jobs WHERE type = ?1 AND idem_key >= ?2 AND idem_key < ?3"
+                    " ORDER BY idem_key DESC LIMIT 1",
 };
 
 /* Which file a path names: a deleted file has none (ino 0), a replaced one another. */
@@ -835,6 +838,36 @@ static int sq_prune(void *b, fl_store_op *op)
     return 0;
 }
 
+static int sq_last_key(void *b, fl_store_op *op)
+{
+    sql_store *s = b;
+    sqlite3_stmt *st = s->st[ST_LAST_KEY];
+    const char *prefix = op->u.last_key.prefix;
+    size_t n = strlen(prefix);
+    char *above = strdup(prefix);
+    int rc = 0, step_rc;
+
+    if (!above)
+        return -ENOMEM;
+    above[n - 1] = (char)(above[n - 1] + 1);   /* idem keys are visible ASCII: no overflow */
+    if (sqlite3_bind_text(st, 1, op->u.last_key.type, -1, SQLITE_STATIC) ||
+        sqlite3_bind_text(st, 2, prefix, -1, SQLITE_STATIC) || sqlite3_bind_text(st, 3, above, -1, SQLITE_STATIC)) {
+        free(above);
+        return db_errno(s);
+    }
+    step_rc = sqlite3_step(st);
+    if (step_rc == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        if (key && !(op->u.last_key.key = strdup(key)))
+            rc = -ENOMEM;
+    } else if (step_rc != SQLITE_DONE) {
+        rc = rc_errno(step_rc);
+    }
+    sqlite3_reset(st);
+    free(above);
+    return rc;
+}
+
 static int sq_changed(void *b, fl_store_op *op)
 {
     sql_store *s = b;
@@ -1435,5 +1468,6 @@ const fl_store_backend fl_store_sqlite = {
     .pause = sq_pause,
     .retry = sq_retry,
     .prune = sq_prune,
+    .last_key = sq_last_key,
     .add_delivery = sq_add_delivery,
 };

@@ -247,6 +247,8 @@ static const char every_key[] =
     "url = http://127.0.0.1:9000/jobs?x=1\n"
     "on_complete = HTTP://0x7f.1:9/a/../b\n"
     "callback_payload = true\n"
+    "schedule = */5 9-17 * * 1-5\n"
+    "periodic_payload = {\"report\":1}\n"
     "[type.nap]\n"
     "handler = sleep\n"
     "concurrency = 0\n"
@@ -320,6 +322,10 @@ static void test_every_key(void **state)
     assert_int_equal(h->max_attempts, 3);
     assert_string_equal(h->on_complete, "http://127.0.0.1:9/b"); /* as libcurl will send it */
     assert_int_equal(h->callback_payload, 1);
+    assert_string_equal(h->schedule, "*/5 9-17 * * 1-5");
+    assert_int_equal(h->cron.hour, 0x3fe00);
+    assert_string_equal(h->periodic_payload, "{\"report\":1}");
+    assert_null(m->schedule);
     assert_int_equal(m->callback_payload, 0);
     assert_null(h->env);
     assert_null(h->user);
@@ -604,6 +610,8 @@ static const struct {
      "[type.a] user: unknown user, got \"no-such-user-fl\""},
     {"[type.a]\nhandler = noop\nuser =\n", 3, "[type.a] user: unknown user"},
     {"[type.a]\nhandler = noop\ngroup = no-such-group-fl\n", 3, "[type.a] group: unknown group"},
+    {"[type.a]\nhandler = noop\nschedule = * * *\n", 3, "[type.a] schedule: expected 5 or 6 fields, got 3"},
+    {"[type.a]\nhandler = noop\nschedule = 61 * * * *\n", 3, "schedule: bad minute field \"61\""},
     {"[type.a]\nhandler = noop\ncallback_payload = yes\n", 3,
      "[type.a] callback_payload: expected true or false, got \"yes\""},
     /* syntax */

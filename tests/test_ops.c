@@ -4,7 +4,8 @@
  * with its Content-Type (GET /v1/jobs/{id}/payload) and in callbacks (callback_payload), and
  * retention ([store] retention, POST /v1/prune) on jobs back-dated in the database, and health
  * for the surroundings (open_health, open_metrics, 503 while the store fails), and the W3C trace
- * context reaching exec jobs, http handlers and callbacks. */
+ * context reaching exec jobs, http handlers and callbacks, and periodic types (once per slot,
+ * across a restart, the last missed slot once). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -548,6 +550,75 @@ static void trace_context_is_passed_on(void **state)
     flr_stop(rx);
 }
 
+/* The slots of the periodic jobs of type in d's (stopped) database, ascending, from their
+ * Idempotency-Keys "cron:<12 digits>"; how many in *n. */
+static void read_slots(const flh_daemon *d, const char *type, long *v, size_t cap, size_t *n)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(d->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT idem_key FROM jobs WHERE type = ?1 ORDER BY idem_key", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    *n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        assert_non_null(key);
+        assert_int_equal(strlen(key), 17);
+        assert_int_equal(strncmp(key, "cron:", 5), 0);
+        assert_true(*n < cap);
+        v[(*n)++] = atol(key + 5);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* A once-a-second schedule: one job per slot while flingd runs, no slot twice; after a stop of
+ * a few seconds only the last missed slot is enqueued, once, and the schedule goes on. */
+static void periodic_once_per_slot_across_restart(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    const char *body;
+    char reply[1024];
+    size_t len, n;
+    long v[256];
+    assert_int_equal(flh_start(&d, "[type.tick]\nhandler = noop\nschedule = * * * * * *\nperiodic_payload = hi\n"), 0);
+    assert_true(flh_wait_count(&d, "tick", 3, 10000, NULL) >= 3);
+    assert_int_equal(raw_get(&d, "/v1/jobs/1/payload", reply, sizeof reply, &body, &len), 200);
+    assert_int_equal(len, 2);
+    assert_memory_equal(body, "hi", 2);
+    assert_int_equal(flh_kill(&d, SIGTERM), 0);
+    read_slots(&d, "tick", v, 256, &n);
+    long last_before = v[n - 1];
+    time_t down_at = time(NULL);
+    sleep(3);   /* at least two slots pass while it is down */
+    assert_int_equal(flh_restart(&d), 0);
+    time_t up_at = time(NULL);
+    long before = flh_count_jobs(&d, "tick", NULL);
+    assert_true(flh_wait_count(&d, "tick", before + 3, 10000, NULL) >= before + 3);
+    assert_int_equal(flh_kill(&d, SIGTERM), 0);
+
+    read_slots(&d, "tick", v, 256, &n);
+    size_t i = 0, gaps = 0;
+    for (i = 1; i < n; i++) {
+        assert_true(v[i] > v[i - 1]);   /* no slot twice */
+        if (v[i] - v[i - 1] > 1)
+            gaps++;
+    }
+    assert_int_equal(gaps, 1);          /* one stretch skipped: the downtime */
+    for (i = 0; i < n && v[i] <= last_before; i++)
+        ;
+    assert_true(i < n);
+    /* the first slot after the restart is the last one missed, enqueued at start, not the
+     * next one to come */
+    assert_true(v[i] >= (long)down_at + 1 && v[i] <= (long)up_at);
+    assert_true(v[i] - last_before >= 2);
+    assert_int_equal(flh_log_count(&d, "slots passed while flingd was down"), 1);
+    assert_int_equal(flh_restart(&d), 0);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -562,6 +633,7 @@ int main(void)
         cmocka_unit_test(open_health_and_metrics),
         cmocka_unit_test(health_503_while_store_fails),
         cmocka_unit_test(trace_context_is_passed_on),
+        cmocka_unit_test(periodic_once_per_slot_across_restart),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

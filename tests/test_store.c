@@ -1478,14 +1478,20 @@ static void test_ids_not_reused(void **state)
     assert_int_equal(submit(h, &sp), last + 1);
 }
 
+/* run_expect runs op and checks its result. */
+static void run_expect(harness *h, fl_store_op *op, int want)
+{
+    run(h, op);
+    assert_int_equal(op->result, want);
+}
+
 /* finish_at records job id's end in state at `at` (ms). */
 static void finish_at(harness *h, int64_t id, fl_state state, int64_t at)
 {
     fl_store_op op;
     finish_op(&op, id, state);
     op.u.finish.o.finished_at = at;
-    run(h, &op);
-    assert_int_equal(op.result, 0);
+    run_expect(h, &op, 0);
     fl_job_free(op.u.finish.job);
 }
 
@@ -1495,8 +1501,7 @@ static size_t prune(harness *h, int64_t before, int limit)
     fl_store_op op = { .kind = FL_STORE_PRUNE };
     op.u.prune.before = before;
     op.u.prune.limit = limit;
-    run(h, &op);
-    assert_int_equal(op.result, 0);
+    run_expect(h, &op, 0);
     return op.u.prune.n;
 }
 
@@ -1537,8 +1542,39 @@ static void test_prune(void **state)
     assert_true(submit_simple(h, "k", FL_STATE_QUEUED, 0) > waiting);
     fl_store_op bad = { .kind = FL_STORE_PRUNE };
     bad.u.prune.limit = 1001;   /* over a page */
-    run(h, &bad);
-    assert_int_equal(bad.result, -EINVAL);
+    run_expect(h, &bad, -EINVAL);
+}
+
+/* last_key returns LAST_KEY's answer for type and prefix (caller frees), NULL if none. */
+static char *last_key(harness *h, const char *type, const char *prefix)
+{
+    fl_store_op op = { .kind = FL_STORE_LAST_KEY };
+    op.u.last_key.type = type;
+    op.u.last_key.prefix = prefix;
+    run_expect(h, &op, 0);
+    return op.u.last_key.key;
+}
+
+/* LAST_KEY: the greatest key of the type with the prefix, not another type's, not another prefix's. */
+static void test_last_key(void **state)
+{
+    harness *h = *state;
+    static const struct { const char *type, *key; } jobs[] = {
+        { "p", "cron:000000000100" }, { "p", "cron:000000000300" }, { "p", "cron:000000000200" },
+        { "p", "cros:999" }, { "p", "cron;1" }, { "q", "cron:000000000900" },
+    };
+    for (size_t i = 0; i < sizeof jobs / sizeof *jobs; i++) {
+        spec sp = { .type = jobs[i].type, .key = jobs[i].key, .state = FL_STATE_QUEUED };
+        submit(h, &sp);
+    }
+    char *k = last_key(h, "p", "cron:");
+    assert_string_equal(k, "cron:000000000300");
+    free(k);
+    assert_null(last_key(h, "r", "cron:"));
+    fl_store_op bad = { .kind = FL_STORE_LAST_KEY };
+    bad.u.last_key.type = "p";
+    bad.u.last_key.prefix = "";
+    run_expect(h, &bad, -EINVAL);
 }
 
 /* check_private asserts path is a regular file of mode 0600. */
@@ -1756,6 +1792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replaced_db_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_not_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files_private, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
