@@ -295,8 +295,9 @@ static void test_resume_loses_nothing(void **state)
 }
 
 /* What the ring (at most FL_EVENTS_RING_BYTES) and the allocator may add. ASan keeps freed
- * blocks in quarantine (256 MiB by default), so there RSS shows what was allocated at all. */
-#ifdef __SANITIZE_ADDRESS__
+ * blocks in quarantine (256 MiB by default), and TSan shadows every allocation: there RSS
+ * shows what was allocated at all. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define RSS_GROWTH_MAX_KIB (256 * 1024)
 #else
 #define RSS_GROWTH_MAX_KIB (24 * 1024)
