@@ -38,6 +38,14 @@ static void use_zone(const char *tz)
     tzset();
 }
 
+/* Runs the rest of a test in Europe/Berlin, or skips it where tzdata lacks that zone. */
+static void use_berlin_or_skip(void)
+{
+    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) != 0)
+        skip();
+    use_zone("Europe/Berlin");
+}
+
 static void test_parse_fields(void **state)
 {
     (void)state;
@@ -121,9 +129,7 @@ static void test_next_and_prev(void **state)
 static void test_dst(void **state)
 {
     (void)state;
-    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) != 0)
-        skip();
-    use_zone("Europe/Berlin");
+    use_berlin_or_skip();
     fl_cron c = parse_ok("0 * * * *");
     int64_t t = at(2026, 3, 29, 1, 0, 0);
     assert_int_equal(fl_cron_next(&c, t), t + 3600);   /* 01:00 -> 03:00 local, one real hour */
@@ -136,9 +142,7 @@ static void test_dst(void **state)
 static void test_utc_slots(void **state)
 {
     (void)state;
-    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) != 0)
-        skip();
-    use_zone("Europe/Berlin");
+    use_berlin_or_skip();
     fl_cron c = parse_ok("0 12 * * *");
     assert_false(c.utc);
     assert_int_equal(fl_cron_next(&c, at(2026, 6, 1, 0, 0, 0)), at(2026, 6, 1, 12, 0, 0));
@@ -160,8 +164,7 @@ static void expect_zone_error(const char *zone, const char *want)
 static void test_zone_names(void **state)
 {
     (void)state;
-    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) != 0)
-        skip();
+    use_berlin_or_skip();
     const char *locals[] = { "Europe/Berlin", ":Europe/Berlin", "/usr/share/zoneinfo/Europe/Berlin" };
     for (size_t i = 0; i < sizeof locals / sizeof *locals; i++) {
         use_zone(locals[i]);
