@@ -246,15 +246,15 @@ int fl_cron_zone(const char *zone, int *utc, char *err, size_t errlen)
 {
     char local[256];
     if (!zone_exists(zone)) {
-        snprintf(err, errlen, "unknown time zone \"%.64s\" (not in " FL_ZONEINFO ")", zone);
+        snprintf(err, errlen, "unknown time zone (not in " FL_ZONEINFO ")");
         return -EINVAL;
     }
     local_zone(local, sizeof local);
     *utc = strcmp(zone, "UTC") == 0 || strcmp(zone, "Etc/UTC") == 0;
     if (*utc || strcmp(zone, local) == 0)
         return 0;
-    snprintf(err, errlen, "only UTC and the daemon's local zone (%s) are supported, not \"%.64s\"",
-             local[0] ? local : "unknown", zone);
+    snprintf(err, errlen, "only UTC and the daemon's local zone (%s) are supported",
+             local[0] ? local : "unknown");
     return -EINVAL;
 }
 

@@ -616,7 +616,7 @@ static const struct {
     {"[type.a]\nhandler = noop\nschedule = * * *\n", 3, "[type.a] schedule: expected 5 or 6 fields, got 3"},
     {"[type.a]\nhandler = noop\nschedule = 61 * * * *\n", 3, "schedule: bad minute field \"61\""},
     {"[type.a]\nhandler = noop\nschedule_tz = Nowhere/City\n", 3,
-     "[type.a] schedule_tz: unknown time zone \"Nowhere/City\""},
+     "[type.a] schedule_tz: unknown time zone (not in /usr/share/zoneinfo/), got \"Nowhere/City\""},
     {"[type.a]\nhandler = noop\nschedule_tz = Antarctica/Troll\n", 3,
      "[type.a] schedule_tz: only UTC and the daemon's local zone"},
     {"[type.a]\nhandler = noop\ncallback_payload = yes\n", 3,
