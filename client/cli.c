@@ -230,13 +230,17 @@ static int fail_http(const cli *c, const fling_response *res)
     return rc;
 }
 
-/* Reports a libfling failure with the exit code its kind calls for. */
+/* Reports a libfling failure with the exit code its kind calls for. Call it right after the
+ * failed call: a FLING_ECONNECT's reason is in errno. */
 static int fail_call(const cli *c, int rc, const fling_response *res)
 {
+    int connect_errno = errno;
     switch (rc) {
     case FLING_EHTTP: return fail_http(c, res);
     case FLING_EINVAL: return fail(c, EXIT_USAGE, "invalid argument");
-    case FLING_ECONNECT: return fail(c, EXIT_TRANSPORT, "could not connect to %s", c->url);
+    case FLING_ERESOLVE: return fail(c, EXIT_TRANSPORT, "cannot resolve the host of %s", c->url);
+    case FLING_ECONNECT:
+        return fail(c, EXIT_TRANSPORT, "could not connect to %s: %s", c->url, strerror(connect_errno));
     case FLING_ESEND: return fail(c, EXIT_TRANSPORT, "could not send the request to %s", c->url);
     case FLING_ERECV: return fail(c, EXIT_TRANSPORT, "no reply from %s", c->url);
     default: return fail(c, EXIT_TRANSPORT, "%s (%s)", fling_strerror(rc), c->url);
@@ -528,13 +532,13 @@ static int cmd_submit(cli *c)
     fling_response res = { 0 };
     int rc = detach ? fling_fire(c->client, type, data, len, &jo)
                     : fling_submit(c->client, type, data, len, &jo, &res);
-    free(payload);
     if (rc)
-        code = fail_call(c, rc, &res);
+        code = fail_call(c, rc, &res);   /* first: it reads errno */
     else if (jo.wait)
         code = report_attached(c, &res, jo.wait);
     else if (!detach && printf("%s\n", res.id) < 0)
         code = fail(c, EXIT_DAEMON, "cannot write output");
+    free(payload);
     if (!detach)
         fling_response_clear(&res);
     return code;

@@ -303,25 +303,39 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadli
     return fd;
 }
 
+/* Resolves the client's host name: 0 with *list set, FLING_ERESOLVE or FLING_ENOMEM. */
+static int resolve(const fling_client *c, struct addrinfo **list)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV };
+    int rc = getaddrinfo(c->host, c->port, &hints, list);
+    if (rc == 0)
+        return 0;
+    return rc == EAI_MEMORY ? FLING_ENOMEM : FLING_ERESOLVE;
+}
+
 /* Opens a new connection to the client's address (each resolved one in turn, within one
- * connect deadline): fd, or FLING_ECONNECT. */
+ * connect deadline): fd, FLING_ERESOLVE, or FLING_ECONNECT with errno set to the last
+ * connect error, which is what the caller's message needs. */
 static int open_conn(const fling_client *c)
 {
     int64_t deadline = now_ms() + atomic_load(&c->connect_ms);
+    int fd = -ETIMEDOUT;
     if (c->addr_len) {
-        int fd = connect_addr((const struct sockaddr *)&c->addr, c->addr_len, deadline);
-        return fd >= 0 ? fd : FLING_ECONNECT;
+        fd = connect_addr((const struct sockaddr *)&c->addr, c->addr_len, deadline);
+    } else {
+        struct addrinfo *list = NULL;
+        int rc = resolve(c, &list);
+        if (rc < 0)
+            return rc;
+        for (struct addrinfo *a = list; a && fd < 0 && left_ms(deadline) > 0; a = a->ai_next)
+            fd = connect_addr(a->ai_addr, a->ai_addrlen, deadline);
+        freeaddrinfo(list);
     }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV };
-    struct addrinfo *list = NULL;
-    if (getaddrinfo(c->host, c->port, &hints, &list) != 0)
-        return FLING_ECONNECT;
-    int fd = -1;
-    for (struct addrinfo *a = list; a && fd < 0 && left_ms(deadline) > 0; a = a->ai_next)
-        fd = connect_addr(a->ai_addr, a->ai_addrlen, deadline);
-    freeaddrinfo(list);
-    return fd >= 0 ? fd : FLING_ECONNECT;
+    if (fd >= 0)
+        return fd;
+    errno = -fd;
+    return FLING_ECONNECT;
 }
 
 int fling_client_connect(const fling_client *c)
@@ -398,7 +412,8 @@ static int idle_conn_usable(int fd)
 }
 
 /* Sends req and reads its reply into r within io_ms, on the kept connection or a new one; see
- * DESIGN. 0 (a reply of any status), or FLING_ECONNECT/ESEND/ERECV/EPROTO/ENOMEM. Caller holds lock. */
+ * DESIGN. 0 (a reply of any status), or FLING_ERESOLVE/ECONNECT/ESEND/ERECV/EPROTO/ENOMEM.
+ * Caller holds lock. */
 static int exchange(fling_client *c, const char *req, size_t len, int io_ms, fl_proto_resp *r)
 {
     for (int attempt = 0;; attempt++) {
@@ -408,8 +423,9 @@ static int exchange(fling_client *c, const char *req, size_t len, int io_ms, fl_
             reused = 0;
         }
         if (c->fd < 0 && (c->fd = open_conn(c)) < 0) {
+            int rc = c->fd;
             c->fd = -1;
-            return FLING_ECONNECT;
+            return rc;
         }
         int64_t deadline = now_ms() + io_ms;
         size_t sent;
@@ -519,7 +535,9 @@ int fling_fire(fling_client *c, const char *type, const void *payload, size_t le
         return rc;
     int fd = open_conn(c);
     if (fd < 0) {
+        int connect_errno = errno;
         free(req);
+        errno = connect_errno;
         return fd;
     }
     rc = send_all(fd, req, req_len, now_ms() + atomic_load(&c->io_ms), &sent);
@@ -564,6 +582,7 @@ static int round_trip(fling_client *c, char *req, size_t req_len, int io_ms,
     fl_proto_resp_init(&r);
     pthread_mutex_lock(&c->lock);
     int rc = exchange(c, req, req_len, io_ms, &r);
+    int connect_errno = errno;
     pthread_mutex_unlock(&c->lock);
     free(req);
     if (rc == 0)
@@ -571,6 +590,7 @@ static int round_trip(fling_client *c, char *req, size_t req_len, int io_ms,
     fl_proto_resp_clear(&r);
     if (!res)
         fling_response_clear(&scratch);
+    errno = connect_errno;   /* FLING_ECONNECT's reason, past unlock and free */
     return rc;
 }
 
@@ -621,6 +641,7 @@ const char *fling_strerror(int err)
     case FLING_EINVAL: return "invalid argument";
     case FLING_ENOMEM: return "out of memory";
     case FLING_ECONNECT: return "could not connect";
+    case FLING_ERESOLVE: return "cannot resolve host";
     case FLING_ESEND: return "could not send the request";
     case FLING_ERECV: return "no reply";
     case FLING_EPROTO: return "reply not understood";

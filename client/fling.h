@@ -18,11 +18,13 @@ extern "C" {
 /* Errors: every call returns 0 or one of these (negative). */
 #define FLING_EINVAL    (-1)   /* bad argument (URL, type name, option value) */
 #define FLING_ENOMEM    (-2)
-#define FLING_ECONNECT  (-3)   /* could not connect (refused, unreachable, connect timeout) */
+#define FLING_ECONNECT  (-3)   /* could not connect (refused, unreachable, connect timeout);
+                                  errno holds the last connect error on return */
 #define FLING_ESEND     (-4)   /* connected, but could not send the whole request */
 #define FLING_ERECV     (-5)   /* sent, but the reply did not come (closed, reset, timeout) */
 #define FLING_EPROTO    (-6)   /* the reply was not HTTP we understand */
 #define FLING_EHTTP     (-7)   /* the daemon answered with an error status (see fling_response) */
+#define FLING_ERESOLVE  (-8)   /* the URL's host name did not resolve (getaddrinfo failed) */
 
 typedef struct fling_client fling_client;
 
@@ -63,7 +65,7 @@ void fling_client_free(fling_client *c);
 void fling_client_set_timeouts(fling_client *c, int connect_ms, int io_ms);
 
 /* fling_fire sends one job and hangs up without reading: 0 once the kernel has taken every
- * byte of the request, else FLING_ECONNECT / FLING_ESEND / FLING_EINVAL (also for opts->wait or
+ * byte of the request, else FLING_ERESOLVE / FLING_ECONNECT / FLING_ESEND / FLING_EINVAL (also for opts->wait or
  * opts->on_disconnect, which need a reader) / FLING_ENOMEM. */
 int fling_fire(fling_client *c, const char *type, const void *payload, size_t len,
                const fling_job_opts *opts);
@@ -84,7 +86,7 @@ int fling_request(fling_client *c, const char *method, const char *path,
 
 /* fling_client_connect opens a new connection to c's address (not the kept-alive one) within
  * the connect timeout: a connected non-blocking socket that the caller owns and closes, or
- * FLING_ECONNECT. For replies that are streams (GET /v1/events), which libfling does not read. */
+ * FLING_ERESOLVE / FLING_ECONNECT. For replies that are streams (GET /v1/events), which libfling does not read. */
 int fling_client_connect(const fling_client *c);
 
 /* fling_response_clear frees res->body and zeroes res. */

@@ -112,7 +112,8 @@ typedef enum value_kind {
     V_GROUP,        /* group, gid */
     V_BOOL,         /* int: true = 1, false = 0 */
     V_DURATION,     /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
-    V_CRON          /* schedule: its text and the parsed fl_cron */
+    V_CRON,         /* schedule: its text and the parsed fl_cron */
+    V_ZONE          /* schedule_tz: its text, and cron.utc (fl_cron_zone) */
 } value_kind;
 
 typedef struct key_spec {
@@ -179,6 +180,7 @@ static const key_spec keys[] = {
     {SEC_TYPE, "group", V_GROUP, 0, 0, 0},
     {SEC_TYPE, "callback_payload", V_BOOL, TYP(callback_payload), 0, 0},
     {SEC_TYPE, "schedule", V_CRON, TYP(schedule), 0, 0},
+    {SEC_TYPE, "schedule_tz", V_ZONE, TYP(schedule_tz), 0, 0},
     {SEC_TYPE, "periodic_payload", V_TEXT, TYP(periodic_payload), 0, 0},
 };
 
@@ -617,6 +619,7 @@ static void type_free(fl_type *t)
     free(t->on_complete);
     free(t->on_abort);
     free(t->schedule);
+    free(t->schedule_tz);
     free(t->periodic_payload);
     strv_free(t->env);
     strv_free(t->env_pass);
@@ -980,6 +983,14 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
         char why[160];
         if (fl_cron_parse(v, &t->cron, why, sizeof why) < 0)
             return reject(ld, "%s", why);
+        t->cron.utc = t->schedule_utc;   /* schedule_tz may come first */
+        return replace_string(str, v);
+    }
+    case V_ZONE: {
+        char why[160];
+        if (fl_cron_zone(v, &t->schedule_utc, why, sizeof why) < 0)
+            return reject(ld, "%s", why);
+        t->cron.utc = t->schedule_utc;
         return replace_string(str, v);
     }
     case V_DURATION: {
@@ -1500,6 +1511,7 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_USER: put_text(f, "user", t->user); break;
     case V_GROUP: put_text(f, "group", t->group); break;
     case V_CRON: put_text(f, k->name, t->schedule); break;
+    case V_ZONE: put_text(f, k->name, t->schedule_tz); break;
     case V_DURATION: fprintf(f, "%s = %ld\n", k->name, *(const long *)(const void *)field); break;
     case V_BOOL: fprintf(f, "%s = %s\n", k->name, *(const int *)(const void *)field ? "true" : "false"); break;
     }

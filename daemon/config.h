@@ -39,7 +39,9 @@ typedef struct fl_type {
     gid_t gid;              /* resolved at load: valid when user or group is set */
     int callback_payload;   /* callbacks carry the payload, base64, as "payload"; default false */
     char *schedule;         /* periodic: the cron expression as written; NULL = not periodic */
-    fl_cron cron;           /* periodic: schedule, parsed */
+    char *schedule_tz;      /* periodic: schedule_tz as written (UTC or the local zone); NULL = local */
+    int schedule_utc;       /* schedule_tz names UTC: copied into cron.utc */
+    fl_cron cron;           /* periodic: schedule, parsed (utc from schedule_tz) */
     char *periodic_payload; /* periodic: the payload of each job it enqueues; NULL = empty */
 } fl_type;
 

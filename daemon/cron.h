@@ -3,8 +3,9 @@
  * a star, a number, a range a-b, a step (star or range, then /n), or a comma-separated list.
  * Numbers only (no month or day names); day-of-week 0-7, 0 and 7 both Sunday. As in classic
  * cron, when both day fields are restricted a day matches if either does. Slots are whole
- * seconds of the daemon's local time zone (TZ), computed with localtime_r and mktime. Pure
- * code: no loop, no store. */
+ * seconds of the daemon's local time zone (TZ), computed with localtime_r and mktime, or of
+ * UTC (gmtime_r and timegm) when utc is set. Other zones would need TZ changed under running
+ * threads, so they are refused. No loop, no store. */
 #ifndef FL_CRON_H
 #define FL_CRON_H
 
@@ -17,10 +18,16 @@ typedef struct fl_cron {
     uint16_t month;            /* bits 1..12 */
     uint8_t dow;               /* bits 0..6, Sunday = 0 */
     int dom_any, dow_any;      /* the field was a star (step 1): the classic "either day" rule */
+    int utc;                   /* slots in UTC, not local time; fl_cron_parse clears it */
 } fl_cron;
 
 /* fl_cron_parse reads expr into *out: 0, or -EINVAL with a one-line reason in err. */
 int fl_cron_parse(const char *expr, fl_cron *out, char *err, size_t errlen);
+
+/* fl_cron_zone checks a schedule_tz value: a name under /usr/share/zoneinfo that is UTC
+ * (*utc = 1) or the daemon's local zone, from TZ or the /etc/localtime link (*utc = 0).
+ * 0, or -EINVAL with a one-line reason in err. */
+int fl_cron_zone(const char *zone, int *utc, char *err, size_t errlen);
 
 /* fl_cron_next returns the first slot after t (seconds since the epoch), or -1 if none comes
  * within a few years (a day that does not exist, such as 30 2). */

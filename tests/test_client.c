@@ -675,9 +675,13 @@ static void test_connection_refused_is_quick(void **state)
     fling_client *c = fling_client_new(url, NULL);
     assert_non_null(c);
     int64_t t0 = now_ms();
+    errno = 0;
     assert_int_equal(fling_fire(c, "t", "x", 1, NULL), FLING_ECONNECT);
+    assert_int_equal(errno, ECONNREFUSED);
     fling_response res;
+    errno = 0;
     assert_int_equal(fling_submit(c, "t", "x", 1, NULL, &res), FLING_ECONNECT);
+    assert_int_equal(errno, ECONNREFUSED);
     assert_int_equal(res.status, 0);
     assert_null(res.body);
     assert_true(now_ms() - t0 < 1000);
@@ -687,6 +691,26 @@ static void test_connection_refused_is_quick(void **state)
     c = fling_client_new("unix:/nonexistent/fling.sock", NULL);
     assert_non_null(c);
     assert_int_equal(fling_fire(c, "t", "x", 1, NULL), FLING_ECONNECT);
+    fling_client_free(c);
+}
+
+/* A name that getaddrinfo fails without sending a query: its first label has 64 characters,
+ * one more than DNS allows, so the resolver cannot even build the packet (checked with
+ * strace: no socket but netlink's). "nonexistent.invalid" would be asked of the name server. */
+#define UNRESOLVABLE_HOST \
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.invalid"
+
+static void test_unresolvable_host(void **state)
+{
+    (void)state;
+    fling_client *c = fling_client_new("http://" UNRESOLVABLE_HOST ":1", NULL);
+    assert_non_null(c);
+    assert_int_equal(fling_fire(c, "t", "x", 1, NULL), FLING_ERESOLVE);
+    fling_response res;
+    assert_int_equal(fling_submit(c, "t", "x", 1, NULL, &res), FLING_ERESOLVE);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(fling_client_connect(c), FLING_ERESOLVE);
+    assert_string_equal(fling_strerror(FLING_ERESOLVE), "cannot resolve host");
     fling_client_free(c);
 }
 
@@ -1064,13 +1088,29 @@ static void test_cli_connection_failure(void **state)
     char *submit[] = { "fling", "submit", "echo", "hi", NULL };
     char *status[] = { "fling", "status", "1", NULL };
     char *fire[] = { "fling", "submit", "--detach", "echo", "hi", NULL };
+    char refused[128];
+    snprintf(refused, sizeof refused, "fling: status: could not connect to %s: %s", url,
+             strerror(ECONNREFUSED));
     expect_cli_failure(submit, env, 3, "fling: submit: could not connect to http://127.0.0.1:");
-    expect_cli_failure(status, env, 3, "fling: status: could not connect");
+    expect_cli_failure(status, env, 3, refused);
     expect_cli_failure(fire, env, 3, "fling: submit: could not connect");
     char *plain_env[] = { NULL };
     char *with_url[] = { "fling", "list", "--url", url, NULL };
     expect_cli_failure(with_url, plain_env, 3, "fling: list: could not connect");
     close(fd);
+}
+
+/* A host name that cannot resolve is its own message, apart from a refused connection. */
+static void test_cli_resolve_failure(void **state)
+{
+    (void)state;
+    char url_env[128];
+    snprintf(url_env, sizeof url_env, "FLING_URL=http://%s:1", UNRESOLVABLE_HOST);
+    char *env[] = { url_env, NULL };
+    char *status[] = { "fling", "status", "1", NULL };
+    char *fire[] = { "fling", "submit", "--detach", "echo", "hi", NULL };
+    expect_cli_failure(status, env, 3, "fling: status: cannot resolve the host of http://a");
+    expect_cli_failure(fire, env, 3, "fling: submit: cannot resolve the host of http://a");
 }
 
 /* The CLI against the scripted server: the id on stdout, a daemon error as one line. */
@@ -1188,6 +1228,7 @@ int main(void)
         cmocka_unit_test(test_submit_reads_early_413_after_drain),
         cmocka_unit_test(test_submit_reads_413_after_failed_send),
         cmocka_unit_test(test_connection_refused_is_quick),
+        cmocka_unit_test(test_unresolvable_host),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_unix_connect_timeout),
         cmocka_unit_test(test_no_sigpipe_on_reset),
@@ -1197,6 +1238,7 @@ int main(void)
         cmocka_unit_test(test_submit_wait_refused),
         cmocka_unit_test(test_cli_usage_errors),
         cmocka_unit_test(test_cli_connection_failure),
+        cmocka_unit_test(test_cli_resolve_failure),
         cmocka_unit_test(test_cli_submit_and_error_reply),
         cmocka_unit_test(test_cli_submit_wait),
     };

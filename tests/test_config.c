@@ -247,6 +247,7 @@ static const char every_key[] =
     "url = http://127.0.0.1:9000/jobs?x=1\n"
     "on_complete = HTTP://0x7f.1:9/a/../b\n"
     "callback_payload = true\n"
+    "schedule_tz = UTC\n"
     "schedule = */5 9-17 * * 1-5\n"
     "periodic_payload = {\"report\":1}\n"
     "[type.nap]\n"
@@ -324,6 +325,8 @@ static void test_every_key(void **state)
     assert_int_equal(h->callback_payload, 1);
     assert_string_equal(h->schedule, "*/5 9-17 * * 1-5");
     assert_int_equal(h->cron.hour, 0x3fe00);
+    assert_string_equal(h->schedule_tz, "UTC");
+    assert_int_equal(h->cron.utc, 1);   /* set before schedule, kept by its parse */
     assert_string_equal(h->periodic_payload, "{\"report\":1}");
     assert_null(m->schedule);
     assert_int_equal(m->callback_payload, 0);
@@ -612,6 +615,10 @@ static const struct {
     {"[type.a]\nhandler = noop\ngroup = no-such-group-fl\n", 3, "[type.a] group: unknown group"},
     {"[type.a]\nhandler = noop\nschedule = * * *\n", 3, "[type.a] schedule: expected 5 or 6 fields, got 3"},
     {"[type.a]\nhandler = noop\nschedule = 61 * * * *\n", 3, "schedule: bad minute field \"61\""},
+    {"[type.a]\nhandler = noop\nschedule_tz = Nowhere/City\n", 3,
+     "[type.a] schedule_tz: unknown time zone (not in /usr/share/zoneinfo/), got \"Nowhere/City\""},
+    {"[type.a]\nhandler = noop\nschedule_tz = Antarctica/Troll\n", 3,
+     "[type.a] schedule_tz: only UTC and the daemon's local zone"},
     {"[type.a]\nhandler = noop\ncallback_payload = yes\n", 3,
      "[type.a] callback_payload: expected true or false, got \"yes\""},
     /* syntax */

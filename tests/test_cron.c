@@ -38,6 +38,14 @@ static void use_zone(const char *tz)
     tzset();
 }
 
+/* Runs the rest of a test in Europe/Berlin, or skips it where tzdata lacks that zone. */
+static void use_berlin_or_skip(void)
+{
+    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) != 0)
+        skip();
+    use_zone("Europe/Berlin");
+}
+
 static void test_parse_fields(void **state)
 {
     (void)state;
@@ -121,14 +129,60 @@ static void test_next_and_prev(void **state)
 static void test_dst(void **state)
 {
     (void)state;
-    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) != 0)
-        skip();
-    use_zone("Europe/Berlin");
+    use_berlin_or_skip();
     fl_cron c = parse_ok("0 * * * *");
     int64_t t = at(2026, 3, 29, 1, 0, 0);
     assert_int_equal(fl_cron_next(&c, t), t + 3600);   /* 01:00 -> 03:00 local, one real hour */
     c = parse_ok("30 2 * * *");
     assert_int_equal(fl_cron_next(&c, at(2026, 3, 28, 12, 0, 0)), at(2026, 3, 30, 2, 30, 0));
+    use_zone("UTC");
+}
+
+/* schedule_tz = UTC: slots of UTC whatever the daemon's zone, in summer and in winter. */
+static void test_utc_slots(void **state)
+{
+    (void)state;
+    use_berlin_or_skip();
+    fl_cron c = parse_ok("0 12 * * *");
+    assert_false(c.utc);
+    assert_int_equal(fl_cron_next(&c, at(2026, 6, 1, 0, 0, 0)), at(2026, 6, 1, 12, 0, 0));
+    c.utc = 1;
+    assert_int_equal(fl_cron_next(&c, at(2026, 6, 1, 0, 0, 0)), at(2026, 6, 1, 14, 0, 0));   /* CEST */
+    assert_int_equal(fl_cron_next(&c, at(2026, 12, 1, 0, 0, 0)), at(2026, 12, 1, 13, 0, 0)); /* CET */
+    assert_int_equal(fl_cron_prev(&c, at(2026, 12, 1, 12, 59, 59)), at(2026, 11, 30, 13, 0, 0));
+    assert_false(parse_ok("0 12 * * *").utc);   /* a new parse starts in local time */
+}
+
+static void expect_zone_error(const char *zone, const char *want)
+{
+    int utc = -1;
+    char err[160] = "";
+    if (fl_cron_zone(zone, &utc, err, sizeof err) != -EINVAL || !strstr(err, want))
+        fail_msg("zone \"%s\": err \"%s\", want \"%s\"", zone, err, want);
+}
+
+static void test_zone_names(void **state)
+{
+    (void)state;
+    use_berlin_or_skip();
+    const char *locals[] = { "Europe/Berlin", ":Europe/Berlin", "/usr/share/zoneinfo/Europe/Berlin" };
+    for (size_t i = 0; i < sizeof locals / sizeof *locals; i++) {
+        use_zone(locals[i]);
+        int utc = -1;
+        char err[160] = "";
+        assert_int_equal(fl_cron_zone("Europe/Berlin", &utc, err, sizeof err), 0);
+        assert_int_equal(utc, 0);
+        assert_int_equal(fl_cron_zone("UTC", &utc, err, sizeof err), 0);
+        assert_int_equal(utc, 1);
+        assert_int_equal(fl_cron_zone("Etc/UTC", &utc, err, sizeof err), 0);
+        assert_int_equal(utc, 1);
+    }
+    expect_zone_error("America/New_York",
+                      "only UTC and the daemon's local zone (Europe/Berlin) are supported");
+    const char *unknown[] = { "", "Nowhere/City", "Europe", "../../../etc/passwd", "/etc/passwd",
+                              "Europe/Berlin " };
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
+        expect_zone_error(unknown[i], "unknown time zone");
     use_zone("UTC");
 }
 
@@ -139,6 +193,8 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_next_and_prev),
         cmocka_unit_test(test_dst),
+        cmocka_unit_test(test_utc_slots),
+        cmocka_unit_test(test_zone_names),
     };
     return cmocka_run_group_tests_name("cron", tests, NULL, NULL);
 }
