@@ -261,7 +261,7 @@ async def overview_and_job(browser):
             await page.eval("document.querySelector('#jobs tbody tr[data-id=\"%s\"]').click()" % slow[0])
             await page.wait_for("document.getElementById('j-state').textContent === 'scheduled'", "the job page")
             assert await page.eval("document.getElementById('j-status').textContent.includes('no status bits')")
-            assert await page.eval("document.getElementById('j-payload').textContent === '1'"), "the payload"
+            await page.wait_for("document.getElementById('j-payload').textContent === '1'", "the payload")
             assert await page.eval("document.getElementById('retry').hidden"), "retry offered on a waiting job"
             await page.screenshot("ui-job.png")
             await page.eval("document.getElementById('cancel').click()")
@@ -289,6 +289,7 @@ async def retry_and_pause(page, d):
     paused while the job is retried so that it stays queued where the page can see it."""
     failed = d.submit("bad", payload=b"hello\tfling\n")
     binary = d.submit("bad", payload=b"\x00\x01\xfe\xffbin")
+    big = d.submit("bad", payload=b"a" * 70000)
     d.wait_state(failed, "failed")
     d.wait_state(binary, "failed")
     await page.eval("location.hash = '#/'")
@@ -311,6 +312,10 @@ async def retry_and_pause(page, d):
     await page.wait_for("document.getElementById('j-payload').textContent.startsWith('00000000  00 01 fe ff 62 69 6e')",
                         "the payload's hex dump")
     assert await page.eval("document.getElementById('j-payload-note').textContent.includes('hex dump')")
+    await page.eval("location.hash = '#/job/%s'" % big)
+    await page.wait_for("document.getElementById('j-payload-note').textContent.includes('first 65536 bytes of 70000')",
+                        "the note on a cut payload")
+    assert await page.eval("document.getElementById('j-payload').textContent === 'a'.repeat(65536)")
     await page.eval("location.hash = '#/'")
     await page.wait_for("(%s || {}).textContent === 'Resume'" % pause_button("bad"), "the resume button")
     await page.eval(pause_button("bad") + ".click()")
