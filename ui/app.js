@@ -1,5 +1,6 @@
-// app.js — the fling dashboard: counts from /metrics, the job list from /v1/jobs (one page at a
-// time, cursor paging), a job's page from /v1/jobs/{id}, live updates from /v1/events read with
+// app.js — the fling dashboard: counts from /metrics, types and their paused flag from /v1/types,
+// the job list from /v1/jobs (one page at a time, cursor paging), a job's page from /v1/jobs/{id}
+// and its payload from /v1/jobs/{id}/payload, live updates from /v1/events read with
 // fetch() so the token travels in the Authorization header (never in a URL).
 'use strict';
 (() => {
@@ -11,6 +12,8 @@
   ];
   const CHART_SECONDS = 300;
   const PAGE = 50;
+  const PAYLOAD_SHOWN = 64 * 1024;   // a payload can be large: show its head only
+  const RETRYABLE = new Set(['failed', 'cancelled']);
   const $ = (sel) => document.querySelector(sel);
 
   let token = sessionStorage.getItem('fling-token') || '';
@@ -90,6 +93,7 @@
     const res = await api('/metrics');
     if (!res.ok) throw new Error('/metrics: ' + res.status);
     const types = parseMetrics(await res.text());
+    const paused = await loadPaused(types);
     const cards = $('#counts');
     cards.replaceChildren();
     for (const s of STATES) {
@@ -104,7 +108,12 @@
     body.replaceChildren();
     for (const name of Object.keys(types).sort()) {
       const tr = el('tr');
-      tr.append(el('td', name), ...STATES.map((s) => el('td', types[name][s])));
+      const nameTd = el('td', name);
+      if (paused.get(name)) nameTd.append(el('span', 'paused', 'paused-mark'));
+      tr.dataset.type = name;
+      tr.append(nameTd, ...STATES.map((s) => el('td', types[name][s])));
+      if (paused.has(name)) tr.append(pauseCell(name, paused.get(name)));
+      else tr.append(el('td', '-'));
       tr.addEventListener('click', () => { $('#f-type').value = name; firstPage(); });
       body.append(tr);
     }
@@ -114,6 +123,38 @@
     sel.firstChild.value = '';
     for (const name of Object.keys(types).sort()) sel.append(el('option', name));
     sel.value = keep;
+  }
+
+  // Every configured type gets a row, with or without jobs; returns type -> paused.
+  async function loadPaused(types) {
+    const body = await apiJSON('/v1/types');
+    const paused = new Map();
+    for (const t of body.types) {
+      paused.set(t.name, t.paused);
+      if (!types[t.name]) types[t.name] = Object.fromEntries(STATES.map((s) => [s, 0]));
+    }
+    return paused;
+  }
+
+  function pauseCell(name, isPaused) {
+    const td = el('td');
+    const btn = el('button', isPaused ? 'Resume' : 'Pause');
+    btn.type = 'button';
+    btn.className = 'pause';
+    btn.addEventListener('click', (ev) => {
+      ev.stopPropagation();   // the row's own click filters the job list
+      btn.disabled = true;
+      setPaused(name, !isPaused).catch(fail).finally(() => { btn.disabled = false; });
+    });
+    td.append(btn);
+    return td;
+  }
+
+  async function setPaused(name, pause) {
+    const path = '/v1/types/' + encodeURIComponent(name) + (pause ? '/pause' : '/resume');
+    const res = await api(path, { method: 'POST' });
+    if (!res.ok) throw new Error(path + ': ' + res.status);
+    await loadCounts();
   }
 
   // ---- the chart --------------------------------------------------------------------------
@@ -249,6 +290,7 @@
     if (res.status === 404) {
       $('#j-state').replaceWith(Object.assign(el('span', 'not found', 'state'), { id: 'j-state' }));
       $('#cancel').hidden = true;
+      $('#retry').hidden = true;
       return;
     }
     if (!res.ok) throw new Error('/v1/jobs/' + id + ': ' + res.status);
@@ -262,6 +304,86 @@
     $('#j-error').textContent = j.error === null ? '(none)' : j.error;
     callbacks(j.callbacks);
     $('#cancel').hidden = TERMINAL.has(j.state);
+    $('#retry').hidden = !RETRYABLE.has(j.state);
+  }
+
+  // Reads at most PAYLOAD_SHOWN bytes of the body; returns them and whether more was left.
+  async function readHead(res) {
+    const reader = res.body.getReader();
+    const chunks = [];
+    let n = 0;
+    while (n < PAYLOAD_SHOWN) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      n += value.length;
+    }
+    const cut = n > PAYLOAD_SHOWN || (n === PAYLOAD_SHOWN && !(await reader.read()).done);
+    reader.cancel().catch(() => {});
+    const head = new Uint8Array(Math.min(n, PAYLOAD_SHOWN));
+    let at = 0;
+    for (const c of chunks) {
+      const part = c.subarray(0, head.length - at);
+      head.set(part, at);
+      at += part.length;
+    }
+    return { head, cut };
+  }
+
+  // Text when the bytes are UTF-8 with no control character but tab and newline; null if not.
+  function asText(bytes, cut) {
+    let text;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: cut });
+    } catch (e) {
+      return null;
+    }
+    return /[\u0000-\u0008\u000b-\u001f\u007f]/.test(text) ? null : text;
+  }
+
+  function hexDump(bytes) {
+    const lines = [];
+    for (let off = 0; off < bytes.length; off += 16) {
+      const row = bytes.subarray(off, off + 16);
+      const hex = Array.from(row, (b) => b.toString(16).padStart(2, '0')).join(' ');
+      const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+      lines.push(off.toString(16).padStart(8, '0') + '  ' + hex.padEnd(47) + '  ' + ascii);
+    }
+    return lines.join('\n');
+  }
+
+  // The payload never changes: it is read once per visit of the page, not on each live refresh.
+  async function loadPayload(id) {
+    const pre = $('#j-payload');
+    const note = $('#j-payload-note');
+    pre.textContent = '';
+    note.textContent = '';
+    const res = await api('/v1/jobs/' + encodeURIComponent(id) + '/payload');
+    if (!res.ok) {
+      note.textContent = res.status === 404 ? 'no such job' : 'payload not available (HTTP ' + res.status + ')';
+      return;
+    }
+    const { head, cut } = await readHead(res);
+    const type = res.headers.get('Content-Type') || 'application/octet-stream';
+    const text = asText(head, cut);
+    pre.textContent = text !== null ? (text.length ? text : '(empty)') : hexDump(head);
+    const total = res.headers.get('Content-Length');
+    note.textContent = type + (text !== null ? ', shown as text' : ', shown as a hex dump')
+      + (cut ? '; the first ' + PAYLOAD_SHOWN + ' bytes of ' + (total || 'more') + ' shown' : '');
+  }
+
+  async function retryJob() {
+    const id = currentJob;
+    const btn = $('#retry');
+    btn.disabled = true;
+    try {
+      const res = await api('/v1/jobs/' + encodeURIComponent(id) + '/retry', { method: 'POST' });
+      const body = await res.json().catch(() => null);
+      $('#j-msg').textContent = res.ok ? 'queued again' : (body && body.message) || ('HTTP ' + res.status);
+      await loadJob(id);
+    } finally {
+      btn.disabled = false;
+    }
   }
 
   async function cancelJob() {
@@ -355,6 +477,7 @@
       $('#job').hidden = false;
       $('#j-msg').textContent = '';
       await loadJob(currentJob);
+      await loadPayload(currentJob);
     } else {
       currentJob = null;
       $('#job').hidden = true;
@@ -382,6 +505,7 @@
     $('#next').addEventListener('click', () => { if (nextCursor) { pages.push(nextCursor); loadJobs().catch(fail); } });
     $('#first').addEventListener('click', firstPage);
     $('#cancel').addEventListener('click', () => { cancelJob().catch(fail); });
+    $('#retry').addEventListener('click', () => { retryJob().catch(fail); });
     window.addEventListener('hashchange', () => { route().catch(fail); });
     setInterval(drawChart, 1000);
     drawChart();

@@ -4,7 +4,7 @@
 // fire() is the fire-and-forget trigger: a fresh connection (connect timeout), the whole
 // request handed to the kernel, a normal close, never a read. It resolves false (and sets
 // lastError) when the daemon cannot be reached; it never rejects for that. submit(), status(),
-// cancel() and jobs() go over one kept-alive connection (an http.Agent with one socket, so
+// cancel(), retry() and jobs() go over one kept-alive connection (an http.Agent with one socket, so
 // requests take turns) and reject with a FlingError carrying the daemon's error code.
 //
 // A request is never sent twice once it may have left: only a GET that failed on a reused
@@ -188,6 +188,11 @@ class Client {
   /** Cancels a waiting job or stops a running one; resolves to the job. */
   async cancel(id) {
     return this._exchange(this._request('DELETE', jobPath(id)));
+  }
+
+  /** Queues a failed or cancelled job again ("retried" counts); resolves to the job. */
+  async retry(id) {
+    return this._exchange(this._request('POST', jobPath(id) + '/retry'));
   }
 
   /** One page of jobs, newest first: { jobs: [...], next: cursor or null }. */

@@ -3,7 +3,7 @@
 Client.fire() is the fire-and-forget trigger: a fresh connection (connect timeout), the whole
 request handed to the kernel, a normal close, never a read. It returns False (and sets
 last_error) when the daemon cannot be reached; it never raises for that. submit(), status(),
-cancel() and jobs() share one kept-alive connection, guarded by a lock so that threads can
+cancel(), retry() and jobs() share one kept-alive connection, guarded by a lock so that threads can
 share a Client, and raise FlingError with the daemon's error code.
 
 A kept connection may have been closed by the daemon while idle. That is only safe to find out
@@ -261,6 +261,11 @@ class Client(_Base):
     def cancel(self, job_id):
         """Cancels a waiting job or stops a running one; returns the job."""
         return self._exchange(self._request("DELETE", _job_path(job_id)))
+
+    def retry(self, job_id):
+        """Queues a failed or cancelled job again (its history stays: "retried" counts);
+        returns the job. FlingError not_retryable for any other state."""
+        return self._exchange(self._request("POST", _job_path(job_id) + "/retry"))
 
     def jobs(self, state=None, type=None, limit=None, after=None):
         """One page of jobs, newest first: {"jobs": [...], "next": cursor or None}."""

@@ -152,6 +152,21 @@ async function checks(url, sock, rport, receiver) {
   e = await rejected(c.status('999999'));
   check(e && e.code === 'not_found' && e.status === 404, 'status() of no job: 404 not_found');
 
+  // retry: a failed job is queued again; a waiting or running one, or no job, is refused.
+  const fid = await c.submit('fail', 'x');
+  check(await eventually(async () => (await c.status(fid)).state === 'failed', 10), 'a job whose command fails ends failed');
+  job = await c.retry(fid);
+  check(job.id === fid && ['queued', 'running'].includes(job.state) && job.retried === 1,
+    'retry() returns the job queued again with retried 1');
+  check(await eventually(async () => (await c.status(fid)).state === 'failed', 10) && (await c.status(fid)).retried === 1,
+    'the retried job ran again (and failed again)');
+  const rid = await c.submit('t', '60');
+  e = await rejected(c.retry(rid));
+  check(e && e.code === 'not_retryable' && e.status === 409, 'retry() of a waiting job: 409 not_retryable');
+  await c.cancel(rid);
+  e = await rejected(c.retry('999999'));
+  check(e && e.code === 'not_found' && e.status === 404, 'retry() of no job: 404 not_found');
+
   // Options reach the daemon.
   id = await c.submit('t', Buffer.from('1'), { delay: 60, priority: 7, attempts: 2, timeout: 5.5, key: 'node-key-1' });
   job = await c.status(id);

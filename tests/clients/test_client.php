@@ -213,6 +213,21 @@ check($e !== null && $e->error === 'not_cancellable' && $e->status() === 409, 'c
 $e = thrown(fn() => $c->status('999999'));
 check($e !== null && $e->error === 'not_found' && $e->getCode() === 404, 'status() of no job: 404 not_found');
 
+// retry: a failed job is queued again; a waiting or running one, or no job, is refused.
+$fid = $c->submit('fail', 'x');
+check(eventually(fn() => $c->status($fid)['state'] === 'failed', 10), 'a job whose command fails ends failed');
+$job = $c->retry($fid);
+check($job['id'] === $fid && in_array($job['state'], ['queued', 'running'], true) && $job['retried'] === 1,
+    'retry() returns the job queued again with retried 1');
+check(eventually(fn() => $c->status($fid)['state'] === 'failed', 10) && $c->status($fid)['retried'] === 1,
+    'the retried job ran again (and failed again)');
+$rid = $c->submit('t', '60');
+$e = thrown(fn() => $c->retry($rid));
+check($e !== null && $e->error === 'not_retryable' && $e->status() === 409, 'retry() of a waiting job: 409 not_retryable');
+$c->cancel($rid);
+$e = thrown(fn() => $c->retry('999999'));
+check($e !== null && $e->error === 'not_found' && $e->status() === 404, 'retry() of no job: 404 not_found');
+
 // Options as named arguments reach the daemon.
 $id = $c->submit('t', '1', delay: 60, priority: 7, attempts: 2, timeout: 5.5, key: 'php-key-1');
 $job = $c->status($id);

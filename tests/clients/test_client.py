@@ -183,6 +183,21 @@ def checks(url, sock, rport, receiver):
     e = raised(c.status, "999999")
     check(e is not None and e.code == "not_found" and e.status == 404, "status() of no job: 404 not_found")
 
+    # retry: a failed job is queued again; a waiting or running one, or no job, is refused.
+    fid = c.submit("fail", "x")
+    check(eventually(lambda: c.status(fid)["state"] == "failed", 10), "a job whose command fails ends failed")
+    job = c.retry(fid)
+    check(job["id"] == fid and job["state"] in ("queued", "running") and job["retried"] == 1,
+          "retry() returns the job queued again with retried 1")
+    check(eventually(lambda: c.status(fid)["state"] == "failed", 10) and c.status(fid)["retried"] == 1,
+          "the retried job ran again (and failed again)")
+    rid = c.submit("t", "60")
+    e = raised(c.retry, rid)
+    check(e is not None and e.code == "not_retryable" and e.status == 409, "retry() of a waiting job: 409 not_retryable")
+    c.cancel(rid)
+    e = raised(c.retry, "999999")
+    check(e is not None and e.code == "not_found" and e.status == 404, "retry() of no job: 404 not_found")
+
     # Options as keyword arguments reach the daemon.
     jid = c.submit("t", b"1", delay=60, priority=7, attempts=2, timeout=5.5, key="py-key-1")
     job = c.status(jid)

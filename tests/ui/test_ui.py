@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """test_ui.py — the dashboard (GET /ui) in a real headless Chromium, driven over the DevTools
 protocol: it loads with no console error and no request to another host, its counts match
-/v1/jobs, a job submitted meanwhile appears without a reload, its cancel button cancels, and
-with a token the page works after the token is entered and shows only the sign-in without.
+/v1/jobs, a job submitted meanwhile appears without a reload, its cancel button cancels, a
+failed job's page shows its payload (text, or a hex dump for binary) and its retry button queues
+it again, a type's pause/resume button pauses and resumes it, and with a token the page works after the token is entered and shows only the sign-in without.
 Screenshots of the overview and of a job's page go to OUT_DIR.
 
 usage: test_ui.py FLINGD OUT_DIR   (run by tests/ui/run under ctest)
@@ -41,6 +42,7 @@ class Daemon:
             f.write("[store]\npath = %s/fling.db\ndurability = normal\n" % self.dir)
             f.write("[workers]\nshutdown_grace = 0.5\n")
             f.write("[type.quick]\nhandler = noop\n[type.slow]\nhandler = sleep\n")
+            f.write("[type.bad]\nhandler = exec\ncommand = /bin/false\nmax_attempts = 1\n")
         ready = os.path.join(self.dir, "ready.json")
         args = [FLINGD, "-c", conf, "--ready-file", ready]
         if os.geteuid() == 0:
@@ -71,10 +73,28 @@ class Daemon:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
-    def submit(self, type_, headers=None):
-        status, body = self.http("POST", "/v1/jobs/" + type_, b"1", headers)
+    def submit(self, type_, headers=None, payload=b"1"):
+        status, body = self.http("POST", "/v1/jobs/" + type_, payload, headers)
         assert status == 202, (status, body)
         return body["id"]
+
+    def job(self, job_id):
+        status, body = self.http("GET", "/v1/jobs/" + job_id)
+        assert status == 200, (status, body)
+        return body
+
+    def wait_state(self, job_id, state, timeout=15):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.job(job_id)["state"] == state:
+                return
+            time.sleep(0.05)
+        raise AssertionError("job %s did not become %s: %s" % (job_id, state, self.job(job_id)))
+
+    def paused(self, type_):
+        status, body = self.http("GET", "/v1/types")
+        assert status == 200, (status, body)
+        return [t["paused"] for t in body["types"] if t["name"] == type_] == [True]
 
     def count(self, state):
         """How many jobs are in state, paging GET /v1/jobs."""
@@ -241,13 +261,15 @@ async def overview_and_job(browser):
             await page.eval("document.querySelector('#jobs tbody tr[data-id=\"%s\"]').click()" % slow[0])
             await page.wait_for("document.getElementById('j-state').textContent === 'scheduled'", "the job page")
             assert await page.eval("document.getElementById('j-status').textContent.includes('no status bits')")
-            assert await page.eval("document.body.textContent.includes('payload not available')")
+            await page.wait_for("document.getElementById('j-payload').textContent === '1'", "the payload")
+            assert await page.eval("document.getElementById('retry').hidden"), "retry offered on a waiting job"
             await page.screenshot("ui-job.png")
             await page.eval("document.getElementById('cancel').click()")
             await page.wait_for("document.getElementById('j-state').textContent === 'cancelled'", "the cancel")
             status, job = d.http("GET", "/v1/jobs/" + slow[0])
             assert status == 200 and job["state"] == "cancelled", job
             assert await page.eval("document.getElementById('cancel').hidden"), "cancel offered on an ended job"
+            await retry_and_pause(page, d)
             # nothing but flingd was asked for, and nothing went wrong in the page
             foreign = [u for u in page.requests if not u.startswith(d.url + "/") and not u.startswith("data:")]
             assert not foreign, foreign
@@ -256,6 +278,51 @@ async def overview_and_job(browser):
             page.reader.cancel()
     finally:
         d.stop()
+
+
+def pause_button(type_):
+    return "document.querySelector('#types tbody tr[data-type=\"%s\"] button.pause')" % type_
+
+
+async def retry_and_pause(page, d):
+    """A failed job's payload and retry button, and a type's pause/resume button. The type is
+    paused while the job is retried so that it stays queued where the page can see it."""
+    failed = d.submit("bad", payload=b"hello\tfling\n")
+    binary = d.submit("bad", payload=b"\x00\x01\xfe\xffbin")
+    big = d.submit("bad", payload=b"a" * 70000)
+    d.wait_state(failed, "failed")
+    d.wait_state(binary, "failed")
+    await page.eval("location.hash = '#/'")
+    await page.wait_for("(%s || {}).textContent === 'Pause'" % pause_button("bad"), "the pause button")
+    await page.eval(pause_button("bad") + ".click()")
+    await page.wait_for("(%s || {}).textContent === 'Resume'" % pause_button("bad"), "the resume button")
+    assert await page.eval("document.querySelector('#types tbody tr[data-type=\"bad\"] .paused-mark') !== null")
+    assert d.paused("bad"), "GET /v1/types does not show the type paused"
+    await page.eval("location.hash = '#/job/%s'" % failed)
+    await page.wait_for("document.getElementById('j-state').textContent === 'failed'", "the failed job's page")
+    await page.wait_for("document.getElementById('j-payload').textContent === 'hello\\tfling\\n'", "the payload text")
+    assert await page.eval("document.getElementById('j-payload-note').textContent.includes('as text')")
+    assert await page.eval("document.getElementById('cancel').hidden && !document.getElementById('retry').hidden")
+    await page.eval("document.getElementById('retry').click()")
+    await page.wait_for("document.getElementById('j-state').textContent === 'queued'", "the retry")
+    job = d.job(failed)
+    assert job["state"] == "queued" and job["retried"] == 1, job
+    assert await page.eval("document.getElementById('retry').hidden"), "retry offered on a queued job"
+    await page.eval("location.hash = '#/job/%s'" % binary)
+    await page.wait_for("document.getElementById('j-payload').textContent.startsWith('00000000  00 01 fe ff 62 69 6e')",
+                        "the payload's hex dump")
+    assert await page.eval("document.getElementById('j-payload-note').textContent.includes('hex dump')")
+    await page.eval("location.hash = '#/job/%s'" % big)
+    await page.wait_for("document.getElementById('j-payload-note').textContent.includes('first 65536 bytes of 70000')",
+                        "the note on a cut payload")
+    assert await page.eval("document.getElementById('j-payload').textContent === 'a'.repeat(65536)")
+    await page.eval("location.hash = '#/'")
+    await page.wait_for("(%s || {}).textContent === 'Resume'" % pause_button("bad"), "the resume button")
+    await page.eval(pause_button("bad") + ".click()")
+    await page.wait_for("(%s || {}).textContent === 'Pause'" % pause_button("bad"), "the pause button again")
+    assert not d.paused("bad"), "GET /v1/types still shows the type paused"
+    d.wait_state(failed, "failed")   # resumed: the retried job ran (and failed) again
+    assert d.job(failed)["retried"] == 1
 
 
 async def with_token(browser):
@@ -295,7 +362,7 @@ async def main():
     browser = Browser()
     try:
         await overview_and_job(browser)
-        print("ok: overview, live job, counts, job page, cancel")
+        print("ok: overview, live job, counts, job page, cancel, payload, retry, pause/resume")
         await with_token(browser)
         print("ok: token")
     finally:

@@ -10,7 +10,7 @@ namespace Fling;
  * fire() is the fire-and-forget trigger: a fresh connection (connect timeout), the whole
  * request written before anything else, a normal fclose(), never a read. It never raises a
  * warning or an exception for an unreachable daemon: it returns false and lastError() says why.
- * submit(), status(), cancel() and jobs() share one kept-alive connection and throw
+ * submit(), status(), cancel(), retry() and jobs() share one kept-alive connection and throw
  * FlingException (with the daemon's error code) when something goes wrong.
  *
  * A kept connection may have been closed by the daemon while idle. That is only safe to find
@@ -113,6 +113,15 @@ final class Client
     public function cancel(string|int $id): array
     {
         return $this->exchange($this->request('DELETE', self::jobPath($id)));
+    }
+
+    /**
+     * Queues a failed or cancelled job again (its history stays: "retried" counts); returns
+     * the job. 409 not_retryable for any other state.
+     */
+    public function retry(string|int $id): array
+    {
+        return $this->exchange($this->request('POST', self::jobPath($id) . '/retry'));
     }
 
     /**
