@@ -69,8 +69,9 @@ typedef struct conn_req {
     fl_list node;                   /* the connection's queue, in request order */
     size_t held;                    /* bytes counted against [server] max_output */
     int replied;                    /* its reply is set and counted */
-    /* What a refused request was, for its log line (empty when the head never parsed). */
-    char method[16];
+    /* What a refused request was, for its log line (target empty when the head never parsed;
+     * the method's name is looked up only when a line is written). */
+    int method;                     /* llhttp_method_t */
     char target[80];
 } conn_req;
 
@@ -434,7 +435,8 @@ static void log_refused(fl_conn *c, const conn_req *r)
     const char *code = req->err_code ? req->err_code : "out_of_memory";
     fl_metrics_refused(c->cs->metrics, code);
     if (fl_log_allow(&c->cs->refused_log, "refused requests"))
-        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", c->peer, r->method[0] ? r->method : "-",
+        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", c->peer,
+               r->target[0] ? llhttp_method_name((llhttp_method_t)r->method) : "-",
                r->target[0] ? r->target : "-", req->resp_status, code,
                req->err_status ? req->err_msg : "out of memory for the reply");
 }
@@ -677,7 +679,7 @@ static int name_is(const char *name, size_t len, const char *want)
 /* Keeps the method and target (cut short) for the log line of a refused request. */
 static void note_request(conn_req *req, const fl_http_head *h)
 {
-    snprintf(req->method, sizeof req->method, "%s", llhttp_method_name((llhttp_method_t)h->method));
+    req->method = h->method;
     size_t n = h->url_len < sizeof req->target - 1 ? h->url_len : sizeof req->target - 1;
     memcpy(req->target, h->url, n);
     req->target[n] = '\0';

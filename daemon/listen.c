@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,6 +64,15 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     watch(w->data);
 }
 
+/* Stops accepting for FL_ACCEPT_RETRY (or until fl_listen_resume), instead of spinning on a
+ * readable listener that cannot be served. */
+static void pause_accept(fl_listener *l)
+{
+    ev_io_stop(l->env.loop, &l->io);
+    ev_timer_set(&l->retry, FL_ACCEPT_RETRY, 0.);
+    ev_timer_start(l->env.loop, &l->retry);
+}
+
 /* At max_connections, or out of descriptors: make room by closing an idle or too slow
  * connection (fl_conns_reclaim). If none qualifies, every connection holds a complete request
  * whose job is being committed or answered, and refusing the new client would lose its job
@@ -76,14 +84,13 @@ static int make_room(fl_listener *l, const char *why)
         return 1;
     if (fl_log_allow(&l->full_log, "a full connection table"))
         fl_log(LOG_WARNING, "accept: %s and every connection is busy; new clients wait in the backlog", why);
-    ev_io_stop(l->env.loop, &l->io);
-    ev_timer_set(&l->retry, FL_ACCEPT_RETRY, 0.);
-    ev_timer_start(l->env.loop, &l->retry);
+    pause_accept(l);
     return 0;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
     (void)revents;
     fl_listener *l = w->data;
     const fl_listen_env *env = &l->env;
@@ -107,9 +114,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             env->metrics->connections_refused++;
             if (errno == ENOBUFS || errno == ENOMEM) {
                 fl_log(LOG_WARNING, "accept: %s; pausing accept for %.0f ms", strerror(errno), FL_ACCEPT_RETRY * 1000);
-                ev_io_stop(loop, w);
-                ev_timer_set(&l->retry, FL_ACCEPT_RETRY, 0.);
-                ev_timer_start(loop, &l->retry);
+                pause_accept(l);
                 return;
             }
             fl_log(LOG_WARNING, "accept: %s", strerror(errno));

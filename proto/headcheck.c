@@ -64,6 +64,14 @@ static const char *bad_break(unsigned char c)
     return 0;
 }
 
+/* Refuses byte c where it does not belong: a stray CR or LF is named as such, anything else
+ * with what. */
+static long refuse_byte(fl_headcheck *h, unsigned char c, const char *what)
+{
+    const char *line = bad_break(c);
+    return refuse(h, line ? line : what);
+}
+
 long fl_headcheck_feed(fl_headcheck *h, const char *p, size_t len, int *done)
 {
     *done = 0;
@@ -78,7 +86,7 @@ long fl_headcheck_feed(fl_headcheck *h, const char *p, size_t len, int *done)
                 break;
             }
             if (!is_tchar(c))
-                return refuse(h, bad_break(c) ? bad_break(c) : "bad character in the request method");
+                return refuse_byte(h, c, "bad character in the request method");
             h->state = HC_METHOD;
             break;
         case HC_START_LF:
@@ -136,19 +144,19 @@ long fl_headcheck_feed(fl_headcheck *h, const char *p, size_t len, int *done)
             else if (is_tchar(c))
                 h->state = HC_NAME;
             else
-                return refuse(h, bad_break(c) ? bad_break(c) : "bad character in a header name");
+                return refuse_byte(h, c, "bad character in a header name");
             break;
         case HC_NAME:
             if (c == ':')
                 h->state = HC_VALUE;
             else if (!is_tchar(c))
-                return refuse(h, bad_break(c) ? bad_break(c) : "space or bad character in a header name");
+                return refuse_byte(h, c, "space or bad character in a header name");
             break;
         case HC_VALUE:
             if (c == '\r')
                 h->state = HC_VALUE_LF;
             else if (!is_value_byte(c))
-                return refuse(h, bad_break(c) ? bad_break(c) : "control character in a header value");
+                return refuse_byte(h, c, "control character in a header value");
             break;
         case HC_END_LF:
             if (c != '\n')

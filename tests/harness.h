@@ -72,6 +72,9 @@ int flh_signal_reap(pid_t target, pid_t child, int sig);
 /* flh_rmdir removes the tree at dir with flh_remove_dir and empties the string; "" is a no-op. */
 void flh_rmdir(char *dir);
 
+/* flh_rss_kib returns the resident memory of process pid in KiB (VmRSS), or -1. */
+long flh_rss_kib(pid_t pid);
+
 /* flh_log_count counts the lines of d's log that contain s (-1 if the log cannot be read). */
 int flh_log_count(const flh_daemon *d, const char *s);
 

@@ -240,21 +240,6 @@ static void strict_but_valid(void **state)
 
 /* ---------------------------------------------------------------- a client that never reads */
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
-}
-
 /* Writes as much of buf as the socket takes within seconds; returns the bytes sent. */
 static size_t push_for(int fd, const char *buf, size_t len, size_t rounds, double seconds)
 {
@@ -302,7 +287,7 @@ static void never_reading_clients(void **state)
     close(fd);
     assert_int_equal(flh_count_jobs(&D, "hold", NULL), 1000);
 
-    long rss0 = rss_kib(D.pid);
+    long rss0 = flh_rss_kib(D.pid);
     static const char get[] = "GET /v1/jobs?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n";
     enum { CLIENTS = 4 };
     int fds[CLIENTS];
@@ -315,7 +300,7 @@ static void never_reading_clients(void **state)
     size_t total = 0;
     for (int k = 0; k < CLIENTS; k++)
         total += push_for(fds[k], get, sizeof get - 1, 20000, 3.0);
-    long rss1 = rss_kib(D.pid);
+    long rss1 = flh_rss_kib(D.pid);
 
     /* Meanwhile a normal client is served at once. */
     double t0 = flh_now();
@@ -327,7 +312,7 @@ static void never_reading_clients(void **state)
     assert_int_equal(flh_read_reply(c, buf, sizeof buf, 5000), 202);
     double waited = flh_now() - t0;
     close(c);
-    long rss2 = rss_kib(D.pid);
+    long rss2 = flh_rss_kib(D.pid);
     for (int k = 0; k < CLIENTS; k++)
         close(fds[k]);
     printf("never-reading clients: %zu request bytes taken by the sockets; RSS %ld -> %ld -> %ld KiB; "

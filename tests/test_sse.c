@@ -303,20 +303,6 @@ static void test_resume_loses_nothing(void **state)
 #define RSS_GROWTH_MAX_KIB (24 * 1024)
 #endif
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
-
 static void test_slow_consumer_dropped(void **state)
 {
     (void)state;
@@ -328,7 +314,7 @@ static void test_slow_consumer_dropped(void **state)
     /* a reader that keeps up, to show the drop is per stream */
     sse fast;
     assert_int_equal(sse_open(&fast, d.port, "/v1/events?state=succeeded", NULL), 200);
-    long before = rss_kib(d.pid);
+    long before = flh_rss_kib(d.pid);
     assert_true(before > 0);
     long dropped = 0;
     /* Small rounds: the reader that keeps up must never have more than a socket buffer's worth
@@ -343,7 +329,7 @@ static void test_slow_consumer_dropped(void **state)
     assert_int_equal(dropped, 1);
     /* Well past the drop: the stream's memory is gone, only the ring (bounded) grew. */
     assert_int_equal(submit_many(&d, "n", 2000), 0);
-    long after = rss_kib(d.pid);
+    long after = flh_rss_kib(d.pid);
     printf("flingd RSS %ld KiB -> %ld KiB\n", before, after);
     assert_true(after - before < RSS_GROWTH_MAX_KIB);
     assert_int_equal(flh_metric(&d, "fling_event_streams_open"), 1);
