@@ -10,7 +10,9 @@
  * its options rows in `specs`, and one function. */
 #include "fling.h"
 #include "mirrorview.h"
+#include "encode.h"
 #include "proto.h"
+#include "resp.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -726,27 +728,56 @@ static void stream_consume(stream *s, size_t n)
     s->len -= n;
 }
 
+/* Reads an error reply to its end with the client library's response parser (it has a
+ * Content-Length, or ends with the connection) and reports it as every command does. */
+static int stream_error(const cli *c, stream *s, const sigset_t *wait_mask)
+{
+    fl_proto_resp r;
+    fl_proto_resp_init(&r);
+    size_t fed = 0, used;
+    int rc = 0, more = 1;
+    while (rc == 0 && more > 0) {
+        rc = fl_proto_resp_feed(&r, s->buf + fed, s->len - fed, &used);
+        fed += used;
+        if (rc == 0 && (more = stream_fill(s, wait_mask)) == 0)
+            rc = fl_proto_resp_eof(&r);
+    }
+    int code;
+    if (rc == 1) {
+        fling_response res = { .status = r.status, .body = r.body, .body_len = r.body_len };
+        code = fail_http(c, &res);
+    } else {
+        code = fail(c, EXIT_TRANSPORT, "bad reply from %s", c->url);
+    }
+    fl_proto_resp_clear(&r);
+    return code;
+}
+
 /* Sends the request and reads the reply's head: 0 on a 200 stream, else an exit code after
  * reporting (an error reply as every command reports one). */
 static int stream_open(const cli *c, stream *s, const char *type, const sigset_t *wait_mask)
 {
-    char req[512 + FL_TYPE_NAME_MAX];
-    const char *tok = c->token;
-    int n = snprintf(req, sizeof req, "GET %s%s%s HTTP/1.1\r\nHost: fling\r\nAccept: text/event-stream\r\n%s%s%s\r\n",
-                     FL_PROTO_EVENTS_PATH, type ? "?type=" : "", type ? type : "", tok ? "Authorization: Bearer " : "",
-                     tok ? tok : "", tok ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof req)
-        return fail(c, EXIT_USAGE, "token too long");
-    for (size_t off = 0; off < (size_t)n;) {
+    char path[sizeof FL_PROTO_EVENTS_PATH + sizeof "?type=" + FL_TYPE_NAME_MAX];
+    snprintf(path, sizeof path, "%s%s%s", FL_PROTO_EVENTS_PATH, type ? "?type=" : "", type ? type : "");
+    char *req;
+    size_t n;
+    int rc = fl_proto_encode_request("fling", c->token, "GET", path, NULL, 0, &req, &n);
+    if (rc < 0)
+        return fail(c, rc == -ENOMEM ? EXIT_TRANSPORT : EXIT_USAGE,
+                    rc == -ENOMEM ? "out of memory" : "the token or --type cannot go in a request");
+    for (size_t off = 0; off < n;) {
         struct pollfd p = { s->fd, POLLOUT, 0 };
-        ssize_t k = send(s->fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (k > 0)
+        ssize_t k = send(s->fd, req + off, n - off, MSG_NOSIGNAL);
+        if (k > 0) {
             off += (size_t)k;
-        else if (k < 0 && (errno == EAGAIN || errno == EINTR))
+        } else if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
             (void)poll(&p, 1, 1000);
-        else
+        } else {
+            free(req);
             return fail(c, EXIT_TRANSPORT, "could not send the request to %s", c->url);
+        }
     }
+    free(req);
     char *eoh;
     int rv = 1;
     while (!(eoh = memmem(s->buf, s->len, "\r\n\r\n", 4)) && (rv = stream_fill(s, wait_mask)) != 0)
@@ -757,14 +788,10 @@ static int stream_open(const cli *c, stream *s, const char *type, const sigset_t
     int status = 0;
     if (sscanf(s->buf, "HTTP/1.%*d %d", &status) != 1)
         return fail(c, EXIT_TRANSPORT, "reply from %s is not HTTP", c->url);
+    if (status != 200)
+        return stream_error(c, s, wait_mask);
     stream_consume(s, (size_t)(eoh + 4 - s->buf));
-    if (status == 200)
-        return 0;
-    /* An error reply is small and the daemon closes or leaves it whole: what came is its body. */
-    while (!memchr(s->buf, '}', s->len) && (rv = stream_fill(s, wait_mask)) > 0)
-        ;
-    fling_response res = { .status = status, .body = s->buf, .body_len = s->len };
-    return fail_http(c, &res);
+    return 0;
 }
 
 /* Prints the frames of the stream until count lines (0: no limit) or a stop signal. */
