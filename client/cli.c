@@ -10,7 +10,6 @@
  * its options rows in `specs`, and one function. */
 #include "fling.h"
 #include "mirrorview.h"
-#include "encode.h"
 #include "proto.h"
 #include "resp.h"
 
@@ -18,13 +17,11 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define EXIT_DAEMON 1        /* an error reply, or stdout failed */
@@ -52,7 +49,7 @@ enum { CMD_SUBMIT = 1, CMD_STATUS = 2, CMD_LIST = 4, CMD_CANCEL = 8, CMD_WATCH =
 
 enum opt_id {
     OPT_HELP = 'h',
-    OPT_URL = 256, OPT_TOKEN, OPT_VERSION,
+    OPT_URL = 256, OPT_TOKEN, OPT_VERSION, OPT_CACERT, OPT_INSECURE,
     OPT_TIMEOUT, OPT_ATTEMPTS, OPT_DELAY, OPT_PRIORITY, OPT_KEY, OPT_CALLBACK, OPT_DETACH,
     OPT_WAIT, OPT_ON_DISCONNECT,
     OPT_STATE, OPT_TYPE, OPT_LIMIT, OPT_AFTER, OPT_JSON,
@@ -71,6 +68,8 @@ static const opt_spec specs[] = {
     { "version", no_argument, OPT_VERSION, CMD_ANY },
     { "url", required_argument, OPT_URL, CMD_ANY },
     { "token", required_argument, OPT_TOKEN, CMD_ANY },
+    { "cacert", required_argument, OPT_CACERT, CMD_ANY },
+    { "insecure", no_argument, OPT_INSECURE, CMD_ANY },
     { "timeout", required_argument, OPT_TIMEOUT, CMD_SUBMIT },
     { "attempts", required_argument, OPT_ATTEMPTS, CMD_SUBMIT },
     { "delay", required_argument, OPT_DELAY, CMD_SUBMIT },
@@ -105,6 +104,8 @@ typedef struct cli {
     const command *cmd;
     const char *url;
     const char *token;
+    const char *cacert;      /* --cacert or env FLING_CACERT, or NULL */
+    int insecure;            /* --insecure */
     char **args;             /* positional arguments after the command name */
     int nargs;
     opt_val *opts;           /* options in command-line order */
@@ -122,7 +123,8 @@ struct command {
 
 /* The usage text: the head, each command's part (also its own --help), the options, the exit
  * status. */
-static const char usage_head[] = "usage: fling [--url URL] [--token TOKEN] COMMAND [ARGS]\n\n";
+static const char usage_head[] =
+    "usage: fling [--url URL] [--token TOKEN] [--cacert FILE] COMMAND [ARGS]\n\n";
 
 static const char help_submit[] =
     "  submit TYPE [PAYLOAD|-] [--timeout S] [--attempts N] [--delay S] [--priority N]\n"
@@ -174,14 +176,18 @@ static const char usage_tail[] =
     "  --url URL        http://host:port, https://host[:port] or unix:/path (env FLING_URL;\n"
     "                   default " DEFAULT_URL ")\n"
     "  --token TOKEN    bearer token (env FLING_TOKEN)\n"
+    "  --cacert FILE    https: trust the CA certificates (PEM) in FILE instead of the\n"
+    "                   system's (env FLING_CACERT)\n"
+    "  --insecure       https: accept any certificate; anyone on the path can then read and\n"
+    "                   change the traffic, token included (a self-signed test only)\n"
     "  --redis URL      redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH[?db=N&password=P]\n"
     "                   (watch: env FLING_REDIS; default " FL_MVIEW_DEFAULT_URL ")\n"
     "  --prefix P       the daemon's [redis] prefix (default " FL_MVIEW_DEFAULT_PREFIX ")\n"
     "  -h, --help       this text (after a command: that command's);  --version  the version\n"
     "\n"
     "exit status: 0 ok, 1 the daemon refused or the job is not in the mirror, 2 usage error,\n"
-    "3 daemon or Redis unreachable (or refused the login); submit --wait: 4 the job failed or\n"
-    "was cancelled, 5 the job had not ended when the wait ran out\n";
+    "3 daemon or Redis unreachable (or refused the login, or TLS failed); submit --wait: 4 the\n"
+    "job failed or was cancelled, 5 the job had not ended when the wait ran out\n";
 
 /* ---- one-line errors ------------------------------------------------------------------ */
 
@@ -245,6 +251,7 @@ static int fail_call(const cli *c, int rc, const fling_response *res)
         return fail(c, EXIT_TRANSPORT, "could not connect to %s: %s", c->url, strerror(connect_errno));
     case FLING_ESEND: return fail(c, EXIT_TRANSPORT, "could not send the request to %s", c->url);
     case FLING_ERECV: return fail(c, EXIT_TRANSPORT, "no reply from %s", c->url);
+    case FLING_ETLS: return fail(c, EXIT_TRANSPORT, "TLS with %s failed: %s", c->url, fling_tls_error());
     default: return fail(c, EXIT_TRANSPORT, "%s (%s)", fling_strerror(rc), c->url);
     }
 }
@@ -697,9 +704,9 @@ static int follow_events(const cli *c, redisContext *rc, const sigset_t *wait_ma
 
 /* ---- watch over GET /v1/events ------------------------------------------------------- */
 
-/* The event stream as it is read: bytes not yet parsed, on one socket. */
+/* The event stream as it is read: bytes not yet parsed, on one connection. */
 typedef struct stream {
-    int fd;
+    fling_stream *conn;
     char *buf;
     size_t len;
 } stream;
@@ -710,12 +717,9 @@ static int stream_fill(stream *s, const sigset_t *wait_mask)
 {
     if (s->len == STREAM_BUF)
         return -ENOBUFS;
-    struct pollfd p = { s->fd, POLLIN, 0 };
-    if (ppoll(&p, 1, NULL, wait_mask) < 0)
-        return errno == EINTR ? -EINTR : 0;
-    ssize_t n = recv(s->fd, s->buf + s->len, STREAM_BUF - s->len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return 1;
+    ssize_t n = fling_stream_read(s->conn, s->buf + s->len, STREAM_BUF - s->len, wait_mask);
+    if (n == FLING_EINTR)
+        return -EINTR;
     if (n <= 0)
         return 0;
     s->len += (size_t)n;
@@ -753,31 +757,17 @@ static int stream_error(const cli *c, stream *s, const sigset_t *wait_mask)
     return code;
 }
 
-/* Sends the request and reads the reply's head: 0 on a 200 stream, else an exit code after
- * reporting (an error reply as every command reports one). */
+/* Opens the stream and reads the reply's head: 0 on a 200 stream, else an exit code after
+ * reporting (an error reply as every command reports one), or -1 if a stop signal came first. */
 static int stream_open(const cli *c, stream *s, const char *type, const sigset_t *wait_mask)
 {
     char path[sizeof FL_PROTO_EVENTS_PATH + sizeof "?type=" + FL_TYPE_NAME_MAX];
     snprintf(path, sizeof path, "%s%s%s", FL_PROTO_EVENTS_PATH, type ? "?type=" : "", type ? type : "");
-    char *req;
-    size_t n;
-    int rc = fl_proto_encode_request("fling", c->token, "GET", path, NULL, 0, &req, &n);
+    int rc = fling_stream_open(c->client, path, &s->conn);
+    if (rc == FLING_EINVAL)
+        return fail(c, EXIT_USAGE, "the token or --type cannot go in a request");
     if (rc < 0)
-        return fail(c, rc == -ENOMEM ? EXIT_TRANSPORT : EXIT_USAGE,
-                    rc == -ENOMEM ? "out of memory" : "the token or --type cannot go in a request");
-    for (size_t off = 0; off < n;) {
-        struct pollfd p = { s->fd, POLLOUT, 0 };
-        ssize_t k = send(s->fd, req + off, n - off, MSG_NOSIGNAL);
-        if (k > 0) {
-            off += (size_t)k;
-        } else if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-            (void)poll(&p, 1, 1000);
-        } else {
-            free(req);
-            return fail(c, EXIT_TRANSPORT, "could not send the request to %s", c->url);
-        }
-    }
-    free(req);
+        return fail_call(c, rc, NULL);
     char *eoh;
     int rv = 1;
     while (!(eoh = memmem(s->buf, s->len, "\r\n\r\n", 4)) && (rv = stream_fill(s, wait_mask)) != 0)
@@ -831,18 +821,15 @@ static int watch_daemon(cli *c, const char *type, long count)
 {
     sigset_t wait_mask;
     catch_stop_signals(&wait_mask);
-    stream s = { .fd = fling_client_connect(c->client), .buf = malloc(STREAM_BUF) };
+    stream s = { .conn = NULL, .buf = malloc(STREAM_BUF) };
     int code;
     if (!s.buf)
         code = fail(c, EXIT_TRANSPORT, "out of memory");
-    else if (s.fd < 0)
-        code = fail_call(c, s.fd, NULL);
     else if ((code = stream_open(c, &s, type, &wait_mask)) == 0)
         code = follow_stream(c, &s, &wait_mask, type, count);
     if (code < 0)
         code = 0;   /* stopped by a signal before the stream began */
-    if (s.fd >= 0)
-        close(s.fd);
+    fling_stream_close(s.conn);
     free(s.buf);
     return code;
 }
@@ -1320,6 +1307,7 @@ static int globals(cli *c, char **words, int nwords)
     int help = 0, version = 0;
     c->url = getenv("FLING_URL");
     c->token = getenv("FLING_TOKEN");
+    c->cacert = getenv("FLING_CACERT");
     for (int i = 0; i < c->nopts; i++) {
         const opt_val *o = &c->opts[i];
         help |= o->id == OPT_HELP;
@@ -1328,7 +1316,12 @@ static int globals(cli *c, char **words, int nwords)
             c->url = o->arg;
         else if (o->id == OPT_TOKEN)
             c->token = o->arg;
+        else if (o->id == OPT_CACERT)
+            c->cacert = o->arg;
+        c->insecure |= o->id == OPT_INSECURE;
     }
+    if (c->cacert && !c->cacert[0])
+        c->cacert = NULL;
     if (!c->url || !c->url[0])
         c->url = DEFAULT_URL;
     if (help)
@@ -1348,7 +1341,10 @@ static int run(cli *c)
     if (!c->client)
         return errno == ENOMEM ? fail(c, EXIT_TRANSPORT, "out of memory")
                                : fail(c, EXIT_USAGE, "bad URL '%s' or token "
-                                      "(http://host:port or unix:/path)", c->url);
+                                      "(http://host[:port], https://host[:port] or unix:/path)", c->url);
+    int rc = fling_client_set_tls(c->client, c->cacert, c->insecure ? FLING_TLS_INSECURE : 0);
+    if (rc < 0)
+        return fail_call(c, rc, NULL);
     return c->cmd->run(c);
 }
 

@@ -709,7 +709,9 @@ static void test_unresolvable_host(void **state)
     fling_response res;
     assert_int_equal(fling_submit(c, "t", "x", 1, NULL, &res), FLING_ERESOLVE);
     assert_int_equal(res.status, 0);
-    assert_int_equal(fling_client_connect(c), FLING_ERESOLVE);
+    fling_stream *st;
+    assert_int_equal(fling_stream_open(c, "/v1/events", &st), FLING_ERESOLVE);
+    assert_null(st);
     assert_string_equal(fling_strerror(FLING_ERESOLVE), "cannot resolve host");
     fling_client_free(c);
 }
@@ -856,13 +858,15 @@ static void test_client_new_urls(void **state)
     static const char *const good[] = {
         "http://127.0.0.1:7878", "http://127.0.0.1:7878/", "http://localhost:1",
         "http://[::1]:7878", "http://[::1]", "http://example.com", "unix:/run/fling.sock",
-        "unix:relative.sock",
+        "unix:relative.sock", "https://127.0.0.1:7878", "https://localhost", "HTTP://Example.com:80/",
     };
     static const char *const bad[] = {
-        "", "127.0.0.1:7878", "https://127.0.0.1:7878", "http://", "http://:80",
+        "", "127.0.0.1:7878", "ftp://127.0.0.1:21", "https://", "http://", "http://:80",
         "http://127.0.0.1:0", "http://127.0.0.1:65536", "http://127.0.0.1:80x",
         "http://127.0.0.1:7878/v1", "http://[::1", "http://[127.0.0.1]:80", "http://::1:80",
         "http://ho st:80", "http://host\r\n:80", "unix:", "http://127.0.0.1:-1",
+        "http://user:pw@127.0.0.1:7878", "https://127.0.0.1:7878/?q=1", "http://127.0.0.1:7878/#f",
+        "https://[fe80::1%25eth0]:7878",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         fling_client *c = fling_client_new(good[i], NULL);
