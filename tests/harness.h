@@ -121,4 +121,23 @@ void flh_redis_stop(flh_redis *r);
  * selected), or NULL; caller frees with redisFree. */
 struct redisContext *flh_redis_connect(const flh_redis *r, int db);
 
+/* A real nginx in front of a flingd: its own prefix, config, logs and temp dirs in a temp dir,
+ * listening on a free 127.0.0.1 port, proxying location / to 127.0.0.1:upstream_port; stopped
+ * by its PID. */
+#define FLH_NGINX "/usr/sbin/nginx"
+typedef struct flh_nginx {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char access[96];     /* its access log */
+} flh_nginx;
+
+/* flh_nginx_start writes the config (listen_opts after "listen 127.0.0.1:PORT", such as "ssl";
+ * server_extra and location as directives of the server and of location /; each may be "") and
+ * starts nginx in the foreground: 0 once it accepts TCP connections, -1 otherwise. */
+int flh_nginx_start(flh_nginx *n, int upstream_port, const char *listen_opts,
+                    const char *server_extra, const char *location);
+/* flh_nginx_stop stops nginx by its PID (fast shutdown, SIGKILL after 10 s) and removes its dir. */
+void flh_nginx_stop(flh_nginx *n);
+
 #endif

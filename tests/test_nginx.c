@@ -1,5 +1,5 @@
 /* test_nginx.c — flingd behind a real nginx (reverse proxy on a free 127.0.0.1 port, its own
- * prefix, logs and temp dirs in a temp dir, stopped by its PID). 500 fire-and-forget requests
+ * prefix, logs and temp dirs in a temp dir, stopped by its PID: flh_nginx_start). 500 fire-and-forget requests
  * (the whole request written, then close at once) go through nginx. With the configuration the
  * README documents (proxy_ignore_client_abort on, ...) every one must be enqueued, and flingd
  * sees nginx read every 202 (status bit 1 clear). With nginx's defaults the upstream request is
@@ -13,13 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fling.h"
 #include "harness.h"
 
-#define NGINX "/usr/sbin/nginx"
 #define FIRES 500
 
 /* The proxy settings the README's "Behind nginx" section documents. */
@@ -32,87 +30,11 @@ static const char *documented =
     "            proxy_send_timeout 30s;\n"
     "            proxy_read_timeout 30s;\n";
 
-typedef struct nginx {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char access[96];
-} nginx;
-
 static flh_daemon D;
-static nginx N;
-
-/* nginx_start writes a config proxying 127.0.0.1:PORT to flingd with the given location
- * settings and starts nginx in the foreground; 0 once it accepts, -1 otherwise. */
-static int nginx_start(nginx *n, const char *location)
-{
-    memset(n, 0, sizeof *n);
-    snprintf(n->dir, sizeof n->dir, "/tmp/flingnginx.XXXXXX");
-    if (!mkdtemp(n->dir) || (n->port = flh_free_port()) < 0)
-        return -1;
-    snprintf(n->access, sizeof n->access, "%s/access.log", n->dir);
-    char conf[96], err[96];
-    snprintf(conf, sizeof conf, "%s/nginx.conf", n->dir);
-    snprintf(err, sizeof err, "%s/error.log", n->dir);
-    FILE *f = fopen(conf, "w");
-    if (!f)
-        return -1;
-    /* As root, workers would switch to nobody, who cannot enter the 0700 temp dir. At
-     * worker_connections nginx closes accepted connections it has not read yet, unlogged
-     * (1024 lost 20 of 500 here): each fire holds two until flingd's 202 is back. */
-    fprintf(f,
-            "%s"
-            "worker_processes 1;\npid %s/nginx.pid;\nerror_log %s info;\n"
-            "events { worker_connections 4096; }\n"
-            "http {\n"
-            "    access_log %s;\n"
-            "    client_body_temp_path %s/body; proxy_temp_path %s/proxy; fastcgi_temp_path %s/fastcgi;\n"
-            "    uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;\n"
-            "    upstream flingd { server 127.0.0.1:%d; keepalive 16; }\n"
-            "    server {\n"
-            "        listen 127.0.0.1:%d;\n"
-            "        location / {\n"
-            "            proxy_pass http://flingd;\n%s"
-            "        }\n"
-            "    }\n"
-            "}\n",
-            geteuid() == 0 ? "user root;\n" : "", n->dir, err, n->access, n->dir, n->dir, n->dir, n->dir, n->dir,
-            D.port, n->port, location);
-    fclose(f);
-    n->pid = fork();
-    if (n->pid < 0)
-        return -1;
-    if (n->pid == 0) {
-        execl(NGINX, "nginx", "-p", n->dir, "-e", err, "-c", conf, "-g", "daemon off;", (char *)NULL);
-        _exit(127);
-    }
-    for (double end = flh_now() + 10; flh_now() < end; usleep(20000)) {
-        int fd = flh_connect_tcp(n->port);
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
-            n->pid = 0;
-            fprintf(stderr, "nginx exited at start; see %s\n", err);
-            return -1;
-        }
-    }
-    fprintf(stderr, "nginx did not accept in 10 s\n");
-    return -1;
-}
-
-/* nginx_stop stops nginx by its PID (fast shutdown, SIGKILL after 10 s) and removes its dir. */
-static void nginx_stop(nginx *n)
-{
-    if (n->pid > 0)
-        flh_signal_reap(n->pid, n->pid, SIGTERM);
-    n->pid = 0;
-    flh_rmdir(n->dir);
-}
+static flh_nginx N;
 
 /* access_log counts the lines nginx logged so far, and those with status 499. */
-static long access_log(const nginx *n, long *with_499)
+static long access_log(const flh_nginx *n, long *with_499)
 {
     FILE *f = fopen(n->access, "r");
     long lines = 0;
@@ -129,7 +51,7 @@ static long access_log(const nginx *n, long *with_499)
 }
 
 /* show_logs prints what nginx did not answer 202 and the end of its error log. */
-static void show_logs(const nginx *n)
+static void show_logs(const flh_nginx *n)
 {
     char cmd[320];
     snprintf(cmd, sizeof cmd, "grep -v '\" 202 ' '%s' | head -n 5; grep -v 'closed keepalive' '%s/error.log' | tail -n 20",
@@ -141,7 +63,7 @@ static void show_logs(const nginx *n)
 /* fire_through sends FIRES jobs of type through nginx, each on its own connection closed as
  * soon as the request is written; then waits until nginx has logged every one. Returns how
  * many fling_fire calls succeeded. */
-static long fire_through(const nginx *n, const char *type, long *logged, long *with_499)
+static long fire_through(const flh_nginx *n, const char *type, long *logged, long *with_499)
 {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", n->port);
@@ -166,21 +88,21 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    nginx_stop(&N);
+    flh_nginx_stop(&N);
     return flh_stop(&D);
 }
 
 static int stop_nginx(void **state)
 {
     (void)state;
-    nginx_stop(&N);
+    flh_nginx_stop(&N);
     return 0;
 }
 
 static void documented_config_enqueues_every_fire(void **state)
 {
     (void)state;
-    assert_int_equal(nginx_start(&N, documented), 0);
+    assert_int_equal(flh_nginx_start(&N, D.port, "", "", documented), 0);
     long logged, with_499;
     long sent = fire_through(&N, "documented", &logged, &with_499);
     long aborted = -1;
@@ -198,7 +120,7 @@ static void documented_config_enqueues_every_fire(void **state)
 static void defaults_lose_fires(void **state)
 {
     (void)state;
-    assert_int_equal(nginx_start(&N, ""), 0);
+    assert_int_equal(flh_nginx_start(&N, D.port, "", "", ""), 0);
     long logged, with_499;
     long sent = fire_through(&N, "defaults", &logged, &with_499);
     /* Whatever nginx passed on is committed within a moment; wait a little for stragglers. */
@@ -211,8 +133,8 @@ static void defaults_lose_fires(void **state)
 
 int main(void)
 {
-    if (access(NGINX, X_OK) != 0) {
-        printf("test_nginx: skipped: %s is missing (scripts/install-deps --test installs nginx-light)\n", NGINX);
+    if (access(FLH_NGINX, X_OK) != 0) {
+        printf("test_nginx: skipped: %s is missing (scripts/install-deps --test installs nginx-light)\n", FLH_NGINX);
         return 0;
     }
     const struct CMUnitTest tests[] = {
