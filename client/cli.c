@@ -173,7 +173,7 @@ static const char help_types[] =
 
 static const char usage_tail[] =
     "\n"
-    "  --url URL        http://host:port, https://host[:port] or unix:/path (env FLING_URL;\n"
+    "  --url URL        http://host[:port], https://host[:port] or unix:/path (env FLING_URL;\n"
     "                   default " DEFAULT_URL ")\n"
     "  --token TOKEN    bearer token (env FLING_TOKEN)\n"
     "  --cacert FILE    https: trust the CA certificates (PEM) in FILE instead of the\n"

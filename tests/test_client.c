@@ -686,6 +686,18 @@ static void test_connection_refused_is_quick(void **state)
     assert_null(res.body);
     assert_true(now_ms() - t0 < 1000);
     fling_client_free(c);
+    /* https: libcurl connects, and its refusal is reported the same way */
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", ntohs(in.sin_port));
+    c = fling_client_new(url, NULL);
+    assert_non_null(c);
+    errno = 0;
+    assert_int_equal(fling_fire(c, "t", "x", 1, NULL), FLING_ECONNECT);
+    assert_int_equal(errno, ECONNREFUSED);
+    errno = 0;
+    assert_int_equal(fling_submit(c, "t", "x", 1, NULL, &res), FLING_ECONNECT);
+    assert_int_equal(errno, ECONNREFUSED);
+    assert_int_equal(res.status, 0);
+    fling_client_free(c);
     close(fd);
 
     c = fling_client_new("unix:/nonexistent/fling.sock", NULL);
@@ -713,6 +725,13 @@ static void test_unresolvable_host(void **state)
     assert_int_equal(fling_stream_open(c, "/v1/events", &st), FLING_ERESOLVE);
     assert_null(st);
     assert_string_equal(fling_strerror(FLING_ERESOLVE), "cannot resolve host");
+    fling_client_free(c);
+    c = fling_client_new("https://" UNRESOLVABLE_HOST ":1", NULL);
+    assert_non_null(c);
+    assert_int_equal(fling_fire(c, "t", "x", 1, NULL), FLING_ERESOLVE);
+    assert_int_equal(fling_submit(c, "t", "x", 1, NULL, NULL), FLING_ERESOLVE);
+    assert_int_equal(fling_client_set_tls(c, "", 0), FLING_EINVAL);
+    assert_int_equal(fling_client_set_tls(c, NULL, 4), FLING_EINVAL);
     fling_client_free(c);
 }
 
