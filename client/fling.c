@@ -121,13 +121,14 @@ static int has_extra_part(CURLU *u)
 {
     static const CURLUPart parts[] = { CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS,
                                        CURLUPART_QUERY, CURLUPART_FRAGMENT, CURLUPART_ZONEID };
-    char *v;
+    char *v = NULL;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (curl_url_get(u, parts[i], &v, 0) == CURLUE_OK) {
             curl_free(v);
             return 1;
         }
     }
+    v = NULL;
     int bad = curl_url_get(u, CURLUPART_PATH, &v, 0) != CURLUE_OK || strcmp(v, "/") != 0;
     curl_free(v);
     return bad;
