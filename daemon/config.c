@@ -113,7 +113,7 @@ typedef enum value_kind {
     V_BOOL,         /* int: true = 1, false = 0 */
     V_DURATION,     /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
     V_CRON,         /* schedule: its text and the parsed fl_cron */
-    V_ZONE          /* schedule_tz: its text, and cron.utc (fl_cron_zone) */
+    V_ZONE          /* schedule_tz: its text, and the zone read from its TZif file (fl_tz_load) */
 } value_kind;
 
 typedef struct key_spec {
@@ -620,6 +620,7 @@ static void type_free(fl_type *t)
     free(t->on_abort);
     free(t->schedule);
     free(t->schedule_tz);
+    fl_tz_free(t->tz);
     free(t->periodic_payload);
     strv_free(t->env);
     strv_free(t->env_pass);
@@ -983,14 +984,18 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
         char why[160];
         if (fl_cron_parse(v, &t->cron, why, sizeof why) < 0)
             return reject(ld, "%s", why);
-        t->cron.utc = t->schedule_utc;   /* schedule_tz may come first */
         return replace_string(str, v);
     }
     case V_ZONE: {
         char why[160];
-        if (fl_cron_zone(v, &t->schedule_utc, why, sizeof why) < 0)
+        fl_tz *z;
+        int rc = fl_tz_load(&z, v, why, sizeof why);
+        if (rc == -EINVAL)
             return reject(ld, "%s", why);
-        t->cron.utc = t->schedule_utc;
+        if (rc < 0)
+            return rc;
+        fl_tz_free(t->tz);
+        t->tz = z;
         return replace_string(str, v);
     }
     case V_DURATION: {
@@ -1066,10 +1071,21 @@ static int on_key(void *user, const char *section, const char *name, const char 
 
 /* ---- sections ---------------------------------------------------------------------------- */
 
+/* schedule_zone gives a periodic type its zone: schedule_tz's, else flingd's own. */
+static void schedule_zone(loader *ld, fl_type *t)
+{
+    char name[256], why[200];
+    int rc = 0;
+    if (!t->tz && (rc = fl_tz_local(&t->tz, name, sizeof name, why, sizeof why)) < 0)
+        fail(ld, ld->section_line, rc, "[%s] schedule: flingd's time zone %s: %s", ld->section, name,
+             rc == -EINVAL ? why : strerror(-rc));
+    t->cron.tz = t->tz;
+}
+
 /* close_type checks what only the whole [type.*] section can tell. */
 static void close_type(loader *ld)
 {
-    const fl_type *t = &ld->c->types[ld->c->n_types - 1];
+    fl_type *t = &ld->c->types[ld->c->n_types - 1];
     const char *s = ld->section;
     if (!ld->has_handler)
         fail(ld, ld->section_line, -EINVAL, "[%s] handler: missing (exec, http, noop or sleep)", s);
@@ -1084,6 +1100,8 @@ static void close_type(loader *ld)
     else if (t->backoff_base > t->backoff_max)
         fail(ld, ld->section_line, -EINVAL, "[%s] backoff: %g is more than backoff_max %g", s,
              t->backoff_base, t->backoff_max);
+    else if (t->schedule)
+        schedule_zone(ld, t);
 }
 
 /* open_type starts [type.NAME]: the name must be valid and new. */

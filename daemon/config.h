@@ -39,9 +39,9 @@ typedef struct fl_type {
     gid_t gid;              /* resolved at load: valid when user or group is set */
     int callback_payload;   /* callbacks carry the payload, base64, as "payload"; default false */
     char *schedule;         /* periodic: the cron expression as written; NULL = not periodic */
-    char *schedule_tz;      /* periodic: schedule_tz as written (UTC or the local zone); NULL = local */
-    int schedule_utc;       /* schedule_tz names UTC: copied into cron.utc */
-    fl_cron cron;           /* periodic: schedule, parsed (utc from schedule_tz) */
+    char *schedule_tz;      /* periodic: schedule_tz as written (an IANA zone); NULL = flingd's zone */
+    fl_tz *tz;              /* periodic: the zone of the slots, schedule_tz's or flingd's; else NULL */
+    fl_cron cron;           /* periodic: schedule, parsed; cron.tz borrows tz */
     char *periodic_payload; /* periodic: the payload of each job it enqueues; NULL = empty */
 } fl_type;
 
