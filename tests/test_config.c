@@ -412,6 +412,42 @@ static void test_schedule_zones(void **state)
     setenv("TZ", "UTC", 1);
 }
 
+/* docs/config.md marks each key "yes" or "restart" in its reload column as flingd applies it
+ * on SIGHUP; [store] has no column: none of its keys reloads. */
+static void test_docs_reload_marks(void **state)
+{
+    (void)state;
+    FILE *f = fopen(FL_SOURCE_DIR "/docs/config.md", "r");
+    assert_non_null(f);
+    char line[4096], section[32] = "";
+    int has_column = 0, rows = 0, live = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[64], mark[16];
+        if (sscanf(line, "## [%31[a-z]", section) == 1) {
+            has_column = 0;
+        } else if (strncmp(line, "| key | reload |", 16) == 0) {
+            has_column = 1;
+        } else if (sscanf(line, "| `%63[a-z_]` |", name) == 1) {
+            if (has_column && sscanf(line, "| `%*[a-z_]` | %15[a-z] |", mark) != 1)
+                fail_msg("[%s] %s: no reload mark", section, name);
+            int want = has_column && strcmp(mark, "yes") == 0;
+            if (has_column && strcmp(mark, "yes") != 0 && strcmp(mark, "restart") != 0)
+                fail_msg("[%s] %s: reload mark \"%s\"", section, name, mark);
+            if (fl_config_key_reloadable(section, name) != want)
+                fail_msg("[%s] %s: docs say %s", section, name, want ? "reloadable" : "restart");
+            rows++;
+            live += want;
+        }
+    }
+    fclose(f);
+    assert_true(rows >= 50);
+    assert_true(live >= 35);
+    assert_int_equal(fl_config_key_reloadable("server", "listen"), 0);
+    assert_int_equal(fl_config_key_reloadable("type", "handler"), 0);
+    assert_int_equal(fl_config_key_reloadable("store", "retention"), 0);
+    assert_int_equal(fl_config_key_reloadable("server", "token"), 1);
+}
+
 static void test_inline_comments(void **state)
 {
     (void)state;
@@ -1024,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_no_types_and_last_key_wins),
         cmocka_unit_test(test_schedule_zones),
+        cmocka_unit_test(test_docs_reload_marks),
         cmocka_unit_test(test_inline_comments),
         cmocka_unit_test(test_long_type_name),
         cmocka_unit_test(test_long_lines),
