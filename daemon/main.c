@@ -187,7 +187,8 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     fl_log(LOG_INFO, "SIGHUP: read %s again", rc->o->config);
-    fl_server_reload(rc->srv, next);
+    if (fl_server_reload(rc->srv, next) < 0)
+        fl_log(LOG_ERR, "SIGHUP: %s; still running the previous configuration", strerror(ENOMEM));
 }
 
 int main(int argc, char **argv)
