@@ -1592,7 +1592,7 @@ static const struct { section_kind section; const char *name; } live_keys[] = {
     {SEC_SERVER, "max_pipeline"}, {SEC_SERVER, "max_output"}, {SEC_SERVER, "log"},
     {SEC_SERVER, "log_format"}, {SEC_SERVER, "log_level"}, {SEC_SERVER, "open_health"},
     {SEC_SERVER, "open_metrics"},
-    {SEC_WORKERS, "count"}, {SEC_WORKERS, "shutdown_grace"},
+    {SEC_STORE, "retention"}, {SEC_WORKERS, "count"}, {SEC_WORKERS, "shutdown_grace"},
     {SEC_CALLBACKS, "allow"}, {SEC_CALLBACKS, "secret"}, {SEC_CALLBACKS, "max_attempts"},
     {SEC_CALLBACKS, "timeout"}, {SEC_CALLBACKS, "connect_timeout"}, {SEC_CALLBACKS, "backoff"},
     {SEC_CALLBACKS, "backoff_max"}, {SEC_CALLBACKS, "concurrency"},
@@ -1735,6 +1735,8 @@ static void reload_keys(section_kind kind, const char *section, fl_config *live,
             out->mask |= FL_RELOAD_SCHEDULE;
         else if (k->kind == V_HOOK)
             out->mask |= FL_RELOAD_HOOKS;
+        else if (k->section == SEC_STORE)
+            out->mask |= FL_RELOAD_RETENTION;
         else if (strcmp(k->name, "log") == 0 || k->kind == V_LOG_FORMAT || k->kind == V_LOG_LEVEL)
             out->mask |= FL_RELOAD_LOG;
     }

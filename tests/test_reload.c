@@ -1,6 +1,6 @@
 /* test_reload.c — SIGHUP on a real flingd: the configuration file is read again and the
  * reloadable keys change live (a token, a type's concurrency, a schedule, the log's file and
- * format, a callback hook, which the store's writer thread reads), one log line says what changed and another what waits for a restart (a store key,
+ * format, a callback hook, which the store's writer thread reads, the retention), one log line says what changed and another what waits for a restart (a store key,
  * a new type); a file that does not load changes nothing and is logged with its FILE:LINE. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+#include <sqlite3.h>
 
 #define WAIT_S 10.0
 
@@ -222,6 +224,36 @@ static void reload_callback_hook(void **state)
     flh_rmdir(dir);
 }
 
+/* Retention given by a reload deletes the jobs that finished longer ago than it. */
+static void reload_retention(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    char body[4096];
+    assert_int_equal(flh_start(&d, "[store]\nretention = 0\n"), 0);
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        assert_int_equal(call(&d, "POST", "/v1/jobs/t", NULL, "0", body, sizeof body), 202);
+        snprintf(id, sizeof id, "%d", i + 1);
+        json_decref(flh_wait_terminal(&d, id, 10000));
+    }
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(d.db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "UPDATE jobs SET finished_at = finished_at - 7200000 WHERE id <= 2", NULL,
+                                  NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    edit_file(d.conf, "retention = 0", "retention = 1h");
+    hup_and_wait(&d, d.log, "reload: changed: [store] retention");
+    for (double end = flh_now() + WAIT_S; flh_metric(&d, "fling_jobs_pruned_total") < 2; usleep(50000))
+        if (flh_now() > end)
+            fail_msg("pruned %ld, want 2", flh_metric(&d, "fling_jobs_pruned_total"));
+    assert_int_equal(flh_metric(&d, "fling_jobs_pruned_total"), 2);
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/1", NULL), 404);
+    assert_int_equal(flh_http(&d, "GET", "/v1/jobs/3", NULL), 200);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -230,6 +262,7 @@ int main(void)
         cmocka_unit_test(reload_bad_file_keeps_running),
         cmocka_unit_test(reload_schedule_and_log),
         cmocka_unit_test(reload_callback_hook),
+        cmocka_unit_test(reload_retention),
     };
     return cmocka_run_group_tests_name("reload", tests, NULL, NULL);
 }
