@@ -504,7 +504,12 @@ int fl_server_reload(fl_server *srv, fl_config *next)
     }
     srv->retired = retired;
     int mask = fl_config_reload(srv->cfg, next, changed, sizeof changed, restart, sizeof restart);
-    retired[srv->n_retired++] = next;   /* its old values may still be borrowed (a running command) */
+    if (changed[0]) {
+        retired[srv->n_retired++] = next;   /* its old values may still be borrowed (a running command) */
+    } else {
+        fl_config_free(next);   /* nothing was swapped: logrotate's daily SIGHUP keeps nothing */
+        free(next);
+    }
     reload_effects(srv, mask);
     fl_log(LOG_INFO, "reload: %s%s", changed[0] ? "changed: " : "nothing changed that can change live", changed);
     if (restart[0])

@@ -22,8 +22,9 @@ int fl_server_start(fl_server **out, struct ev_loop *loop, fl_config *cfg, char 
 /* fl_server_reload applies a configuration read again (SIGHUP) to the running server: the
  * reloadable keys take their new values (fl_config_reload) and what depends on them follows
  * (the log, the writer's callback hooks, the schedules' timers); one log line lists what
- * changed, another what differs but waits for a restart. Takes next (malloc'd, loaded) and
- * keeps it, with the old values, until fl_server_free: something may still borrow them.
+ * changed, another what differs but waits for a restart. Takes next (malloc'd, loaded): if it
+ * changed something it is kept, with the old values, until fl_server_free (something may
+ * still borrow them); else freed at once.
  * Values read at each use (tokens, limits, concurrency, back-off) apply from the next use:
  * a job already queued waits for the scheduler's next claim (a submit or an attempt's end).
  * 0, or -ENOMEM (next freed, nothing changed). */
