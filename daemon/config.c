@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <syslog.h>
 
 #include "proto.h"
 #include "redisurl.h"
@@ -100,6 +101,7 @@ typedef enum value_kind {
     V_LISTEN,       /* listen_host and listen_port */
     V_DURABILITY,   /* int: full = 1, normal = 0 */
     V_LOG_FORMAT,   /* int: json = 1, text = 0 */
+    V_LOG_LEVEL,    /* int: a syslog level, from error, warning, info, debug */
     V_BACKEND,      /* char *: the name of a store backend */
     V_ALLOW,        /* callback_allow list */
     V_HANDLER,      /* fl_handler */
@@ -113,7 +115,7 @@ typedef enum value_kind {
     V_BOOL,         /* int: true = 1, false = 0 */
     V_DURATION,     /* long: seconds, written N, Ns, Nm, Nh or Nd (fl_proto_parse_duration) */
     V_CRON,         /* schedule: its text and the parsed fl_cron */
-    V_ZONE          /* schedule_tz: its text, and cron.utc (fl_cron_zone) */
+    V_ZONE          /* schedule_tz: its text, and the zone read from its TZif file (fl_tz_load) */
 } value_kind;
 
 typedef struct key_spec {
@@ -145,6 +147,7 @@ static const key_spec keys[] = {
     {SEC_SERVER, "max_stream_buffer", V_BYTES, CFG(max_stream_buffer), 4 * KIB, 64 * MIB},
     {SEC_SERVER, "log", V_PATH, CFG(log_path), 0, 0},
     {SEC_SERVER, "log_format", V_LOG_FORMAT, CFG(log_json), 0, 0},
+    {SEC_SERVER, "log_level", V_LOG_LEVEL, CFG(log_level), 0, 0},
     {SEC_SERVER, "open_health", V_BOOL, CFG(open_health), 0, 0},
     {SEC_SERVER, "open_metrics", V_BOOL, CFG(open_metrics), 0, 0},
     {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
@@ -190,6 +193,13 @@ static const struct {
 } sections[] = {
     {"server", SEC_SERVER},   {"store", SEC_STORE}, {"workers", SEC_WORKERS},
     {"redis", SEC_REDIS},     {"callbacks", SEC_CALLBACKS},
+};
+
+static const struct {
+    const char *name;
+    int level;
+} log_levels[] = {
+    {"error", LOG_ERR}, {"warning", LOG_WARNING}, {"info", LOG_INFO}, {"debug", LOG_DEBUG},
 };
 
 static const char *const handler_names[] = {
@@ -620,6 +630,7 @@ static void type_free(fl_type *t)
     free(t->on_abort);
     free(t->schedule);
     free(t->schedule_tz);
+    fl_tz_free(t->tz);
     free(t->periodic_payload);
     strv_free(t->env);
     strv_free(t->env_pass);
@@ -983,14 +994,18 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
         char why[160];
         if (fl_cron_parse(v, &t->cron, why, sizeof why) < 0)
             return reject(ld, "%s", why);
-        t->cron.utc = t->schedule_utc;   /* schedule_tz may come first */
         return replace_string(str, v);
     }
     case V_ZONE: {
         char why[160];
-        if (fl_cron_zone(v, &t->schedule_utc, why, sizeof why) < 0)
+        fl_tz *z;
+        int rc = fl_tz_load(&z, v, why, sizeof why);
+        if (rc == -EINVAL)
             return reject(ld, "%s", why);
-        t->cron.utc = t->schedule_utc;
+        if (rc < 0)
+            return rc;
+        fl_tz_free(t->tz);
+        t->tz = z;
         return replace_string(str, v);
     }
     case V_DURATION: {
@@ -1010,6 +1025,13 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             return reject(ld, "expected text or json");
         c->log_json = strcmp(v, "json") == 0;
         return 0;
+    case V_LOG_LEVEL:
+        for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
+            if (strcmp(v, log_levels[i].name) == 0) {
+                c->log_level = log_levels[i].level;
+                return 0;
+            }
+        return reject(ld, "expected error, warning, info or debug");
     case V_BACKEND:
         return fl_store_backend_known(v) ? replace_string(str, v) : reject(ld, "expected a store backend: sqlite");
     case V_ALLOW:
@@ -1066,10 +1088,21 @@ static int on_key(void *user, const char *section, const char *name, const char 
 
 /* ---- sections ---------------------------------------------------------------------------- */
 
+/* schedule_zone gives a periodic type its zone: schedule_tz's, else flingd's own. */
+static void schedule_zone(loader *ld, fl_type *t)
+{
+    char name[256], why[200];
+    int rc = 0;
+    if (!t->tz && (rc = fl_tz_local(&t->tz, name, sizeof name, why, sizeof why)) < 0)
+        fail(ld, ld->section_line, rc, "[%s] schedule: flingd's time zone %s: %s", ld->section, name,
+             rc == -EINVAL ? why : strerror(-rc));
+    t->cron.tz = t->tz;
+}
+
 /* close_type checks what only the whole [type.*] section can tell. */
 static void close_type(loader *ld)
 {
-    const fl_type *t = &ld->c->types[ld->c->n_types - 1];
+    fl_type *t = &ld->c->types[ld->c->n_types - 1];
     const char *s = ld->section;
     if (!ld->has_handler)
         fail(ld, ld->section_line, -EINVAL, "[%s] handler: missing (exec, http, noop or sleep)", s);
@@ -1084,6 +1117,8 @@ static void close_type(loader *ld)
     else if (t->backoff_base > t->backoff_max)
         fail(ld, ld->section_line, -EINVAL, "[%s] backoff: %g is more than backoff_max %g", s,
              t->backoff_base, t->backoff_max);
+    else if (t->schedule)
+        schedule_zone(ld, t);
 }
 
 /* open_type starts [type.NAME]: the name must be valid and new. */
@@ -1259,6 +1294,7 @@ int fl_config_init(fl_config *c)
     c->max_pipeline = DEFAULT_MAX_PIPELINE;
     c->max_output = DEFAULT_MAX_OUTPUT;
     c->max_stream_buffer = DEFAULT_MAX_STREAM_BUFFER;
+    c->log_level = LOG_INFO;
     c->durability_full = 1;
     c->store_retention = DEFAULT_STORE_RETENTION;
     c->workers = DEFAULT_WORKERS;
@@ -1503,6 +1539,11 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     }
     case V_DURABILITY: fprintf(f, "durability = %s\n", c->durability_full ? "full" : "normal"); break;
     case V_LOG_FORMAT: fprintf(f, "log_format = %s\n", c->log_json ? "json" : "text"); break;
+    case V_LOG_LEVEL:
+        for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
+            if (log_levels[i].level == c->log_level)
+                fprintf(f, "log_level = %s\n", log_levels[i].name);
+        break;
     case V_ALLOW: put_allow(f, c); break;
     case V_HANDLER: fprintf(f, "handler = %s\n", fl_config_handler_name(t->handler)); break;
     case V_COMMAND: put_command(f, t->argv); break;
@@ -1538,4 +1579,197 @@ void fl_config_print(const fl_config *c, FILE *f)
         fprintf(f, "\n[type.%s]\n", c->types[i].name);
         put_section(f, SEC_TYPE, c, &c->types[i]);
     }
+}
+
+/* ---- reloading (SIGHUP) ------------------------------------------------------------------ */
+
+/* The keys SIGHUP applies to a running flingd (docs/config.md marks them "reloadable"). The
+ * others are bound into something made once: sockets, the store, the mirror, the event ring,
+ * a type's handler and the scheduler's table of types. */
+static const struct { section_kind section; const char *name; } live_keys[] = {
+    {SEC_SERVER, "token"}, {SEC_SERVER, "max_payload"}, {SEC_SERVER, "max_header"},
+    {SEC_SERVER, "max_connections"}, {SEC_SERVER, "read_timeout"}, {SEC_SERVER, "idle_timeout"},
+    {SEC_SERVER, "max_pipeline"}, {SEC_SERVER, "max_output"}, {SEC_SERVER, "log"},
+    {SEC_SERVER, "log_format"}, {SEC_SERVER, "log_level"}, {SEC_SERVER, "open_health"},
+    {SEC_SERVER, "open_metrics"},
+    {SEC_STORE, "retention"}, {SEC_WORKERS, "count"}, {SEC_WORKERS, "shutdown_grace"},
+    {SEC_CALLBACKS, "allow"}, {SEC_CALLBACKS, "secret"}, {SEC_CALLBACKS, "max_attempts"},
+    {SEC_CALLBACKS, "timeout"}, {SEC_CALLBACKS, "connect_timeout"}, {SEC_CALLBACKS, "backoff"},
+    {SEC_CALLBACKS, "backoff_max"}, {SEC_CALLBACKS, "concurrency"},
+    {SEC_TYPE, "command"}, {SEC_TYPE, "url"}, {SEC_TYPE, "timeout"}, {SEC_TYPE, "max_attempts"},
+    {SEC_TYPE, "concurrency"}, {SEC_TYPE, "backoff"}, {SEC_TYPE, "backoff_max"},
+    {SEC_TYPE, "on_complete"}, {SEC_TYPE, "on_abort"}, {SEC_TYPE, "env"}, {SEC_TYPE, "env_pass"},
+    {SEC_TYPE, "user"}, {SEC_TYPE, "group"}, {SEC_TYPE, "callback_payload"}, {SEC_TYPE, "schedule"},
+    {SEC_TYPE, "schedule_tz"}, {SEC_TYPE, "periodic_payload"},
+};
+
+int fl_config_key_reloadable(const char *section, const char *name)
+{
+    for (size_t i = 0; i < sizeof live_keys / sizeof live_keys[0]; i++) {
+        const char *sec = live_keys[i].section == SEC_TYPE ? "type" : NULL;
+        for (size_t j = 0; !sec && j < sizeof sections / sizeof sections[0]; j++)
+            if (sections[j].kind == live_keys[i].section)
+                sec = sections[j].name;
+        if (strcmp(sec, section) == 0 && strcmp(live_keys[i].name, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int key_live(const key_spec *k)
+{
+    for (size_t i = 0; i < sizeof live_keys / sizeof live_keys[0]; i++)
+        if (live_keys[i].section == k->section && strcmp(live_keys[i].name, k->name) == 0)
+            return 1;
+    return 0;
+}
+
+/* key_text is key k as --print-config writes it, secrets in clear (malloc'd; NULL if out of memory). */
+static char *key_text(const key_spec *k, const fl_config *c, const fl_type *t)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    if (k->kind == V_SECRET)
+        put_text(f, k->name, *(char *const *)(const void *)((t ? (const char *)t : (const char *)c) + k->off));
+    else if (k->kind == V_REDIS_URL)
+        put_text(f, k->name, c->redis_url);
+    else
+        put_key(f, k, c, t);
+    fclose(f);
+    return buf;
+}
+
+static int key_differs(const key_spec *k, const fl_config *a, const fl_type *ta, const fl_config *b,
+                       const fl_type *tb)
+{
+    char *x = key_text(k, a, ta), *y = key_text(k, b, tb);
+    int differs = !x || !y || strcmp(x, y) != 0;   /* out of memory: applied, harmless */
+    free(x);
+    free(y);
+    return differs;
+}
+
+static void swap_mem(void *a, void *b, size_t n)
+{
+    unsigned char tmp[sizeof(fl_cron)];
+    while (n) {
+        size_t m = n < sizeof tmp ? n : sizeof tmp;
+        memcpy(tmp, a, m);
+        memcpy(a, b, m);
+        memcpy(b, tmp, m);
+        a = (unsigned char *)a + m, b = (unsigned char *)b + m, n -= m;
+    }
+}
+
+#define SWAP(a, b, field) swap_mem(&(a)->field, &(b)->field, sizeof (a)->field)
+
+/* swap_key exchanges the value of key k between a and b (or types ta and tb); what belongs
+ * together goes together: a user and a group with their ids, a schedule with its zone. */
+static void swap_key(const key_spec *k, fl_config *a, fl_type *ta, fl_config *b, fl_type *tb)
+{
+    static const size_t sizes[] = {
+        [V_INT] = sizeof(int), [V_LONG] = sizeof(long), [V_BYTES] = sizeof(size_t), [V_SECONDS] = sizeof(double),
+        [V_SECONDS0] = sizeof(double), [V_TEXT] = sizeof(char *), [V_PATH] = sizeof(char *),
+        [V_SECRET] = sizeof(char *), [V_LOG_FORMAT] = sizeof(int), [V_LOG_LEVEL] = sizeof(int),
+        [V_COMMAND] = sizeof(char **),
+        [V_URL] = sizeof(char *), [V_HOOK] = sizeof(char *), [V_ENV] = sizeof(char **),
+        [V_ENV_PASS] = sizeof(char **), [V_BOOL] = sizeof(int), [V_DURATION] = sizeof(long),
+    };
+    switch (k->kind) {
+    case V_ALLOW:
+        SWAP(a, b, callback_allow);
+        SWAP(a, b, n_callback_allow);
+        return;
+    case V_USER:
+    case V_GROUP:
+        SWAP(ta, tb, user);
+        SWAP(ta, tb, user_home);
+        SWAP(ta, tb, uid);
+        SWAP(ta, tb, group);
+        SWAP(ta, tb, gid);
+        return;
+    case V_CRON:
+    case V_ZONE:
+        SWAP(ta, tb, schedule);
+        SWAP(ta, tb, schedule_tz);
+        SWAP(ta, tb, tz);
+        SWAP(ta, tb, cron);
+        return;
+    default:
+        swap_mem((ta ? (char *)ta : (char *)a) + k->off, (tb ? (char *)tb : (char *)b) + k->off, sizes[k->kind]);
+    }
+}
+
+/* note appends "[section] key" to a list of keys. */
+static void note(char *list, size_t size, const char *section, const char *key)
+{
+    size_t len = strlen(list);
+    if (len < size)
+        snprintf(list + len, size - len, "%s[%s]%s%s", len ? ", " : "", section, key ? " " : "", key ? key : "");
+}
+
+typedef struct reload_out { char *changed, *restart; size_t changed_len, restart_len; int mask; } reload_out;
+
+/* reload_keys applies the keys of one section (of c or of type t) that differ. */
+static void reload_keys(section_kind kind, const char *section, fl_config *live, fl_type *lt, fl_config *next,
+                        fl_type *nt, reload_out *out)
+{
+    int paired = 0;   /* user/group and schedule/schedule_tz are swapped once, as a pair */
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const key_spec *k = &keys[i];
+        if (k->section != kind || !key_differs(k, live, lt, next, nt))
+            continue;
+        if (!key_live(k)) {
+            note(out->restart, out->restart_len, section, k->name);
+            continue;
+        }
+        note(out->changed, out->changed_len, section, k->name);
+        int pair = k->kind == V_USER || k->kind == V_GROUP ? 1 : k->kind == V_CRON || k->kind == V_ZONE ? 2 : 0;
+        if (!pair || !(paired & pair))
+            swap_key(k, live, lt, next, nt);
+        paired |= pair;
+        if (k->kind == V_CRON || k->kind == V_ZONE || strcmp(k->name, "periodic_payload") == 0)
+            out->mask |= FL_RELOAD_SCHEDULE;
+        else if (k->kind == V_HOOK)
+            out->mask |= FL_RELOAD_HOOKS;
+        else if (k->section == SEC_STORE)
+            out->mask |= FL_RELOAD_RETENTION;
+        else if (strcmp(k->name, "log") == 0 || k->kind == V_LOG_FORMAT || k->kind == V_LOG_LEVEL)
+            out->mask |= FL_RELOAD_LOG;
+    }
+}
+
+/* A type whose handler changed is a new type to the scheduler: it waits for a restart whole. */
+static void reload_type(fl_config *live, fl_type *lt, fl_config *next, reload_out *out)
+{
+    char section[sizeof "type." + FL_TYPE_NAME_MAX];
+    snprintf(section, sizeof section, "type.%s", lt->name);
+    fl_type *nt = (fl_type *)fl_config_find_type(next, lt->name, strlen(lt->name));
+    if (!nt)
+        note(out->restart, out->restart_len, section, "(removed)");
+    else if (nt->handler != lt->handler)
+        note(out->restart, out->restart_len, section, "handler");
+    else
+        reload_keys(SEC_TYPE, section, live, lt, next, nt, out);
+}
+
+int fl_config_reload(fl_config *live, fl_config *next, char *changed, size_t changed_len, char *restart,
+                     size_t restart_len)
+{
+    reload_out out = { changed, restart, changed_len, restart_len, 0 };
+    changed[0] = restart[0] = '\0';
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+        reload_keys(sections[i].kind, sections[i].name, live, NULL, next, NULL, &out);
+    for (size_t i = 0; i < live->n_types; i++)
+        reload_type(live, &live->types[i], next, &out);
+    for (size_t i = 0; i < next->n_types; i++) {
+        char section[sizeof "type." + FL_TYPE_NAME_MAX];
+        snprintf(section, sizeof section, "type.%s", next->types[i].name);
+        if (!fl_config_find_type(live, next->types[i].name, strlen(next->types[i].name)))
+            note(restart, restart_len, section, "(new)");
+    }
+    return out.mask;
 }

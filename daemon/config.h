@@ -1,6 +1,8 @@
 /* config.h — flingd's configuration: the INI file (inih), its defaults and validation.
  * A loaded fl_config owns every string and array in it; fl_config_free releases them.
- * Read-only after start-up: the loop and the worker threads may read it without locks. */
+ * The loop thread alone reads a running daemon's fl_config, and changes it only through
+ * fl_config_reload (SIGHUP); the store's writer thread never reads it (server.c gives it a
+ * table of its own for the callback hooks). */
 #ifndef FL_CONFIG_H
 #define FL_CONFIG_H
 
@@ -39,9 +41,9 @@ typedef struct fl_type {
     gid_t gid;              /* resolved at load: valid when user or group is set */
     int callback_payload;   /* callbacks carry the payload, base64, as "payload"; default false */
     char *schedule;         /* periodic: the cron expression as written; NULL = not periodic */
-    char *schedule_tz;      /* periodic: schedule_tz as written (UTC or the local zone); NULL = local */
-    int schedule_utc;       /* schedule_tz names UTC: copied into cron.utc */
-    fl_cron cron;           /* periodic: schedule, parsed (utc from schedule_tz) */
+    char *schedule_tz;      /* periodic: schedule_tz as written (an IANA zone); NULL = flingd's zone */
+    fl_tz *tz;              /* periodic: the zone of the slots, schedule_tz's or flingd's; else NULL */
+    fl_cron cron;           /* periodic: schedule, parsed; cron.tz borrows tz */
     char *periodic_payload; /* periodic: the payload of each job it enqueues; NULL = empty */
 } fl_type;
 
@@ -72,6 +74,7 @@ typedef struct fl_config {
     size_t max_stream_buffer; /* bytes an event stream may have queued before it is dropped; 1 MiB */
     char *log_path;         /* NULL = stderr */
     int log_json;           /* log_format: 1 = json, 0 = text (default) */
+    int log_level;          /* the least severe level logged (syslog.h); LOG_INFO; --verbose: LOG_DEBUG */
     int open_health;        /* GET /healthz needs no token; default false */
     int open_metrics;       /* GET /metrics needs no token; default false */
     /* [store] */
@@ -141,6 +144,26 @@ int fl_config_callback_url(const fl_config *c, const char *url, int allow, char 
  * a NULL-terminated argv in one allocation (free(*argv) releases it): 0, -EINVAL with *why,
  * or -ENOMEM. For exec: callback hooks, checked at load and split again when they run. */
 int fl_config_split(const char *command, char ***argv, const char **why);
+
+/* What fl_config_reload applied that needs more than the new value in place. */
+#define FL_RELOAD_LOG 1       /* [server] log or log_format: reopen the log */
+#define FL_RELOAD_SCHEDULE 2  /* a schedule, its zone or periodic_payload: restart the timers */
+#define FL_RELOAD_HOOKS 4     /* an on_complete or on_abort: republish the writer's hook table */
+#define FL_RELOAD_RETENTION 8 /* [store] retention: tell the pruner */
+
+/* fl_config_reload applies to live (the running daemon's, on the loop thread) the keys of next
+ * that may change while flingd runs (fl_config_key_reloadable), by swapping each changed value
+ * between the two: next then holds the old values, and the caller keeps it alive for as long
+ * as anything may still borrow one (an attempt running with the old command). Keys that differ
+ * but cannot change live, and types added, removed or given another handler, are left as they
+ * are. changed and restart receive the comma-separated keys ("[server] token, [type.a]
+ * concurrency"; "" if none). Returns a mask of FL_RELOAD_* for what the caller must redo. */
+int fl_config_reload(fl_config *live, fl_config *next, char *changed, size_t changed_len, char *restart,
+                     size_t restart_len);
+
+/* fl_config_key_reloadable returns 1 if SIGHUP applies key name of section ("server", "type",
+ * ...) to a running flingd, else 0. */
+int fl_config_key_reloadable(const char *section, const char *name);
 
 /* fl_config_free releases everything c owns; c itself is the caller's. Safe on a zeroed c. */
 void fl_config_free(fl_config *c);

@@ -3,13 +3,8 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
-
-#define FL_ZONEINFO "/usr/share/zoneinfo/"
 
 /* Steps a search may take before it gives up: enough for Feb 29 eight years away. */
 #define FL_CRON_STEPS 200000
@@ -143,15 +138,6 @@ static int day_matches(const fl_cron *c, const struct tm *tm)
     return dom || dow;
 }
 
-/* to_time normalises tm (local time, DST decided by mktime; or UTC) into seconds. */
-static int64_t to_time(const fl_cron *c, struct tm *tm)
-{
-    if (c->utc)
-        return (int64_t)timegm(tm);
-    tm->tm_isdst = -1;
-    return (int64_t)mktime(tm);
-}
-
 /* The first unit of tm that does not match, from the month down: 0 month, 1 day, 2 hour,
  * 3 minute, 4 second; 5 if tm is a slot. */
 static int mismatch(const fl_cron *c, const struct tm *tm)
@@ -182,17 +168,18 @@ static void start_of(struct tm *tm, int u)
         tm->tm_sec = 0;
 }
 
-/* search walks from t (dir 1: forward, t excluded; -1: backward, t included) to the nearest
- * slot, a whole unit at a time: past the first unit that does not match, to the start of the
- * next one or the last second of the one before. */
-static int64_t search(const fl_cron *c, int64_t t, int dir)
+/* civil_search walks from civil time t (dir 1: forward, t excluded; -1: backward, t included)
+ * to the nearest civil slot, a whole unit at a time: past the first unit that does not match,
+ * to the start of the next one or the last second of the one before. Civil times are counted
+ * like UTC instants, so gmtime_r and timegm do the calendar without any zone. */
+static int64_t civil_search(const fl_cron *c, int64_t t, int dir)
 {
     if (dir > 0)
         t++;
     for (int i = 0; i < FL_CRON_STEPS; i++) {
         time_t tt = (time_t)t;
         struct tm tm;
-        if (!(c->utc ? gmtime_r(&tt, &tm) : localtime_r(&tt, &tm)))
+        if (!gmtime_r(&tt, &tm))
             return -1;
         int u = mismatch(c, &tm);
         if (u == 5)
@@ -202,68 +189,23 @@ static int64_t search(const fl_cron *c, int64_t t, int dir)
             int *unit[] = { &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec };
             (*unit[u])++;
         }
-        int64_t n = to_time(c, &tm) - (dir < 0);
-        /* a DST fold must not turn the walk around */
-        t = dir > 0 ? (n > t ? n : t + 1) : (n < t ? n : t - 1);
+        t = (int64_t)timegm(&tm) - (dir < 0);
     }
     return -1;
 }
 
-/* A zone name as tzdata spells it (Area/City: no leading '/', no "..", plain characters)
- * with its file in the zoneinfo folder. */
-static int zone_exists(const char *z)
-{
-    char path[sizeof FL_ZONEINFO + 256];
-    struct stat st;
-    if (!z[0] || z[0] == '/' || strstr(z, "..") || strlen(z) >= 256 ||
-        z[strspn(z, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-")] != '\0')
-        return 0;
-    snprintf(path, sizeof path, FL_ZONEINFO "%s", z);
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The daemon's local zone name into buf: TZ (without a leading ':' or zoneinfo folder), else
- * the target of the /etc/localtime link past "zoneinfo/"; "" if neither says. */
-static void local_zone(char *buf, size_t size)
-{
-    const char *tz = getenv("TZ");
-    char link[256];
-    buf[0] = '\0';
-    if (tz && tz[0]) {
-        tz += tz[0] == ':';
-    } else {
-        ssize_t n = readlink("/etc/localtime", link, sizeof link - 1);
-        if (n <= 0)
-            return;
-        link[n] = '\0';
-        tz = link;
-    }
-    const char *in = strstr(tz, "zoneinfo/");
-    snprintf(buf, size, "%s", in ? in + strlen("zoneinfo/") : tz);
-}
-
-int fl_cron_zone(const char *zone, int *utc, char *err, size_t errlen)
-{
-    char local[256];
-    if (!zone_exists(zone)) {
-        snprintf(err, errlen, "unknown time zone (not in " FL_ZONEINFO ")");
-        return -EINVAL;
-    }
-    local_zone(local, sizeof local);
-    *utc = strcmp(zone, "UTC") == 0 || strcmp(zone, "Etc/UTC") == 0;
-    if (*utc || strcmp(zone, local) == 0)
-        return 0;
-    snprintf(err, errlen, "only UTC and the daemon's local zone (%s) are supported",
-             local[0] ? local : "unknown");
-    return -EINVAL;
-}
-
+/* A slot is a civil time S; it runs at the first instant the zone's clock shows S or later
+ * (I(S)). I never decreases, and I(S) > t exactly when S is past the latest civil time shown
+ * by t: so the next slot is I of the first civil slot past that, the previous one I of the
+ * last civil slot not past it. */
 int64_t fl_cron_next(const fl_cron *c, int64_t t)
 {
-    return search(c, t, 1);
+    int64_t s = civil_search(c, c->tz ? fl_tz_civil_max(c->tz, t) : t, 1);
+    return s < 0 || !c->tz ? s : fl_tz_first_at(c->tz, s);
 }
 
 int64_t fl_cron_prev(const fl_cron *c, int64_t t)
 {
-    return search(c, t, -1);
+    int64_t s = civil_search(c, c->tz ? fl_tz_civil_max(c->tz, t) : t, -1);
+    return s < 0 || !c->tz ? s : fl_tz_first_at(c->tz, s);
 }

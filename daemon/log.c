@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,14 @@
 #define MESSAGE_MAX 1024   /* of one message; longer ones are cut */
 #define RECORD_MAX 4096    /* a text record: time, pid, level, message, context */
 
-static int log_level = LOG_INFO;
-static int log_fd = STDERR_FILENO;
-static char *log_path;                  /* NULL: stderr */
-static fl_log_format log_format = FL_LOG_TEXT;
+/* Read by every thread that logs, changed by the loop (start, SIGHUP): atomics, so a record
+ * is written whole in the old way or the new one. */
+static atomic_int log_level = LOG_INFO;
+static atomic_int log_fd = STDERR_FILENO;
+static atomic_int log_format = FL_LOG_TEXT;
+static char *log_path;                  /* NULL: stderr; the loop's alone */
 
-void fl_log_set_level(int level) { log_level = level; }
+void fl_log_set_level(int level) { atomic_store(&log_level, level); }
 
 static const char *level_name(int level)
 {
@@ -52,9 +55,9 @@ int fl_log_open(const char *path, fl_log_format format)
         }
     }
     fl_log_close();
-    log_fd = fd;
+    atomic_store(&log_fd, fd);
     log_path = copy;
-    log_format = format;
+    atomic_store(&log_format, format);
     return 0;
 }
 
@@ -69,7 +72,7 @@ int fl_log_reopen(void)
         return fd;
     }
     /* the same descriptor number now names the new file: no writer ever sees a closed one */
-    int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
+    int rc = dup2(fd, atomic_load(&log_fd)) < 0 ? -errno : 0;
     close(fd);
     if (rc < 0)
         fl_log(LOG_ERR, "SIGHUP: cannot reopen the log %s: %s", log_path, strerror(-rc));
@@ -80,19 +83,47 @@ int fl_log_reopen(void)
 
 void fl_log_close(void)
 {
-    if (log_fd != STDERR_FILENO)
-        close(log_fd);
-    log_fd = STDERR_FILENO;
+    int fd = atomic_exchange(&log_fd, STDERR_FILENO);
+    if (fd != STDERR_FILENO)
+        close(fd);
     free(log_path);
     log_path = NULL;
-    log_format = FL_LOG_TEXT;
+    atomic_store(&log_format, FL_LOG_TEXT);
+}
+
+int fl_log_switch(const char *path, fl_log_format format)
+{
+    char *copy = NULL;
+    int fd = STDERR_FILENO;
+    if (path && (!(copy = strdup(path)) || (fd = open_append(path)) < 0)) {
+        free(copy);
+        return copy ? fd : -ENOMEM;
+    }
+    int cur = atomic_load(&log_fd);
+    if (cur == STDERR_FILENO) {
+        if (fd != STDERR_FILENO)
+            atomic_store(&log_fd, fd);   /* stderr stays open for whoever still writes there */
+    } else {
+        /* the same descriptor number now names the new target: no writer sees a closed one */
+        int rc = dup2(fd, cur) < 0 ? -errno : 0;
+        if (fd != STDERR_FILENO)
+            close(fd);
+        if (rc < 0) {
+            free(copy);
+            return rc;
+        }
+    }
+    free(log_path);
+    log_path = copy;
+    atomic_store(&log_format, format);
+    return 0;
 }
 
 /* One record in one write, so that records of several threads never interleave. */
 static void put_record(const char *buf, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(log_fd, buf, len);
+        ssize_t n = write(atomic_load(&log_fd), buf, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -193,13 +224,13 @@ static void log_record(int level, const fl_log_ctx *ctx, const char *fmt, va_lis
     snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
     /* a JSON record that cannot be built (out of memory) still leaves as text */
-    if (log_format != FL_LOG_JSON || put_json(when, level, ctx, msg) < 0)
+    if (atomic_load(&log_format) != FL_LOG_JSON || put_json(when, level, ctx, msg) < 0)
         put_text(when, level, ctx, msg);
 }
 
 void fl_log_kv(int level, const fl_log_ctx *ctx, const char *fmt, ...)
 {
-    if (level > log_level)
+    if (level > atomic_load(&log_level))
         return;
     va_list ap;
     va_start(ap, fmt);

@@ -33,6 +33,11 @@ int fl_log_open(const char *path, fl_log_format format);
  * did; with stderr it does nothing. 0, or a negative errno (logged to the old file). */
 int fl_log_reopen(void);
 
+/* fl_log_switch sends the log to path (NULL: stderr) in format while other threads log (a
+ * reload): a record goes whole to the old target or the new one. 0, or a negative errno (the
+ * log is unchanged). Loop thread. */
+int fl_log_switch(const char *path, fl_log_format format);
+
 /* fl_log_close goes back to stderr and text. */
 void fl_log_close(void);
 

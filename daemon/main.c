@@ -115,6 +115,8 @@ static int load_config(fl_config *cfg, const opts *o, char *err, size_t errlen)
     }
     if (o->workers)
         cfg->workers = o->workers;
+    if (o->verbose)
+        cfg->log_level = LOG_DEBUG;
     return 0;
 }
 
@@ -155,15 +157,38 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     fl_server_stop(srv);
 }
 
+/* What the SIGHUP handler needs: the server and the command line to read the file again with. */
+typedef struct reload_ctx {
+    fl_server *srv;
+    const opts *o;
+} reload_ctx;
+
 /* SIGHUP would end the process by default. It reopens the log file ([server] log), as
- * logrotate expects; the rest of the configuration is read once, at start. */
+ * logrotate expects, and reads the configuration file again: a file that does not load is
+ * logged with its FILE:LINE and changes nothing; one that does is applied by the server (the
+ * reloadable keys, docs/config.md), with the same command-line overrides as at start. */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
-    (void)w;
     (void)revents;
-    if (fl_log_reopen() == 0)
-        fl_log(LOG_INFO, "SIGHUP: the configuration is read at start only; restart flingd to apply a new one");
+    const reload_ctx *rc = w->data;
+    char err[512] = "";
+    fl_log_reopen();
+    if (!rc->o->config) {
+        fl_log(LOG_INFO, "SIGHUP: no configuration file (-c) to read again");
+        return;
+    }
+    fl_config *next = malloc(sizeof *next);
+    if (!next || load_config(next, rc->o, err, sizeof err) < 0) {
+        fl_log(LOG_ERR, "SIGHUP: %s; still running the previous configuration", next ? err : strerror(ENOMEM));
+        if (next)
+            fl_config_free(next);
+        free(next);
+        return;
+    }
+    fl_log(LOG_INFO, "SIGHUP: read %s again", rc->o->config);
+    if (fl_server_reload(rc->srv, next) < 0)
+        fl_log(LOG_ERR, "SIGHUP: %s; still running the previous configuration", strerror(ENOMEM));
 }
 
 int main(int argc, char **argv)
@@ -172,7 +197,6 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc)
         return rc == 1 ? 0 : 2;
-    fl_log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
 
     fl_config cfg;
     char err[512] = "";
@@ -196,6 +220,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    fl_log_set_level(cfg.log_level);
     if ((rc = fl_log_open(cfg.log_path, cfg.log_json ? FL_LOG_JSON : FL_LOG_TEXT)) < 0) {
         fprintf(stderr, "flingd: log %s: %s\n", cfg.log_path, strerror(-rc));
         fl_config_free(&cfg);
@@ -220,7 +245,9 @@ int main(int argc, char **argv)
     ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
     ev_signal_init(&sigint, on_stop_signal, SIGINT);
     ev_signal_init(&sighup, on_hup, SIGHUP);
+    reload_ctx reload = { srv, &o };
     sigterm.data = sigint.data = srv;
+    sighup.data = &reload;
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sighup);

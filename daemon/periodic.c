@@ -156,6 +156,10 @@ static void loaded(fl_store_op *op)
     periodic_type *pt = op->udata;
     const fl_cron *c = &pt->type->cron;
     pt->busy = 0;
+    if (pt->p->stopped) {   /* replaced by a reload, or stopping */
+        free(op->u.last_key.key);
+        return;
+    }
     if (op->result < 0) {
         failed(pt, op->result, "reading its last slot");
         return;

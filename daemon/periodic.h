@@ -23,7 +23,9 @@ typedef struct fl_periodic fl_periodic;
  * (all borrowed for its life). 0 or -ENOMEM. */
 int fl_periodic_new(fl_periodic **out, struct ev_loop *loop, const fl_config *cfg, fl_store *store);
 
-/* fl_periodic_stop enqueues nothing more (a submit in flight still completes). */
+/* fl_periodic_stop enqueues nothing more (a submit in flight still completes). A reload that
+ * changes schedules stops the old fl_periodic and starts a new one, which reads the last slot
+ * enqueued from the store again: the idempotency keys keep a slot from running twice. */
 void fl_periodic_stop(fl_periodic *p);
 
 /* fl_periodic_free releases p once the store has reaped its last op (after fl_store_close);

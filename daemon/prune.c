@@ -77,6 +77,15 @@ int fl_prune_new(fl_prune **out, struct ev_loop *loop, fl_store *store, long ret
     return 0;
 }
 
+void fl_prune_set_retention(fl_prune *p, long retention_secs)
+{
+    p->retention_ms = (int64_t)retention_secs * 1000;
+    p->stopped = retention_secs == 0;
+    ev_timer_stop(p->loop, &p->timer);
+    if (!p->in_flight)
+        schedule(p, FL_PRUNE_FIRST);   /* else the batch in flight schedules the next */
+}
+
 void fl_prune_stop(fl_prune *p)
 {
     if (!p)

@@ -25,6 +25,10 @@ typedef struct fl_prune fl_prune;
 int fl_prune_new(fl_prune **out, struct ev_loop *loop, fl_store *store, long retention_secs,
                  fl_metrics *metrics);
 
+/* fl_prune_set_retention changes the retention (a reload): 0 stops pruning, another value
+ * starts the next batch soon with it. Not after fl_prune_stop. */
+void fl_prune_set_retention(fl_prune *p, long retention_secs);
+
 /* fl_prune_stop starts no further batch (one in flight still completes). */
 void fl_prune_stop(fl_prune *p);
 

@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,16 @@
 #include "wait.h"
 #include "webhook.h"
 
+/* The callback hooks of every type, for the store's writer thread, which must not read the
+ * configuration a reload changes on the loop: immutable once published; a reload publishes a
+ * new one and keeps the old (the writer may be reading it) until the server is freed. */
+typedef struct hook_entry { char *type, *on_complete, *on_abort; } hook_entry;
+typedef struct hook_table {
+    size_t n;
+    hook_entry *e;
+    struct hook_table *older;
+} hook_table;
+
 /* A graceful stop waits this long for in-flight requests to get their commit and reply. */
 #define FL_STOP_REQUESTS_MAX 10.0
 
@@ -34,7 +45,12 @@
 
 struct fl_server {
     struct ev_loop *loop;
-    const fl_config *cfg;          /* borrowed from main for the server's life */
+    fl_config *cfg;                /* borrowed from main for the server's life; reloads change it */
+    _Atomic(hook_table *) hooks;   /* what the writer's hook reads */
+    fl_config **retired;           /* the configurations reloads replaced, with the old values */
+    size_t n_retired;
+    fl_periodic **old_periodic;    /* stopped by reloads, freed once the store reaped their ops */
+    size_t n_old_periodic;
     fl_store *store;
     fl_sched *sched;               /* runs the stored jobs */
     fl_prune *prune;               /* [store] retention */
@@ -166,6 +182,60 @@ static void store_notify(void *arg)
     ev_async_send(srv->loop, &srv->store_done);
 }
 
+static void hook_table_free(hook_table *h)
+{
+    while (h) {
+        hook_table *older = h->older;
+        for (size_t i = 0; i < h->n; i++) {
+            free(h->e[i].type);
+            free(h->e[i].on_complete);
+            free(h->e[i].on_abort);
+        }
+        free(h->e);
+        free(h);
+        h = older;
+    }
+}
+
+static int dup_or_null(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst ? -1 : 0;
+}
+
+/* publish_hooks makes the writer's hook table from cfg's types and swaps it in. */
+static int publish_hooks(fl_server *srv)
+{
+    const fl_config *cfg = srv->cfg;
+    hook_table *h = calloc(1, sizeof *h);
+    if (!h || !(h->e = calloc(cfg->n_types ? cfg->n_types : 1, sizeof *h->e))) {
+        free(h);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_types; i++, h->n++) {
+        const fl_type *t = &cfg->types[i];
+        if (dup_or_null(&h->e[i].type, t->name) < 0 || dup_or_null(&h->e[i].on_complete, t->on_complete) < 0 ||
+            dup_or_null(&h->e[i].on_abort, t->on_abort) < 0) {
+            h->n++;
+            hook_table_free(h);
+            return -ENOMEM;
+        }
+    }
+    h->older = atomic_exchange_explicit(&srv->hooks, h, memory_order_acq_rel);
+    return 0;
+}
+
+/* The store's hook, on the writer thread: a type's on_complete or on_abort, or NULL. */
+static const char *writer_hook(const void *arg, const char *type, int abort)
+{
+    const fl_server *srv = arg;
+    const hook_table *h = atomic_load_explicit(&((fl_server *)srv)->hooks, memory_order_acquire);
+    for (size_t i = 0; h && i < h->n; i++)
+        if (strcmp(h->e[i].type, type) == 0)
+            return abort ? h->e[i].on_abort : h->e[i].on_complete;
+    return NULL;
+}
+
 /* The store, recovered, with its delivery hooks. */
 static int open_store(fl_server *srv, char *err, size_t errlen)
 {
@@ -184,7 +254,11 @@ static int open_store(fl_server *srv, char *err, size_t errlen)
     }
     if (rc > 0)
         fl_log(LOG_WARNING, "store: %d job(s) left running by a previous daemon re-queued", rc);
-    fl_store_set_hooks(srv->store, fl_callbacks_hook, cfg);
+    if ((rc = publish_hooks(srv)) < 0) {
+        snprintf(err, errlen, "callback hooks: %s", strerror(-rc));
+        return rc;
+    }
+    fl_store_set_hooks(srv->store, writer_hook, srv);
     return 0;
 }
 
@@ -248,7 +322,7 @@ static int start_requests(fl_server *srv, char *err, size_t errlen)
     return rc;
 }
 
-int fl_server_start(fl_server **out, struct ev_loop *loop, const fl_config *cfg, char *err, size_t errlen)
+int fl_server_start(fl_server **out, struct ev_loop *loop, fl_config *cfg, char *err, size_t errlen)
 {
     fl_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
@@ -353,6 +427,9 @@ void fl_server_free(fl_server *srv)
     srv->store = NULL;
     fl_prune_free(srv->prune);       /* after the store reaped its last batch */
     fl_periodic_free(srv->periodic); /* and its last submit */
+    for (size_t i = 0; i < srv->n_old_periodic; i++)
+        fl_periodic_free(srv->old_periodic[i]);
+    free(srv->old_periodic);
     fl_callbacks_free(srv->callbacks);
     fl_mirror_free(srv->mirror);
     /* Connections still open (the stop deadline passed) go without a word; every acked job is
@@ -369,5 +446,73 @@ void fl_server_free(fl_server *srv)
         ev_timer_stop(srv->loop, &srv->stop_timer);
     }
     ev_async_stop(srv->loop, &srv->store_done);
+    hook_table_free(atomic_load(&srv->hooks));
+    for (size_t i = 0; i < srv->n_retired; i++) {
+        fl_config_free(srv->retired[i]);
+        free(srv->retired[i]);
+    }
+    free(srv->retired);
     free(srv);
+}
+
+/* restart_periodic replaces the schedules' timers with ones made from the reloaded types; the
+ * old fl_periodic is stopped and kept until the store has reaped its last op. */
+static int restart_periodic(fl_server *srv)
+{
+    fl_periodic **old = realloc(srv->old_periodic, (srv->n_old_periodic + 1) * sizeof *old);
+    fl_periodic *p;
+    if (!old)
+        return -ENOMEM;
+    srv->old_periodic = old;
+    int rc = fl_periodic_new(&p, srv->loop, srv->cfg, srv->store);
+    if (rc < 0)
+        return rc;
+    fl_periodic_stop(srv->periodic);
+    old[srv->n_old_periodic++] = srv->periodic;
+    srv->periodic = p;
+    return 0;
+}
+
+/* reload_effects redoes what the new values of a reload need beyond being in place. */
+static void reload_effects(fl_server *srv, int mask)
+{
+    const fl_config *cfg = srv->cfg;
+    int rc;
+    if (mask & FL_RELOAD_LOG)
+        fl_log_set_level(cfg->log_level);
+    if ((mask & FL_RELOAD_LOG) && (rc = fl_log_switch(cfg->log_path, cfg->log_json ? FL_LOG_JSON : FL_LOG_TEXT)) < 0)
+        fl_log(LOG_ERR, "reload: cannot open the log %s: %s; still logging as before",
+               cfg->log_path ? cfg->log_path : "(stderr)", strerror(-rc));
+    if ((mask & FL_RELOAD_HOOKS) && (rc = publish_hooks(srv)) < 0)
+        fl_log(LOG_ERR, "reload: callback hooks: %s; new jobs still get the previous hooks", strerror(-rc));
+    if ((mask & FL_RELOAD_HOOKS) && !srv->callbacks && fl_callbacks_needed(cfg))
+        fl_log(LOG_WARNING, "reload: callbacks were off at start; their deliveries are stored and sent after a restart");
+    if ((mask & FL_RELOAD_RETENTION) && !srv->stopping)
+        fl_prune_set_retention(srv->prune, cfg->store_retention);
+    if ((mask & FL_RELOAD_SCHEDULE) && !srv->stopping && (rc = restart_periodic(srv)) < 0)
+        fl_log(LOG_ERR, "reload: schedules: %s; the previous schedules go on", strerror(-rc));
+}
+
+int fl_server_reload(fl_server *srv, fl_config *next)
+{
+    char changed[2048], restart[2048];
+    fl_config **retired = realloc(srv->retired, (srv->n_retired + 1) * sizeof *retired);
+    if (!retired) {
+        fl_config_free(next);
+        free(next);
+        return -ENOMEM;
+    }
+    srv->retired = retired;
+    int mask = fl_config_reload(srv->cfg, next, changed, sizeof changed, restart, sizeof restart);
+    if (changed[0]) {
+        retired[srv->n_retired++] = next;   /* its old values may still be borrowed (a running command) */
+    } else {
+        fl_config_free(next);   /* nothing was swapped: logrotate's daily SIGHUP keeps nothing */
+        free(next);
+    }
+    reload_effects(srv, mask);
+    fl_log(LOG_INFO, "reload: %s%s", changed[0] ? "changed: " : "nothing changed that can change live", changed);
+    if (restart[0])
+        fl_log(LOG_WARNING, "reload: kept as they were until a restart: %s", restart);
+    return 0;
 }

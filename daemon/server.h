@@ -14,10 +14,21 @@
 typedef struct fl_server fl_server;
 
 /* fl_server_start opens the store (recovering jobs left running), binds the listeners and
- * starts serving on loop; cfg is borrowed for the server's life. 0 and *out (free with
+ * starts serving on loop; cfg is borrowed for the server's life, and fl_server_reload changes it. 0 and *out (free with
  * fl_server_free after the loop returned), or a negative errno with a one-line reason in err;
  * on failure everything started is undone. */
-int fl_server_start(fl_server **out, struct ev_loop *loop, const fl_config *cfg, char *err, size_t errlen);
+int fl_server_start(fl_server **out, struct ev_loop *loop, fl_config *cfg, char *err, size_t errlen);
+
+/* fl_server_reload applies a configuration read again (SIGHUP) to the running server: the
+ * reloadable keys take their new values (fl_config_reload) and what depends on them follows
+ * (the log, the writer's callback hooks, the schedules' timers); one log line lists what
+ * changed, another what differs but waits for a restart. Takes next (malloc'd, loaded): if it
+ * changed something it is kept, with the old values, until fl_server_free (something may
+ * still borrow them); else freed at once.
+ * Values read at each use (tokens, limits, concurrency, back-off) apply from the next use:
+ * a job already queued waits for the scheduler's next claim (a submit or an attempt's end).
+ * 0, or -ENOMEM (next freed, nothing changed). */
+int fl_server_reload(fl_server *srv, fl_config *next);
 
 /* fl_server_stop begins a graceful stop: close the listeners, let in-flight requests get their
  * commit and reply, then close every connection; the loop ends when nothing is left. */

@@ -326,7 +326,9 @@ static void test_every_key(void **state)
     assert_string_equal(h->schedule, "*/5 9-17 * * 1-5");
     assert_int_equal(h->cron.hour, 0x3fe00);
     assert_string_equal(h->schedule_tz, "UTC");
-    assert_int_equal(h->cron.utc, 1);   /* set before schedule, kept by its parse */
+    assert_non_null(h->tz);
+    assert_ptr_equal(h->cron.tz, h->tz);   /* set before schedule, kept by its parse */
+    assert_int_equal(fl_tz_offset(h->tz, 1782864000), 0);
     assert_string_equal(h->periodic_payload, "{\"report\":1}");
     assert_null(m->schedule);
     assert_int_equal(m->callback_payload, 0);
@@ -378,6 +380,73 @@ static void test_no_types_and_last_key_wins(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(c.n_callback_allow, 0);
     fl_config_free(&c);
+}
+
+/* A periodic type's zone: schedule_tz's, else flingd's own (TZ here); a zone flingd cannot
+ * read is an error at the type's section. */
+static void test_schedule_zones(void **state)
+{
+    (void)state;
+    fl_config c;
+    char err[ERR_LEN], path[PATH_LEN];
+    const char *text = "[type.far]\nhandler = noop\nschedule = 0 9 * * *\nschedule_tz = Pacific/Chatham\n"
+                       "[type.own]\nhandler = noop\nschedule = 0 9 * * *\n"
+                       "[type.plain]\nhandler = noop\n";
+    setenv("TZ", "America/New_York", 1);
+    int rc = load_text(&c, text, err, path);
+    if (rc != 0)
+        fail_msg("%s", err);
+    const int64_t july = 1782864000;   /* 2026-07-01 00:00 UTC */
+    assert_int_equal(fl_tz_offset(find(&c, "far")->cron.tz, july), 12 * 3600 + 45 * 60);
+    assert_int_equal(fl_tz_offset(find(&c, "own")->cron.tz, july), -4 * 3600);
+    assert_null(find(&c, "own")->schedule_tz);
+    assert_null(find(&c, "plain")->tz);
+    assert_int_equal(fl_cron_next(&find(&c, "far")->cron, july), july + 20 * 3600 + 15 * 60);   /* Jul 2 09:00 +12:45 */
+    fl_config_free(&c);
+
+    setenv("TZ", "Nowhere/City", 1);
+    assert_int_equal(load_text(&c, text, err, path), -EINVAL);
+    if (!strstr(err, ":5: [type.own] schedule: flingd's time zone Nowhere/City: unknown time zone"))
+        fail_msg("%s", err);
+    fl_config_free(&c);
+    setenv("TZ", "UTC", 1);
+}
+
+/* docs/config.md marks each key "yes" or "restart" in its reload column as flingd applies it
+ * on SIGHUP; a table without the column would say none of its keys reloads. */
+static void test_docs_reload_marks(void **state)
+{
+    (void)state;
+    FILE *f = fopen(FL_SOURCE_DIR "/docs/config.md", "r");
+    assert_non_null(f);
+    char line[4096], section[32] = "";
+    int has_column = 0, rows = 0, live = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[64], mark[16];
+        if (sscanf(line, "## [%31[a-z]", section) == 1) {
+            has_column = 0;
+        } else if (strncmp(line, "| key | reload |", 16) == 0) {
+            has_column = 1;
+        } else if (sscanf(line, "| `%63[a-z_]` |", name) == 1) {
+            if (has_column && sscanf(line, "| `%*[a-z_]` | %15[a-z] |", mark) != 1)
+                fail_msg("[%s] %s: no reload mark", section, name);
+            int want = has_column && strcmp(mark, "yes") == 0;
+            if (has_column && strcmp(mark, "yes") != 0 && strcmp(mark, "restart") != 0)
+                fail_msg("[%s] %s: reload mark \"%s\"", section, name, mark);
+            if (fl_config_key_reloadable(section, name) != want)
+                fail_msg("[%s] %s: docs say %s", section, name, want ? "reloadable" : "restart");
+            rows++;
+            live += want;
+        }
+    }
+    fclose(f);
+    assert_true(rows >= 50);
+    assert_true(live >= 35);
+    assert_int_equal(fl_config_key_reloadable("server", "listen"), 0);
+    assert_int_equal(fl_config_key_reloadable("type", "handler"), 0);
+    assert_int_equal(fl_config_key_reloadable("store", "path"), 0);
+    assert_int_equal(fl_config_key_reloadable("store", "retention"), 1);
+    assert_int_equal(fl_config_key_reloadable("server", "token"), 1);
 }
 
 static void test_inline_comments(void **state)
@@ -616,9 +685,14 @@ static const struct {
     {"[type.a]\nhandler = noop\nschedule = * * *\n", 3, "[type.a] schedule: expected 5 or 6 fields, got 3"},
     {"[type.a]\nhandler = noop\nschedule = 61 * * * *\n", 3, "schedule: bad minute field \"61\""},
     {"[type.a]\nhandler = noop\nschedule_tz = Nowhere/City\n", 3,
-     "[type.a] schedule_tz: unknown time zone (not in /usr/share/zoneinfo/), got \"Nowhere/City\""},
-    {"[type.a]\nhandler = noop\nschedule_tz = Antarctica/Troll\n", 3,
-     "[type.a] schedule_tz: only UTC and the daemon's local zone"},
+     "[type.a] schedule_tz: unknown time zone (no zone file /usr/share/zoneinfo/Nowhere/City: No such file "
+     "or directory), got \"Nowhere/City\""},
+    {"[type.a]\nhandler = noop\nschedule_tz = ../etc/passwd\n", 3,
+     "[type.a] schedule_tz: unknown time zone (expected a name such as Europe/Berlin)"},
+    {"[type.a]\nhandler = noop\nschedule_tz = zone.tab\n", 3,
+     "[type.a] schedule_tz: bad zone file: not a TZif file, got \"zone.tab\""},
+    {"[type.a]\nhandler = noop\nschedule_tz = right/UTC\n", 3,
+     "schedule_tz: bad zone file: leap-second zone files are not supported"},
     {"[type.a]\nhandler = noop\ncallback_payload = yes\n", 3,
      "[type.a] callback_payload: expected true or false, got \"yes\""},
     /* syntax */
@@ -986,6 +1060,8 @@ int main(void)
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_no_types_and_last_key_wins),
+        cmocka_unit_test(test_schedule_zones),
+        cmocka_unit_test(test_docs_reload_marks),
         cmocka_unit_test(test_inline_comments),
         cmocka_unit_test(test_long_type_name),
         cmocka_unit_test(test_long_lines),

@@ -1,7 +1,9 @@
 /* test_log.c — log.c in this process: JSON records parsed line by line (fields, escaping, bytes
  * that are not UTF-8), the text format's context, the file created 0640 and appended to, and
- * fl_log_reopen after a logrotate-style rename writing to the new file. */
+ * fl_log_reopen after a logrotate-style rename writing to the new file, and fl_log_switch
+ * (a reload) between stderr and files, formats and levels. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,12 +180,63 @@ static void test_reopen_after_rename(void **state)
     assert_int_equal(fl_log_open(bad, FL_LOG_JSON), -ENOENT);
 }
 
+/* A reload moves the log: stderr -> A (text) -> B (json) -> stderr -> A; a path that cannot be
+ * opened changes nothing; a higher level drops the records below it. */
+static void test_switch_targets(void **state)
+{
+    logdir *d = *state;
+    char a[160], b[160], err[160], bad[160];
+    snprintf(a, sizeof a, "%s/a.log", d->dir);
+    snprintf(b, sizeof b, "%s/b.log", d->dir);
+    snprintf(err, sizeof err, "%s/stderr.log", d->dir);
+    snprintf(bad, sizeof bad, "%s/missing/x.log", d->dir);
+    int saved = dup(STDERR_FILENO), efd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && efd >= 0);
+    assert_true(dup2(efd, STDERR_FILENO) >= 0);
+    close(efd);
+
+    fl_log(LOG_INFO, "on stderr first");
+    assert_int_equal(fl_log_switch(a, FL_LOG_TEXT), 0);
+    fl_log(LOG_INFO, "to a");
+    assert_int_equal(fl_log_switch(b, FL_LOG_JSON), 0);
+    fl_log(LOG_INFO, "to b");
+    assert_int_equal(fl_log_switch(NULL, FL_LOG_TEXT), 0);
+    fl_log(LOG_INFO, "back on stderr");
+    assert_int_equal(fl_log_switch(bad, FL_LOG_JSON), -ENOENT);
+    fl_log(LOG_INFO, "still on stderr as text");
+    assert_int_equal(fl_log_switch(a, FL_LOG_TEXT), 0);
+    fl_log_set_level(LOG_WARNING);
+    fl_log(LOG_INFO, "dropped");
+    fl_log(LOG_WARNING, "a again");
+    fl_log_set_level(LOG_INFO);
+    fl_log_close();
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+
+    char *ta = slurp(a), *te = slurp(err);
+    assert_non_null(strstr(ta, " info: to a\n"));
+    assert_non_null(strstr(ta, " warning: a again\n"));
+    assert_null(strstr(ta, "dropped"));
+    assert_null(strstr(ta, "to b"));
+    assert_non_null(strstr(te, " info: on stderr first\n"));
+    assert_non_null(strstr(te, " info: back on stderr\n"));
+    assert_non_null(strstr(te, " info: still on stderr as text\n"));
+    assert_null(strstr(te, "to a"));
+    free(ta);
+    free(te);
+    json_t *rec[2];
+    assert_int_equal(json_lines(b, rec, 2), 1);
+    assert_string_equal(json_string_value(json_object_get(rec[0], "msg")), "to b");
+    json_decref(rec[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_json_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_context_and_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_switch_targets, setup, teardown),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
