@@ -97,6 +97,11 @@ static void test_layout(void **state)
     expect_file(FL_CONF_FILE, 0);
     expect_file(FL_DOCDIR "/examples/flingd.conf", 0);
     expect_file(FL_DOCDIR "/LICENSE", 0);
+    expect_file(FL_MANDIR "/man1/fling.1", 0);
+    expect_file(FL_MANDIR "/man8/flingd.8", 0);
+    /* both carry the one version from CMakeLists.txt */
+    assert_int_equal(sh("grep -q '\"fling " FL_VERSION "\"' '%s'", staged(FL_MANDIR "/man8/flingd.8")), 0);
+    assert_int_equal(sh("grep -q '\"fling " FL_VERSION "\"' '%s'", staged(FL_MANDIR "/man1/fling.1")), 0);
     /* the development link, and the runtime name programs record */
     char lib[1024];
     snprintf(lib, sizeof lib, "%s", staged(FL_LIBDIR "/libfling.so"));
