@@ -28,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -52,6 +53,7 @@
 #define SEND_TIMEOUT_S 5          /* bounds a fire-mode connect whose SYNs keep being dropped */
 #define ADDR_BUSY_SLEEP_NS 1000000L /* ephemeral ports exhausted: let TIME_WAIT age a little */
 #define SETTLE_POLL_NS 20000000L  /* how often the daemon's count is read while it settles */
+#define E2E_POLL_NS 100000000L    /* the same for e2e: each GET /metrics costs the daemon CPU */
 #define SETTLE_QUIET_S 1.0        /* the count is final once it has not grown for this long */
 #define SETTLE_MAX_S 30.0         /* give up waiting for the count after this long */
 
@@ -69,6 +71,7 @@ typedef struct bench_opts {
     const char *unix_path;        /* load goes over this Unix socket if set */
     const char *type;             /* job type to submit */
     const char *token;            /* bearer token, or NULL */
+    const char *source;           /* TCP load: bind to this local IPv4 address, or NULL */
     int mode;
     int proto;                    /* from the URL's scheme */
     int sink;                     /* fire: the server counts nothing; skip probe and count */
@@ -84,6 +87,8 @@ typedef struct target {
     struct sockaddr_storage addr; /* where the load goes */
     socklen_t addr_len;
     int is_unix;
+    int has_source;               /* bind to source before connect */
+    struct sockaddr_in source;
     int proto;
     int e2e;                      /* beanstalk: a job is put, reserved and deleted */
     char *req;                    /* the pre-encoded request; owned */
@@ -300,12 +305,34 @@ static int target_init(target *t, const bench_opts *o)
         return -EINVAL;
     }
     int rc = o->unix_path ? set_unix(t, o->unix_path) : resolve_tcp(t, host, port);
+    if (rc == 0 && o->source) {
+        t->source.sin_family = AF_INET;
+        t->has_source = 1;
+        if (o->unix_path || t->addr.ss_family != AF_INET ||
+            inet_pton(AF_INET, o->source, &t->source.sin_addr) != 1) {
+            fprintf(stderr, "flingbench: --source needs an IPv4 address and an IPv4 TCP target\n");
+            return -EINVAL;
+        }
+    }
     if (rc < 0) {
         if (o->unix_path)
             fprintf(stderr, "flingbench: bad --unix path \"%s\"\n", o->unix_path);
         return rc;
     }
     return encode_request(t, o, o->unix_path ? "localhost" : hostport);
+}
+
+/* bind_source binds fd to --source with the port left to connect(), which then picks it per
+ * destination: a fresh source address has its own ports, free of an earlier run's TIME_WAIT. */
+static int bind_source(int fd, const target *t)
+{
+    int one = 1;
+    if (!t->has_source)
+        return 0;
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0 ||
+        bind(fd, (const struct sockaddr *)&t->source, sizeof t->source) < 0)
+        return -1;
+    return 0;
 }
 
 /* open_blocking connects a fresh socket to t; the fd, or a negative errno. */
@@ -316,7 +343,7 @@ static int open_blocking(const target *t)
         return -errno;
     struct timeval tv = { SEND_TIMEOUT_S, 0 };
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
+    if (bind_source(fd, t) < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
         (!t->is_unix && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) ||
         connect(fd, (const struct sockaddr *)&t->addr, t->addr_len) < 0) {
         int err = -errno;
@@ -395,7 +422,7 @@ static int daemon_count(fling_client *cl, const char *metric, const char *type, 
 /* settle polls the daemon's count until it reaches want or stops growing; *t_last_ns is when
  * the final value was first seen. */
 static int settle(fling_client *cl, const char *metric, const char *type, long long want,
-                  long long *count, int64_t *t_last_ns)
+                  long poll_ns, long long *count, int64_t *t_last_ns)
 {
     const char *source;
     int64_t start = now_ns();
@@ -413,7 +440,7 @@ static int settle(fling_client *cl, const char *metric, const char *type, long l
         if (*count >= want || (double)(t - *t_last_ns) / 1e9 >= SETTLE_QUIET_S ||
             (double)(t - start) / 1e9 >= SETTLE_MAX_S)
             return 0;
-        sleep_ns(SETTLE_POLL_NS);
+        sleep_ns(poll_ns);
     }
 }
 
@@ -758,33 +785,29 @@ static void print_acked(const bench_opts *o, int threads, acked_worker *ws, doub
     printf("\n");
 }
 
-/* await_succeeded waits until the daemon counts want more successes than before. */
+/* await_succeeded waits until the daemon counts want more successes than before (read before
+ * the probe: its job is one of them), and says how many of the run's own there were. */
 static int await_succeeded(fling_client *cl, const bench_opts *o, long long before,
                            long long want, int64_t start, e2e_done *out)
 {
     long long count = before;
     int64_t t_last;
-    int rc = settle(cl, SUCCEEDED_METRIC, o->type, before + want, &count, &t_last);
+    int rc = settle(cl, SUCCEEDED_METRIC, o->type, before + want, E2E_POLL_NS, &count, &t_last);
     if (rc < 0) {
         fprintf(stderr, "flingbench: reading the daemon's successes: %s\n", fling_strerror(rc));
         return -EIO;
     }
-    out->succeeded = count - before;
+    out->succeeded = count - before - 1;
     out->secs = (double)(t_last - start) / 1e9;
-    if (out->succeeded < want)
-        fprintf(stderr, "flingbench: only %lld of %lld jobs succeeded\n", out->succeeded, want);
+    if (out->succeeded < want - 1)
+        fprintf(stderr, "flingbench: only %lld of %lld jobs succeeded\n", out->succeeded, want - 1);
     return 0;
 }
 
-static int run_acked(const bench_opts *o, target *t, fling_client *cl)
+/* run_acked: before is the daemon's count of successes read before the probe (http e2e). */
+static int run_acked(const bench_opts *o, target *t, fling_client *cl, long long before)
 {
     int http_e2e = o->mode == MODE_E2E && o->proto == PROTO_HTTP;
-    long long before = 0;
-    const char *source;
-    if (http_e2e && daemon_count(cl, SUCCEEDED_METRIC, o->type, &before, &source) < 0) {
-        fprintf(stderr, "flingbench: reading the daemon's successes failed\n");
-        return -EIO;
-    }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = o->threads > 0 ? o->threads : (cores > 0 ? (int)cores : 1);
     if (threads > o->conns)
@@ -818,7 +841,7 @@ static int run_acked(const bench_opts *o, target *t, fling_client *cl)
         jobs += ws[i].jobs;
     e2e_done e2e = { 0, 0 };
     if (rc == 0 && http_e2e)
-        rc = await_succeeded(cl, o, before, (long long)jobs, start, &e2e);
+        rc = await_succeeded(cl, o, before, (long long)jobs + 1, start, &e2e);
     if (rc == 0)
         print_acked(o, threads, ws, secs < o->seconds ? secs : o->seconds, http_e2e ? &e2e : NULL);
     for (int i = 0; ws && i < threads; i++)
@@ -921,8 +944,8 @@ static int run_fire(const bench_opts *o, const target *t, fling_client *cl)
     if (rc == 0 && o->sink) {
         print_fire(o, ss, secs, -1, secs, "none");
     } else if (rc == 0 &&
-               (rc = settle(cl, SUBMITTED_METRIC, o->type, before + (long long)sent, &after,
-                            &t_last)) < 0)
+               (rc = settle(cl, SUBMITTED_METRIC, o->type, before + (long long)sent,
+                            SETTLE_POLL_NS, &after, &t_last)) < 0)
         fprintf(stderr, "flingbench: reading the daemon's job count: %s\n", fling_strerror(rc));
     else if (rc == 0) {
         double commit_secs = (double)(t_last - start) / 1e9;
@@ -940,7 +963,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: flingbench --url SCHEME://HOST:PORT [--unix PATH] --mode acked|fire|e2e\n"
             "                  [--conns N] [--threads N] [--seconds S] [--jobs N] [--payload BYTES]\n"
-            "                  [--type T] [--token TOKEN] [--sink]\n"
+            "                  [--type T] [--token TOKEN] [--sink] [--source ADDR]\n"
             "  --url URL        http:// a flingd (control requests; the load too unless --unix),\n"
             "                   redis:// (acked LPUSH), beanstalk:// (acked put; e2e put+reserve+delete)\n"
             "  --unix PATH      send the load over this Unix socket\n"
@@ -953,6 +976,7 @@ static void usage(FILE *f)
             "  --seconds S      length of the run (default 5); with --jobs, its bound\n"
             "  --jobs N         acked/e2e: stop after N jobs\n"
             "  --sink           acked/fire: the server is no flingd (bench/sink): no probe, no count\n"
+            "  --source ADDR    TCP: connect from this local IPv4 address (e.g. 127.0.0.11)\n"
             "  --payload BYTES  payload size (default 64)\n"
             "  --type T         job type (default noop)\n"
             "  --token TOKEN    send Authorization: Bearer TOKEN\n"
@@ -973,7 +997,7 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
     enum { O_URL = 256, O_UNIX, O_MODE, O_CONNS, O_THREADS, O_SECONDS, O_PAYLOAD, O_TYPE, O_TOKEN,
-           O_JOBS, O_SINK };
+           O_JOBS, O_SINK, O_SOURCE };
     static const struct option longopts[] = {
         { "url", required_argument, 0, O_URL }, { "unix", required_argument, 0, O_UNIX },
         { "mode", required_argument, 0, O_MODE }, { "conns", required_argument, 0, O_CONNS },
@@ -981,7 +1005,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         { "seconds", required_argument, 0, O_SECONDS },
         { "payload", required_argument, 0, O_PAYLOAD }, { "type", required_argument, 0, O_TYPE },
         { "token", required_argument, 0, O_TOKEN }, { "jobs", required_argument, 0, O_JOBS },
-        { "sink", no_argument, 0, O_SINK }, { "help", no_argument, 0, 'h' },
+        { "sink", no_argument, 0, O_SINK }, { "source", required_argument, 0, O_SOURCE },
+        { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 }
     };
     *o = (bench_opts){ .type = "noop", .mode = -1, .conns = 16, .seconds = 5, .payload = 64 };
@@ -1017,6 +1042,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             o->jobs = v;
             break;
         case O_SINK: o->sink = 1; break;
+        case O_SOURCE: o->source = optarg; break;
         case O_PAYLOAD:
             if (parse_int(optarg, 0, MAX_PAYLOAD, &v) < 0)
                 goto bad;
@@ -1081,9 +1107,15 @@ int main(int argc, char **argv)
         free(t.req);
         return 2;
     }
-    rc = cl ? probe(cl, o.type) : 0;
+    long long succeeded = 0;
+    const char *source;
+    if (cl && o.mode == MODE_E2E && (rc = daemon_count(cl, SUCCEEDED_METRIC, o.type, &succeeded,
+                                                        &source)) < 0)
+        fprintf(stderr, "flingbench: reading the daemon's successes: %s\n", fling_strerror(rc));
     if (rc == 0)
-        rc = o.mode == MODE_FIRE ? run_fire(&o, &t, cl) : run_acked(&o, &t, cl);
+        rc = cl ? probe(cl, o.type) : 0;
+    if (rc == 0)
+        rc = o.mode == MODE_FIRE ? run_fire(&o, &t, cl) : run_acked(&o, &t, cl, succeeded);
     if (cl)
         fling_client_free(cl);
     free(t.req);
