@@ -463,7 +463,7 @@ typedef struct conn {
 
 typedef struct acked_worker {
     pthread_t tid;
-    const target *t;
+    target *t;                    /* shared; only its atomic issued count is written */
     conn *conns;                  /* borrowed slice of the run's array */
     int n_conns;
     int live;                     /* connections neither dropped nor idle */
@@ -529,7 +529,7 @@ static void conn_send(acked_worker *w, conn *c, const char *buf, size_t len)
  * all handed out. */
 static void conn_next_job(acked_worker *w, conn *c)
 {
-    target *t = (target *)w->t;
+    target *t = w->t;
     if (t->max_jobs > 0 && atomic_fetch_add(&t->issued, 1) >= t->max_jobs) {
         c->idle = 1;
         w->live--;
@@ -707,7 +707,7 @@ static int open_conn(const target *t, conn *c)
     return 0;
 }
 
-static int worker_setup(acked_worker *w, const target *t, conn *conns, int n)
+static int worker_setup(acked_worker *w, target *t, conn *conns, int n)
 {
     w->t = t;
     w->conns = conns;
