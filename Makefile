@@ -75,8 +75,18 @@ fuzz: build-fuzz
 	$(FUZZ_BUILD)/fuzz_conn -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 		-dict=tests/fuzz/fuzz.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus tests/fuzz/corpus
 
-bench: build
-	bench/run
+# bench/compare: flingd side by side with Redis (AOF always, everysec), beanstalkd -f 0 and bare
+# sinks, alternating runs, one table with PASS/MISS per target (about 3 minutes; PERFORMANCE.md).
+# bench-slow: memory and start-up with 1,000,000 queued, the rate with 5,000,000 finished.
+.PHONY: bench-deps bench-slow
+bench-deps:
+	@scripts/install-deps --bench
+
+bench: build bench-deps
+	BUILD=$(BUILD) bench/compare
+
+bench-slow: build bench-deps
+	BUILD=$(BUILD) bench/compare --slow
 
 # The crash soak (tests/soak/soak.c): ROUNDS kill -9 rounds under load, then the accounting.
 ROUNDS ?= 20
