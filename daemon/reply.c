@@ -26,8 +26,8 @@ static const char *reason(int status)
     }
 }
 
-/* The head is assembled from pieces with memcpy and integer formatting: snprintf was a tenth
- * of the loop's time at 40k submits/s. */
+/* A head is assembled from pieces with memcpy and integer formatting: a 202 took three
+ * snprintf calls, half the cost of building it (perf: reply_submit 1.3% -> 0.6% of the loop). */
 typedef struct piece { const char *p; size_t n; } piece;
 
 static piece str(const char *s) { return (piece){ s, strlen(s) }; }
