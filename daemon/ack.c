@@ -9,6 +9,8 @@
 
 /* Buckets start at this many and double when the entries outnumber them. */
 #define FL_ACK_BUCKETS_MIN 64
+/* Settled entries kept for reuse (a 202 then costs no allocation here); beyond this many, freed. */
+#define FL_ACK_SPARE_MAX 256
 
 typedef struct entry {
     struct entry *next;          /* the bucket's chain */
@@ -31,6 +33,8 @@ struct fl_ack {
     entry **buckets;
     size_t n_buckets;            /* a power of two */
     size_t n_entries;
+    entry *spare;                /* chained by next */
+    size_t n_spare;
 };
 
 static size_t bucket_of(const fl_ack *a, int64_t id)
@@ -74,9 +78,14 @@ static entry *hold(fl_ack *a, int64_t id)
 {
     entry **p = slot_of(a, id);
     if (!*p) {
-        entry *e = calloc(1, sizeof *e);
-        if (!e)
+        entry *e = a->spare;
+        if (e) {
+            a->spare = e->next;
+            a->n_spare--;
+            *e = (entry){ 0 };
+        } else if (!(e = calloc(1, sizeof *e))) {
             return NULL;
+        }
         e->id = id;
         fl_list_init(&e->waits);
         *p = e;
@@ -103,7 +112,13 @@ static void release(fl_ack *a, int64_t id)
         fl_list_remove(pos);
         w->cb(w);
     }
-    free(e);
+    if (a->n_spare < FL_ACK_SPARE_MAX) {
+        e->next = a->spare;
+        a->spare = e;
+        a->n_spare++;
+    } else {
+        free(e);
+    }
 }
 
 int fl_ack_new(fl_ack **out, fl_store *store, fl_metrics *metrics)
@@ -208,6 +223,10 @@ void fl_ack_free(fl_ack *a)
                 fl_list_remove(pos);
             free(e);
         }
+    }
+    for (entry *e = a->spare, *next; e; e = next) {
+        next = e->next;
+        free(e);
     }
     free(a->buckets);
     free(a);

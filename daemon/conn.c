@@ -40,6 +40,9 @@
 #define FL_LINGER_MAX 2.0
 /* The head buffer starts small and grows up to [server] max_header. */
 #define FL_HEAD_INITIAL 512
+/* Freed requests kept for reuse, so a request costs no allocation of its own in steady state;
+ * beyond this many (after a burst) they go back to malloc. */
+#define FL_CONN_SPARE_REQS 256
 
 typedef struct fl_conn fl_conn;
 
@@ -87,6 +90,8 @@ struct fl_conns {
     int stopping;                   /* graceful stop: requests parsed from now on close after */
     fl_log_limit refused_log;       /* the log budget of refused requests */
     fl_log_limit stream_log;        /* the log budget of dropped event streams */
+    fl_list spare;                  /* conn_req.node: freed requests for reuse */
+    size_t n_spare;
 };
 
 struct fl_conn {
@@ -128,6 +133,7 @@ struct fl_conn {
     int in_head, in_message;
     int in_read;                    /* a read burst is parsing: replies are flushed at its end */
     int served;                     /* requests completed on it (0: a new connection) */
+    int fresh;                      /* not read from yet: its first read drains (fl_conn_new) */
     conn_req *stream;               /* its reply is a stream, head sent: nothing else follows */
 };
 
@@ -258,9 +264,16 @@ static void stream_end(fl_req *req, const char *why);
 
 static conn_req *req_new(fl_conn *c)
 {
-    conn_req *r = calloc(1, sizeof *r);
-    if (!r)
+    conn_req *r;
+    fl_list *n = fl_list_first(&c->cs->spare);
+    if (n) {
+        fl_list_remove(n);
+        c->cs->n_spare--;
+        r = fl_list_entry(n, conn_req, node);
+        memset(r, 0, sizeof *r);
+    } else if (!(r = calloc(1, sizeof *r))) {
         return NULL;
+    }
     fl_req_init(&r->req, req_ready);
     r->req.stream = (fl_req_stream){ .write = stream_write, .queued = stream_queued, .end = stream_end };
     r->conn = c;
@@ -274,6 +287,12 @@ static void req_free(conn_req *r)
     if (!r)
         return;
     fl_req_release(&r->req);
+    fl_conns *cs = r->cs;
+    if (cs->n_spare < FL_CONN_SPARE_REQS) {
+        fl_list_push_head(&cs->spare, &r->node);
+        cs->n_spare++;
+        return;
+    }
     free(r);
 }
 
@@ -874,10 +893,14 @@ static void drop_partial(fl_conn *c, const char *why)
     c->in_message = 0;
 }
 
+/* A read burst. The first one of a connection reads on after a short read, until EAGAIN or
+ * EOF (see fl_conn_new). */
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     fl_conn *c = w->data;
+    int drain = c->fresh;
+    c->fresh = 0;
     c->in_read = 1;
     for (int i = 0; i < FL_CONN_READS_PER_EVENT; i++) {
         ssize_t n = recv(c->fd, read_buf, sizeof read_buf, 0);
@@ -889,7 +912,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 break;
             /* A short read has drained the socket. Reading again costs a syscall per request
              * on keep-alive connections; it pays only when the client announced its close. */
-            if ((size_t)n < sizeof read_buf && c->state == FL_CONN_READING)
+            if ((size_t)n < sizeof read_buf && c->state == FL_CONN_READING && !drain)
                 break;
             continue;
         }
@@ -1135,7 +1158,12 @@ int fl_conn_new(fl_conns *cs, int fd, int is_unix, const char *peer)
     fl_list_push_head(&cs->all, &c->node);
     cs->metrics->connections_open++;
     cs->metrics->connections_accepted++;
-    start_reading(c);
+    /* A client usually sends at once, and a fire-and-forget one has often closed already by
+     * the time it is accepted: a first read in this loop iteration, up to EAGAIN or EOF, serves
+     * it without an epoll_ctl; the read watcher starts only if the socket has more to come.
+     * The accept loop finishes first, so the requests of a burst reach the store together. */
+    c->fresh = 1;
+    ev_feed_event(cs->loop, &c->rio, EV_READ);
     deadline_arm(c);
     return 0;
 }
@@ -1151,6 +1179,7 @@ int fl_conns_new(fl_conns **out, struct ev_loop *loop, const fl_config *cfg, fl_
     *cs = (fl_conns){ .loop = loop, .cfg = cfg, .metrics = metrics, .http = http, .ack = ack,
                       .on_closed = on_closed, .arg = arg };
     fl_list_init(&cs->all);
+    fl_list_init(&cs->spare);
     *out = cs;
     return 0;
 }
@@ -1218,5 +1247,7 @@ void fl_conns_free(fl_conns *cs)
             req_free(queue_pop(c));
         conn_release(c);
     }
+    fl_list_each(pos, tmp, &cs->spare)
+        free(fl_list_entry(pos, conn_req, node));
     free(cs);
 }

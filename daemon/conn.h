@@ -8,6 +8,10 @@
  * 202 goes out, its delivery is judged from the socket (SIOCOUTQ: bytes the peer has not
  * acknowledged; TCP_INFO state CLOSE or a send error: the peer is gone), right after the send
  * and then on a short timer, never on a read watcher (after a FIN the fd stays readable).
+ * A new connection is first read in the loop iteration that accepted it (a fed read event),
+ * before any epoll_ctl: a connect-write-close client is served without its fd ever entering
+ * epoll. Requests, their replies (inside fl_req when small) and ack entries are reused, so a
+ * keep-alive request allocates only its job here (the events ring still builds a frame).
  * Requests reach http.c through fl_http_start/body/complete and come back through req->ready;
  * http.c never sees a connection. Loop thread only. */
 #ifndef FL_CONN_H

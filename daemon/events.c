@@ -118,16 +118,21 @@ static ev_rec *rec_new(uint64_t seq, const fl_job *job, const char *event)
     json_decref(o);
     if (!data)
         return NULL;
-    size_t tlen = strlen(job->type);
-    int n = snprintf(NULL, 0, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)seq, event, data);
-    ev_rec *r = n > 0 ? malloc(sizeof *r + tlen + 1 + (size_t)n + 1) : NULL;
+    /* Only the short head goes through snprintf: formatting the JSON through it as well (once
+     * to measure, once to write) was 6% of the loop thread under acked load (perf). */
+    char head[96];
+    int h = snprintf(head, sizeof head, "id: %llu\nevent: %s\ndata: ", (unsigned long long)seq, event);
+    size_t tlen = strlen(job->type), dlen = strlen(data);
+    ev_rec *r = h > 0 && (size_t)h < sizeof head ? malloc(sizeof *r + tlen + 1 + (size_t)h + dlen + 3) : NULL;
     if (r) {
         r->seq = seq;
         r->state = job->state;
         memcpy(r->type, job->type, tlen + 1);
         r->frame = r->type + tlen + 1;
-        r->len = (size_t)snprintf(r->frame, (size_t)n + 1, "id: %llu\nevent: %s\ndata: %s\n\n",
-                                  (unsigned long long)seq, event, data);
+        memcpy(r->frame, head, (size_t)h);
+        memcpy(r->frame + h, data, dlen);
+        memcpy(r->frame + h + dlen, "\n\n", 3);
+        r->len = (size_t)h + dlen + 2;
     }
     free(data);
     return r;

@@ -3,6 +3,7 @@
 #include "reply.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,47 +26,91 @@ static const char *reason(int status)
     }
 }
 
-/* Sets req's reply to head (n bytes) and body; out of memory, a static minimal 503 keeps the
- * connection's order intact. */
-static void set_reply(fl_req *req, int status, const char *head, size_t n, const char *body, size_t body_len)
+/* A head is assembled from pieces with memcpy and integer formatting: a 202 took three
+ * snprintf calls, half the cost of building it (perf: reply_submit 1.3% -> 0.6% of the loop). */
+typedef struct piece { const char *p; size_t n; } piece;
+
+static piece str(const char *s) { return (piece){ s, strlen(s) }; }
+
+/* Writes v in decimal at out (room for 20 digits); returns its length. */
+static size_t put_u64(char *out, uint64_t v)
 {
-    free(req->resp);
-    req->resp = malloc(n + body_len);
-    if (!req->resp) {
-        static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        req->resp = strdup(oom);
-        req->resp_len = req->resp ? sizeof oom - 1 : 0;
-        req->resp_status = 503;
-        req->close_after = 1;
-        req->ack_id = 0;
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static char *put(char *o, piece x)
+{
+    memcpy(o, x.p, x.n);
+    return o + x.n;
+}
+
+/* Room for n reply bytes: inside req when they fit, else malloc'd. */
+static char *reply_room(fl_req *req, size_t n)
+{
+    if (req->resp != req->resp_inline)
+        free(req->resp);
+    req->resp = n <= sizeof req->resp_inline ? req->resp_inline : malloc(n);
+    return req->resp;
+}
+
+/* Out of memory, a minimal 503 (it fits inside req) keeps the connection's order intact. */
+static void reply_oom(fl_req *req)
+{
+    static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    _Static_assert(sizeof oom - 1 <= FL_REQ_RESP_INLINE, "the out-of-memory reply fits inside the request");
+    memcpy(req->resp_inline, oom, sizeof oom - 1);
+    req->resp = req->resp_inline;
+    req->resp_len = sizeof oom - 1;
+    req->resp_status = 503;
+    req->close_after = 1;
+    req->ack_id = 0;
+}
+
+/* Sets req's reply to a status line, the headers (length: a Content-Length of body_len first;
+ * none for a stream), the extra lines, Connection: close if close, and body. */
+static void set_reply(fl_req *req, int status, const char *ctype, int length, const char *extra, int close,
+                      const char *body, size_t body_len)
+{
+    char code[3] = { (char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10) };
+    char len_digits[20];
+    piece len = { len_digits, length ? put_u64(len_digits, body_len) : 0 };
+    piece conn = str(close ? "Connection: close\r\n" : "");
+    piece parts[] = {
+        str("HTTP/1.1 "), { code, 3 }, str(" "), str(reason(status)), str("\r\nContent-Type: "), str(ctype),
+        str(length ? "\r\nContent-Length: " : ""), len, str("\r\n"), str(extra ? extra : ""), conn, str("\r\n"),
+        { body, body_len },
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        n += parts[i].n;
+    char *o = reply_room(req, n);
+    if (!o) {
+        reply_oom(req);
         return;
     }
-    memcpy(req->resp, head, n);
-    if (body_len)
-        memcpy(req->resp + n, body, body_len);
-    req->resp_len = n + body_len;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        if (parts[i].n)
+            o = put(o, parts[i]);
+    req->resp_len = n;
     req->resp_status = status;
 }
 
 void fl_reply(fl_req *req, int status, const char *ctype, const char *extra, const char *body, size_t body_len)
 {
-    const char *conn = (req->close_after || !req->keep_alive) ? "Connection: close\r\n" : "";
-    char head[512];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, reason(status), ctype, body_len, extra ? extra : "", conn);
-    if (n < 0 || (size_t)n >= sizeof head)
-        n = 0;   /* cannot happen with our fixed headers; an empty reply beats a bad one */
-    set_reply(req, status, head, (size_t)n, body, body_len);
+    set_reply(req, status, ctype, 1, extra, req->close_after || !req->keep_alive, body, body_len);
 }
 
 void fl_reply_stream(fl_req *req, const char *ctype, const char *extra)
 {
-    char head[512];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n", ctype,
-                     extra ? extra : "");
-    if (n < 0 || (size_t)n >= sizeof head)
-        n = 0;
-    set_reply(req, 200, head, (size_t)n, NULL, 0);
+    set_reply(req, 200, ctype, 0, extra, 1, NULL, 0);   /* its body lasts until the connection closes */
 }
 
 void fl_reply_json(fl_req *req, int status, json_t *obj, const char *extra)
@@ -115,11 +160,20 @@ void fl_reply_error(fl_req *req, int status, const char *code, const char *fmt, 
 /* The answers of a submit name their job in a Location header and an {"id","state"} body. */
 static void reply_submit(fl_req *req, int status, int64_t id, fl_state state, const char *more)
 {
-    char body[160], loc[64 + FL_ID_MAX];
-    snprintf(loc, sizeof loc, "Location: %s/%lld\r\n", FL_PROTO_JOBS_PATH, (long long)id);
-    int n = snprintf(body, sizeof body, "{\"id\":\"%lld\",\"state\":\"%s\"%s}", (long long)id,
-                     fl_proto_state_name(state), more);
-    fl_reply(req, status, "application/json", loc, body, (size_t)n);
+    char digits[20], loc[64 + FL_ID_MAX], body[160];
+    piece d = { digits, put_u64(digits, (uint64_t)id) };
+    char *o = put(loc, str("Location: " FL_PROTO_JOBS_PATH "/"));
+    o = put(o, d);
+    o = put(o, str("\r\n"));
+    *o = '\0';
+    o = put(body, str("{\"id\":\""));
+    o = put(o, d);
+    o = put(o, str("\",\"state\":\""));
+    o = put(o, str(fl_proto_state_name(state)));
+    o = put(o, str("\""));
+    o = put(o, str(more));
+    o = put(o, str("}"));
+    fl_reply(req, status, "application/json", loc, body, (size_t)(o - body));
 }
 
 void fl_reply_accepted(fl_req *req, int64_t id, fl_state state)

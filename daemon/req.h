@@ -14,6 +14,9 @@
 #include "list.h"
 #include "store.h"
 
+/* Replies up to this size live inside the request: a submit's answer costs no allocation. */
+#define FL_REQ_RESP_INLINE 320
+
 typedef enum fl_req_route {
     FL_ROUTE_NONE = 0,           /* refused at the head; the reply is prepared */
     FL_ROUTE_SUBMIT, FL_ROUTE_GET, FL_ROUTE_LIST, FL_ROUTE_CANCEL, FL_ROUTE_HEALTH, FL_ROUTE_METRICS,
@@ -66,7 +69,8 @@ struct fl_req {
     /* The prepared error for DISCARD/REFUSE, and for the log line of a refused request. */
     int err_status; const char *err_code; char err_msg[160];
     /* The reply: set once (reply.c), then the connection writes it. */
-    char *resp; size_t resp_len; /* malloc'd */
+    char *resp; size_t resp_len; /* resp_inline when it fits (a 202, most errors), else malloc'd */
+    char resp_inline[FL_REQ_RESP_INLINE];
     int resp_status;
     int close_after;             /* close the connection after this reply */
     int64_t ack_id;              /* nonzero: this reply is a 202 whose delivery decides ABORTED */
@@ -100,7 +104,8 @@ static inline void fl_req_release(fl_req *req)
     }
     fl_job_free(req->job);
     req->job = NULL;
-    free(req->resp);
+    if (req->resp != req->resp_inline)
+        free(req->resp);
     req->resp = NULL;
 }
 

@@ -200,8 +200,10 @@ static void in_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(loop, io);   /* the pipe is full: wait for the child to read */
             return;
+        }
         break;   /* EPIPE: the child does not read its stdin; that is its business */
     }
     ev_io_stop(loop, io);
@@ -472,7 +474,9 @@ static int start_exec(fl_worker *w)
     w->child.data = w;
     ev_child_start(w->env.loop, &w->child);
     ev_io_start(w->env.loop, &w->out);
-    ev_io_start(w->env.loop, &w->in);
+    /* Input that fits in the pipe is written in this loop iteration, without an epoll_ctl;
+     * in_cb starts the watcher only if the pipe fills. */
+    ev_feed_event(w->env.loop, &w->in, EV_WRITE);
     return 0;
 fail_pipes:
     for (int i = 0; i < 2; i++) {
