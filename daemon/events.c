@@ -6,12 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One frame of the ring: its id, what filters look at, and its bytes (after the type). */
+/* One event of the ring: its id, what filters look at, and either the change itself or its
+ * frame. The frame (a jansson object, its dump, RFC 3339 times) is made only when a stream
+ * first needs it: building it at publish was 36-39% of the loop thread under acked load with no
+ * stream open (perf), for frames nobody read. */
 typedef struct ev_rec {
     uint64_t seq;
     fl_state state;
-    size_t len;                  /* bytes of the frame */
-    char *frame;                 /* into the same allocation, after type */
+    const char *event;           /* the change's name (static) */
+    fl_job *job;                 /* a copy of the job after the change, until the frame is made */
+    char *frame;                 /* NULL until made; then job is NULL */
+    size_t len;                  /* bytes the ring counts: the job copy's, then the frame's */
     char type[];
 } ev_rec;
 
@@ -73,6 +78,65 @@ static int fits(const fl_events *e, const fl_events_sub *sub, size_t len)
     return sub->sink.queued(sub->sink.ctx) + len <= e->budget;
 }
 
+static ev_rec *rec_new(uint64_t seq, const fl_job *job, const char *event)
+{
+    size_t tlen = strlen(job->type);
+    ev_rec *r = malloc(sizeof *r + tlen + 1);
+    if (!r)
+        return NULL;
+    if (!(r->job = fl_job_copy(job, &r->len))) {
+        free(r);
+        return NULL;
+    }
+    r->seq = seq;
+    r->state = job->state;
+    r->event = event;
+    r->frame = NULL;
+    memcpy(r->type, job->type, tlen + 1);
+    return r;
+}
+
+/* make_frame turns r's job into its frame  id: SEQ\nevent: NAME\ndata: JSON\n\n  (once);
+ * 0 or -ENOMEM (the job is kept, a later reader may try again). */
+static int make_frame(fl_events *e, ev_rec *r)
+{
+    if (r->frame)
+        return 0;
+    json_t *o = fl_job_event_json(r->job, r->event);
+    char *data = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!data)
+        return -ENOMEM;
+    /* Only the short head goes through snprintf: formatting the JSON through it as well (once
+     * to measure, once to write) was 6% of the loop thread under acked load (perf). */
+    char head[96];
+    int h = snprintf(head, sizeof head, "id: %llu\nevent: %s\ndata: ", (unsigned long long)r->seq, r->event);
+    size_t dlen = strlen(data);
+    char *frame = h > 0 && (size_t)h < sizeof head ? malloc((size_t)h + dlen + 3) : NULL;
+    if (!frame) {
+        free(data);
+        return -ENOMEM;
+    }
+    memcpy(frame, head, (size_t)h);
+    memcpy(frame + h, data, dlen);
+    memcpy(frame + h + dlen, "\n\n", 3);
+    free(data);
+    e->bytes -= r->len;
+    r->len = (size_t)h + dlen + 2;
+    e->bytes += r->len;
+    r->frame = frame;
+    fl_job_free(r->job);
+    r->job = NULL;
+    return 0;
+}
+
+static void rec_free(ev_rec *r)
+{
+    fl_job_free(r->job);
+    free(r->frame);
+    free(r);
+}
+
 /* Writes sub's pending events while they fit its budget. 0, or -ENOSPC when one did not fit
  * (it stays pending), or the sink's error. */
 static int feed(fl_events *e, fl_events_sub *sub)
@@ -80,11 +144,14 @@ static int feed(fl_events *e, fl_events_sub *sub)
     if (!sub->started)
         return 0;
     while (sub->next < e->next_seq) {
-        const ev_rec *r = rec_at(e, sub->next);
+        ev_rec *r = rec_at(e, sub->next);
         if (matches(sub, r)) {
+            int rc = make_frame(e, r);
+            if (rc < 0)
+                return rc;
             if (!fits(e, sub, r->len))
                 return -ENOSPC;
-            int rc = sub->sink.write(sub->sink.ctx, r->frame, r->len);
+            rc = sub->sink.write(sub->sink.ctx, r->frame, r->len);
             if (rc < 0)
                 return rc;
         }
@@ -108,34 +175,15 @@ static void evict(fl_events *e)
     e->head = (e->head + 1) % FL_EVENTS_RING_MAX;
     e->n--;
     e->bytes -= r->len;
-    free(r);
+    rec_free(r);
 }
 
-static ev_rec *rec_new(uint64_t seq, const fl_job *job, const char *event)
+/* trim evicts the oldest events while the ring holds more bytes than its cap (frames made by a
+ * replay can outgrow the copies they replace); the newest always stays. */
+static void trim(fl_events *e)
 {
-    json_t *o = fl_job_event_json(job, event);
-    char *data = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!data)
-        return NULL;
-    /* Only the short head goes through snprintf: formatting the JSON through it as well (once
-     * to measure, once to write) was 6% of the loop thread under acked load (perf). */
-    char head[96];
-    int h = snprintf(head, sizeof head, "id: %llu\nevent: %s\ndata: ", (unsigned long long)seq, event);
-    size_t tlen = strlen(job->type), dlen = strlen(data);
-    ev_rec *r = h > 0 && (size_t)h < sizeof head ? malloc(sizeof *r + tlen + 1 + (size_t)h + dlen + 3) : NULL;
-    if (r) {
-        r->seq = seq;
-        r->state = job->state;
-        memcpy(r->type, job->type, tlen + 1);
-        r->frame = r->type + tlen + 1;
-        memcpy(r->frame, head, (size_t)h);
-        memcpy(r->frame + h, data, dlen);
-        memcpy(r->frame + h + dlen, "\n\n", 3);
-        r->len = (size_t)h + dlen + 2;
-    }
-    free(data);
-    return r;
+    while (e->n > 1 && e->bytes > FL_EVENTS_RING_BYTES)
+        evict(e);
 }
 
 void fl_events_publish(fl_events *e, const fl_job *job, const char *event)
@@ -168,6 +216,7 @@ void fl_events_publish(fl_events *e, const fl_job *job, const char *event)
         else if (rc < 0)
             drop(e, sub, "cannot queue an event");
     }
+    trim(e);
 }
 
 void fl_events_sub_init(fl_events_sub *sub)
@@ -207,6 +256,7 @@ void fl_events_drained(fl_events *e, fl_events_sub *sub)
     int rc = feed(e, sub);
     if (rc < 0 && rc != -ENOSPC)
         drop(e, sub, "cannot queue an event");
+    trim(e);
 }
 
 void fl_events_unsubscribe(fl_events *e, fl_events_sub *sub)

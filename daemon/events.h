@@ -2,6 +2,8 @@
  * store's on_change, as the Redis channel carries it) becomes one Server-Sent Events frame
  *   id: SEQ\nevent: NAME\ndata: {job JSON plus "event"}\n\n
  * kept in a bounded ring for replay, and written to each subscriber whose filter it matches.
+ * The ring keeps a copy of the job and makes its frame the first time a stream needs it, so a
+ * daemon that nobody streams from never formats one.
  *
  * Event ids are this module's own counter, independent of the database: the first id of a
  * process is its start time in microseconds since the epoch, and each event adds one. So ids

@@ -33,17 +33,24 @@ static void *take_part(char **cursor, size_t n)
     return p;
 }
 
+/* job_total is the size of one allocation for a job with sizes: 0, or -1 if it overflows. */
+static int job_total(const fl_job_sizes *sizes, size_t *total)
+{
+    *total = sizeof(fl_job);
+    return add_part(total, sizes->type) || add_part(total, sizes->callback) ||
+           add_part(total, sizes->idem_key) || add_part(total, sizes->error) ||
+           add_part(total, sizes->output) || add_part(total, sizes->payload) ||
+           add_part(total, sizes->previous_error) || add_part(total, sizes->content_type) ||
+           add_part(total, sizes->traceparent) || add_part(total, sizes->tracestate) ? -1 : 0;
+}
+
 fl_job *fl_job_new(const fl_job_sizes *sizes)
 {
-    size_t total = sizeof(fl_job);
+    size_t total;
     fl_job *job;
     char *cursor;
 
-    if (add_part(&total, sizes->type) || add_part(&total, sizes->callback) ||
-        add_part(&total, sizes->idem_key) || add_part(&total, sizes->error) ||
-        add_part(&total, sizes->output) || add_part(&total, sizes->payload) ||
-        add_part(&total, sizes->previous_error) || add_part(&total, sizes->content_type) ||
-        add_part(&total, sizes->traceparent) || add_part(&total, sizes->tracestate))
+    if (job_total(sizes, &total) < 0)
         return NULL;
     job = calloc(1, total);
     if (!job)
@@ -62,6 +69,48 @@ fl_job *fl_job_new(const fl_job_sizes *sizes)
     job->traceparent = take_part(&cursor, sizes->traceparent);
     job->tracestate = take_part(&cursor, sizes->tracestate);
     return job;
+}
+
+/* str_size is a string part's size for fl_job_sizes: its length, or absent for NULL. */
+static size_t str_size(const char *s)
+{
+    return s ? strlen(s) : FL_JOB_ABSENT;
+}
+
+/* copy_part copies n bytes of src into dst, the part fl_job_new made for it (NULL if absent). */
+static char *copy_part(char *dst, const char *src, size_t n)
+{
+    if (dst)
+        memcpy(dst, src, n);
+    return dst;
+}
+
+fl_job *fl_job_copy(const fl_job *job, size_t *bytes)
+{
+    fl_job_sizes sz = {
+        .type = str_size(job->type), .callback = str_size(job->callback),
+        .idem_key = str_size(job->idem_key), .error = str_size(job->error),
+        .output = job->output ? job->output_len : FL_JOB_ABSENT, .payload = FL_JOB_ABSENT,
+        .previous_error = str_size(job->previous_error), .content_type = str_size(job->content_type),
+        .traceparent = str_size(job->traceparent), .tracestate = str_size(job->tracestate),
+    };
+    fl_job *c = job_total(&sz, bytes) < 0 ? NULL : fl_job_new(&sz);
+    if (!c)
+        return NULL;
+    fl_job room = *c;   /* where fl_job_new put the copy's parts; the scalars come from job */
+    *c = *job;
+    c->type = copy_part(room.type, job->type, sz.type);
+    c->callback = copy_part(room.callback, job->callback, sz.callback);
+    c->idem_key = copy_part(room.idem_key, job->idem_key, sz.idem_key);
+    c->error = copy_part(room.error, job->error, sz.error);
+    c->output = copy_part(room.output, job->output, sz.output);
+    c->previous_error = copy_part(room.previous_error, job->previous_error, sz.previous_error);
+    c->content_type = copy_part(room.content_type, job->content_type, sz.content_type);
+    c->traceparent = copy_part(room.traceparent, job->traceparent, sz.traceparent);
+    c->tracestate = copy_part(room.tracestate, job->tracestate, sz.tracestate);
+    c->payload = NULL;
+    c->payload_len = 0;
+    return c;
 }
 
 void fl_job_free(fl_job *job)

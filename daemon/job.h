@@ -59,6 +59,10 @@ typedef struct fl_job_sizes {
  * callers fill them), or NULL on ENOMEM. Caller frees with fl_job_free. */
 fl_job *fl_job_new(const fl_job_sizes *sizes);
 
+/* fl_job_copy returns a copy of job without its payload (payload NULL), in one allocation whose
+ * size goes to *bytes; NULL on ENOMEM. Caller frees with fl_job_free. */
+fl_job *fl_job_copy(const fl_job *job, size_t *bytes);
+
 /* fl_job_free releases job and everything in it; NULL is a no-op. */
 void fl_job_free(fl_job *job);
 

@@ -189,6 +189,49 @@ static void test_json_full(void **state)
     fl_job_free(job);
 }
 
+/* A copy is the same job in its own allocation, without the payload: its JSON equals the
+ * original's, and freeing the original leaves the copy whole (ASan would see a shared part). */
+static void test_copy(void **state)
+{
+    (void)state;
+    static const char out[] = "a\0b";   /* output is bytes: a NUL inside must survive */
+    fl_job_sizes sz = all_absent();
+    sz.type = 4;
+    sz.error = 4;
+    sz.output = sizeof out - 1;
+    sz.payload = 5;
+    sz.traceparent = 3;
+    fl_job *job = fl_job_new(&sz);
+    assert_non_null(job);
+    memcpy(job->type, "mail", 4);
+    memcpy(job->error, "boom", 4);
+    memcpy(job->output, out, sizeof out - 1);
+    memcpy(job->payload, "hello", 5);
+    memcpy(job->traceparent, "00-", 3);
+    job->id = 42;
+    job->state = FL_STATE_RUNNING;
+    job->attempts = 2;
+    job->created_at = T_MS;
+
+    size_t bytes = 0;
+    fl_job *c = fl_job_copy(job, &bytes);
+    assert_non_null(c);
+    assert_true(bytes >= sizeof *c + 4 + 4 + 3 + 3);
+    assert_null(c->payload);
+    assert_int_equal(c->payload_len, 0);
+    assert_null(c->callback);
+    assert_ptr_not_equal(c->type, job->type);
+    json_t *a = fl_job_to_json(job), *b = fl_job_to_json(c);
+    fl_job_free(job);
+    assert_true(json_equal(a, b));
+    assert_int_equal(c->output_len, 3);
+    assert_memory_equal(c->output, out, 3);
+    assert_string_equal(c->traceparent, "00-");
+    json_decref(a);
+    json_decref(b);
+    fl_job_free(c);
+}
+
 static void test_json_nulls(void **state)
 {
     fl_job *job = new_job("noop", NULL, NULL, NULL, 0);
@@ -280,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_new_overflow),
         cmocka_unit_test(test_now_ms),
         cmocka_unit_test(test_json_full),
+        cmocka_unit_test(test_copy),
         cmocka_unit_test(test_json_nulls),
         cmocka_unit_test(test_json_bad_utf8),
         cmocka_unit_test(test_json_empty_output),
