@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "job.h"
 #include "log.h"
 
@@ -25,7 +26,7 @@ typedef struct periodic_type {
     fl_job *job;             /* the submit's, while in flight */
     int busy;                /* op in flight */
     int loaded;              /* the last slot enqueued is known */
-    int failing;             /* the last op failed (logged once) */
+    int failures;            /* store ops failed in a row (the first is logged) */
     int64_t next;            /* the slot slot_timer waits for, s */
     int64_t want;            /* the latest slot not yet committed, s; 0 = none */
     int64_t sent;            /* the slot of the submit in flight */
@@ -37,6 +38,7 @@ struct fl_periodic {
     periodic_type *types;
     size_t n;
     int stopped;
+    uint64_t rng;            /* the retries' jitter */
 };
 
 static void kick(periodic_type *pt);
@@ -77,15 +79,16 @@ static void slot_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-/* failed logs a failed store op once per outage and tries again later. */
+/* failed logs a failed store op once per outage and tries again after a back-off. */
 static void failed(periodic_type *pt, int err, const char *what)
 {
-    if (!pt->failing)
-        fl_log(LOG_ERR, "type %s: %s failed: %s; trying again every %.0f s", pt->type->name, what, strerror(-err),
-               FL_PERIODIC_RETRY);
-    pt->failing = 1;
+    if (!pt->failures++)
+        fl_log(LOG_ERR, "type %s: %s failed: %s; trying again with back-off up to %.0f s", pt->type->name, what,
+               strerror(-err), FL_PERIODIC_RETRY_MAX);
     if (!pt->p->stopped) {
-        ev_timer_set(&pt->retry_timer, FL_PERIODIC_RETRY, 0.);
+        double delay = fl_backoff_delay(FL_PERIODIC_RETRY_BASE, FL_PERIODIC_RETRY_MAX, pt->failures,
+                                        FL_BACKOFF_EQUAL_JITTER, &pt->p->rng);
+        ev_timer_set(&pt->retry_timer, delay, 0.);
         ev_timer_start(pt->p->loop, &pt->retry_timer);
     }
 }
@@ -100,9 +103,9 @@ static void submitted(fl_store_op *op)
         failed(pt, op->result, "enqueueing a slot");
         return;
     }
-    if (pt->failing)
+    if (pt->failures)
         fl_log(LOG_INFO, "type %s: enqueueing works again", pt->type->name);
-    pt->failing = 0;
+    pt->failures = 0;
     if (pt->want == pt->sent)
         pt->want = 0;
     kick(pt);   /* a newer slot may have come meanwhile */
@@ -169,7 +172,7 @@ static void loaded(fl_store_op *op)
     if (key && strlen(key) == FL_PERIODIC_KEY_LEN)
         last = strtoll(key + sizeof FL_PERIODIC_KEY_PREFIX - 1, NULL, 10);
     free(op->u.last_key.key);
-    pt->failing = 0;
+    pt->failures = 0;
     pt->loaded = 1;
     if (last && prev > last) {
         fl_log(LOG_INFO, "type %s: slots passed while flingd was down; enqueueing the last one once", pt->type->name);
@@ -210,6 +213,7 @@ int fl_periodic_new(fl_periodic **out, struct ev_loop *loop, const fl_config *cf
     }
     p->loop = loop;
     p->store = store;
+    p->rng = fl_backoff_seed();
     for (size_t i = 0; i < cfg->n_types; i++) {
         if (!cfg->types[i].schedule)
             continue;

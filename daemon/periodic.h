@@ -4,8 +4,9 @@
  * most once, whatever restarts, retries or other nodes do. At start the last slot enqueued is
  * read back from the store (the greatest such key): if slots passed while flingd was down,
  * only the last of them is enqueued, once; a type that never ran starts with its next slot.
- * A submit the store refuses (disk full) is tried again every FL_PERIODIC_RETRY seconds until
- * it commits or a newer slot replaces it. Loop thread only. */
+ * A submit the store refuses (disk full) is tried again with the daemon's back-off (backoff.c:
+ * FL_PERIODIC_RETRY_BASE doubling up to FL_PERIODIC_RETRY_MAX seconds, equal jitter) until it
+ * commits or a newer slot replaces it. Loop thread only. */
 #ifndef FL_PERIODIC_H
 #define FL_PERIODIC_H
 
@@ -14,7 +15,8 @@
 #include "config.h"
 #include "store.h"
 
-#define FL_PERIODIC_RETRY 1.0
+#define FL_PERIODIC_RETRY_BASE 0.5
+#define FL_PERIODIC_RETRY_MAX 30.0
 #define FL_PERIODIC_KEY_PREFIX "cron:"
 
 typedef struct fl_periodic fl_periodic;
