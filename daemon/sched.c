@@ -7,7 +7,7 @@
  * global [workers] count holds across concurrent claims.
  *
  * A claim takes more jobs than there are free slots when the type's attempts end quickly: its
- * pace is how many ended between the last two claims, and a claim asks for twice that beyond
+ * pace is how many short ones (FL_SCHED_AHEAD_SECONDS) ended between the last two claims, and a claim asks for twice that beyond
  * the free slots (at most FL_SCHED_AHEAD_MAX), and goes out as soon as fewer than a pace's
  * worth are left waiting. The extra ones wait in the type's `ready` list (running in the
  * store, their attempt counted) and start as slots free up, without waiting for a commit; so
@@ -41,6 +41,10 @@
 #define FL_SCHED_REWRITE_MAX 5.0
 /* The most jobs a type claims ahead of its free slots (each holds its payload in memory). */
 #define FL_SCHED_AHEAD_MAX 256
+/* Only attempts shorter than this count towards a type's pace: for longer ones a commit's
+ * round trip is small beside the attempt, and a job claimed ahead would show running in the
+ * store for as long as the attempt before it takes. */
+#define FL_SCHED_AHEAD_SECONDS 0.05
 
 typedef struct sched_type {
     fl_sched *s;
@@ -50,7 +54,7 @@ typedef struct sched_type {
     int claiming;            /* a CLAIM op is in flight */
     int claim_limit;
     int claim_slots;         /* of claim_limit, the free slots it reserved */
-    int ended;               /* attempts ended since the last claim was pushed */
+    int ended;               /* short attempts ended since the last claim was pushed */
     int pace;                /* attempts that ended between the last two claims pushed */
     int n_ready;
     fl_list ready;           /* claimed ahead (run.node), waiting for a free slot, oldest first */
@@ -307,7 +311,8 @@ static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
     fl_list_remove(&r->node);
     s->running--;
     r->st->running--;
-    r->st->ended++;
+    if (o->seconds < FL_SCHED_AHEAD_SECONDS)
+        r->st->ended++;
     fl_pump_kick(&s->pump);   /* a free slot: a ready job may start, or a dirty type claim */
     fl_job_free(r->job);
     free(r);
