@@ -4,7 +4,20 @@
  * the pump's wake time (pump.h) set it; the pump's run (once per loop iteration, before the
  * loop blocks) turns dirty types with free slots into one CLAIM op each, so a burst of commits
  * costs one claim, not one per job. Slots claimed but not yet returned are reserved, so the
- * global [workers] count holds across concurrent claims. */
+ * global [workers] count holds across concurrent claims.
+ *
+ * A claim takes more jobs than there are free slots when the type's attempts end quickly: its
+ * pace is how many short ones (FL_SCHED_AHEAD_SECONDS) ended between the last two claims, and a claim asks for twice that beyond
+ * the free slots (at most FL_SCHED_AHEAD_MAX), and goes out as soon as fewer than a pace's
+ * worth are left waiting. The extra ones wait in the type's `ready` list (running in the
+ * store, their attempt counted) and start as slots free up, without waiting for a commit; so
+ * a fast type runs a whole group's worth per commit instead of [workers] count per two
+ * commits. A slow type ends few attempts per round trip and claims about its free slots.
+ *
+ * A type becomes dirty only when work may be due that no claim has seen: a commit reaped while
+ * the type's claim is in flight was made before that claim ran (the store reaps in push
+ * order), so the claim saw it; and a claim tells through next_run_at whether it left due jobs
+ * behind. A freed slot only kicks the pump. So no claim runs that is known to find nothing. */
 #include "sched.h"
 
 #include <errno.h>
@@ -26,6 +39,12 @@
  * from this long, doubling up to the max: the disk may come back at any moment. */
 #define FL_SCHED_REWRITE_MIN 0.1
 #define FL_SCHED_REWRITE_MAX 5.0
+/* The most jobs a type claims ahead of its free slots (each holds its payload in memory). */
+#define FL_SCHED_AHEAD_MAX 256
+/* Only attempts shorter than this count towards a type's pace: for longer ones a commit's
+ * round trip is small beside the attempt, and a job claimed ahead would show running in the
+ * store for as long as the attempt before it takes. */
+#define FL_SCHED_AHEAD_SECONDS 0.05
 
 typedef struct sched_type {
     fl_sched *s;
@@ -34,6 +53,11 @@ typedef struct sched_type {
     int rewriting;           /* outcomes of this type waiting to be written again */
     int claiming;            /* a CLAIM op is in flight */
     int claim_limit;
+    int claim_slots;         /* of claim_limit, the free slots it reserved */
+    int ended;               /* short attempts ended since the last claim was pushed */
+    int pace;                /* attempts that ended between the last two claims pushed */
+    int n_ready;
+    fl_list ready;           /* claimed ahead (run.node), waiting for a free slot, oldest first */
     int dirty;               /* may have due jobs */
     int paused;              /* POST /v1/types/{type}/pause: claim nothing until resumed */
     int64_t next_run_at;     /* earliest known run_at of a scheduled job, ms; 0 = none known */
@@ -51,7 +75,7 @@ typedef struct pause_load {
 } pause_load;
 
 typedef struct run {
-    fl_list node;            /* in s->runs */
+    fl_list node;            /* in s->runs, or in its type's ready list until it starts */
     sched_type *st;
     fl_job *job;             /* claimed, with payload; owned */
     fl_worker *worker;
@@ -175,8 +199,7 @@ static void rewrite_end(finish_op *f)
         return;
     f->s->rewriting--;
     f->st->rewriting--;
-    if (!f->s->stopping)
-        mark_dirty(f->st);
+    fl_pump_kick(&f->s->pump);   /* its slot is free */
 }
 
 static void finish_done(fl_store_op *op)
@@ -288,14 +311,22 @@ static void worker_done(fl_worker *w, const fl_outcome *o, void *udata)
     fl_list_remove(&r->node);
     s->running--;
     r->st->running--;
-    if (!s->stopping)
-        mark_dirty(r->st);
+    if (o->seconds < FL_SCHED_AHEAD_SECONDS)
+        r->st->ended++;
+    fl_pump_kick(&s->pump);   /* a free slot: a ready job may start, or a dirty type claim */
     fl_job_free(r->job);
     free(r);
     s->progress(s->arg);
 }
 
 /* ---------------------------------------------------------------- claiming */
+
+static int free_slots(const fl_sched *s, const sched_type *st)
+{
+    int global = s->cfg->workers - s->running - s->reserved - s->rewriting;
+    int mine = st->type->concurrency ? st->type->concurrency - st->running - st->rewriting : global;
+    return mine < global ? mine : global;
+}
 
 /* The worker's spec of one attempt of job by its type's handler; borrows both. */
 static fl_worker_spec job_spec(const fl_type *t, const fl_job *job)
@@ -308,29 +339,59 @@ static fl_worker_spec job_spec(const fl_type *t, const fl_job *job)
     };
 }
 
-static void start_run(fl_sched *s, sched_type *st, fl_job *job)
+/* start_run starts r's attempt (r owned; its job claimed) on a worker, or records it failed. */
+static void start_run(fl_sched *s, run *r)
 {
-    run *r = calloc(1, sizeof *r);
-    if (r) {
-        r->st = st;
-        r->job = job;
-        fl_worker_spec spec = job_spec(st->type, job);
-        int rc = fl_worker_start(&s->env, &spec, worker_done, r, &r->worker);
-        if (rc == 0) {
-            fl_list_push_head(&s->runs, &r->node);
-            s->running++;
-            st->running++;
-            s->stats.attempts++;
-            return;
-        }
-        free(r);
-        fl_log(LOG_ERR, "job %lld (%s): could not start: %s", (long long)job->id, st->type->name, strerror(-rc));
+    sched_type *st = r->st;
+    fl_job *job = r->job;
+    fl_worker_spec spec = job_spec(st->type, job);
+    int rc = fl_worker_start(&s->env, &spec, worker_done, r, &r->worker);
+    if (rc == 0) {
+        fl_list_push_head(&s->runs, &r->node);
+        s->running++;
+        st->running++;
+        s->stats.attempts++;
+        return;
     }
+    fl_log(LOG_ERR, "job %lld (%s): could not start: %s", (long long)job->id, st->type->name, strerror(-rc));
     /* Could not even start: the attempt counts and is recorded as failed, so nothing is stuck. */
-    run failed = { .st = st, .job = job };
     fl_outcome o = { .error = "could not start the handler (out of resources)" };
-    record(s, &failed, &o);
+    record(s, r, &o);
     fl_job_free(job);
+    free(r);
+}
+
+/* hand_back ends a claimed attempt that never started with outcome o (stop: back in the queue;
+ * cancel: cancelled), and frees r. */
+static void hand_back(fl_sched *s, run *r, fl_stop_reason why)
+{
+    fl_outcome o = { .stopped = why, .error = "" };
+    record(s, r, &o);
+    fl_job_free(r->job);
+    free(r);
+}
+
+/* start_ready starts st's ready jobs while it has free slots. */
+static void start_ready(fl_sched *s, sched_type *st)
+{
+    fl_list *n;
+    while (free_slots(s, st) > 0 && (n = fl_list_first(&st->ready))) {
+        fl_list_remove(n);
+        st->n_ready--;
+        start_run(s, fl_list_entry(n, run, node));
+    }
+}
+
+/* drop_ready hands every ready job of s back to the queue (a stop). */
+static void drop_ready(fl_sched *s)
+{
+    fl_list *n;
+    for (size_t i = 0; i < s->n_types; i++)
+        while ((n = fl_list_first(&s->types[i].ready))) {
+            fl_list_remove(n);
+            s->types[i].n_ready--;
+            hand_back(s, fl_list_entry(n, run, node), FL_STOP_SHUTDOWN);
+        }
 }
 
 static void claim_done(fl_store_op *op)
@@ -338,7 +399,7 @@ static void claim_done(fl_store_op *op)
     sched_type *st = op->udata;
     fl_sched *s = st->s;
     st->claiming = 0;
-    s->reserved -= st->claim_limit;
+    s->reserved -= st->claim_slots;
     /* Slots this claim reserved but did not fill are free again for types left waiting. */
     fl_pump_kick(&s->pump);
     if (op->result < 0) {
@@ -347,30 +408,33 @@ static void claim_done(fl_store_op *op)
         note_run_at(st, now_ms() + (int64_t)(FL_SCHED_RETRY_CLAIM * 1000));
         return;
     }
-    for (size_t i = 0; i < op->u.claim.n; i++) {
-        if (s->stopping) {   /* claimed during a stop: hand them back untouched but counted */
-            run back = { .st = st, .job = op->u.claim.jobs[i] };
-            fl_outcome o = { .stopped = FL_STOP_SHUTDOWN, .error = "" };
-            record(s, &back, &o);
+    size_t i;
+    for (i = 0; i < op->u.claim.n; i++) {
+        run *r = calloc(1, sizeof *r);
+        if (!r) {
+            fl_log(LOG_ERR, "job %lld: out of memory starting it; the next start re-queues it",
+                   (long long)op->u.claim.jobs[i]->id);
             fl_job_free(op->u.claim.jobs[i]);
             continue;
         }
-        start_run(s, st, op->u.claim.jobs[i]);
+        r->st = st;
+        r->job = op->u.claim.jobs[i];
+        if (s->stopping)   /* claimed during a stop: hand them back untouched but counted */
+            hand_back(s, r, FL_STOP_SHUTDOWN);
+        else {
+            fl_list_push_tail(&st->ready, &r->node);
+            st->n_ready++;
+        }
     }
     free(op->u.claim.jobs);
     op->u.claim.jobs = NULL;
-    if (op->u.claim.n == (size_t)st->claim_limit)
-        mark_dirty(st);   /* there may be more */
-    if (op->u.claim.next_run_at)
+    start_ready(s, st);
+    /* Due jobs left behind (a queued one makes next_run_at at most now): claim again. */
+    if (op->u.claim.next_run_at && op->u.claim.next_run_at <= now_ms())
+        mark_dirty(st);
+    else if (op->u.claim.next_run_at)
         note_run_at(st, op->u.claim.next_run_at);
     s->progress(s->arg);
-}
-
-static int free_slots(const fl_sched *s, const sched_type *st)
-{
-    int global = s->cfg->workers - s->running - s->reserved - s->rewriting;
-    int mine = st->type->concurrency ? st->type->concurrency - st->running - st->rewriting : global;
-    return mine < global ? mine : global;
 }
 
 static void pump_cb(void *udata, int woke)
@@ -383,16 +447,25 @@ static void pump_cb(void *udata, int woke)
     int64_t now = now_ms();
     for (size_t i = 0; i < s->n_types; i++) {
         sched_type *st = &s->types[i];
+        start_ready(s, st);   /* claimed before a pause: running in the store already */
         if (!st->dirty || st->claiming || st->paused)
             continue;   /* a paused type stays dirty: its resume claims at once */
-        int n = free_slots(s, st);
-        if (n <= 0)
+        int n = free_slots(s, st), ahead = 2 * (st->ended > st->pace ? st->ended : st->pace);
+        if (ahead > FL_SCHED_AHEAD_MAX)
+            ahead = FL_SCHED_AHEAD_MAX;
+        /* start_ready left jobs waiting only if no slot is free */
+        if (n <= 0 && (ahead == 0 || st->n_ready >= (ahead + 1) / 2))
             continue;   /* stays dirty: a finishing attempt frees a slot and pumps again */
+        if (n < 0)
+            n = 0;
         st->dirty = 0;
         st->claiming = 1;
-        st->claim_limit = n;
+        st->claim_slots = n;
+        st->claim_limit = n + ahead - st->n_ready;
+        st->pace = st->ended;
+        st->ended = 0;
         s->reserved += n;
-        fl_store_claim(s->store, &st->claim, st->type->name, n, now, claim_done, st);
+        fl_store_claim(s->store, &st->claim, st->type->name, st->claim_limit, now, claim_done, st);
     }
 }
 
@@ -491,6 +564,7 @@ int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_
     fl_pump_init(&s->pump, loop, pump_cb, s);
     for (size_t i = 0; i < s->n_types; i++) {
         s->types[i] = (sched_type){ .s = s, .type = &cfg->types[i] };
+        fl_list_init(&s->types[i].ready);
         mark_dirty(&s->types[i]);
     }
     s->rng = fl_backoff_seed();
@@ -508,13 +582,23 @@ void fl_sched_committed(fl_sched *s, const fl_job *job)
         return;
     if (job->state == FL_STATE_SCHEDULED)
         note_run_at(st, job->run_at);
-    else
+    else if (!st->claiming)   /* else committed before the claim in flight ran: it saw the job */
         mark_dirty(st);
 }
 
 int fl_sched_cancel(fl_sched *s, int64_t id)
 {
     fl_list *n, *tmp;
+    for (size_t i = 0; i < s->n_types; i++)
+        fl_list_each(n, tmp, &s->types[i].ready) {
+            run *r = fl_list_entry(n, run, node);
+            if (r->job->id == id) {   /* claimed, not started: it ends cancelled at once */
+                fl_list_remove(n);
+                s->types[i].n_ready--;
+                hand_back(s, r, FL_STOP_CANCEL);
+                return 0;
+            }
+        }
     fl_list_each(n, tmp, &s->runs) {
         run *r = fl_list_entry(n, run, node);
         if (r->job->id == id) {
@@ -544,6 +628,7 @@ void fl_sched_stop(fl_sched *s)
     s->stopping = 1;
     fl_pump_stop(&s->pump);
     ev_timer_stop(s->loop, &s->load_retry);
+    drop_ready(s);
     if (s->running) {
         fl_log(LOG_INFO, "stop: waiting up to %.0f s for %d running job(s)", s->cfg->shutdown_grace, s->running);
         ev_timer_init(&s->grace, grace_cb, s->cfg->shutdown_grace, 0.);
@@ -597,6 +682,13 @@ void fl_sched_free(fl_sched *s)
     if (s->loading)
         s->loading->s = NULL;
     fl_list *n;
+    for (size_t i = 0; i < s->n_types; i++)   /* running in the store: the next start re-queues them */
+        while ((n = fl_list_first(&s->types[i].ready))) {
+            run *r = fl_list_entry(n, run, node);
+            fl_list_remove(n);
+            fl_job_free(r->job);
+            free(r);
+        }
     while ((n = fl_list_first(&s->rewrites))) {
         finish_op *f = fl_list_entry(n, finish_op, node);
         fl_log(LOG_ERR, "job %lld: outcome (%s) still not recorded at exit; the next start re-queues the job "
