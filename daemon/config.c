@@ -1739,6 +1739,9 @@ static void reload_keys(section_kind kind, const char *section, fl_config *live,
             out->mask |= FL_RELOAD_RETENTION;
         else if (strcmp(k->name, "log") == 0 || k->kind == V_LOG_FORMAT || k->kind == V_LOG_LEVEL)
             out->mask |= FL_RELOAD_LOG;
+        else if ((k->section == SEC_WORKERS && strcmp(k->name, "count") == 0) ||
+                 (k->section == SEC_TYPE && strcmp(k->name, "concurrency") == 0))
+            out->mask |= FL_RELOAD_SLOTS;
     }
 }
 

@@ -150,6 +150,7 @@ int fl_config_split(const char *command, char ***argv, const char **why);
 #define FL_RELOAD_SCHEDULE 2  /* a schedule, its zone or periodic_payload: restart the timers */
 #define FL_RELOAD_HOOKS 4     /* an on_complete or on_abort: republish the writer's hook table */
 #define FL_RELOAD_RETENTION 8 /* [store] retention: tell the pruner */
+#define FL_RELOAD_SLOTS 16    /* [workers] count or a type's concurrency: more may run now */
 
 /* fl_config_reload applies to live (the running daemon's, on the loop thread) the keys of next
  * that may change while flingd runs (fl_config_key_reloadable), by swapping each changed value

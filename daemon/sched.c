@@ -586,6 +586,14 @@ void fl_sched_committed(fl_sched *s, const fl_job *job)
         mark_dirty(st);
 }
 
+void fl_sched_slots_changed(fl_sched *s)
+{
+    if (s->stopping)
+        return;
+    for (size_t i = 0; i < s->n_types; i++)
+        mark_dirty(&s->types[i]);
+}
+
 int fl_sched_cancel(fl_sched *s, int64_t id)
 {
     fl_list *n, *tmp;

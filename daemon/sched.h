@@ -33,6 +33,10 @@ int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_
  * scheduled: wake up at its run_at). job is borrowed for the call. */
 void fl_sched_committed(fl_sched *s, const fl_job *job);
 
+/* fl_sched_slots_changed says [workers] count or a type's concurrency changed (a reload): every
+ * type may claim again at once, into the slots it now has. */
+void fl_sched_slots_changed(fl_sched *s);
+
 /* fl_sched_cancel stops the running attempt of job id; it then ends cancelled. 0, or -ENOENT if
  * no attempt of that job is running here. */
 int fl_sched_cancel(fl_sched *s, int64_t id);
