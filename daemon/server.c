@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ack.h"
 #include "callback.h"
@@ -166,12 +167,31 @@ static void store_notify(void *arg)
     ev_async_send(srv->loop, &srv->store_done);
 }
 
+/* node_name writes the owner this daemon's claims record: [store] node, else hostname:port
+ * in a shared database; a single SQLite file keeps the one owner it always had. */
+static const char *node_name(const fl_config *cfg, char *buf, size_t len)
+{
+    char host[256];
+
+    if (strcmp(cfg->store_backend, "sqlite") == 0)
+        return NULL;
+    if (cfg->store_node)
+        return cfg->store_node;
+    if (gethostname(host, sizeof host) < 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(buf, len, "%s:%d", host, cfg->listen_port);
+    return buf;
+}
+
 /* The store, recovered, with its delivery hooks. */
 static int open_store(fl_server *srv, char *err, size_t errlen)
 {
     const fl_config *cfg = srv->cfg;
-    const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path,
-                                  .durability_full = cfg->durability_full };
+    char node[300];
+    const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path, .url = cfg->store_url,
+                                  .durability_full = cfg->durability_full,
+                                  .node = node_name(cfg, node, sizeof node) };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
     int rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);

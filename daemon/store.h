@@ -223,12 +223,15 @@ struct fl_store_op {
     } u;
 };
 
-/* Where and how to store: backend NULL = "sqlite"; path = its database; durability_full 1 =
- * every commit on disk before its callback (SQLite synchronous FULL), 0 = NORMAL; node names
- * this daemon as the owner of the jobs it claims (NULL = FL_STORE_NODE_LOCAL). */
+/* Where and how to store: backend NULL = "sqlite"; path = its database (SQLite); url = the
+ * server's libpq connection string or URI (PostgreSQL); durability_full 1 = every commit on
+ * disk before its callback (SQLite synchronous FULL, PostgreSQL synchronous_commit on), 0 =
+ * NORMAL (off); node names this daemon as the owner of the jobs it claims (NULL =
+ * FL_STORE_NODE_LOCAL). */
 typedef struct fl_store_options {
     const char *backend;
     const char *path;
+    const char *url;
     int durability_full;
     const char *node;
 } fl_store_options;
@@ -250,8 +253,17 @@ typedef struct fl_store_hooks {
     void *udata;
 } fl_store_hooks;
 
-/* fl_store_backend_known returns 1 if name is a store backend this flingd has ("sqlite"). */
+/* fl_store_backend_known returns 1 if name is a store backend this flingd has ("sqlite", and
+ * "postgres" when built with libpq). */
 int fl_store_backend_known(const char *name);
+
+/* fl_store_backend_names lists the backends this flingd has, for an error message
+ * ("sqlite, postgres"). */
+const char *fl_store_backend_names(void);
+
+/* fl_store_url_check tells whether url is a connection address backend can use: 0, or -EINVAL
+ * with the reason in why (len bytes); -ENOTSUP if that backend takes no url. */
+int fl_store_url_check(const char *backend, const char *url, char *why, size_t len);
 
 /* fl_store_open opens the backend of opt (the SQLite one creates the database 0600 and its
  * directory if needed, sets WAL mode and the durability, applies its migrations), and starts
