@@ -594,6 +594,22 @@ fail:
     return rc;
 }
 
+int fl_store_watch(fl_store *s, int *fd, int *events, int *gen)
+{
+    *fd = -1;
+    *events = *gen = 0;
+    if (!s->be->watch)
+        return -ENOTSUP;
+    *gen = s->be->watch(s->b, fd, events);
+    return 0;
+}
+
+void fl_store_wake(fl_store *s, void (*due)(const char *type, void *arg), void *arg)
+{
+    if (s->be->wake)
+        s->be->wake(s->b, due, arg);
+}
+
 int fl_store_recover(fl_store *s)
 {
     /* The writer owns the connection while it has work; nothing unreaped means it is idle. */

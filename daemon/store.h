@@ -273,6 +273,15 @@ int fl_store_url_check(const char *backend, const char *url, char *why, size_t l
 int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_hooks *hooks,
                   char *err, size_t errlen);
 
+/* A shared database: other nodes commit too. fl_store_watch says what the loop should watch
+ * for the store to hear of their jobs: 0 with *fd (-1 = nothing now, but ask again after the
+ * next wake) and *events (1 read, 2 write), and a generation in *gen that changes with the
+ * fd; -ENOTSUP for a store that has no other writers (SQLite). fl_store_wake runs when that
+ * fd is ready and about once a second: due(type, arg) for each type another node made due,
+ * due(NULL, arg) when any type may be. Loop thread only. */
+int fl_store_watch(fl_store *s, int *fd, int *events, int *gen);
+void fl_store_wake(fl_store *s, void (*due)(const char *type, void *arg), void *arg);
+
 /* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
  * fn must be callable from the writer thread (it reads the immutable config). Before any push. */
 void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg);

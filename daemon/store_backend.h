@@ -54,6 +54,14 @@ typedef struct fl_store_backend {
     /* add_delivery inserts one pending delivery of job_id's terminal event (abort 0 =
      * "complete", 1 = "abort") to target (borrowed), due now. The engine decides which. */
     int (*add_delivery)(void *b, int64_t job_id, int abort, const char *target);
+    /* A backend that hears of other writers' jobs (NULL both for one that has none) has a
+     * listener the loop drives; both run on the loop thread, never on the writer's.
+     * watch sets *fd (-1: none now) and *events (1 read, 2 write) the loop should wait for,
+     * and returns a number that changes whenever the fd is a new one. wake runs when the fd
+     * is ready and on a timer; it calls due(type) for each type another writer made due, and
+     * due(NULL) when anything may be (the listener was away). */
+    int (*watch)(void *b, int *fd, int *events);
+    void (*wake)(void *b, void (*due)(const char *type, void *arg), void *arg);
 } fl_store_backend;
 
 /* fl_store_cancel_answer is what a CANCEL answers for a job found in state: FL_STORE_OK (it

@@ -12,6 +12,12 @@
  * statement (a failed statement aborts the whole transaction in PostgreSQL). A lost connection
  * fails the group with -ENOTCONN (503 to submitters); the next group reconnects first.
  *
+ * Several nodes on one database: a submit notifies the others (pg_notify in its transaction),
+ * whose listener (a second connection, the loop thread's) wakes their schedulers. The
+ * writer's session holds the node's advisory lock, so the server itself says which nodes are
+ * gone: a claim re-queues their running jobs (sweep), and a FINISH writes only where the job
+ * is still running under this node's name (fence). No lease and no timer decide it.
+ *
  * Longer than ~900 lines for the reason store_sqlite.c gives: each statement sits beside the
  * code that binds and reads it. */
 #include "store_backend.h"
@@ -21,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -31,6 +38,31 @@ extern const int fl_pg_migrations_count;
 /* The advisory lock key that serialises migrations: any constant no other program of the
  * database uses; these are the bytes of "fling" followed by "mig". */
 #define FL_PG_MIGRATE_LOCK "7380398446266822503"
+/* The channel a commit that made jobs due notifies, with the payload "TYPE NODE": every other
+ * node's listener hears it and claims (PostgreSQL folds equal notifications of one
+ * transaction into one, so a group of submits of one type wakes each node once). */
+#define FL_PG_CHANNEL "fling_due"
+/* Each node holds a session advisory lock (this class, the hash of its name) on its writer's
+ * connection for as long as that session lives: a running job whose owner's lock is free
+ * belongs to a node that is gone (killed, or cut off and its session ended by the server),
+ * and any live node re-queues it. No lease, no timer: the server knows when a session ends. */
+#define FL_PG_NODE_LOCK "1718382183"
+/* A held lock as pg_locks shows it, for the owner named by OWNER (an SQL expression). */
+#define NODE_ALIVE(owner)                                                                    \
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"           \
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"     \
+    " AND l.classid = " FL_PG_NODE_LOCK " AND l.objsubid = 2"                                 \
+    " AND l.objid = (hashtext(" owner ")::bigint & 4294967295)::oid)"
+/* How often a node looks for the orphans of nodes that are gone, and tells its scheduler that
+ * any type may have due jobs (a notification lost while its listener was away): ms. */
+#define FL_PG_SWEEP_MS 1000
+/* How long a starting node waits for its name's lock, held by its own previous session until
+ * the server notices that session's end. */
+#define FL_PG_LOCK_WAIT_MS 10000
+
+/* How long the listener waits before connecting again after it lost its connection. */
+#define FL_PG_LISTEN_RETRY_MS 1000
+
 /* Seconds a connection attempt may take unless the url says otherwise: the writer waits for
  * it, and submits get 503s meanwhile rather than hang. */
 #define FL_PG_CONNECT_TIMEOUT "5"
@@ -66,7 +98,7 @@ enum stmt_id {
     ST_COUNT_WAITING, ST_COUNT_ALL,
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
-    ST_RECOVER, ST_DELIVERY_RECOVER,
+    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS,
     ST_N
 };
 
@@ -77,7 +109,7 @@ static const char *const stmt_sql[ST_N] = {
                   " tracestate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                   " ON CONFLICT (type, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id)"
                   " INSERT INTO job_payloads (id, data) SELECT id, coalesce($15::bytea, '') FROM j"
-                  " RETURNING id",
+                  " RETURNING id, pg_notify('" FL_PG_CHANNEL "', $1 || ' ' || $16::text)",
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs WHERE type = $1 AND idem_key = $2",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1",
     [ST_GET_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = $1",
@@ -104,7 +136,8 @@ static const char *const stmt_sql[ST_N] = {
     [ST_FINISH] = "UPDATE jobs SET state = $2, status = status | $3, exit_code = $4, error = $5,"
                   " output = $6, run_at = coalesce($7::bigint, run_at),"
                   " finished_at = coalesce($8::bigint, finished_at), updated_at = $9 WHERE id = $1"
-                  " RETURNING " JOB_COLS,
+                  " AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ", CASE WHEN $2 = 'queued' THEN"
+                  " pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END",
     [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > $1 AND (updated_at >= $2"
                    " OR state IN ('queued', 'scheduled', 'running')) ORDER BY id LIMIT $3",
     [ST_COUNT_WAITING] = "SELECT type, state, count(*) FROM jobs"
@@ -141,6 +174,14 @@ static const char *const stmt_sql[ST_N] = {
                     " ORDER BY idem_key DESC LIMIT 1",
     [ST_RECOVER] = "UPDATE jobs SET state = 'queued', updated_at = $1 WHERE state = 'running' AND owner = $2",
     [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner = $1",
+    /* $1 = now, $2 = this node: what nodes that are gone left running goes back to the queue
+     * (the interrupted attempt counts), and every node hears of it. */
+    [ST_ORPHANS] = "WITH o AS (SELECT id FROM jobs WHERE state = 'running' AND owner <> $2 AND NOT "
+                   NODE_ALIVE("jobs.owner") " FOR UPDATE SKIP LOCKED)"
+                   " UPDATE jobs SET state = 'queued', updated_at = $1 FROM o WHERE jobs.id = o.id"
+                   " RETURNING jobs.id, pg_notify('" FL_PG_CHANNEL "', type || ' ')",
+    [ST_DELIVERY_ORPHANS] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner <> $1 AND NOT "
+                            NODE_ALIVE("deliveries.owner"),
 };
 
 typedef struct pg_store {
@@ -152,6 +193,16 @@ typedef struct pg_store {
     int down;                      /* the connection was lost and is not back yet (logged once) */
     char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
     int64_t now;                   /* the clock of the group being run */
+    int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
+    int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
+    /* The listener: loop thread only (open, watch, wake, close), never the writer's. */
+    PGconn *listen;                /* LISTEN fling_due; NULL while waiting to reconnect */
+    int listen_connecting;         /* PQconnectPoll has not finished */
+    int listen_events;             /* what that poll waits for: 1 = read, 2 = write */
+    int listen_down;               /* the loss was logged; say when it is back */
+    int listen_gen;                /* + 1 for every new connection (its fd may be reused) */
+    int64_t listen_retry_at;       /* ms: when to connect again */
+    int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
 } pg_store;
 
 /* ---- parameters ------------------------------------------------------------------------ */
@@ -486,6 +537,7 @@ static int pg_submit(void *b, fl_store_op *op)
     arg_text(&a, job->traceparent);
     arg_text(&a, job->tracestate);
     arg_bytes(&a, job->payload, job->payload_len);
+    arg_text(&a, s->node);
     if ((rc = run(s, ST_INSERT, &a, &r)))
         return rc;
     if (PQntuples(r) == 0) {   /* ON CONFLICT: a job of that type has the key */
@@ -677,12 +729,43 @@ static int next_scheduled(pg_store *s, const char *type, int64_t *out)
     return 0;
 }
 
+/* sweep re-queues the jobs, and frees the deliveries, that nodes which are gone left in
+ * flight, at most once per FL_PG_SWEEP_MS; the claim that runs it may take them at once. */
+static int sweep(pg_store *s)
+{
+    pg_args a = { 0 }, d = { 0 };
+    PGresult *r;
+    long n;
+    int rc;
+
+    if (s->now - s->swept_at < FL_PG_SWEEP_MS)
+        return 0;
+    s->swept_at = s->now;
+    arg_int(&a, s->now);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_ORPHANS, &a, &r)))
+        return rc;
+    if ((n = PQntuples(r)))
+        fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
+    PQclear(r);
+    arg_text(&d, s->node);
+    if ((rc = run(s, ST_DELIVERY_ORPHANS, &d, &r)))
+        return rc;
+    if ((n = changes(r)))
+        fl_log(LOG_WARNING, "store: %ld callback delivery(ies) in flight on nodes that are gone due again", n);
+    PQclear(r);
+    return 0;
+}
+
 static int pg_claim(void *b, fl_store_op *op)
 {
     pg_store *s = b;
     pg_args a = { 0 };
     PGresult *r;
     int rc;
+
+    if ((rc = sweep(s)))
+        return rc;
 
     arg_text(&a, op->u.claim.type);
     arg_int(&a, op->u.claim.now);
@@ -698,6 +781,24 @@ static int pg_claim(void *b, fl_store_op *op)
     if (op->u.claim.n > 1)
         qsort(op->u.claim.jobs, op->u.claim.n, sizeof *op->u.claim.jobs, claim_order);
     return next_scheduled(s, op->u.claim.type, &op->u.claim.next_run_at);
+}
+
+/* fence explains a FINISH that found no running job of this node's: if the job is there, it
+ * was re-queued while this node's session was gone (and maybe claimed by another node), and
+ * this late outcome must not overwrite the newer attempt: it is dropped, logged, counted. */
+static int fence(pg_store *s, fl_store_op *op)
+{
+    fl_job *job;
+    int rc = load_one(s, ST_GET, op->u.finish.id, 0, &job);
+
+    if (rc <= 0)
+        return rc;
+    s->fenced++;
+    fl_log(LOG_WARNING, "job %lld: outcome %s of node %s dropped: the job is %s (attempt %d), no longer this"
+           " node's attempt (%lld fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
+           s->node, fl_proto_state_name(job->state), job->attempts, (long long)s->fenced);
+    fl_job_free(job);
+    return 0;
 }
 
 static int pg_finish(void *b, fl_store_op *op)
@@ -718,12 +819,15 @@ static int pg_finish(void *b, fl_store_op *op)
     arg_opt_int(&a, o->state == FL_STATE_SCHEDULED, o->run_at);
     arg_opt_int(&a, terminal, o->finished_at);
     arg_int(&a, s->now);
+    arg_text(&a, s->node);
     if ((rc = run(s, ST_FINISH, &a, &r)))
         return rc;
-    if (PQntuples(r) == 0)
+    if (PQntuples(r) == 0) {
+        PQclear(r);
         op->answer = FL_STORE_NOT_FOUND;
-    else
-        rc = read_job(r, 0, 0, &op->u.finish.job);
+        return fence(s, op);
+    }
+    rc = read_job(r, 0, 0, &op->u.finish.job);
     PQclear(r);
     return rc;
 }
@@ -950,14 +1054,15 @@ static int pg_last_key(void *b, fl_store_op *op)
 /* connect_db opens s->url (any libpq connection string or URI; the password may come from
  * PGPASSWORD or ~/.pgpass, as libpq allows), with a connect timeout unless the url sets one:
  * the url comes after it, so its own value wins. */
+static const char *const conn_keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
+
 static int connect_db(pg_store *s, char *err, size_t errlen)
 {
-    const char *const keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
     const char *const vals[] = { FL_PG_CONNECT_TIMEOUT, "flingd", s->url, NULL };
 
     PQfinish(s->conn);
     s->ready = 0;
-    s->conn = PQconnectdbParams(keys, vals, 1);
+    s->conn = PQconnectdbParams(conn_keys, vals, 1);
     if (!s->conn) {
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -997,6 +1102,24 @@ static int set_up(pg_store *s, char *err, size_t errlen)
         return rc;
     s->ready = 1;
     return 0;
+}
+
+/* lock_node takes this node's session lock: 0, -EBUSY while another session holds it (a
+ * node of the same name, or this node's previous session that the server has not yet seen
+ * end), or another negative errno. */
+static int lock_node(pg_store *s)
+{
+    const char *v[1] = { s->node };
+    PGresult *r = PQexecParams(s->conn, "SELECT pg_try_advisory_lock(" FL_PG_NODE_LOCK ", hashtext($1))", 1, NULL, v,
+                               NULL, NULL, 0);
+    int rc;
+
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        rc = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? 0 : -EBUSY;
+    else
+        rc = result_errno(s, r, "taking the node lock");
+    PQclear(r);
+    return rc;
 }
 
 /* schema_version reads the number of migrations applied (0 on a new database). */
@@ -1053,8 +1176,129 @@ static int migrate(pg_store *s, char *err, size_t errlen)
     return rc;
 }
 
+/* ---- the listener (loop thread) --------------------------------------------------------
+ * A second connection that only LISTENs, driven by the loop without ever blocking it: a
+ * non-blocking connect (PQconnectStartParams + PQconnectPoll), then PQconsumeInput and
+ * PQnotifies whenever its socket is readable. The loop watches the socket pg_watch names and
+ * calls pg_wake when it is ready, and at least once a second (the retry of a lost connection
+ * rides on that tick). Host names are resolved when a connection starts, on the loop: give the
+ * url an IP address (or hostaddr) where DNS may be slow. */
+
+static void listen_lost(pg_store *s, const char *why)
+{
+    if (!s->listen_down)
+        fl_log(LOG_ERR, "store: the PostgreSQL listener %s: %s; other nodes' jobs wait until it is back",
+               why, s->listen ? PQerrorMessage(s->listen) : "out of memory");
+    s->listen_down = 1;
+    PQfinish(s->listen);
+    s->listen = NULL;
+    s->listen_retry_at = fl_job_now_ms() + FL_PG_LISTEN_RETRY_MS;
+}
+
+static void listen_start(pg_store *s)
+{
+    const char *const vals[] = { FL_PG_CONNECT_TIMEOUT, "flingd", s->url, NULL };
+
+    s->listen = PQconnectStartParams(conn_keys, vals, 1);
+    if (!s->listen || PQstatus(s->listen) == CONNECTION_BAD) {
+        listen_lost(s, "cannot connect");
+        return;
+    }
+    s->listen_connecting = 1;
+    s->listen_events = 2;   /* a new connection first waits to be writable */
+    s->listen_gen++;
+}
+
+/* listen_poll advances the connect; once it is done, sends LISTEN (its reply is read with
+ * the notifications) and reports everything due: what was notified meanwhile is lost. */
+static int listen_poll(pg_store *s)
+{
+    switch (PQconnectPoll(s->listen)) {
+    case PGRES_POLLING_READING:
+        s->listen_events = 1;
+        return 0;
+    case PGRES_POLLING_WRITING:
+        s->listen_events = 2;
+        return 0;
+    case PGRES_POLLING_OK:
+        break;
+    default:
+        listen_lost(s, "cannot connect");
+        return 0;
+    }
+    s->listen_connecting = 0;
+    s->listen_events = 1;
+    if (PQsetnonblocking(s->listen, 1) < 0 || !PQsendQuery(s->listen, "LISTEN " FL_PG_CHANNEL) ||
+        PQflush(s->listen) != 0) {
+        listen_lost(s, "cannot LISTEN");
+        return 0;
+    }
+    if (s->listen_down)
+        fl_log(LOG_NOTICE, "store: the PostgreSQL listener is connected again");
+    s->listen_down = 0;
+    return 1;
+}
+
+static int pg_watch(void *b, int *fd, int *events)
+{
+    pg_store *s = b;
+
+    *fd = s->listen ? PQsocket(s->listen) : -1;
+    *events = s->listen ? s->listen_events : 0;
+    return s->listen_gen;
+}
+
+/* notified reports one notification: its type, unless this node sent it (its own commits
+ * raise on_due already). */
+static void notified(pg_store *s, const PGnotify *n, void (*due)(const char *type, void *arg), void *arg)
+{
+    char type[FL_TYPE_NAME_MAX + 1];
+    const char *sp = strchr(n->extra, ' ');
+
+    if (!sp || (size_t)(sp - n->extra) > FL_TYPE_NAME_MAX || strcmp(sp + 1, s->node) == 0)
+        return;
+    memcpy(type, n->extra, (size_t)(sp - n->extra));
+    type[sp - n->extra] = '\0';
+    due(type, arg);
+}
+
+static void pg_wake(void *b, void (*due)(const char *type, void *arg), void *arg)
+{
+    pg_store *s = b;
+    PGnotify *n;
+    PGresult *r;
+
+    if (!s->listen) {
+        if (fl_job_now_ms() >= s->listen_retry_at)
+            listen_start(s);
+        if (!s->listen)
+            return;
+    }
+    if (s->listen_connecting) {
+        if (listen_poll(s))
+            due(NULL, arg);
+        return;
+    }
+    if (!PQconsumeInput(s->listen)) {
+        listen_lost(s, "lost its connection");
+        return;
+    }
+    while (!PQisBusy(s->listen) && (r = PQgetResult(s->listen)))
+        PQclear(r);   /* LISTEN's own reply */
+    while ((n = PQnotifies(s->listen))) {
+        notified(s, n, due, arg);
+        PQfreemem(n);
+    }
+    /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
+    if (fl_job_now_ms() >= s->due_at) {
+        s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
+        due(NULL, arg);
+    }
+}
+
 static void destroy(pg_store *s)
 {
+    PQfinish(s->listen);
     PQfinish(s->conn);
     free(s->url);
     free(s);
@@ -1085,10 +1329,16 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         rc = migrate(s, err, errlen);
     if (!rc)
         rc = set_up(s, err, errlen);
+    for (int waited = 0; !rc && (rc = lock_node(s)) == -EBUSY && waited < FL_PG_LOCK_WAIT_MS; waited += 200)
+        usleep(200 * 1000);   /* at start, before the loop runs */
+    if (rc == -EBUSY)
+        fl_store_errf(err, errlen, "node %s: another live session holds this node's lock; is a node of this"
+                      " name running? ([store] node must differ per node)", node);
     if (rc) {
         destroy(s);
         return rc;
     }
+    listen_start(s);
     fl_log(LOG_INFO, "store: PostgreSQL %s on %s:%s, database %s, as node %s", PQparameterStatus(s->conn, "server_version"),
            PQhost(s->conn), PQport(s->conn), PQdb(s->conn), node);
     *out = s;
@@ -1132,6 +1382,15 @@ static int reconnect(pg_store *s)
         if (!s->down)
             fl_log(LOG_ERR, "store: %s", why);
         s->down = 1;
+        return -ENOTCONN;
+    }
+    /* Claim nothing, ack nothing, until this node holds its lock again: meanwhile its running
+     * jobs are other nodes' to re-queue, and its late outcomes will be fenced. */
+    if (lock_node(s) < 0) {
+        if (!s->down)
+            fl_log(LOG_ERR, "store: node %s: its lock is still held by another session", s->node);
+        s->down = 1;
+        s->ready = 0;
         return -ENOTCONN;
     }
     if (s->down)
@@ -1196,6 +1455,8 @@ static int pg_check_url(const char *url, char *why, size_t len)
 const fl_store_backend fl_store_pg = {
     .name = "postgres",
     .check_url = pg_check_url,
+    .watch = pg_watch,
+    .wake = pg_wake,
     .open = pg_open,
     .close = pg_close,
     .recover = pg_recover,

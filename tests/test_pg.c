@@ -58,6 +58,28 @@ static int submit(const flh_daemon *d, const char *type, const char *payload, co
     return status;
 }
 
+/* start_two starts nodes "a" and "b" (with more INI text) on a new database, named into db. */
+static void start_two(flh_daemon *a, flh_daemon *b, char *db, size_t len, const char *more)
+{
+    char ca[1024], cb[1024];
+
+    assert_int_equal(flh_pg_create_db(pg, db, len), 0);
+    node_conf(ca, sizeof ca, db, "a", more);
+    node_conf(cb, sizeof cb, db, "b", more);
+    assert_int_equal(flh_start(a, ca), 0);
+    assert_int_equal(flh_start(b, cb), 0);
+}
+
+/* wait_query polls a one-number query on db until it gives want or secs pass: the last value. */
+static long wait_query(const char *db, const char *sql, long want, double secs)
+{
+    long v = -1;
+    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
+        if ((v = flh_pg_query_long(pg, db, sql)) == want)
+            break;
+    return v;
+}
+
 static long count_log(const char *path, const char *what)
 {
     flh_daemon tmp = { 0 };
@@ -98,13 +120,9 @@ static void test_idempotency_across_nodes(void **state)
 {
     (void)state;
     flh_daemon a, b;
-    char db[64], ca[512], cb[512], id1[32], id2[32];
+    char db[64], id1[32], id2[32];
 
-    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
-    node_conf(ca, sizeof ca, db, "a", NULL);
-    node_conf(cb, sizeof cb, db, "b", NULL);
-    assert_int_equal(flh_start(&a, ca), 0);
-    assert_int_equal(flh_start(&b, cb), 0);
+    start_two(&a, &b, db, sizeof db, NULL);
     assert_int_equal(submit(&a, "noop", "x", "Idempotency-Key: k-1\r\n", id1, sizeof id1), 202);
     assert_int_equal(submit(&b, "noop", "x", "Idempotency-Key: k-1\r\n", id2, sizeof id2), 200);
     assert_string_equal(id1, id2);
@@ -158,13 +176,7 @@ static void test_three_nodes_run_once(void **state)
     assert_int_equal(flh_start_many(d, N, confs), 0);
     for (int i = 0; i < JOBS; i++)
         assert_int_equal(submit(&d[i % N], "log", "", NULL, id, sizeof id), 202);
-    long done = -1;
-    for (double end = flh_now() + 60; flh_now() < end; usleep(100000)) {
-        done = flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'");
-        if (done == JOBS)
-            break;
-    }
-    assert_int_equal(done, JOBS);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", JOBS, 60), JOBS);
     read_runs(out, &r, JOBS * 2);
     assert_int_equal(r.n_lines, JOBS);
     assert_int_equal(r.dup, 0);
@@ -187,25 +199,22 @@ static void job_row(const char *db, const char *id, const char *col, char *buf, 
 }
 
 /* A node killed while its job runs re-queues that job when it starts again (its attempt
- * counted), and leaves the job another node runs alone. */
+ * counted), and leaves the job another node runs alone. One slot per node: each runs one. */
 static void test_restart_requeues_own_orphans_only(void **state)
 {
     (void)state;
     flh_daemon a, b;
-    char db[64], ca[512], cb[512], ida[32], idb[32], v[32], sql[200];
+    char db[64], ida[32], idb[32], v[32], sql[200];
 
-    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
-    node_conf(ca, sizeof ca, db, "a", NULL);
-    node_conf(cb, sizeof cb, db, "b", NULL);
-    assert_int_equal(flh_start(&a, ca), 0);
-    assert_int_equal(flh_start(&b, cb), 0);
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
     assert_int_equal(submit(&a, "t", "30", NULL, ida, sizeof ida), 202);
     assert_int_equal(submit(&b, "t", "30", NULL, idb, sizeof idb), 202);
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE state = 'running'");
-    long running = 0;
-    for (double end = flh_now() + 10; flh_now() < end && running != 2; usleep(20000))
-        running = flh_pg_query_long(pg, db, sql);
-    assert_int_equal(running, 2);
+    assert_int_equal(wait_query(db, "SELECT count(DISTINCT owner) FROM jobs WHERE state = 'running'", 2, 10), 2);
+    /* which job each node runs: a may have claimed b's submit, and the other way round */
+    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE owner = 'a'");
+    snprintf(ida, sizeof ida, "%ld", flh_pg_query_long(pg, db, sql));
+    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE owner = 'b'");
+    snprintf(idb, sizeof idb, "%ld", flh_pg_query_long(pg, db, sql));
     flh_kill(&a, SIGKILL);
     assert_int_equal(flh_restart(&a), 0);
     if (flh_log_count(&a, "1 job(s) left running by a previous daemon re-queued") != 1) {
@@ -215,11 +224,8 @@ static void test_restart_requeues_own_orphans_only(void **state)
         fail();
     }
     /* a's job runs again, as its second attempt; b's is untouched, still its first */
-    long attempts = 0;
     snprintf(sql, sizeof sql, "SELECT attempts FROM jobs WHERE id = %s AND state = 'running'", ida);
-    for (double end = flh_now() + 10; flh_now() < end && attempts != 2; usleep(20000))
-        attempts = flh_pg_query_long(pg, db, sql);
-    assert_int_equal(attempts, 2);
+    assert_int_equal(wait_query(db, sql, 2, 10), 2);
     job_row(db, idb, "attempts", v, sizeof v);
     assert_string_equal(v, "1");
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running' AND owner = 'b'", idb);
@@ -228,8 +234,106 @@ static void test_restart_requeues_own_orphans_only(void **state)
     assert_int_equal(flh_stop(&b), 0);
 }
 
+/* A job submitted to a node whose only slot is busy starts on an idle node: the submit's
+ * commit notifies, and the other node's listener wakes its scheduler (without it the job
+ * would wait for the busy node's slot, a minute here). */
+static void test_idle_node_takes_the_job(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id[32], sql[200];
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    /* a minute of sleep fills one node's slot (whichever claimed it) */
+    assert_int_equal(submit(&a, "t", "60", NULL, id, sizeof id), 202);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = 'a'", id);
+    long on_a = flh_pg_query_long(pg, db, sql);
+    flh_daemon *busy = on_a ? &a : &b, *idle = on_a ? &b : &a;
+    const char *idle_name = on_a ? "b" : "a";
+    assert_int_equal(submit(busy, "noop", "", NULL, id, sizeof id), 202);
+    json_t *job = flh_wait_terminal(idle, id, 20000);
+    assert_non_null(job);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    json_decref(job);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = '%s'", id, idle_name);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* kill -9 of a node while it runs jobs: the other nodes see its lock free and re-queue them
+ * (the interrupted attempt counts), run them, and nothing acked is lost. */
+static void test_killed_node_jobs_run_elsewhere(void **state)
+{
+    (void)state;
+    enum { N = 3, JOBS = 6 };
+    flh_daemon d[N];
+    char db[64], conf[N][1024], name[16], id[32], sql[256];
+    const char *confs[N];
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "k%d", i);
+        node_conf(conf[i], sizeof conf[i], db, name, "[workers]\ncount = 2\n");
+        confs[i] = conf[i];
+    }
+    assert_int_equal(flh_start_many(d, N, confs), 0);
+    for (int i = 0; i < JOBS; i++)
+        assert_int_equal(submit(&d[i % N], "t", "3", NULL, id, sizeof id), 202);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'running' AND owner = 'k0'", 2, 10), 2);
+    flh_kill(&d[0], SIGKILL);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", JOBS, 30), JOBS);
+    /* k0's two jobs ran again elsewhere, as their second attempt */
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE attempts = 2 AND owner <> 'k0'"), 2);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE owner = 'k0'"), 0);
+    long requeued = flh_log_count(&d[1], "left running by nodes that are gone re-queued") +
+                    flh_log_count(&d[2], "left running by nodes that are gone re-queued");
+    assert_true(requeued >= 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE state <> 'succeeded'");
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 0);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+    flh_rmdir(d[0].dir);
+}
+
+/* A node whose session the server ended (pg_terminate_backend) while its job runs: another
+ * node re-runs the job, and the first node's late outcome is fenced: the job's final record
+ * is the second attempt's. */
+static void test_terminated_session_is_fenced(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id[32], sql[400];
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    assert_int_equal(submit(&a, "t", "3", NULL, id, sizeof id), 202);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = 'a'", id);
+    int on_a = flh_pg_query_long(pg, db, sql) == 1;
+    const char *first = on_a ? "a" : "b", *second = on_a ? "b" : "a";
+    flh_daemon *first_d = on_a ? &a : &b;
+    /* the session holding the first node's lock is its writer's */
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+             " AND classid = 1718382183 AND objid = (hashtext('%s')::bigint & 4294967295)::oid", first);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded' AND owner = '%s'"
+             " AND attempts = 2", id, second);
+    assert_int_equal(wait_query(db, sql, 1, 30), 1);
+    int fenced = 0;
+    for (double end = flh_now() + 10; flh_now() < end && !fenced; usleep(50000))
+        fenced = flh_log_count(first_d, "no longer this node's attempt") == 1;
+    assert_true(fenced);
+    assert_int_equal(wait_query(db, sql, 1, 1), 1);   /* still the second attempt's record */
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
 /* The server restarted under load: submits answer 503 while it is away (never a 202 that was
- * not committed), the node reconnects by itself, and every acked job ends succeeded. */
+ * not committed), the node reconnects by itself (its writer and its listener), and every
+ * acked job ends succeeded. */
 static void test_server_restart(void **state)
 {
     (void)state;
@@ -264,13 +368,12 @@ static void test_server_restart(void **state)
     assert_int_equal(st, 202);
     acked++;
     assert_true(flh_log_count(&d, "connected to PostgreSQL again") >= 1);
-    long done = -1;
-    for (double end = flh_now() + 30; flh_now() < end; usleep(100000)) {
-        done = flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'");
-        if (done == acked)
-            break;
-    }
-    assert_int_equal(done, acked);
+    /* the listener connects again by itself too, on the loop's one-second tick */
+    int back = 0;
+    for (double end = flh_now() + 15; flh_now() < end && !back; usleep(100000))
+        back = flh_log_count(&d, "listener is connected again") == 1;
+    assert_true(back);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", acked, 30), acked);
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs"), acked);
     assert_int_equal(flh_stop(&d), 0);
     flh_pg_stop(&own);
@@ -338,6 +441,9 @@ int main(void)
         cmocka_unit_test(test_idempotency_across_nodes),
         cmocka_unit_test(test_three_nodes_run_once),
         cmocka_unit_test(test_restart_requeues_own_orphans_only),
+        cmocka_unit_test(test_idle_node_takes_the_job),
+        cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
+        cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_server_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
