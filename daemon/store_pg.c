@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pglisten.h"
 
 /* Generated from migrations/postgres/NNN_*.sql (cmake/embed_migrations.cmake). */
 extern const char *const fl_pg_migrations[];
@@ -59,9 +60,6 @@ extern const int fl_pg_migrations_count;
 /* How long a starting node waits for its name's lock, held by its own previous session until
  * the server notices that session's end. */
 #define FL_PG_LOCK_WAIT_MS 10000
-
-/* How long the listener waits before connecting again after it lost its connection. */
-#define FL_PG_LISTEN_RETRY_MS 1000
 
 /* Seconds a connection attempt may take unless the url says otherwise: the writer waits for
  * it, and submits get 503s meanwhile rather than hang. */
@@ -195,13 +193,9 @@ typedef struct pg_store {
     int64_t now;                   /* the clock of the group being run */
     int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
     int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
-    /* The listener: loop thread only (open, watch, wake, close), never the writer's. */
-    PGconn *listen;                /* LISTEN fling_due; NULL while waiting to reconnect */
-    int listen_connecting;         /* PQconnectPoll has not finished */
-    int listen_events;             /* what that poll waits for: 1 = read, 2 = write */
-    int listen_down;               /* the loss was logged; say when it is back */
-    int listen_gen;                /* + 1 for every new connection (its fd may be reused) */
-    int64_t listen_retry_at;       /* ms: when to connect again */
+    const char *conn_vals[4];      /* libpq's values for conn_keys: the url's last */
+    /* Loop thread only (open, watch, wake, close), never the writer's. */
+    fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
 } pg_store;
 
@@ -1058,11 +1052,9 @@ static const char *const conn_keys[] = { "connect_timeout", "fallback_applicatio
 
 static int connect_db(pg_store *s, char *err, size_t errlen)
 {
-    const char *const vals[] = { FL_PG_CONNECT_TIMEOUT, "flingd", s->url, NULL };
-
     PQfinish(s->conn);
     s->ready = 0;
-    s->conn = PQconnectdbParams(conn_keys, vals, 1);
+    s->conn = PQconnectdbParams(conn_keys, s->conn_vals, 1);
     if (!s->conn) {
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -1176,119 +1168,20 @@ static int migrate(pg_store *s, char *err, size_t errlen)
     return rc;
 }
 
-/* ---- the listener (loop thread) --------------------------------------------------------
- * A second connection that only LISTENs, driven by the loop without ever blocking it: a
- * non-blocking connect (PQconnectStartParams + PQconnectPoll), then PQconsumeInput and
- * PQnotifies whenever its socket is readable. The loop watches the socket pg_watch names and
- * calls pg_wake when it is ready, and at least once a second (the retry of a lost connection
- * rides on that tick). Host names are resolved when a connection starts, on the loop: give the
- * url an IP address (or hostaddr) where DNS may be slow. */
-
-static void listen_lost(pg_store *s, const char *why)
-{
-    if (!s->listen_down)
-        fl_log(LOG_ERR, "store: the PostgreSQL listener %s: %s; other nodes' jobs wait until it is back",
-               why, s->listen ? PQerrorMessage(s->listen) : "out of memory");
-    s->listen_down = 1;
-    PQfinish(s->listen);
-    s->listen = NULL;
-    s->listen_retry_at = fl_job_now_ms() + FL_PG_LISTEN_RETRY_MS;
-}
-
-static void listen_start(pg_store *s)
-{
-    const char *const vals[] = { FL_PG_CONNECT_TIMEOUT, "flingd", s->url, NULL };
-
-    s->listen = PQconnectStartParams(conn_keys, vals, 1);
-    if (!s->listen || PQstatus(s->listen) == CONNECTION_BAD) {
-        listen_lost(s, "cannot connect");
-        return;
-    }
-    s->listen_connecting = 1;
-    s->listen_events = 2;   /* a new connection first waits to be writable */
-    s->listen_gen++;
-}
-
-/* listen_poll advances the connect; once it is done, sends LISTEN (its reply is read with
- * the notifications) and reports everything due: what was notified meanwhile is lost. */
-static int listen_poll(pg_store *s)
-{
-    switch (PQconnectPoll(s->listen)) {
-    case PGRES_POLLING_READING:
-        s->listen_events = 1;
-        return 0;
-    case PGRES_POLLING_WRITING:
-        s->listen_events = 2;
-        return 0;
-    case PGRES_POLLING_OK:
-        break;
-    default:
-        listen_lost(s, "cannot connect");
-        return 0;
-    }
-    s->listen_connecting = 0;
-    s->listen_events = 1;
-    if (PQsetnonblocking(s->listen, 1) < 0 || !PQsendQuery(s->listen, "LISTEN " FL_PG_CHANNEL) ||
-        PQflush(s->listen) != 0) {
-        listen_lost(s, "cannot LISTEN");
-        return 0;
-    }
-    if (s->listen_down)
-        fl_log(LOG_NOTICE, "store: the PostgreSQL listener is connected again");
-    s->listen_down = 0;
-    return 1;
-}
+/* ---- the listener (loop thread: pglisten.h) -------------------------------------------- */
 
 static int pg_watch(void *b, int *fd, int *events)
 {
     pg_store *s = b;
 
-    *fd = s->listen ? PQsocket(s->listen) : -1;
-    *events = s->listen ? s->listen_events : 0;
-    return s->listen_gen;
-}
-
-/* notified reports one notification: its type, unless this node sent it (its own commits
- * raise on_due already). */
-static void notified(pg_store *s, const PGnotify *n, void (*due)(const char *type, void *arg), void *arg)
-{
-    char type[FL_TYPE_NAME_MAX + 1];
-    const char *sp = strchr(n->extra, ' ');
-
-    if (!sp || (size_t)(sp - n->extra) > FL_TYPE_NAME_MAX || strcmp(sp + 1, s->node) == 0)
-        return;
-    memcpy(type, n->extra, (size_t)(sp - n->extra));
-    type[sp - n->extra] = '\0';
-    due(type, arg);
+    return fl_pglisten_watch(s->listen, fd, events);
 }
 
 static void pg_wake(void *b, void (*due)(const char *type, void *arg), void *arg)
 {
     pg_store *s = b;
-    PGnotify *n;
-    PGresult *r;
 
-    if (!s->listen) {
-        if (fl_job_now_ms() >= s->listen_retry_at)
-            listen_start(s);
-        if (!s->listen)
-            return;
-    }
-    if (s->listen_connecting) {
-        if (listen_poll(s))
-            due(NULL, arg);
-        return;
-    }
-    if (!PQconsumeInput(s->listen)) {
-        listen_lost(s, "lost its connection");
-        return;
-    }
-    while (!PQisBusy(s->listen) && (r = PQgetResult(s->listen)))
-        PQclear(r);   /* LISTEN's own reply */
-    while ((n = PQnotifies(s->listen))) {
-        notified(s, n, due, arg);
-        PQfreemem(n);
-    }
+    fl_pglisten_wake(s->listen, due, arg);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
         s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
@@ -1298,7 +1191,7 @@ static void pg_wake(void *b, void (*due)(const char *type, void *arg), void *arg
 
 static void destroy(pg_store *s)
 {
-    PQfinish(s->listen);
+    fl_pglisten_free(s->listen);
     PQfinish(s->conn);
     free(s->url);
     free(s);
@@ -1322,6 +1215,9 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
     }
     s->node = node;
     s->durability_full = opt->durability_full;
+    s->conn_vals[0] = FL_PG_CONNECT_TIMEOUT;
+    s->conn_vals[1] = "flingd";
+    s->conn_vals[2] = s->url;
     if (err && errlen)
         err[0] = '\0';
     rc = connect_db(s, err, errlen);
@@ -1338,7 +1234,11 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         destroy(s);
         return rc;
     }
-    listen_start(s);
+    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, FL_PG_CHANNEL, node) < 0) {
+        destroy(s);
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     fl_log(LOG_INFO, "store: PostgreSQL %s on %s:%s, database %s, as node %s", PQparameterStatus(s->conn, "server_version"),
            PQhost(s->conn), PQport(s->conn), PQdb(s->conn), node);
     *out = s;

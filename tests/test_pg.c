@@ -58,6 +58,22 @@ static int submit(const flh_daemon *d, const char *type, const char *payload, co
     return status;
 }
 
+/* start_nodes starts n nodes at once on database db, named PREFIX0, PREFIX1, ..., each with
+ * more INI text. */
+static void start_nodes(flh_daemon *d, int n, const char *db, char prefix, const char *more)
+{
+    char conf[16][1024], name[16];
+    const char *confs[16];
+
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%c%d", prefix, i);
+        node_conf(conf[i], sizeof conf[i], db, name, more);
+        confs[i] = conf[i];
+    }
+    assert_int_equal(flh_start_many(d, n, confs), 0);
+}
+
 /* start_two starts nodes "a" and "b" (with more INI text) on a new database, named into db. */
 static void start_two(flh_daemon *a, flh_daemon *b, char *db, size_t len, const char *more)
 {
@@ -94,17 +110,11 @@ static void test_migrate_once(void **state)
     (void)state;
     enum { N = 10 };
     flh_daemon d[N];
-    char db[64], conf[N][512], name[32];
-    const char *confs[N];
+    char db[64];
     long applied = 0;
 
     assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
-    for (int i = 0; i < N; i++) {
-        snprintf(name, sizeof name, "m%d", i);
-        node_conf(conf[i], sizeof conf[i], db, name, NULL);
-        confs[i] = conf[i];
-    }
-    assert_int_equal(flh_start_many(d, N, confs), 0);
+    start_nodes(d, N, db, 'm', NULL);
     for (int i = 0; i < N; i++)
         applied += count_log(d[i].log, "applied PostgreSQL migration");
     assert_int_equal(applied, flh_pg_query_long(pg, db, "SELECT count(*) FROM fling_schema"));
@@ -160,20 +170,14 @@ static void test_three_nodes_run_once(void **state)
     (void)state;
     enum { N = 3, JOBS = 300 };
     flh_daemon d[N];
-    char db[64], conf[N][1024], name[16], out[192], type[512], id[32];
-    const char *confs[N];
+    char db[64], out[192], type[512], id[32];
     runs r;
 
     assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
     snprintf(out, sizeof out, "/tmp/flingpgruns.%d", (int)getpid());
     unlink(out);
     snprintf(type, sizeof type, "[type.log]\nhandler = exec\ncommand = /bin/sh -c 'echo $FLING_JOB_ID >> %s'\n", out);
-    for (int i = 0; i < N; i++) {
-        snprintf(name, sizeof name, "r%d", i);
-        node_conf(conf[i], sizeof conf[i], db, name, type);
-        confs[i] = conf[i];
-    }
-    assert_int_equal(flh_start_many(d, N, confs), 0);
+    start_nodes(d, N, db, 'r', type);
     for (int i = 0; i < JOBS; i++)
         assert_int_equal(submit(&d[i % N], "log", "", NULL, id, sizeof id), 202);
     assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", JOBS, 60), JOBS);
@@ -270,16 +274,10 @@ static void test_killed_node_jobs_run_elsewhere(void **state)
     (void)state;
     enum { N = 3, JOBS = 6 };
     flh_daemon d[N];
-    char db[64], conf[N][1024], name[16], id[32], sql[256];
-    const char *confs[N];
+    char db[64], id[32], sql[256];
 
     assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
-    for (int i = 0; i < N; i++) {
-        snprintf(name, sizeof name, "k%d", i);
-        node_conf(conf[i], sizeof conf[i], db, name, "[workers]\ncount = 2\n");
-        confs[i] = conf[i];
-    }
-    assert_int_equal(flh_start_many(d, N, confs), 0);
+    start_nodes(d, N, db, 'k', "[workers]\ncount = 2\n");
     for (int i = 0; i < JOBS; i++)
         assert_int_equal(submit(&d[i % N], "t", "3", NULL, id, sizeof id), 202);
     assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'running' AND owner = 'k0'", 2, 10), 2);
