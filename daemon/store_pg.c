@@ -39,9 +39,10 @@ extern const int fl_pg_migrations_count;
 /* The advisory lock key that serialises migrations: any constant no other program of the
  * database uses; these are the bytes of "fling" followed by "mig". */
 #define FL_PG_MIGRATE_LOCK "7380398446266822503"
-/* The channel a commit that made jobs due notifies, with the payload "TYPE NODE": every other
- * node's listener hears it and claims (PostgreSQL folds equal notifications of one
- * transaction into one, so a group of submits of one type wakes each node once). */
+/* The channel a commit that made jobs due (a submit, a retry, a job handed back) notifies,
+ * with the payload "TYPE NODE": every other node's listener hears it and claims (PostgreSQL
+ * folds equal notifications of one transaction into one, so a group of submits of one type
+ * wakes each node once). */
 #define FL_PG_CHANNEL "fling_due"
 /* Each node holds a session advisory lock (this class, the hash of its name) on its writer's
  * connection for as long as that session lives: a running job whose owner's lock is free
@@ -160,7 +161,8 @@ static const char *const stmt_sql[ST_N] = {
                  " previous_error = coalesce(error, previous_error), attempts = 0, error = NULL,"
                  " exit_code = NULL, output = NULL, started_at = 0, finished_at = 0,"
                  " status = status & $3, run_at = $2, updated_at = $2"
-                 " WHERE id = $1 AND state IN ('failed', 'cancelled')",
+                 " WHERE id = $1 AND state IN ('failed', 'cancelled')"
+                 " RETURNING pg_notify('" FL_PG_CHANNEL "', type || ' ' || $4::text)",
     /* One batch, its deliveries and payloads with it; rows another node prunes are skipped. */
     [ST_PRUNE] = "WITH b AS (SELECT id FROM jobs WHERE state IN " TERMINAL " AND finished_at < $1"
                  " ORDER BY finished_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),"
@@ -988,6 +990,7 @@ static int pg_retry(void *b, fl_store_op *op)
     arg_int(&a, op->u.retry.id);
     arg_int(&a, op->u.retry.now);
     arg_int(&a, FL_STATUS_ABORTED);
+    arg_text(&a, s->node);
     if ((rc = run(s, ST_RETRY, &a, &r)))
         return rc;
     changed = changes(r);

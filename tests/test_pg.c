@@ -168,7 +168,7 @@ static void read_runs(const char *path, runs *r, long max_id)
 static void test_three_nodes_run_once(void **state)
 {
     (void)state;
-    enum { N = 3, JOBS = 300 };
+    enum { N = 3, JOBS = 3000 };
     flh_daemon d[N];
     char db[64], out[192], type[512], id[32];
     runs r;
