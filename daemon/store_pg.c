@@ -62,6 +62,12 @@ extern const int fl_pg_migrations_count;
  * the server notices that session's end. */
 #define FL_PG_LOCK_WAIT_MS 10000
 
+/* TCP keepalives: a server that vanished without a word (a partition) is found out after
+ * idle + interval * count seconds, instead of the kernel's two hours; the statement waiting
+ * on it then fails, and the group with it. */
+#define FL_PG_KEEPALIVE_IDLE "10"
+#define FL_PG_KEEPALIVE_INTERVAL "5"
+#define FL_PG_KEEPALIVE_COUNT "3"
 /* Seconds a connection attempt may take unless the url says otherwise: the writer waits for
  * it, and submits get 503s meanwhile rather than hang. */
 #define FL_PG_CONNECT_TIMEOUT "5"
@@ -195,7 +201,7 @@ typedef struct pg_store {
     int64_t now;                   /* the clock of the group being run */
     int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
     int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
-    const char *conn_vals[4];      /* libpq's values for conn_keys: the url's last */
+    const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
@@ -1049,9 +1055,10 @@ static int pg_last_key(void *b, fl_store_op *op)
 /* ---- connection, migrations ------------------------------------------------------------ */
 
 /* connect_db opens s->url (any libpq connection string or URI; the password may come from
- * PGPASSWORD or ~/.pgpass, as libpq allows), with a connect timeout unless the url sets one:
- * the url comes after it, so its own value wins. */
-static const char *const conn_keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
+ * PGPASSWORD or ~/.pgpass, as libpq allows), with a connect timeout and TCP keepalives
+ * unless the url sets its own: the url comes after them, so its values win. */
+static const char *const conn_keys[] = { "connect_timeout", "keepalives_idle", "keepalives_interval",
+                                          "keepalives_count", "fallback_application_name", "dbname", NULL };
 
 static int connect_db(pg_store *s, char *err, size_t errlen)
 {
@@ -1219,8 +1226,11 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
     s->node = node;
     s->durability_full = opt->durability_full;
     s->conn_vals[0] = FL_PG_CONNECT_TIMEOUT;
-    s->conn_vals[1] = "flingd";
-    s->conn_vals[2] = s->url;
+    s->conn_vals[1] = FL_PG_KEEPALIVE_IDLE;
+    s->conn_vals[2] = FL_PG_KEEPALIVE_INTERVAL;
+    s->conn_vals[3] = FL_PG_KEEPALIVE_COUNT;
+    s->conn_vals[4] = "flingd";
+    s->conn_vals[5] = s->url;
     if (err && errlen)
         err[0] = '\0';
     rc = connect_db(s, err, errlen);

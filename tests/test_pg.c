@@ -267,6 +267,37 @@ static void test_idle_node_takes_the_job(void **state)
     assert_int_equal(flh_stop(&b), 0);
 }
 
+/* Priority across nodes with one slot each: nine jobs wait while every slot is busy; then each
+ * node's claims come in priority order (a claim takes the best job no other node is taking at
+ * that moment), and every job runs once. Checked per node, by the database's own record. */
+static void test_priority_across_nodes(void **state)
+{
+    (void)state;
+    enum { N = 3, JOBS = 9 };
+    static const int prio[JOBS] = { 4, 9, 1, 7, 3, 8, 2, 6, 5 };
+    flh_daemon d[N];
+    char db[64], id[32], hdr[64], sql[300];
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    start_nodes(d, N, db, 'p', "[workers]\ncount = 1\n");
+    for (int i = 0; i < N; i++)
+        assert_int_equal(submit(&d[i], "t", "2", NULL, id, sizeof id), 202);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'running'", N, 10), N);
+    for (int i = 0; i < JOBS; i++) {
+        snprintf(hdr, sizeof hdr, "Fling-Priority: %d\r\n", prio[i]);
+        assert_int_equal(submit(&d[i % N], "t", "0.1", hdr, id, sizeof id), 202);
+    }
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE state = 'queued'"), JOBS);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", N + JOBS, 30), N + JOBS);
+    /* per node, a later claim never took a higher priority than an earlier one */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs a JOIN jobs b ON a.owner = b.owner AND a.priority > 0"
+             " AND b.priority > 0 AND (a.started_at, a.id) < (b.started_at, b.id) WHERE b.priority > a.priority");
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 0);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT max(attempts) FROM jobs"), 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+}
+
 /* kill -9 of a node while it runs jobs: the other nodes see its lock free and re-queue them
  * (the interrupted attempt counts), run them, and nothing acked is lost. */
 static void test_killed_node_jobs_run_elsewhere(void **state)
@@ -440,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_three_nodes_run_once),
         cmocka_unit_test(test_restart_requeues_own_orphans_only),
         cmocka_unit_test(test_idle_node_takes_the_job),
+        cmocka_unit_test(test_priority_across_nodes),
         cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
         cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_server_restart),
