@@ -124,14 +124,9 @@ static void stop_all(void)
     }
 }
 
-/* track_in adds p to (on) or removes it from (off) a table of live processes. */
-static void track_in(void **table, void *p, int on)
+void flh_track(void **table, int n, void *p, int on)
 {
-    if (!atexit_set) {
-        atexit(stop_all);
-        atexit_set = 1;
-    }
-    for (int i = 0; i < FLH_MAX_DAEMONS; i++) {
+    for (int i = 0; i < n; i++) {
         if (on && !table[i]) {
             table[i] = p;
             return;
@@ -141,6 +136,16 @@ static void track_in(void **table, void *p, int on)
             return;
         }
     }
+}
+
+/* track_in adds p to (on) or removes it from (off) a table of live processes. */
+static void track_in(void **table, void *p, int on)
+{
+    if (!atexit_set) {
+        atexit(stop_all);
+        atexit_set = 1;
+    }
+    flh_track(table, FLH_MAX_DAEMONS, p, on);
 }
 
 static void track(flh_daemon *d, int on)

@@ -80,6 +80,9 @@ int flh_free_port(void);  /* a 127.0.0.1 TCP port free right now (the kernel's p
 /* flh_signal_reap sends sig to target and waits up to 10 s for child (target itself, or the
  * wrapper running it) to exit, then SIGKILLs target: child's wait status, or -1 if killed. */
 int flh_signal_reap(pid_t target, pid_t child, int sig);
+/* flh_track puts p in the first free slot of table (n slots) if on, else takes it out: the
+ * lists of what is stopped at exit. */
+void flh_track(void **table, int n, void *p, int on);
 /* flh_rmdir removes the tree at dir with flh_remove_dir and empties the string; "" is a no-op. */
 void flh_rmdir(char *dir);
 

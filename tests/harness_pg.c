@@ -19,6 +19,29 @@
 /* The user the server runs as when the tests are root: the one Debian's package creates. */
 #define FLH_PG_USER "postgres"
 
+/* Every server started and not yet stopped by this process, stopped at exit: a failed
+ * assertion skips a test's own flh_pg_stop. */
+#define FLH_PG_MAX 4
+static void *live[FLH_PG_MAX];
+static pid_t live_owner;   /* the process that started them: a forked child must not stop them */
+
+static void stop_live(void)
+{
+    for (int i = 0; i < FLH_PG_MAX; i++)
+        if (live[i] && live_owner == getpid())
+            flh_pg_stop(live[i]);
+}
+
+/* track adds p to (on) or removes it from (off) the servers stopped at exit. */
+static void track(flh_pg *p, int on)
+{
+    if (!live_owner) {
+        live_owner = getpid();
+        atexit(stop_live);
+    }
+    flh_track(live, FLH_PG_MAX, p, on);
+}
+
 int flh_pg_available(void)
 {
     return access(FLH_PG_BIN "/initdb", X_OK) == 0 && access(FLH_PG_BIN "/postgres", X_OK) == 0;
@@ -146,6 +169,7 @@ int flh_pg_start(flh_pg *p)
         return -1;
     snprintf(p->data, sizeof p->data, "%s/data", p->dir);
     snprintf(p->log, sizeof p->log, "%s/postgres.log", p->dir);
+    track(p, 1);
     if (own_dir(p) < 0 || run_initdb(p) < 0 || (p->port = flh_free_port()) < 0)
         return -1;
     return flh_pg_restart(p);
@@ -163,6 +187,7 @@ void flh_pg_stop(flh_pg *p)
 {
     flh_pg_kill(p);
     flh_rmdir(p->dir);
+    track(p, 0);
 }
 
 /* connect_db opens database db on p, or NULL with the reason on stderr. */
@@ -228,25 +253,16 @@ int flh_pg_create_db(flh_pg *p, char *name, size_t len)
 /* ---- the shared server of this test process ---- */
 
 static flh_pg shared;
-static pid_t shared_owner;   /* the process that started it: a forked child must not stop it */
 
 flh_pg *flh_pg_shared(void)
 {
     if (shared.pid > 0)
         return &shared;
+    /* Its stop at exit is registered before the harness's stop_all (flh_start asks for the
+     * server before it starts the daemon), so at exit the daemons are killed first. */
     if (flh_pg_start(&shared) < 0) {
-        flh_rmdir(shared.dir);
+        flh_pg_stop(&shared);
         return NULL;
     }
-    shared_owner = getpid();
-    /* Registered before the harness's stop_all (flh_start asks for the server before it starts
-     * the daemon), so at exit the daemons are killed first. */
-    atexit(flh_pg_stop_shared);
     return &shared;
-}
-
-void flh_pg_stop_shared(void)
-{
-    if (shared.pid > 0 && shared_owner == getpid())
-        flh_pg_stop(&shared);
 }

@@ -27,7 +27,8 @@ typedef struct flh_pg {
 int flh_pg_available(void);
 
 /* flh_pg_start makes a temp dir, runs initdb in it (trust auth, user postgres, UTF8), starts
- * postgres on a free port and waits until it accepts connections. 0 or -1 (message on stderr). */
+ * postgres on a free port and waits until it accepts connections. 0 or -1 (message on stderr).
+ * Until flh_pg_stop, the server is stopped and its dir removed when this process exits. */
 int flh_pg_start(flh_pg *p);
 /* flh_pg_restart starts the server again on the same dir and port (after flh_pg_kill). */
 int flh_pg_restart(flh_pg *p);
@@ -46,9 +47,7 @@ long flh_pg_query_long(const flh_pg *p, const char *db, const char *sql);
 int flh_pg_create_db(flh_pg *p, char *name, size_t len);
 
 /* flh_pg_shared returns this process's shared test server, started on first use (stopped at
- * exit by flh_pg_stop_shared), or NULL if it cannot start. */
+ * exit), or NULL if it cannot start. */
 flh_pg *flh_pg_shared(void);
-/* flh_pg_stop_shared stops the shared server if this process started it. */
-void flh_pg_stop_shared(void);
 
 #endif
