@@ -454,6 +454,11 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(err, "takes no url"));
     assert_int_equal(check_config("[store]\nbackend = postgres\nurl = host=127.0.0.1 dbname=x\nnode = n1\n", err,
                                   sizeof err), 0);
+    /* without node, the default hostname:port needs a real port */
+    assert_int_equal(check_config("[server]\nlisten = 127.0.0.1:7999\n[store]\nbackend = postgres\n"
+                                  "url = postgresql://u:secret@127.0.0.1/x\n", err, sizeof err), 0);
+    assert_int_not_equal(check_config("[store]\nbackend = postgres\nurl = x\nnode = has space\n", err, sizeof err), 0);
+    assert_non_null(strstr(err, "visible ASCII"));
 }
 
 int main(void)
