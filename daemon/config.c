@@ -51,6 +51,8 @@
 #define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 /* Redis retention: ten years is already "forever" for a job hash. */
 #define RETENTION_MAX (10 * 365 * 86400.0)
+/* [store] node: a name for logs, metrics and the owner column, not a paragraph. */
+#define NODE_MAX 64
 
 /* ---- defaults ---------------------------------------------------------------------------- */
 
@@ -103,6 +105,8 @@ typedef enum value_kind {
     V_LOG_FORMAT,   /* int: json = 1, text = 0 */
     V_LOG_LEVEL,    /* int: a syslog level, from error, warning, info, debug */
     V_BACKEND,      /* char *: the name of a store backend */
+    V_STORE_URL,    /* char *: the store server's address (checked once the backend is known) */
+    V_NODE,         /* char *: 1..64 visible ASCII characters */
     V_ALLOW,        /* callback_allow list */
     V_HANDLER,      /* fl_handler */
     V_COMMAND,      /* argv */
@@ -152,6 +156,8 @@ static const key_spec keys[] = {
     {SEC_SERVER, "open_metrics", V_BOOL, CFG(open_metrics), 0, 0},
     {SEC_STORE, "backend", V_BACKEND, CFG(store_backend), 0, 0},
     {SEC_STORE, "path", V_PATH, CFG(db_path), 0, 0},
+    {SEC_STORE, "url", V_STORE_URL, CFG(store_url), 0, 0},
+    {SEC_STORE, "node", V_NODE, CFG(store_node), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
     {SEC_STORE, "retention", V_DURATION, CFG(store_retention), 0, 0},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
@@ -1033,7 +1039,16 @@ static int set_value(loader *ld, const key_spec *k, const char *v)
             }
         return reject(ld, "expected error, warning, info or debug");
     case V_BACKEND:
-        return fl_store_backend_known(v) ? replace_string(str, v) : reject(ld, "expected a store backend: sqlite");
+        if (fl_store_backend_known(v))
+            return replace_string(str, v);
+        if (strcmp(v, "postgres") == 0)
+            return reject(ld, "this flingd was built without PostgreSQL (libpq was not found at build time)");
+        return reject(ld, "expected a store backend: %s", fl_store_backend_names());
+    case V_STORE_URL:
+        return *v ? replace_string(str, v) : reject(ld, "expected a connection string or URI");
+    case V_NODE:
+        return is_visible(v) && strlen(v) <= NODE_MAX ? replace_string(str, v)
+                                                      : reject(ld, "expected 1..%d visible ASCII characters", NODE_MAX);
     case V_ALLOW:
         return set_allow(ld, v);
     case V_HANDLER:
@@ -1235,6 +1250,24 @@ static char *read_line(char *str, int num, void *stream)
     return str;
 }
 
+/* check_store checks the [store] keys that depend on each other, once the file is read: the
+ * url against the backend that will use it, and a node name where none can be made. */
+static int check_store(loader *ld)
+{
+    fl_config *c = ld->c;
+    int pg = strcmp(c->store_backend, "postgres") == 0;
+    char why[240];
+
+    if (pg && !c->store_url)
+        return fail(ld, 0, -EINVAL, "[store] backend = postgres needs url (a libpq connection string or URI)");
+    if (c->store_url && fl_store_url_check(c->store_backend, c->store_url, why, sizeof why) < 0)
+        return fail(ld, 0, -EINVAL, "[store] url: %s", why);
+    /* The default node name is hostname:port; with port 0 every node on a host would share it. */
+    if (pg && !c->store_node && c->listen_port == 0)
+        return fail(ld, 0, -EINVAL, "[store] node: must be set when [server] listen has port 0");
+    return 0;
+}
+
 /* resolve_paths makes c's relative paths absolute against the folder of the file ld reads. */
 static int resolve_paths(loader *ld)
 {
@@ -1341,6 +1374,8 @@ int fl_config_load(fl_config *c, const char *path, char *err, size_t errlen)
     }
     if (!ld.rc)
         resolve_paths(&ld);
+    if (!ld.rc)
+        check_store(&ld);
     free(ld.buf);
     fclose(ld.f);
     return ld.rc;
@@ -1411,6 +1446,8 @@ void fl_config_free(fl_config *c)
     free(c->token);
     free(c->store_backend);
     free(c->db_path);
+    free(c->store_url);
+    free(c->store_node);
     free(c->redis_url);
     free(c->redis_prefix);
     allow_free(c->callback_allow, c->n_callback_allow);
@@ -1528,7 +1565,9 @@ static void put_key(FILE *f, const key_spec *k, const fl_config *c, const fl_typ
     case V_UNIX:
     case V_URL:
     case V_HOOK:
-    case V_BACKEND: put_text(f, k->name, *(char *const *)(const void *)field); break;
+    case V_BACKEND:
+    case V_NODE: put_text(f, k->name, *(char *const *)(const void *)field); break;
+    case V_STORE_URL: put_secret(f, k->name, c->store_url); break;   /* it may hold a password */
     case V_SECRET: put_secret(f, k->name, *(char *const *)(const void *)field); break;
     case V_REDIS_URL: put_redis_url(f, c->redis_url); break;
     case V_LISTEN: {

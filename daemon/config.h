@@ -80,6 +80,8 @@ typedef struct fl_config {
     /* [store] */
     char *store_backend;    /* NULL = "sqlite"; a name fl_store_backend_known accepts */
     char *db_path;          /* "var/fling.db" */
+    char *store_url;        /* PostgreSQL: a libpq connection string or URI; NULL = none */
+    char *store_node;       /* this node's name in a shared database; NULL = hostname:port */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
     long store_retention;   /* seconds a finished job is kept; 0 = for ever; default 7 days */
     /* [workers] */

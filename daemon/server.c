@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ack.h"
 #include "callback.h"
@@ -66,6 +67,10 @@ struct fl_server {
     fl_cancel cancel;              /* the cancel policy's inputs (DELETE and departures) */
     fl_stats stats;                /* the sources of /metrics */
     ev_async store_done;           /* the store's writer thread wakes the loop with it */
+    ev_io store_io;                /* a shared database's listener (fl_store_watch), if any */
+    ev_timer store_tick;           /* wakes that listener once a second: reconnects, safety net */
+    int store_gen;                 /* the listener fd's generation that store_io watches */
+    int store_watching;            /* store_io and store_tick were set up */
     fl_listener *tcp;              /* NULL until started */
     fl_listener *unix_sock;        /* NULL without [server] unix */
     int port;
@@ -236,12 +241,120 @@ static const char *writer_hook(const void *arg, const char *type, int abort)
     return NULL;
 }
 
+/* A type another node made due (NULL: any may be): the scheduler claims as after a commit
+ * of this node's own. */
+static void remote_due(const char *type, void *arg)
+{
+    fl_server *srv = arg;
+    if (!srv->sched)
+        return;
+    for (size_t i = 0; i < srv->cfg->n_types; i++) {
+        const fl_type *t = &srv->cfg->types[i];
+        if (type && strcmp(type, t->name) != 0)
+            continue;
+        fl_job due = { .type = t->name, .state = FL_STATE_QUEUED };
+        fl_sched_committed(srv->sched, &due);
+    }
+}
+
+/* store_rewatch points store_io at the listener's socket and events, after each wake. The
+ * watchers do not keep the loop alive (unref'd): a stop ends with ev_break. */
+static void store_rewatch(fl_server *srv)
+{
+    int fd, events, gen, want;
+    if (fl_store_watch(srv->store, &fd, &events, &gen) < 0)
+        return;
+    want = (events & 1 ? EV_READ : 0) | (events & 2 ? EV_WRITE : 0);
+    if (ev_is_active(&srv->store_io) && gen == srv->store_gen && srv->store_io.fd == fd &&
+        (srv->store_io.events & (EV_READ | EV_WRITE)) == want)
+        return;
+    if (ev_is_active(&srv->store_io)) {
+        ev_ref(srv->loop);
+        ev_io_stop(srv->loop, &srv->store_io);
+    }
+    srv->store_gen = gen;
+    if (fd < 0)
+        return;
+    ev_io_set(&srv->store_io, fd, want);
+    ev_io_start(srv->loop, &srv->store_io);
+    ev_unref(srv->loop);
+}
+
+/* store_listen lets the listener read what arrived (or go on connecting), then re-aims store_io. */
+static void store_listen(fl_server *srv)
+{
+    fl_store_wake(srv->store, remote_due, srv);
+    store_rewatch(srv);
+}
+
+static void store_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    store_listen(w->data);
+}
+
+static void store_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    store_listen(w->data);
+}
+
+/* start_store_watch wires a shared database's listener to the loop; nothing for SQLite. */
+static void start_store_watch(fl_server *srv)
+{
+    int fd, events, gen;
+    if (fl_store_watch(srv->store, &fd, &events, &gen) < 0)
+        return;
+    ev_init(&srv->store_io, store_io_cb);
+    srv->store_io.data = srv;
+    ev_timer_init(&srv->store_tick, store_tick_cb, 1.0, 1.0);
+    srv->store_tick.data = srv;
+    ev_timer_start(srv->loop, &srv->store_tick);
+    ev_unref(srv->loop);
+    srv->store_watching = 1;
+    store_rewatch(srv);
+}
+
+static void stop_store_watch(fl_server *srv)
+{
+    if (!srv->store_watching)
+        return;
+    ev_ref(srv->loop);
+    ev_timer_stop(srv->loop, &srv->store_tick);
+    if (ev_is_active(&srv->store_io)) {
+        ev_ref(srv->loop);
+        ev_io_stop(srv->loop, &srv->store_io);
+    }
+    srv->store_watching = 0;
+}
+
+/* node_name writes the owner this daemon's claims record: [store] node, else hostname:port
+ * in a shared database; a single SQLite file keeps the one owner it always had. */
+static const char *node_name(const fl_config *cfg, char *buf, size_t len)
+{
+    char host[256];
+
+    if (strcmp(cfg->store_backend, "sqlite") == 0)
+        return NULL;
+    if (cfg->store_node)
+        return cfg->store_node;
+    if (gethostname(host, sizeof host) < 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(buf, len, "%s:%d", host, cfg->listen_port);
+    return buf;
+}
+
 /* The store, recovered, with its delivery hooks. */
 static int open_store(fl_server *srv, char *err, size_t errlen)
 {
     const fl_config *cfg = srv->cfg;
-    const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path,
-                                  .durability_full = cfg->durability_full };
+    char node[300];
+    const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path, .url = cfg->store_url,
+                                  .durability_full = cfg->durability_full,
+                                  .node = node_name(cfg, node, sizeof node) };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
     int rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
@@ -340,6 +453,7 @@ int fl_server_start(fl_server **out, struct ev_loop *loop, fl_config *cfg, char 
         fl_server_free(srv);
         return rc;
     }
+    start_store_watch(srv);
     *out = srv;
     return 0;
 }
@@ -423,6 +537,7 @@ void fl_server_free(fl_server *srv)
         fl_mirror_stop(srv->mirror);
     fl_prune_stop(srv->prune);
     fl_periodic_stop(srv->periodic);
+    stop_store_watch(srv);
     fl_store_close(srv->store);      /* runs the callbacks' last DONE ops, and any request's */
     srv->store = NULL;
     fl_prune_free(srv->prune);       /* after the store reaped its last batch */

@@ -32,7 +32,13 @@
 #include "store_backend.h"
 
 /* The backends this flingd has, by the name [store] backend = gives. */
+#ifdef FL_POSTGRES
+static const fl_store_backend *const backends[] = { &fl_store_sqlite, &fl_store_pg };
+#define BACKEND_NAMES "sqlite, postgres"
+#else
 static const fl_store_backend *const backends[] = { &fl_store_sqlite };
+#define BACKEND_NAMES "sqlite"
+#endif
 
 struct fl_store {
     const fl_store_backend *be;
@@ -71,6 +77,13 @@ void fl_store_errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+fl_store_answer fl_store_cancel_answer(fl_state state)
+{
+    if (state == FL_STATE_RUNNING)
+        return FL_STORE_RUNNING;
+    return fl_proto_state_terminal(state) ? FL_STORE_ENDED : FL_STORE_OK;
+}
+
 static const fl_store_backend *find_backend(const char *name)
 {
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
@@ -82,6 +95,22 @@ static const fl_store_backend *find_backend(const char *name)
 int fl_store_backend_known(const char *name)
 {
     return name && find_backend(name) != NULL;
+}
+
+const char *fl_store_backend_names(void)
+{
+    return BACKEND_NAMES;
+}
+
+int fl_store_url_check(const char *backend, const char *url, char *why, size_t len)
+{
+    const fl_store_backend *be = find_backend(backend ? backend : "sqlite");
+
+    if (!be || !be->check_url) {
+        snprintf(why, len, "the %s backend takes no url", backend ? backend : "sqlite");
+        return -ENOTSUP;
+    }
+    return be->check_url(url, why, len);
 }
 
 void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg)
@@ -563,6 +592,22 @@ int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_ho
 fail:
     destroy(s);
     return rc;
+}
+
+int fl_store_watch(fl_store *s, int *fd, int *events, int *gen)
+{
+    *fd = -1;
+    *events = *gen = 0;
+    if (!s->be->watch)
+        return -ENOTSUP;
+    *gen = s->be->watch(s->b, fd, events);
+    return 0;
+}
+
+void fl_store_wake(fl_store *s, void (*due)(const char *type, void *arg), void *arg)
+{
+    if (s->be->wake)
+        s->be->wake(s->b, due, arg);
 }
 
 int fl_store_recover(fl_store *s)

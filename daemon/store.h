@@ -223,12 +223,15 @@ struct fl_store_op {
     } u;
 };
 
-/* Where and how to store: backend NULL = "sqlite"; path = its database; durability_full 1 =
- * every commit on disk before its callback (SQLite synchronous FULL), 0 = NORMAL; node names
- * this daemon as the owner of the jobs it claims (NULL = FL_STORE_NODE_LOCAL). */
+/* Where and how to store: backend NULL = "sqlite"; path = its database (SQLite); url = the
+ * server's libpq connection string or URI (PostgreSQL); durability_full 1 = every commit on
+ * disk before its callback (SQLite synchronous FULL, PostgreSQL synchronous_commit on), 0 =
+ * NORMAL (off); node names this daemon as the owner of the jobs it claims (NULL =
+ * FL_STORE_NODE_LOCAL). */
 typedef struct fl_store_options {
     const char *backend;
     const char *path;
+    const char *url;
     int durability_full;
     const char *node;
 } fl_store_options;
@@ -250,8 +253,17 @@ typedef struct fl_store_hooks {
     void *udata;
 } fl_store_hooks;
 
-/* fl_store_backend_known returns 1 if name is a store backend this flingd has ("sqlite"). */
+/* fl_store_backend_known returns 1 if name is a store backend this flingd has ("sqlite", and
+ * "postgres" when built with libpq). */
 int fl_store_backend_known(const char *name);
+
+/* fl_store_backend_names lists the backends this flingd has, for an error message
+ * ("sqlite, postgres"). */
+const char *fl_store_backend_names(void);
+
+/* fl_store_url_check tells whether url is a connection address backend can use: 0, or -EINVAL
+ * with the reason in why (len bytes); -ENOTSUP if that backend takes no url. */
+int fl_store_url_check(const char *backend, const char *url, char *why, size_t len);
 
 /* fl_store_open opens the backend of opt (the SQLite one creates the database 0600 and its
  * directory if needed, sets WAL mode and the durability, applies its migrations), and starts
@@ -260,6 +272,15 @@ int fl_store_backend_known(const char *name);
  * with a one-line reason in err (-EINVAL for an unknown backend). */
 int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_hooks *hooks,
                   char *err, size_t errlen);
+
+/* A shared database: other nodes commit too. fl_store_watch says what the loop should watch
+ * for the store to hear of their jobs: 0 with *fd (-1 = nothing now, but ask again after the
+ * next wake) and *events (1 read, 2 write), and a generation in *gen that changes with the
+ * fd; -ENOTSUP for a store that has no other writers (SQLite). fl_store_wake runs when that
+ * fd is ready and about once a second: due(type, arg) for each type another node made due,
+ * due(NULL, arg) when any type may be. Loop thread only. */
+int fl_store_watch(fl_store *s, int *fd, int *events, int *gen);
+void fl_store_wake(fl_store *s, void (*due)(const char *type, void *arg), void *arg);
 
 /* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
  * fn must be callable from the writer thread (it reads the immutable config). Before any push. */

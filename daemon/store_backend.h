@@ -1,8 +1,7 @@
 /* store_backend.h — the table of operations a store backend fills (private to the store: only
  * store.c and the backends include it). The engine (store.c) owns the queue, the writer thread,
  * the group transactions and their rollback, the validation of ops, the callback policy and the
- * events; a backend only keeps rows: store_sqlite.c does it in SQLite, a PostgreSQL one would
- * fill the same table.
+ * events; a backend only keeps rows: store_sqlite.c in SQLite, store_pg.c in PostgreSQL.
  *
  * Every function runs on one thread at a time: open, recover and close on the loop thread
  * while the writer is not running, the rest on the writer thread. Each op function runs inside
@@ -19,6 +18,9 @@
 
 typedef struct fl_store_backend {
     const char *name;   /* as [store] backend = names it */
+    /* check_url: 0 if url is an address this backend can connect to, else -EINVAL with the
+     * reason in why; NULL for a backend that takes no url. Any thread, no connection made. */
+    int (*check_url)(const char *url, char *why, size_t len);
     /* open returns 0 and *out (the backend's state, freed by close), or a negative errno with a
      * one-line reason in err. node is the owner the claims record (borrowed until close). */
     int (*open)(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen);
@@ -52,7 +54,20 @@ typedef struct fl_store_backend {
     /* add_delivery inserts one pending delivery of job_id's terminal event (abort 0 =
      * "complete", 1 = "abort") to target (borrowed), due now. The engine decides which. */
     int (*add_delivery)(void *b, int64_t job_id, int abort, const char *target);
+    /* A backend that hears of other writers' jobs (NULL both for one that has none) has a
+     * listener the loop drives; both run on the loop thread, never on the writer's.
+     * watch sets *fd (-1: none now) and *events (1 read, 2 write) the loop should wait for,
+     * and returns a number that changes whenever the fd is a new one. wake runs when the fd
+     * is ready and on a timer; it calls due(type) for each type another writer made due, and
+     * due(NULL) when anything may be (the listener was away). */
+    int (*watch)(void *b, int *fd, int *events);
+    void (*wake)(void *b, void (*due)(const char *type, void *arg), void *arg);
 } fl_store_backend;
+
+/* fl_store_cancel_answer is what a CANCEL answers for a job found in state: FL_STORE_OK (it
+ * waits: cancel it), FL_STORE_RUNNING or FL_STORE_ENDED (leave it unchanged). The same for
+ * every backend. */
+fl_store_answer fl_store_cancel_answer(fl_state state);
 
 /* fl_store_errf writes the one-line reason of a failed open into err (errlen bytes; NULL or 0
  * = no reason wanted). */
@@ -60,6 +75,11 @@ void fl_store_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__
 
 /* The SQLite backend (store_sqlite.c). */
 extern const fl_store_backend fl_store_sqlite;
+
+#ifdef FL_POSTGRES
+/* The PostgreSQL backend (store_pg.c; built when CMake finds libpq). */
+extern const fl_store_backend fl_store_pg;
+#endif
 
 /* Limits the engine checks ops against and a backend may size its scratch by: one LIST,
  * CHANGED or DELIVERY_TAKE page (the contract's 1..1000), and one CLAIM (a scheduler never has

@@ -19,8 +19,11 @@
 #include <hiredis/hiredis.h>
 
 #include "fling.h"
+#ifdef FL_POSTGRES
+#include "harness_pg.h"
+#endif
 
-#define FLH_MAX_DAEMONS 8
+#define FLH_MAX_DAEMONS 16
 /* Everything started and not yet stopped, for stop_all: flh_daemon * and flh_redis *. */
 static void *live[FLH_MAX_DAEMONS];
 static void *live_redis[FLH_MAX_DAEMONS];
@@ -121,14 +124,9 @@ static void stop_all(void)
     }
 }
 
-/* track_in adds p to (on) or removes it from (off) a table of live processes. */
-static void track_in(void **table, void *p, int on)
+void flh_track(void **table, int n, void *p, int on)
 {
-    if (!atexit_set) {
-        atexit(stop_all);
-        atexit_set = 1;
-    }
-    for (int i = 0; i < FLH_MAX_DAEMONS; i++) {
+    for (int i = 0; i < n; i++) {
         if (on && !table[i]) {
             table[i] = p;
             return;
@@ -138,6 +136,16 @@ static void track_in(void **table, void *p, int on)
             return;
         }
     }
+}
+
+/* track_in adds p to (on) or removes it from (off) a table of live processes. */
+static void track_in(void **table, void *p, int on)
+{
+    if (!atexit_set) {
+        atexit(stop_all);
+        atexit_set = 1;
+    }
+    flh_track(table, FLH_MAX_DAEMONS, p, on);
 }
 
 static void track(flh_daemon *d, int on)
@@ -183,7 +191,8 @@ static void exec_flingd(const flh_daemon *d)
     execvp(argv[0], argv);
 }
 
-int flh_restart(flh_daemon *d)
+/* spawn forks flingd on d's dir without waiting for it. */
+static int spawn(flh_daemon *d)
 {
     unlink(d->ready);
     pid_t pid = fork();
@@ -200,6 +209,13 @@ int flh_restart(flh_daemon *d)
     }
     d->child = d->pid = pid;
     track(d, 1);
+    return 0;
+}
+
+/* wait_ready waits until d's flingd wrote its ready file, or exited, or 20 s passed. */
+static int wait_ready(flh_daemon *d)
+{
+    pid_t pid = d->child;
     for (double end = flh_now() + 20; flh_now() < end;) {
         if (read_ready(d) == 0)
             return 0;
@@ -217,12 +233,51 @@ int flh_restart(flh_daemon *d)
     return -1;
 }
 
+int flh_restart(flh_daemon *d)
+{
+    return spawn(d) < 0 ? -1 : wait_ready(d);
+}
+
+int flh_backend_pg(void)
+{
+    const char *b = getenv("FL_TEST_BACKEND");
+    return b && strcmp(b, "postgres") == 0;
+}
+
+/* store_conf writes d's [store] keys: its SQLite file, or a new database of its own on the
+ * shared PostgreSQL test server (node named after it: restarts keep the name). */
+static int store_conf(flh_daemon *d, char *buf, size_t len)
+{
+    if (!flh_backend_pg()) {
+        snprintf(buf, len, "path = %s\n", d->db);
+        return 0;
+    }
+#ifdef FL_POSTGRES
+    flh_pg *pg = flh_pg_shared();
+    char url[160];
+    if (!pg) {
+        fprintf(stderr, "FL_TEST_BACKEND=postgres: %s; skipping\n",
+                flh_pg_available() ? "the PostgreSQL test server did not start" : "PostgreSQL 15 is not installed");
+        exit(flh_pg_available() ? 1 : 77);
+    }
+    if (flh_pg_create_db(pg, d->pg_db, sizeof d->pg_db) < 0)
+        return -1;
+    flh_pg_url(pg, d->pg_db, url, sizeof url);
+    snprintf(buf, len, "path = %s\nbackend = postgres\nurl = %s\nnode = %s\n", d->db, url, d->pg_db);
+    return 0;
+#else
+    fprintf(stderr, "FL_TEST_BACKEND=postgres: this build has no PostgreSQL backend; skipping\n");
+    exit(77);
+#endif
+}
+
 int flh_start(flh_daemon *d, const char *extra_conf)
 {
     return flh_start_wrapped(d, extra_conf, NULL);
 }
 
-int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap)
+/* prepare makes d's temp dir and writes its config (see flh_start). */
+static int prepare(flh_daemon *d, const char *extra_conf, char *const *wrap)
 {
     memset(d, 0, sizeof *d);
     d->wrap = wrap;
@@ -235,17 +290,37 @@ int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap)
     snprintf(d->ready, sizeof d->ready, "%s/ready.json", d->dir);
     snprintf(d->log, sizeof d->log, "%s/flingd.log", d->dir);
     snprintf(d->unix_url, sizeof d->unix_url, "unix:%s", d->sock);
+    char store[512];
+    if (store_conf(d, store, sizeof store) < 0)
+        return -1;
     FILE *f = fopen(d->conf, "w");
     if (!f)
         return -1;
     /* A short shutdown_grace: tests park long sleep jobs, and a stop should not wait for them. */
-    fprintf(f, "[server]\nlisten = 127.0.0.1:0\nunix = %s\n%s\n[store]\npath = %s\n[workers]\nshutdown_grace = 0.5\n"
+    fprintf(f, "[server]\nlisten = 127.0.0.1:0\nunix = %s\n%s\n[store]\n%s[workers]\nshutdown_grace = 0.5\n"
                "\n[type.t]\nhandler = sleep\n",
-            d->sock, extra_conf && strncmp(extra_conf, "[server]", 8) == 0 ? extra_conf + 8 : "", d->db);
+            d->sock, extra_conf && strncmp(extra_conf, "[server]", 8) == 0 ? extra_conf + 8 : "", store);
     if (extra_conf && strncmp(extra_conf, "[server]", 8) != 0)
         fprintf(f, "%s\n", extra_conf);
     fclose(f);
-    return flh_restart(d);
+    return 0;
+}
+
+int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap)
+{
+    return prepare(d, extra_conf, wrap) < 0 ? -1 : flh_restart(d);
+}
+
+int flh_start_many(flh_daemon *d, int n, const char *const *extra_conf)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++)
+        if (prepare(&d[i], extra_conf[i], NULL) < 0 || spawn(&d[i]) < 0)
+            return -1;
+    for (int i = 0; i < n; i++)
+        if (wait_ready(&d[i]) < 0)
+            rc = -1;
+    return rc;
 }
 
 int flh_signal_reap(pid_t target, pid_t child, int sig)

@@ -17,15 +17,26 @@ typedef struct flh_daemon {
     char db[192], conf[192], sock[192], ready[192], log[192];
     char url[64];        /* http://127.0.0.1:PORT */
     char unix_url[200];  /* unix:/…/fling.sock */
+    char pg_db[64];      /* FL_TEST_BACKEND=postgres: its database on the shared server; "" = SQLite */
 } flh_daemon;
 
+/* flh_backend_pg tells whether FL_TEST_BACKEND=postgres points every flh_start at a database of
+ * its own on this process's PostgreSQL test server (tests/harness_pg.h) instead of d->db. A
+ * build without PostgreSQL, or a machine without its server, exits 77 (ctest: skipped) then. */
+int flh_backend_pg(void);
+
 /* flh_start makes a temp dir, writes a config (listen 127.0.0.1:0, db and unix socket in the
- * dir, [type.t] handler = sleep, plus extra INI text), starts flingd and waits until it accepts.
+ * dir, or a PostgreSQL database with flh_backend_pg, [type.t] handler = sleep, plus extra INI
+ * text), starts flingd and waits until it accepts.
  * 0 or -1 (with a message on stderr). */
 int flh_start(flh_daemon *d, const char *extra_conf);
 /* flh_start_wrapped is flh_start with flingd run as the last arguments of wrap (kept by
  * pointer: it must outlive d's restarts); signals still go to flingd, the wrapper is reaped. */
 int flh_start_wrapped(flh_daemon *d, const char *extra_conf, char *const *wrap);
+/* flh_start_many starts n daemons at once, d[i] with extra_conf[i] (NULL = none): every config
+ * is written and every flingd forked before the first is waited for. 0, or -1 if any failed
+ * (the others are running). */
+int flh_start_many(flh_daemon *d, int n, const char *const *extra_conf);
 /* flh_restart starts flingd again on the same dir and database. */
 int flh_restart(flh_daemon *d);
 /* flh_kill sends sig and reaps the daemon (SIGKILL after 10 s if it lingers); returns its wait status. */
@@ -69,6 +80,9 @@ int flh_free_port(void);  /* a 127.0.0.1 TCP port free right now (the kernel's p
 /* flh_signal_reap sends sig to target and waits up to 10 s for child (target itself, or the
  * wrapper running it) to exit, then SIGKILLs target: child's wait status, or -1 if killed. */
 int flh_signal_reap(pid_t target, pid_t child, int sig);
+/* flh_track puts p in the first free slot of table (n slots) if on, else takes it out: the
+ * lists of what is stopped at exit. */
+void flh_track(void **table, int n, void *p, int on);
 /* flh_rmdir removes the tree at dir with flh_remove_dir and empties the string; "" is a no-op. */
 void flh_rmdir(char *dir);
 

@@ -1,0 +1,151 @@
+/* pglisten.c — a LISTEN-only PostgreSQL connection on the loop thread (see pglisten.h). */
+#include "pglisten.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "log.h"
+
+/* How long to wait before connecting again after the connection was lost or refused. */
+#define FL_PGLISTEN_RETRY_MS 1000
+
+struct fl_pglisten {
+    const char *const *keys, *const *vals;   /* libpq's connection parameters, borrowed */
+    char listen_sql[128];          /* LISTEN channel */
+    const char *self;              /* this node's name: its own notifications are skipped */
+    PGconn *conn;                  /* NULL while waiting to connect again */
+    int connecting;                /* PQconnectPoll has not finished */
+    int events;                    /* what the connection waits for: 1 = read, 2 = write */
+    int down;                      /* the loss was logged; say when it is back */
+    int gen;                       /* + 1 for every new connection (its fd may be reused) */
+    int64_t retry_at;              /* ms: when to connect again */
+};
+
+static void lost(fl_pglisten *l, const char *why)
+{
+    if (!l->down)
+        fl_log(LOG_ERR, "store: the PostgreSQL listener %s: %s; other nodes' jobs wait until it is back", why,
+               l->conn ? PQerrorMessage(l->conn) : "out of memory");
+    l->down = 1;
+    PQfinish(l->conn);
+    l->conn = NULL;
+    l->retry_at = fl_job_now_ms() + FL_PGLISTEN_RETRY_MS;
+}
+
+static void start(fl_pglisten *l)
+{
+    l->conn = PQconnectStartParams(l->keys, l->vals, 1);
+    if (!l->conn || PQstatus(l->conn) == CONNECTION_BAD) {
+        lost(l, "cannot connect");
+        return;
+    }
+    l->connecting = 1;
+    l->events = 2;   /* a new connection first waits to be writable */
+    l->gen++;
+}
+
+/* poll_connect advances the connect; once it is done, sends LISTEN (its reply is read with
+ * the notifications): 1 when the connection is listening, else 0. */
+static int poll_connect(fl_pglisten *l)
+{
+    switch (PQconnectPoll(l->conn)) {
+    case PGRES_POLLING_READING:
+        l->events = 1;
+        return 0;
+    case PGRES_POLLING_WRITING:
+        l->events = 2;
+        return 0;
+    case PGRES_POLLING_OK:
+        break;
+    default:
+        lost(l, "cannot connect");
+        return 0;
+    }
+    l->connecting = 0;
+    l->events = 1;
+    if (PQsetnonblocking(l->conn, 1) < 0 || !PQsendQuery(l->conn, l->listen_sql) || PQflush(l->conn) != 0) {
+        lost(l, "cannot LISTEN");
+        return 0;
+    }
+    if (l->down)
+        fl_log(LOG_NOTICE, "store: the PostgreSQL listener is connected again");
+    l->down = 0;
+    return 1;
+}
+
+int fl_pglisten_new(fl_pglisten **out, const char *const *keys, const char *const *vals, const char *channel,
+                    const char *self)
+{
+    fl_pglisten *l = calloc(1, sizeof *l);
+
+    *out = NULL;
+    if (!l)
+        return -ENOMEM;
+    l->keys = keys;
+    l->vals = vals;
+    l->self = self;
+    snprintf(l->listen_sql, sizeof l->listen_sql, "LISTEN %s", channel);
+    start(l);
+    *out = l;
+    return 0;
+}
+
+void fl_pglisten_free(fl_pglisten *l)
+{
+    if (!l)
+        return;
+    PQfinish(l->conn);
+    free(l);
+}
+
+int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events)
+{
+    *fd = l->conn ? PQsocket(l->conn) : -1;
+    *events = l->conn ? l->events : 0;
+    return l->gen;
+}
+
+/* notified reports one notification's type, unless this node sent it. */
+static void notified(const fl_pglisten *l, const PGnotify *n, void (*due)(const char *type, void *arg), void *arg)
+{
+    char type[FL_TYPE_NAME_MAX + 1];
+    const char *sp = strchr(n->extra, ' ');
+
+    if (!sp || (size_t)(sp - n->extra) > FL_TYPE_NAME_MAX || strcmp(sp + 1, l->self) == 0)
+        return;
+    memcpy(type, n->extra, (size_t)(sp - n->extra));
+    type[sp - n->extra] = '\0';
+    due(type, arg);
+}
+
+void fl_pglisten_wake(fl_pglisten *l, void (*due)(const char *type, void *arg), void *arg)
+{
+    PGnotify *n;
+    PGresult *r;
+
+    if (!l->conn) {
+        if (fl_job_now_ms() >= l->retry_at)
+            start(l);
+        if (!l->conn)
+            return;
+    }
+    if (l->connecting) {
+        if (poll_connect(l))
+            due(NULL, arg);
+        return;
+    }
+    if (!PQconsumeInput(l->conn)) {
+        lost(l, "lost its connection");
+        return;
+    }
+    while (!PQisBusy(l->conn) && (r = PQgetResult(l->conn)))
+        PQclear(r);   /* LISTEN's own reply */
+    while ((n = PQnotifies(l->conn))) {
+        notified(l, n, due, arg);
+        PQfreemem(n);
+    }
+}

@@ -1,0 +1,1396 @@
+/* store_pg.c — the PostgreSQL backend of the store (libpq): schema migrations at open (the set
+ * in migrations/postgres/, applied once under an advisory lock however many nodes start at
+ * once), the SQL of each operation, and recovery of this node's orphans. Like store_sqlite.c
+ * it decides nothing: groups, validation, deliveries and events are the engine's (store.c).
+ *
+ * DESIGN. One connection, the writer's: the engine runs every op on its thread, so libpq is
+ * never used from two threads at once. Statements are prepared once per connection and return
+ * binary rows (integers by their width, text and bytea as bytes), so no row is parsed from
+ * text and no payload is unescaped. Claims and delivery takes use FOR UPDATE SKIP LOCKED: two
+ * nodes on one database never take the same row, and neither waits for the other. A submit
+ * with an Idempotency-Key inserts ON CONFLICT DO NOTHING, so a duplicate costs no failed
+ * statement (a failed statement aborts the whole transaction in PostgreSQL). A lost connection
+ * fails the group with -ENOTCONN (503 to submitters); the next group reconnects first.
+ *
+ * Several nodes on one database: a submit notifies the others (pg_notify in its transaction),
+ * whose listener (a second connection, the loop thread's) wakes their schedulers. The
+ * writer's session holds the node's advisory lock, so the server itself says which nodes are
+ * gone: a claim re-queues their running jobs (sweep), and a FINISH writes only where the job
+ * is still running under this node's name (fence). No lease and no timer decide it.
+ *
+ * Longer than ~900 lines for the reason store_sqlite.c gives: each statement sits beside the
+ * code that binds and reads it. */
+#include "store_backend.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pglisten.h"
+
+/* Generated from migrations/postgres/NNN_*.sql (cmake/embed_migrations.cmake). */
+extern const char *const fl_pg_migrations[];
+extern const int fl_pg_migrations_count;
+
+/* The advisory lock key that serialises migrations: any constant no other program of the
+ * database uses; these are the bytes of "fling" followed by "mig". */
+#define FL_PG_MIGRATE_LOCK "7380398446266822503"
+/* The channel a commit that made jobs due (a submit, a retry, a job handed back) notifies,
+ * with the payload "TYPE NODE": every other node's listener hears it and claims (PostgreSQL
+ * folds equal notifications of one transaction into one, so a group of submits of one type
+ * wakes each node once). */
+#define FL_PG_CHANNEL "fling_due"
+/* Each node holds a session advisory lock (this class, the hash of its name) on its writer's
+ * connection for as long as that session lives: a running job whose owner's lock is free
+ * belongs to a node that is gone (killed, or cut off and its session ended by the server),
+ * and any live node re-queues it. No lease, no timer: the server knows when a session ends. */
+#define FL_PG_NODE_LOCK "1718382183"
+/* A held lock as pg_locks shows it, for the owner named by OWNER (an SQL expression). */
+#define NODE_ALIVE(owner)                                                                    \
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"           \
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"     \
+    " AND l.classid = " FL_PG_NODE_LOCK " AND l.objsubid = 2"                                 \
+    " AND l.objid = (hashtext(" owner ")::bigint & 4294967295)::oid)"
+/* How often a node looks for the orphans of nodes that are gone, and tells its scheduler that
+ * any type may have due jobs (a notification lost while its listener was away): ms. */
+#define FL_PG_SWEEP_MS 1000
+/* How long a starting node waits for its name's lock, held by its own previous session until
+ * the server notices that session's end. */
+#define FL_PG_LOCK_WAIT_MS 10000
+
+/* TCP keepalives: a server that vanished without a word (a partition) is found out after
+ * idle + interval * count seconds, instead of the kernel's two hours; the statement waiting
+ * on it then fails, and the group with it. */
+#define FL_PG_KEEPALIVE_IDLE "10"
+#define FL_PG_KEEPALIVE_INTERVAL "5"
+#define FL_PG_KEEPALIVE_COUNT "3"
+/* Seconds a connection attempt may take unless the url says otherwise: the writer waits for
+ * it, and submits get 503s meanwhile rather than hang. */
+#define FL_PG_CONNECT_TIMEOUT "5"
+
+/* The columns of a job row in read_job's order; CLAIM and GET with payload add C_PAYLOAD. */
+#define JOB_COLS "jobs.id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
+                 "created_at, run_at, started_at, finished_at, exit_code, idem_key, callback, "  \
+                 "error, output, updated_at, retried, previous_attempts, previous_error, "      \
+                 "content_type, traceparent, tracestate"
+#define JOB_PAYLOAD "(SELECT data FROM job_payloads WHERE job_payloads.id = jobs.id)"
+enum {
+    C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
+    C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
+    C_CALLBACK, C_ERROR, C_OUTPUT, C_UPDATED_AT, C_RETRIED, C_PREVIOUS_ATTEMPTS, C_PREVIOUS_ERROR,
+    C_CONTENT_TYPE, C_TRACEPARENT, C_TRACESTATE, C_PAYLOAD
+};
+
+#define DELIVERY_COLS "deliveries.id, job_id, event, target, state, attempts, created_at, " \
+                      "next_at, last_at, last_status, last_error"
+enum {
+    D_ID, D_JOB_ID, D_EVENT, D_TARGET, D_STATE, D_ATTEMPTS, D_CREATED_AT, D_NEXT_AT, D_LAST_AT,
+    D_LAST_STATUS, D_LAST_ERROR
+};
+
+#define TERMINAL "('succeeded', 'failed', 'cancelled')"
+
+/* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0). A
+ * prepared statement must use each of its parameters, so each variant numbers its own. */
+enum stmt_id {
+    ST_INSERT, ST_IDEM_FIND, ST_GET, ST_GET_PAYLOAD, ST_LOCK,
+    ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
+    ST_CANCEL, ST_SET_STATUS, ST_CLAIM, ST_NEXT_SCHEDULED, ST_FINISH, ST_CHANGED,
+    ST_COUNT_WAITING, ST_COUNT_ALL,
+    ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
+    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
+    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS,
+    ST_N
+};
+
+static const char *const stmt_sql[ST_N] = {
+    /* One round trip per submit: the job and its payload (no payload is an empty one). */
+    [ST_INSERT] = "WITH j AS (INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
+                  " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent,"
+                  " tracestate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                  " ON CONFLICT (type, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id)"
+                  " INSERT INTO job_payloads (id, data) SELECT id, coalesce($15::bytea, '') FROM j"
+                  " RETURNING id, pg_notify('" FL_PG_CHANNEL "', $1 || ' ' || $16::text)",
+    [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs WHERE type = $1 AND idem_key = $2",
+    [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1",
+    [ST_GET_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = $1",
+    /* CANCEL and SET_STATUS read the row they may change under its lock, so a claim on another
+     * node cannot slip in between the read and the write. */
+    [ST_LOCK] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1 FOR UPDATE",
+    [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < $1 ORDER BY id DESC LIMIT $2",
+    [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
+    [ST_LIST_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE type = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
+    [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE state = $3 AND type = $4 AND id < $1"
+                           " ORDER BY id DESC LIMIT $2",
+    [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $3 WHERE id = $1",
+    [ST_SET_STATUS] = "UPDATE jobs SET status = status | $2, updated_at = $3 WHERE id = $1",
+    /* $2 = now: queued jobs, and scheduled ones due by now, highest priority first, then
+     * oldest; rows another node is claiming are skipped, not waited for. */
+    [ST_CLAIM] = "WITH c AS (SELECT id FROM jobs WHERE type = $1 AND (state = 'queued' OR"
+                 " (state = 'scheduled' AND run_at <= $2)) ORDER BY priority DESC, id LIMIT $3"
+                 " FOR UPDATE SKIP LOCKED)"
+                 " UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = $2,"
+                 " updated_at = $4, owner = $5 FROM c WHERE jobs.id = c.id"
+                 " RETURNING " JOB_COLS ", " JOB_PAYLOAD,
+    [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = $1 AND state = 'scheduled'"
+                          " ORDER BY run_at LIMIT 1",
+    [ST_FINISH] = "UPDATE jobs SET state = $2, status = status | $3, exit_code = $4, error = $5,"
+                  " output = $6, run_at = coalesce($7::bigint, run_at),"
+                  " finished_at = coalesce($8::bigint, finished_at), updated_at = $9 WHERE id = $1"
+                  " AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ", CASE WHEN $2 = 'queued' THEN"
+                  " pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END",
+    [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > $1 AND (updated_at >= $2"
+                   " OR state IN ('queued', 'scheduled', 'running')) ORDER BY id LIMIT $3",
+    [ST_COUNT_WAITING] = "SELECT type, state, count(*) FROM jobs"
+                         " WHERE state IN ('queued', 'scheduled', 'running') GROUP BY type, state",
+    [ST_COUNT_ALL] = "SELECT type, state, count(*) FROM jobs GROUP BY type, state",
+    [ST_DELIVERY_ADD] = "INSERT INTO deliveries (job_id, event, target, created_at, next_at)"
+                        " VALUES ($1, $2, $3, $4, $4)",
+    [ST_DELIVERY_TAKE] = "WITH d AS (SELECT id FROM deliveries WHERE state = 'pending' AND NOT inflight"
+                         " AND next_at <= $1 ORDER BY next_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                         " UPDATE deliveries SET inflight = true, owner = $3, attempts = attempts + 1,"
+                         " last_at = $4 FROM d WHERE deliveries.id = d.id RETURNING " DELIVERY_COLS,
+    [ST_DELIVERY_NEXT] = "SELECT next_at FROM deliveries WHERE state = 'pending' AND NOT inflight"
+                         " ORDER BY next_at LIMIT 1",
+    [ST_DELIVERY_DONE] = "UPDATE deliveries SET state = $2, inflight = false, next_at = $3,"
+                         " last_status = $4, last_error = $5 WHERE id = $1",
+    [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = $1 ORDER BY id",
+    [ST_PAUSE_ADD] = "INSERT INTO paused_types (type, paused_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = $1",
+    [ST_PAUSE_READ] = "SELECT type FROM paused_types ORDER BY type",
+    [ST_RETRY] = "UPDATE jobs SET state = 'queued', retried = retried + 1,"
+                 " previous_attempts = previous_attempts + attempts,"
+                 " previous_error = coalesce(error, previous_error), attempts = 0, error = NULL,"
+                 " exit_code = NULL, output = NULL, started_at = 0, finished_at = 0,"
+                 " status = status & $3, run_at = $2, updated_at = $2"
+                 " WHERE id = $1 AND state IN ('failed', 'cancelled')"
+                 " RETURNING pg_notify('" FL_PG_CHANNEL "', type || ' ' || $4::text)",
+    /* One batch, its deliveries and payloads with it; rows another node prunes are skipped. */
+    [ST_PRUNE] = "WITH b AS (SELECT id FROM jobs WHERE state IN " TERMINAL " AND finished_at < $1"
+                 " ORDER BY finished_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+                 " d AS (DELETE FROM deliveries WHERE job_id IN (SELECT id FROM b)),"
+                 " p AS (DELETE FROM job_payloads WHERE id IN (SELECT id FROM b))"
+                 " DELETE FROM jobs WHERE id IN (SELECT id FROM b)",
+    /* $2 <= key < $3, $3 being the prefix with its last byte one higher (the column is C). */
+    [ST_LAST_KEY] = "SELECT idem_key FROM jobs WHERE type = $1 AND idem_key >= $2 AND idem_key < $3"
+                    " ORDER BY idem_key DESC LIMIT 1",
+    [ST_RECOVER] = "UPDATE jobs SET state = 'queued', updated_at = $1 WHERE state = 'running' AND owner = $2",
+    [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner = $1",
+    /* $1 = now, $2 = this node: what nodes that are gone left running goes back to the queue
+     * (the interrupted attempt counts), and every node hears of it. */
+    [ST_ORPHANS] = "WITH o AS (SELECT id FROM jobs WHERE state = 'running' AND owner <> $2 AND NOT "
+                   NODE_ALIVE("jobs.owner") " FOR UPDATE SKIP LOCKED)"
+                   " UPDATE jobs SET state = 'queued', updated_at = $1 FROM o WHERE jobs.id = o.id"
+                   " RETURNING jobs.id, pg_notify('" FL_PG_CHANNEL "', type || ' ')",
+    [ST_DELIVERY_ORPHANS] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner <> $1 AND NOT "
+                            NODE_ALIVE("deliveries.owner"),
+};
+
+typedef struct pg_store {
+    PGconn *conn;                  /* used by one thread at a time: open/recover, then the writer */
+    char *url;                     /* [store] url, as given */
+    const char *node;              /* the owner claims record; the engine's, borrowed */
+    int durability_full;
+    int ready;                     /* conn is set up: settings made, statements prepared */
+    int down;                      /* the connection was lost and is not back yet (logged once) */
+    char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
+    int64_t now;                   /* the clock of the group being run */
+    int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
+    int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
+    const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
+    /* Loop thread only (open, watch, wake, close), never the writer's. */
+    fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
+    int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
+} pg_store;
+
+/* ---- parameters ------------------------------------------------------------------------ */
+
+#define PG_ARGS_MAX 16
+
+/* The parameters of one statement: integers and text as text, bytea in binary. */
+typedef struct pg_args {
+    int n;
+    const char *v[PG_ARGS_MAX];
+    int len[PG_ARGS_MAX], fmt[PG_ARGS_MAX];
+    char num[PG_ARGS_MAX][24];
+} pg_args;
+
+static void arg_int(pg_args *a, int64_t v)
+{
+    snprintf(a->num[a->n], sizeof a->num[a->n], "%lld", (long long)v);
+    a->v[a->n] = a->num[a->n];
+    a->len[a->n] = 0;
+    a->fmt[a->n++] = 0;
+}
+
+/* arg_opt_int passes v, or SQL NULL when it is absent. */
+static void arg_opt_int(pg_args *a, int present, int64_t v)
+{
+    if (present) {
+        arg_int(a, v);
+        return;
+    }
+    a->v[a->n] = NULL;
+    a->len[a->n] = 0;
+    a->fmt[a->n++] = 0;
+}
+
+/* arg_text passes s (borrowed until the statement ran), or SQL NULL for NULL. */
+static void arg_text(pg_args *a, const char *s)
+{
+    a->v[a->n] = s;
+    a->len[a->n] = 0;
+    a->fmt[a->n++] = 0;
+}
+
+/* arg_bytes passes n bytes at p as bytea (binary: no escaping), or SQL NULL for NULL. */
+static void arg_bytes(pg_args *a, const void *p, size_t n)
+{
+    a->v[a->n] = p;
+    a->len[a->n] = p ? (int)n : 0;
+    a->fmt[a->n++] = 1;
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* state_errno maps an SQLSTATE to the negative errno the rest of flingd speaks: the classes of
+ * one op's own data (a constraint, a value too long or out of range, bad bytes) to the codes
+ * that fail that op alone, the rest to errors of the store. */
+static int state_errno(const char *st)
+{
+    static const struct { const char *code; int err; } map[] = {
+        { "22001", -E2BIG }, { "54000", -E2BIG }, { "22003", -ERANGE }, { "22021", -EINVAL },
+        { "22P05", -EINVAL }, { "53100", -ENOSPC }, { "53200", -ENOMEM }, { "53300", -EBUSY },
+        { "40001", -EBUSY }, { "40P01", -EBUSY }, { "55P03", -EBUSY }, { "25006", -EROFS },
+        { "42501", -EACCES }, { "57P01", -ENOTCONN }, { "57P02", -ENOTCONN }, { "57P03", -ENOTCONN },
+    };
+    if (!st)
+        return -ENOTCONN;
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+        if (strcmp(st, map[i].code) == 0)
+            return map[i].err;
+    if (strncmp(st, "23", 2) == 0)
+        return -EEXIST;
+    if (strncmp(st, "08", 2) == 0)
+        return -ENOTCONN;
+    if (strncmp(st, "28", 2) == 0)
+        return -EACCES;
+    return -EIO;
+}
+
+static int op_error(int err)
+{
+    return err == -EINVAL || err == -E2BIG || err == -EEXIST || err == -ERANGE;
+}
+
+/* result_errno turns a failed result (or none) into an errno, and logs the server's words
+ * once per kind of failure: an outage is one line, not one per group. */
+static int result_errno(pg_store *s, const PGresult *r, const char *what)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    int err = PQstatus(s->conn) != CONNECTION_OK ? -ENOTCONN : state_errno(st);
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (err == -ENOTCONN) {
+        if (!s->down)
+            fl_log(LOG_ERR, "store: lost the PostgreSQL connection (%s): %s", what,
+                   msg ? msg : PQerrorMessage(s->conn));
+        s->down = 1;
+        return err;
+    }
+    if (op_error(err) || strcmp(s->last_state, st ? st : "") != 0)
+        fl_log(op_error(err) ? LOG_WARNING : LOG_ERR, "store: PostgreSQL %s failed: %s (SQLSTATE %s)",
+               what, msg ? msg : "no message", st ? st : "none");
+    if (!op_error(err))
+        snprintf(s->last_state, sizeof s->last_state, "%s", st ? st : "");
+    return err;
+}
+
+/* ---- running statements ---------------------------------------------------------------- */
+
+/* run executes statement id with a's parameters, binary rows; 0 and *out (the caller clears
+ * it; NULL = cleared here) or a negative errno. */
+static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
+{
+    char name[8];
+    PGresult *r;
+    ExecStatusType st;
+
+    snprintf(name, sizeof name, "s%d", (int)id);
+    r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
+                       a ? a->fmt : NULL, 1);
+    st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int err = result_errno(s, r, "a statement");
+        PQclear(r);
+        return err;
+    }
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return 0;
+}
+
+/* exec_text runs SQL text without parameters (set-up and transaction control). */
+static int exec_text(pg_store *s, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(s->conn, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    int rc = 0;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = result_errno(s, r, what);
+    PQclear(r);
+    return rc;
+}
+
+/* changes returns how many rows the command of r touched. */
+static long changes(const PGresult *r)
+{
+    return strtol(PQcmdTuples((PGresult *)r), NULL, 10);
+}
+
+/* ---- reading binary rows --------------------------------------------------------------- */
+
+/* col_int reads an integer column of any width (int2, int4, int8, bool) in network order; 0
+ * for NULL. */
+static int64_t col_int(const PGresult *r, int row, int col)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+    int n = PQgetlength(r, row, col);
+    uint64_t v = 0;
+
+    if (PQgetisnull(r, row, col) || n > 8)
+        return 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    if (n > 0 && n < 8 && (p[0] & 0x80))
+        v |= ~(uint64_t)0 << (8 * n);   /* sign-extend */
+    return (int64_t)v;
+}
+
+/* col_size is the byte size of a text/bytea column, or FL_JOB_ABSENT for NULL. */
+static size_t col_size(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? FL_JOB_ABSENT : (size_t)PQgetlength(r, row, col);
+}
+
+static void copy_col(void *dst, const PGresult *r, int row, int col)
+{
+    int n = PQgetlength(r, row, col);
+
+    if (dst && !PQgetisnull(r, row, col) && n > 0)
+        memcpy(dst, PQgetvalue(r, row, col), (size_t)n);
+}
+
+static int col_is(const PGresult *r, int row, int col, const char *want)
+{
+    return !PQgetisnull(r, row, col) && strcmp(PQgetvalue(r, row, col), want) == 0;
+}
+
+/* read_job builds a job from row (JOB_COLS, then the payload if with_payload): 0 and *out
+ * (caller frees), -ENOMEM, or -EIO for a state this flingd does not know. */
+static int read_job(const PGresult *r, int row, int with_payload, fl_job **out)
+{
+    fl_job_sizes sz;
+    fl_state state;
+    fl_job *job;
+
+    if (fl_proto_state_parse(PQgetvalue(r, row, C_STATE), (size_t)PQgetlength(r, row, C_STATE), &state))
+        return -EIO;
+    sz.type = col_size(r, row, C_TYPE);
+    sz.callback = col_size(r, row, C_CALLBACK);
+    sz.idem_key = col_size(r, row, C_IDEM_KEY);
+    sz.error = col_size(r, row, C_ERROR);
+    sz.output = col_size(r, row, C_OUTPUT);
+    sz.previous_error = col_size(r, row, C_PREVIOUS_ERROR);
+    sz.content_type = col_size(r, row, C_CONTENT_TYPE);
+    sz.traceparent = col_size(r, row, C_TRACEPARENT);
+    sz.tracestate = col_size(r, row, C_TRACESTATE);
+    sz.payload = FL_JOB_ABSENT;
+    if (with_payload) {
+        sz.payload = col_size(r, row, C_PAYLOAD);
+        if (sz.payload == FL_JOB_ABSENT)
+            sz.payload = 0;   /* a claimed job always has a payload, maybe empty */
+    }
+    job = fl_job_new(&sz);
+    if (!job)
+        return -ENOMEM;
+    copy_col(job->type, r, row, C_TYPE);
+    copy_col(job->callback, r, row, C_CALLBACK);
+    copy_col(job->idem_key, r, row, C_IDEM_KEY);
+    copy_col(job->error, r, row, C_ERROR);
+    copy_col(job->output, r, row, C_OUTPUT);
+    copy_col(job->previous_error, r, row, C_PREVIOUS_ERROR);
+    copy_col(job->content_type, r, row, C_CONTENT_TYPE);
+    copy_col(job->traceparent, r, row, C_TRACEPARENT);
+    copy_col(job->tracestate, r, row, C_TRACESTATE);
+    if (with_payload)
+        copy_col(job->payload, r, row, C_PAYLOAD);
+    job->id = col_int(r, row, C_ID);
+    job->state = state;
+    job->status = (int)col_int(r, row, C_STATUS);
+    job->attempts = (int)col_int(r, row, C_ATTEMPTS);
+    job->max_attempts = (int)col_int(r, row, C_MAX_ATTEMPTS);
+    job->priority = (int32_t)col_int(r, row, C_PRIORITY);
+    job->timeout = (double)col_int(r, row, C_TIMEOUT_MS) / 1000.0;
+    job->created_at = col_int(r, row, C_CREATED_AT);
+    job->run_at = col_int(r, row, C_RUN_AT);
+    job->started_at = col_int(r, row, C_STARTED_AT);
+    job->finished_at = col_int(r, row, C_FINISHED_AT);
+    job->updated_at = col_int(r, row, C_UPDATED_AT);
+    job->has_exit_code = !PQgetisnull(r, row, C_EXIT_CODE);
+    job->exit_code = (int)col_int(r, row, C_EXIT_CODE);
+    job->retried = (int)col_int(r, row, C_RETRIED);
+    job->previous_attempts = (int)col_int(r, row, C_PREVIOUS_ATTEMPTS);
+    *out = job;
+    return 0;
+}
+
+/* read_jobs reads every row of r into a new array *jobs (n rows): 0 or -ENOMEM / -EIO. */
+static int read_jobs(const PGresult *r, int with_payload, fl_job ***jobs, size_t *n)
+{
+    int rows = PQntuples(r), rc = 0;
+
+    *jobs = NULL;
+    *n = 0;
+    if (rows == 0)
+        return 0;
+    if (!(*jobs = calloc((size_t)rows, sizeof **jobs)))
+        return -ENOMEM;
+    for (int i = 0; i < rows && !rc; i++)
+        if (!(rc = read_job(r, i, with_payload, &(*jobs)[*n])))
+            (*n)++;
+    return rc;
+}
+
+/* load_one runs a one-id statement and reads its row: 1 and *out, 0 if none, or a negative errno. */
+static int load_one(pg_store *s, enum stmt_id id, int64_t job_id, int with_payload, fl_job **out)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    *out = NULL;
+    arg_int(&a, job_id);
+    if ((rc = run(s, id, &a, &r)))
+        return rc;
+    rc = PQntuples(r) ? read_job(r, 0, with_payload, out) : 0;
+    if (!rc && *out)
+        rc = 1;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- operations ------------------------------------------------------------------------
+ * Each returns 0 or the negative errno that fails the whole group; what the op found goes to
+ * op->answer (the engine validated the op already). */
+
+/* find_duplicate copies the identity of the job with job's type and idem_key into job. */
+static int find_duplicate(pg_store *s, fl_job *job)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    fl_state state;
+    int rc;
+
+    arg_text(&a, job->type);
+    arg_text(&a, job->idem_key);
+    if ((rc = run(s, ST_IDEM_FIND, &a, &r)))
+        return rc;
+    if (PQntuples(r) == 0 ||
+        fl_proto_state_parse(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1), &state)) {
+        PQclear(r);
+        return -EIO;   /* the conflict that stopped the insert is committed, so it is there */
+    }
+    job->id = col_int(r, 0, 0);
+    job->state = state;
+    job->created_at = col_int(r, 0, 2);
+    job->run_at = col_int(r, 0, 3);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_submit(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    fl_job *job = op->u.submit.job;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_text(&a, job->type);
+    arg_text(&a, fl_proto_state_name(job->state));
+    arg_int(&a, job->status);
+    arg_int(&a, job->max_attempts);
+    arg_int(&a, job->priority);
+    arg_int(&a, (int64_t)(job->timeout * 1000.0 + 0.5));
+    arg_int(&a, job->created_at);
+    arg_int(&a, job->run_at);
+    arg_text(&a, job->idem_key);
+    arg_text(&a, job->callback);
+    arg_int(&a, s->now);
+    arg_text(&a, job->content_type);
+    arg_text(&a, job->traceparent);
+    arg_text(&a, job->tracestate);
+    arg_bytes(&a, job->payload, job->payload_len);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_INSERT, &a, &r)))
+        return rc;
+    if (PQntuples(r) == 0) {   /* ON CONFLICT: a job of that type has the key */
+        PQclear(r);
+        op->answer = FL_STORE_DUPLICATE;
+        return find_duplicate(s, job);
+    }
+    job->id = col_int(r, 0, 0);
+    job->updated_at = s->now;
+    PQclear(r);
+    return 0;
+}
+
+/* read_delivery reads row of r (DELIVERY_COLS) into one allocation. */
+static int read_delivery(const PGresult *r, int row, fl_delivery **out)
+{
+    size_t tlen = col_size(r, row, D_TARGET), elen = col_size(r, row, D_LAST_ERROR);
+    fl_delivery *d;
+
+    if (tlen == FL_JOB_ABSENT)
+        return -EIO;   /* NOT NULL in the schema */
+    d = calloc(1, sizeof *d + tlen + 1 + (elen == FL_JOB_ABSENT ? 0 : elen + 1));
+    if (!d)
+        return -ENOMEM;
+    d->target = (char *)(d + 1);
+    copy_col(d->target, r, row, D_TARGET);
+    if (elen != FL_JOB_ABSENT) {
+        d->last_error = d->target + tlen + 1;
+        copy_col(d->last_error, r, row, D_LAST_ERROR);
+    }
+    d->id = col_int(r, row, D_ID);
+    d->job_id = col_int(r, row, D_JOB_ID);
+    d->abort = col_is(r, row, D_EVENT, "abort");
+    d->state = col_is(r, row, D_STATE, "delivered") ? FL_DELIVERY_DELIVERED
+             : col_is(r, row, D_STATE, "failed")    ? FL_DELIVERY_FAILED
+                                                    : FL_DELIVERY_PENDING;
+    d->attempts = (int)col_int(r, row, D_ATTEMPTS);
+    d->created_at = col_int(r, row, D_CREATED_AT);
+    d->next_at = col_int(r, row, D_NEXT_AT);
+    d->last_at = col_int(r, row, D_LAST_AT);
+    d->has_last_status = !PQgetisnull(r, row, D_LAST_STATUS);
+    d->last_status = (int)col_int(r, row, D_LAST_STATUS);
+    *out = d;
+    return 0;
+}
+
+/* read_deliveries reads every row of r into a new array *items (n rows). */
+static int read_deliveries(const PGresult *r, fl_delivery ***items, size_t *n)
+{
+    int rows = PQntuples(r), rc = 0;
+
+    *items = NULL;
+    *n = 0;
+    if (rows == 0)
+        return 0;
+    if (!(*items = calloc((size_t)rows, sizeof **items)))
+        return -ENOMEM;
+    for (int i = 0; i < rows && !rc; i++)
+        if (!(rc = read_delivery(r, i, &(*items)[*n])))
+            (*n)++;
+    return rc;
+}
+
+static int pg_get(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    int with_payload = op->u.get.with_payload;
+    int rc = load_one(s, with_payload ? ST_GET_PAYLOAD : ST_GET, op->u.get.id, with_payload, &op->u.get.job);
+    pg_args a = { 0 };
+    PGresult *r;
+
+    if (rc <= 0) {
+        if (rc == 0)
+            op->answer = FL_STORE_NOT_FOUND;
+        return rc;
+    }
+    if (with_payload)
+        return 0;
+    arg_int(&a, op->u.get.id);
+    if ((rc = run(s, ST_DELIVERY_OF_JOB, &a, &r)))
+        return rc;
+    rc = read_deliveries(r, &op->u.get.deliveries, &op->u.get.n_deliveries);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_list(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    const fl_store_query *q = &op->u.list.q;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    /* One row more than the page tells whether another page follows. */
+    arg_int(&a, q->after ? q->after : INT64_MAX);
+    arg_int(&a, q->limit + 1);
+    if (q->has_state)
+        arg_text(&a, fl_proto_state_name(q->state));
+    if (q->type)
+        arg_text(&a, q->type);
+    if ((rc = run(s, ST_LIST + (q->has_state ? 1 : 0) + (q->type ? 2 : 0), &a, &r)))
+        return rc;
+    rc = read_jobs(r, 0, &op->u.list.jobs, &op->u.list.n);
+    PQclear(r);
+    if (rc)
+        return rc;
+    if (op->u.list.n > (size_t)q->limit) {
+        fl_job_free(op->u.list.jobs[--op->u.list.n]);
+        op->u.list.next = op->u.list.jobs[op->u.list.n - 1]->id;
+    }
+    return 0;
+}
+
+static int pg_cancel(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    int rc = load_one(s, ST_LOCK, op->u.cancel.id, 0, &op->u.cancel.job);
+
+    if (rc <= 0) {
+        if (rc == 0)
+            op->answer = FL_STORE_NOT_FOUND;
+        return rc;
+    }
+    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) != FL_STORE_OK)
+        return 0;
+    arg_int(&a, op->u.cancel.id);
+    arg_int(&a, op->u.cancel.now);
+    arg_int(&a, s->now);
+    if ((rc = run(s, ST_CANCEL, &a, NULL)))
+        return rc;
+    op->u.cancel.job->state = FL_STATE_CANCELLED;
+    op->u.cancel.job->finished_at = op->u.cancel.now;
+    op->u.cancel.job->updated_at = s->now;
+    return 0;
+}
+
+static int pg_set_status(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    fl_job *job;
+    int rc = load_one(s, ST_LOCK, op->u.set_status.id, 0, &job);
+
+    if (rc <= 0) {
+        if (rc == 0)
+            op->answer = FL_STORE_NOT_FOUND;
+        return rc;
+    }
+    op->u.set_status.job = job;
+    if ((job->status & op->u.set_status.bits) == op->u.set_status.bits)
+        return 0;   /* nothing new: no write, no change to report */
+    arg_int(&a, op->u.set_status.id);
+    arg_int(&a, op->u.set_status.bits);
+    arg_int(&a, s->now);
+    if ((rc = run(s, ST_SET_STATUS, &a, NULL)))
+        return rc;
+    job->status |= op->u.set_status.bits;
+    job->updated_at = s->now;
+    op->u.set_status.changed = 1;
+    return 0;
+}
+
+/* Claim order: higher priority first, then lower id (RETURNING keeps no order). */
+static int claim_order(const void *pa, const void *pb)
+{
+    const fl_job *a = *(fl_job *const *)pa, *b = *(fl_job *const *)pb;
+
+    if (a->priority != b->priority)
+        return a->priority > b->priority ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* next_scheduled sets *out to the earliest run_at of type's scheduled jobs, 0 if none. */
+static int next_scheduled(pg_store *s, const char *type, int64_t *out)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    *out = 0;
+    arg_text(&a, type);
+    if ((rc = run(s, ST_NEXT_SCHEDULED, &a, &r)))
+        return rc;
+    if (PQntuples(r))
+        *out = col_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+/* sweep re-queues the jobs, and frees the deliveries, that nodes which are gone left in
+ * flight, at most once per FL_PG_SWEEP_MS; the claim that runs it may take them at once. */
+static int sweep(pg_store *s)
+{
+    pg_args a = { 0 }, d = { 0 };
+    PGresult *r;
+    long n;
+    int rc;
+
+    if (s->now - s->swept_at < FL_PG_SWEEP_MS)
+        return 0;
+    s->swept_at = s->now;
+    arg_int(&a, s->now);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_ORPHANS, &a, &r)))
+        return rc;
+    if ((n = PQntuples(r)))
+        fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
+    PQclear(r);
+    arg_text(&d, s->node);
+    if ((rc = run(s, ST_DELIVERY_ORPHANS, &d, &r)))
+        return rc;
+    if ((n = changes(r)))
+        fl_log(LOG_WARNING, "store: %ld callback delivery(ies) in flight on nodes that are gone due again", n);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_claim(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    if ((rc = sweep(s)))
+        return rc;
+
+    arg_text(&a, op->u.claim.type);
+    arg_int(&a, op->u.claim.now);
+    arg_int(&a, op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX : op->u.claim.limit);
+    arg_int(&a, s->now);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_CLAIM, &a, &r)))
+        return rc;
+    rc = read_jobs(r, 1, &op->u.claim.jobs, &op->u.claim.n);
+    PQclear(r);
+    if (rc)
+        return rc;
+    if (op->u.claim.n > 1)
+        qsort(op->u.claim.jobs, op->u.claim.n, sizeof *op->u.claim.jobs, claim_order);
+    return next_scheduled(s, op->u.claim.type, &op->u.claim.next_run_at);
+}
+
+/* fence explains a FINISH that found no running job of this node's: if the job is there, it
+ * was re-queued while this node's session was gone (and maybe claimed by another node), and
+ * this late outcome must not overwrite the newer attempt: it is dropped, logged, counted. */
+static int fence(pg_store *s, fl_store_op *op)
+{
+    fl_job *job;
+    int rc = load_one(s, ST_GET, op->u.finish.id, 0, &job);
+
+    if (rc <= 0)
+        return rc;
+    s->fenced++;
+    fl_log(LOG_WARNING, "job %lld: outcome %s of node %s dropped: the job is %s (attempt %d), no longer this"
+           " node's attempt (%lld fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
+           s->node, fl_proto_state_name(job->state), job->attempts, (long long)s->fenced);
+    fl_job_free(job);
+    return 0;
+}
+
+static int pg_finish(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    const fl_store_outcome *o = &op->u.finish.o;
+    int terminal = fl_proto_state_terminal(o->state);
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.finish.id);
+    arg_text(&a, fl_proto_state_name(o->state));
+    arg_int(&a, o->status_bits);
+    arg_opt_int(&a, o->has_exit_code, o->exit_code);
+    arg_bytes(&a, o->error, o->error ? strlen(o->error) : 0);
+    arg_bytes(&a, o->output, o->output_len);
+    arg_opt_int(&a, o->state == FL_STATE_SCHEDULED, o->run_at);
+    arg_opt_int(&a, terminal, o->finished_at);
+    arg_int(&a, s->now);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_FINISH, &a, &r)))
+        return rc;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        op->answer = FL_STORE_NOT_FOUND;
+        return fence(s, op);
+    }
+    rc = read_job(r, 0, 0, &op->u.finish.job);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_count(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    PGresult *r;
+    int rc = run(s, op->u.count.all_states ? ST_COUNT_ALL : ST_COUNT_WAITING, NULL, &r);
+    int rows;
+
+    if (rc)
+        return rc;
+    rows = PQntuples(r);
+    if (rows && !(op->u.count.rows = calloc((size_t)rows, sizeof *op->u.count.rows))) {
+        PQclear(r);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < rows; i++) {
+        fl_store_count *c = &op->u.count.rows[op->u.count.n];
+        if (fl_proto_state_parse(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), &c->state))
+            continue;
+        snprintf(c->type, sizeof c->type, "%s", PQgetvalue(r, i, 0));
+        c->n = col_int(r, i, 2);
+        op->u.count.n++;
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int pg_changed(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.changed.after);
+    arg_int(&a, op->u.changed.since);
+    arg_int(&a, op->u.changed.limit);
+    if ((rc = run(s, ST_CHANGED, &a, &r)))
+        return rc;
+    rc = read_jobs(r, 0, &op->u.changed.jobs, &op->u.changed.n);
+    PQclear(r);
+    if (rc)
+        return rc;
+    /* A full page may have a next one; an empty next page ends the walk. */
+    if (op->u.changed.n == (size_t)op->u.changed.limit)
+        op->u.changed.next = op->u.changed.jobs[op->u.changed.n - 1]->id;
+    return 0;
+}
+
+static int pg_add_delivery(void *b, int64_t job_id, int abort, const char *target)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+
+    arg_int(&a, job_id);
+    arg_text(&a, abort ? "abort" : "complete");
+    arg_text(&a, target);
+    arg_int(&a, s->now);
+    return run(s, ST_DELIVERY_ADD, &a, NULL);
+}
+
+/* Oldest next_at first (RETURNING keeps no order). */
+static int take_order(const void *pa, const void *pb)
+{
+    const fl_delivery *a = *(fl_delivery *const *)pa, *b = *(fl_delivery *const *)pb;
+
+    if (a->next_at != b->next_at)
+        return a->next_at < b->next_at ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int pg_delivery_take(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.take.now);
+    arg_int(&a, op->u.take.limit);
+    arg_text(&a, s->node);
+    arg_int(&a, s->now);
+    if ((rc = run(s, ST_DELIVERY_TAKE, &a, &r)))
+        return rc;
+    rc = read_deliveries(r, &op->u.take.items, &op->u.take.n);
+    PQclear(r);
+    if (rc)
+        return rc;
+    if (op->u.take.n > 1)
+        qsort(op->u.take.items, op->u.take.n, sizeof *op->u.take.items, take_order);
+    for (size_t i = 0; i < op->u.take.n; i++) {
+        fl_delivery *d = op->u.take.items[i];
+        /* with its payload (see callback_payload); a job pruned under it leaves d->job NULL */
+        if ((rc = load_one(s, ST_GET_PAYLOAD, d->job_id, 1, &d->job)) < 0)
+            return rc;
+    }
+    if ((rc = run(s, ST_DELIVERY_NEXT, NULL, &r)))
+        return rc;
+    op->u.take.next_at = PQntuples(r) ? col_int(r, 0, 0) : 0;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_delivery_done(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    fl_delivery_state state = op->u.done.state;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.done.id);
+    arg_text(&a, fl_store_delivery_state_name(state));
+    arg_int(&a, state == FL_DELIVERY_PENDING ? op->u.done.next_at : 0);
+    arg_opt_int(&a, op->u.done.has_status, op->u.done.status);
+    arg_bytes(&a, op->u.done.error, op->u.done.error ? strlen(op->u.done.error) : 0);
+    if ((rc = run(s, ST_DELIVERY_DONE, &a, &r)))
+        return rc;
+    if (changes(r) == 0)
+        op->answer = FL_STORE_NOT_FOUND;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_pause(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    const char *type = op->u.pause.type;
+    PGresult *r;
+    int rc, rows;
+
+    if (type) {
+        pg_args a = { 0 };
+        arg_text(&a, type);
+        if (op->u.pause.paused)
+            arg_int(&a, s->now);
+        if ((rc = run(s, op->u.pause.paused ? ST_PAUSE_ADD : ST_PAUSE_DEL, &a, NULL)))
+            return rc;
+    }
+    if ((rc = run(s, ST_PAUSE_READ, NULL, &r)))
+        return rc;
+    rows = PQntuples(r);
+    if (rows && !(op->u.pause.types = calloc((size_t)rows, sizeof *op->u.pause.types))) {
+        PQclear(r);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < rows; i++)
+        snprintf(op->u.pause.types[op->u.pause.n++], sizeof *op->u.pause.types, "%s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
+static int pg_retry(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    PGresult *r;
+    long changed;
+    int rc;
+
+    arg_int(&a, op->u.retry.id);
+    arg_int(&a, op->u.retry.now);
+    arg_int(&a, FL_STATUS_ABORTED);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_RETRY, &a, &r)))
+        return rc;
+    changed = changes(r);
+    PQclear(r);
+    if ((rc = load_one(s, ST_GET, op->u.retry.id, 0, &op->u.retry.job)) < 0)
+        return rc;
+    if (!op->u.retry.job)
+        op->answer = FL_STORE_NOT_FOUND;
+    else if (!changed)
+        op->answer = FL_STORE_WRONG_STATE;
+    return 0;
+}
+
+static int pg_prune(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.prune.before);
+    arg_int(&a, op->u.prune.limit);
+    if ((rc = run(s, ST_PRUNE, &a, &r)))
+        return rc;
+    op->u.prune.n = (size_t)changes(r);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_last_key(void *b, fl_store_op *op)
+{
+    pg_store *s = b;
+    const char *prefix = op->u.last_key.prefix;
+    size_t n = strlen(prefix);
+    char *above = strdup(prefix);
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    if (!above)
+        return -ENOMEM;
+    above[n - 1] = (char)(above[n - 1] + 1);   /* idem keys are visible ASCII: no overflow */
+    arg_text(&a, op->u.last_key.type);
+    arg_text(&a, prefix);
+    arg_text(&a, above);
+    rc = run(s, ST_LAST_KEY, &a, &r);
+    free(above);
+    if (rc)
+        return rc;
+    if (PQntuples(r) && !(op->u.last_key.key = strdup(PQgetvalue(r, 0, 0))))
+        rc = -ENOMEM;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- connection, migrations ------------------------------------------------------------ */
+
+/* connect_db opens s->url (any libpq connection string or URI; the password may come from
+ * PGPASSWORD or ~/.pgpass, as libpq allows), with a connect timeout and TCP keepalives
+ * unless the url sets its own: the url comes after them, so its values win. */
+static const char *const conn_keys[] = { "connect_timeout", "keepalives_idle", "keepalives_interval",
+                                          "keepalives_count", "fallback_application_name", "dbname", NULL };
+
+static int connect_db(pg_store *s, char *err, size_t errlen)
+{
+    PQfinish(s->conn);
+    s->ready = 0;
+    s->conn = PQconnectdbParams(conn_keys, s->conn_vals, 1);
+    if (!s->conn) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        char *nl, *msg = PQerrorMessage(s->conn);
+        fl_store_errf(err, errlen, "cannot connect to PostgreSQL: %s", msg);
+        if (err && (nl = strchr(err, '\n')))
+            *nl = '\0';
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* set_up makes the session's settings and prepares every statement on a new connection. A
+ * 202 means committed: synchronous_commit on waits for the commit's WAL flush (and for the
+ * synchronous standbys the server has); durability = normal turns it off, so a crash of the
+ * server (not of flingd) may lose the last commits. */
+static int set_up(pg_store *s, char *err, size_t errlen)
+{
+    int rc = exec_text(s, s->durability_full ? "SET synchronous_commit = on" : "SET synchronous_commit = off",
+                       "setting synchronous_commit");
+
+    for (int i = 0; i < ST_N && !rc; i++) {
+        char name[8];
+        PGresult *r;
+        snprintf(name, sizeof name, "s%d", i);
+        r = PQprepare(s->conn, name, stmt_sql[i], 0, NULL);
+        if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fl_store_errf(err, errlen, "cannot prepare a statement: %s",
+                          r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
+            rc = r ? -EIO : -ENOTCONN;
+        }
+        PQclear(r);
+    }
+    if (rc)
+        return rc;
+    s->ready = 1;
+    return 0;
+}
+
+/* lock_node takes this node's session lock: 0, -EBUSY while another session holds it (a
+ * node of the same name, or this node's previous session that the server has not yet seen
+ * end), or another negative errno. */
+static int lock_node(pg_store *s)
+{
+    const char *v[1] = { s->node };
+    PGresult *r = PQexecParams(s->conn, "SELECT pg_try_advisory_lock(" FL_PG_NODE_LOCK ", hashtext($1))", 1, NULL, v,
+                               NULL, NULL, 0);
+    int rc;
+
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        rc = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? 0 : -EBUSY;
+    else
+        rc = result_errno(s, r, "taking the node lock");
+    PQclear(r);
+    return rc;
+}
+
+/* schema_version reads the number of migrations applied (0 on a new database). */
+static int schema_version(pg_store *s, int *out)
+{
+    PGresult *r = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM fling_schema");
+    int rc = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? 0 : result_errno(s, r, "reading the schema version");
+
+    if (!rc)
+        *out = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+/* migrate applies the migrations the database lacks in one transaction, under an advisory
+ * lock: nodes starting together take turns, and each one after the first finds nothing to do.
+ * DDL is transactional in PostgreSQL, so a failed migration leaves nothing behind. */
+static int migrate(pg_store *s, char *err, size_t errlen)
+{
+    char what[64], sql[96];
+    int rc, v = 0;
+
+    rc = exec_text(s, "BEGIN", "starting the migrations");
+    if (!rc)
+        rc = exec_text(s, "SELECT pg_advisory_xact_lock(" FL_PG_MIGRATE_LOCK ")", "locking the migrations");
+    if (!rc)
+        rc = exec_text(s, "CREATE TABLE IF NOT EXISTS fling_schema (version integer PRIMARY KEY,"
+                          " applied_at timestamptz NOT NULL DEFAULT now())", "creating fling_schema");
+    if (!rc)
+        rc = schema_version(s, &v);
+    if (!rc && v > fl_pg_migrations_count) {
+        fl_store_errf(err, errlen, "the database's schema version %d is newer than this flingd knows (%d);"
+                      " run a newer flingd", v, fl_pg_migrations_count);
+        rc = -ENOTSUP;
+    }
+    for (; !rc && v < fl_pg_migrations_count; v++) {
+        snprintf(what, sizeof what, "migration %03d", v + 1);
+        rc = exec_text(s, fl_pg_migrations[v], what);
+        snprintf(sql, sizeof sql, "INSERT INTO fling_schema (version) VALUES (%d)", v + 1);
+        if (!rc)
+            rc = exec_text(s, sql, what);
+        if (!rc)
+            fl_log(LOG_INFO, "store: applied PostgreSQL %s", what);
+        else
+            fl_store_errf(err, errlen, "%s failed: %s", what, PQerrorMessage(s->conn));
+    }
+    if (!rc)
+        rc = exec_text(s, "COMMIT", "committing the migrations");
+    if (rc) {
+        if (err && !err[0])
+            fl_store_errf(err, errlen, "cannot migrate the database: %s", PQerrorMessage(s->conn));
+        exec_text(s, "ROLLBACK", "rolling the migrations back");
+    }
+    return rc;
+}
+
+/* ---- the listener (loop thread: pglisten.h) -------------------------------------------- */
+
+static int pg_watch(void *b, int *fd, int *events)
+{
+    pg_store *s = b;
+
+    return fl_pglisten_watch(s->listen, fd, events);
+}
+
+static void pg_wake(void *b, void (*due)(const char *type, void *arg), void *arg)
+{
+    pg_store *s = b;
+
+    fl_pglisten_wake(s->listen, due, arg);
+    /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
+    if (fl_job_now_ms() >= s->due_at) {
+        s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
+        due(NULL, arg);
+    }
+}
+
+static void destroy(pg_store *s)
+{
+    fl_pglisten_free(s->listen);
+    PQfinish(s->conn);
+    free(s->url);
+    free(s);
+}
+
+static int pg_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
+{
+    pg_store *s;
+    int rc;
+
+    *out = NULL;
+    if (!opt->url || !*opt->url) {
+        fl_store_errf(err, errlen, "[store] backend = postgres needs [store] url");
+        return -EINVAL;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->url = strdup(opt->url))) {
+        free(s);
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->node = node;
+    s->durability_full = opt->durability_full;
+    s->conn_vals[0] = FL_PG_CONNECT_TIMEOUT;
+    s->conn_vals[1] = FL_PG_KEEPALIVE_IDLE;
+    s->conn_vals[2] = FL_PG_KEEPALIVE_INTERVAL;
+    s->conn_vals[3] = FL_PG_KEEPALIVE_COUNT;
+    s->conn_vals[4] = "flingd";
+    s->conn_vals[5] = s->url;
+    if (err && errlen)
+        err[0] = '\0';
+    rc = connect_db(s, err, errlen);
+    if (!rc)
+        rc = migrate(s, err, errlen);
+    if (!rc)
+        rc = set_up(s, err, errlen);
+    for (int waited = 0; !rc && (rc = lock_node(s)) == -EBUSY && waited < FL_PG_LOCK_WAIT_MS; waited += 200)
+        usleep(200 * 1000);   /* at start, before the loop runs */
+    if (rc == -EBUSY)
+        fl_store_errf(err, errlen, "node %s: another live session holds this node's lock; is a node of this"
+                      " name running? ([store] node must differ per node)", node);
+    if (rc) {
+        destroy(s);
+        return rc;
+    }
+    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, FL_PG_CHANNEL, node) < 0) {
+        destroy(s);
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    fl_log(LOG_INFO, "store: PostgreSQL %s on %s:%s, database %s, as node %s", PQparameterStatus(s->conn, "server_version"),
+           PQhost(s->conn), PQport(s->conn), PQdb(s->conn), node);
+    *out = s;
+    return 0;
+}
+
+static void pg_close(void *b)
+{
+    destroy(b);
+}
+
+/* At start a node re-queues only what it owned itself: the running jobs and the deliveries in
+ * flight recorded under its node name, which no other live node can have. */
+static int pg_recover(void *b, const char *node, int64_t now)
+{
+    pg_store *s = b;
+    pg_args a = { 0 }, d = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_text(&d, node);
+    if ((rc = run(s, ST_DELIVERY_RECOVER, &d, NULL)))
+        return rc;
+    arg_int(&a, now);
+    arg_text(&a, node);
+    if ((rc = run(s, ST_RECOVER, &a, &r)))
+        return rc;
+    rc = (int)changes(r);
+    PQclear(r);
+    return rc;
+}
+
+/* reconnect brings a lost connection back before a group: -ENOTCONN while the server is away. */
+static int reconnect(pg_store *s)
+{
+    char why[256] = "";
+
+    if (s->ready && PQstatus(s->conn) == CONNECTION_OK)
+        return 0;
+    if (connect_db(s, why, sizeof why) || set_up(s, why, sizeof why)) {
+        if (!s->down)
+            fl_log(LOG_ERR, "store: %s", why);
+        s->down = 1;
+        return -ENOTCONN;
+    }
+    /* Claim nothing, ack nothing, until this node holds its lock again: meanwhile its running
+     * jobs are other nodes' to re-queue, and its late outcomes will be fenced. */
+    if (lock_node(s) < 0) {
+        if (!s->down)
+            fl_log(LOG_ERR, "store: node %s: its lock is still held by another session", s->node);
+        s->down = 1;
+        s->ready = 0;
+        return -ENOTCONN;
+    }
+    if (s->down)
+        fl_log(LOG_NOTICE, "store: connected to PostgreSQL again");
+    s->down = 0;
+    s->last_state[0] = '\0';
+    return 0;
+}
+
+static int pg_begin(void *b, int64_t now)
+{
+    pg_store *s = b;
+    int rc = reconnect(s);
+
+    s->now = now;
+    return rc ? rc : exec_text(s, "BEGIN", "BEGIN");
+}
+
+static int pg_check_alive(void *b)
+{
+    pg_store *s = b;
+
+    return PQstatus(s->conn) == CONNECTION_OK ? 0 : -ENOTCONN;
+}
+
+static int pg_commit(void *b)
+{
+    pg_store *s = b;
+    int rc = exec_text(s, "COMMIT", "COMMIT");
+
+    if (!rc)
+        s->last_state[0] = '\0';
+    return rc;
+}
+
+/* A failed statement leaves the transaction aborted; a lost connection leaves none. */
+static void pg_rollback(void *b)
+{
+    pg_store *s = b;
+
+    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+        exec_text(s, "ROLLBACK", "ROLLBACK");
+}
+
+static int pg_check_url(const char *url, char *why, size_t len)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+
+    if (!opts) {
+        char *nl;
+        snprintf(why, len, "not a libpq connection string or URI: %s", msg ? msg : "out of memory");
+        if ((nl = strchr(why, '\n')))
+            *nl = '\0';
+        PQfreemem(msg);
+        return -EINVAL;
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+const fl_store_backend fl_store_pg = {
+    .name = "postgres",
+    .check_url = pg_check_url,
+    .watch = pg_watch,
+    .wake = pg_wake,
+    .open = pg_open,
+    .close = pg_close,
+    .recover = pg_recover,
+    .begin = pg_begin,
+    .check_alive = pg_check_alive,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .submit = pg_submit,
+    .get = pg_get,
+    .list = pg_list,
+    .cancel = pg_cancel,
+    .set_status = pg_set_status,
+    .claim = pg_claim,
+    .finish = pg_finish,
+    .count = pg_count,
+    .changed = pg_changed,
+    .delivery_take = pg_delivery_take,
+    .delivery_done = pg_delivery_done,
+    .pause = pg_pause,
+    .retry = pg_retry,
+    .prune = pg_prune,
+    .last_key = pg_last_key,
+    .add_delivery = pg_add_delivery,
+};

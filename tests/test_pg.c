@@ -1,0 +1,485 @@
+/* test_pg.c — the PostgreSQL store backend with real flingd nodes on one real PostgreSQL 15
+ * server (tests/harness_pg.h): migrations applied once by ten nodes starting at once; an
+ * Idempotency-Key shared by the nodes; every job of several nodes run exactly once; a node's
+ * restart re-queues its own orphans and no other node's; a server restart under load (503
+ * while it is away, reconnection without help, every acked job ends); the configuration's
+ * errors. Skipped (77) when the server binaries are not installed. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "fling.h"
+#include "harness.h"
+#include "harness_pg.h"
+
+static flh_pg *pg;
+
+/* node_conf writes the [store] of a node named name on database db (plus more INI text). */
+static void node_conf(char *buf, size_t len, const char *db, const char *name, const char *more)
+{
+    char url[160];
+
+    flh_pg_url(pg, db, url, sizeof url);
+    snprintf(buf, len, "[store]\nbackend = postgres\nurl = %s\nnode = %s\n[type.noop]\nhandler = noop\n%s", url, name,
+             more ? more : "");
+}
+
+/* submit posts one job of type to d (extra headers may be NULL): the HTTP status, and the id
+ * into id (if not NULL) from a 202 or 200. */
+static int submit(const flh_daemon *d, const char *type, const char *payload, const char *headers, char *id,
+                  size_t idlen)
+{
+    size_t len;
+    char *req = flh_submit_req(type, payload, strlen(payload), headers, &len);
+    char reply[4096];
+    int fd = flh_connect_tcp(d->port), status = 0;
+
+    if (req && fd >= 0 && flh_send_all(fd, req, len) == 0)
+        status = flh_read_reply(fd, reply, sizeof reply, 10000);
+    if (fd >= 0)
+        close(fd);
+    free(req);
+    if (id && (status == 202 || status == 200)) {
+        const char *p = strstr(reply, "\"id\":\"");
+        id[0] = '\0';
+        if (p)
+            snprintf(id, idlen, "%.*s", (int)strcspn(p + 6, "\""), p + 6);
+    }
+    return status;
+}
+
+/* start_nodes starts n nodes at once on database db, named PREFIX0, PREFIX1, ..., each with
+ * more INI text. */
+static void start_nodes(flh_daemon *d, int n, const char *db, char prefix, const char *more)
+{
+    char conf[16][1024], name[16];
+    const char *confs[16];
+
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%c%d", prefix, i);
+        node_conf(conf[i], sizeof conf[i], db, name, more);
+        confs[i] = conf[i];
+    }
+    assert_int_equal(flh_start_many(d, n, confs), 0);
+}
+
+/* start_two starts nodes "a" and "b" (with more INI text) on a new database, named into db. */
+static void start_two(flh_daemon *a, flh_daemon *b, char *db, size_t len, const char *more)
+{
+    char ca[1024], cb[1024];
+
+    assert_int_equal(flh_pg_create_db(pg, db, len), 0);
+    node_conf(ca, sizeof ca, db, "a", more);
+    node_conf(cb, sizeof cb, db, "b", more);
+    assert_int_equal(flh_start(a, ca), 0);
+    assert_int_equal(flh_start(b, cb), 0);
+}
+
+/* wait_query polls a one-number query on db until it gives want or secs pass: the last value. */
+static long wait_query(const char *db, const char *sql, long want, double secs)
+{
+    long v = -1;
+    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
+        if ((v = flh_pg_query_long(pg, db, sql)) == want)
+            break;
+    return v;
+}
+
+static long count_log(const char *path, const char *what)
+{
+    flh_daemon tmp = { 0 };
+    snprintf(tmp.log, sizeof tmp.log, "%s", path);
+    return flh_log_count(&tmp, what);
+}
+
+/* Ten nodes starting at once on an empty database: the migrations are applied once, under
+ * the advisory lock, and every node comes up. */
+static void test_migrate_once(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    flh_daemon d[N];
+    char db[64];
+    long applied = 0;
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    start_nodes(d, N, db, 'm', NULL);
+    for (int i = 0; i < N; i++)
+        applied += count_log(d[i].log, "applied PostgreSQL migration");
+    assert_int_equal(applied, flh_pg_query_long(pg, db, "SELECT count(*) FROM fling_schema"));
+    assert_true(applied >= 1);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT version) FROM fling_schema"), applied);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+}
+
+/* An Idempotency-Key is one job whichever node sees it: the second submit, on another node,
+ * answers 200 with the first one's id. */
+static void test_idempotency_across_nodes(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id1[32], id2[32];
+
+    start_two(&a, &b, db, sizeof db, NULL);
+    assert_int_equal(submit(&a, "noop", "x", "Idempotency-Key: k-1\r\n", id1, sizeof id1), 202);
+    assert_int_equal(submit(&b, "noop", "x", "Idempotency-Key: k-1\r\n", id2, sizeof id2), 200);
+    assert_string_equal(id1, id2);
+    assert_int_equal(submit(&b, "noop", "x", "Idempotency-Key: k-2\r\n", id2, sizeof id2), 202);
+    assert_string_not_equal(id1, id2);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* counts how often each job id appears in the file the exec handler appends to. */
+typedef struct runs { int n_lines, dup; long max_id; unsigned char *seen; } runs;
+
+static void read_runs(const char *path, runs *r, long max_id)
+{
+    char line[64];
+    FILE *f = fopen(path, "r");
+
+    memset(r, 0, sizeof *r);
+    r->seen = calloc((size_t)max_id + 1, 1);
+    assert_non_null(r->seen);
+    while (f && fgets(line, sizeof line, f)) {
+        long id = strtol(line, NULL, 10);
+        r->n_lines++;
+        if (id > 0 && id <= max_id && r->seen[id]++)
+            r->dup++;
+    }
+    if (f)
+        fclose(f);
+}
+
+/* Jobs submitted round-robin to three nodes on one database: each is run once, by one node,
+ * and ends succeeded; no id repeats. */
+static void test_three_nodes_run_once(void **state)
+{
+    (void)state;
+    enum { N = 3, JOBS = 3000 };
+    flh_daemon d[N];
+    char db[64], out[192], type[512], id[32];
+    runs r;
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    snprintf(out, sizeof out, "/tmp/flingpgruns.%d", (int)getpid());
+    unlink(out);
+    snprintf(type, sizeof type, "[type.log]\nhandler = exec\ncommand = /bin/sh -c 'echo $FLING_JOB_ID >> %s'\n", out);
+    start_nodes(d, N, db, 'r', type);
+    for (int i = 0; i < JOBS; i++)
+        assert_int_equal(submit(&d[i % N], "log", "", NULL, id, sizeof id), 202);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", JOBS, 60), JOBS);
+    read_runs(out, &r, JOBS * 2);
+    assert_int_equal(r.n_lines, JOBS);
+    assert_int_equal(r.dup, 0);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT id) FROM jobs"), JOBS);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT max(attempts) FROM jobs"), 1);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT owner) FROM jobs"), N);
+    free(r.seen);
+    unlink(out);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+}
+
+/* The state of job id on db, read from the database itself. */
+static void job_row(const char *db, const char *id, const char *col, char *buf, size_t len)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT %s FROM jobs WHERE id = %s", col, id);
+    long v = flh_pg_query_long(pg, db, sql);
+    snprintf(buf, len, "%ld", v);
+}
+
+/* A node killed while its job runs re-queues that job when it starts again (its attempt
+ * counted), and leaves the job another node runs alone. One slot per node: each runs one. */
+static void test_restart_requeues_own_orphans_only(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], ida[32], idb[32], v[32], sql[200];
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    assert_int_equal(submit(&a, "t", "30", NULL, ida, sizeof ida), 202);
+    assert_int_equal(submit(&b, "t", "30", NULL, idb, sizeof idb), 202);
+    assert_int_equal(wait_query(db, "SELECT count(DISTINCT owner) FROM jobs WHERE state = 'running'", 2, 10), 2);
+    /* which job each node runs: a may have claimed b's submit, and the other way round */
+    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE owner = 'a'");
+    snprintf(ida, sizeof ida, "%ld", flh_pg_query_long(pg, db, sql));
+    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE owner = 'b'");
+    snprintf(idb, sizeof idb, "%ld", flh_pg_query_long(pg, db, sql));
+    flh_kill(&a, SIGKILL);
+    assert_int_equal(flh_restart(&a), 0);
+    if (flh_log_count(&a, "1 job(s) left running by a previous daemon re-queued") != 1) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "cat %s >&2", a.log);
+        assert_int_equal(system(cmd), 0);
+        fail();
+    }
+    /* a's job runs again, as its second attempt; b's is untouched, still its first */
+    snprintf(sql, sizeof sql, "SELECT attempts FROM jobs WHERE id = %s AND state = 'running'", ida);
+    assert_int_equal(wait_query(db, sql, 2, 10), 2);
+    job_row(db, idb, "attempts", v, sizeof v);
+    assert_string_equal(v, "1");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running' AND owner = 'b'", idb);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* A job submitted to a node whose only slot is busy starts on an idle node: the submit's
+ * commit notifies, and the other node's listener wakes its scheduler (without it the job
+ * would wait for the busy node's slot, a minute here). */
+static void test_idle_node_takes_the_job(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id[32], sql[200];
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    /* a minute of sleep fills one node's slot (whichever claimed it) */
+    assert_int_equal(submit(&a, "t", "60", NULL, id, sizeof id), 202);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = 'a'", id);
+    long on_a = flh_pg_query_long(pg, db, sql);
+    flh_daemon *busy = on_a ? &a : &b, *idle = on_a ? &b : &a;
+    const char *idle_name = on_a ? "b" : "a";
+    assert_int_equal(submit(busy, "noop", "", NULL, id, sizeof id), 202);
+    json_t *job = flh_wait_terminal(idle, id, 20000);
+    assert_non_null(job);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    json_decref(job);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = '%s'", id, idle_name);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* Priority across nodes with one slot each: nine jobs wait while every slot is busy; then each
+ * node's claims come in priority order (a claim takes the best job no other node is taking at
+ * that moment), and every job runs once. Checked per node, by the database's own record. */
+static void test_priority_across_nodes(void **state)
+{
+    (void)state;
+    enum { N = 3, JOBS = 9 };
+    static const int prio[JOBS] = { 4, 9, 1, 7, 3, 8, 2, 6, 5 };
+    flh_daemon d[N];
+    char db[64], id[32], hdr[64], sql[300];
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    start_nodes(d, N, db, 'p', "[workers]\ncount = 1\n");
+    for (int i = 0; i < N; i++)
+        assert_int_equal(submit(&d[i], "t", "2", NULL, id, sizeof id), 202);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'running'", N, 10), N);
+    for (int i = 0; i < JOBS; i++) {
+        snprintf(hdr, sizeof hdr, "Fling-Priority: %d\r\n", prio[i]);
+        assert_int_equal(submit(&d[i % N], "t", "0.1", hdr, id, sizeof id), 202);
+    }
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE state = 'queued'"), JOBS);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", N + JOBS, 30), N + JOBS);
+    /* per node, a later claim never took a higher priority than an earlier one */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs a JOIN jobs b ON a.owner = b.owner AND a.priority > 0"
+             " AND b.priority > 0 AND (a.started_at, a.id) < (b.started_at, b.id) WHERE b.priority > a.priority");
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 0);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT max(attempts) FROM jobs"), 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+}
+
+/* kill -9 of a node while it runs jobs: the other nodes see its lock free and re-queue them
+ * (the interrupted attempt counts), run them, and nothing acked is lost. */
+static void test_killed_node_jobs_run_elsewhere(void **state)
+{
+    (void)state;
+    enum { N = 3, JOBS = 6 };
+    flh_daemon d[N];
+    char db[64], id[32], sql[256];
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    start_nodes(d, N, db, 'k', "[workers]\ncount = 2\n");
+    for (int i = 0; i < JOBS; i++)
+        assert_int_equal(submit(&d[i % N], "t", "3", NULL, id, sizeof id), 202);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'running' AND owner = 'k0'", 2, 10), 2);
+    flh_kill(&d[0], SIGKILL);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", JOBS, 30), JOBS);
+    /* k0's two jobs ran again elsewhere, as their second attempt */
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE attempts = 2 AND owner <> 'k0'"), 2);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE owner = 'k0'"), 0);
+    long requeued = flh_log_count(&d[1], "left running by nodes that are gone re-queued") +
+                    flh_log_count(&d[2], "left running by nodes that are gone re-queued");
+    assert_true(requeued >= 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE state <> 'succeeded'");
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 0);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+    flh_rmdir(d[0].dir);
+}
+
+/* A node whose session the server ended (pg_terminate_backend) while its job runs: another
+ * node re-runs the job, and the first node's late outcome is fenced: the job's final record
+ * is the second attempt's. */
+static void test_terminated_session_is_fenced(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id[32], sql[400];
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    assert_int_equal(submit(&a, "t", "3", NULL, id, sizeof id), 202);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = 'a'", id);
+    int on_a = flh_pg_query_long(pg, db, sql) == 1;
+    const char *first = on_a ? "a" : "b", *second = on_a ? "b" : "a";
+    flh_daemon *first_d = on_a ? &a : &b;
+    /* the session holding the first node's lock is its writer's */
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+             " AND classid = 1718382183 AND objid = (hashtext('%s')::bigint & 4294967295)::oid", first);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded' AND owner = '%s'"
+             " AND attempts = 2", id, second);
+    assert_int_equal(wait_query(db, sql, 1, 30), 1);
+    int fenced = 0;
+    for (double end = flh_now() + 10; flh_now() < end && !fenced; usleep(50000))
+        fenced = flh_log_count(first_d, "no longer this node's attempt") == 1;
+    assert_true(fenced);
+    assert_int_equal(wait_query(db, sql, 1, 1), 1);   /* still the second attempt's record */
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* The server restarted under load: submits answer 503 while it is away (never a 202 that was
+ * not committed), the node reconnects by itself (its writer and its listener), and every
+ * acked job ends succeeded. */
+static void test_server_restart(void **state)
+{
+    (void)state;
+    flh_pg own;
+    flh_daemon d;
+    char db[64], conf[512], id[32];
+    int acked = 0, refused = 0;
+
+    assert_int_equal(flh_pg_start(&own), 0);
+    flh_pg *shared = pg;
+    pg = &own;
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    node_conf(conf, sizeof conf, db, "n", NULL);
+    assert_int_equal(flh_start(&d, conf), 0);
+    for (int i = 0; i < 50; i++)
+        acked += submit(&d, "noop", "", NULL, id, sizeof id) == 202;
+    flh_pg_kill(&own);
+    for (int i = 0; i < 20; i++) {
+        int st = submit(&d, "noop", "", NULL, id, sizeof id);
+        assert_true(st == 503 || st == 202);   /* a group that committed just before the stop */
+        refused += st == 503;
+        acked += st == 202;
+    }
+    assert_true(refused > 0);
+    json_t *h = NULL;
+    assert_int_equal(flh_http(&d, "GET", "/healthz", &h), 503);
+    json_decref(h);
+    assert_int_equal(flh_pg_restart(&own), 0);
+    int st = 0;
+    for (double end = flh_now() + 20; flh_now() < end && st != 202; usleep(100000))
+        st = submit(&d, "noop", "", NULL, id, sizeof id);
+    assert_int_equal(st, 202);
+    acked++;
+    assert_true(flh_log_count(&d, "connected to PostgreSQL again") >= 1);
+    /* the listener connects again by itself too, on the loop's one-second tick */
+    int back = 0;
+    for (double end = flh_now() + 15; flh_now() < end && !back; usleep(100000))
+        back = flh_log_count(&d, "listener is connected again") == 1;
+    assert_true(back);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", acked, 30), acked);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs"), acked);
+    assert_int_equal(flh_stop(&d), 0);
+    flh_pg_stop(&own);
+    pg = shared;
+}
+
+/* check_config runs flingd --check-config on text: its exit status, and its stderr in err. */
+static int check_config(const char *text, char *err, size_t errlen)
+{
+    char dir[] = "/tmp/flingpgconf.XXXXXX", path[64], log[96];
+    int st = -1;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/flingd.conf", dir);
+    snprintf(log, sizeof log, "%s/err", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen(log, "w", stderr);
+        execl(FLINGD_PATH, FLINGD_PATH, "-c", path, "--check-config", (char *)NULL);
+        _exit(127);
+    }
+    waitpid(pid, &st, 0);
+    f = fopen(log, "r");
+    size_t n = f ? fread(err, 1, errlen - 1, f) : 0;
+    err[n] = '\0';
+    if (f)
+        fclose(f);
+    flh_remove_dir(dir);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    char err[1024];
+
+    assert_int_not_equal(check_config("[store]\nbackend = postgres\n", err, sizeof err), 0);
+    assert_non_null(strstr(err, "needs url"));
+    assert_int_not_equal(check_config("[store]\nbackend = postgres\nurl = host='unterminated\n", err, sizeof err), 0);
+    assert_non_null(strstr(err, "[store] url"));
+    assert_int_not_equal(check_config("[server]\nlisten = 127.0.0.1:0\n[store]\nbackend = postgres\n"
+                                      "url = postgresql://127.0.0.1/x\n", err, sizeof err), 0);
+    assert_non_null(strstr(err, "[store] node"));
+    assert_int_not_equal(check_config("[store]\nurl = postgresql://127.0.0.1/x\n", err, sizeof err), 0);
+    assert_non_null(strstr(err, "takes no url"));
+    assert_int_equal(check_config("[store]\nbackend = postgres\nurl = host=127.0.0.1 dbname=x\nnode = n1\n", err,
+                                  sizeof err), 0);
+    /* without node, the default hostname:port needs a real port */
+    assert_int_equal(check_config("[server]\nlisten = 127.0.0.1:7999\n[store]\nbackend = postgres\n"
+                                  "url = postgresql://u:secret@127.0.0.1/x\n", err, sizeof err), 0);
+    assert_int_not_equal(check_config("[store]\nbackend = postgres\nurl = x\nnode = has space\n", err, sizeof err), 0);
+    assert_non_null(strstr(err, "visible ASCII"));
+}
+
+int main(void)
+{
+    if (!flh_pg_available()) {
+        printf("SKIP: PostgreSQL 15 is not installed (%s); scripts/install-deps --test installs it\n", FLH_PG_BIN);
+        return 77;
+    }
+    if (!(pg = flh_pg_shared()))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_migrate_once),
+        cmocka_unit_test(test_idempotency_across_nodes),
+        cmocka_unit_test(test_three_nodes_run_once),
+        cmocka_unit_test(test_restart_requeues_own_orphans_only),
+        cmocka_unit_test(test_idle_node_takes_the_job),
+        cmocka_unit_test(test_priority_across_nodes),
+        cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
+        cmocka_unit_test(test_terminated_session_is_fenced),
+        cmocka_unit_test(test_server_restart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
