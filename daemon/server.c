@@ -604,6 +604,8 @@ static void reload_effects(fl_server *srv, int mask)
         fl_log(LOG_WARNING, "reload: callbacks were off at start; their deliveries are stored and sent after a restart");
     if ((mask & FL_RELOAD_RETENTION) && !srv->stopping)
         fl_prune_set_retention(srv->prune, cfg->store_retention);
+    if ((mask & FL_RELOAD_SLOTS) && srv->sched)
+        fl_sched_slots_changed(srv->sched);
     if ((mask & FL_RELOAD_SCHEDULE) && !srv->stopping && (rc = restart_periodic(srv)) < 0)
         fl_log(LOG_ERR, "reload: schedules: %s; the previous schedules go on", strerror(-rc));
 }
