@@ -229,15 +229,20 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
 {
     const fl_job *job = r->job;
     const fl_type *t = r->st->type;
-    fl_metrics_observe(&r->st->m, o->seconds);
+    /* r->worker is NULL for a job claimed ahead that never started (hand_back): no duration to
+     * observe, and its callers log it, once per batch handed back. */
+    if (r->worker)
+        fl_metrics_observe(&r->st->m, o->seconds);
     if (o->stopped == FL_STOP_SHUTDOWN) {
         s->stats.requeued++;
-        fl_log(LOG_INFO, "job %lld (%s): stopped by shutdown; back in the queue", (long long)job->id, t->name);
+        if (r->worker)
+            fl_log(LOG_INFO, "job %lld (%s): stopped by shutdown; back in the queue", (long long)job->id, t->name);
         return FL_STATE_QUEUED;
     }
     if (o->stopped == FL_STOP_CANCEL) {
         r->st->m.cancelled++;
-        fl_log(LOG_INFO, "job %lld (%s): cancelled while running", (long long)job->id, t->name);
+        fl_log(LOG_INFO, "job %lld (%s): cancelled %s", (long long)job->id, t->name,
+               r->worker ? "while running" : "before it started");
         return FL_STATE_CANCELLED;
     }
     if (o->ok) {
@@ -361,8 +366,8 @@ static void start_run(fl_sched *s, run *r)
     free(r);
 }
 
-/* hand_back ends a claimed attempt that never started with outcome o (stop: back in the queue;
- * cancel: cancelled), and frees r. */
+/* hand_back ends a claimed attempt that never started (stop or pause: back in the queue, the
+ * claim's attempt counted; cancel: cancelled), and frees r. */
 static void hand_back(fl_sched *s, run *r, fl_stop_reason why)
 {
     fl_outcome o = { .stopped = why, .error = "" };
@@ -386,12 +391,17 @@ static void start_ready(fl_sched *s, sched_type *st)
 static void drop_ready(fl_sched *s)
 {
     fl_list *n;
-    for (size_t i = 0; i < s->n_types; i++)
-        while ((n = fl_list_first(&s->types[i].ready))) {
+    for (size_t i = 0; i < s->n_types; i++) {
+        sched_type *st = &s->types[i];
+        if (st->n_ready)
+            fl_log(LOG_INFO, "stop: type %s: %d job(s) claimed but not started; back in the queue "
+                             "(their attempt counted)", st->type->name, st->n_ready);
+        while ((n = fl_list_first(&st->ready))) {
             fl_list_remove(n);
-            s->types[i].n_ready--;
+            st->n_ready--;
             hand_back(s, fl_list_entry(n, run, node), FL_STOP_SHUTDOWN);
         }
+    }
 }
 
 static void claim_done(fl_store_op *op)
@@ -408,6 +418,14 @@ static void claim_done(fl_store_op *op)
         note_run_at(st, now_ms() + (int64_t)(FL_SCHED_RETRY_CLAIM * 1000));
         return;
     }
+    /* A pause applied before this claim was reaped was pushed, and so committed, before it: the
+     * claim ran on a paused type, and a paused type starts nothing that was queued when its
+     * pause committed. Those, like the ones claimed during a stop, go back untouched but
+     * counted. */
+    int back = s->stopping || st->paused;
+    if (back && op->u.claim.n)
+        fl_log(LOG_INFO, "type %s: %zu job(s) claimed while %s; back in the queue (their attempt counted)",
+               st->type->name, op->u.claim.n, s->stopping ? "stopping" : "paused");
     size_t i;
     for (i = 0; i < op->u.claim.n; i++) {
         run *r = calloc(1, sizeof *r);
@@ -419,7 +437,7 @@ static void claim_done(fl_store_op *op)
         }
         r->st = st;
         r->job = op->u.claim.jobs[i];
-        if (s->stopping)   /* claimed during a stop: hand them back untouched but counted */
+        if (back)
             hand_back(s, r, FL_STOP_SHUTDOWN);
         else {
             fl_list_push_tail(&st->ready, &r->node);
