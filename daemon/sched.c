@@ -17,7 +17,14 @@
  * A type becomes dirty only when work may be due that no claim has seen: a commit reaped while
  * the type's claim is in flight was made before that claim ran (the store reaps in push
  * order), so the claim saw it; and a claim tells through next_run_at whether it left due jobs
- * behind. A freed slot only kicks the pump. So no claim runs that is known to find nothing. */
+ * behind. A freed slot only kicks the pump. So no claim runs that is known to find nothing.
+ *
+ * A submit that makes a type due need not wait for its commit to be claimed: http.c calls
+ * fl_sched_submitting right after pushing the SUBMIT, and a type with free slots and no claim in
+ * flight pushes its CLAIM behind it at once. Both usually land in the same writer group, so one
+ * commit carries the job from submitted to running (the claim sees the submit's row in the same
+ * transaction), and the SUBMIT's on_due, reaped while that claim is in flight, claims nothing
+ * more. A lone job thus costs two commits (SUBMIT+CLAIM, FINISH) instead of three. */
 #include "sched.h"
 
 #include <errno.h>
@@ -455,6 +462,27 @@ static void claim_done(fl_store_op *op)
     s->progress(s->arg);
 }
 
+/* How many jobs st claims beyond its free slots: twice its pace. */
+static int ahead_of(const sched_type *st)
+{
+    int ahead = 2 * (st->ended > st->pace ? st->ended : st->pace);
+    return ahead < FL_SCHED_AHEAD_MAX ? ahead : FL_SCHED_AHEAD_MAX;
+}
+
+/* push_claim sends st's CLAIM for its n free slots (reserved until it is reaped) and ahead more,
+ * less those already waiting in its ready list; the caller made sure that is at least one. */
+static void push_claim(fl_sched *s, sched_type *st, int n, int ahead)
+{
+    st->dirty = 0;
+    st->claiming = 1;
+    st->claim_slots = n;
+    st->claim_limit = n + ahead - st->n_ready;
+    st->pace = st->ended;
+    st->ended = 0;
+    s->reserved += n;
+    fl_store_claim(s->store, &st->claim, st->type->name, st->claim_limit, now_ms(), claim_done, st);
+}
+
 static void pump_cb(void *udata, int woke)
 {
     fl_sched *s = udata;
@@ -462,28 +490,16 @@ static void pump_cb(void *udata, int woke)
         return;
     if (woke)
         wake_due(s);
-    int64_t now = now_ms();
     for (size_t i = 0; i < s->n_types; i++) {
         sched_type *st = &s->types[i];
         start_ready(s, st);   /* claimed before a pause: running in the store already */
         if (!st->dirty || st->claiming || st->paused)
             continue;   /* a paused type stays dirty: its resume claims at once */
-        int n = free_slots(s, st), ahead = 2 * (st->ended > st->pace ? st->ended : st->pace);
-        if (ahead > FL_SCHED_AHEAD_MAX)
-            ahead = FL_SCHED_AHEAD_MAX;
+        int n = free_slots(s, st), ahead = ahead_of(st);
         /* start_ready left jobs waiting only if no slot is free */
         if (n <= 0 && (ahead == 0 || st->n_ready >= (ahead + 1) / 2))
             continue;   /* stays dirty: a finishing attempt frees a slot and pumps again */
-        if (n < 0)
-            n = 0;
-        st->dirty = 0;
-        st->claiming = 1;
-        st->claim_slots = n;
-        st->claim_limit = n + ahead - st->n_ready;
-        st->pace = st->ended;
-        st->ended = 0;
-        s->reserved += n;
-        fl_store_claim(s->store, &st->claim, st->type->name, st->claim_limit, now, claim_done, st);
+        push_claim(s, st, n < 0 ? 0 : n, ahead);
     }
 }
 
@@ -602,6 +618,17 @@ void fl_sched_committed(fl_sched *s, const fl_job *job)
         note_run_at(st, job->run_at);
     else if (!st->claiming)   /* else committed before the claim in flight ran: it saw the job */
         mark_dirty(st);
+}
+
+void fl_sched_submitting(fl_sched *s, const char *type)
+{
+    sched_type *st = type_of(s, type);
+    /* A type with jobs claimed ahead, or without a free slot, claims as its pump decides. */
+    if (!st || s->stopping || s->loading || st->paused || st->claiming || st->n_ready)
+        return;
+    int n = free_slots(s, st);
+    if (n > 0)
+        push_claim(s, st, n, ahead_of(st));
 }
 
 void fl_sched_slots_changed(fl_sched *s)
