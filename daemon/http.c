@@ -787,9 +787,11 @@ void fl_http_complete(fl_req *req)
         /* Read before the push: from then on the writer thread may write the job's state. */
         const char *type = req->job->type;
         int queued = req->job->state == FL_STATE_QUEUED;
+        fl_store_cork(store);   /* its claim goes right behind it, in the same group */
         fl_store_submit(store, &req->op, req->job, submit_done, req);
-        if (queued)   /* its claim goes right behind it: one commit for both */
+        if (queued)
             fl_sched_submitting(req->http->env.sched, type);
+        fl_store_uncork(store);
         return;
     }
     case FL_ROUTE_GET:

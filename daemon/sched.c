@@ -21,8 +21,8 @@
  *
  * A submit that makes a type due need not wait for its commit to be claimed: http.c calls
  * fl_sched_submitting right after pushing the SUBMIT, and a type with free slots and no claim in
- * flight pushes its CLAIM behind it at once. Both usually land in the same writer group, so one
- * commit carries the job from submitted to running (the claim sees the submit's row in the same
+ * flight pushes its CLAIM behind it at once. http.c corks the store around both pushes, so they
+ * land in the same writer group, and one commit carries the job from submitted to running (the claim sees the submit's row in the same
  * transaction), and the SUBMIT's on_due, reaped while that claim is in flight, claims nothing
  * more. A lone job thus costs two commits (SUBMIT+CLAIM, FINISH) instead of three. */
 #include "sched.h"
