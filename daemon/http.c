@@ -783,9 +783,17 @@ void fl_http_complete(fl_req *req)
         return;
     }
     switch (req->route) {
-    case FL_ROUTE_SUBMIT:
+    case FL_ROUTE_SUBMIT: {
+        /* Read before the push: from then on the writer thread may write the job's state. */
+        const char *type = req->job->type;
+        int queued = req->job->state == FL_STATE_QUEUED;
+        fl_store_cork(store);   /* its claim goes right behind it, in the same group */
         fl_store_submit(store, &req->op, req->job, submit_done, req);
+        if (queued)
+            fl_sched_submitting(req->http->env.sched, type);
+        fl_store_uncork(store);
         return;
+    }
     case FL_ROUTE_GET:
         fl_store_get(store, &req->op, req->id, get_done, req);
         return;

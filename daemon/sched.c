@@ -17,7 +17,14 @@
  * A type becomes dirty only when work may be due that no claim has seen: a commit reaped while
  * the type's claim is in flight was made before that claim ran (the store reaps in push
  * order), so the claim saw it; and a claim tells through next_run_at whether it left due jobs
- * behind. A freed slot only kicks the pump. So no claim runs that is known to find nothing. */
+ * behind. A freed slot only kicks the pump. So no claim runs that is known to find nothing.
+ *
+ * A submit that makes a type due need not wait for its commit to be claimed: http.c calls
+ * fl_sched_submitting right after pushing the SUBMIT, and a type with free slots and no claim in
+ * flight pushes its CLAIM behind it at once. http.c corks the store around both pushes, so they
+ * land in the same writer group, and one commit carries the job from submitted to running (the claim sees the submit's row in the same
+ * transaction), and the SUBMIT's on_due, reaped while that claim is in flight, claims nothing
+ * more. A lone job thus costs two commits (SUBMIT+CLAIM, FINISH) instead of three. */
 #include "sched.h"
 
 #include <errno.h>
@@ -229,15 +236,20 @@ static fl_state outcome_state(fl_sched *s, const run *r, const fl_outcome *o, in
 {
     const fl_job *job = r->job;
     const fl_type *t = r->st->type;
-    fl_metrics_observe(&r->st->m, o->seconds);
+    /* r->worker is NULL for a job claimed ahead that never started (hand_back): no duration to
+     * observe, and its callers log it, once per batch handed back. */
+    if (r->worker)
+        fl_metrics_observe(&r->st->m, o->seconds);
     if (o->stopped == FL_STOP_SHUTDOWN) {
         s->stats.requeued++;
-        fl_log(LOG_INFO, "job %lld (%s): stopped by shutdown; back in the queue", (long long)job->id, t->name);
+        if (r->worker)
+            fl_log(LOG_INFO, "job %lld (%s): stopped by shutdown; back in the queue", (long long)job->id, t->name);
         return FL_STATE_QUEUED;
     }
     if (o->stopped == FL_STOP_CANCEL) {
         r->st->m.cancelled++;
-        fl_log(LOG_INFO, "job %lld (%s): cancelled while running", (long long)job->id, t->name);
+        fl_log(LOG_INFO, "job %lld (%s): cancelled %s", (long long)job->id, t->name,
+               r->worker ? "while running" : "before it started");
         return FL_STATE_CANCELLED;
     }
     if (o->ok) {
@@ -361,8 +373,8 @@ static void start_run(fl_sched *s, run *r)
     free(r);
 }
 
-/* hand_back ends a claimed attempt that never started with outcome o (stop: back in the queue;
- * cancel: cancelled), and frees r. */
+/* hand_back ends a claimed attempt that never started (stop or pause: back in the queue, the
+ * claim's attempt counted; cancel: cancelled), and frees r. */
 static void hand_back(fl_sched *s, run *r, fl_stop_reason why)
 {
     fl_outcome o = { .stopped = why, .error = "" };
@@ -386,12 +398,17 @@ static void start_ready(fl_sched *s, sched_type *st)
 static void drop_ready(fl_sched *s)
 {
     fl_list *n;
-    for (size_t i = 0; i < s->n_types; i++)
-        while ((n = fl_list_first(&s->types[i].ready))) {
+    for (size_t i = 0; i < s->n_types; i++) {
+        sched_type *st = &s->types[i];
+        if (st->n_ready)
+            fl_log(LOG_INFO, "stop: type %s: %d job(s) claimed but not started; back in the queue "
+                             "(their attempt counted)", st->type->name, st->n_ready);
+        while ((n = fl_list_first(&st->ready))) {
             fl_list_remove(n);
-            s->types[i].n_ready--;
+            st->n_ready--;
             hand_back(s, fl_list_entry(n, run, node), FL_STOP_SHUTDOWN);
         }
+    }
 }
 
 static void claim_done(fl_store_op *op)
@@ -408,6 +425,14 @@ static void claim_done(fl_store_op *op)
         note_run_at(st, now_ms() + (int64_t)(FL_SCHED_RETRY_CLAIM * 1000));
         return;
     }
+    /* A pause applied before this claim was reaped was pushed, and so committed, before it: the
+     * claim ran on a paused type, and a paused type starts nothing that was queued when its
+     * pause committed. Those, like the ones claimed during a stop, go back untouched but
+     * counted. */
+    int back = s->stopping || st->paused;
+    if (back && op->u.claim.n)
+        fl_log(LOG_INFO, "type %s: %zu job(s) claimed while %s; back in the queue (their attempt counted)",
+               st->type->name, op->u.claim.n, s->stopping ? "stopping" : "paused");
     size_t i;
     for (i = 0; i < op->u.claim.n; i++) {
         run *r = calloc(1, sizeof *r);
@@ -419,7 +444,7 @@ static void claim_done(fl_store_op *op)
         }
         r->st = st;
         r->job = op->u.claim.jobs[i];
-        if (s->stopping)   /* claimed during a stop: hand them back untouched but counted */
+        if (back)
             hand_back(s, r, FL_STOP_SHUTDOWN);
         else {
             fl_list_push_tail(&st->ready, &r->node);
@@ -437,6 +462,27 @@ static void claim_done(fl_store_op *op)
     s->progress(s->arg);
 }
 
+/* How many jobs st claims beyond its free slots: twice its pace. */
+static int ahead_of(const sched_type *st)
+{
+    int ahead = 2 * (st->ended > st->pace ? st->ended : st->pace);
+    return ahead < FL_SCHED_AHEAD_MAX ? ahead : FL_SCHED_AHEAD_MAX;
+}
+
+/* push_claim sends st's CLAIM for its n free slots (reserved until it is reaped) and ahead more,
+ * less those already waiting in its ready list; the caller made sure that is at least one. */
+static void push_claim(fl_sched *s, sched_type *st, int n, int ahead)
+{
+    st->dirty = 0;
+    st->claiming = 1;
+    st->claim_slots = n;
+    st->claim_limit = n + ahead - st->n_ready;
+    st->pace = st->ended;
+    st->ended = 0;
+    s->reserved += n;
+    fl_store_claim(s->store, &st->claim, st->type->name, st->claim_limit, now_ms(), claim_done, st);
+}
+
 static void pump_cb(void *udata, int woke)
 {
     fl_sched *s = udata;
@@ -444,28 +490,16 @@ static void pump_cb(void *udata, int woke)
         return;
     if (woke)
         wake_due(s);
-    int64_t now = now_ms();
     for (size_t i = 0; i < s->n_types; i++) {
         sched_type *st = &s->types[i];
         start_ready(s, st);   /* claimed before a pause: running in the store already */
         if (!st->dirty || st->claiming || st->paused)
             continue;   /* a paused type stays dirty: its resume claims at once */
-        int n = free_slots(s, st), ahead = 2 * (st->ended > st->pace ? st->ended : st->pace);
-        if (ahead > FL_SCHED_AHEAD_MAX)
-            ahead = FL_SCHED_AHEAD_MAX;
+        int n = free_slots(s, st), ahead = ahead_of(st);
         /* start_ready left jobs waiting only if no slot is free */
         if (n <= 0 && (ahead == 0 || st->n_ready >= (ahead + 1) / 2))
             continue;   /* stays dirty: a finishing attempt frees a slot and pumps again */
-        if (n < 0)
-            n = 0;
-        st->dirty = 0;
-        st->claiming = 1;
-        st->claim_slots = n;
-        st->claim_limit = n + ahead - st->n_ready;
-        st->pace = st->ended;
-        st->ended = 0;
-        s->reserved += n;
-        fl_store_claim(s->store, &st->claim, st->type->name, st->claim_limit, now, claim_done, st);
+        push_claim(s, st, n < 0 ? 0 : n, ahead);
     }
 }
 
@@ -584,6 +618,17 @@ void fl_sched_committed(fl_sched *s, const fl_job *job)
         note_run_at(st, job->run_at);
     else if (!st->claiming)   /* else committed before the claim in flight ran: it saw the job */
         mark_dirty(st);
+}
+
+void fl_sched_submitting(fl_sched *s, const char *type)
+{
+    sched_type *st = type_of(s, type);
+    /* A type with jobs claimed ahead, or without a free slot, claims as its pump decides. */
+    if (!st || s->stopping || s->loading || st->paused || st->claiming || st->n_ready)
+        return;
+    int n = free_slots(s, st);
+    if (n > 0)
+        push_claim(s, st, n, ahead_of(st));
 }
 
 void fl_sched_slots_changed(fl_sched *s)

@@ -33,6 +33,13 @@ int fl_sched_new(fl_sched **out, struct ev_loop *loop, const fl_config *cfg, fl_
  * scheduled: wake up at its run_at). job is borrowed for the call. */
 void fl_sched_committed(fl_sched *s, const fl_job *job);
 
+/* fl_sched_submitting is called right after the SUBMIT of a queued job of type was pushed to
+ * the store (type borrowed for the call): if the type has a free slot, no claim in flight and
+ * no job claimed ahead, its CLAIM is pushed at once, behind the SUBMIT, so that one commit
+ * carries both (the caller corks the store around the two pushes) and the job starts without
+ * waiting for a second one. */
+void fl_sched_submitting(fl_sched *s, const char *type);
+
 /* fl_sched_slots_changed says [workers] count or a type's concurrency changed (a reload): every
  * type may claim again at once, into the slots it now has. */
 void fl_sched_slots_changed(fl_sched *s);

@@ -63,6 +63,7 @@ struct fl_store {
     fl_store_hook_fn hook;         /* a type's on_complete/on_abort; called on the writer */
     const void *hook_arg;
     size_t outstanding;            /* loop thread only: pushed, not yet reaped */
+    int corked;                    /* loop thread only: fl_store_cork: 1, 2 once an op was pushed */
     int reaping;                   /* loop thread only: inside fl_store_reap */
 };
 
@@ -872,6 +873,25 @@ void fl_store_push(fl_store *s, fl_store_op *op)
     else
         s->pending = op;
     s->pending_tail = op;
+    if (s->corked)
+        s->corked = 2;
+    else
+        pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_cork(fl_store *s)
+{
+    s->corked = 1;
+}
+
+void fl_store_uncork(fl_store *s)
+{
+    int pushed = s->corked == 2;
+    s->corked = 0;
+    if (!pushed)
+        return;
+    pthread_mutex_lock(&s->mu);
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
 }

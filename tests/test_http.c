@@ -86,8 +86,10 @@ static int setup(void **state)
     const fl_store_options so = { .path = w->cfg.db_path };
     const fl_store_hooks hooks = { .notify = notify, .on_change = changed, .udata = w };
     assert_int_equal(fl_store_open(&w->store, &so, &hooks, err, sizeof err), 0);
-    /* The loop never runs: the scheduler claims nothing, so jobs stay queued. */
+    /* The loop never runs, and a stopped scheduler claims nothing (not even the claim a submit
+     * pushes behind itself): jobs stay queued. */
     assert_int_equal(fl_sched_new(&w->sched, w->loop, &w->cfg, w->store, NULL, notify, w), 0);
+    fl_sched_stop(w->sched);
     assert_int_equal(fl_ack_new(&w->ack, w->store, &w->metrics), 0);
     w->cancel = (fl_cancel){ .sched = w->sched };
     assert_int_equal(fl_wait_new(&w->wait, w->loop, w->ack, w->store, &w->cancel), 0);

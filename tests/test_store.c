@@ -1138,6 +1138,48 @@ static void test_recover(void **state)
 
 /* An op whose own data fails (a constraint, a value too big) fails alone: the rest of its group
  * is committed without it, so one bad op cannot turn the submits beside it into 503s. */
+/* A SUBMIT and the CLAIM pushed behind it while corked are one group, so one commit, even with
+ * the writer idle and time passing between the two pushes; the claim takes the job the submit
+ * wrote in the same transaction. */
+static void test_cork_makes_one_group(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "corked", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    fl_job *job = make_job(&sp);
+    fl_store_op sub, cl;
+    fl_store_stats before, after;
+    int calls = 0;
+
+    settle(h);
+    usleep(20000);   /* the writer, done with the last group, waits for work */
+    fl_store_stats_get(h->store, &before);
+    fl_store_cork(h->store);
+    submit_op(&sub, job);
+    sub.cb = count_cb;
+    sub.udata = &calls;
+    fl_store_push(h->store, &sub);
+    usleep(50000);   /* without the cork, the writer would commit the submit alone meanwhile */
+    memset(&cl, 0, sizeof cl);
+    cl.kind = FL_STORE_CLAIM;
+    cl.u.claim.type = "corked";
+    cl.u.claim.limit = 5;
+    cl.u.claim.now = NOW;
+    cl.cb = count_cb;
+    cl.udata = &calls;
+    fl_store_push(h->store, &cl);
+    fl_store_uncork(h->store);
+    settle(h);
+    fl_store_stats_get(h->store, &after);
+    assert_int_equal(calls, 2);
+    assert_int_equal(sub.result, 0);
+    assert_int_equal(cl.result, 0);
+    assert_int_equal(after.commits, before.commits + 1);
+    assert_int_equal(cl.u.claim.n, 1);
+    assert_int_equal(cl.u.claim.jobs[0]->id, job->id);
+    fl_store_list_free(cl.u.claim.jobs, cl.u.claim.n);
+    fl_job_free(job);
+}
+
 static void test_op_error_fails_alone(void **state)
 {
     harness *h = *state;
@@ -1782,6 +1824,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cork_makes_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_op_error_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_error_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),

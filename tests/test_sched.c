@@ -1,0 +1,374 @@
+/* test_sched.c — the scheduler's claim-ahead ("ready") list with a real flingd: a fast type
+ * with one slot claims more jobs than it has slots, and those wait `running` in the store,
+ * their attempt counted, until the slot frees. A cancel of such a job ends it cancelled and it
+ * never runs; a graceful stop hands them back to the queue (their attempt counted once) and the
+ * next start runs them; a paused type starts none of its queued jobs; after kill -9, recovery
+ * re-queues them and they run.
+ *
+ * The type's job appends its id to `ran` and ends, unless the file `gate` exists: then it
+ * writes its id and pid to `blocked` and sleeps, holding the only slot. With the gate set, the
+ * jobs `running` in the store besides the blocked one are exactly the claimed-ahead ones. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "harness.h"
+
+#define N_JOBS 2000
+#define BATCH 100          /* requests pipelined per send */
+#define MAX_READY 1024     /* more than the scheduler ever claims ahead */
+
+static flh_daemon D;       /* static: the harness's exit hook still finds it if an assert jumps out */
+static char work[64];      /* the jobs' files: ran, gate, blocked */
+static char ran_path[96], gate_path[96], blocked_path[96];
+static pid_t blocker_pid;  /* the blocked job's shell (exec'd into sleep), to stop after a kill -9 */
+
+static int start(void)
+{
+    snprintf(work, sizeof work, "/tmp/flingsched.XXXXXX");
+    if (!mkdtemp(work))
+        return -1;
+    snprintf(ran_path, sizeof ran_path, "%s/ran", work);
+    snprintf(gate_path, sizeof gate_path, "%s/gate", work);
+    snprintf(blocked_path, sizeof blocked_path, "%s/blocked", work);
+    blocker_pid = 0;
+    char conf[1024];
+    snprintf(conf, sizeof conf,
+             "[type.fast]\nhandler = exec\nconcurrency = 1\n"
+             "command = /bin/sh -c 'echo $FLING_JOB_ID >> \"$0/ran\"; if [ -e \"$0/gate\" ]; then "
+             "echo $FLING_JOB_ID $$ > \"$0/blocked.tmp\"; mv \"$0/blocked.tmp\" \"$0/blocked\"; exec sleep 30; fi' %s\n",
+             work);
+    return flh_start(&D, conf);
+}
+
+static void finish(void)
+{
+    assert_int_equal(flh_stop(&D), 0);
+    unlink(ran_path);
+    unlink(gate_path);
+    unlink(blocked_path);
+    rmdir(work);
+}
+
+/* Reads replies from fd until n whole ones have arrived; returns how many were 202. */
+static int read_replies(int fd, int n)
+{
+    static char buf[1 << 16];
+    size_t have = 0;
+    int got = 0, accepted = 0;
+    while (got < n) {
+        char *end = have ? memmem(buf, have, "\r\n\r\n", 4) : NULL;
+        const char *cl = end ? memmem(buf, (size_t)(end - buf), "Content-Length: ", 16) : NULL;
+        size_t len = end ? (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 16, NULL, 10) : 0) : 0;
+        if (end && have >= len) {
+            accepted += strncmp(buf, "HTTP/1.1 202 ", 13) == 0;
+            got++;
+            memmove(buf, buf + len, have - len);
+            have -= len;
+            continue;
+        }
+        assert_true(have < sizeof buf);
+        ssize_t r = read(fd, buf + have, sizeof buf - have);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+    }
+    return accepted;
+}
+
+/* Submits n jobs of type fast, pipelined BATCH at a time on one connection, each acked. */
+static void submit_many(int n)
+{
+    int fd = flh_connect_tcp(D.port);
+    assert_true(fd >= 0);
+    size_t one_len;
+    char *one = flh_submit_req("fast", "x", 1, NULL, &one_len);
+    char *batch = malloc(one_len * BATCH);
+    assert_non_null(one);
+    assert_non_null(batch);
+    for (int i = 0; i < BATCH; i++)
+        memcpy(batch + i * one_len, one, one_len);
+    for (int done = 0; done < n; done += BATCH) {
+        int k = n - done < BATCH ? n - done : BATCH;
+        assert_int_equal(flh_send_all(fd, batch, one_len * (size_t)k), 0);
+        assert_int_equal(read_replies(fd, k), k);
+    }
+    free(batch);
+    free(one);
+    close(fd);
+}
+
+/* How many jobs of type fast are in state, from GET /v1/types. */
+static long type_count(const char *state)
+{
+    json_t *body = NULL;
+    assert_int_equal(flh_http(&D, "GET", "/v1/types", &body), 200);
+    long n = -1;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(body, "types"), i, t)
+        if (!strcmp(json_string_value(json_object_get(t, "name")), "fast"))
+            n = (long)json_integer_value(json_object_get(json_object_get(t, "counts"), state));
+    json_decref(body);
+    assert_true(n >= 0);
+    return n;
+}
+
+/* Polls until type fast has want jobs in state (or 60 s pass); returns the last count. */
+static long wait_count(const char *state, long want)
+{
+    long n = -1;
+    for (double end = flh_now() + 60; flh_now() < end; usleep(20000))
+        if ((n = type_count(state)) == want)
+            break;
+    return n;
+}
+
+/* The ids in the file `ran`, one per attempt that started, in start order. */
+static long ran_ids(long *ids, long max)
+{
+    FILE *f = fopen(ran_path, "r");
+    long n = 0, id;
+    while (f && n < max && fscanf(f, "%ld", &id) == 1)
+        ids[n++] = id;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* How many attempts of job id started. */
+static int runs_of(long id)
+{
+    static long ids[4 * N_JOBS];
+    long n = ran_ids(ids, 4 * N_JOBS);
+    int count = 0;
+    for (long i = 0; i < n; i++)
+        count += ids[i] == id;
+    return count;
+}
+
+/* Waits until at least min jobs have run, then sets the gate and waits for the job it blocks;
+ * returns that job's id. */
+static long block_the_slot(long min)
+{
+    static long ids[N_JOBS];
+    for (double end = flh_now() + 60; flh_now() < end && ran_ids(ids, N_JOBS) < min;)
+        usleep(5000);
+    assert_true(ran_ids(ids, N_JOBS) >= min);
+    FILE *g = fopen(gate_path, "w");
+    assert_non_null(g);
+    fclose(g);
+    long id = 0;
+    for (double end = flh_now() + 30; flh_now() < end && !id; usleep(5000)) {
+        FILE *f = fopen(blocked_path, "r");
+        if (f && fscanf(f, "%ld %d", &id, &blocker_pid) != 2)
+            id = 0;
+        if (f)
+            fclose(f);
+    }
+    assert_true(id > 0 && blocker_pid > 0);
+    return id;
+}
+
+/* The ids of the jobs of type fast the store has `running`, other than skip; waits until there
+ * is at least one (the scheduler claims ahead while the slot is held). Returns how many. */
+static int claimed_ahead(long skip, long *ids)
+{
+    int n = 0;
+    for (double end = flh_now() + 30; flh_now() < end && n == 0; usleep(20000)) {
+        json_t *body = NULL;
+        assert_int_equal(flh_http(&D, "GET", "/v1/jobs?type=fast&state=running&limit=1000", &body), 200);
+        size_t i;
+        json_t *j;
+        n = 0;
+        json_array_foreach(json_object_get(body, "jobs"), i, j) {
+            long id = strtol(json_string_value(json_object_get(j, "id")), NULL, 10);
+            if (id != skip && n < MAX_READY)
+                ids[n++] = id;
+        }
+        json_decref(body);
+    }
+    assert_true(n > 0);
+    return n;
+}
+
+/* The state and attempts of job id, read from the database file of a stopped daemon. */
+static void db_row(long id, char *state, size_t cap, int *attempts)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT state, attempts FROM jobs WHERE id = ?1", -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(q, 1, id);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    snprintf(state, cap, "%s", (const char *)sqlite3_column_text(q, 0));
+    *attempts = sqlite3_column_int(q, 1);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+static int attempts_of(long id)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%ld", id);
+    json_t *job = NULL;
+    assert_int_equal(flh_http(&D, "GET", path, &job), 200);
+    int n = (int)json_integer_value(json_object_get(job, "attempts"));
+    json_decref(job);
+    return n;
+}
+
+/* Starts a daemon, submits N_JOBS, blocks the slot once 100 have run and collects the jobs
+ * then claimed ahead into ready; returns how many, and the blocked job's id in *blocker. */
+static int claimed_behind_a_held_slot(long *blocker, long *ready)
+{
+    assert_int_equal(start(), 0);
+    submit_many(N_JOBS);
+    *blocker = block_the_slot(100);
+    return claimed_ahead(*blocker, ready);
+}
+
+/* Asserts that the stopped daemon's database has each of the n jobs in state, with attempts. */
+static void expect_rows(const long *ids, int n, const char *state, int attempts)
+{
+    char row_state[16];
+    int row_attempts;
+    for (int i = 0; i < n; i++) {
+        db_row(ids[i], row_state, sizeof row_state, &row_attempts);
+        assert_string_equal(row_state, state);
+        assert_int_equal(row_attempts, attempts);
+        assert_int_equal(runs_of(ids[i]), 0);
+    }
+}
+
+/* Opens the gate and starts the daemon again: every job succeeds, each of the n claimed ahead
+ * after one run and two attempts (the claim's, then the run's), the blocked one after two runs. */
+static void restart_runs_them_all(const long *ready, int n, long blocker)
+{
+    assert_int_equal(unlink(gate_path), 0);
+    assert_int_equal(flh_restart(&D), 0);
+    assert_int_equal(wait_count("succeeded", N_JOBS), N_JOBS);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(runs_of(ready[i]), 1);
+        assert_int_equal(attempts_of(ready[i]), 2);
+    }
+    assert_int_equal(runs_of(blocker), 2);
+    assert_int_equal(attempts_of(blocker), 2);
+    finish();
+}
+
+/* DELETE of a job claimed ahead: the store has it running, so the answer is 202 (being
+ * stopped), and it ends cancelled without ever starting. */
+static void cancel_of_a_claimed_job_never_runs_it(void **state)
+{
+    (void)state;
+    static long ready[MAX_READY];
+    long blocker;
+    int n = claimed_behind_a_held_slot(&blocker, ready);
+    char path[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "/v1/jobs/%ld", ready[i]);
+        json_t *job = NULL;
+        assert_int_equal(flh_http(&D, "DELETE", path, &job), 202);
+        assert_string_equal(json_string_value(json_object_get(job, "state")), "running");
+        json_decref(job);
+    }
+    assert_int_equal(wait_count("cancelled", n), n);   /* while the slot is still held */
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%ld", ready[i]);
+        json_t *job = flh_wait_terminal(&D, path, 1000);
+        assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
+        json_decref(job);
+    }
+    assert_int_equal(unlink(gate_path), 0);
+    snprintf(path, sizeof path, "/v1/jobs/%ld", blocker);
+    assert_int_equal(flh_http(&D, "DELETE", path, NULL), 202);
+    assert_int_equal(wait_count("succeeded", N_JOBS - n - 1), N_JOBS - n - 1);
+    assert_int_equal(type_count("cancelled"), n + 1);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(runs_of(ready[i]), 0);
+    assert_int_equal(runs_of(blocker), 1);
+    finish();
+}
+
+/* SIGTERM: the blocked attempt outlives shutdown_grace and is handed back, and so is every job
+ * claimed ahead, each with the one attempt its claim counted; the next start runs them all. */
+static void graceful_stop_hands_claimed_jobs_back(void **state)
+{
+    (void)state;
+    static long ready[MAX_READY];
+    long blocker;
+    int n = claimed_behind_a_held_slot(&blocker, ready);
+    int st = flh_kill(&D, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    expect_rows(ready, n, "queued", 1);
+    char row_state[16];
+    int attempts;
+    db_row(blocker, row_state, sizeof row_state, &attempts);
+    assert_string_equal(row_state, "queued");
+    assert_int_equal(attempts, 1);
+    restart_runs_them_all(ready, n, blocker);
+}
+
+/* A paused type starts none of the jobs still queued when the pause is answered (those claimed
+ * before it are running in the store and go on); a resume runs them. */
+static void pause_starts_nothing_queued(void **state)
+{
+    (void)state;
+    assert_int_equal(start(), 0);
+    submit_many(N_JOBS);
+    static long ids[N_JOBS];
+    for (double end = flh_now() + 60; flh_now() < end && ran_ids(ids, N_JOBS) < 100;)
+        usleep(5000);
+    assert_int_equal(flh_http(&D, "POST", "/v1/types/fast/pause", NULL), 200);
+    long queued = type_count("queued");
+    assert_true(queued > 0);
+    assert_int_equal(wait_count("running", 0), 0);
+    long succeeded = type_count("succeeded");
+    assert_int_equal(type_count("queued"), queued);
+    assert_int_equal(succeeded + queued, N_JOBS);
+    usleep(300000);   /* nothing may start meanwhile */
+    assert_int_equal(type_count("queued"), queued);
+    assert_int_equal(ran_ids(ids, N_JOBS), succeeded);
+    assert_int_equal(flh_http(&D, "POST", "/v1/types/fast/resume", NULL), 200);
+    assert_int_equal(wait_count("succeeded", N_JOBS), N_JOBS);
+    assert_int_equal(ran_ids(ids, N_JOBS), N_JOBS);
+    finish();
+}
+
+/* kill -9 while jobs wait claimed ahead: the next start's recovery puts them back in the queue
+ * (the interrupted claim's attempt counts) and each runs once. */
+static void kill9_with_claimed_jobs_then_all_run(void **state)
+{
+    (void)state;
+    static long ready[MAX_READY];
+    long blocker;
+    int n = claimed_behind_a_held_slot(&blocker, ready);
+    flh_kill(&D, SIGKILL);
+    kill(blocker_pid, SIGKILL);   /* the orphaned sleep of the blocked job */
+    expect_rows(ready, n, "running", 1);
+    restart_runs_them_all(ready, n, blocker);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cancel_of_a_claimed_job_never_runs_it),
+        cmocka_unit_test(graceful_stop_hands_claimed_jobs_back),
+        cmocka_unit_test(pause_starts_nothing_queued),
+        cmocka_unit_test(kill9_with_claimed_jobs_then_all_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
