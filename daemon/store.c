@@ -55,6 +55,7 @@ struct fl_store {
     fl_store_op *done, *done_tail;
     int stop;
     int hold;                      /* fl_store_hold: start no new group */
+    int corked_ops;                /* ops pushed under a cork: no group starts until the uncork */
     int fault_err, fault_count;    /* fl_store_inject_fault */
     int op_fault_err;              /* fl_store_inject_op_fault: 0, or the error ... */
     fl_store_kind op_fault_kind;   /* ... the next op of this kind gets */
@@ -454,7 +455,7 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "fl-store");   /* for ps, top and /proc/PID/task */
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->stop && (!s->pending || s->hold))
+        while (!s->stop && (!s->pending || s->hold || s->corked_ops))
             pthread_cond_wait(&s->work_cv, &s->mu);
         if (!s->pending)
             break; /* stopping, and every op has been run */
@@ -873,10 +874,12 @@ void fl_store_push(fl_store *s, fl_store_op *op)
     else
         s->pending = op;
     s->pending_tail = op;
-    if (s->corked)
+    if (s->corked) {
         s->corked = 2;
-    else
+        s->corked_ops = 1;   /* a writer between two groups must not take half of what is corked */
+    } else {
         pthread_cond_signal(&s->work_cv);
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -892,6 +895,7 @@ void fl_store_uncork(fl_store *s)
     if (!pushed)
         return;
     pthread_mutex_lock(&s->mu);
+    s->corked_ops = 0;
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
 }

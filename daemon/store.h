@@ -354,10 +354,11 @@ void fl_store_last_key(fl_store *s, fl_store_op *op, const char *type, const cha
  * only. Never fails: errors come back in op->result. */
 void fl_store_push(fl_store *s, fl_store_op *op);
 
-/* fl_store_cork holds back the writer's wake-up for the ops pushed until fl_store_uncork, so
- * that ops pushed one after the other join one group even when the writer is idle (a SUBMIT
- * and the CLAIM pushed behind it); a writer already busy takes them with its next group as
- * ever. Push order is unchanged. Loop thread only; not nested. */
+/* fl_store_cork holds the writer back from the ops pushed until fl_store_uncork, so that ops
+ * pushed one after the other join one group (a SUBMIT and the CLAIM pushed behind it), whether
+ * the writer is idle, between two groups or busy: no group starts with part of them. A cork
+ * lasts one loop callback, never across an event. Push order is unchanged. Loop thread only;
+ * not nested. */
 void fl_store_cork(fl_store *s);
 void fl_store_uncork(fl_store *s);
 
