@@ -44,6 +44,15 @@ extern const int fl_pg_migrations_count;
  * folds equal notifications of one transaction into one, so a group of submits of one type
  * wakes each node once). */
 #define FL_PG_CHANNEL "fling_due"
+/* A CANCEL that finds a job running on another node tells that node, "ID OWNER": the owner's
+ * listener stops it as its own DELETE would, and the job ends cancelled there. */
+#define FL_PG_CANCEL_CHANNEL "fling_cancel"
+/* Every group that changed jobs tells the other nodes which, just before its COMMIT (so they
+ * hear it after the commit, in commit order): "NODE ID:EV ID:EV ..." with EV an
+ * fl_store_event. They read the rows and report them to their attached clients, event streams
+ * and mirror. A big group sends several, each below PostgreSQL's 8000-byte payload limit. */
+#define FL_PG_CHANGED_CHANNEL "fling_changed"
+#define FL_PG_CHANGES_MAX 7900
 /* Each node holds a session advisory lock (this class, the hash of its name) on its writer's
  * connection for as long as that session lives: a running job whose owner's lock is free
  * belongs to a node that is gone (killed, or cut off and its session ended by the server),
@@ -103,7 +112,7 @@ enum stmt_id {
     ST_COUNT_WAITING, ST_COUNT_ALL,
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
-    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS,
+    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS, ST_CANCEL_STOP, ST_CHANGES,
     ST_N
 };
 
@@ -188,6 +197,10 @@ static const char *const stmt_sql[ST_N] = {
                    " RETURNING jobs.id, pg_notify('" FL_PG_CHANNEL "', type || ' ')",
     [ST_DELIVERY_ORPHANS] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner <> $1 AND NOT "
                             NODE_ALIVE("deliveries.owner"),
+    /* The job is locked by ST_LOCK; a live owner other than this node is told to stop it. */
+    [ST_CANCEL_STOP] = "SELECT pg_notify('" FL_PG_CANCEL_CHANNEL "', id || ' ' || owner) FROM jobs"
+                       " WHERE id = $1 AND state = 'running' AND owner <> $2 AND " NODE_ALIVE("jobs.owner"),
+    [ST_CHANGES] = "SELECT pg_notify('" FL_PG_CHANGED_CHANNEL "', $1)",
 };
 
 typedef struct pg_store {
@@ -202,9 +215,12 @@ typedef struct pg_store {
     int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
     int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
     const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
+    char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
+    size_t changes_len;            /* 0: none yet in this group */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
+    uint64_t notifications;        /* notifications heard */
 } pg_store;
 
 /* ---- parameters ------------------------------------------------------------------------ */
@@ -516,6 +532,50 @@ static int find_duplicate(pg_store *s, fl_job *job)
     return 0;
 }
 
+/* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL). */
+static int flush_changes(pg_store *s)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    if (!s->changes_len)
+        return 0;
+    arg_text(&a, s->changes);
+    s->changes_len = 0;
+    if ((rc = run(s, ST_CHANGES, &a, &r)))
+        return rc;
+    PQclear(r);
+    return 0;
+}
+
+/* note_change adds job id's change ev to what this group notifies. */
+static int note_change(pg_store *s, int64_t id, fl_store_event ev)
+{
+    int rc, n;
+
+    if (s->changes_len > FL_PG_CHANGES_MAX && (rc = flush_changes(s)))
+        return rc;
+    if (!s->changes_len)
+        s->changes_len = (size_t)snprintf(s->changes, sizeof s->changes, "%s", s->node);
+    n = snprintf(s->changes + s->changes_len, sizeof s->changes - s->changes_len, " %lld:%d", (long long)id, (int)ev);
+    if (n > 0)
+        s->changes_len += (size_t)n;
+    return 0;
+}
+
+/* The change a FINISH into state made. */
+static fl_store_event finish_event(fl_state state)
+{
+    switch (state) {
+    case FL_STATE_SCHEDULED: return FL_STORE_EV_RETRYING;
+    case FL_STATE_QUEUED: return FL_STORE_EV_REQUEUED;
+    case FL_STATE_SUCCEEDED: return FL_STORE_EV_SUCCEEDED;
+    case FL_STATE_CANCELLED: return FL_STORE_EV_CANCELLED;
+    default: return FL_STORE_EV_FAILED;
+    }
+}
+
 static int pg_submit(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -550,7 +610,7 @@ static int pg_submit(void *b, fl_store_op *op)
     job->id = col_int(r, 0, 0);
     job->updated_at = s->now;
     PQclear(r);
-    return 0;
+    return note_change(s, job->id, FL_STORE_EV_SUBMITTED);
 }
 
 /* read_delivery reads row of r (DELIVERY_COLS) into one allocation. */
@@ -654,6 +714,23 @@ static int pg_list(void *b, fl_store_op *op)
     return 0;
 }
 
+/* stop_elsewhere tells the live node that runs the job a CANCEL found running, if not this
+ * one, to stop it (op->u.cancel.elsewhere = 1). */
+static int stop_elsewhere(pg_store *s, fl_store_op *op)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.cancel.id);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_CANCEL_STOP, &a, &r)))
+        return rc;
+    op->u.cancel.elsewhere = PQntuples(r) > 0;
+    PQclear(r);
+    return 0;
+}
+
 static int pg_cancel(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -665,7 +742,9 @@ static int pg_cancel(void *b, fl_store_op *op)
             op->answer = FL_STORE_NOT_FOUND;
         return rc;
     }
-    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) != FL_STORE_OK)
+    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) == FL_STORE_RUNNING)
+        return stop_elsewhere(s, op);
+    if (op->answer != FL_STORE_OK)
         return 0;
     arg_int(&a, op->u.cancel.id);
     arg_int(&a, op->u.cancel.now);
@@ -675,7 +754,7 @@ static int pg_cancel(void *b, fl_store_op *op)
     op->u.cancel.job->state = FL_STATE_CANCELLED;
     op->u.cancel.job->finished_at = op->u.cancel.now;
     op->u.cancel.job->updated_at = s->now;
-    return 0;
+    return note_change(s, op->u.cancel.id, FL_STORE_EV_CANCELLED);
 }
 
 static int pg_set_status(void *b, fl_store_op *op)
@@ -701,7 +780,7 @@ static int pg_set_status(void *b, fl_store_op *op)
     job->status |= op->u.set_status.bits;
     job->updated_at = s->now;
     op->u.set_status.changed = 1;
-    return 0;
+    return note_change(s, job->id, FL_STORE_EV_STATUS);
 }
 
 /* Claim order: higher priority first, then lower id (RETURNING keeps no order). */
@@ -749,7 +828,11 @@ static int sweep(pg_store *s)
         return rc;
     if ((n = PQntuples(r)))
         fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
+    for (long i = 0; i < n && !rc; i++)
+        rc = note_change(s, col_int(r, (int)i, 0), FL_STORE_EV_REQUEUED);
     PQclear(r);
+    if (rc)
+        return rc;
     arg_text(&d, s->node);
     if ((rc = run(s, ST_DELIVERY_ORPHANS, &d, &r)))
         return rc;
@@ -782,6 +865,9 @@ static int pg_claim(void *b, fl_store_op *op)
         return rc;
     if (op->u.claim.n > 1)
         qsort(op->u.claim.jobs, op->u.claim.n, sizeof *op->u.claim.jobs, claim_order);
+    for (size_t i = 0; i < op->u.claim.n; i++)
+        if ((rc = note_change(s, op->u.claim.jobs[i]->id, FL_STORE_EV_STARTED)))
+            return rc;
     return next_scheduled(s, op->u.claim.type, &op->u.claim.next_run_at);
 }
 
@@ -831,7 +917,7 @@ static int pg_finish(void *b, fl_store_op *op)
     }
     rc = read_job(r, 0, 0, &op->u.finish.job);
     PQclear(r);
-    return rc;
+    return rc ? rc : note_change(s, op->u.finish.id, finish_event(o->state));
 }
 
 static int pg_count(void *b, fl_store_op *op)
@@ -1007,6 +1093,8 @@ static int pg_retry(void *b, fl_store_op *op)
         op->answer = FL_STORE_NOT_FOUND;
     else if (!changed)
         op->answer = FL_STORE_WRONG_STATE;
+    else
+        return note_change(s, op->u.retry.id, FL_STORE_EV_RETRIED);
     return 0;
 }
 
@@ -1187,15 +1275,90 @@ static int pg_watch(void *b, int *fd, int *events)
     return fl_pglisten_watch(s->listen, fd, events);
 }
 
-static void pg_wake(void *b, void (*due)(const char *type, void *arg), void *arg)
+/* What one wake reports to (heard's arg). */
+typedef struct pg_hearing {
+    pg_store *s;
+    const fl_store_remote *r;
+} pg_hearing;
+
+/* heard_due: "TYPE NODE" (NODE empty for a sweep's re-queue), unless this node sent it. */
+static void heard_due(const pg_hearing *h, const char *payload)
+{
+    char type[FL_TYPE_NAME_MAX + 1];
+    const char *sp = strchr(payload, ' ');
+
+    if (!h->r->due || !sp || (size_t)(sp - payload) > FL_TYPE_NAME_MAX || strcmp(sp + 1, h->s->node) == 0)
+        return;
+    memcpy(type, payload, (size_t)(sp - payload));
+    type[sp - payload] = '\0';
+    h->r->due(type, h->r->arg);
+}
+
+/* heard_cancel: "ID OWNER", for this node only. */
+static void heard_cancel(const pg_hearing *h, const char *payload)
+{
+    char *end;
+    long long id = strtoll(payload, &end, 10);
+
+    if (h->r->stop && end != payload && *end == ' ' && strcmp(end + 1, h->s->node) == 0)
+        h->r->stop(id, h->r->arg);
+}
+
+/* heard_changed: "NODE ID:EV ...", unless this node sent it (its own changes were reported
+ * by the engine already). */
+static void heard_changed(const pg_hearing *h, const char *payload)
+{
+    size_t len = strlen(h->s->node);
+    const char *p = strchr(payload, ' ');
+
+    if (!h->r->changed || !p || ((size_t)(p - payload) == len && memcmp(payload, h->s->node, len) == 0))
+        return;
+    while (*p == ' ') {
+        char *end;
+        long long id = strtoll(p + 1, &end, 10);
+        long ev;
+
+        if (end == p + 1 || *end != ':')
+            break;
+        ev = strtol(end + 1, &end, 10);
+        if (ev < 0 || ev >= FL_STORE_EV_COUNT)
+            break;
+        h->r->changed(id, (fl_store_event)ev, h->r->arg);
+        p = end;
+    }
+    if (*p)
+        fl_log(LOG_WARNING, "store: a change notification that is not \"NODE ID:EV ...\" ignored from: %.40s", p);
+}
+
+static void heard(const char *channel, const char *payload, void *arg)
+{
+    const pg_hearing *h = arg;
+
+    if (channel)
+        h->s->notifications++;
+    if (!channel) {
+        if (h->r->due)
+            h->r->due(NULL, h->r->arg);
+    } else if (strcmp(channel, FL_PG_CHANNEL) == 0) {
+        heard_due(h, payload);
+    } else if (strcmp(channel, FL_PG_CANCEL_CHANNEL) == 0) {
+        heard_cancel(h, payload);
+    } else if (strcmp(channel, FL_PG_CHANGED_CHANNEL) == 0) {
+        heard_changed(h, payload);
+    }
+}
+
+static void pg_wake(void *b, const fl_store_remote *r)
 {
     pg_store *s = b;
+    pg_hearing h = { s, r };
 
-    fl_pglisten_wake(s->listen, due, arg);
+    fl_pglisten_wake(s->listen, heard, &h);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
         s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
-        due(NULL, arg);
+        if (r->due)
+            r->due(NULL, r->arg);
     }
 }
 
@@ -1209,6 +1372,7 @@ static void destroy(pg_store *s)
 
 static int pg_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
 {
+    static const char *const channels[] = { FL_PG_CHANNEL, FL_PG_CANCEL_CHANNEL, FL_PG_CHANGED_CHANNEL, NULL };
     pg_store *s;
     int rc;
 
@@ -1247,7 +1411,7 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         destroy(s);
         return rc;
     }
-    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, FL_PG_CHANNEL, node) < 0) {
+    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, channels) < 0) {
         destroy(s);
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -1319,6 +1483,7 @@ static int pg_begin(void *b, int64_t now)
     int rc = reconnect(s);
 
     s->now = now;
+    s->changes_len = 0;
     return rc ? rc : exec_text(s, "BEGIN", "BEGIN");
 }
 
@@ -1332,8 +1497,10 @@ static int pg_check_alive(void *b)
 static int pg_commit(void *b)
 {
     pg_store *s = b;
-    int rc = exec_text(s, "COMMIT", "COMMIT");
+    int rc = flush_changes(s);
 
+    if (!rc)
+        rc = exec_text(s, "COMMIT", "COMMIT");
     if (!rc)
         s->last_state[0] = '\0';
     return rc;
