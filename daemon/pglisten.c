@@ -107,6 +107,11 @@ void fl_pglisten_free(fl_pglisten *l)
     free(l);
 }
 
+int fl_pglisten_up(const fl_pglisten *l)
+{
+    return !l->down;
+}
+
 int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events)
 {
     *fd = l->conn ? PQsocket(l->conn) : -1;

@@ -26,6 +26,10 @@ void fl_pglisten_free(fl_pglisten *l);
  * connection may reuse the old fd's number). */
 int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events);
 
+/* fl_pglisten_up returns 0 from a lost connection or a failed attempt until a new connection
+ * listens, else 1 (also while the first attempt is under way). */
+int fl_pglisten_up(const fl_pglisten *l);
+
 /* What fl_pglisten_wake calls for each notification (channel and payload borrowed for the
  * call), and with both NULL once a new connection listens: anything may have been notified
  * while it was away. */

@@ -23,12 +23,13 @@ typedef struct remote_read {
 
 struct fl_remote {
     fl_store *store;
+    fl_metrics *metrics;
     fl_remote_fn report;
     void *arg;
     fl_list buckets[FL_REMOTE_BUCKETS];
 };
 
-int fl_remote_new(fl_remote **out, fl_store *store, fl_remote_fn report, void *arg)
+int fl_remote_new(fl_remote **out, fl_store *store, fl_metrics *metrics, fl_remote_fn report, void *arg)
 {
     fl_remote *r = calloc(1, sizeof *r);
 
@@ -36,6 +37,7 @@ int fl_remote_new(fl_remote **out, fl_store *store, fl_remote_fn report, void *a
     if (!r)
         return -ENOMEM;
     r->store = store;
+    r->metrics = metrics;
     r->report = report;
     r->arg = arg;
     for (size_t i = 0; i < FL_REMOTE_BUCKETS; i++)
@@ -66,6 +68,7 @@ static void read_done(fl_store_op *op);
 static void push_read(remote_read *rd)
 {
     rd->again = 0;
+    rd->r->metrics->remote_reads++;
     fl_store_get(rd->r->store, &rd->op, rd->id, read_done, rd);
 }
 
@@ -94,6 +97,7 @@ void fl_remote_changed(fl_remote *r, int64_t id, fl_store_event ev)
 {
     remote_read *rd = find(r, id);
 
+    r->metrics->remote_changes++;
     if (rd) {
         rd->ev = ev;
         rd->again = 1;

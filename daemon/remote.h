@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "metrics.h"
 #include "store.h"
 
 typedef struct fl_remote fl_remote;
@@ -21,8 +22,9 @@ typedef struct fl_remote fl_remote;
 typedef void (*fl_remote_fn)(const fl_job *job, fl_store_event ev, void *arg);
 
 /* fl_remote_new reads rows through store (borrowed; it must outlive every GET) and reports them
- * to report with arg. 0 or -ENOMEM. */
-int fl_remote_new(fl_remote **out, fl_store *store, fl_remote_fn report, void *arg);
+ * to report with arg; metrics (borrowed) gets the changes heard and the rows read. 0 or
+ * -ENOMEM. */
+int fl_remote_new(fl_remote **out, fl_store *store, fl_metrics *metrics, fl_remote_fn report, void *arg);
 
 /* fl_remote_changed: another node committed change ev of job id. */
 void fl_remote_changed(fl_remote *r, int64_t id, fl_store_event ev);

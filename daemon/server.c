@@ -274,6 +274,7 @@ static void remote_due(const char *type, void *arg)
 static void remote_stop(int64_t id, void *arg)
 {
     fl_server *srv = arg;
+    srv->metrics.remote_stops++;
     if (!srv->sched || fl_sched_cancel(srv->sched, id) < 0)
         fl_log(LOG_INFO, "job %lld: cancelled by another node, but its attempt here was already ending",
                (long long)id);
@@ -338,7 +339,7 @@ static int start_store_watch(fl_server *srv)
     int fd, events, gen;
     if (fl_store_watch(srv->store, &fd, &events, &gen) < 0)
         return 0;
-    if (fl_remote_new(&srv->remote, srv->store, tell_followers, srv) < 0)
+    if (fl_remote_new(&srv->remote, srv->store, &srv->metrics, tell_followers, srv) < 0)
         return -ENOMEM;
     ev_init(&srv->store_io, store_io_cb);
     srv->store_io.data = srv;
@@ -391,7 +392,9 @@ static int open_store(fl_server *srv, char *err, size_t errlen)
                                   .node = node_name(cfg, node, sizeof node) };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
-    int rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
+    int rc;
+    fl_log_set_node(so.node);   /* before the store's writer thread logs */
+    rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
     if (rc < 0)
         return rc;
     rc = fl_store_recover(srv->store);

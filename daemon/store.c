@@ -910,6 +910,11 @@ void fl_store_stats_get(fl_store *s, fl_store_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+    if (s->be->shared_stats) {
+        out->shared = 1;
+        if (!s->be->shared_stats(s->b, out) && !out->failing)
+            out->failing = -ENOTCONN;
+    }
 }
 
 void fl_store_list_free(fl_job **jobs, size_t n)

@@ -377,8 +377,20 @@ size_t fl_store_pending(const fl_store *s);
 
 /* fl_store_stats copies counters for /metrics: commits, rows written, failed groups; and
  * failing: the negative errno of the last group that had an op writing, if it failed, 0 once
- * such a group commits (reads alone commit even on a full disk, so they do not count). */
-typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; int failing; } fl_store_stats;
+ * such a group commits (reads alone commit even on a full disk, so they do not count); for a
+ * shared database also -ENOTCONN while its listener is not connected (the server cannot be
+ * reached, whether or not anything was written meanwhile).
+ * A shared database (PostgreSQL) sets shared = 1 and the counters of this node: jobs it
+ * claimed, its outcomes fenced (dropped: no longer its attempt), the jobs of gone nodes it
+ * re-queued, notifications heard from other nodes, and the statements it sent with their
+ * total time waiting for the server (round trips). All 0 for SQLite. */
+typedef struct fl_store_stats {
+    uint64_t commits, ops, failed_commits;
+    int failing;
+    int shared;
+    uint64_t claimed, fenced, orphans, notifications, round_trips;
+    double round_trip_seconds;
+} fl_store_stats;
 void fl_store_stats_get(fl_store *s, fl_store_stats *out);
 
 /* fl_store_delivery_free frees one delivery and its job; NULL is a no-op. */

@@ -62,6 +62,9 @@ typedef struct fl_store_backend {
      * fl_store_remote in store.h). */
     int (*watch)(void *b, int *fd, int *events);
     void (*wake)(void *b, const fl_store_remote *r);
+    /* shared_stats (NULL with watch) fills the shared-database fields of *out (see
+     * fl_store_stats) and returns 1 while the listener is connected, else 0. Loop thread. */
+    int (*shared_stats)(void *b, fl_store_stats *out);
 } fl_store_backend;
 
 /* fl_store_cancel_answer is what a CANCEL answers for a job found in state: FL_STORE_OK (it

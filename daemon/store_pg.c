@@ -26,7 +26,9 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -213,7 +215,12 @@ typedef struct pg_store {
     char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
     int64_t now;                   /* the clock of the group being run */
     int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
-    int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
+    /* Written by the writer, read by the loop (/metrics). */
+    atomic_uint_least64_t claimed;       /* jobs claimed */
+    atomic_uint_least64_t fenced;        /* outcomes dropped, their job no longer ours */
+    atomic_uint_least64_t orphans;       /* jobs of gone nodes re-queued */
+    atomic_uint_least64_t round_trips;   /* statements sent */
+    atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
     const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
@@ -328,6 +335,21 @@ static int result_errno(pg_store *s, const PGresult *r, const char *what)
 
 /* ---- running statements ---------------------------------------------------------------- */
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* timed counts one round trip that started at t0 (mono_ns). */
+static void timed(pg_store *s, uint64_t t0)
+{
+    atomic_fetch_add_explicit(&s->round_trips, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->round_trip_ns, mono_ns() - t0, memory_order_relaxed);
+}
+
 /* run executes statement id with a's parameters, binary rows; 0 and *out (the caller clears
  * it; NULL = cleared here) or a negative errno. */
 static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
@@ -336,9 +358,12 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
     PGresult *r;
     ExecStatusType st;
 
+    uint64_t t0 = mono_ns();
+
     snprintf(name, sizeof name, "s%d", (int)id);
     r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
                        a ? a->fmt : NULL, 1);
+    timed(s, t0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         int err = result_errno(s, r, "a statement");
@@ -355,10 +380,12 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
 /* exec_text runs SQL text without parameters (set-up and transaction control). */
 static int exec_text(pg_store *s, const char *sql, const char *what)
 {
+    uint64_t t0 = mono_ns();
     PGresult *r = PQexec(s->conn, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     int rc = 0;
 
+    timed(s, t0);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         rc = result_errno(s, r, what);
     PQclear(r);
@@ -826,8 +853,10 @@ static int sweep(pg_store *s)
     arg_text(&a, s->node);
     if ((rc = run(s, ST_ORPHANS, &a, &r)))
         return rc;
-    if ((n = PQntuples(r)))
+    if ((n = PQntuples(r))) {
         fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
+        atomic_fetch_add_explicit(&s->orphans, (uint64_t)n, memory_order_relaxed);
+    }
     for (long i = 0; i < n && !rc; i++)
         rc = note_change(s, col_int(r, (int)i, 0), FL_STORE_EV_REQUEUED);
     PQclear(r);
@@ -865,6 +894,7 @@ static int pg_claim(void *b, fl_store_op *op)
         return rc;
     if (op->u.claim.n > 1)
         qsort(op->u.claim.jobs, op->u.claim.n, sizeof *op->u.claim.jobs, claim_order);
+    atomic_fetch_add_explicit(&s->claimed, op->u.claim.n, memory_order_relaxed);
     for (size_t i = 0; i < op->u.claim.n; i++)
         if ((rc = note_change(s, op->u.claim.jobs[i]->id, FL_STORE_EV_STARTED)))
             return rc;
@@ -881,10 +911,10 @@ static int fence(pg_store *s, fl_store_op *op)
 
     if (rc <= 0)
         return rc;
-    s->fenced++;
+    uint64_t n = atomic_fetch_add_explicit(&s->fenced, 1, memory_order_relaxed) + 1;
     fl_log(LOG_WARNING, "job %lld: outcome %s of node %s dropped: the job is %s (attempt %d), no longer this"
-           " node's attempt (%lld fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
-           s->node, fl_proto_state_name(job->state), job->attempts, (long long)s->fenced);
+           " node's attempt (%llu fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
+           s->node, fl_proto_state_name(job->state), job->attempts, (unsigned long long)n);
     fl_job_free(job);
     return 0;
 }
@@ -1362,6 +1392,19 @@ static void pg_wake(void *b, const fl_store_remote *r)
     }
 }
 
+static int pg_shared_stats(void *b, fl_store_stats *out)
+{
+    pg_store *s = b;
+
+    out->claimed = atomic_load_explicit(&s->claimed, memory_order_relaxed);
+    out->fenced = atomic_load_explicit(&s->fenced, memory_order_relaxed);
+    out->orphans = atomic_load_explicit(&s->orphans, memory_order_relaxed);
+    out->round_trips = atomic_load_explicit(&s->round_trips, memory_order_relaxed);
+    out->round_trip_seconds = (double)atomic_load_explicit(&s->round_trip_ns, memory_order_relaxed) / 1e9;
+    out->notifications = s->notifications;
+    return fl_pglisten_up(s->listen);
+}
+
 static void destroy(pg_store *s)
 {
     fl_pglisten_free(s->listen);
@@ -1537,6 +1580,7 @@ const fl_store_backend fl_store_pg = {
     .check_url = pg_check_url,
     .watch = pg_watch,
     .wake = pg_wake,
+    .shared_stats = pg_shared_stats,
     .open = pg_open,
     .close = pg_close,
     .recover = pg_recover,

@@ -191,6 +191,16 @@ static void test_three_nodes_run_once(void **state)
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT id) FROM jobs"), JOBS);
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT max(attempts) FROM jobs"), 1);
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT owner) FROM jobs"), N);
+    /* each node's /metrics counts its own claims; its log names it */
+    long claimed = 0;
+    char named[32];
+    for (int i = 0; i < N; i++) {
+        claimed += flh_metric(&d[i], "fling_pg_claimed_jobs_total");
+        assert_true(flh_metric(&d[i], "fling_pg_round_trip_seconds_count") > 0);
+        snprintf(named, sizeof named, "[node=r%d", i);
+        assert_true(flh_log_count(&d[i], named) >= 1);
+    }
+    assert_int_equal(claimed, JOBS);
     free(r.seen);
     unlink(out);
     for (int i = 0; i < N; i++)
@@ -324,6 +334,8 @@ static void test_killed_node_jobs_run_elsewhere(void **state)
     long requeued = flh_log_count(&d[1], "left running by nodes that are gone re-queued") +
                     flh_log_count(&d[2], "left running by nodes that are gone re-queued");
     assert_true(requeued >= 1);
+    assert_int_equal(flh_metric(&d[1], "fling_pg_orphans_requeued_total") +
+                     flh_metric(&d[2], "fling_pg_orphans_requeued_total"), 2);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE state <> 'succeeded'");
     assert_int_equal(flh_pg_query_long(pg, db, sql), 0);
     for (int i = 1; i < N; i++)
@@ -359,6 +371,7 @@ static void test_terminated_session_is_fenced(void **state)
     for (double end = flh_now() + 10; flh_now() < end && !fenced; usleep(50000))
         fenced = flh_log_count(first_d, "no longer this node's attempt") == 1;
     assert_true(fenced);
+    assert_int_equal(flh_metric(first_d, "fling_pg_fenced_outcomes_total"), 1);
     assert_int_equal(wait_query(db, sql, 1, 1), 1);   /* still the second attempt's record */
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
@@ -384,6 +397,18 @@ static void test_server_restart(void **state)
     for (int i = 0; i < 50; i++)
         acked += submit(&d, "noop", "", NULL, id, sizeof id) == 202;
     flh_pg_kill(&own);
+    /* /healthz says the database is unreachable before anything is written: the listener's
+     * connection ended with the server */
+    json_t *h = NULL;
+    int health = 0;
+    for (double end = flh_now() + 10; flh_now() < end && health != 503; usleep(50000)) {
+        json_decref(h);
+        h = NULL;
+        health = flh_http(&d, "GET", "/healthz", &h);
+    }
+    assert_int_equal(health, 503);
+    assert_string_equal(json_string_value(json_object_get(h, "status")), "store_failing");
+    json_decref(h);
     for (int i = 0; i < 20; i++) {
         int st = submit(&d, "noop", "", NULL, id, sizeof id);
         assert_true(st == 503 || st == 202);   /* a group that committed just before the stop */
@@ -391,7 +416,7 @@ static void test_server_restart(void **state)
         acked += st == 202;
     }
     assert_true(refused > 0);
-    json_t *h = NULL;
+    h = NULL;
     assert_int_equal(flh_http(&d, "GET", "/healthz", &h), 503);
     json_decref(h);
     assert_int_equal(flh_pg_restart(&own), 0);
@@ -450,6 +475,8 @@ static void test_cancel_across_nodes(void **state)
     assert_non_null(job);
     assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
     json_decref(job);
+    assert_int_equal(flh_metric(busy, "fling_pg_remote_stops_total"), 1);
+    assert_int_equal(flh_metric(idle, "fling_pg_remote_stops_total"), 0);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner <> '%s' AND attempts = 1", id,
              idle_name);
     assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
@@ -536,6 +563,9 @@ static void test_changes_across_nodes(void **state)
     }
     redisFree(c);
     assert_true(mirrored);
+    /* the idle node started and ended the job: two changes at least, read at least once */
+    assert_true(flh_metric(busy, "fling_pg_remote_changes_total") >= 2);
+    assert_true(flh_metric(busy, "fling_pg_remote_reads_total") >= 1);
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
     flh_redis_stop(&redis);
