@@ -55,6 +55,12 @@ extern const int fl_pg_migrations_count;
  * and mirror. A big group sends several, each below PostgreSQL's 8000-byte payload limit. */
 #define FL_PG_CHANGED_CHANNEL "fling_changed"
 #define FL_PG_CHANGES_MAX 7900
+/* No node hears them while it is alone: a group notifies its changes only while another
+ * node's lock is held, which the writer looks up at most this often (ms). A node that takes
+ * its lock says so at once ("NODE" alone on FL_PG_CHANGED_CHANNEL), and every node that
+ * hears it notifies from its next group on, so a job submitted to the new node after that
+ * is followed there wherever it runs. */
+#define FL_PG_OTHERS_MS 1000
 /* Each node holds a session advisory lock (this class, the hash of its name) on its writer's
  * connection for as long as that session lives: a running job whose owner's lock is free
  * belongs to a node that is gone (killed, or cut off and its session ended by the server),
@@ -114,7 +120,7 @@ enum stmt_id {
     ST_COUNT_WAITING, ST_COUNT_ALL,
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
-    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS, ST_CANCEL_STOP, ST_CHANGES,
+    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS, ST_CANCEL_STOP, ST_CHANGES, ST_OTHERS,
     ST_N
 };
 
@@ -203,6 +209,10 @@ static const char *const stmt_sql[ST_N] = {
     [ST_CANCEL_STOP] = "SELECT pg_notify('" FL_PG_CANCEL_CHANNEL "', id || ' ' || owner) FROM jobs"
                        " WHERE id = $1 AND state = 'running' AND owner <> $2 AND " NODE_ALIVE("jobs.owner"),
     [ST_CHANGES] = "SELECT pg_notify('" FL_PG_CHANGED_CHANNEL "', $1)",
+    [ST_OTHERS] = "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+                  " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                  " AND l.classid = " FL_PG_NODE_LOCK " AND l.objsubid = 2"
+                  " AND l.objid <> (hashtext($1)::bigint & 4294967295)::oid",
 };
 
 typedef struct pg_store {
@@ -224,6 +234,9 @@ typedef struct pg_store {
     const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
+    int others;                    /* writer: another node's lock was held at others_at */
+    int64_t others_at;             /* writer: when others was looked up (ms; 0 = never) */
+    atomic_int hello;              /* set by the loop: another node spoke; others = 1 now */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
@@ -559,15 +572,44 @@ static int find_duplicate(pg_store *s, fl_job *job)
     return 0;
 }
 
-/* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL). */
-static int flush_changes(pg_store *s)
+/* others_live sets *out to whether another node may hear this group (see FL_PG_OTHERS_MS). */
+static int others_live(pg_store *s, int *out)
 {
     pg_args a = { 0 };
     PGresult *r;
     int rc;
 
+    if (atomic_exchange(&s->hello, 0)) {
+        s->others = 1;
+        s->others_at = s->now;
+    } else if (!s->others_at || s->now - s->others_at >= FL_PG_OTHERS_MS) {
+        arg_text(&a, s->node);
+        if ((rc = run(s, ST_OTHERS, &a, &r)))
+            return rc;
+        s->others = col_int(r, 0, 0) > 0;
+        s->others_at = s->now;
+        PQclear(r);
+    }
+    *out = s->others;
+    return 0;
+}
+
+/* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
+ * if another node may hear them. */
+static int flush_changes(pg_store *s)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc, others;
+
     if (!s->changes_len)
         return 0;
+    if ((rc = others_live(s, &others)))
+        return rc;
+    if (!others) {
+        s->changes_len = 0;
+        return 0;
+    }
     arg_text(&a, s->changes);
     s->changes_len = 0;
     if ((rc = run(s, ST_CHANGES, &a, &r)))
@@ -1227,6 +1269,21 @@ static int set_up(pg_store *s, char *err, size_t errlen)
 /* lock_node takes this node's session lock: 0, -EBUSY while another session holds it (a
  * node of the same name, or this node's previous session that the server has not yet seen
  * end), or another negative errno. */
+/* say_hello tells the live nodes that this one is (back) and follows their changes. */
+static int say_hello(pg_store *s)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    s->others_at = 0;   /* and look again who is live: they may have changed while it was away */
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_CHANGES, &a, &r)))
+        return rc;
+    PQclear(r);
+    return 0;
+}
+
 static int lock_node(pg_store *s)
 {
     const char *v[1] = { s->node };
@@ -1239,7 +1296,7 @@ static int lock_node(pg_store *s)
     else
         rc = result_errno(s, r, "taking the node lock");
     PQclear(r);
-    return rc;
+    return rc ? rc : say_hello(s);
 }
 
 /* schema_version reads the number of migrations applied (0 on a new database). */
@@ -1341,7 +1398,10 @@ static void heard_changed(const pg_hearing *h, const char *payload)
     size_t len = strlen(h->s->node);
     const char *p = strchr(payload, ' ');
 
-    if (!h->r->changed || !p || ((size_t)(p - payload) == len && memcmp(payload, h->s->node, len) == 0))
+    if ((p ? (size_t)(p - payload) : strlen(payload)) == len && memcmp(payload, h->s->node, len) == 0)
+        return;
+    atomic_store(&h->s->hello, 1);   /* another node is live: notify it from the next group on */
+    if (!h->r->changed || !p)
         return;
     while (*p == ' ') {
         char *end;
