@@ -1,6 +1,7 @@
 /* cancel.h — the one cancel policy, shared by DELETE /v1/jobs/{id} and the departure of a
  * waiting client with Fling-On-Disconnect: cancel. A job still waiting is cancelled by the
- * store (CANCEL); a running one is stopped by the scheduler and ends cancelled; one that ended
+ * store (CANCEL); a running one is stopped by the scheduler and ends cancelled (on a shared
+ * database, by the scheduler of the node that runs it, which the store tells); one that ended
  * already, or whose attempt is ending right now, is not cancellable. Loop thread only. */
 #ifndef FL_CANCEL_H
 #define FL_CANCEL_H

@@ -23,8 +23,14 @@ static atomic_int log_level = LOG_INFO;
 static atomic_int log_fd = STDERR_FILENO;
 static atomic_int log_format = FL_LOG_TEXT;
 static char *log_path;                  /* NULL: stderr; the loop's alone */
+static char log_node[128];              /* "": unnamed; set before other threads log */
 
 void fl_log_set_level(int level) { atomic_store(&log_level, level); }
+
+void fl_log_set_node(const char *node)
+{
+    snprintf(log_node, sizeof log_node, "%s", node ? node : "");
+}
 
 static const char *level_name(int level)
 {
@@ -158,6 +164,8 @@ static int put_json(const char *when, int level, const fl_log_ctx *ctx, const ch
               json_object_set_new(o, "level", json_string(level_name(level))) < 0 ||
               json_object_set_new(o, "pid", json_integer(getpid())) < 0 ||
               json_object_set_new(o, "msg", json_text(msg)) < 0;
+    if (!bad && log_node[0])
+        bad = json_object_set_new(o, "node", json_text(log_node)) < 0;
     if (!bad && ctx && ctx->job_id > 0) {
         char id[24];
         snprintf(id, sizeof id, "%" PRId64, ctx->job_id);
@@ -190,6 +198,10 @@ static void put_text(const char *when, int level, const fl_log_ctx *ctx, const c
     size_t n = (size_t)snprintf(rec, sizeof rec, "%s flingd[%d] %s: %s", when, (int)getpid(),
                                 level_name(level), msg);
     const char *sep = " [";
+    if (log_node[0] && n < sizeof rec) {
+        n += (size_t)snprintf(rec + n, sizeof rec - n, "%snode=%s", sep, log_node);
+        sep = " ";
+    }
     if (ctx && ctx->job_id > 0 && n < sizeof rec) {
         n += (size_t)snprintf(rec + n, sizeof rec - n, "%sjob=%" PRId64, sep, ctx->job_id);
         sep = " ";

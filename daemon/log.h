@@ -11,8 +11,8 @@
 #include <syslog.h>   /* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
 
 typedef enum fl_log_format {
-    FL_LOG_TEXT = 0,  /* "2026-11-23T10:00:00.123Z flingd[pid] level: message [job=7 type=t peer=p]" */
-    FL_LOG_JSON       /* {"time":..,"level":..,"pid":..,"msg":..,"job_id":"7","type":..,"peer":..} */
+    FL_LOG_TEXT = 0,  /* "2026-11-23T10:00:00.123Z flingd[pid] level: message [node=n job=7 type=t peer=p]" */
+    FL_LOG_JSON       /* {"time":..,"level":..,"pid":..,"msg":..,"node":..,"job_id":"7","type":..,"peer":..} */
 } fl_log_format;
 
 /* What a record is about; zero-initialise and set what is known (0 / NULL = unknown). */
@@ -21,6 +21,11 @@ typedef struct fl_log_ctx {
     const char *type;
     const char *peer;         /* "127.0.0.1:5000", "unix" */
 } fl_log_ctx;
+
+/* fl_log_set_node names this daemon in every record from now on ("node=NAME" first in a text
+ * line's brackets, "node" in JSON), for the nodes of a shared database; NULL = no name (the
+ * default). node is copied (cut at 127 bytes). Call before other threads log. */
+void fl_log_set_node(const char *node);
 
 /* fl_log_set_level drops messages less severe than level (default LOG_INFO). */
 void fl_log_set_level(int level);

@@ -55,6 +55,29 @@ void fl_metrics_observe(fl_metrics_type *t, double seconds)
     t->seconds_sum += seconds;
 }
 
+/* The node's part in a shared database (PostgreSQL). */
+static void render_shared(outbuf *b, const fl_metrics *m, const fl_metrics_gauges *g)
+{
+    metric(b, "fling_pg_claimed_jobs_total", "counter", "Jobs this node claimed.", g->pg_claimed);
+    metric(b, "fling_pg_notifications_total", "counter", "Notifications this node's listener heard.",
+           g->pg_notifications);
+    metric(b, "fling_pg_remote_changes_total", "counter", "Job changes committed by other nodes, heard here.",
+           m->remote_changes);
+    metric(b, "fling_pg_remote_reads_total", "counter",
+           "Rows read to report other nodes' changes (changes heard during a read are folded into it).",
+           m->remote_reads);
+    metric(b, "fling_pg_remote_stops_total", "counter", "Jobs stopped here for a cancel asked on another node.",
+           m->remote_stops);
+    metric(b, "fling_pg_fenced_outcomes_total", "counter",
+           "Outcomes dropped: their job had been re-queued while this node's session was gone.", g->pg_fenced);
+    metric(b, "fling_pg_orphans_requeued_total", "counter", "Running jobs of nodes that are gone re-queued here.",
+           g->pg_orphans);
+    put(b, "# HELP fling_pg_round_trip_seconds Statements sent to PostgreSQL and their time waiting for it.\n"
+           "# TYPE fling_pg_round_trip_seconds summary\n"
+           "fling_pg_round_trip_seconds_sum %.6f\nfling_pg_round_trip_seconds_count %llu\n",
+        g->pg_round_trip_seconds, (unsigned long long)g->pg_round_trips);
+}
+
 static void render_types(outbuf *b, const fl_metrics_type *types, size_t n)
 {
     put(b, "# HELP fling_jobs Jobs waiting or running, by type and state (queue depth).\n# TYPE fling_jobs gauge\n");
@@ -177,6 +200,8 @@ char *fl_metrics_render(const fl_metrics *m, const fl_metrics_gauges *g, const f
     metric(&b, "fling_callbacks_in_flight", "gauge", "Callback deliveries being attempted now.", g->cb_in_flight);
     if (g->has_redis)
         render_redis(&b, g);
+    if (g->has_shared)
+        render_shared(&b, m, g);
     render_types(&b, types, n_types);
     if (b.failed) {
         free(b.p);

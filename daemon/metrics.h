@@ -32,6 +32,9 @@ typedef struct fl_metrics {
     size_t streams_open;              /* a gauge: GET /v1/events streams subscribed (kept by events.c) */
     uint64_t streams_dropped;         /* event streams ended as too slow */
     uint64_t jobs_pruned;             /* finished jobs deleted by retention or POST /v1/prune */
+    /* A shared database: other nodes' changes heard, rows read to report them (remote.c), jobs
+     * stopped here for a cancel on another node (server.c). */
+    uint64_t remote_changes, remote_reads, remote_stops;
     fl_metrics_reason refused[FL_M_REASONS];   /* refused requests by error code */
 } fl_metrics;
 
@@ -49,6 +52,10 @@ typedef struct fl_metrics_gauges {
     int redis_connected;
     double redis_lag_seconds;
     uint64_t redis_errors, redis_dropped, redis_writes;
+    /* A shared database (store.h's fl_store_stats), rendered only when has_shared. */
+    int has_shared;
+    uint64_t pg_claimed, pg_fenced, pg_orphans, pg_notifications, pg_round_trips;
+    double pg_round_trip_seconds;
 } fl_metrics_gauges;
 
 /* Attempt durations, in seconds: the upper bounds of the histogram buckets (+Inf implied). */

@@ -5,7 +5,6 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "job.h"
 #include "log.h"
@@ -15,8 +14,7 @@
 
 struct fl_pglisten {
     const char *const *keys, *const *vals;   /* libpq's connection parameters, borrowed */
-    char listen_sql[128];          /* LISTEN channel */
-    const char *self;              /* this node's name: its own notifications are skipped */
+    char listen_sql[256];          /* LISTEN a; LISTEN b; ... */
     PGconn *conn;                  /* NULL while waiting to connect again */
     int connecting;                /* PQconnectPoll has not finished */
     int events;                    /* what the connection waits for: 1 = read, 2 = write */
@@ -77,18 +75,25 @@ static int poll_connect(fl_pglisten *l)
     return 1;
 }
 
-int fl_pglisten_new(fl_pglisten **out, const char *const *keys, const char *const *vals, const char *channel,
-                    const char *self)
+int fl_pglisten_new(fl_pglisten **out, const char *const *keys, const char *const *vals,
+                    const char *const *channels)
 {
     fl_pglisten *l = calloc(1, sizeof *l);
+    size_t used = 0;
 
     *out = NULL;
     if (!l)
         return -ENOMEM;
     l->keys = keys;
     l->vals = vals;
-    l->self = self;
-    snprintf(l->listen_sql, sizeof l->listen_sql, "LISTEN %s", channel);
+    for (; *channels; channels++) {
+        int n = snprintf(l->listen_sql + used, sizeof l->listen_sql - used, "LISTEN %s;", *channels);
+        if (n < 0 || (size_t)n >= sizeof l->listen_sql - used) {
+            free(l);
+            return -EINVAL;
+        }
+        used += (size_t)n;
+    }
     start(l);
     *out = l;
     return 0;
@@ -102,6 +107,11 @@ void fl_pglisten_free(fl_pglisten *l)
     free(l);
 }
 
+int fl_pglisten_up(const fl_pglisten *l)
+{
+    return !l->down;
+}
+
 int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events)
 {
     *fd = l->conn ? PQsocket(l->conn) : -1;
@@ -109,20 +119,7 @@ int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events)
     return l->gen;
 }
 
-/* notified reports one notification's type, unless this node sent it. */
-static void notified(const fl_pglisten *l, const PGnotify *n, void (*due)(const char *type, void *arg), void *arg)
-{
-    char type[FL_TYPE_NAME_MAX + 1];
-    const char *sp = strchr(n->extra, ' ');
-
-    if (!sp || (size_t)(sp - n->extra) > FL_TYPE_NAME_MAX || strcmp(sp + 1, l->self) == 0)
-        return;
-    memcpy(type, n->extra, (size_t)(sp - n->extra));
-    type[sp - n->extra] = '\0';
-    due(type, arg);
-}
-
-void fl_pglisten_wake(fl_pglisten *l, void (*due)(const char *type, void *arg), void *arg)
+void fl_pglisten_wake(fl_pglisten *l, fl_pglisten_fn heard, void *arg)
 {
     PGnotify *n;
     PGresult *r;
@@ -135,7 +132,7 @@ void fl_pglisten_wake(fl_pglisten *l, void (*due)(const char *type, void *arg), 
     }
     if (l->connecting) {
         if (poll_connect(l))
-            due(NULL, arg);
+            heard(NULL, NULL, arg);
         return;
     }
     if (!PQconsumeInput(l->conn)) {
@@ -143,9 +140,9 @@ void fl_pglisten_wake(fl_pglisten *l, void (*due)(const char *type, void *arg), 
         return;
     }
     while (!PQisBusy(l->conn) && (r = PQgetResult(l->conn)))
-        PQclear(r);   /* LISTEN's own reply */
+        PQclear(r);   /* LISTEN's own replies */
     while ((n = PQnotifies(l->conn))) {
-        notified(l, n, due, arg);
+        heard(n->relname, n->extra, arg);
         PQfreemem(n);
     }
 }

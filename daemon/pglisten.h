@@ -1,9 +1,8 @@
-/* pglisten.h — a PostgreSQL connection that only LISTENs on one channel, driven by the libev
- * loop without ever blocking it (used by the PostgreSQL store backend, store_pg.c, to hear of
- * the jobs other nodes commit). It connects with PQconnectStartParams + PQconnectPoll, then
- * reads with PQconsumeInput + PQnotifies whenever its socket is readable, and connects again
- * a second after it lost its connection. A notification's payload is "TYPE NODE": a type some
- * node made due, and that node's name; this node's own are ignored.
+/* pglisten.h — a PostgreSQL connection that only LISTENs, on a few channels, driven by the
+ * libev loop without ever blocking it (used by the PostgreSQL store backend, store_pg.c, to
+ * hear of what other nodes commit). It connects with PQconnectStartParams + PQconnectPoll,
+ * then reads with PQconsumeInput + PQnotifies whenever its socket is readable, and connects
+ * again a second after it lost its connection. What a payload means is the caller's.
  *
  * Host names are resolved when a connection starts, on the caller's thread: the url should
  * give an IP address (or hostaddr) where DNS may be slow. Loop thread only. */
@@ -13,10 +12,11 @@
 typedef struct fl_pglisten fl_pglisten;
 
 /* fl_pglisten_new starts connecting with libpq's keys and vals (NULL-terminated arrays with
- * expand_dbname, borrowed until free), to LISTEN on channel as node self (both borrowed).
- * Returns 0 and *out, or -ENOMEM. A failed first attempt is retried by wake. */
-int fl_pglisten_new(fl_pglisten **out, const char *const *keys, const char *const *vals, const char *channel,
-                    const char *self);
+ * expand_dbname, borrowed until free), to LISTEN on each of channels (NULL-terminated; plain
+ * lower-case identifiers, copied). Returns 0 and *out, -EINVAL if the channels' names are too
+ * long together, or -ENOMEM. A failed first attempt is retried by wake. */
+int fl_pglisten_new(fl_pglisten **out, const char *const *keys, const char *const *vals,
+                    const char *const *channels);
 
 /* fl_pglisten_free closes the connection; NULL is a no-op. */
 void fl_pglisten_free(fl_pglisten *l);
@@ -26,10 +26,18 @@ void fl_pglisten_free(fl_pglisten *l);
  * connection may reuse the old fd's number). */
 int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events);
 
+/* fl_pglisten_up returns 0 from a lost connection or a failed attempt until a new connection
+ * listens, else 1 (also while the first attempt is under way). */
+int fl_pglisten_up(const fl_pglisten *l);
+
+/* What fl_pglisten_wake calls for each notification (channel and payload borrowed for the
+ * call), and with both NULL once a new connection listens: anything may have been notified
+ * while it was away. */
+typedef void (*fl_pglisten_fn)(const char *channel, const char *payload, void *arg);
+
 /* fl_pglisten_wake runs when the fd is ready and on a timer: it goes on connecting, or reads
- * what arrived and calls due(type, arg) for each notification of another node, or connects
- * again once the retry time passed. When a new connection is listening it calls due(NULL,
- * arg): anything may have been notified while it was away. */
-void fl_pglisten_wake(fl_pglisten *l, void (*due)(const char *type, void *arg), void *arg);
+ * what arrived and calls heard for each notification, or connects again once the retry time
+ * passed. */
+void fl_pglisten_wake(fl_pglisten *l, fl_pglisten_fn heard, void *arg);
 
 #endif

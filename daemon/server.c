@@ -21,6 +21,7 @@
 #include "mirror.h"
 #include "periodic.h"
 #include "prune.h"
+#include "remote.h"
 #include "sched.h"
 #include "stats.h"
 #include "store.h"
@@ -71,6 +72,7 @@ struct fl_server {
     ev_timer store_tick;           /* wakes that listener once a second: reconnects, safety net */
     int store_gen;                 /* the listener fd's generation that store_io watches */
     int store_watching;            /* store_io and store_tick were set up */
+    fl_remote *remote;             /* other nodes' changes as events; NULL for SQLite */
     fl_listener *tcp;              /* NULL until started */
     fl_listener *unix_sock;        /* NULL without [server] unix */
     int port;
@@ -139,19 +141,29 @@ static void conn_closed(void *arg)
     maybe_done(srv);
 }
 
-/* The store's on_change: every committed change of a job, in commit order, with the row after
- * it (borrowed), goes down to whoever follows jobs: the attached clients, the callback
- * deliveries, the Redis mirror, the event streams. */
-static void store_changed(const fl_job *job, fl_store_event ev, void *arg)
+/* Another node's change of job (the row after it, borrowed), and through store_changed each of
+ * this node's own: the attached clients, the event streams and the Redis mirror hear of it.
+ * Another node's goes no further: that node delivers its callbacks, and the scheduler hears
+ * of due jobs by remote_due. */
+static void tell_followers(const fl_job *job, fl_store_event ev, void *arg)
 {
     fl_server *srv = arg;
     fl_wait_job_changed(srv->wait, job);
     if (srv->events)
         fl_events_publish(srv->events, job, fl_store_event_name(ev));
-    if (srv->callbacks)
-        fl_callbacks_job_changed(srv->callbacks, job);
     if (srv->mirror)
         fl_mirror_job_changed(srv->mirror, job, fl_store_event_name(ev));
+}
+
+/* The store's on_change: every committed change of a job, in commit order, with the row after
+ * it (borrowed), goes down to whoever follows jobs: those tell_followers tells, and the
+ * callback deliveries. */
+static void store_changed(const fl_job *job, fl_store_event ev, void *arg)
+{
+    fl_server *srv = arg;
+    tell_followers(job, ev, arg);
+    if (srv->callbacks)
+        fl_callbacks_job_changed(srv->callbacks, job);
 }
 
 /* The store's on_due: a job waits to run (after a submit, a retry, a requeue). The scheduler
@@ -257,6 +269,24 @@ static void remote_due(const char *type, void *arg)
     }
 }
 
+/* A CANCEL on another node found a job running here: stop it as this node's DELETE would. Not
+ * running here (any more) means its attempt is ending: it ends as its outcome says. */
+static void remote_stop(int64_t id, void *arg)
+{
+    fl_server *srv = arg;
+    srv->metrics.remote_stops++;
+    if (!srv->sched || fl_sched_cancel(srv->sched, id) < 0)
+        fl_log(LOG_INFO, "job %lld: cancelled by another node, but its attempt here was already ending",
+               (long long)id);
+}
+
+static void remote_changed(int64_t id, fl_store_event ev, void *arg)
+{
+    fl_server *srv = arg;
+    if (srv->remote)
+        fl_remote_changed(srv->remote, id, ev);
+}
+
 /* store_rewatch points store_io at the listener's socket and events, after each wake. The
  * watchers do not keep the loop alive (unref'd): a stop ends with ev_break. */
 static void store_rewatch(fl_server *srv)
@@ -283,7 +313,8 @@ static void store_rewatch(fl_server *srv)
 /* store_listen lets the listener read what arrived (or go on connecting), then re-aims store_io. */
 static void store_listen(fl_server *srv)
 {
-    fl_store_wake(srv->store, remote_due, srv);
+    const fl_store_remote r = { .due = remote_due, .stop = remote_stop, .changed = remote_changed, .arg = srv };
+    fl_store_wake(srv->store, &r);
     store_rewatch(srv);
 }
 
@@ -301,12 +332,15 @@ static void store_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     store_listen(w->data);
 }
 
-/* start_store_watch wires a shared database's listener to the loop; nothing for SQLite. */
-static void start_store_watch(fl_server *srv)
+/* start_store_watch wires a shared database's listener to the loop; nothing for SQLite.
+ * 0 or -ENOMEM. */
+static int start_store_watch(fl_server *srv)
 {
     int fd, events, gen;
     if (fl_store_watch(srv->store, &fd, &events, &gen) < 0)
-        return;
+        return 0;
+    if (fl_remote_new(&srv->remote, srv->store, &srv->metrics, tell_followers, srv) < 0)
+        return -ENOMEM;
     ev_init(&srv->store_io, store_io_cb);
     srv->store_io.data = srv;
     ev_timer_init(&srv->store_tick, store_tick_cb, 1.0, 1.0);
@@ -315,6 +349,7 @@ static void start_store_watch(fl_server *srv)
     ev_unref(srv->loop);
     srv->store_watching = 1;
     store_rewatch(srv);
+    return 0;
 }
 
 static void stop_store_watch(fl_server *srv)
@@ -357,7 +392,9 @@ static int open_store(fl_server *srv, char *err, size_t errlen)
                                   .node = node_name(cfg, node, sizeof node) };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
-    int rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
+    int rc;
+    fl_log_set_node(so.node);   /* before the store's writer thread logs */
+    rc = fl_store_open(&srv->store, &so, &hooks, err, errlen);
     if (rc < 0)
         return rc;
     rc = fl_store_recover(srv->store);
@@ -453,7 +490,11 @@ int fl_server_start(fl_server **out, struct ev_loop *loop, fl_config *cfg, char 
         fl_server_free(srv);
         return rc;
     }
-    start_store_watch(srv);
+    if ((rc = start_store_watch(srv)) < 0) {
+        snprintf(err, errlen, "other nodes' changes: %s", strerror(-rc));
+        fl_server_free(srv);
+        return rc;
+    }
     *out = srv;
     return 0;
 }
@@ -540,6 +581,7 @@ void fl_server_free(fl_server *srv)
     stop_store_watch(srv);
     fl_store_close(srv->store);      /* runs the callbacks' last DONE ops, and any request's */
     srv->store = NULL;
+    fl_remote_free(srv->remote);     /* after the store reaped its last GET */
     fl_prune_free(srv->prune);       /* after the store reaped its last batch */
     fl_periodic_free(srv->periodic); /* and its last submit */
     for (size_t i = 0; i < srv->n_old_periodic; i++)

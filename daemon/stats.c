@@ -29,6 +29,9 @@ static void gauges(const fl_stats *st, fl_metrics_gauges *g)
         .store_commits = ss.commits, .store_ops = ss.ops, .store_failed_commits = ss.failed_commits,
         .jobs_running = sc.running, .attempts = sc.attempts, .succeeded = sc.succeeded, .failed = sc.failed,
         .cancelled = sc.cancelled, .retried = sc.retried, .timed_out = sc.timed_out, .requeued = sc.requeued,
+        .has_shared = ss.shared, .pg_claimed = ss.claimed, .pg_fenced = ss.fenced, .pg_orphans = ss.orphans,
+        .pg_notifications = ss.notifications, .pg_round_trips = ss.round_trips,
+        .pg_round_trip_seconds = ss.round_trip_seconds,
     };
     if (st->mirror) {
         fl_mirror_stats ms;

@@ -250,6 +250,7 @@ static void clear_outputs(fl_store_op *op)
         break;
     case FL_STORE_CANCEL:
         op->u.cancel.job = NULL;
+        op->u.cancel.elsewhere = 0;
         break;
     case FL_STORE_CLAIM:
         op->u.claim.jobs = NULL;
@@ -606,10 +607,10 @@ int fl_store_watch(fl_store *s, int *fd, int *events, int *gen)
     return 0;
 }
 
-void fl_store_wake(fl_store *s, void (*due)(const char *type, void *arg), void *arg)
+void fl_store_wake(fl_store *s, const fl_store_remote *r)
 {
     if (s->be->wake)
-        s->be->wake(s->b, due, arg);
+        s->be->wake(s->b, r);
 }
 
 int fl_store_recover(fl_store *s)
@@ -933,6 +934,11 @@ void fl_store_stats_get(fl_store *s, fl_store_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+    if (s->be->shared_stats) {
+        out->shared = 1;
+        if (!s->be->shared_stats(s->b, out) && !out->failing)
+            out->failing = -ENOTCONN;
+    }
 }
 
 void fl_store_list_free(fl_job **jobs, size_t n)

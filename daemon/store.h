@@ -155,8 +155,10 @@ struct fl_store_op {
          * answer: FL_STORE_OK = was queued/scheduled, now cancelled; FL_STORE_RUNNING = it is
          * running (unchanged, job returned so the caller can stop it and FINISH it as
          * cancelled); FL_STORE_ENDED = already terminal (unchanged, job returned);
-         * FL_STORE_NOT_FOUND = no such job. */
-        struct { int64_t id; int64_t now; fl_job *job; } cancel;
+         * FL_STORE_NOT_FOUND = no such job. elsewhere: 1 with FL_STORE_RUNNING when the job
+         * runs on another node of a shared database, which was told to stop it (it ends
+         * cancelled there). */
+        struct { int64_t id; int64_t now; fl_job *job; int elsewhere; } cancel;
         /* in: id, bits to OR into status. answer FL_STORE_OK or FL_STORE_NOT_FOUND.
          * out: job = the row after the change (caller frees; also when nothing changed);
          *      changed = 1 if a bit was new (only then was the row written). */
@@ -273,14 +275,26 @@ int fl_store_url_check(const char *backend, const char *url, char *why, size_t l
 int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_hooks *hooks,
                   char *err, size_t errlen);
 
+/* What a shared database's listener heard of the other nodes, reported by fl_store_wake on the
+ * loop thread, each with arg: due(type) for a type another node made due (NULL: any may be,
+ * the listener was away); stop(id) for a job running on this node that a CANCEL on another
+ * node found running; changed(id, ev) for each change of a job another node committed, in
+ * commit order (the row is not sent: read it). Any may be NULL. */
+typedef struct fl_store_remote {
+    void (*due)(const char *type, void *arg);
+    void (*stop)(int64_t id, void *arg);
+    void (*changed)(int64_t id, fl_store_event ev, void *arg);
+    void *arg;
+} fl_store_remote;
+
 /* A shared database: other nodes commit too. fl_store_watch says what the loop should watch
  * for the store to hear of their jobs: 0 with *fd (-1 = nothing now, but ask again after the
  * next wake) and *events (1 read, 2 write), and a generation in *gen that changes with the
  * fd; -ENOTSUP for a store that has no other writers (SQLite). fl_store_wake runs when that
- * fd is ready and about once a second: due(type, arg) for each type another node made due,
- * due(NULL, arg) when any type may be. Loop thread only. */
+ * fd is ready and about once a second, and reports to r (borrowed for the call) what arrived.
+ * Loop thread only. */
 int fl_store_watch(fl_store *s, int *fd, int *events, int *gen);
-void fl_store_wake(fl_store *s, void (*due)(const char *type, void *arg), void *arg);
+void fl_store_wake(fl_store *s, const fl_store_remote *r);
 
 /* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
  * fn must be callable from the writer thread (it reads the immutable config). Before any push. */
@@ -371,8 +385,20 @@ size_t fl_store_pending(const fl_store *s);
 
 /* fl_store_stats copies counters for /metrics: commits, rows written, failed groups; and
  * failing: the negative errno of the last group that had an op writing, if it failed, 0 once
- * such a group commits (reads alone commit even on a full disk, so they do not count). */
-typedef struct fl_store_stats { uint64_t commits, ops, failed_commits; int failing; } fl_store_stats;
+ * such a group commits (reads alone commit even on a full disk, so they do not count); for a
+ * shared database also -ENOTCONN while its listener is not connected (the server cannot be
+ * reached, whether or not anything was written meanwhile).
+ * A shared database (PostgreSQL) sets shared = 1 and the counters of this node: jobs it
+ * claimed, its outcomes fenced (dropped: no longer its attempt), the jobs of gone nodes it
+ * re-queued, notifications heard from other nodes, and the statements it sent with their
+ * total time waiting for the server (round trips). All 0 for SQLite. */
+typedef struct fl_store_stats {
+    uint64_t commits, ops, failed_commits;
+    int failing;
+    int shared;
+    uint64_t claimed, fenced, orphans, notifications, round_trips;
+    double round_trip_seconds;
+} fl_store_stats;
 void fl_store_stats_get(fl_store *s, fl_store_stats *out);
 
 /* fl_store_delivery_free frees one delivery and its job; NULL is a no-op. */

@@ -58,10 +58,13 @@ typedef struct fl_store_backend {
      * listener the loop drives; both run on the loop thread, never on the writer's.
      * watch sets *fd (-1: none now) and *events (1 read, 2 write) the loop should wait for,
      * and returns a number that changes whenever the fd is a new one. wake runs when the fd
-     * is ready and on a timer; it calls due(type) for each type another writer made due, and
-     * due(NULL) when anything may be (the listener was away). */
+     * is ready and on a timer, and reports to r what the other writers did (see
+     * fl_store_remote in store.h). */
     int (*watch)(void *b, int *fd, int *events);
-    void (*wake)(void *b, void (*due)(const char *type, void *arg), void *arg);
+    void (*wake)(void *b, const fl_store_remote *r);
+    /* shared_stats (NULL with watch) fills the shared-database fields of *out (see
+     * fl_store_stats) and returns 1 while the listener is connected, else 0. Loop thread. */
+    int (*shared_stats)(void *b, fl_store_stats *out);
 } fl_store_backend;
 
 /* fl_store_cancel_answer is what a CANCEL answers for a job found in state: FL_STORE_OK (it

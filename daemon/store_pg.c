@@ -26,7 +26,9 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -44,6 +46,21 @@ extern const int fl_pg_migrations_count;
  * folds equal notifications of one transaction into one, so a group of submits of one type
  * wakes each node once). */
 #define FL_PG_CHANNEL "fling_due"
+/* A CANCEL that finds a job running on another node tells that node, "ID OWNER": the owner's
+ * listener stops it as its own DELETE would, and the job ends cancelled there. */
+#define FL_PG_CANCEL_CHANNEL "fling_cancel"
+/* Every group that changed jobs tells the other nodes which, just before its COMMIT (so they
+ * hear it after the commit, in commit order): "NODE ID:EV ID:EV ..." with EV an
+ * fl_store_event. They read the rows and report them to their attached clients, event streams
+ * and mirror. A big group sends several, each below PostgreSQL's 8000-byte payload limit. */
+#define FL_PG_CHANGED_CHANNEL "fling_changed"
+#define FL_PG_CHANGES_MAX 7900
+/* No node hears them while it is alone: a group notifies its changes only while another
+ * node's lock is held, which the writer looks up at most this often (ms). A node that takes
+ * its lock says so at once ("NODE" alone on FL_PG_CHANGED_CHANNEL), and every node that
+ * hears it notifies from its next group on, so a job submitted to the new node after that
+ * is followed there wherever it runs. */
+#define FL_PG_OTHERS_MS 1000
 /* Each node holds a session advisory lock (this class, the hash of its name) on its writer's
  * connection for as long as that session lives: a running job whose owner's lock is free
  * belongs to a node that is gone (killed, or cut off and its session ended by the server),
@@ -103,7 +120,7 @@ enum stmt_id {
     ST_COUNT_WAITING, ST_COUNT_ALL,
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
-    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS,
+    ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS, ST_CANCEL_STOP, ST_CHANGES, ST_OTHERS,
     ST_N
 };
 
@@ -188,6 +205,14 @@ static const char *const stmt_sql[ST_N] = {
                    " RETURNING jobs.id, pg_notify('" FL_PG_CHANNEL "', type || ' ')",
     [ST_DELIVERY_ORPHANS] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner <> $1 AND NOT "
                             NODE_ALIVE("deliveries.owner"),
+    /* The job is locked by ST_LOCK; a live owner other than this node is told to stop it. */
+    [ST_CANCEL_STOP] = "SELECT pg_notify('" FL_PG_CANCEL_CHANNEL "', id || ' ' || owner) FROM jobs"
+                       " WHERE id = $1 AND state = 'running' AND owner <> $2 AND " NODE_ALIVE("jobs.owner"),
+    [ST_CHANGES] = "SELECT pg_notify('" FL_PG_CHANGED_CHANNEL "', $1)",
+    [ST_OTHERS] = "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+                  " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                  " AND l.classid = " FL_PG_NODE_LOCK " AND l.objsubid = 2"
+                  " AND l.objid <> (hashtext($1)::bigint & 4294967295)::oid",
 };
 
 typedef struct pg_store {
@@ -200,11 +225,22 @@ typedef struct pg_store {
     char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
     int64_t now;                   /* the clock of the group being run */
     int64_t swept_at;              /* writer: when orphans were last looked for (ms) */
-    int64_t fenced;                /* writer: outcomes dropped, their job no longer ours */
+    /* Written by the writer, read by the loop (/metrics). */
+    atomic_uint_least64_t claimed;       /* jobs claimed */
+    atomic_uint_least64_t fenced;        /* outcomes dropped, their job no longer ours */
+    atomic_uint_least64_t orphans;       /* jobs of gone nodes re-queued */
+    atomic_uint_least64_t round_trips;   /* statements sent */
+    atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
     const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
+    char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
+    size_t changes_len;            /* 0: none yet in this group */
+    int others;                    /* writer: another node's lock was held at others_at */
+    int64_t others_at;             /* writer: when others was looked up (ms; 0 = never) */
+    atomic_int hello;              /* set by the loop: another node spoke; others = 1 now */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
+    uint64_t notifications;        /* notifications heard */
 } pg_store;
 
 /* ---- parameters ------------------------------------------------------------------------ */
@@ -312,6 +348,21 @@ static int result_errno(pg_store *s, const PGresult *r, const char *what)
 
 /* ---- running statements ---------------------------------------------------------------- */
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* timed counts one round trip that started at t0 (mono_ns). */
+static void timed(pg_store *s, uint64_t t0)
+{
+    atomic_fetch_add_explicit(&s->round_trips, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->round_trip_ns, mono_ns() - t0, memory_order_relaxed);
+}
+
 /* run executes statement id with a's parameters, binary rows; 0 and *out (the caller clears
  * it; NULL = cleared here) or a negative errno. */
 static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
@@ -320,9 +371,12 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
     PGresult *r;
     ExecStatusType st;
 
+    uint64_t t0 = mono_ns();
+
     snprintf(name, sizeof name, "s%d", (int)id);
     r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
                        a ? a->fmt : NULL, 1);
+    timed(s, t0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         int err = result_errno(s, r, "a statement");
@@ -339,10 +393,12 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
 /* exec_text runs SQL text without parameters (set-up and transaction control). */
 static int exec_text(pg_store *s, const char *sql, const char *what)
 {
+    uint64_t t0 = mono_ns();
     PGresult *r = PQexec(s->conn, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     int rc = 0;
 
+    timed(s, t0);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         rc = result_errno(s, r, what);
     PQclear(r);
@@ -516,6 +572,79 @@ static int find_duplicate(pg_store *s, fl_job *job)
     return 0;
 }
 
+/* others_live sets *out to whether another node may hear this group (see FL_PG_OTHERS_MS). */
+static int others_live(pg_store *s, int *out)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    if (atomic_exchange(&s->hello, 0)) {
+        s->others = 1;
+        s->others_at = s->now;
+    } else if (!s->others_at || s->now - s->others_at >= FL_PG_OTHERS_MS) {
+        arg_text(&a, s->node);
+        if ((rc = run(s, ST_OTHERS, &a, &r)))
+            return rc;
+        s->others = col_int(r, 0, 0) > 0;
+        s->others_at = s->now;
+        PQclear(r);
+    }
+    *out = s->others;
+    return 0;
+}
+
+/* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
+ * if another node may hear them. */
+static int flush_changes(pg_store *s)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc, others;
+
+    if (!s->changes_len)
+        return 0;
+    if ((rc = others_live(s, &others)))
+        return rc;
+    if (!others) {
+        s->changes_len = 0;
+        return 0;
+    }
+    arg_text(&a, s->changes);
+    s->changes_len = 0;
+    if ((rc = run(s, ST_CHANGES, &a, &r)))
+        return rc;
+    PQclear(r);
+    return 0;
+}
+
+/* note_change adds job id's change ev to what this group notifies. */
+static int note_change(pg_store *s, int64_t id, fl_store_event ev)
+{
+    int rc, n;
+
+    if (s->changes_len > FL_PG_CHANGES_MAX && (rc = flush_changes(s)))
+        return rc;
+    if (!s->changes_len)
+        s->changes_len = (size_t)snprintf(s->changes, sizeof s->changes, "%s", s->node);
+    n = snprintf(s->changes + s->changes_len, sizeof s->changes - s->changes_len, " %lld:%d", (long long)id, (int)ev);
+    if (n > 0)
+        s->changes_len += (size_t)n;
+    return 0;
+}
+
+/* The change a FINISH into state made. */
+static fl_store_event finish_event(fl_state state)
+{
+    switch (state) {
+    case FL_STATE_SCHEDULED: return FL_STORE_EV_RETRYING;
+    case FL_STATE_QUEUED: return FL_STORE_EV_REQUEUED;
+    case FL_STATE_SUCCEEDED: return FL_STORE_EV_SUCCEEDED;
+    case FL_STATE_CANCELLED: return FL_STORE_EV_CANCELLED;
+    default: return FL_STORE_EV_FAILED;
+    }
+}
+
 static int pg_submit(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -550,7 +679,7 @@ static int pg_submit(void *b, fl_store_op *op)
     job->id = col_int(r, 0, 0);
     job->updated_at = s->now;
     PQclear(r);
-    return 0;
+    return note_change(s, job->id, FL_STORE_EV_SUBMITTED);
 }
 
 /* read_delivery reads row of r (DELIVERY_COLS) into one allocation. */
@@ -654,6 +783,23 @@ static int pg_list(void *b, fl_store_op *op)
     return 0;
 }
 
+/* stop_elsewhere tells the live node that runs the job a CANCEL found running, if not this
+ * one, to stop it (op->u.cancel.elsewhere = 1). */
+static int stop_elsewhere(pg_store *s, fl_store_op *op)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.cancel.id);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_CANCEL_STOP, &a, &r)))
+        return rc;
+    op->u.cancel.elsewhere = PQntuples(r) > 0;
+    PQclear(r);
+    return 0;
+}
+
 static int pg_cancel(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -665,7 +811,9 @@ static int pg_cancel(void *b, fl_store_op *op)
             op->answer = FL_STORE_NOT_FOUND;
         return rc;
     }
-    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) != FL_STORE_OK)
+    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) == FL_STORE_RUNNING)
+        return stop_elsewhere(s, op);
+    if (op->answer != FL_STORE_OK)
         return 0;
     arg_int(&a, op->u.cancel.id);
     arg_int(&a, op->u.cancel.now);
@@ -675,7 +823,7 @@ static int pg_cancel(void *b, fl_store_op *op)
     op->u.cancel.job->state = FL_STATE_CANCELLED;
     op->u.cancel.job->finished_at = op->u.cancel.now;
     op->u.cancel.job->updated_at = s->now;
-    return 0;
+    return note_change(s, op->u.cancel.id, FL_STORE_EV_CANCELLED);
 }
 
 static int pg_set_status(void *b, fl_store_op *op)
@@ -701,7 +849,7 @@ static int pg_set_status(void *b, fl_store_op *op)
     job->status |= op->u.set_status.bits;
     job->updated_at = s->now;
     op->u.set_status.changed = 1;
-    return 0;
+    return note_change(s, job->id, FL_STORE_EV_STATUS);
 }
 
 /* Claim order: higher priority first, then lower id (RETURNING keeps no order). */
@@ -747,9 +895,15 @@ static int sweep(pg_store *s)
     arg_text(&a, s->node);
     if ((rc = run(s, ST_ORPHANS, &a, &r)))
         return rc;
-    if ((n = PQntuples(r)))
+    if ((n = PQntuples(r))) {
         fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
+        atomic_fetch_add_explicit(&s->orphans, (uint64_t)n, memory_order_relaxed);
+    }
+    for (long i = 0; i < n && !rc; i++)
+        rc = note_change(s, col_int(r, (int)i, 0), FL_STORE_EV_REQUEUED);
     PQclear(r);
+    if (rc)
+        return rc;
     arg_text(&d, s->node);
     if ((rc = run(s, ST_DELIVERY_ORPHANS, &d, &r)))
         return rc;
@@ -782,6 +936,10 @@ static int pg_claim(void *b, fl_store_op *op)
         return rc;
     if (op->u.claim.n > 1)
         qsort(op->u.claim.jobs, op->u.claim.n, sizeof *op->u.claim.jobs, claim_order);
+    atomic_fetch_add_explicit(&s->claimed, op->u.claim.n, memory_order_relaxed);
+    for (size_t i = 0; i < op->u.claim.n; i++)
+        if ((rc = note_change(s, op->u.claim.jobs[i]->id, FL_STORE_EV_STARTED)))
+            return rc;
     return next_scheduled(s, op->u.claim.type, &op->u.claim.next_run_at);
 }
 
@@ -795,10 +953,10 @@ static int fence(pg_store *s, fl_store_op *op)
 
     if (rc <= 0)
         return rc;
-    s->fenced++;
+    uint64_t n = atomic_fetch_add_explicit(&s->fenced, 1, memory_order_relaxed) + 1;
     fl_log(LOG_WARNING, "job %lld: outcome %s of node %s dropped: the job is %s (attempt %d), no longer this"
-           " node's attempt (%lld fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
-           s->node, fl_proto_state_name(job->state), job->attempts, (long long)s->fenced);
+           " node's attempt (%llu fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
+           s->node, fl_proto_state_name(job->state), job->attempts, (unsigned long long)n);
     fl_job_free(job);
     return 0;
 }
@@ -831,7 +989,7 @@ static int pg_finish(void *b, fl_store_op *op)
     }
     rc = read_job(r, 0, 0, &op->u.finish.job);
     PQclear(r);
-    return rc;
+    return rc ? rc : note_change(s, op->u.finish.id, finish_event(o->state));
 }
 
 static int pg_count(void *b, fl_store_op *op)
@@ -1007,6 +1165,8 @@ static int pg_retry(void *b, fl_store_op *op)
         op->answer = FL_STORE_NOT_FOUND;
     else if (!changed)
         op->answer = FL_STORE_WRONG_STATE;
+    else
+        return note_change(s, op->u.retry.id, FL_STORE_EV_RETRIED);
     return 0;
 }
 
@@ -1109,6 +1269,21 @@ static int set_up(pg_store *s, char *err, size_t errlen)
 /* lock_node takes this node's session lock: 0, -EBUSY while another session holds it (a
  * node of the same name, or this node's previous session that the server has not yet seen
  * end), or another negative errno. */
+/* say_hello tells the live nodes that this one is (back) and follows their changes. */
+static int say_hello(pg_store *s)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    s->others_at = 0;   /* and look again who is live: they may have changed while it was away */
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_CHANGES, &a, &r)))
+        return rc;
+    PQclear(r);
+    return 0;
+}
+
 static int lock_node(pg_store *s)
 {
     const char *v[1] = { s->node };
@@ -1121,7 +1296,7 @@ static int lock_node(pg_store *s)
     else
         rc = result_errno(s, r, "taking the node lock");
     PQclear(r);
-    return rc;
+    return rc ? rc : say_hello(s);
 }
 
 /* schema_version reads the number of migrations applied (0 on a new database). */
@@ -1187,16 +1362,107 @@ static int pg_watch(void *b, int *fd, int *events)
     return fl_pglisten_watch(s->listen, fd, events);
 }
 
-static void pg_wake(void *b, void (*due)(const char *type, void *arg), void *arg)
+/* What one wake reports to (heard's arg). */
+typedef struct pg_hearing {
+    pg_store *s;
+    const fl_store_remote *r;
+} pg_hearing;
+
+/* heard_due: "TYPE NODE" (NODE empty for a sweep's re-queue), unless this node sent it. */
+static void heard_due(const pg_hearing *h, const char *payload)
+{
+    char type[FL_TYPE_NAME_MAX + 1];
+    const char *sp = strchr(payload, ' ');
+
+    if (!h->r->due || !sp || (size_t)(sp - payload) > FL_TYPE_NAME_MAX || strcmp(sp + 1, h->s->node) == 0)
+        return;
+    memcpy(type, payload, (size_t)(sp - payload));
+    type[sp - payload] = '\0';
+    h->r->due(type, h->r->arg);
+}
+
+/* heard_cancel: "ID OWNER", for this node only. */
+static void heard_cancel(const pg_hearing *h, const char *payload)
+{
+    char *end;
+    long long id = strtoll(payload, &end, 10);
+
+    if (h->r->stop && end != payload && *end == ' ' && strcmp(end + 1, h->s->node) == 0)
+        h->r->stop(id, h->r->arg);
+}
+
+/* heard_changed: "NODE ID:EV ...", unless this node sent it (its own changes were reported
+ * by the engine already). */
+static void heard_changed(const pg_hearing *h, const char *payload)
+{
+    size_t len = strlen(h->s->node);
+    const char *p = strchr(payload, ' ');
+
+    if ((p ? (size_t)(p - payload) : strlen(payload)) == len && memcmp(payload, h->s->node, len) == 0)
+        return;
+    atomic_store(&h->s->hello, 1);   /* another node is live: notify it from the next group on */
+    if (!h->r->changed || !p)
+        return;
+    while (*p == ' ') {
+        char *end;
+        long long id = strtoll(p + 1, &end, 10);
+        long ev;
+
+        if (end == p + 1 || *end != ':')
+            break;
+        ev = strtol(end + 1, &end, 10);
+        if (ev < 0 || ev >= FL_STORE_EV_COUNT)
+            break;
+        h->r->changed(id, (fl_store_event)ev, h->r->arg);
+        p = end;
+    }
+    if (*p)
+        fl_log(LOG_WARNING, "store: a change notification that is not \"NODE ID:EV ...\" ignored from: %.40s", p);
+}
+
+static void heard(const char *channel, const char *payload, void *arg)
+{
+    const pg_hearing *h = arg;
+
+    if (channel)
+        h->s->notifications++;
+    if (!channel) {
+        if (h->r->due)
+            h->r->due(NULL, h->r->arg);
+    } else if (strcmp(channel, FL_PG_CHANNEL) == 0) {
+        heard_due(h, payload);
+    } else if (strcmp(channel, FL_PG_CANCEL_CHANNEL) == 0) {
+        heard_cancel(h, payload);
+    } else if (strcmp(channel, FL_PG_CHANGED_CHANNEL) == 0) {
+        heard_changed(h, payload);
+    }
+}
+
+static void pg_wake(void *b, const fl_store_remote *r)
 {
     pg_store *s = b;
+    pg_hearing h = { s, r };
 
-    fl_pglisten_wake(s->listen, due, arg);
+    fl_pglisten_wake(s->listen, heard, &h);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
         s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
-        due(NULL, arg);
+        if (r->due)
+            r->due(NULL, r->arg);
     }
+}
+
+static int pg_shared_stats(void *b, fl_store_stats *out)
+{
+    pg_store *s = b;
+
+    out->claimed = atomic_load_explicit(&s->claimed, memory_order_relaxed);
+    out->fenced = atomic_load_explicit(&s->fenced, memory_order_relaxed);
+    out->orphans = atomic_load_explicit(&s->orphans, memory_order_relaxed);
+    out->round_trips = atomic_load_explicit(&s->round_trips, memory_order_relaxed);
+    out->round_trip_seconds = (double)atomic_load_explicit(&s->round_trip_ns, memory_order_relaxed) / 1e9;
+    out->notifications = s->notifications;
+    return fl_pglisten_up(s->listen);
 }
 
 static void destroy(pg_store *s)
@@ -1209,6 +1475,7 @@ static void destroy(pg_store *s)
 
 static int pg_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
 {
+    static const char *const channels[] = { FL_PG_CHANNEL, FL_PG_CANCEL_CHANNEL, FL_PG_CHANGED_CHANNEL, NULL };
     pg_store *s;
     int rc;
 
@@ -1247,7 +1514,7 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         destroy(s);
         return rc;
     }
-    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, FL_PG_CHANNEL, node) < 0) {
+    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, channels) < 0) {
         destroy(s);
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -1319,6 +1586,7 @@ static int pg_begin(void *b, int64_t now)
     int rc = reconnect(s);
 
     s->now = now;
+    s->changes_len = 0;
     return rc ? rc : exec_text(s, "BEGIN", "BEGIN");
 }
 
@@ -1332,8 +1600,10 @@ static int pg_check_alive(void *b)
 static int pg_commit(void *b)
 {
     pg_store *s = b;
-    int rc = exec_text(s, "COMMIT", "COMMIT");
+    int rc = flush_changes(s);
 
+    if (!rc)
+        rc = exec_text(s, "COMMIT", "COMMIT");
     if (!rc)
         s->last_state[0] = '\0';
     return rc;
@@ -1370,6 +1640,7 @@ const fl_store_backend fl_store_pg = {
     .check_url = pg_check_url,
     .watch = pg_watch,
     .wake = pg_wake,
+    .shared_stats = pg_shared_stats,
     .open = pg_open,
     .close = pg_close,
     .recover = pg_recover,

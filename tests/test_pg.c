@@ -2,9 +2,11 @@
  * server (tests/harness_pg.h): migrations applied once by ten nodes starting at once; an
  * Idempotency-Key shared by the nodes; every job of several nodes run exactly once; a node's
  * restart re-queues its own orphans and no other node's; a server restart under load (503
- * while it is away, reconnection without help, every acked job ends); the configuration's
- * errors. Skipped (77) when the server binaries are not installed. */
+ * while it is away, reconnection without help, every acked job ends); a cancel through one
+ * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
+ * following a job another runs; the configuration's errors. Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "fling.h"
@@ -187,6 +191,16 @@ static void test_three_nodes_run_once(void **state)
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT id) FROM jobs"), JOBS);
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT max(attempts) FROM jobs"), 1);
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(DISTINCT owner) FROM jobs"), N);
+    /* each node's /metrics counts its own claims; its log names it */
+    long claimed = 0;
+    char named[32];
+    for (int i = 0; i < N; i++) {
+        claimed += flh_metric(&d[i], "fling_pg_claimed_jobs_total");
+        assert_true(flh_metric(&d[i], "fling_pg_round_trip_seconds_count") > 0);
+        snprintf(named, sizeof named, "[node=r%d", i);
+        assert_true(flh_log_count(&d[i], named) >= 1);
+    }
+    assert_int_equal(claimed, JOBS);
     free(r.seen);
     unlink(out);
     for (int i = 0; i < N; i++)
@@ -320,6 +334,8 @@ static void test_killed_node_jobs_run_elsewhere(void **state)
     long requeued = flh_log_count(&d[1], "left running by nodes that are gone re-queued") +
                     flh_log_count(&d[2], "left running by nodes that are gone re-queued");
     assert_true(requeued >= 1);
+    assert_int_equal(flh_metric(&d[1], "fling_pg_orphans_requeued_total") +
+                     flh_metric(&d[2], "fling_pg_orphans_requeued_total"), 2);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE state <> 'succeeded'");
     assert_int_equal(flh_pg_query_long(pg, db, sql), 0);
     for (int i = 1; i < N; i++)
@@ -355,6 +371,7 @@ static void test_terminated_session_is_fenced(void **state)
     for (double end = flh_now() + 10; flh_now() < end && !fenced; usleep(50000))
         fenced = flh_log_count(first_d, "no longer this node's attempt") == 1;
     assert_true(fenced);
+    assert_int_equal(flh_metric(first_d, "fling_pg_fenced_outcomes_total"), 1);
     assert_int_equal(wait_query(db, sql, 1, 1), 1);   /* still the second attempt's record */
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
@@ -380,6 +397,18 @@ static void test_server_restart(void **state)
     for (int i = 0; i < 50; i++)
         acked += submit(&d, "noop", "", NULL, id, sizeof id) == 202;
     flh_pg_kill(&own);
+    /* /healthz says the database is unreachable before anything is written: the listener's
+     * connection ended with the server */
+    json_t *h = NULL;
+    int health = 0;
+    for (double end = flh_now() + 10; flh_now() < end && health != 503; usleep(50000)) {
+        json_decref(h);
+        h = NULL;
+        health = flh_http(&d, "GET", "/healthz", &h);
+    }
+    assert_int_equal(health, 503);
+    assert_string_equal(json_string_value(json_object_get(h, "status")), "store_failing");
+    json_decref(h);
     for (int i = 0; i < 20; i++) {
         int st = submit(&d, "noop", "", NULL, id, sizeof id);
         assert_true(st == 503 || st == 202);   /* a group that committed just before the stop */
@@ -387,7 +416,7 @@ static void test_server_restart(void **state)
         acked += st == 202;
     }
     assert_true(refused > 0);
-    json_t *h = NULL;
+    h = NULL;
     assert_int_equal(flh_http(&d, "GET", "/healthz", &h), 503);
     json_decref(h);
     assert_int_equal(flh_pg_restart(&own), 0);
@@ -407,6 +436,139 @@ static void test_server_restart(void **state)
     assert_int_equal(flh_stop(&d), 0);
     flh_pg_stop(&own);
     pg = shared;
+}
+
+/* busy_and_idle fills one node's only slot with a minute of sleep (whichever node claims it):
+ * *busy is that node, *idle the other; the sleeping job's id into id. */
+static void busy_and_idle(flh_daemon *a, flh_daemon *b, const char *db, flh_daemon **busy, flh_daemon **idle,
+                          const char **idle_name, char *id, size_t idlen)
+{
+    char sql[200];
+
+    assert_int_equal(submit(a, "t", "60", NULL, id, idlen), 202);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = 'a'", id);
+    long on_a = flh_pg_query_long(pg, db, sql);
+    *busy = on_a ? a : b;
+    *idle = on_a ? b : a;
+    *idle_name = on_a ? "b" : "a";
+}
+
+/* DELETE through the node that does not run the job: the store tells the owner, whose
+ * scheduler stops it as its own DELETE would; 202 (being stopped), and the job ends cancelled
+ * after its first attempt (a minute of sleep: without the stop it would still run). */
+static void test_cancel_across_nodes(void **state)
+{
+    (void)state;
+    flh_daemon a, b, *busy, *idle;
+    const char *idle_name;
+    char db[64], id[32], path[64], sql[200];
+    json_t *body = NULL;
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    assert_int_equal(flh_http(idle, "DELETE", path, &body), 202);
+    json_decref(body);
+    json_t *job = flh_wait_terminal(idle, id, 20000);
+    assert_non_null(job);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
+    json_decref(job);
+    assert_int_equal(flh_metric(busy, "fling_pg_remote_stops_total"), 1);
+    assert_int_equal(flh_metric(idle, "fling_pg_remote_stops_total"), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner <> '%s' AND attempts = 1", id,
+             idle_name);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    /* a cancel of an ended job is still refused, wherever it is asked */
+    assert_int_equal(flh_http(busy, "DELETE", path, &body), 409);
+    json_decref(body);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* sse_until reads the event stream on fd until a frame of event for job id arrived, or secs pass:
+ * 1 if it did. */
+static int sse_until(int fd, const char *event, const char *id, double secs)
+{
+    static char buf[1 << 16];
+    size_t len = 0;
+    char ev_line[64], id_field[48];
+
+    snprintf(ev_line, sizeof ev_line, "event: %s\n", event);
+    snprintf(id_field, sizeof id_field, "\"id\":\"%s\"", id);
+    for (double end = flh_now() + secs; flh_now() < end;) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll(&p, 1, 100) < 0)
+            return 0;
+        if (!p.revents)
+            continue;
+        if (len == sizeof buf - 1)
+            len = 0;   /* frames of other jobs: the one wanted comes later */
+        ssize_t k = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (k <= 0)
+            return 0;
+        len += (size_t)k;
+        buf[len] = '\0';
+        for (char *f = strstr(buf, ev_line); f; f = strstr(f + 1, ev_line)) {
+            char *frame_end = strstr(f, "\n\n");
+            if (frame_end && memmem(f, (size_t)(frame_end - f), id_field, strlen(id_field)))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* A job that runs on the idle node, followed from the busy one: a client attached to its submit
+ * (Prefer: wait) gets its 200 when it ends there, the busy node's event stream carries its
+ * start and end, and the busy node's Redis mirror says succeeded. Each node mirrors under a
+ * prefix of its own, so what the busy node's mirror wrote is told apart. */
+static void test_changes_across_nodes(void **state)
+{
+    (void)state;
+    flh_daemon a, b, *busy, *idle;
+    flh_redis redis;
+    const char *idle_name;
+    char db[64], id[32], sql[200], ca[1024], cb[1024], more[512], key[80];
+
+    assert_int_equal(flh_redis_start(&redis, NULL), 0);
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    snprintf(more, sizeof more, "[workers]\ncount = 1\n[redis]\nurl = %s\nprefix = ma:\n", redis.url);
+    node_conf(ca, sizeof ca, db, "a", more);
+    snprintf(more, sizeof more, "[workers]\ncount = 1\n[redis]\nurl = %s\nprefix = mb:\n", redis.url);
+    node_conf(cb, sizeof cb, db, "b", more);
+    assert_int_equal(flh_start(&a, ca), 0);
+    assert_int_equal(flh_start(&b, cb), 0);
+    busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
+
+    int fd = flh_connect_tcp(busy->port);
+    static const char get[] = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_true(fd >= 0);
+    assert_int_equal(flh_send_all(fd, get, sizeof get - 1), 0);
+    assert_int_equal(submit(busy, "t", "0.5", "Prefer: wait=20\r\n", id, sizeof id), 200);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded' AND owner = '%s'", id,
+             idle_name);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_true(sse_until(fd, "succeeded", id, 10));
+    close(fd);
+
+    redisContext *c = flh_redis_connect(&redis, 0);
+    assert_non_null(c);
+    snprintf(key, sizeof key, "%sjob:%s", busy == &a ? "ma:" : "mb:", id);
+    int mirrored = 0;
+    for (double end = flh_now() + 10; flh_now() < end && !mirrored; usleep(50000)) {
+        redisReply *r = redisCommand(c, "HGET %s state", key);
+        mirrored = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "succeeded") == 0;
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    assert_true(mirrored);
+    /* the idle node started and ended the job: two changes at least, read at least once */
+    assert_true(flh_metric(busy, "fling_pg_remote_changes_total") >= 2);
+    assert_true(flh_metric(busy, "fling_pg_remote_reads_total") >= 1);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+    flh_redis_stop(&redis);
 }
 
 /* check_config runs flingd --check-config on text: its exit status, and its stderr in err. */
@@ -480,6 +642,8 @@ int main(void)
         cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
         cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_cancel_across_nodes),
+        cmocka_unit_test(test_changes_across_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
