@@ -78,7 +78,8 @@ fuzz: build-fuzz
 # bench/compare: flingd side by side with Redis (AOF always, everysec), beanstalkd -f 0 and bare
 # sinks, alternating runs, one table with PASS/MISS per target (about 3 minutes; PERFORMANCE.md).
 # bench-slow: memory and start-up with 1,000,000 queued, the rate with 5,000,000 finished.
-.PHONY: bench-deps bench-slow
+# bench-pg: flingd nodes on one PostgreSQL 15 (1 node vs SQLite, 1/2/3 nodes, PostgreSQL's CPU).
+.PHONY: bench-deps bench-slow bench-pg
 bench-deps:
 	@scripts/install-deps --bench
 
@@ -87,6 +88,9 @@ bench: build bench-deps
 
 bench-slow: build bench-deps
 	BUILD=$(BUILD) bench/compare --slow
+
+bench-pg: build bench-deps
+	BUILD=$(BUILD) bench/compare --pg
 
 # The crash soak (tests/soak/soak.c): ROUNDS kill -9 rounds under load, then the accounting.
 ROUNDS ?= 20
