@@ -295,7 +295,7 @@ static void test_priority_across_nodes(void **state)
     assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
     start_nodes(d, N, db, 'p', "[workers]\ncount = 1\n");
     for (int i = 0; i < N; i++)
-        assert_int_equal(submit(&d[i], "t", "2", NULL, id, sizeof id), 202);
+        assert_int_equal(submit(&d[i], "t", "6", NULL, id, sizeof id), 202);   /* outlasts the nine submits, under TSan too */
     assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'running'", N, 10), N);
     for (int i = 0; i < JOBS; i++) {
         snprintf(hdr, sizeof hdr, "Fling-Priority: %d\r\n", prio[i]);
