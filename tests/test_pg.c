@@ -312,6 +312,51 @@ static void test_priority_across_nodes(void **state)
         assert_int_equal(flh_stop(&d[i]), 0);
 }
 
+/* A claim of several jobs (a node claims ahead of its free slots for short jobs) starts them
+ * highest priority first: PostgreSQL's UPDATE ... RETURNING gives rows in no set order, so the
+ * claim must order what it returns. One slot; the exec handler appends each payload (its
+ * priority) to a file, which must come out in non-increasing order. */
+static void test_claim_batch_in_priority_order(void **state)
+{
+    (void)state;
+    enum { JOBS = 40 };
+    flh_daemon d;
+    char db[64], conf[1536], more[512], dir[] = "/tmp/fling-pgorder-XXXXXX", path[128], pay[16], hdr[64];
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/order", dir);
+    snprintf(more, sizeof more,
+             "[workers]\ncount = 1\n[type.log]\nhandler = exec\n"
+             "command = /bin/sh -c \"cat >> %s; echo >> %s\"\n", path, path);
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    node_conf(conf, sizeof conf, db, "o", more);
+    assert_int_equal(flh_start(&d, conf), 0);
+    assert_int_equal(flh_http(&d, "POST", "/v1/types/log/pause", NULL), 200);
+    for (int i = 0; i < JOBS; i++) {
+        int prio = (i * 17) % JOBS;   /* 0..39, each once, shuffled */
+        snprintf(pay, sizeof pay, "%d", prio);
+        snprintf(hdr, sizeof hdr, "Fling-Priority: %d\r\n", prio);
+        assert_int_equal(submit(&d, "log", pay, hdr, NULL, 0), 202);
+    }
+    assert_int_equal(flh_http(&d, "POST", "/v1/types/log/resume", NULL), 200);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", JOBS, 30), JOBS);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int prev = JOBS, n = 0, v, out_of_order = 0;
+    while (fscanf(f, "%d", &v) == 1) {
+        out_of_order += v > prev;
+        prev = v;
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, JOBS);
+    assert_int_equal(out_of_order, 0);
+    assert_true(flh_metric(&d, "fling_pg_claimed_jobs_total") == JOBS);
+    assert_int_equal(flh_stop(&d), 0);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* kill -9 of a node while it runs jobs: the other nodes see its lock free and re-queue them
  * (the interrupted attempt counts), run them, and nothing acked is lost. */
 static void test_killed_node_jobs_run_elsewhere(void **state)
@@ -639,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_restart_requeues_own_orphans_only),
         cmocka_unit_test(test_idle_node_takes_the_job),
         cmocka_unit_test(test_priority_across_nodes),
+        cmocka_unit_test(test_claim_batch_in_priority_order),
         cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
         cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_server_restart),
