@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -760,6 +761,15 @@ static const char *proto_name(int proto)
     return proto == PROTO_HTTP ? "http" : proto == PROTO_REDIS ? "redis" : "beanstalk";
 }
 
+/* client_cpu_us: this process's user + system time so far, all threads (the load generator's
+ * own share of the cores, which bench/compare sets against the server's). */
+static double client_cpu_us(void)
+{
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
 static void print_acked(const bench_opts *o, int threads, acked_worker *ws, double secs,
                         const e2e_done *e2e)
 {
@@ -782,7 +792,7 @@ static void print_acked(const bench_opts *o, int threads, acked_worker *ws, doub
     if (e2e)
         printf(" succeeded=%lld done_secs=%.2f e2e_rate=%.0f/s lag_secs=%.2f", e2e->succeeded,
                e2e->secs, (double)e2e->succeeded / e2e->secs, e2e->secs - secs);
-    printf("\n");
+    printf(" cpu_us=%.0f\n", client_cpu_us());
 }
 
 /* await_succeeded waits until the daemon counts want more successes than before (read before
@@ -903,7 +913,7 @@ static void print_fire(const bench_opts *o, const fire_sender *ss, double secs, 
     if (committed >= 0)  /* a --sink counts nothing */
         printf(" committed=%lld commit_secs=%.2f commit_rate=%.0f/s missing=%lld",
                committed, commit_secs, (double)committed / commit_secs, (long long)sent - committed);
-    printf(" count_source=%s\n", source);
+    printf(" count_source=%s cpu_us=%.0f\n", source, client_cpu_us());
     if (cerr)
         fprintf(stderr, "flingbench: last connect error: %s\n", strerror(last_errno));
 }
