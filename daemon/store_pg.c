@@ -146,15 +146,13 @@ static const char *const stmt_sql[ST_N] = {
     [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $3 WHERE id = $1",
     [ST_SET_STATUS] = "UPDATE jobs SET status = status | $2, updated_at = $3 WHERE id = $1",
     /* $2 = now: queued jobs, and scheduled ones due by now, highest priority first, then
-     * oldest; rows another node is claiming are skipped, not waited for. RETURNING gives rows
-     * in no set order, and the scheduler starts them in the order they come: sort them. */
+     * oldest; rows another node is claiming are skipped, not waited for. */
     [ST_CLAIM] = "WITH c AS (SELECT id FROM jobs WHERE type = $1 AND (state = 'queued' OR"
                  " (state = 'scheduled' AND run_at <= $2)) ORDER BY priority DESC, id LIMIT $3"
-                 " FOR UPDATE SKIP LOCKED),"
-                 " u AS (UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = $2,"
+                 " FOR UPDATE SKIP LOCKED)"
+                 " UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = $2,"
                  " updated_at = $4, owner = $5 FROM c WHERE jobs.id = c.id"
-                 " RETURNING " JOB_COLS ", " JOB_PAYLOAD ")"
-                 " SELECT * FROM u ORDER BY priority DESC, id",
+                 " RETURNING " JOB_COLS ", " JOB_PAYLOAD,
     [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = $1 AND state = 'scheduled'"
                           " ORDER BY run_at LIMIT 1",
     [ST_FINISH] = "UPDATE jobs SET state = $2, status = status | $3, exit_code = $4, error = $5,"
