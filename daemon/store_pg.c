@@ -121,6 +121,7 @@ enum stmt_id {
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
     ST_RECOVER, ST_DELIVERY_RECOVER, ST_ORPHANS, ST_DELIVERY_ORPHANS, ST_CANCEL_STOP, ST_CHANGES, ST_OTHERS,
+    ST_CANCEL_ORPHAN,
     ST_N
 };
 
@@ -208,6 +209,11 @@ static const char *const stmt_sql[ST_N] = {
     /* The job is locked by ST_LOCK; a live owner other than this node is told to stop it. */
     [ST_CANCEL_STOP] = "SELECT pg_notify('" FL_PG_CANCEL_CHANNEL "', id || ' ' || owner) FROM jobs"
                        " WHERE id = $1 AND state = 'running' AND owner <> $2 AND " NODE_ALIVE("jobs.owner"),
+    /* The job is locked by ST_LOCK; running under a node that is gone, it runs nowhere (its
+     * attempt is over, as for an orphan): cancelled at once, not after the sweep re-queued it.
+     * $2 = now (finished_at), $3 = the group's time, $4 = this node. */
+    [ST_CANCEL_ORPHAN] = "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $3 WHERE id = $1"
+                         " AND state = 'running' AND owner <> $4 AND NOT " NODE_ALIVE("jobs.owner"),
     [ST_CHANGES] = "SELECT pg_notify('" FL_PG_CHANGED_CHANNEL "', $1)",
     [ST_OTHERS] = "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
                   " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -800,6 +806,35 @@ static int stop_elsewhere(pg_store *s, fl_store_op *op)
     return 0;
 }
 
+/* cancel_orphan cancels the job if it runs under a node that is gone: 1 if it did, else 0
+ * (it runs here, or under a live node), or a negative errno. */
+static int cancel_orphan(pg_store *s, fl_store_op *op)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    arg_int(&a, op->u.cancel.id);
+    arg_int(&a, op->u.cancel.now);
+    arg_int(&a, s->now);
+    arg_text(&a, s->node);
+    if ((rc = run(s, ST_CANCEL_ORPHAN, &a, &r)))
+        return rc;
+    rc = changes(r) > 0;
+    PQclear(r);
+    return rc;
+}
+
+/* cancelled records in op's job what ST_CANCEL or ST_CANCEL_ORPHAN wrote, and the change. */
+static int cancelled(pg_store *s, fl_store_op *op)
+{
+    op->answer = FL_STORE_OK;
+    op->u.cancel.job->state = FL_STATE_CANCELLED;
+    op->u.cancel.job->finished_at = op->u.cancel.now;
+    op->u.cancel.job->updated_at = s->now;
+    return note_change(s, op->u.cancel.id, FL_STORE_EV_CANCELLED);
+}
+
 static int pg_cancel(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -811,8 +846,11 @@ static int pg_cancel(void *b, fl_store_op *op)
             op->answer = FL_STORE_NOT_FOUND;
         return rc;
     }
-    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) == FL_STORE_RUNNING)
-        return stop_elsewhere(s, op);
+    if ((op->answer = fl_store_cancel_answer(op->u.cancel.job->state)) == FL_STORE_RUNNING) {
+        if ((rc = stop_elsewhere(s, op)) || op->u.cancel.elsewhere || (rc = cancel_orphan(s, op)) <= 0)
+            return rc;
+        return cancelled(s, op);
+    }
     if (op->answer != FL_STORE_OK)
         return 0;
     arg_int(&a, op->u.cancel.id);
@@ -820,10 +858,7 @@ static int pg_cancel(void *b, fl_store_op *op)
     arg_int(&a, s->now);
     if ((rc = run(s, ST_CANCEL, &a, NULL)))
         return rc;
-    op->u.cancel.job->state = FL_STATE_CANCELLED;
-    op->u.cancel.job->finished_at = op->u.cancel.now;
-    op->u.cancel.job->updated_at = s->now;
-    return note_change(s, op->u.cancel.id, FL_STORE_EV_CANCELLED);
+    return cancelled(s, op);
 }
 
 static int pg_set_status(void *b, fl_store_op *op)

@@ -532,6 +532,35 @@ static void test_cancel_across_nodes(void **state)
     assert_int_equal(flh_stop(&b), 0);
 }
 
+/* DELETE of a job whose node was killed, before any node re-queued it: it runs nowhere, so it
+ * is cancelled at once (200), not refused until the sweep. Type t is paused on the live node
+ * so that, should its sweep come first, the job waits queued (also a 200) instead of
+ * starting again. */
+static void test_cancel_of_dead_nodes_job(void **state)
+{
+    (void)state;
+    flh_daemon a, b, *busy, *idle;
+    const char *idle_name;
+    char db[64], id[32], path[64], sql[200];
+    json_t *body = NULL;
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
+    assert_int_equal(flh_http(idle, "POST", "/v1/types/t/pause", NULL), 200);
+    flh_kill(busy, SIGKILL);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+             " AND classid = 1718382183 AND objsubid = 2");
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);   /* the killed node's session is gone */
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    assert_int_equal(flh_http(idle, "DELETE", path, &body), 200);
+    assert_string_equal(json_string_value(json_object_get(body, "state")), "cancelled");
+    json_decref(body);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'cancelled' AND attempts = 1", id);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_int_equal(flh_stop(idle), 0);
+    flh_rmdir(busy->dir);
+}
+
 /* sse_until reads the event stream on fd until a frame of event for job id arrived, or secs pass:
  * 1 if it did. */
 static int sse_until(int fd, const char *event, const char *id, double secs)
@@ -689,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_cancel_across_nodes),
+        cmocka_unit_test(test_cancel_of_dead_nodes_job),
         cmocka_unit_test(test_changes_across_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
