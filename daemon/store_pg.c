@@ -85,6 +85,9 @@ extern const int fl_pg_migrations_count;
 #define FL_PG_KEEPALIVE_IDLE "10"
 #define FL_PG_KEEPALIVE_INTERVAL "5"
 #define FL_PG_KEEPALIVE_COUNT "3"
+/* Keepalives probe only an idle connection: a statement sent just before the partition sits
+ * unacknowledged, retransmitted for the kernel's ~15 minutes. This bounds that too (ms). */
+#define FL_PG_TCP_USER_TIMEOUT "25000"
 /* Seconds a connection attempt may take unless the url says otherwise: the writer waits for
  * it, and submits get 503s meanwhile rather than hang. */
 #define FL_PG_CONNECT_TIMEOUT "5"
@@ -237,7 +240,7 @@ typedef struct pg_store {
     atomic_uint_least64_t orphans;       /* jobs of gone nodes re-queued */
     atomic_uint_least64_t round_trips;   /* statements sent */
     atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
-    const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
+    const char *conn_vals[8];      /* libpq's values for conn_keys: the url's last */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
@@ -1253,7 +1256,8 @@ static int pg_last_key(void *b, fl_store_op *op)
  * PGPASSWORD or ~/.pgpass, as libpq allows), with a connect timeout and TCP keepalives
  * unless the url sets its own: the url comes after them, so its values win. */
 static const char *const conn_keys[] = { "connect_timeout", "keepalives_idle", "keepalives_interval",
-                                          "keepalives_count", "fallback_application_name", "dbname", NULL };
+                                          "keepalives_count", "tcp_user_timeout", "fallback_application_name",
+                                          "dbname", NULL };
 
 static int connect_db(pg_store *s, char *err, size_t errlen)
 {
@@ -1531,8 +1535,9 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
     s->conn_vals[1] = FL_PG_KEEPALIVE_IDLE;
     s->conn_vals[2] = FL_PG_KEEPALIVE_INTERVAL;
     s->conn_vals[3] = FL_PG_KEEPALIVE_COUNT;
-    s->conn_vals[4] = "flingd";
-    s->conn_vals[5] = s->url;
+    s->conn_vals[4] = FL_PG_TCP_USER_TIMEOUT;
+    s->conn_vals[5] = "flingd";
+    s->conn_vals[6] = s->url;
     if (err && errlen)
         err[0] = '\0';
     rc = connect_db(s, err, errlen);
