@@ -1161,6 +1161,7 @@ typedef struct wal_file {
     unsigned char *buf;            /* WAL_BUF_BYTES, sqlite3_malloc'd; owned */
     sqlite3_int64 buf_off;         /* file offset of buf[0] */
     int buf_len;                   /* bytes held */
+    int lost_write;                /* SQLITE_OK, or a failed write the next sync reports */
 } wal_file;
 
 static sqlite3_vfs wal_vfs;        /* set up once by wal_vfs_register; its pAppData: the default */
@@ -1172,11 +1173,10 @@ static sqlite3_vfs *base_vfs(void)
     return wal_vfs.pAppData;
 }
 
-/* wal_flush writes what is held: SQLITE_OK or the default VFS's error for that write. A
- * failed write keeps the bytes, to be written again before anything else touches the file:
- * SQLite ignores the result of some calls (file-control hints), and no sync may ever succeed
- * over frames that never reached the file. Written again later, frames of a transaction that
- * was rolled back are overwritten by the next one's, in order. */
+/* wal_flush writes what is held: SQLITE_OK or the default VFS's error for that write. The
+ * bytes go either way: they belong to the transaction being written, which that error fails
+ * (its next transaction writes the same offsets again), and a full disk must not fail the
+ * reads of what is already there. */
 static int wal_flush(wal_file *f)
 {
     int rc;
@@ -1184,8 +1184,19 @@ static int wal_flush(wal_file *f)
     if (f->buf_len == 0)
         return SQLITE_OK;
     rc = f->real->pMethods->xWrite(f->real, f->buf, f->buf_len, f->buf_off);
-    if (rc == SQLITE_OK)
-        f->buf_len = 0;
+    f->buf_len = 0;
+    return rc;
+}
+
+/* wal_flush_noted flushes for a call whose result SQLite may not look at (a size hint, a
+ * size query before a truncation it only logs): a failure is also kept for the next sync, so
+ * no sync succeeds over frames that never reached the file. */
+static int wal_flush_noted(wal_file *f)
+{
+    int rc = wal_flush(f);
+
+    if (rc != SQLITE_OK)
+        f->lost_write = rc;
     return rc;
 }
 
@@ -1219,7 +1230,7 @@ static int wal_close(sqlite3_file *pf)
 /* The methods below flush, then do what the default VFS does. */
 #define WAL_FLUSH_OR_RETURN(pf)                                       \
     do {                                                              \
-        int flush_rc_ = wal_flush((wal_file *)(pf));                  \
+        int flush_rc_ = wal_flush_noted((wal_file *)(pf));            \
         if (flush_rc_ != SQLITE_OK)                                   \
             return flush_rc_;                                         \
     } while (0)
@@ -1227,8 +1238,9 @@ static int wal_close(sqlite3_file *pf)
 
 static int wal_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
 {
-    WAL_FLUSH_OR_RETURN(pf);
-    return REAL(pf)->pMethods->xRead(REAL(pf), p, n, off);
+    int rc = wal_flush((wal_file *)pf);   /* SQLite fails the transaction on a read's error */
+
+    return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xRead(REAL(pf), p, n, off);
 }
 
 static int wal_truncate(sqlite3_file *pf, sqlite3_int64 size)
@@ -1239,8 +1251,13 @@ static int wal_truncate(sqlite3_file *pf, sqlite3_int64 size)
 
 static int wal_sync(sqlite3_file *pf, int flags)
 {
-    WAL_FLUSH_OR_RETURN(pf);
-    return REAL(pf)->pMethods->xSync(REAL(pf), flags);
+    wal_file *f = (wal_file *)pf;
+    int rc = wal_flush(f);
+
+    if (rc == SQLITE_OK)
+        rc = f->lost_write;
+    f->lost_write = SQLITE_OK;
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
 }
 
 static int wal_file_size(sqlite3_file *pf, sqlite3_int64 *size)
@@ -1299,7 +1316,7 @@ static int wal_shm_lock(sqlite3_file *pf, int off, int n, int flags)
 
 static void wal_shm_barrier(sqlite3_file *pf)
 {
-    wal_flush((wal_file *)pf);   /* an error shows at the next write, read or sync */
+    wal_flush_noted((wal_file *)pf);
     REAL(pf)->pMethods->xShmBarrier(REAL(pf));
 }
 
