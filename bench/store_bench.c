@@ -1,7 +1,8 @@
 /* store_bench.c — throughput of the store alone, on a fresh file, durability full unless -d.
  * Phase 1: N submits pushed the way the loop thread pushes them (batches of B while at most W
  * wait for their commit); prints acked inserts/s, commits/s, the mean group size and the bytes
- * written per insert. Phase 2 (-c): the scheduler's side, CLAIM B at a time and FINISH each
+ * written per insert, the process's CPU time and context switches per insert (both threads).
+ * Phase 2 (-c): the scheduler's side, CLAIM B at a time and FINISH each
  * job, the next claim sharing a group with the previous one's finishes, until none is left.
  *   store_bench [-n N] [-b B] [-w W] [-s payload bytes] [-k] [-c] [-d] [-p path] */
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +65,20 @@ static unsigned long long written_bytes(void)
             break;
     fclose(f);
     return v;
+}
+
+/* cpu_s returns the process's user + system time so far, every thread's, and in *switches
+ * its context switches (a thread going to sleep, or preempted): the hand-off's cost. */
+static double cpu_s(long *switches)
+{
+    struct rusage ru;
+
+    *switches = 0;
+    if (getrusage(RUSAGE_SELF, &ru))
+        return 0;
+    *switches = ru.ru_nvcsw + ru.ru_nivcsw;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static double now_s(void)
@@ -206,7 +222,8 @@ int main(int argc, char **argv)
     bench b = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
     fl_store_stats st;
     unsigned long long w0;
-    double t0, t;
+    double t0, t, c0;
+    long sw0, sw1;
     unsigned seen;
 
     while ((opt = getopt(argc, argv, "n:b:w:s:kcdp:")) != -1) {
@@ -247,6 +264,7 @@ int main(int argc, char **argv)
     }
 
     w0 = written_bytes();
+    c0 = cpu_s(&sw0);
     t0 = now_s();
     while (b.acked + b.failed < n) {
         pthread_mutex_lock(&b.mu);
@@ -264,6 +282,7 @@ int main(int argc, char **argv)
             wait_notify(&b, seen);
     }
     t = now_s() - t0;
+    c0 = cpu_s(&sw1) - c0;
     fl_store_stats_get(b.store, &st);
     w0 = written_bytes() - w0;
 
@@ -271,9 +290,10 @@ int main(int argc, char **argv)
            full ? "synchronous=FULL" : "synchronous=NORMAL", keyed ? ", idempotency keys" : "",
            batch, window, t);
     printf("  %.0f inserts/s acked, %.0f commits/s, %.1f ops/commit, %.0f bytes written/insert,"
-           " %ld failed\n", (double)b.acked / t, (double)st.commits / t,
+           " %.1f CPU us/insert, %.2f context switches/insert, %ld failed\n",
+           (double)b.acked / t, (double)st.commits / t,
            st.commits ? (double)st.ops / (double)st.commits : 0.0, (double)w0 / (double)n,
-           b.failed);
+           c0 * 1e6 / (double)n, (double)(sw1 - sw0) / (double)n, b.failed);
     if (claims)
         drain(&b, batch);
     fl_store_close(b.store);

@@ -867,6 +867,8 @@ static void emit(fl_store *s, const fl_store_op *op)
 
 void fl_store_push(fl_store *s, fl_store_op *op)
 {
+    int wake = !s->corked;
+
     op->next = NULL;
     s->outstanding++;
     pthread_mutex_lock(&s->mu);
@@ -878,10 +880,12 @@ void fl_store_push(fl_store *s, fl_store_op *op)
     if (s->corked) {
         s->corked = 2;
         s->corked_ops = 1;   /* a writer between two groups must not take half of what is corked */
-    } else {
-        pthread_cond_signal(&s->work_cv);
     }
     pthread_mutex_unlock(&s->mu);
+    /* After the unlock: a writer woken while the mutex is still held would only go back to
+     * sleep on it, and be woken a second time by the unlock. */
+    if (wake)
+        pthread_cond_signal(&s->work_cv);
 }
 
 void fl_store_cork(fl_store *s)
@@ -897,8 +901,8 @@ void fl_store_uncork(fl_store *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->corked_ops = 0;
-    pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_signal(&s->work_cv);   /* after the unlock, as in fl_store_push */
 }
 
 void fl_store_reap(fl_store *s)

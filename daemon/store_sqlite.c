@@ -40,6 +40,8 @@ extern const int fl_migrations_count;
 /* Page cache per connection, in KiB (negative = KiB for PRAGMA cache_size): the hot index
  * pages of a large backlog stay in memory. */
 #define FL_STORE_CACHE_KIB 32768
+/* The VFS that gives a commit's WAL frames one write (see "one write per commit"). */
+#define FL_WAL_VFS "fl-wal"
 
 /* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
@@ -1135,7 +1137,344 @@ static int watch_files(sql_store *s, char *err, size_t errlen)
     return 0;
 }
 
-/* run_group runs ops in one transaction: 0 if committed, else the errno every op now has. */
+/* ---- one write per commit for the WAL -------------------------------------------------
+ * SQLite writes a commit's WAL frames as two pwrite()s each (24-byte header, then the page):
+ * a lone job's commit is 10 system calls, a group of 64 some 20, before its one fdatasync.
+ * Under durability = full the "fl-wal" VFS (the default one with the WAL's writes held back)
+ * gathers the contiguous writes of a WAL file in a buffer and hands them to the file in one
+ * write when anything else happens to it: a sync, a read, a size query or change, a write
+ * elsewhere, a lock, a file control, the close, or a full buffer. Nothing in the file changes
+ * meaning: every byte is in it before the fsync that makes it durable, and before SQLite can
+ * read it back. Only under full: there each commit syncs the WAL before it publishes the
+ * frames to other connections (the wal-index), so no reader ever looks for a frame still in
+ * the buffer; under normal nothing syncs at commit, and the buffer would hide frames the
+ * wal-index already names. Other files (the database, its -shm) get the default VFS's own
+ * methods untouched. */
+
+/* Below 128 KiB: the default VFS hands a write to pwrite() at most 128 KiB - 1 at a time and
+ * takes a 0-byte result (what it makes of an exact multiple of 128 KiB) for a full disk. */
+#define WAL_BUF_BYTES (120 * 1024)
+
+typedef struct wal_file {
+    sqlite3_file base;             /* pMethods = wal_methods */
+    sqlite3_file *real;            /* the default VFS's file, in the same allocation, after us */
+    unsigned char *buf;            /* WAL_BUF_BYTES, sqlite3_malloc'd; owned */
+    sqlite3_int64 buf_off;         /* file offset of buf[0] */
+    int buf_len;                   /* bytes held */
+    int lost_write;                /* SQLITE_OK, or a failed write the next sync reports */
+} wal_file;
+
+static sqlite3_vfs wal_vfs;        /* set up once by wal_vfs_register; its pAppData: the default */
+static int wal_vfs_ready;          /* wal_vfs is registered */
+static sqlite3_io_methods wal_methods;
+
+static sqlite3_vfs *base_vfs(void)
+{
+    return wal_vfs.pAppData;
+}
+
+/* wal_flush writes what is held: SQLITE_OK or the default VFS's error for that write. The
+ * bytes go either way: they belong to the transaction being written, which that error fails
+ * (its next transaction writes the same offsets again), and a full disk must not fail the
+ * reads of what is already there. */
+static int wal_flush(wal_file *f)
+{
+    int rc;
+
+    if (f->buf_len == 0)
+        return SQLITE_OK;
+    rc = f->real->pMethods->xWrite(f->real, f->buf, f->buf_len, f->buf_off);
+    f->buf_len = 0;
+    return rc;
+}
+
+/* wal_flush_noted flushes for a call whose result SQLite may not look at (a size hint, a
+ * size query before a truncation it only logs): a failure is also kept for the next sync, so
+ * no sync succeeds over frames that never reached the file. */
+static int wal_flush_noted(wal_file *f)
+{
+    int rc = wal_flush(f);
+
+    if (rc != SQLITE_OK)
+        f->lost_write = rc;
+    return rc;
+}
+
+static int wal_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
+{
+    wal_file *f = (wal_file *)pf;
+    int rc;
+
+    if (f->buf_len > 0 && (off != f->buf_off + f->buf_len || f->buf_len + n > WAL_BUF_BYTES) &&
+        (rc = wal_flush(f)) != SQLITE_OK)
+        return rc;
+    if (n > WAL_BUF_BYTES)
+        return f->real->pMethods->xWrite(f->real, p, n, off);
+    if (f->buf_len == 0)
+        f->buf_off = off;
+    memcpy(f->buf + f->buf_len, p, (size_t)n);
+    f->buf_len += n;
+    return SQLITE_OK;
+}
+
+static int wal_close(sqlite3_file *pf)
+{
+    wal_file *f = (wal_file *)pf;
+    int rc = wal_flush(f), crc = f->real->pMethods->xClose(f->real);
+
+    sqlite3_free(f->buf);
+    f->buf = NULL;
+    return rc != SQLITE_OK ? rc : crc;
+}
+
+/* The methods below flush, then do what the default VFS does. */
+#define WAL_FLUSH_OR_RETURN(pf)                                       \
+    do {                                                              \
+        int flush_rc_ = wal_flush_noted((wal_file *)(pf));            \
+        if (flush_rc_ != SQLITE_OK)                                   \
+            return flush_rc_;                                         \
+    } while (0)
+#define REAL(pf) (((wal_file *)(pf))->real)
+
+static int wal_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
+{
+    int rc = wal_flush((wal_file *)pf);   /* SQLite fails the transaction on a read's error */
+
+    return rc != SQLITE_OK ? rc : REAL(pf)->pMethods->xRead(REAL(pf), p, n, off);
+}
+
+static int wal_truncate(sqlite3_file *pf, sqlite3_int64 size)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xTruncate(REAL(pf), size);
+}
+
+static int wal_sync(sqlite3_file *pf, int flags)
+{
+    wal_file *f = (wal_file *)pf;
+    int rc = wal_flush(f);
+
+    if (rc == SQLITE_OK)
+        rc = f->lost_write;
+    f->lost_write = SQLITE_OK;
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+}
+
+static int wal_file_size(sqlite3_file *pf, sqlite3_int64 *size)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xFileSize(REAL(pf), size);
+}
+
+static int wal_lock(sqlite3_file *pf, int lock)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xLock(REAL(pf), lock);
+}
+
+static int wal_unlock(sqlite3_file *pf, int lock)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xUnlock(REAL(pf), lock);
+}
+
+static int wal_check_reserved(sqlite3_file *pf, int *out)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xCheckReservedLock(REAL(pf), out);
+}
+
+static int wal_file_control(sqlite3_file *pf, int op, void *arg)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xFileControl(REAL(pf), op, arg);
+}
+
+static int wal_sector_size(sqlite3_file *pf)
+{
+    return REAL(pf)->pMethods->xSectorSize(REAL(pf));
+}
+
+static int wal_device_characteristics(sqlite3_file *pf)
+{
+    return REAL(pf)->pMethods->xDeviceCharacteristics(REAL(pf));
+}
+
+/* A WAL file has no shared memory nor memory map of its own: these only keep the method
+ * table of the default VFS's version. */
+static int wal_shm_map(sqlite3_file *pf, int pg, int pgsz, int extend, void volatile **pp)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xShmMap(REAL(pf), pg, pgsz, extend, pp);
+}
+
+static int wal_shm_lock(sqlite3_file *pf, int off, int n, int flags)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xShmLock(REAL(pf), off, n, flags);
+}
+
+static void wal_shm_barrier(sqlite3_file *pf)
+{
+    wal_flush_noted((wal_file *)pf);
+    REAL(pf)->pMethods->xShmBarrier(REAL(pf));
+}
+
+static int wal_shm_unmap(sqlite3_file *pf, int del)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xShmUnmap(REAL(pf), del);
+}
+
+static int wal_fetch(sqlite3_file *pf, sqlite3_int64 off, int n, void **pp)
+{
+    WAL_FLUSH_OR_RETURN(pf);
+    return REAL(pf)->pMethods->xFetch(REAL(pf), off, n, pp);
+}
+
+static int wal_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p)
+{
+    return REAL(pf)->pMethods->xUnfetch(REAL(pf), off, p);
+}
+
+/* wal_open opens every file with the default VFS; a WAL file gets the buffer in front. A
+ * file that is not a WAL is the default VFS's file itself, at the start of the space SQLite
+ * gave us, so its methods are called directly. */
+static int wal_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int flags,
+                    int *out_flags)
+{
+    sqlite3_vfs *base = base_vfs();
+    wal_file *f = (wal_file *)pf;
+    int rc;
+
+    (void)vfs;
+    if (!(flags & SQLITE_OPEN_WAL))
+        return base->xOpen(base, name, pf, flags, out_flags);
+    memset(f, 0, sizeof *f);
+    f->real = (sqlite3_file *)(f + 1);
+    f->buf = sqlite3_malloc(WAL_BUF_BYTES);
+    if (!f->buf)
+        return SQLITE_NOMEM;
+    rc = base->xOpen(base, name, f->real, flags, out_flags);
+    if (rc != SQLITE_OK) {
+        if (f->real->pMethods)
+            f->real->pMethods->xClose(f->real);
+        sqlite3_free(f->buf);
+        f->buf = NULL;
+        return rc;
+    }
+    wal_methods.iVersion = f->real->pMethods->iVersion < 3 ? f->real->pMethods->iVersion : 3;
+    f->base.pMethods = &wal_methods;
+    return SQLITE_OK;
+}
+
+/* The rest of the VFS is the default one's. */
+static int wal_delete(sqlite3_vfs *v, const char *p, int sync_dir)
+{
+    (void)v;
+    return base_vfs()->xDelete(base_vfs(), p, sync_dir);
+}
+
+static int wal_access(sqlite3_vfs *v, const char *p, int flags, int *out)
+{
+    (void)v;
+    return base_vfs()->xAccess(base_vfs(), p, flags, out);
+}
+
+static int wal_full_pathname(sqlite3_vfs *v, const char *p, int n, char *out)
+{
+    (void)v;
+    return base_vfs()->xFullPathname(base_vfs(), p, n, out);
+}
+
+static int wal_randomness(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    return base_vfs()->xRandomness(base_vfs(), n, out);
+}
+
+static int wal_sleep(sqlite3_vfs *v, int us)
+{
+    (void)v;
+    return base_vfs()->xSleep(base_vfs(), us);
+}
+
+static int wal_current_time(sqlite3_vfs *v, double *out)
+{
+    (void)v;
+    return base_vfs()->xCurrentTime(base_vfs(), out);
+}
+
+static int wal_get_last_error(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    return base_vfs()->xGetLastError(base_vfs(), n, out);
+}
+
+static int wal_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *out)
+{
+    (void)v;
+    return base_vfs()->xCurrentTimeInt64(base_vfs(), out);
+}
+
+static void *wal_dl_open(sqlite3_vfs *v, const char *p)
+{
+    (void)v;
+    return base_vfs()->xDlOpen(base_vfs(), p);
+}
+
+static void wal_dl_error(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    base_vfs()->xDlError(base_vfs(), n, out);
+}
+
+static void (*wal_dl_sym(sqlite3_vfs *v, void *h, const char *sym))(void)
+{
+    (void)v;
+    return base_vfs()->xDlSym(base_vfs(), h, sym);
+}
+
+static void wal_dl_close(sqlite3_vfs *v, void *h)
+{
+    (void)v;
+    base_vfs()->xDlClose(base_vfs(), h);
+}
+
+/* wal_vfs_register registers "fl-wal" (not as the default): 0 or -ENOTSUP. */
+static int wal_vfs_register(void)
+{
+    sqlite3_vfs *base = sqlite3_vfs_find(NULL);
+    static const sqlite3_io_methods methods = {
+        .iVersion = 3,
+        .xClose = wal_close, .xRead = wal_read, .xWrite = wal_write,
+        .xTruncate = wal_truncate, .xSync = wal_sync, .xFileSize = wal_file_size,
+        .xLock = wal_lock, .xUnlock = wal_unlock, .xCheckReservedLock = wal_check_reserved,
+        .xFileControl = wal_file_control, .xSectorSize = wal_sector_size,
+        .xDeviceCharacteristics = wal_device_characteristics,
+        .xShmMap = wal_shm_map, .xShmLock = wal_shm_lock, .xShmBarrier = wal_shm_barrier,
+        .xShmUnmap = wal_shm_unmap, .xFetch = wal_fetch, .xUnfetch = wal_unfetch,
+    };
+
+    if (!base || base->iVersion < 2)
+        return -ENOTSUP;
+    wal_methods = methods;
+    wal_vfs = (sqlite3_vfs){
+        .iVersion = 2,
+        .szOsFile = (int)sizeof(wal_file) + base->szOsFile,
+        .mxPathname = base->mxPathname,
+        .zName = FL_WAL_VFS,
+        .pAppData = base,
+        .xOpen = wal_open, .xDelete = wal_delete, .xAccess = wal_access,
+        .xFullPathname = wal_full_pathname,
+        .xDlOpen = wal_dl_open, .xDlError = wal_dl_error, .xDlSym = wal_dl_sym,
+        .xDlClose = wal_dl_close,
+        .xRandomness = wal_randomness, .xSleep = wal_sleep, .xCurrentTime = wal_current_time,
+        .xGetLastError = wal_get_last_error, .xCurrentTimeInt64 = wal_current_time_int64,
+    };
+    return sqlite3_vfs_register(&wal_vfs, 0) == SQLITE_OK ? 0 : -ENOTSUP;
+}
+
 
 /* ---- open, migrations, close ----------------------------------------------------------- */
 
@@ -1334,7 +1673,7 @@ static int create_private(const char *path, char *err, size_t errlen)
 
 /* open_db opens the file; the connection is used by one thread at a time (open and recover,
  * then only the writer), so SQLite's own per-call mutex is not needed. */
-static int open_db(sql_store *s, const char *path, char *err, size_t errlen)
+static int open_db(sql_store *s, const char *path, int durability_full, char *err, size_t errlen)
 {
     int rc, sys;
 
@@ -1345,7 +1684,7 @@ static int open_db(sql_store *s, const char *path, char *err, size_t errlen)
     if ((rc = create_private(path, err, errlen)))
         return rc;
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                         SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_NOMUTEX, durability_full && wal_vfs_ready ? FL_WAL_VFS : NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_extended_result_codes(s->db, 1);
     if (rc == SQLITE_OK)
@@ -1356,10 +1695,15 @@ static int open_db(sql_store *s, const char *path, char *err, size_t errlen)
 }
 
 /* SQLite's memory statistics take a process-wide mutex on every allocation, a few per row;
- * flingd never reads them. Only possible before SQLite initialises, hence first thing. */
+ * flingd never reads them. Only possible before SQLite initialises, hence first thing. A
+ * VFS that cannot be registered leaves the default one: the same files, a write per frame. */
 static void sqlite_global_config(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    wal_vfs_ready = wal_vfs_register() == 0;
+    if (!wal_vfs_ready)
+        fl_log(LOG_WARNING, "store: SQLite's default VFS is too old to wrap; the WAL is written"
+               " a frame at a time");
 }
 
 static int sq_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
@@ -1378,7 +1722,7 @@ static int sq_open(void **out, const fl_store_options *opt, const char *node, ch
     s->node = node;
     rc = make_parent_dir(opt->path, err, errlen);
     if (!rc)
-        rc = open_db(s, opt->path, err, errlen);
+        rc = open_db(s, opt->path, opt->durability_full, err, errlen);
     if (!rc)
         rc = configure(s, opt->durability_full, err, errlen);
     if (!rc)

@@ -36,7 +36,7 @@
 typedef struct wal_write {
     int pid;
     long exit;          /* trace line of its return; LONG_MAX if it never returned */
-    int commit_data;    /* the page of a commit frame (its header said "commit") */
+    int commit_data;    /* holds the page of a commit frame (its header said "commit") */
 } wal_write;
 
 typedef struct wal_sync {
@@ -62,6 +62,7 @@ typedef struct pending {
 
 typedef struct trace {
     const char *wal;     /* the -wal path as strace -yy prints it */
+    long page_size;      /* from the WAL header once it was written; SQLite's default before */
     wal_write *writes;
     size_t n_writes, cap_writes;
     wal_sync *syncs;
@@ -126,17 +127,44 @@ static size_t decode_string(const char *s, unsigned char *out, size_t cap)
     return n;
 }
 
-/* The header of a WAL frame (24 bytes, written at offset 32 or later) says "commit" when its
- * database-size field (bytes 4..7) is not zero. */
-static int is_commit_header(const char *args)
+/* A WAL frame is a 24-byte header, then a page; the header says "commit" when its
+ * database-size field (bytes 4..7) is not zero. SQLite writes a header and its page in two
+ * calls; under durability = full flingd hands the file all of a commit's frames in one write
+ * (with the 32-byte WAL header in front when the log starts over, which gives the page size,
+ * bytes 8..11). wal_frames reads one -wal write: 1 if it holds a whole commit frame, and
+ * *lone_commit_header = 1 if it is a header alone that says commit (its page comes next). */
+static int wal_frames(const char *args, long *page_size, int *lone_commit_header)
 {
+    *lone_commit_header = 0;
     const char *q = strchr(args, '"');
-    unsigned char h[24];
-    if (!q || decode_string(q + 1, h, sizeof h) != sizeof h)
+    if (!q)
         return 0;
-    const char *tail = strstr(q, "\", 24, ");
-    long off = tail ? strtol(tail + 7, NULL, 10) : 0;
-    return off >= 32 && (h[4] | h[5] | h[6] | h[7]) != 0;
+    const char *tail = q + 1;   /* the closing quote: strace escapes every quote inside */
+    while (*tail && *tail != '"')
+        tail += tail[0] == '\\' && tail[1] ? 2 : 1;
+    if (strncmp(tail, "\", ", 3) != 0)
+        return 0;
+    char *end;
+    long len = strtol(tail + 3, &end, 10);
+    long off = *end == ',' ? strtol(end + 1, NULL, 10) : -1;
+    if (len <= 0 || off < 0)
+        return 0;
+    unsigned char *b = malloc((size_t)len);
+    assert_non_null(b);
+    size_t n = decode_string(q + 1, b, (size_t)len);
+    long at = 0;
+    if (off == 0 && n >= 32) {
+        *page_size = (long)b[8] << 24 | (long)b[9] << 16 | (long)b[10] << 8 | (long)b[11];
+        at = 32;
+    }
+    int commit = 0;
+    if (off >= 32 && len == 24 && n == 24)
+        *lone_commit_header = (b[4] | b[5] | b[6] | b[7]) != 0;
+    else if (off + at >= 32)
+        for (; at + 24 + *page_size <= (long)n; at += 24 + *page_size)
+            commit |= (b[at + 4] | b[at + 5] | b[at + 6] | b[at + 7]) != 0;
+    free(b);
+    return commit;
 }
 
 static void note_markers(trace *t, const char *args, size_t write_index)
@@ -162,8 +190,11 @@ static void on_entry(trace *t, pending *p, const char *name, const char *args, l
     if (strncmp(name, "pwrite", 6) == 0 || strcmp(name, "write") == 0 || strcmp(name, "writev") == 0) {
         if (fd_is_wal(t, args)) {
             t->writes = grow(t->writes, &t->cap_writes, t->n_writes, sizeof *t->writes);
-            t->writes[t->n_writes] = (wal_write){ .pid = p->pid, .exit = LONG_MAX, .commit_data = p->next_is_commit };
-            p->next_is_commit = is_commit_header(args);
+            int lone_header;
+            int whole = wal_frames(args, &t->page_size, &lone_header);
+            t->writes[t->n_writes] = (wal_write){ .pid = p->pid, .exit = LONG_MAX,
+                                                  .commit_data = p->next_is_commit || whole };
+            p->next_is_commit = lone_header;
             note_markers(t, args, t->n_writes);
             p->kind = PEND_WRITE;
             p->index = t->n_writes++;
@@ -235,6 +266,7 @@ static void trace_load(trace *t, const char *path, const char *wal)
 {
     memset(t, 0, sizeof *t);
     t->wal = wal;
+    t->page_size = 4096;
     for (int k = 0; k < JOBS; k++)
         t->first_write[k] = -1;
     FILE *f = fopen(path, "r");
@@ -357,7 +389,7 @@ static long traced_run(const char *durability, long bad[N_VIOLATIONS])
     snprintf(out, sizeof out, "%s/trace", dir);
     snprintf(conf, sizeof conf, "[store]\ndurability = %s\n", durability);
     /* LeakSanitizer cannot run under ptrace: off for the traced daemon only. */
-    char *const wrap[] = { "strace", "-f", "-tt", "-yy", "-s", "8192", "-o", out, "-E", "ASAN_OPTIONS=detect_leaks=0",
+    char *const wrap[] = { "strace", "-f", "-tt", "-yy", "-s", "262144", "-o", out, "-E", "ASAN_OPTIONS=detect_leaks=0",
                            "-e", "trace=write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sendto,sendmsg",
                            NULL };
     assert_int_equal(flh_start_wrapped(&D, conf, wrap), 0);
