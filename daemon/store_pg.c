@@ -9,10 +9,14 @@
  * text and no payload is unescaped. Claims and delivery takes use FOR UPDATE SKIP LOCKED: two
  * nodes on one database never take the same row, and neither waits for the other. A submit
  * with an Idempotency-Key inserts ON CONFLICT DO NOTHING, so a duplicate costs no failed
- * statement (a failed statement aborts the whole transaction in PostgreSQL). A lost connection
- * fails the group with -ENOTCONN (503 to submitters); the next group reconnects first.
+ * statement (a failed statement aborts the whole transaction in PostgreSQL). A group's run of
+ * submits is one statement whose parameters are arrays, a row per job (submit_many): the
+ * server's work per statement (bind, executor start and end, a round trip) is paid once for
+ * the run, not once per job. A lost connection fails the group with -ENOTCONN (503 to
+ * submitters); the next group reconnects first.
  *
- * Several nodes on one database: a submit notifies the others (pg_notify in its transaction),
+ * Several nodes on one database: a submit notifies the others (pg_notify in its transaction,
+ * once per type and statement, and only while another node is live),
  * whose listener (a second connection, the loop thread's) wakes their schedulers. The
  * writer's session holds the node's advisory lock, so the server itself says which nodes are
  * gone: a claim re-queues their running jobs (sweep), and a FINISH writes only where the job
@@ -44,7 +48,7 @@ extern const int fl_pg_migrations_count;
 /* The channel a commit that made jobs due (a submit, a retry, a job handed back) notifies,
  * with the payload "TYPE NODE": every other node's listener hears it and claims (PostgreSQL
  * folds equal notifications of one transaction into one, so a group of submits of one type
- * wakes each node once). */
+ * wakes each node once). Submits notify only while another node is live (FL_PG_OTHERS_MS). */
 #define FL_PG_CHANNEL "fling_due"
 /* A CANCEL that finds a job running on another node tells that node, "ID OWNER": the owner's
  * listener stops it as its own DELETE would, and the job ends cancelled there. */
@@ -114,7 +118,7 @@ enum {
 /* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0). A
  * prepared statement must use each of its parameters, so each variant numbers its own. */
 enum stmt_id {
-    ST_INSERT, ST_IDEM_FIND, ST_GET, ST_GET_PAYLOAD, ST_LOCK,
+    ST_INSERT, ST_INSERT_MANY, ST_IDEM_FIND, ST_GET, ST_GET_PAYLOAD, ST_LOCK,
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
     ST_CANCEL, ST_SET_STATUS, ST_CLAIM, ST_NEXT_SCHEDULED, ST_FINISH, ST_CHANGED,
     ST_COUNT_WAITING, ST_COUNT_ALL,
@@ -131,7 +135,26 @@ static const char *const stmt_sql[ST_N] = {
                   " tracestate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                   " ON CONFLICT (type, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id)"
                   " INSERT INTO job_payloads (id, data) SELECT id, coalesce($15::bytea, '') FROM j"
-                  " RETURNING id, pg_notify('" FL_PG_CHANNEL "', $1 || ' ' || $16::text)",
+                  " RETURNING id, CASE WHEN $16::text IS NOT NULL THEN"
+                  " pg_notify('" FL_PG_CHANNEL "', $1 || ' ' || $16::text) END",
+    /* One round trip for a run of submits: one row per element of the arrays (see batch_col),
+     * each given its id from the sequence first, in op order, so that the answer (id, inserted)
+     * comes back in op order, duplicates included (a key taken earlier in the same statement
+     * is a conflict as a committed one is). One wake-up per type, not one per job. */
+    [ST_INSERT_MANY] = "WITH src AS (SELECT nextval('jobs_id_seq') AS id, u.* FROM unnest($1::text[], $2::text[],"
+                       " $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::text[],"
+                       " $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[]) WITH ORDINALITY"
+                       " AS u(type, state, status, max_attempts, priority, timeout_ms, created_at, run_at, idem_key,"
+                       " callback, content_type, traceparent, tracestate, data, ord)),"
+                       " j AS (INSERT INTO jobs (id, type, state, status, max_attempts, priority, timeout_ms,"
+                       " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent, tracestate)"
+                       " SELECT id, type, state, status, max_attempts, priority, timeout_ms, created_at, run_at,"
+                       " idem_key, callback, $15, content_type, traceparent, tracestate FROM src ORDER BY ord"
+                       " ON CONFLICT (type, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id, type),"
+                       " p AS (INSERT INTO job_payloads (id, data) SELECT j.id, src.data FROM j JOIN src USING (id)),"
+                       " w AS (SELECT count(pg_notify('" FL_PG_CHANNEL "', t.type || ' ' || $16::text))"
+                       " FROM (SELECT DISTINCT type FROM j) t WHERE $16::text IS NOT NULL)"
+                       " SELECT src.id, j.id IS NOT NULL FROM src LEFT JOIN j USING (id) CROSS JOIN w ORDER BY src.ord",
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs WHERE type = $1 AND idem_key = $2",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1",
     [ST_GET_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = $1",
@@ -217,6 +240,27 @@ static const char *const stmt_sql[ST_N] = {
                   " AND l.objid <> (hashtext($1)::bigint & 4294967295)::oid",
 };
 
+/* A one-dimensional array parameter in PostgreSQL's binary form (array_recv: dimensions,
+ * null flag, element type, then each element as its length and bytes, -1 for NULL), built
+ * in place: no element is escaped or quoted. The buffer is kept from one group to the next. */
+typedef struct pg_array {
+    unsigned char *p;
+    size_t len, cap;
+    int n, nulls, failed;          /* failed: out of memory while building */
+} pg_array;
+
+/* The columns of ST_INSERT_MANY, in its parameter order; the element type of each. */
+enum batch_col {
+    B_TYPE, B_STATE, B_STATUS, B_MAX_ATTEMPTS, B_PRIORITY, B_TIMEOUT_MS, B_CREATED_AT, B_RUN_AT,
+    B_IDEM_KEY, B_CALLBACK, B_CONTENT_TYPE, B_TRACEPARENT, B_TRACESTATE, B_PAYLOAD, B_N
+};
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+/* A run of submits is cut into statements of at most this many payload bytes: an array
+ * parameter must stay well below PostgreSQL's 1 GB field limit (and libpq's int lengths). */
+#define FL_PG_BATCH_BYTES (16u << 20)
+
 typedef struct pg_store {
     PGconn *conn;                  /* used by one thread at a time: open/recover, then the writer */
     char *url;                     /* [store] url, as given */
@@ -234,6 +278,7 @@ typedef struct pg_store {
     atomic_uint_least64_t round_trips;   /* statements sent */
     atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
     const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
+    pg_array batch[B_N];           /* writer: the columns of a run of submits (ST_INSERT_MANY) */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
@@ -291,6 +336,84 @@ static void arg_bytes(pg_args *a, const void *p, size_t n)
     a->v[a->n] = p;
     a->len[a->n] = p ? (int)n : 0;
     a->fmt[a->n++] = 1;
+}
+
+static void arr_put_raw(pg_array *a, const void *p, size_t n)
+{
+    if (a->failed)
+        return;
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        unsigned char *q;
+        while (cap < a->len + n)
+            cap *= 2;
+        if (!(q = realloc(a->p, cap))) {
+            a->failed = 1;
+            return;
+        }
+        a->p = q;
+        a->cap = cap;
+    }
+    memcpy(a->p + a->len, p, n);
+    a->len += n;
+}
+
+static void arr_put_u32(pg_array *a, uint32_t v)
+{
+    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                           (unsigned char)v };
+    arr_put_raw(a, b, sizeof b);
+}
+
+/* arr_start empties a for elements of type oid: the header, its counts filled by arr_end. */
+static void arr_start(pg_array *a, uint32_t oid)
+{
+    a->len = 0;
+    a->n = a->nulls = a->failed = 0;
+    arr_put_u32(a, 1);     /* dimensions */
+    arr_put_u32(a, 0);     /* has nulls: set by arr_end */
+    arr_put_u32(a, oid);
+    arr_put_u32(a, 0);     /* elements: set by arr_end */
+    arr_put_u32(a, 1);     /* lower bound */
+}
+
+/* arr_elem appends n bytes at p, or NULL for p NULL. */
+static void arr_elem(pg_array *a, const void *p, size_t n)
+{
+    a->n++;
+    if (!p) {
+        a->nulls = 1;
+        arr_put_u32(a, UINT32_MAX);   /* -1 */
+        return;
+    }
+    arr_put_u32(a, (uint32_t)n);
+    arr_put_raw(a, p, n);
+}
+
+static void arr_text(pg_array *a, const char *s)
+{
+    arr_elem(a, s, s ? strlen(s) : 0);
+}
+
+static void arr_int(pg_array *a, int64_t v)
+{
+    unsigned char b[8];
+
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
+    arr_elem(a, b, sizeof b);
+}
+
+/* arr_end fills in the counts; 0, or -ENOMEM if building failed. */
+static int arr_end(pg_array *a)
+{
+    if (a->failed)
+        return -ENOMEM;
+    for (int i = 0; i < 4; i++) {
+        a->p[4 + i] = (unsigned char)(a->nulls >> (24 - 8 * i));
+        a->p[12 + i] = (unsigned char)((uint32_t)a->n >> (24 - 8 * i));
+    }
+    return 0;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -596,6 +719,19 @@ static int others_live(pg_store *s, int *out)
     return 0;
 }
 
+/* arg_waker passes the node name that signs a submit's wake-ups (FL_PG_CHANNEL), or NULL
+ * while no other node may hear them (see FL_PG_OTHERS_MS): this node's own listener would only
+ * drop them, after the server signalled it and sent them over. */
+static int arg_waker(pg_store *s, pg_args *a)
+{
+    int rc, others;
+
+    if ((rc = others_live(s, &others)))
+        return rc;
+    arg_text(a, others ? s->node : NULL);
+    return 0;
+}
+
 /* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
  * if another node may hear them. */
 static int flush_changes(pg_store *s)
@@ -647,6 +783,19 @@ static fl_store_event finish_event(fl_state state)
     }
 }
 
+static int64_t timeout_ms(const fl_job *job)
+{
+    return (int64_t)(job->timeout * 1000.0 + 0.5);
+}
+
+/* submitted gives job, which the submit just inserted, its id and notes the change. */
+static int submitted(pg_store *s, fl_job *job, int64_t id)
+{
+    job->id = id;
+    job->updated_at = s->now;
+    return note_change(s, id, FL_STORE_EV_SUBMITTED);
+}
+
 static int pg_submit(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -660,7 +809,7 @@ static int pg_submit(void *b, fl_store_op *op)
     arg_int(&a, job->status);
     arg_int(&a, job->max_attempts);
     arg_int(&a, job->priority);
-    arg_int(&a, (int64_t)(job->timeout * 1000.0 + 0.5));
+    arg_int(&a, timeout_ms(job));
     arg_int(&a, job->created_at);
     arg_int(&a, job->run_at);
     arg_text(&a, job->idem_key);
@@ -670,18 +819,87 @@ static int pg_submit(void *b, fl_store_op *op)
     arg_text(&a, job->traceparent);
     arg_text(&a, job->tracestate);
     arg_bytes(&a, job->payload, job->payload_len);
-    arg_text(&a, s->node);
-    if ((rc = run(s, ST_INSERT, &a, &r)))
+    if ((rc = arg_waker(s, &a)) || (rc = run(s, ST_INSERT, &a, &r)))
         return rc;
     if (PQntuples(r) == 0) {   /* ON CONFLICT: a job of that type has the key */
         PQclear(r);
         op->answer = FL_STORE_DUPLICATE;
         return find_duplicate(s, job);
     }
-    job->id = col_int(r, 0, 0);
-    job->updated_at = s->now;
+    int64_t id = col_int(r, 0, 0);
     PQclear(r);
-    return note_change(s, job->id, FL_STORE_EV_SUBMITTED);
+    return submitted(s, job, id);
+}
+
+/* batch_args fills the columns of ops into s->batch and a, ST_INSERT_MANY's parameters. */
+static int batch_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
+{
+    pg_array *c = s->batch;
+    int rc = 0;
+
+    for (int i = 0; i < B_N; i++)
+        arr_start(&c[i], i == B_PAYLOAD ? OID_BYTEA : i >= B_STATUS && i <= B_RUN_AT ? OID_INT8 : OID_TEXT);
+    for (size_t i = 0; i < n; i++) {
+        const fl_job *job = ops[i]->u.submit.job;
+        arr_text(&c[B_TYPE], job->type);
+        arr_text(&c[B_STATE], fl_proto_state_name(job->state));
+        arr_int(&c[B_STATUS], job->status);
+        arr_int(&c[B_MAX_ATTEMPTS], job->max_attempts);
+        arr_int(&c[B_PRIORITY], job->priority);
+        arr_int(&c[B_TIMEOUT_MS], timeout_ms(job));
+        arr_int(&c[B_CREATED_AT], job->created_at);
+        arr_int(&c[B_RUN_AT], job->run_at);
+        arr_text(&c[B_IDEM_KEY], job->idem_key);
+        arr_text(&c[B_CALLBACK], job->callback);
+        arr_text(&c[B_CONTENT_TYPE], job->content_type);
+        arr_text(&c[B_TRACEPARENT], job->traceparent);
+        arr_text(&c[B_TRACESTATE], job->tracestate);
+        arr_elem(&c[B_PAYLOAD], job->payload ? (const void *)job->payload : "", job->payload_len);
+    }
+    for (int i = 0; i < B_N && !rc; i++)
+        if (!(rc = arr_end(&c[i])))
+            arg_bytes(a, c[i].p, c[i].len);
+    arg_int(a, s->now);
+    return rc ? rc : arg_waker(s, a);
+}
+
+/* submit_chunk inserts ops in one statement and gives each its answer, in op order. */
+static int submit_chunk(pg_store *s, fl_store_op **ops, size_t n)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    if ((rc = batch_args(s, ops, n, &a)) || (rc = run(s, ST_INSERT_MANY, &a, &r)))
+        return rc;
+    if (PQntuples(r) != (int)n)
+        rc = -EIO;
+    for (size_t i = 0; i < n && !rc; i++) {
+        fl_job *job = ops[i]->u.submit.job;
+        if (col_int(r, (int)i, 1)) {
+            rc = submitted(s, job, col_int(r, (int)i, 0));
+        } else {   /* a job of that type has the key: committed, or inserted by ops[< i] */
+            ops[i]->answer = FL_STORE_DUPLICATE;
+            rc = find_duplicate(s, job);
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_submit_many(void *b, fl_store_op **ops, size_t n)
+{
+    pg_store *s = b;
+    size_t i = 0, j, bytes;
+    int rc = 0;
+
+    while (i < n && !rc) {
+        for (j = i, bytes = 0; j < n && (j == i || bytes + ops[j]->u.submit.job->payload_len <= FL_PG_BATCH_BYTES); j++)
+            bytes += ops[j]->u.submit.job->payload_len;
+        rc = submit_chunk(s, ops + i, j - i);
+        i = j;
+    }
+    return rc;
 }
 
 /* read_delivery reads row of r (DELIVERY_COLS) into one allocation. */
@@ -1470,6 +1688,8 @@ static int pg_shared_stats(void *b, fl_store_stats *out)
 static void destroy(pg_store *s)
 {
     fl_pglisten_free(s->listen);
+    for (int i = 0; i < B_N; i++)
+        free(s->batch[i].p);
     PQfinish(s->conn);
     free(s->url);
     free(s);
@@ -1651,6 +1871,7 @@ const fl_store_backend fl_store_pg = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .submit = pg_submit,
+    .submit_many = pg_submit_many,
     .get = pg_get,
     .list = pg_list,
     .cancel = pg_cancel,
