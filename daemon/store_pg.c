@@ -267,6 +267,7 @@ typedef struct pg_store {
     const char *node;              /* the owner claims record; the engine's, borrowed */
     int durability_full;
     int ready;                     /* conn is set up: settings made, statements prepared */
+    int begin_due;                 /* writer: the group's BEGIN goes with its first statement */
     int down;                      /* the connection was lost and is not back yet (logged once) */
     char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
     int64_t now;                   /* the clock of the group being run */
@@ -488,6 +489,44 @@ static void timed(pg_store *s, uint64_t t0)
     atomic_fetch_add_explicit(&s->round_trip_ns, mono_ns() - t0, memory_order_relaxed);
 }
 
+/* begun_exec sends the group's BEGIN and then statement name in one round trip (pipeline
+ * mode): the statement's result, BEGIN's if that failed, or NULL if the connection did. A
+ * group of submits is then two round trips, its statement and its COMMIT, not three. */
+static PGresult *begun_exec(pg_store *s, const char *name, const pg_args *a)
+{
+    PGresult *r, *got = NULL;
+    int nulls = 0;   /* each query's results end with a NULL; the sync's does not */
+
+    s->begin_due = 0;
+    if (!PQenterPipelineMode(s->conn))
+        return NULL;
+    if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
+                            a ? a->fmt : NULL, 1) &&
+        PQpipelineSync(s->conn)) {
+        while (nulls <= 2) {
+            if (!(r = PQgetResult(s->conn))) {
+                nulls++;
+                continue;
+            }
+            if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+                PQclear(r);
+                break;
+            }
+            if (!got && (nulls == 1 || PQresultStatus(r) != PGRES_COMMAND_OK))
+                got = r;   /* the statement's, or BEGIN's failure */
+            else
+                PQclear(r);
+        }
+    }
+    if (!PQexitPipelineMode(s->conn)) {
+        s->ready = 0;   /* results left unread: the next group starts on a new connection */
+        PQclear(got);
+        return NULL;
+    }
+    return got;
+}
+
 /* run executes statement id with a's parameters, binary rows; 0 and *out (the caller clears
  * it; NULL = cleared here) or a negative errno. */
 static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
@@ -499,8 +538,11 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
     uint64_t t0 = mono_ns();
 
     snprintf(name, sizeof name, "s%d", (int)id);
-    r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
-                       a ? a->fmt : NULL, 1);
+    if (s->begin_due)
+        r = begun_exec(s, name, a);
+    else
+        r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
+                           a ? a->fmt : NULL, 1);
     timed(s, t0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -1809,7 +1851,8 @@ static int pg_begin(void *b, int64_t now)
 
     s->now = now;
     s->changes_len = 0;
-    return rc ? rc : exec_text(s, "BEGIN", "BEGIN");
+    s->begin_due = !rc;
+    return rc;
 }
 
 static int pg_check_alive(void *b)
@@ -1824,7 +1867,9 @@ static int pg_commit(void *b)
     pg_store *s = b;
     int rc = flush_changes(s);
 
-    if (!rc)
+    if (!rc && s->begin_due)
+        s->begin_due = 0;   /* no statement ran: no transaction to commit */
+    else if (!rc)
         rc = exec_text(s, "COMMIT", "COMMIT");
     if (!rc)
         s->last_state[0] = '\0';
@@ -1836,6 +1881,7 @@ static void pg_rollback(void *b)
 {
     pg_store *s = b;
 
+    s->begin_due = 0;
     if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
         exec_text(s, "ROLLBACK", "ROLLBACK");
 }
