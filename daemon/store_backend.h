@@ -44,6 +44,9 @@ typedef struct fl_store_backend {
      * ops took it. An error fails the group; one of an op's own data (-EINVAL, -E2BIG, -EEXIST,
      * -ERANGE) does not name the op, so the engine runs the group again op by op to find it. */
     int (*submit_many)(void *b, fl_store_op **ops, size_t n);
+    /* finish_many (NULL: finish for each) is the same for a run of FINISHes: each op the
+     * answer and the job finish would give it; the engine adds the deliveries afterwards. */
+    int (*finish_many)(void *b, fl_store_op **ops, size_t n);
     int (*get)(void *b, fl_store_op *op);
     int (*list)(void *b, fl_store_op *op);
     int (*cancel)(void *b, fl_store_op *op);

@@ -120,7 +120,7 @@ enum {
 enum stmt_id {
     ST_INSERT, ST_INSERT_MANY, ST_IDEM_FIND, ST_GET, ST_GET_PAYLOAD, ST_LOCK,
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
-    ST_CANCEL, ST_SET_STATUS, ST_CLAIM, ST_NEXT_SCHEDULED, ST_FINISH, ST_CHANGED,
+    ST_CANCEL, ST_SET_STATUS, ST_CLAIM, ST_NEXT_SCHEDULED, ST_FINISH, ST_FINISH_MANY, ST_CHANGED,
     ST_COUNT_WAITING, ST_COUNT_ALL,
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
@@ -185,6 +185,17 @@ static const char *const stmt_sql[ST_N] = {
                   " finished_at = coalesce($8::bigint, finished_at), updated_at = $9 WHERE id = $1"
                   " AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ", CASE WHEN $2 = 'queued' THEN"
                   " pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END",
+    /* A run of FINISHes as ST_FINISH does each (see finish_col), the row of each op that
+     * wrote followed by its op's number; an op with no row was fenced. */
+    [ST_FINISH_MANY] = "WITH u AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::bytea[],"
+                       " $6::bytea[], $7::int8[], $8::int8[]) WITH ORDINALITY AS u(f_id, f_state, f_bits, f_exit,"
+                       " f_error, f_output, f_run_at, f_finished_at, f_ord))"
+                       " UPDATE jobs SET state = f_state, status = status | f_bits, exit_code = f_exit, error = f_error,"
+                       " output = f_output, run_at = coalesce(f_run_at, run_at),"
+                       " finished_at = coalesce(f_finished_at, finished_at), updated_at = $9 FROM u"
+                       " WHERE jobs.id = f_id AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ","
+                       " CASE WHEN f_state = 'queued' THEN pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END,"
+                       " f_ord",
     [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > $1 AND (updated_at >= $2"
                    " OR state IN ('queued', 'scheduled', 'running')) ORDER BY id LIMIT $3",
     [ST_COUNT_WAITING] = "SELECT type, state, count(*) FROM jobs"
@@ -254,10 +265,16 @@ enum batch_col {
     B_TYPE, B_STATE, B_STATUS, B_MAX_ATTEMPTS, B_PRIORITY, B_TIMEOUT_MS, B_CREATED_AT, B_RUN_AT,
     B_IDEM_KEY, B_CALLBACK, B_CONTENT_TYPE, B_TRACEPARENT, B_TRACESTATE, B_PAYLOAD, B_N
 };
+/* The columns of ST_FINISH_MANY; they fit in the arrays of ST_INSERT_MANY's. */
+enum finish_col {
+    F_ID, F_STATE, F_BITS, F_EXIT_CODE, F_ERROR, F_OUTPUT, F_RUN_AT, F_FINISHED_AT, F_N
+};
+/* ST_FINISH_MANY's op number, after JOB_COLS and the notification. */
+#define C_FINISH_ORD (C_PAYLOAD + 1)
 #define OID_BYTEA 17
 #define OID_INT8 20
 #define OID_TEXT 25
-/* A run of submits is cut into statements of at most this many payload bytes: an array
+/* A run is cut into statements of at most this many bytes of payloads (outputs, errors): an array
  * parameter must stay well below PostgreSQL's 1 GB field limit (and libpq's int lengths). */
 #define FL_PG_BATCH_BYTES (16u << 20)
 
@@ -279,7 +296,7 @@ typedef struct pg_store {
     atomic_uint_least64_t round_trips;   /* statements sent */
     atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
     const char *conn_vals[7];      /* libpq's values for conn_keys: the url's last */
-    pg_array batch[B_N];           /* writer: the columns of a run of submits (ST_INSERT_MANY) */
+    pg_array batch[B_N];           /* writer: the columns of a run of ops (ST_*_MANY) */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
@@ -403,6 +420,15 @@ static void arr_int(pg_array *a, int64_t v)
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
     arr_elem(a, b, sizeof b);
+}
+
+/* arr_opt_int appends v, or NULL when it is absent. */
+static void arr_opt_int(pg_array *a, int present, int64_t v)
+{
+    if (present)
+        arr_int(a, v);
+    else
+        arr_elem(a, NULL, 0);
 }
 
 /* arr_end fills in the counts; 0, or -ENOMEM if building failed. */
@@ -929,20 +955,6 @@ static int submit_chunk(pg_store *s, fl_store_op **ops, size_t n)
     return rc;
 }
 
-static int pg_submit_many(void *b, fl_store_op **ops, size_t n)
-{
-    pg_store *s = b;
-    size_t i = 0, j, bytes;
-    int rc = 0;
-
-    while (i < n && !rc) {
-        for (j = i, bytes = 0; j < n && (j == i || bytes + ops[j]->u.submit.job->payload_len <= FL_PG_BATCH_BYTES); j++)
-            bytes += ops[j]->u.submit.job->payload_len;
-        rc = submit_chunk(s, ops + i, j - i);
-        i = j;
-    }
-    return rc;
-}
 
 /* read_delivery reads row of r (DELIVERY_COLS) into one allocation. */
 static int read_delivery(const PGresult *r, int row, fl_delivery **out)
@@ -1252,6 +1264,111 @@ static int pg_finish(void *b, fl_store_op *op)
     rc = read_job(r, 0, 0, &op->u.finish.job);
     PQclear(r);
     return rc ? rc : note_change(s, op->u.finish.id, finish_event(o->state));
+}
+
+/* finish_args fills the columns of ops into s->batch and a, ST_FINISH_MANY's parameters. */
+static int finish_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
+{
+    static const uint32_t oid[F_N] = { OID_INT8, OID_TEXT, OID_INT8, OID_INT8, OID_BYTEA, OID_BYTEA, OID_INT8, OID_INT8 };
+    pg_array *c = s->batch;
+    int rc = 0;
+
+    for (int i = 0; i < F_N; i++)
+        arr_start(&c[i], oid[i]);
+    for (size_t i = 0; i < n; i++) {
+        const fl_store_outcome *o = &ops[i]->u.finish.o;
+        arr_int(&c[F_ID], ops[i]->u.finish.id);
+        arr_text(&c[F_STATE], fl_proto_state_name(o->state));
+        arr_int(&c[F_BITS], o->status_bits);
+        arr_opt_int(&c[F_EXIT_CODE], o->has_exit_code, o->exit_code);
+        arr_text(&c[F_ERROR], o->error);
+        arr_elem(&c[F_OUTPUT], o->output, o->output_len);
+        arr_opt_int(&c[F_RUN_AT], o->state == FL_STATE_SCHEDULED, o->run_at);
+        arr_opt_int(&c[F_FINISHED_AT], fl_proto_state_terminal(o->state), o->finished_at);
+    }
+    for (int i = 0; i < F_N && !rc; i++)
+        if (!(rc = arr_end(&c[i])))
+            arg_bytes(a, c[i].p, c[i].len);
+    arg_int(a, s->now);
+    arg_text(a, s->node);
+    return rc;
+}
+
+/* finish_chunk finishes ops (no job twice) in one statement; each op gets its answer, in op
+ * order: the job it wrote, or, fenced, FL_STORE_NOT_FOUND. */
+static int finish_chunk(pg_store *s, fl_store_op **ops, size_t n)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc, rows;
+
+    if ((rc = finish_args(s, ops, n, &a)) || (rc = run(s, ST_FINISH_MANY, &a, &r)))
+        return rc;
+    rows = PQntuples(r);
+    for (int i = 0; i < rows && !rc; i++) {
+        int64_t ord = col_int(r, i, C_FINISH_ORD);
+        if (ord < 1 || ord > (int64_t)n || ops[ord - 1]->u.finish.job)
+            rc = -EIO;
+        else
+            rc = read_job(r, i, 0, &ops[ord - 1]->u.finish.job);
+    }
+    PQclear(r);
+    for (size_t i = 0; i < n && !rc; i++) {
+        fl_store_op *op = ops[i];
+        if (op->u.finish.job) {
+            rc = note_change(s, op->u.finish.id, finish_event(op->u.finish.o.state));
+        } else {
+            op->answer = FL_STORE_NOT_FOUND;
+            rc = fence(s, op);
+        }
+    }
+    return rc;
+}
+
+/* op_bytes is what of op counts toward FL_PG_BATCH_BYTES. */
+static size_t op_bytes(const fl_store_op *op)
+{
+    if (op->kind == FL_STORE_SUBMIT)
+        return op->u.submit.job->payload_len;
+    return op->u.finish.o.output_len + (op->u.finish.o.error ? strlen(op->u.finish.o.error) : 0);
+}
+
+/* chunk_end is where the statement that starts at ops[i] ends: before FL_PG_BATCH_BYTES, and,
+ * for a FINISH, before a job the chunk has already (an UPDATE writes a row once, however
+ * many of its source rows join it). */
+static size_t chunk_end(fl_store_op **ops, size_t i, size_t n)
+{
+    size_t j, sum = 0;
+
+    for (j = i; j < n && (j == i || sum + op_bytes(ops[j]) <= FL_PG_BATCH_BYTES); j++) {
+        for (size_t k = i; k < j && ops[j]->kind == FL_STORE_FINISH; k++)
+            if (ops[k]->u.finish.id == ops[j]->u.finish.id)
+                return j;
+        sum += op_bytes(ops[j]);
+    }
+    return j;
+}
+
+/* run_chunks runs ops (one kind) in as few statements of chunk as chunk_end allows. */
+static int run_chunks(pg_store *s, fl_store_op **ops, size_t n, int (*chunk)(pg_store *, fl_store_op **, size_t))
+{
+    int rc = 0;
+
+    for (size_t i = 0, j; i < n && !rc; i = j) {
+        j = chunk_end(ops, i, n);
+        rc = chunk(s, ops + i, j - i);
+    }
+    return rc;
+}
+
+static int pg_submit_many(void *b, fl_store_op **ops, size_t n)
+{
+    return run_chunks(b, ops, n, submit_chunk);
+}
+
+static int pg_finish_many(void *b, fl_store_op **ops, size_t n)
+{
+    return run_chunks(b, ops, n, finish_chunk);
 }
 
 static int pg_count(void *b, fl_store_op *op)
@@ -1924,6 +2041,7 @@ const fl_store_backend fl_store_pg = {
     .set_status = pg_set_status,
     .claim = pg_claim,
     .finish = pg_finish,
+    .finish_many = pg_finish_many,
     .count = pg_count,
     .changed = pg_changed,
     .delivery_take = pg_delivery_take,
