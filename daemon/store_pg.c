@@ -277,6 +277,7 @@ enum finish_col {
 /* A run is cut into statements of at most this many bytes of payloads (outputs, errors): an array
  * parameter must stay well below PostgreSQL's 1 GB field limit (and libpq's int lengths). */
 #define FL_PG_BATCH_BYTES (16u << 20)
+#define FL_PG_BATCH_KEEP (1u << 20)
 
 typedef struct pg_store {
     PGconn *conn;                  /* used by one thread at a time: open/recover, then the writer */
@@ -1349,7 +1350,8 @@ static size_t chunk_end(fl_store_op **ops, size_t i, size_t n)
     return j;
 }
 
-/* run_chunks runs ops (one kind) in as few statements of chunk as chunk_end allows. */
+/* run_chunks runs ops (one kind) in as few statements of chunk as chunk_end allows. The
+ * arrays are kept for the next run unless large payloads grew them past FL_PG_BATCH_KEEP. */
 static int run_chunks(pg_store *s, fl_store_op **ops, size_t n, int (*chunk)(pg_store *, fl_store_op **, size_t))
 {
     int rc = 0;
@@ -1358,6 +1360,12 @@ static int run_chunks(pg_store *s, fl_store_op **ops, size_t n, int (*chunk)(pg_
         j = chunk_end(ops, i, n);
         rc = chunk(s, ops + i, j - i);
     }
+    for (int i = 0; i < B_N; i++)
+        if (s->batch[i].cap > FL_PG_BATCH_KEEP) {
+            free(s->batch[i].p);
+            s->batch[i].p = NULL;
+            s->batch[i].cap = 0;
+        }
     return rc;
 }
 

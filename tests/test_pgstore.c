@@ -4,8 +4,8 @@
  * answer: ids growing in op order, an Idempotency-Key taken before the group or by an earlier
  * op of the same group answered as a duplicate with that job; a job finished twice in one
  * group, or not running, fenced; a group that fails fails every op and leaves no row; an op
- * whose data the server refuses fails alone. Skipped (77) when the server binaries are not
- * installed. */
+ * whose data the server refuses fails alone; large payloads cut a run into several
+ * statements. Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -240,6 +240,37 @@ static void test_bad_op_fails_alone(void **state)
     free_jobs(jobs, N);
 }
 
+/* Submits whose payloads together pass what one statement carries (16 MB) are cut into
+ * several statements; each job keeps its own payload, ids still in op order. */
+static void test_large_payloads(void **state)
+{
+    harness *h = *state;
+    enum { N = 3, SIZE = 9 << 20 };
+    fl_job *jobs[N];
+    fl_store_op ops[N];
+    fl_store_stats before, after;
+    char *big = malloc(SIZE + 1);
+
+    assert_non_null(big);
+    for (int i = 0; i < N; i++) {
+        memset(big, 'a' + i, SIZE);
+        big[SIZE] = '\0';
+        jobs[i] = make_job("big", NULL, big, NULL);
+    }
+    free(big);
+    fl_store_stats_get(h->store, &before);
+    run_group(h, jobs, ops, N);
+    fl_store_stats_get(h->store, &after);
+    assert_true(after.round_trips - before.round_trips >= N + 1);   /* a statement each, the COMMIT */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_true(i == 0 || jobs[i]->id > jobs[i - 1]->id);
+        assert_int_equal(query(h, "SELECT count(*) FROM job_payloads WHERE id = %lld AND length(data) = %d"
+                                  " AND substr(data, %d, 1) = '%c'", (long long)jobs[i]->id, SIZE, SIZE, 'a' + i), 1);
+    }
+    free_jobs(jobs, N);
+}
+
 /* push_finish queues a FINISH of job id into state (with an error and an output if given). */
 static void push_finish(harness *h, fl_store_op *op, int64_t id, fl_state state, const char *error, const char *output)
 {
@@ -332,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_of_submits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
