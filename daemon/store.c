@@ -5,8 +5,10 @@
  *
  * DESIGN. The loop thread appends ops to `pending` under `mu` and signals `work_cv`. The writer
  * takes the whole pending list, releases the mutex, and runs the group in one backend
- * transaction (begin, each op, check_alive, commit); it never holds the mutex while the
- * backend works, so the loop can keep pushing during a commit (those ops form the next group).
+ * transaction (begin, each op, check_alive, commit; a backend with submit_many / finish_many
+ * gets each run of consecutive SUBMITs / FINISHes in one call); it never holds the mutex
+ * while the backend works, so the loop can keep pushing during a commit (those ops form the
+ * next group).
  * It then appends the group to `done`, signals `done_cv` (for fl_store_close) and calls
  * notify(). fl_store_reap detaches the done list under the mutex and, without it, handles the
  * ops one by one: the events of what the op committed, then its callback, so a callback may
@@ -371,18 +373,74 @@ static int op_error(int rc)
     return rc == -EINVAL || rc == -E2BIG || rc == -EEXIST || rc == -ERANGE;
 }
 
-/* run_once runs the ops not failed alone in one transaction: 0 if committed, else the error,
- * with *culprit the op that raised it (NULL if the group as a whole failed). */
-static int run_once(fl_store *s, fl_store_op *ops, int fault, fl_store_op **culprit)
+/* The most ops one submit_many or finish_many call gets (an array on the writer's stack); a
+ * longer run of them is several calls. */
+#define BATCH_MAX 256
+
+typedef int (*many_fn)(void *b, fl_store_op **ops, size_t n);
+
+/* batch_fn is the backend's function that takes a run of ops of kind at once, or NULL. */
+static many_fn batch_fn(const fl_store_backend *be, fl_store_kind kind)
 {
-    fl_store_op *op;
+    return kind == FL_STORE_SUBMIT ? be->submit_many : kind == FL_STORE_FINISH ? be->finish_many : NULL;
+}
+
+/* run_batch runs the ops of one kind that follow one another from *at (not failed alone) in
+ * one call of the backend's batch_fn, adds the deliveries of the jobs they ended, and moves
+ * *at past them: 0, or the error that fails the group. A run of fewer than two, or one an
+ * injected op fault is waiting for, is left to run_op (*at stays). */
+static int run_batch(fl_store *s, fl_store_op **at)
+{
+    fl_store_kind kind = (*at)->kind;
+    many_fn many = batch_fn(s->be, kind);
+    fl_store_op *batch[BATCH_MAX], *op;
+    const fl_job *ended;
+    size_t n = 0;
+    int rc;
+
+    if (!many || (s->w_op_fault_err && s->op_fault_kind == kind))
+        return 0;
+    for (op = *at; op && op->kind == kind && n < BATCH_MAX; op = op->next) {
+        if (op->alone)
+            continue;
+        if (op_valid(op))
+            batch[n++] = op;
+        else
+            op->result = -EINVAL;   /* as run_op would: it fails alone, nothing written */
+    }
+    if (n < 2)
+        return 0;
+    *at = op;
+    rc = many(s->b, batch, n);
+    for (size_t i = 0; i < n && !rc; i++)
+        if ((ended = ended_job(batch[i])))
+            rc = add_deliveries(s, ended);
+    return rc;
+}
+
+/* run_once runs the ops not failed alone in one transaction: 0 if committed, else the error,
+ * with *culprit the op that raised it (NULL if the group as a whole failed, or a batch did:
+ * then *in_batch is 1). batch: hand runs of SUBMITs and FINISHes to the backend at once. */
+static int run_once(fl_store *s, fl_store_op *ops, int fault, int batch, fl_store_op **culprit, int *in_batch)
+{
+    fl_store_op *op, *at;
     int rc;
 
     *culprit = NULL;
+    *in_batch = 0;
     rc = s->be->begin(s->b, fl_job_now_ms());
-    for (op = ops; op && !rc; op = op->next)
-        if (!op->alone && (rc = run_op(s, op)))
-            *culprit = op;
+    for (op = ops; op && !rc;) {
+        at = op;
+        if (batch && (rc = run_batch(s, &at))) {
+            *in_batch = 1;
+        } else if (at != op) {
+            op = at;   /* ran a batch: go on after it */
+        } else {
+            if (!op->alone && (rc = run_op(s, op)))
+                *culprit = op;
+            op = op->next;
+        }
+    }
     if (!rc)
         rc = fault;
     if (!rc)
@@ -399,16 +457,22 @@ static int run_once(fl_store *s, fl_store_op *ops, int fault, fl_store_op **culp
 static int run_group(fl_store *s, fl_store_op *ops, int fault)
 {
     fl_store_op *op, *culprit;
-    int rc;
+    int rc, batch = 1, in_batch;
 
     for (op = ops; op; op = op->next) {
         op->alone = 0;
         clear_outputs(op);
     }
-    while ((rc = run_once(s, ops, fault, &culprit)) && culprit && op_error(rc)) {
+    while ((rc = run_once(s, ops, fault, batch, &culprit, &in_batch)) && (culprit || in_batch) && op_error(rc)) {
         for (op = ops; op != culprit; op = op->next)
             if (!op->alone)
                 fail_op(op, 0);   /* undone by the rollback: run again */
+        if (!culprit) {
+            batch = 0;   /* one of the batch's ops: run them one by one to find which */
+            fl_log(LOG_WARNING, "store: a batch of ops failed on the data of one of them (%s); its group"
+                   " runs again op by op", strerror(-rc));
+            continue;
+        }
         fail_op(culprit, rc);
         culprit->alone = 1;
         fl_log(LOG_WARNING, "store: a %s op failed on its own (%s); its group runs again without it",

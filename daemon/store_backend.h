@@ -37,6 +37,16 @@ typedef struct fl_store_backend {
     /* rollback ends a failed group's transaction, if one is still open. */
     void (*rollback)(void *b);
     int (*submit)(void *b, fl_store_op *op);
+    /* submit_many (NULL: the engine calls submit for each) runs n >= 2 SUBMITs that follow one
+     * another in a group (ops: the engine's array, borrowed for the call), with the outcome of
+     * calling submit on each in turn: every op its own answer, its job's id (growing in op
+     * order), and FL_STORE_DUPLICATE with the job that has the key, also when an earlier op of
+     * ops took it. An error fails the group; one of an op's own data (-EINVAL, -E2BIG, -EEXIST,
+     * -ERANGE) does not name the op, so the engine runs the group again op by op to find it. */
+    int (*submit_many)(void *b, fl_store_op **ops, size_t n);
+    /* finish_many (NULL: finish for each) is the same for a run of FINISHes: each op the
+     * answer and the job finish would give it; the engine adds the deliveries afterwards. */
+    int (*finish_many)(void *b, fl_store_op **ops, size_t n);
     int (*get)(void *b, fl_store_op *op);
     int (*list)(void *b, fl_store_op *op);
     int (*cancel)(void *b, fl_store_op *op);

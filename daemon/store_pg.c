@@ -9,10 +9,14 @@
  * text and no payload is unescaped. Claims and delivery takes use FOR UPDATE SKIP LOCKED: two
  * nodes on one database never take the same row, and neither waits for the other. A submit
  * with an Idempotency-Key inserts ON CONFLICT DO NOTHING, so a duplicate costs no failed
- * statement (a failed statement aborts the whole transaction in PostgreSQL). A lost connection
- * fails the group with -ENOTCONN (503 to submitters); the next group reconnects first.
+ * statement (a failed statement aborts the whole transaction in PostgreSQL). A group's run of
+ * submits is one statement whose parameters are arrays, a row per job (submit_many): the
+ * server's work per statement (bind, executor start and end, a round trip) is paid once for
+ * the run, not once per job. A lost connection fails the group with -ENOTCONN (503 to
+ * submitters); the next group reconnects first.
  *
- * Several nodes on one database: a submit notifies the others (pg_notify in its transaction),
+ * Several nodes on one database: a submit notifies the others (pg_notify in its transaction,
+ * once per type and statement, and only while another node is live),
  * whose listener (a second connection, the loop thread's) wakes their schedulers. The
  * writer's session holds the node's advisory lock, so the server itself says which nodes are
  * gone: a claim re-queues their running jobs (sweep), and a FINISH writes only where the job
@@ -44,7 +48,7 @@ extern const int fl_pg_migrations_count;
 /* The channel a commit that made jobs due (a submit, a retry, a job handed back) notifies,
  * with the payload "TYPE NODE": every other node's listener hears it and claims (PostgreSQL
  * folds equal notifications of one transaction into one, so a group of submits of one type
- * wakes each node once). */
+ * wakes each node once). Submits notify only while another node is live (FL_PG_OTHERS_MS). */
 #define FL_PG_CHANNEL "fling_due"
 /* A CANCEL that finds a job running on another node tells that node, "ID OWNER": the owner's
  * listener stops it as its own DELETE would, and the job ends cancelled there. */
@@ -117,9 +121,9 @@ enum {
 /* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0). A
  * prepared statement must use each of its parameters, so each variant numbers its own. */
 enum stmt_id {
-    ST_INSERT, ST_IDEM_FIND, ST_GET, ST_GET_PAYLOAD, ST_LOCK,
+    ST_INSERT, ST_INSERT_MANY, ST_IDEM_FIND, ST_GET, ST_GET_PAYLOAD, ST_LOCK,
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
-    ST_CANCEL, ST_SET_STATUS, ST_CLAIM, ST_NEXT_SCHEDULED, ST_FINISH, ST_CHANGED,
+    ST_CANCEL, ST_SET_STATUS, ST_CLAIM, ST_NEXT_SCHEDULED, ST_FINISH, ST_FINISH_MANY, ST_CHANGED,
     ST_COUNT_WAITING, ST_COUNT_ALL,
     ST_DELIVERY_ADD, ST_DELIVERY_TAKE, ST_DELIVERY_NEXT, ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB,
     ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY, ST_PRUNE, ST_LAST_KEY,
@@ -135,7 +139,26 @@ static const char *const stmt_sql[ST_N] = {
                   " tracestate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                   " ON CONFLICT (type, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id)"
                   " INSERT INTO job_payloads (id, data) SELECT id, coalesce($15::bytea, '') FROM j"
-                  " RETURNING id, pg_notify('" FL_PG_CHANNEL "', $1 || ' ' || $16::text)",
+                  " RETURNING id, CASE WHEN $16::text IS NOT NULL THEN"
+                  " pg_notify('" FL_PG_CHANNEL "', $1 || ' ' || $16::text) END",
+    /* One round trip for a run of submits: one row per element of the arrays (see batch_col),
+     * each given its id from the sequence first, in op order, so that the answer (id, inserted)
+     * comes back in op order, duplicates included (a key taken earlier in the same statement
+     * is a conflict as a committed one is). One wake-up per type, not one per job. */
+    [ST_INSERT_MANY] = "WITH src AS (SELECT nextval('jobs_id_seq') AS id, u.* FROM unnest($1::text[], $2::text[],"
+                       " $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::text[],"
+                       " $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[]) WITH ORDINALITY"
+                       " AS u(type, state, status, max_attempts, priority, timeout_ms, created_at, run_at, idem_key,"
+                       " callback, content_type, traceparent, tracestate, data, ord)),"
+                       " j AS (INSERT INTO jobs (id, type, state, status, max_attempts, priority, timeout_ms,"
+                       " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent, tracestate)"
+                       " SELECT id, type, state, status, max_attempts, priority, timeout_ms, created_at, run_at,"
+                       " idem_key, callback, $15, content_type, traceparent, tracestate FROM src ORDER BY ord"
+                       " ON CONFLICT (type, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id, type),"
+                       " p AS (INSERT INTO job_payloads (id, data) SELECT j.id, src.data FROM j JOIN src USING (id)),"
+                       " w AS (SELECT count(pg_notify('" FL_PG_CHANNEL "', t.type || ' ' || $16::text))"
+                       " FROM (SELECT DISTINCT type FROM j) t WHERE $16::text IS NOT NULL)"
+                       " SELECT src.id, j.id IS NOT NULL FROM src LEFT JOIN j USING (id) CROSS JOIN w ORDER BY src.ord",
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs WHERE type = $1 AND idem_key = $2",
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = $1",
     [ST_GET_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = $1",
@@ -164,6 +187,17 @@ static const char *const stmt_sql[ST_N] = {
                   " finished_at = coalesce($8::bigint, finished_at), updated_at = $9 WHERE id = $1"
                   " AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ", CASE WHEN $2 = 'queued' THEN"
                   " pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END",
+    /* A run of FINISHes as ST_FINISH does each (see finish_col), the row of each op that
+     * wrote followed by its op's number; an op with no row was fenced. */
+    [ST_FINISH_MANY] = "WITH u AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::bytea[],"
+                       " $6::bytea[], $7::int8[], $8::int8[]) WITH ORDINALITY AS u(f_id, f_state, f_bits, f_exit,"
+                       " f_error, f_output, f_run_at, f_finished_at, f_ord))"
+                       " UPDATE jobs SET state = f_state, status = status | f_bits, exit_code = f_exit, error = f_error,"
+                       " output = f_output, run_at = coalesce(f_run_at, run_at),"
+                       " finished_at = coalesce(f_finished_at, finished_at), updated_at = $9 FROM u"
+                       " WHERE jobs.id = f_id AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ","
+                       " CASE WHEN f_state = 'queued' THEN pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END,"
+                       " f_ord",
     [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > $1 AND (updated_at >= $2"
                    " OR state IN ('queued', 'scheduled', 'running')) ORDER BY id LIMIT $3",
     [ST_COUNT_WAITING] = "SELECT type, state, count(*) FROM jobs"
@@ -224,12 +258,41 @@ static const char *const stmt_sql[ST_N] = {
                   " AND l.objid <> (hashtext($1)::bigint & 4294967295)::oid",
 };
 
+/* A one-dimensional array parameter in PostgreSQL's binary form (array_recv: dimensions,
+ * null flag, element type, then each element as its length and bytes, -1 for NULL), built
+ * in place: no element is escaped or quoted. The buffer is kept from one group to the next. */
+typedef struct pg_array {
+    unsigned char *p;
+    size_t len, cap;
+    int n, nulls, failed;          /* failed: out of memory while building */
+} pg_array;
+
+/* The columns of ST_INSERT_MANY, in its parameter order; the element type of each. */
+enum batch_col {
+    B_TYPE, B_STATE, B_STATUS, B_MAX_ATTEMPTS, B_PRIORITY, B_TIMEOUT_MS, B_CREATED_AT, B_RUN_AT,
+    B_IDEM_KEY, B_CALLBACK, B_CONTENT_TYPE, B_TRACEPARENT, B_TRACESTATE, B_PAYLOAD, B_N
+};
+/* The columns of ST_FINISH_MANY; they fit in the arrays of ST_INSERT_MANY's. */
+enum finish_col {
+    F_ID, F_STATE, F_BITS, F_EXIT_CODE, F_ERROR, F_OUTPUT, F_RUN_AT, F_FINISHED_AT, F_N
+};
+/* ST_FINISH_MANY's op number, after JOB_COLS and the notification. */
+#define C_FINISH_ORD (C_PAYLOAD + 1)
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+/* A run is cut into statements of at most this many bytes of payloads (outputs, errors): an array
+ * parameter must stay well below PostgreSQL's 1 GB field limit (and libpq's int lengths). */
+#define FL_PG_BATCH_BYTES (16u << 20)
+#define FL_PG_BATCH_KEEP (1u << 20)
+
 typedef struct pg_store {
     PGconn *conn;                  /* used by one thread at a time: open/recover, then the writer */
     char *url;                     /* [store] url, as given */
     const char *node;              /* the owner claims record; the engine's, borrowed */
     int durability_full;
     int ready;                     /* conn is set up: settings made, statements prepared */
+    int begin_due;                 /* writer: the group's BEGIN goes with its first statement */
     int down;                      /* the connection was lost and is not back yet (logged once) */
     char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
     int64_t now;                   /* the clock of the group being run */
@@ -241,6 +304,7 @@ typedef struct pg_store {
     atomic_uint_least64_t round_trips;   /* statements sent */
     atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
     const char *conn_vals[8];      /* libpq's values for conn_keys: the url's last */
+    pg_array batch[B_N];           /* writer: the columns of a run of ops (ST_*_MANY) */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
@@ -298,6 +362,93 @@ static void arg_bytes(pg_args *a, const void *p, size_t n)
     a->v[a->n] = p;
     a->len[a->n] = p ? (int)n : 0;
     a->fmt[a->n++] = 1;
+}
+
+static void arr_put_raw(pg_array *a, const void *p, size_t n)
+{
+    if (a->failed)
+        return;
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        unsigned char *q;
+        while (cap < a->len + n)
+            cap *= 2;
+        if (!(q = realloc(a->p, cap))) {
+            a->failed = 1;
+            return;
+        }
+        a->p = q;
+        a->cap = cap;
+    }
+    memcpy(a->p + a->len, p, n);
+    a->len += n;
+}
+
+static void arr_put_u32(pg_array *a, uint32_t v)
+{
+    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                           (unsigned char)v };
+    arr_put_raw(a, b, sizeof b);
+}
+
+/* arr_start empties a for elements of type oid: the header, its counts filled by arr_end. */
+static void arr_start(pg_array *a, uint32_t oid)
+{
+    a->len = 0;
+    a->n = a->nulls = a->failed = 0;
+    arr_put_u32(a, 1);     /* dimensions */
+    arr_put_u32(a, 0);     /* has nulls: set by arr_end */
+    arr_put_u32(a, oid);
+    arr_put_u32(a, 0);     /* elements: set by arr_end */
+    arr_put_u32(a, 1);     /* lower bound */
+}
+
+/* arr_elem appends n bytes at p, or NULL for p NULL. */
+static void arr_elem(pg_array *a, const void *p, size_t n)
+{
+    a->n++;
+    if (!p) {
+        a->nulls = 1;
+        arr_put_u32(a, UINT32_MAX);   /* -1 */
+        return;
+    }
+    arr_put_u32(a, (uint32_t)n);
+    arr_put_raw(a, p, n);
+}
+
+static void arr_text(pg_array *a, const char *s)
+{
+    arr_elem(a, s, s ? strlen(s) : 0);
+}
+
+static void arr_int(pg_array *a, int64_t v)
+{
+    unsigned char b[8];
+
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
+    arr_elem(a, b, sizeof b);
+}
+
+/* arr_opt_int appends v, or NULL when it is absent. */
+static void arr_opt_int(pg_array *a, int present, int64_t v)
+{
+    if (present)
+        arr_int(a, v);
+    else
+        arr_elem(a, NULL, 0);
+}
+
+/* arr_end fills in the counts; 0, or -ENOMEM if building failed. */
+static int arr_end(pg_array *a)
+{
+    if (a->failed)
+        return -ENOMEM;
+    for (int i = 0; i < 4; i++) {
+        a->p[4 + i] = (unsigned char)(a->nulls >> (24 - 8 * i));
+        a->p[12 + i] = (unsigned char)((uint32_t)a->n >> (24 - 8 * i));
+    }
+    return 0;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -372,6 +523,44 @@ static void timed(pg_store *s, uint64_t t0)
     atomic_fetch_add_explicit(&s->round_trip_ns, mono_ns() - t0, memory_order_relaxed);
 }
 
+/* begun_exec sends the group's BEGIN and then statement name in one round trip (pipeline
+ * mode): the statement's result, BEGIN's if that failed, or NULL if the connection did. A
+ * group of submits is then two round trips, its statement and its COMMIT, not three. */
+static PGresult *begun_exec(pg_store *s, const char *name, const pg_args *a)
+{
+    PGresult *r, *got = NULL;
+    int nulls = 0;   /* each query's results end with a NULL; the sync's does not */
+
+    s->begin_due = 0;
+    if (!PQenterPipelineMode(s->conn))
+        return NULL;
+    if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
+                            a ? a->fmt : NULL, 1) &&
+        PQpipelineSync(s->conn)) {
+        while (nulls <= 2) {
+            if (!(r = PQgetResult(s->conn))) {
+                nulls++;
+                continue;
+            }
+            if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+                PQclear(r);
+                break;
+            }
+            if (!got && (nulls == 1 || PQresultStatus(r) != PGRES_COMMAND_OK))
+                got = r;   /* the statement's, or BEGIN's failure */
+            else
+                PQclear(r);
+        }
+    }
+    if (!PQexitPipelineMode(s->conn)) {
+        s->ready = 0;   /* results left unread: the next group starts on a new connection */
+        PQclear(got);
+        return NULL;
+    }
+    return got;
+}
+
 /* run executes statement id with a's parameters, binary rows; 0 and *out (the caller clears
  * it; NULL = cleared here) or a negative errno. */
 static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
@@ -383,8 +572,11 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
     uint64_t t0 = mono_ns();
 
     snprintf(name, sizeof name, "s%d", (int)id);
-    r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
-                       a ? a->fmt : NULL, 1);
+    if (s->begin_due)
+        r = begun_exec(s, name, a);
+    else
+        r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
+                           a ? a->fmt : NULL, 1);
     timed(s, t0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -603,6 +795,19 @@ static int others_live(pg_store *s, int *out)
     return 0;
 }
 
+/* arg_waker passes the node name that signs a submit's wake-ups (FL_PG_CHANNEL), or NULL
+ * while no other node may hear them (see FL_PG_OTHERS_MS): this node's own listener would only
+ * drop them, after the server signalled it and sent them over. */
+static int arg_waker(pg_store *s, pg_args *a)
+{
+    int rc, others;
+
+    if ((rc = others_live(s, &others)))
+        return rc;
+    arg_text(a, others ? s->node : NULL);
+    return 0;
+}
+
 /* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
  * if another node may hear them. */
 static int flush_changes(pg_store *s)
@@ -654,6 +859,19 @@ static fl_store_event finish_event(fl_state state)
     }
 }
 
+static int64_t timeout_ms(const fl_job *job)
+{
+    return (int64_t)(job->timeout * 1000.0 + 0.5);
+}
+
+/* submitted gives job, which the submit just inserted, its id and notes the change. */
+static int submitted(pg_store *s, fl_job *job, int64_t id)
+{
+    job->id = id;
+    job->updated_at = s->now;
+    return note_change(s, id, FL_STORE_EV_SUBMITTED);
+}
+
 static int pg_submit(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -667,7 +885,7 @@ static int pg_submit(void *b, fl_store_op *op)
     arg_int(&a, job->status);
     arg_int(&a, job->max_attempts);
     arg_int(&a, job->priority);
-    arg_int(&a, (int64_t)(job->timeout * 1000.0 + 0.5));
+    arg_int(&a, timeout_ms(job));
     arg_int(&a, job->created_at);
     arg_int(&a, job->run_at);
     arg_text(&a, job->idem_key);
@@ -677,19 +895,74 @@ static int pg_submit(void *b, fl_store_op *op)
     arg_text(&a, job->traceparent);
     arg_text(&a, job->tracestate);
     arg_bytes(&a, job->payload, job->payload_len);
-    arg_text(&a, s->node);
-    if ((rc = run(s, ST_INSERT, &a, &r)))
+    if ((rc = arg_waker(s, &a)) || (rc = run(s, ST_INSERT, &a, &r)))
         return rc;
     if (PQntuples(r) == 0) {   /* ON CONFLICT: a job of that type has the key */
         PQclear(r);
         op->answer = FL_STORE_DUPLICATE;
         return find_duplicate(s, job);
     }
-    job->id = col_int(r, 0, 0);
-    job->updated_at = s->now;
+    int64_t id = col_int(r, 0, 0);
     PQclear(r);
-    return note_change(s, job->id, FL_STORE_EV_SUBMITTED);
+    return submitted(s, job, id);
 }
+
+/* batch_args fills the columns of ops into s->batch and a, ST_INSERT_MANY's parameters. */
+static int batch_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
+{
+    pg_array *c = s->batch;
+    int rc = 0;
+
+    for (int i = 0; i < B_N; i++)
+        arr_start(&c[i], i == B_PAYLOAD ? OID_BYTEA : i >= B_STATUS && i <= B_RUN_AT ? OID_INT8 : OID_TEXT);
+    for (size_t i = 0; i < n; i++) {
+        const fl_job *job = ops[i]->u.submit.job;
+        arr_text(&c[B_TYPE], job->type);
+        arr_text(&c[B_STATE], fl_proto_state_name(job->state));
+        arr_int(&c[B_STATUS], job->status);
+        arr_int(&c[B_MAX_ATTEMPTS], job->max_attempts);
+        arr_int(&c[B_PRIORITY], job->priority);
+        arr_int(&c[B_TIMEOUT_MS], timeout_ms(job));
+        arr_int(&c[B_CREATED_AT], job->created_at);
+        arr_int(&c[B_RUN_AT], job->run_at);
+        arr_text(&c[B_IDEM_KEY], job->idem_key);
+        arr_text(&c[B_CALLBACK], job->callback);
+        arr_text(&c[B_CONTENT_TYPE], job->content_type);
+        arr_text(&c[B_TRACEPARENT], job->traceparent);
+        arr_text(&c[B_TRACESTATE], job->tracestate);
+        arr_elem(&c[B_PAYLOAD], job->payload ? (const void *)job->payload : "", job->payload_len);
+    }
+    for (int i = 0; i < B_N && !rc; i++)
+        if (!(rc = arr_end(&c[i])))
+            arg_bytes(a, c[i].p, c[i].len);
+    arg_int(a, s->now);
+    return rc ? rc : arg_waker(s, a);
+}
+
+/* submit_chunk inserts ops in one statement and gives each its answer, in op order. */
+static int submit_chunk(pg_store *s, fl_store_op **ops, size_t n)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc;
+
+    if ((rc = batch_args(s, ops, n, &a)) || (rc = run(s, ST_INSERT_MANY, &a, &r)))
+        return rc;
+    if (PQntuples(r) != (int)n)
+        rc = -EIO;
+    for (size_t i = 0; i < n && !rc; i++) {
+        fl_job *job = ops[i]->u.submit.job;
+        if (col_int(r, (int)i, 1)) {
+            rc = submitted(s, job, col_int(r, (int)i, 0));
+        } else {   /* a job of that type has the key: committed, or inserted by ops[< i] */
+            ops[i]->answer = FL_STORE_DUPLICATE;
+            rc = find_duplicate(s, job);
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
 
 /* read_delivery reads row of r (DELIVERY_COLS) into one allocation. */
 static int read_delivery(const PGresult *r, int row, fl_delivery **out)
@@ -1028,6 +1301,118 @@ static int pg_finish(void *b, fl_store_op *op)
     rc = read_job(r, 0, 0, &op->u.finish.job);
     PQclear(r);
     return rc ? rc : note_change(s, op->u.finish.id, finish_event(o->state));
+}
+
+/* finish_args fills the columns of ops into s->batch and a, ST_FINISH_MANY's parameters. */
+static int finish_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
+{
+    static const uint32_t oid[F_N] = { OID_INT8, OID_TEXT, OID_INT8, OID_INT8, OID_BYTEA, OID_BYTEA, OID_INT8, OID_INT8 };
+    pg_array *c = s->batch;
+    int rc = 0;
+
+    for (int i = 0; i < F_N; i++)
+        arr_start(&c[i], oid[i]);
+    for (size_t i = 0; i < n; i++) {
+        const fl_store_outcome *o = &ops[i]->u.finish.o;
+        arr_int(&c[F_ID], ops[i]->u.finish.id);
+        arr_text(&c[F_STATE], fl_proto_state_name(o->state));
+        arr_int(&c[F_BITS], o->status_bits);
+        arr_opt_int(&c[F_EXIT_CODE], o->has_exit_code, o->exit_code);
+        arr_text(&c[F_ERROR], o->error);
+        arr_elem(&c[F_OUTPUT], o->output, o->output_len);
+        arr_opt_int(&c[F_RUN_AT], o->state == FL_STATE_SCHEDULED, o->run_at);
+        arr_opt_int(&c[F_FINISHED_AT], fl_proto_state_terminal(o->state), o->finished_at);
+    }
+    for (int i = 0; i < F_N && !rc; i++)
+        if (!(rc = arr_end(&c[i])))
+            arg_bytes(a, c[i].p, c[i].len);
+    arg_int(a, s->now);
+    arg_text(a, s->node);
+    return rc;
+}
+
+/* finish_chunk finishes ops (no job twice) in one statement; each op gets its answer, in op
+ * order: the job it wrote, or, fenced, FL_STORE_NOT_FOUND. */
+static int finish_chunk(pg_store *s, fl_store_op **ops, size_t n)
+{
+    pg_args a = { 0 };
+    PGresult *r;
+    int rc, rows;
+
+    if ((rc = finish_args(s, ops, n, &a)) || (rc = run(s, ST_FINISH_MANY, &a, &r)))
+        return rc;
+    rows = PQntuples(r);
+    for (int i = 0; i < rows && !rc; i++) {
+        int64_t ord = col_int(r, i, C_FINISH_ORD);
+        if (ord < 1 || ord > (int64_t)n || ops[ord - 1]->u.finish.job)
+            rc = -EIO;
+        else
+            rc = read_job(r, i, 0, &ops[ord - 1]->u.finish.job);
+    }
+    PQclear(r);
+    for (size_t i = 0; i < n && !rc; i++) {
+        fl_store_op *op = ops[i];
+        if (op->u.finish.job) {
+            rc = note_change(s, op->u.finish.id, finish_event(op->u.finish.o.state));
+        } else {
+            op->answer = FL_STORE_NOT_FOUND;
+            rc = fence(s, op);
+        }
+    }
+    return rc;
+}
+
+/* op_bytes is what of op counts toward FL_PG_BATCH_BYTES. */
+static size_t op_bytes(const fl_store_op *op)
+{
+    if (op->kind == FL_STORE_SUBMIT)
+        return op->u.submit.job->payload_len;
+    return op->u.finish.o.output_len + (op->u.finish.o.error ? strlen(op->u.finish.o.error) : 0);
+}
+
+/* chunk_end is where the statement that starts at ops[i] ends: before FL_PG_BATCH_BYTES, and,
+ * for a FINISH, before a job the chunk has already (an UPDATE writes a row once, however
+ * many of its source rows join it). */
+static size_t chunk_end(fl_store_op **ops, size_t i, size_t n)
+{
+    size_t j, sum = 0;
+
+    for (j = i; j < n && (j == i || sum + op_bytes(ops[j]) <= FL_PG_BATCH_BYTES); j++) {
+        for (size_t k = i; k < j && ops[j]->kind == FL_STORE_FINISH; k++)
+            if (ops[k]->u.finish.id == ops[j]->u.finish.id)
+                return j;
+        sum += op_bytes(ops[j]);
+    }
+    return j;
+}
+
+/* run_chunks runs ops (one kind) in as few statements of chunk as chunk_end allows. The
+ * arrays are kept for the next run unless large payloads grew them past FL_PG_BATCH_KEEP. */
+static int run_chunks(pg_store *s, fl_store_op **ops, size_t n, int (*chunk)(pg_store *, fl_store_op **, size_t))
+{
+    int rc = 0;
+
+    for (size_t i = 0, j; i < n && !rc; i = j) {
+        j = chunk_end(ops, i, n);
+        rc = chunk(s, ops + i, j - i);
+    }
+    for (int i = 0; i < B_N; i++)
+        if (s->batch[i].cap > FL_PG_BATCH_KEEP) {
+            free(s->batch[i].p);
+            s->batch[i].p = NULL;
+            s->batch[i].cap = 0;
+        }
+    return rc;
+}
+
+static int pg_submit_many(void *b, fl_store_op **ops, size_t n)
+{
+    return run_chunks(b, ops, n, submit_chunk);
+}
+
+static int pg_finish_many(void *b, fl_store_op **ops, size_t n)
+{
+    return run_chunks(b, ops, n, finish_chunk);
 }
 
 static int pg_count(void *b, fl_store_op *op)
@@ -1507,6 +1892,8 @@ static int pg_shared_stats(void *b, fl_store_stats *out)
 static void destroy(pg_store *s)
 {
     fl_pglisten_free(s->listen);
+    for (int i = 0; i < B_N; i++)
+        free(s->batch[i].p);
     PQfinish(s->conn);
     free(s->url);
     free(s);
@@ -1627,7 +2014,8 @@ static int pg_begin(void *b, int64_t now)
 
     s->now = now;
     s->changes_len = 0;
-    return rc ? rc : exec_text(s, "BEGIN", "BEGIN");
+    s->begin_due = !rc;
+    return rc;
 }
 
 static int pg_check_alive(void *b)
@@ -1642,7 +2030,9 @@ static int pg_commit(void *b)
     pg_store *s = b;
     int rc = flush_changes(s);
 
-    if (!rc)
+    if (!rc && s->begin_due)
+        s->begin_due = 0;   /* no statement ran: no transaction to commit */
+    else if (!rc)
         rc = exec_text(s, "COMMIT", "COMMIT");
     if (!rc)
         s->last_state[0] = '\0';
@@ -1654,6 +2044,7 @@ static void pg_rollback(void *b)
 {
     pg_store *s = b;
 
+    s->begin_due = 0;
     if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
         exec_text(s, "ROLLBACK", "ROLLBACK");
 }
@@ -1689,12 +2080,14 @@ const fl_store_backend fl_store_pg = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .submit = pg_submit,
+    .submit_many = pg_submit_many,
     .get = pg_get,
     .list = pg_list,
     .cancel = pg_cancel,
     .set_status = pg_set_status,
     .claim = pg_claim,
     .finish = pg_finish,
+    .finish_many = pg_finish_many,
     .count = pg_count,
     .changed = pg_changed,
     .delivery_take = pg_delivery_take,

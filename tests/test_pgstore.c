@@ -1,0 +1,370 @@
+/* test_pgstore.c — the store engine (daemon/store.c) on its PostgreSQL backend, driven as
+ * flingd drives it minus libev, on a real PostgreSQL 15 server (tests/harness_pg.h): a group's
+ * run of SUBMITs or FINISHes, which the backend writes in one statement. Each op keeps its own
+ * answer: ids growing in op order, an Idempotency-Key taken before the group or by an earlier
+ * op of the same group answered as a duplicate with that job; a job finished twice in one
+ * group, or not running, fenced; a group that fails fails every op and leaves no row; an op
+ * whose data the server refuses fails alone; large payloads cut a run into several
+ * statements. Skipped (77) when the server binaries are not installed. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness_pg.h"
+#include "store.h"
+
+#define WAIT_MS 10000
+#define NOW INT64_C(1795428000000)
+
+typedef struct harness {
+    flh_pg *pg;
+    char db[64];
+    fl_store *store;
+} harness;
+
+static int setup(void **state)
+{
+    harness *h = calloc(1, sizeof *h);
+    char url[160], err[256] = "";
+
+    if (!h || !(h->pg = flh_pg_shared()) || flh_pg_create_db(h->pg, h->db, sizeof h->db)) {
+        free(h);
+        return -1;
+    }
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s" };
+    if (fl_store_open(&h->store, &opt, NULL, err, sizeof err)) {
+        fprintf(stderr, "open: %s\n", err);
+        free(h);
+        return -1;
+    }
+    *state = h;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    harness *h = *state;
+
+    fl_store_close(h->store);
+    free(h);
+    return 0;
+}
+
+/* settle reaps until every pushed op has had its callback; fails the test after WAIT_MS. */
+static void settle(harness *h)
+{
+    int64_t deadline = fl_job_now_ms() + WAIT_MS;
+
+    for (fl_store_reap(h->store); fl_store_pending(h->store); fl_store_reap(h->store)) {
+        assert_true(fl_job_now_ms() < deadline);
+        usleep(2000);
+    }
+}
+
+/* make_job: a queued job of type with an Idempotency-Key (NULL: none), a payload and, if
+ * content_type is not NULL, that Content-Type. */
+static fl_job *make_job(const char *type, const char *key, const char *payload, const char *content_type)
+{
+    fl_job_sizes sz = { FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT,
+                        FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT, FL_JOB_ABSENT };
+    fl_job *job;
+
+    sz.type = strlen(type);
+    sz.idem_key = key ? strlen(key) : FL_JOB_ABSENT;
+    sz.payload = strlen(payload);
+    sz.content_type = content_type ? strlen(content_type) : FL_JOB_ABSENT;
+    job = fl_job_new(&sz);
+    assert_non_null(job);
+    memcpy(job->type, type, sz.type);
+    if (key)
+        memcpy(job->idem_key, key, sz.idem_key);
+    memcpy(job->payload, payload, sz.payload);
+    if (content_type)
+        memcpy(job->content_type, content_type, sz.content_type);
+    job->state = FL_STATE_QUEUED;
+    job->max_attempts = 3;
+    job->timeout = 30;
+    job->created_at = NOW;
+    job->run_at = NOW;
+    return job;
+}
+
+/* run_group pushes the n submits of jobs while the writer is held, so that they are one
+ * group, and waits for their answers. */
+static void run_group(harness *h, fl_job **jobs, fl_store_op *ops, size_t n)
+{
+    fl_store_hold(h->store, 1);
+    for (size_t i = 0; i < n; i++) {
+        memset(&ops[i], 0, sizeof ops[i]);
+        ops[i].kind = FL_STORE_SUBMIT;
+        ops[i].u.submit.job = jobs[i];
+        fl_store_push(h->store, &ops[i]);
+    }
+    fl_store_hold(h->store, 0);
+    settle(h);
+}
+
+static void free_jobs(fl_job **jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fl_job_free(jobs[i]);
+}
+
+static long query(harness *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long query(harness *h, const char *fmt, ...)
+{
+    char sql[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return flh_pg_query_long(h->pg, h->db, sql);
+}
+
+/* One group of twelve submits: new jobs get ids in op order with their payloads; a key taken
+ * by an earlier group, and one taken by an earlier op of this group, answer as duplicates
+ * with that job's id; the same key under another type is a new job. Fewer round trips than
+ * ops: the run went to the server as one statement. */
+static void test_group_of_submits(void **state)
+{
+    harness *h = *state;
+    enum { N = 12 };
+    fl_job *first = make_job("b", "old", "o", NULL), *jobs[N];
+    fl_store_op op, ops[N];
+    fl_store_stats before, after;
+    char payload[8];
+    int64_t last = 0;
+
+    run_group(h, &first, &op, 1);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(payload, sizeof payload, "p%d", i);
+        jobs[i] = make_job("b", i == 3 ? "old" : i == 5 || i == 9 ? "new" : NULL, payload, NULL);
+    }
+    fl_job_free(jobs[10]);
+    jobs[10] = make_job("c", "new", "p10", NULL);   /* keys are per type */
+    fl_store_stats_get(h->store, &before);
+    run_group(h, jobs, ops, N);
+    fl_store_stats_get(h->store, &after);
+    assert_true(after.round_trips - before.round_trips <= N / 2);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        if (i == 3) {
+            assert_int_equal(ops[i].answer, FL_STORE_DUPLICATE);
+            assert_int_equal(jobs[i]->id, first->id);
+            continue;
+        }
+        if (i == 9) {
+            assert_int_equal(ops[i].answer, FL_STORE_DUPLICATE);
+            assert_int_equal(jobs[i]->id, jobs[5]->id);
+            assert_int_equal(jobs[i]->state, FL_STATE_QUEUED);
+            continue;
+        }
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        assert_true(jobs[i]->id > last);
+        last = jobs[i]->id;
+        assert_int_equal(query(h, "SELECT count(*) FROM jobs JOIN job_payloads USING (id) WHERE id = %lld"
+                                  " AND data = 'p%d' AND type = '%s' AND state = 'queued'",
+                               (long long)jobs[i]->id, i, i == 10 ? "c" : "b"), 1);
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs"), 1 + N - 2);
+    free_jobs(jobs, N);
+    fl_job_free(first);
+}
+
+/* A group that fails (the store's error, after its ops ran) fails every submit of it: no id,
+ * no row; the next group writes them. */
+static void test_failed_group(void **state)
+{
+    harness *h = *state;
+    enum { N = 5 };
+    fl_job *jobs[N];
+    fl_store_op ops[N];
+
+    for (int i = 0; i < N; i++)
+        jobs[i] = make_job("f", i == 2 ? "k" : NULL, "x", NULL);
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    run_group(h, jobs, ops, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, -ENOSPC);
+        assert_int_equal(jobs[i]->id, 0);
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs"), 0);
+    assert_int_equal(query(h, "SELECT count(*) FROM job_payloads"), 0);
+    run_group(h, jobs, ops, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        assert_true(jobs[i]->id > 0);
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs"), N);
+    free_jobs(jobs, N);
+}
+
+/* An op whose data the server refuses (a Content-Type that is not UTF-8) fails alone with
+ * -EINVAL, as it would on its own; the others of its run commit, in op order. */
+static void test_bad_op_fails_alone(void **state)
+{
+    harness *h = *state;
+    enum { N = 6 };
+    fl_job *jobs[N];
+    fl_store_op ops[N];
+    int64_t last = 0;
+
+    for (int i = 0; i < N; i++)
+        jobs[i] = make_job("e", NULL, "x", i == 2 ? "text/\xff" : "text/plain");
+    run_group(h, jobs, ops, N);
+    for (int i = 0; i < N; i++) {
+        if (i == 2) {
+            assert_int_equal(ops[i].result, -EINVAL);
+            assert_int_equal(jobs[i]->id, 0);
+            continue;
+        }
+        assert_int_equal(ops[i].result, 0);
+        assert_true(jobs[i]->id > last);
+        last = jobs[i]->id;
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs"), N - 1);
+    assert_int_equal(query(h, "SELECT count(*) FROM job_payloads"), N - 1);
+    free_jobs(jobs, N);
+}
+
+/* Submits whose payloads together pass what one statement carries (16 MB) are cut into
+ * several statements; each job keeps its own payload, ids still in op order. */
+static void test_large_payloads(void **state)
+{
+    harness *h = *state;
+    enum { N = 3, SIZE = 9 << 20 };
+    fl_job *jobs[N];
+    fl_store_op ops[N];
+    fl_store_stats before, after;
+    char *big = malloc(SIZE + 1);
+
+    assert_non_null(big);
+    for (int i = 0; i < N; i++) {
+        memset(big, 'a' + i, SIZE);
+        big[SIZE] = '\0';
+        jobs[i] = make_job("big", NULL, big, NULL);
+    }
+    free(big);
+    fl_store_stats_get(h->store, &before);
+    run_group(h, jobs, ops, N);
+    fl_store_stats_get(h->store, &after);
+    assert_true(after.round_trips - before.round_trips >= N + 1);   /* a statement each, the COMMIT */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_true(i == 0 || jobs[i]->id > jobs[i - 1]->id);
+        assert_int_equal(query(h, "SELECT count(*) FROM job_payloads WHERE id = %lld AND length(data) = %d"
+                                  " AND substr(data, %d, 1) = '%c'", (long long)jobs[i]->id, SIZE, SIZE, 'a' + i), 1);
+    }
+    free_jobs(jobs, N);
+}
+
+/* push_finish queues a FINISH of job id into state (with an error and an output if given). */
+static void push_finish(harness *h, fl_store_op *op, int64_t id, fl_state state, const char *error, const char *output)
+{
+    memset(op, 0, sizeof *op);
+    op->kind = FL_STORE_FINISH;
+    op->u.finish.id = id;
+    op->u.finish.o.state = state;
+    op->u.finish.o.has_exit_code = 1;
+    op->u.finish.o.exit_code = state == FL_STATE_SUCCEEDED ? 0 : 3;
+    op->u.finish.o.error = error;
+    op->u.finish.o.output = output;
+    op->u.finish.o.output_len = output ? strlen(output) : 0;
+    op->u.finish.o.finished_at = NOW + 1;
+    fl_store_push(h->store, op);
+}
+
+/* One group of FINISHes of claimed jobs: each writes its outcome and answers with the job; a
+ * job finished twice in the group, and a job that is not running, answer not found (fenced);
+ * a job with a callback URL gets its delivery (the engine's, after the batch). Fewer round
+ * trips than op by op. */
+static void test_group_of_finishes(void **state)
+{
+    harness *h = *state;
+    enum { N = 5, F = 6 };
+    fl_job *jobs[N];
+    fl_store_op ops[N], claim, fin[F];
+    fl_store_stats before, after;
+
+    for (int i = 0; i < N; i++)
+        jobs[i] = make_job(i == N - 1 ? "idle" : "w", NULL, "x", NULL);
+    run_group(h, jobs, ops, N);
+    assert_int_equal(flh_pg_exec(h->pg, h->db, "UPDATE jobs SET callback = 'http://127.0.0.1:9/cb' WHERE id = "
+                                 "(SELECT min(id) + 3 FROM jobs)"), 0);
+    memset(&claim, 0, sizeof claim);
+    claim.kind = FL_STORE_CLAIM;
+    claim.u.claim.type = "w";
+    claim.u.claim.limit = 10;
+    claim.u.claim.now = NOW;
+    fl_store_push(h->store, &claim);
+    settle(h);
+    assert_int_equal(claim.result, 0);
+    assert_int_equal(claim.u.claim.n, N - 1);
+    fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
+
+    fl_store_stats_get(h->store, &before);
+    fl_store_hold(h->store, 1);
+    push_finish(h, &fin[0], jobs[0]->id, FL_STATE_SUCCEEDED, NULL, "out0");
+    push_finish(h, &fin[1], jobs[1]->id, FL_STATE_FAILED, "exit 3", "out1");
+    push_finish(h, &fin[2], jobs[0]->id, FL_STATE_FAILED, "late", NULL);   /* twice */
+    push_finish(h, &fin[3], jobs[2]->id, FL_STATE_SUCCEEDED, NULL, NULL);
+    push_finish(h, &fin[4], jobs[4]->id, FL_STATE_SUCCEEDED, NULL, NULL);   /* queued, not running */
+    push_finish(h, &fin[5], jobs[3]->id, FL_STATE_SUCCEEDED, NULL, NULL);
+    fl_store_hold(h->store, 0);
+    settle(h);
+    fl_store_stats_get(h->store, &after);
+    /* two statements (the job repeated starts a second), two fence reads, the delivery, the
+     * COMMIT, maybe the look for other nodes: at most 7, where op by op would be 11 */
+    assert_true(after.round_trips - before.round_trips <= 7);
+    for (int i = 0; i < F; i++) {
+        assert_int_equal(fin[i].result, 0);
+        if (i == 2 || i == 4) {
+            assert_int_equal(fin[i].answer, FL_STORE_NOT_FOUND);
+            assert_null(fin[i].u.finish.job);
+            continue;
+        }
+        assert_int_equal(fin[i].answer, FL_STORE_OK);
+        assert_non_null(fin[i].u.finish.job);
+        assert_int_equal(fin[i].u.finish.job->id, fin[i].u.finish.id);
+        assert_int_equal(fin[i].u.finish.job->state, fin[i].u.finish.o.state);
+        fl_job_free(fin[i].u.finish.job);
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE id = %lld AND state = 'succeeded' AND output = 'out0'"
+                              " AND exit_code = 0 AND finished_at = %lld", (long long)jobs[0]->id, (long long)(NOW + 1)), 1);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE id = %lld AND state = 'failed' AND error = 'exit 3'"
+                              " AND output = 'out1' AND exit_code = 3", (long long)jobs[1]->id), 1);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE id = %lld AND state = 'queued'", (long long)jobs[4]->id), 1);
+    assert_int_equal(query(h, "SELECT count(*) FROM deliveries WHERE job_id = %lld AND event = 'complete'",
+                           (long long)jobs[3]->id), 1);
+    assert_int_equal(query(h, "SELECT count(*) FROM deliveries"), 1);
+    free_jobs(jobs, N);
+}
+
+int main(void)
+{
+    if (!flh_pg_available()) {
+        printf("SKIP: PostgreSQL 15 is not installed (%s); scripts/install-deps --test installs it\n", FLH_PG_BIN);
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_group_of_submits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
