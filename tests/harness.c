@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <sqlite3.h>
 
 #include "fling.h"
 #ifdef FL_POSTGRES
@@ -242,6 +243,26 @@ int flh_backend_pg(void)
 {
     const char *b = getenv("FL_TEST_BACKEND");
     return b && strcmp(b, "postgres") == 0;
+}
+
+int flh_store_exec(const flh_daemon *d, const char *sql)
+{
+#ifdef FL_POSTGRES
+    if (d->pg_db[0])
+        return flh_pg_exec(flh_pg_shared(), d->pg_db, sql);
+#endif
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    int rc = sqlite3_open_v2(d->db, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    }
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "flh_store_exec on %s: %s\n", d->db, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
 }
 
 /* store_conf writes d's [store] keys: its SQLite file, or a new database of its own on the

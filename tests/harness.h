@@ -25,6 +25,11 @@ typedef struct flh_daemon {
  * build without PostgreSQL, or a machine without its server, exits 77 (ctest: skipped) then. */
 int flh_backend_pg(void);
 
+/* flh_store_exec runs sql (written for both dialects) on d's store, whichever backend: its
+ * SQLite file (waiting out the daemon's locks) or its PostgreSQL database. 0, or -1 with the
+ * reason on stderr. */
+int flh_store_exec(const flh_daemon *d, const char *sql);
+
 /* flh_start makes a temp dir, writes a config (listen 127.0.0.1:0, db and unix socket in the
  * dir, or a PostgreSQL database with flh_backend_pg, [type.t] handler = sleep, plus extra INI
  * text), starts flingd and waits until it accepts.
