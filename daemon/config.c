@@ -135,6 +135,8 @@ typedef struct key_spec {
 
 /* [store] retention: finished jobs are kept a week by default. */
 #define DEFAULT_STORE_RETENTION (7 * 86400L)
+/* [store] connections: PostgreSQL readers beside the writer's connection. */
+#define DEFAULT_STORE_CONNECTIONS 2
 
 static const key_spec keys[] = {
     {SEC_SERVER, "listen", V_LISTEN, 0, 0, 0},
@@ -160,6 +162,7 @@ static const key_spec keys[] = {
     {SEC_STORE, "node", V_NODE, CFG(store_node), 0, 0},
     {SEC_STORE, "durability", V_DURABILITY, CFG(durability_full), 0, 0},
     {SEC_STORE, "retention", V_DURATION, CFG(store_retention), 0, 0},
+    {SEC_STORE, "connections", V_INT, CFG(store_connections), 1, 64},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
     {SEC_WORKERS, "shutdown_grace", V_SECONDS0, CFG(shutdown_grace), 0, SECONDS_MAX},
     {SEC_REDIS, "url", V_REDIS_URL, CFG(redis_url), 0, 0},
@@ -1330,6 +1333,7 @@ int fl_config_init(fl_config *c)
     c->log_level = LOG_INFO;
     c->durability_full = 1;
     c->store_retention = DEFAULT_STORE_RETENTION;
+    c->store_connections = DEFAULT_STORE_CONNECTIONS;
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
     c->redis_retention = DEFAULT_RETENTION;

@@ -795,13 +795,13 @@ void fl_http_complete(fl_req *req)
         return;
     }
     case FL_ROUTE_GET:
-        fl_store_get(store, &req->op, req->id, get_done, req);
+        fl_store_get_committed(store, &req->op, req->id, get_done, req);   /* its id came with a 202 */
         return;
     case FL_ROUTE_CANCEL:
         fl_store_cancel(store, &req->op, req->id, fl_job_now_ms(), cancel_done, req);
         return;
     case FL_ROUTE_LIST:
-        fl_store_list(store, &req->op, &req->list_query, list_done, req);
+        fl_store_list_committed(store, &req->op, &req->list_query, list_done, req);
         return;
     case FL_ROUTE_EVENTS:
         fl_sse_begin(req->http->env.events, req);
@@ -810,10 +810,10 @@ void fl_http_complete(fl_req *req)
         reply_health(req);
         break;
     case FL_ROUTE_METRICS:
-        fl_store_count_jobs(store, &req->op, 0, metrics_done, req);
+        fl_store_count_committed(store, &req->op, 0, metrics_done, req);
         return;
     case FL_ROUTE_TYPES:
-        fl_store_count_jobs(store, &req->op, 1, types_done, req);
+        fl_store_count_committed(store, &req->op, 1, types_done, req);
         return;
     case FL_ROUTE_PAUSE:
         fl_store_pause(store, &req->op, req->list_type, req->pause, pause_done, req);

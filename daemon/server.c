@@ -315,6 +315,8 @@ static void store_listen(fl_server *srv)
 {
     const fl_store_remote r = { .due = remote_due, .stop = remote_stop, .changed = remote_changed, .arg = srv };
     fl_store_wake(srv->store, &r);
+    if (srv->remote)
+        fl_remote_flush(srv->remote);   /* what this wake heard, in one read */
     store_rewatch(srv);
 }
 
@@ -389,7 +391,8 @@ static int open_store(fl_server *srv, char *err, size_t errlen)
     char node[300];
     const fl_store_options so = { .backend = cfg->store_backend, .path = cfg->db_path, .url = cfg->store_url,
                                   .durability_full = cfg->durability_full,
-                                  .node = node_name(cfg, node, sizeof node) };
+                                  .node = node_name(cfg, node, sizeof node),
+                                  .readers = cfg->store_connections };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
     int rc;

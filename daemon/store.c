@@ -17,7 +17,12 @@
  * never hears of one. An error of one op's own data (a constraint, a value too big) fails that
  * op alone and the group runs again without it (run_group).
  *
- * A little over 900 lines: one constructor per op kind (the only way callers fill an op) sits
+ * Readers (a backend with reader_open, fl_store_options.readers): threads that take the reads
+ * queued by read_start from `rd_pending` one at a time, run each alone on their own connection
+ * and append it to `done` as the writer does; fl_store_reap holds a GET_MANY back until the
+ * writer's ops pushed before it were reaped.
+ *
+ * About 1,300 lines: one constructor per op kind (the only way callers fill an op) sits
  * here beside the validation and the events of each kind, so a new kind is one file's change. */
 #include "store.h"
 
@@ -68,7 +73,26 @@ struct fl_store {
     size_t outstanding;            /* loop thread only: pushed, not yet reaped */
     int corked;                    /* loop thread only: fl_store_cork: 1, 2 once an op was pushed */
     int reaping;                   /* loop thread only: inside fl_store_reap */
+    /* The readers (fl_store_options.readers): threads that run the reads pushed with read_start
+     * one op at a time, each on its backend connection, and hand them to `done` like the writer. */
+    struct store_reader *readers;
+    int n_readers;                 /* opened; their threads started or not (see stop_readers) */
+    int rd_sync_ready;             /* rd_cv is initialised */
+    pthread_cond_t rd_cv;          /* readers: rd_pending, or rd_stop (under mu) */
+    fl_store_op *rd_pending, *rd_pending_tail;   /* under mu */
+    int rd_stop;                   /* under mu */
+    uint64_t pushed, reaped;       /* loop thread only: the writer's ops pushed, and reaped */
+    fl_store_op *held, *held_tail; /* loop thread only: reads done before a writer's op pushed
+                                    * ahead of them was reaped (see fl_store_reap) */
 };
+
+/* One reader: its thread and the backend's connection it reads on. */
+typedef struct store_reader {
+    fl_store *s;
+    void *conn;
+    pthread_t thread;
+    int started;
+} store_reader;
 
 void fl_store_errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -244,6 +268,8 @@ static void clear_outputs(fl_store_op *op)
         op->u.get.job = NULL;
         op->u.get.deliveries = NULL;
         op->u.get.n_deliveries = 0;
+        op->u.get.jobs = NULL;
+        op->u.get.n_jobs = 0;
         break;
     case FL_STORE_LIST:
         op->u.list.jobs = NULL;
@@ -309,6 +335,7 @@ static void fail_op(fl_store_op *op, int err)
     case FL_STORE_GET:
         fl_job_free(op->u.get.job);
         fl_store_deliveries_free(op->u.get.deliveries, op->u.get.n_deliveries);
+        fl_store_list_free(op->u.get.jobs, op->u.get.n_jobs);
         break;
     case FL_STORE_LIST:
         fl_store_list_free(op->u.list.jobs, op->u.list.n);
@@ -568,6 +595,207 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* ---- threads ------------------------------------------------------------------------- */
+
+/* spawn starts a store thread with every signal blocked, so that SIGCHLD, SIGTERM and the rest
+ * always reach the loop thread, which is the one that handles them. 0 or a negative errno. */
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    rc = -pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (!rc) {
+        rc = -pthread_create(t, NULL, fn, arg);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    return rc;
+}
+
+/* ---- the readers (reader threads) ------------------------------------------------------ */
+
+/* run_read runs one read on a reader's connection: the same validation and, on failure, the
+ * same freeing as in a group, but alone and outside any transaction. */
+static void run_read(fl_store *s, void *conn, fl_store_op *op)
+{
+    int rc;
+
+    clear_outputs(op);
+    if (!op_valid(op)) {
+        op->result = -EINVAL;
+        return;
+    }
+    if ((rc = s->be->reader_run(conn, op)))
+        fail_op(op, rc);
+}
+
+/* finished hands op to the done list for fl_store_reap; under mu. */
+static void finished(fl_store *s, fl_store_op *op)
+{
+    op->next = NULL;
+    if (s->done_tail)
+        s->done_tail->next = op;
+    else
+        s->done = op;
+    s->done_tail = op;
+    pthread_cond_broadcast(&s->done_cv);
+}
+
+static void *reader_main(void *arg)
+{
+    store_reader *rd = arg;
+    fl_store *s = rd->s;
+    fl_store_op *op;
+
+    pthread_setname_np(pthread_self(), "fl-read");
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->rd_stop && !s->rd_pending)
+            pthread_cond_wait(&s->rd_cv, &s->mu);
+        if (!(op = s->rd_pending))
+            break;   /* stopping: fl_store_close reaped every op first */
+        if (!(s->rd_pending = op->next))
+            s->rd_pending_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        run_read(s, rd->conn, op);
+        pthread_mutex_lock(&s->mu);
+        finished(s, op);
+        pthread_mutex_unlock(&s->mu);
+        if (s->hooks.notify)
+            s->hooks.notify(s->hooks.udata);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* start_readers opens n readers of a backend that has them (none for one that has not, or for
+ * n = 0) and starts their threads ("fl-read"). */
+static int start_readers(fl_store *s, int n, char *err, size_t errlen)
+{
+    int rc = 0;
+
+    if (n <= 0 || !s->be->reader_open)
+        return 0;
+    if (pthread_cond_init(&s->rd_cv, NULL) || !(s->readers = calloc((size_t)n, sizeof *s->readers))) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->rd_sync_ready = 1;
+    for (; s->n_readers < n && !rc; s->n_readers++) {
+        store_reader *rd = &s->readers[s->n_readers];
+        rd->s = s;
+        if ((rc = s->be->reader_open(s->b, &rd->conn, err, errlen)))
+            break;
+        if ((rc = spawn(&rd->thread, reader_main, rd)))
+            fl_store_errf(err, errlen, "cannot start a store reader thread: %s", strerror(-rc));
+        rd->started = !rc;
+    }
+    return rc;
+}
+
+/* stop_readers ends the reader threads (no read is left: fl_store_close reaped them all) and
+ * closes their connections. */
+static void stop_readers(fl_store *s)
+{
+    if (!s->rd_sync_ready)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->rd_stop = 1;
+    pthread_cond_broadcast(&s->rd_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_readers; i++) {
+        if (s->readers[i].started)
+            pthread_join(s->readers[i].thread, NULL);
+        if (s->readers[i].conn)
+            s->be->reader_close(s->readers[i].conn);
+    }
+    free(s->readers);
+    pthread_cond_destroy(&s->rd_cv);
+}
+
+/* read_start queues a read that needs only what was committed before now: on a reader if the
+ * store has readers, else on the writer's queue (start). An ordered read is reaped after every
+ * op pushed to the writer before it (see fl_store_reap). */
+static void read_start(fl_store *s, fl_store_op *op, fl_store_kind kind, int ordered, fl_store_cb cb, void *udata)
+{
+    op->kind = kind;
+    op->cb = cb;
+    op->udata = udata;
+    if (!s->n_readers) {
+        fl_store_push(s, op);
+        return;
+    }
+    op->next = NULL;
+    op->after = 1 + (ordered ? s->pushed : 0);
+    s->outstanding++;
+    pthread_mutex_lock(&s->mu);
+    if (s->rd_pending_tail)
+        s->rd_pending_tail->next = op;
+    else
+        s->rd_pending = op;
+    s->rd_pending_tail = op;
+    pthread_cond_signal(&s->rd_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void fl_store_get_committed(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.get.id = id;
+    read_start(s, op, FL_STORE_GET, 0, cb, udata);
+}
+
+void fl_store_list_committed(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb,
+                             void *udata)
+{
+    fl_store_query copy = *q;   /* q may live inside op */
+
+    memset(op, 0, sizeof *op);
+    op->u.list.q = copy;
+    read_start(s, op, FL_STORE_LIST, 0, cb, udata);
+}
+
+void fl_store_count_committed(fl_store *s, fl_store_op *op, int all_states, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    op->u.count.all_states = all_states;
+    read_start(s, op, FL_STORE_COUNT, 0, cb, udata);
+}
+
+void fl_store_get_many(fl_store *s, fl_store_op *op, const int64_t *ids, size_t n, fl_store_cb cb,
+                       void *udata)
+{
+    /* A backend with readers reads batches, on the writer too when it has no reader. */
+    int err = !s->be->reader_open ? -ENOTSUP : n < 1 || n > FL_STORE_PAGE_MAX ? -EINVAL : 0;
+
+    memset(op, 0, sizeof *op);
+    op->u.get.ids = ids;
+    op->u.get.n_ids = n;
+    if (!err) {
+        read_start(s, op, FL_STORE_GET, 1, cb, udata);
+        return;
+    }
+    /* Failed as it is: through reap, like any op. */
+    op->kind = FL_STORE_GET;
+    op->cb = cb;
+    op->udata = udata;
+    op->result = err;
+    op->after = 1;   /* nothing to wait for */
+    s->outstanding++;
+    pthread_mutex_lock(&s->mu);
+    finished(s, op);
+    pthread_mutex_unlock(&s->mu);
+    if (s->hooks.notify)
+        s->hooks.notify(s->hooks.udata);
+}
+
+int fl_store_readers(const fl_store *s)
+{
+    return s->n_readers;
+}
+
 /* ---- open, recover, close -------------------------------------------------------------- */
 
 static int init_sync(fl_store *s)
@@ -587,20 +815,10 @@ static int init_sync(fl_store *s)
     return 0;
 }
 
-/* start_writer starts the writer thread with every signal blocked, so that SIGCHLD, SIGTERM
-
- * and the rest always reach the loop thread, which is the one that handles them. */
 static int start_writer(fl_store *s, char *err, size_t errlen)
 {
-    sigset_t all, old;
-    int rc;
+    int rc = spawn(&s->writer, writer_main, s);
 
-    sigfillset(&all);
-    rc = -pthread_sigmask(SIG_SETMASK, &all, &old);
-    if (!rc) {
-        rc = -pthread_create(&s->writer, NULL, writer_main, s);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
     if (rc) {
         fl_store_errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
         return rc;
@@ -609,8 +827,11 @@ static int start_writer(fl_store *s, char *err, size_t errlen)
     return 0;
 }
 
+static void stop_readers(fl_store *s);
+
 static void destroy(fl_store *s)
 {
+    stop_readers(s);
     if (s->b)
         s->be->close(s->b);
     if (s->sync_ready) {
@@ -650,6 +871,8 @@ int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_ho
         goto fail;
     }
     rc = be->open(&s->b, opt, s->node, err, errlen);
+    if (!rc)
+        rc = start_readers(s, opt->readers, err, errlen);
     if (!rc)
         rc = start_writer(s, err, errlen);
     if (rc)
@@ -934,6 +1157,8 @@ void fl_store_push(fl_store *s, fl_store_op *op)
     int wake = !s->corked;
 
     op->next = NULL;
+    op->after = 0;
+    s->pushed++;
     s->outstanding++;
     pthread_mutex_lock(&s->mu);
     if (s->pending_tail)
@@ -969,6 +1194,30 @@ void fl_store_uncork(fl_store *s)
     pthread_cond_signal(&s->work_cv);   /* after the unlock, as in fl_store_push */
 }
 
+/* reap_one emits the events of op and runs its callback; a writer's op then lets the reads
+ * held for it go. */
+static void reap_one(fl_store *s, fl_store_op *op)
+{
+    s->outstanding--;
+    if (!op->after)
+        s->reaped++;
+    emit(s, op);
+    if (op->cb)
+        op->cb(op);   /* the callback owns op from here on, and may free or push it */
+}
+
+static void release_held(fl_store *s)
+{
+    fl_store_op *op;
+
+    while ((op = s->held) && op->after - 1 <= s->reaped) {
+        if (!(s->held = op->next))
+            s->held_tail = NULL;
+        op->next = NULL;
+        reap_one(s, op);
+    }
+}
+
 void fl_store_reap(fl_store *s)
 {
     fl_store_op *op, *next;
@@ -982,12 +1231,20 @@ void fl_store_reap(fl_store *s)
     pthread_mutex_unlock(&s->mu);
     s->reaping = 1;
     for (; op; op = next) {
-        next = op->next; /* the callback owns op from here on, and may free or push it */
+        next = op->next;
         op->next = NULL;
-        s->outstanding--;
-        emit(s, op);
-        if (op->cb)
-            op->cb(op);
+        /* A reader's op may finish before a writer's op pushed ahead of it was reaped (whose
+         * change it may have heard of): it waits, in order, for that one. */
+        if (op->after && op->after - 1 > s->reaped) {
+            if (s->held_tail)
+                s->held_tail->next = op;
+            else
+                s->held = op;
+            s->held_tail = op;
+            continue;
+        }
+        reap_one(s, op);
+        release_held(s);
     }
     s->reaping = 0;
 }

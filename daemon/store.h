@@ -15,7 +15,14 @@
  * Requests that arrive while one commit runs share the next one, and the loop never waits on
  * the disk. If the transaction fails (disk full, I/O error) every op of that group fails with
  * the same negative errno, nothing of it is stored and no event is emitted.
- * Reads (get, list) go through the same queue and see every earlier push.
+ * Reads (get, list) go through the same queue and see every earlier push. A store with readers
+ * (PostgreSQL with [store] connections) also runs the reads pushed with the _committed
+ * constructors and fl_store_get_many on reader threads, each with a connection of its own and
+ * outside any group: those see what was committed before they run, not the ops pushed before
+ * them, and they do not lengthen the writer's groups. Their callbacks run from fl_store_reap
+ * like any op's, in the order they finish; only fl_store_get_many's waits for those of the
+ * writer's ops pushed before it (other nodes' changes are never reported here before this
+ * node's own earlier ones: a submit's before the other node's start of that job).
  *
  * An op's result says whether the store worked (0) or failed (a negative errno); its answer
  * says what it found (no such job, running, ...). They never share a code: -EBUSY is a locked
@@ -136,6 +143,8 @@ struct fl_store_op {
     void *udata;              /* the caller's */
     fl_store_op *next;        /* store-private link */
     int alone;                /* store-private: failed by itself in its group (see run_group) */
+    uint64_t after;           /* store-private: 0 for the writer's ops; a reader's 1, or for a
+                               * GET_MANY 1 + the writer's ops pushed before it, reaped first */
     union {
         /* in: job, borrowed until cb, with type, payload, priority, max_attempts, timeout,
          *     created_at, run_at, state (queued or scheduled), callback, idem_key filled.
@@ -146,7 +155,11 @@ struct fl_store_op {
         /* in: id, with_payload. out: job (caller frees with fl_job_free) and its callback
          *     deliveries (free with fl_store_deliveries_free), or answer FL_STORE_NOT_FOUND.
          *     with_payload: the job with its payload, and no deliveries. */
-        struct { int64_t id; int with_payload; fl_job *job; fl_delivery **deliveries; size_t n_deliveries; } get;
+        struct { int64_t id; int with_payload; fl_job *job; fl_delivery **deliveries; size_t n_deliveries;
+                 /* fl_store_get_many: in: ids[0..n_ids) instead of id (borrowed until cb).
+                  * out: jobs[0..n_jobs) = those found, by id, without payloads or deliveries
+                  * (free with fl_store_list_free). */
+                 const int64_t *ids; size_t n_ids; fl_job **jobs; size_t n_jobs; } get;
         /* in: q (see fl_store_query).
          * out: jobs[0..n) newest first (the array and each job owned by the caller: free with
          *     fl_store_list_free), next = id to pass as after for the following page, 0 if none. */
@@ -236,6 +249,8 @@ typedef struct fl_store_options {
     const char *url;
     int durability_full;
     const char *node;
+    int readers;          /* reader connections (threads) of a backend that has them ([store]
+                           * connections; PostgreSQL); 0 = none: every read on the writer */
 } fl_store_options;
 
 /* The owner recorded by the claims of a single-node daemon. */
@@ -319,6 +334,24 @@ void fl_store_get(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void
 void fl_store_get_payload(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
 /* fl_store_list reads the page *q asks for (q copied; q->type borrowed until cb). */
 void fl_store_list(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb, void *udata);
+
+/* The same reads for callers that need only what was committed before the call (a job id a
+ * client learnt from its 202, a page, the queue depth): a reader runs them when the store has
+ * readers, else the writer, in its queue, as the constructors above. */
+void fl_store_get_committed(fl_store *s, fl_store_op *op, int64_t id, fl_store_cb cb, void *udata);
+void fl_store_list_committed(fl_store *s, fl_store_op *op, const fl_store_query *q, fl_store_cb cb,
+                             void *udata);
+void fl_store_count_committed(fl_store *s, fl_store_op *op, int all_states, fl_store_cb cb, void *udata);
+
+/* fl_store_get_many reads the committed rows of the n jobs ids[0..n) (borrowed until cb; 1..1000
+ * of them, else -EINVAL) in one statement, as fl_store_get_committed does one: kind
+ * FL_STORE_GET, see get.ids. A backend that has readers has it (PostgreSQL, on its writer when
+ * [store] connections gave it none); with SQLite the op fails with -ENOTSUP. */
+void fl_store_get_many(fl_store *s, fl_store_op *op, const int64_t *ids, size_t n, fl_store_cb cb,
+                       void *udata);
+
+/* fl_store_readers returns how many reader threads the store runs (0: every read on the writer). */
+int fl_store_readers(const fl_store *s);
 /* fl_store_cancel cancels job id if it waits, at now (ms). */
 void fl_store_cancel(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_store_cb cb, void *udata);
 /* fl_store_set_status ORs bits into job id's status. */

@@ -4,7 +4,8 @@
  * events; a backend only keeps rows: store_sqlite.c in SQLite, store_pg.c in PostgreSQL.
  *
  * Every function runs on one thread at a time: open, recover and close on the loop thread
- * while the writer is not running, the rest on the writer thread. Each op function runs inside
+ * while the writer is not running, the readers' as said at reader_open, the rest on the
+ * writer thread. Each op function runs inside
  * begin ... commit, gets an op the engine has already validated, and returns 0 or the negative
  * errno that fails (and rolls back) the whole group; what it found goes to op->answer, its
  * outputs to op->u (the engine frees them if the group fails). */
@@ -75,6 +76,16 @@ typedef struct fl_store_backend {
     /* shared_stats (NULL with watch) fills the shared-database fields of *out (see
      * fl_store_stats) and returns 1 while the listener is connected, else 0. Loop thread. */
     int (*shared_stats)(void *b, fl_store_stats *out);
+    /* Readers (all three NULL for a backend without): reader_open opens one more connection
+     * for reads beside b's (on the loop thread at open, before the writer runs): 0 and *out,
+     * or a negative errno with the reason in err. reader_run runs one GET (also a batch: get.ids),
+     * LIST, COUNT or CHANGED on it, outside any transaction, on that reader's thread (one
+     * thread per reader, never two at once); it reconnects first if the connection was lost,
+     * and returns 0 or the negative errno that fails the op. reader_close frees a reader after
+     * its thread ended, before close(b). */
+    int (*reader_open)(void *b, void **out, char *err, size_t errlen);
+    int (*reader_run)(void *reader, fl_store_op *op);
+    void (*reader_close)(void *reader);
 } fl_store_backend;
 
 /* fl_store_cancel_answer is what a CANCEL answers for a job found in state: FL_STORE_OK (it

@@ -121,6 +121,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.db_path, "var/fling.db");
     assert_int_equal(c.durability_full, 1);
     assert_int_equal(c.store_retention, 7 * 86400);
+    assert_int_equal(c.store_connections, 2);
     assert_int_equal(c.workers, 8);
     assert_true(c.shutdown_grace == 30.0);
     assert_null(c.redis_url);
@@ -218,6 +219,7 @@ static const char every_key[] =
     "retention = 12h\n"
     "path = /tmp/x/fling.db\n"
     "durability = normal\n"
+    "connections = 5\n"
     "[workers]\n"
     "count = 3\n"
     "shutdown_grace = 0\n"
@@ -271,6 +273,7 @@ static void test_every_key(void **state)
     assert_int_equal(c.max_header, 8 * 1024);
     assert_int_equal(c.backlog, 128);
     assert_int_equal(c.max_connections, 500);
+    assert_int_equal(c.store_connections, 5);
     assert_true(c.read_timeout == 2.5);
     assert_true(c.idle_timeout == 0.25);
     assert_int_equal(c.max_pipeline, 16);
@@ -446,6 +449,7 @@ static void test_docs_reload_marks(void **state)
     assert_int_equal(fl_config_key_reloadable("type", "handler"), 0);
     assert_int_equal(fl_config_key_reloadable("store", "path"), 0);
     assert_int_equal(fl_config_key_reloadable("store", "retention"), 1);
+    assert_int_equal(fl_config_key_reloadable("store", "connections"), 0);
     assert_int_equal(fl_config_key_reloadable("server", "token"), 1);
 }
 
@@ -602,6 +606,8 @@ static const struct {
     {"[server]\nread_timeout = -1\n", 2, "read_timeout: expected seconds > 0"},
     {"[server]\nidle_timeout =\n", 2, "idle_timeout: expected seconds > 0, got \"\""},
     {"[workers]\ncount = 0\n", 2, "count: expected an integer 1..1024"},
+    {"[store]\nconnections = 0\n", 2, "connections: expected an integer 1..64"},
+    {"[store]\nconnections = 65\n", 2, "connections: expected an integer 1..64"},
     {"[workers]\ncount = 1025\n", 2, "expected an integer 1..1024"},
     {"[workers]\nshutdown_grace = -1\n", 2, "shutdown_grace: expected seconds >= 0"},
     {"[redis]\nretention = 0\n", 2, "retention: expected an integer 1.."},

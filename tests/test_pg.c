@@ -4,7 +4,9 @@
  * restart re-queues its own orphans and no other node's; a server restart under load (503
  * while it is away, reconnection without help, every acked job ends); a cancel through one
  * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
- * following a job another runs; the configuration's errors. Skipped (77) when the server binaries are not installed. */
+ * following a job another runs; [store] connections readers (1, 2 and 3 of them) serving
+ * reads while every writer waits on a lock, and reconnecting after a server restart; the
+ * configuration's errors. Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "fling.h"
 #include "harness.h"
@@ -430,7 +433,7 @@ static void test_server_restart(void **state)
     (void)state;
     flh_pg own;
     flh_daemon d;
-    char db[64], conf[512], id[32];
+    char db[64], conf[512], id[32], first[32], path[64];
     int acked = 0, refused = 0;
 
     assert_int_equal(flh_pg_start(&own), 0);
@@ -441,6 +444,7 @@ static void test_server_restart(void **state)
     assert_int_equal(flh_start(&d, conf), 0);
     for (int i = 0; i < 50; i++)
         acked += submit(&d, "noop", "", NULL, id, sizeof id) == 202;
+    snprintf(first, sizeof first, "%s", id);
     flh_pg_kill(&own);
     /* /healthz says the database is unreachable before anything is written: the listener's
      * connection ended with the server */
@@ -464,6 +468,13 @@ static void test_server_restart(void **state)
     h = NULL;
     assert_int_equal(flh_http(&d, "GET", "/healthz", &h), 503);
     json_decref(h);
+    /* the readers' GETs fail as the writer's groups do */
+    snprintf(path, sizeof path, "/v1/jobs/%s", first);
+    for (int i = 0; i < 3; i++) {
+        h = NULL;
+        assert_int_equal(flh_http(&d, "GET", path, &h), 503);
+        json_decref(h);
+    }
     assert_int_equal(flh_pg_restart(&own), 0);
     int st = 0;
     for (double end = flh_now() + 20; flh_now() < end && st != 202; usleep(100000))
@@ -476,6 +487,15 @@ static void test_server_restart(void **state)
     for (double end = flh_now() + 15; flh_now() < end && !back; usleep(100000))
         back = flh_log_count(&d, "listener is connected again") == 1;
     assert_true(back);
+    /* and so do its readers, each at its first read after the server is back */
+    st = 0;
+    for (double end = flh_now() + 15; flh_now() < end && st != 200; usleep(100000)) {
+        h = NULL;
+        st = flh_http(&d, "GET", path, &h);
+        json_decref(h);
+    }
+    assert_int_equal(st, 200);
+    assert_true(flh_log_count(&d, "store reader: connected to PostgreSQL again") >= 1);
     assert_int_equal(wait_query(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'", acked, 30), acked);
     assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs"), acked);
     assert_int_equal(flh_stop(&d), 0);
@@ -645,6 +665,126 @@ static void test_changes_across_nodes(void **state)
     flh_redis_stop(&redis);
 }
 
+/* readers_of counts the reader connections ([store] connections) open on database db. */
+static long readers_of(const char *db)
+{
+    char sql[200];
+
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+             " AND application_name = 'flingd reader'", db);
+    return flh_pg_query_long(pg, db, sql);
+}
+
+/* get_state GETs job id on d: the HTTP status, and its state into state. */
+static int get_state(flh_daemon *d, const char *id, char *state, size_t len)
+{
+    char path[64];
+    json_t *body = NULL;
+    int st;
+
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    st = flh_http(d, "GET", path, &body);
+    snprintf(state, len, "%s", st == 200 ? json_string_value(json_object_get(body, "state")) : "");
+    json_decref(body);
+    return st;
+}
+
+/* Three nodes with 1, 2 (the default) and 3 readers: each opens that many connections of its
+ * own. A client attached to its submit on the node whose slot is busy gets its 200 when the
+ * job ends on another node (the other node's changes are read on the readers), and every node
+ * answers a GET of a job running elsewhere. While a session of the test holds the jobs table
+ * against writes, so that every node's writer waits, GET, LIST and /metrics still answer:
+ * they are served by the readers, not behind the writer's group. */
+static void test_readers_across_nodes(void **state)
+{
+    (void)state;
+    flh_daemon n[3], *busy = NULL;
+    char db[64], conf[3][1024], id[32], run_id[32], sql[240], st[32], url[160];
+    const char *confs[3];
+    static const char *const more[3] = {
+        "[workers]\ncount = 1\n[store]\nconnections = 1\n", "[workers]\ncount = 1\n",
+        "[workers]\ncount = 1\n[store]\nconnections = 3\n",
+    };
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "r%d", i);
+        /* node_conf's [type.noop] closes [store]: the more text opens it again */
+        node_conf(conf[i], sizeof conf[i], db, name, more[i]);
+        confs[i] = conf[i];
+    }
+    assert_int_equal(flh_start_many(n, 3, confs), 0);
+    long want = 1 + 2 + 3;
+    for (double end = flh_now() + 10; flh_now() < end && readers_of(db) != want; usleep(50000))
+        ;
+    assert_int_equal(readers_of(db), want);
+
+    /* one node's only slot is busy for a minute; attach to it */
+    assert_int_equal(submit(&n[0], "t", "60", NULL, id, sizeof id), 202);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'running'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND owner = 'r%d'", id, i);
+        if (flh_pg_query_long(pg, db, sql) == 1)
+            busy = &n[i];
+    }
+    assert_non_null(busy);
+    for (int i = 0; i < 3; i++) {   /* every node reads the running job, wherever it runs */
+        assert_int_equal(get_state(&n[i], id, st, sizeof st), 200);
+        assert_string_equal(st, "running");
+    }
+    assert_int_equal(submit(busy, "t", "0.5", "Prefer: wait=20\r\n", run_id, sizeof run_id), 200);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded'"
+             " AND owner <> 'r%d'", run_id, (int)(busy - n));
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_true(flh_metric(busy, "fling_pg_remote_reads_total") >= 1);
+
+    /* every writer waits on the table lock; the readers do not */
+    flh_pg_url(pg, db, url, sizeof url);
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "BEGIN"));
+    PGresult *r = PQexec(c, "LOCK TABLE jobs IN EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    flh_daemon *other = busy == &n[0] ? &n[1] : &n[0];
+    int fd = flh_connect_tcp(other->port);   /* a submit whose group waits for the lock */
+    size_t len;
+    char *req = flh_submit_req("noop", "", 0, NULL, &len);
+    assert_true(fd >= 0);
+    assert_int_equal(flh_send_all(fd, req, len), 0);
+    free(req);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+             " AND wait_event_type = 'Lock'", db);
+    long waiting = 0;
+    for (double end = flh_now() + 10; flh_now() < end && waiting < 1; usleep(20000))
+        waiting = flh_pg_query_long(pg, db, sql);
+    assert_true(waiting >= 1);
+    for (int i = 0; i < 3; i++) {
+        json_t *body = NULL;
+        double t0 = flh_now();
+        assert_int_equal(get_state(&n[i], run_id, st, sizeof st), 200);
+        assert_string_equal(st, "succeeded");
+        assert_int_equal(flh_http(&n[i], "GET", "/v1/jobs?limit=5", &body), 200);
+        json_decref(body);
+        /* the queue depth of /v1/types and /metrics (a COUNT each) */
+        assert_int_equal(flh_http(&n[i], "GET", "/v1/types", &body), 200);
+        json_t *counts = json_object_get(json_array_get(json_object_get(body, "types"), 0), "counts");
+        assert_int_equal(json_integer_value(json_object_get(counts, "running")), 1);
+        json_decref(body);
+        assert_int_equal(flh_metric(&n[i], "fling_jobs{type=\"t\",state=\"queued\"}"), 0);
+        assert_true(flh_now() - t0 < 5);
+    }
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    char reply[4096];
+    assert_int_equal(flh_read_reply(fd, reply, sizeof reply, 10000), 202);   /* its group went on */
+    close(fd);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(flh_stop(&n[i]), 0);
+}
+
 /* check_config runs flingd --check-config on text: its exit status, and its stderr in err. */
 static int check_config(const char *text, char *err, size_t errlen)
 {
@@ -695,6 +835,11 @@ static void test_config_errors(void **state)
                                   "url = postgresql://u:secret@127.0.0.1/x\n", err, sizeof err), 0);
     assert_int_not_equal(check_config("[store]\nbackend = postgres\nurl = x\nnode = has space\n", err, sizeof err), 0);
     assert_non_null(strstr(err, "visible ASCII"));
+    assert_int_equal(check_config("[store]\nbackend = postgres\nurl = host=127.0.0.1 dbname=x\nnode = n1\nconnections = 64\n", err,
+                                  sizeof err), 0);
+    assert_int_not_equal(check_config("[store]\nbackend = postgres\nurl = host=127.0.0.1 dbname=x\nnode = n1\nconnections = 0\n", err,
+                                      sizeof err), 0);
+    assert_non_null(strstr(err, "connections"));
 }
 
 int main(void)
@@ -720,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_cancel_across_nodes),
         cmocka_unit_test(test_cancel_of_dead_nodes_job),
         cmocka_unit_test(test_changes_across_nodes),
+        cmocka_unit_test(test_readers_across_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
