@@ -1,9 +1,9 @@
 /* worker.c — one attempt of one job, by handler (see worker.h).
  *
- * DESIGN. exec: posix_spawn (vfork-based in glibc, safe beside the store's writer thread) into
+ * DESIGN. exec: a vfork'd child (safe beside the store's writer thread: it only execs) in
  * a new process group, with a clean environment (job_env) and no descriptor but 0, 1 and 2;
- * a type with user or group needs setgroups/setgid/setuid in the child, which posix_spawn
- * cannot do, so only those fork and set up the child themselves (spawn_as_user). The
+ * a type with user or group needs setgroups/setgid/setuid in the child, which a vfork child
+ * cannot do, so only those fork (see "spawning"); both set up the child in child_exec. The
  * payload is written to the child's stdin pipe by an ev_io, stdout+stderr read from
  * one pipe into a ring of the last FL_WORKER_OUTPUT_MAX bytes, exit seen by ev_child. The
  * attempt ends when the child has been reaped and its output pipe is at EOF; when the group
@@ -17,7 +17,6 @@
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,65 +316,65 @@ static int job_env(const fl_worker *w, char ***out)
  * A child starts with every signal at its default and none blocked: flingd ignores SIGPIPE,
  * libev blocks and handles SIGCHLD, SIGTERM and SIGINT, and flingd may itself have inherited
  * ignored signals (a shell's `&` ignores SIGINT and SIGQUIT); a job must see none of that.
- * All signals, not only those: glibc's posix_spawn child visits every signal anyway, setting
- * each one in the default set and querying, then setting, each one outside it, so a full set
- * is its cheapest form (64 rt_sigaction calls; {SIGPIPE, SIGTERM, SIGINT, SIGCHLD} took 117). */
+ * The child resets all 64 dispositions with every signal blocked, so that no flingd handler
+ * ever runs in it, then unblocks them and execs.
+ *
+ * A plain child is started with vfork: it borrows flingd's memory and stack until its execve,
+ * so nothing is copied or mapped for it (posix_spawn mapped and unmapped a stack per child,
+ * and in a multi-threaded process every munmap interrupts the other cores to flush their TLBs:
+ * 13% of the loop thread when running /bin/true). Until execve it makes only system calls that
+ * write no memory but its stack and errno, and reports a failure in the parent's memory. setgroups, setgid and setuid are different:
+ * glibc makes each a call on every thread of the process, which a vfork child must not do; so
+ * a type with user or group forks, and its child reports on a close-on-exec status pipe. So
+ * does every child under ThreadSanitizer, whose vfork is a fork. */
 
-/* spawn_plain starts the child with posix_spawn: stdin from in_fd, stdout and stderr to out_fd,
- * every other descriptor closed, its own process group, no signal blocked. 0 or an errno. */
-static int spawn_plain(fl_worker *w, int in_fd, int out_fd, char **envp)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, dflt;
-    sigemptyset(&none);
-    sigfillset(&dflt);
-    int err = posix_spawn_file_actions_init(&fa);
-    if (err)
-        return err;
-    err = posix_spawnattr_init(&attr);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
-    if (!err)   /* flingd's sockets, libcurl's, and whatever flingd itself inherited */
-        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!err)
-        err = posix_spawnattr_setsigmask(&attr, &none);
-    if (!err)
-        err = posix_spawnattr_setsigdefault(&attr, &dflt);
-    if (!err)
-        err = posix_spawnattr_setpgroup(&attr, 0);
-    if (!err)
-        err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                  POSIX_SPAWN_SETSIGDEF);
-    if (!err)
-        err = posix_spawn(&w->pid, w->spec.argv[0], &fa, &attr, w->spec.argv, envp);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return err;
-}
+#if defined(__SANITIZE_THREAD__)
+#define FL_WORKER_VFORK 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FL_WORKER_VFORK 0
+#endif
+#endif
+#ifndef FL_WORKER_VFORK
+#define FL_WORKER_VFORK 1
+#endif
 
-/* What a forked child reports on its status pipe when it cannot become the job. */
-enum child_step { STEP_SETUP, STEP_GROUP, STEP_USER, STEP_EXEC };
+/* What a child reports when it cannot become the job: the step that failed and its errno. */
+enum child_step { STEP_SETUP = 1, STEP_GROUP, STEP_USER, STEP_EXEC };
 typedef struct child_error { int step, err; } child_error;
 
+/* Where a child reports: the parent's memory (vfork) or a status pipe on fd 3 (fork). */
+typedef struct child_report {
+    volatile child_error *shared;   /* vfork: the parent's, read once the child has exec'd or exited */
+    int status_fd;                  /* fork: the pipe's write end, else -1 */
+} child_report;
+
 __attribute__((noreturn))
-static void child_fail(int fd, enum child_step step)
+static void child_fail(const child_report *rep, enum child_step step)
 {
     child_error ce = { step, errno };
-    ssize_t n = write(fd, &ce, sizeof ce);
-    (void)n;   /* nothing more a dying child can do */
+    if (rep->shared) {
+        rep->shared->step = ce.step;
+        rep->shared->err = ce.err;
+    } else {
+        ssize_t n = write(3, &ce, sizeof ce);
+        (void)n;   /* nothing more a dying child can do */
+    }
     _exit(127);
 }
 
-/* child_exec runs in the forked child of a multi-threaded process: async-signal-safe calls only
- * (argv and envp were built before the fork). status_fd is close-on-exec: it reaches EOF when
- * execve succeeds; before that a failure is written to it. */
+/* Makes from the child's descriptor to (to stays open across execve). */
+static int child_fd(int from, int to)
+{
+    return from == to ? fcntl(to, F_SETFD, 0) : dup2(from, to);
+}
+
+/* child_exec runs in the child of a multi-threaded process, forked or vforked: async-signal-safe
+ * calls only (argv and envp were built before). Stdin from in_fd, stdout and stderr to out_fd,
+ * the status pipe (fork) on 3, every other descriptor closed, its own process group, then the
+ * type's group and user (fork only), every signal at its default, none blocked, execve. */
 __attribute__((noreturn))
-static void child_exec(const fl_worker *w, int in_fd, int out_fd, int status_fd, char **envp)
+static void child_exec(const fl_worker *w, int in_fd, int out_fd, char **envp, const child_report *rep)
 {
     const fl_type *t = w->spec.settings;
     struct sigaction dfl;
@@ -383,38 +382,84 @@ static void child_exec(const fl_worker *w, int in_fd, int out_fd, int status_fd,
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; sig++)
         sigaction(sig, &dfl, NULL);   /* fails, harmlessly, for SIGKILL, SIGSTOP and glibc's own */
-    if (setpgid(0, 0) < 0 || dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0 ||
-        dup2(status_fd, 3) < 0)
-        child_fail(status_fd, STEP_SETUP);
-    if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 || close_range(4, ~0U, 0) < 0)
-        child_fail(3, STEP_SETUP);
-    /* Group first: once the uid is dropped, the group cannot change any more. */
-    if (setgroups(1, &t->gid) < 0 || setgid(t->gid) < 0)
-        child_fail(3, STEP_GROUP);
-    if (t->user && setuid(t->uid) < 0)
-        child_fail(3, STEP_USER);
+    if (setpgid(0, 0) < 0 || child_fd(in_fd, 0) < 0 || child_fd(out_fd, 1) < 0 || child_fd(out_fd, 2) < 0)
+        child_fail(rep, STEP_SETUP);
+    int keep = 3;
+    if (rep->status_fd >= 0) {
+        if (dup2(rep->status_fd, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+            child_fail(rep, STEP_SETUP);
+        keep = 4;
+    }
+    /* flingd's sockets, libcurl's, and whatever flingd itself inherited */
+    if (close_range((unsigned)keep, ~0U, 0) < 0)
+        child_fail(rep, STEP_SETUP);
+    if (t && (t->user || t->group)) {
+        /* Group first: once the uid is dropped, the group cannot change any more. */
+        if (setgroups(1, &t->gid) < 0 || setgid(t->gid) < 0)
+            child_fail(rep, STEP_GROUP);
+        if (t->user && setuid(t->uid) < 0)
+            child_fail(rep, STEP_USER);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execve(w->spec.argv[0], w->spec.argv, envp);
-    child_fail(3, STEP_EXEC);
+    child_fail(rep, STEP_EXEC);
 }
 
-/* spawn_as_user starts the child like spawn_plain, but under the type's user and group, and
- * without supplementary groups. It waits (like posix_spawn does) until the child has called
- * execve; a failure in the child before that is in w->error, and the child exits 127. 0, or
- * an errno if there is no child. */
-static int spawn_as_user(fl_worker *w, int in_fd, int out_fd, char **envp)
+/* report_failure says in w->error why the child could not become the job (it exits 127). */
+static void report_failure(fl_worker *w, const child_error *ce)
+{
+    const char *argv0 = w->spec.argv[0];
+    if (ce->step == STEP_USER)
+        snprintf(w->error, sizeof w->error, "exec %s: cannot run as user %s: %s", argv0,
+                 w->spec.settings->user, strerror(ce->err));
+    else if (ce->step == STEP_GROUP)
+        snprintf(w->error, sizeof w->error, "exec %s: cannot run with group %u: %s", argv0,
+                 (unsigned)w->spec.settings->gid, strerror(ce->err));
+    else
+        snprintf(w->error, sizeof w->error, "exec %s: %s%s", argv0,
+                 ce->step == STEP_SETUP ? "setting up the child: " : "", strerror(ce->err));
+}
+
+/* spawn_vforked starts the child with vfork (see above); it returns once the child has called
+ * execve or exited. 0, with a failure in the child in w->error, or an errno if there is no child. */
+static int spawn_vforked(fl_worker *w, int in_fd, int out_fd, char **envp)
+{
+    volatile child_error shared = { 0, 0 };
+    child_report rep = { .shared = &shared, .status_fd = -1 };
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* no flingd handler may run in the child */
+    pid_t pid = vfork();
+    if (pid == 0)
+        child_exec(w, in_fd, out_fd, envp, &rep);
+    int err = pid < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0) {
+        w->pid = pid;
+        child_error ce = { shared.step, shared.err };
+        if (ce.step)
+            report_failure(w, &ce);
+    }
+    return err;
+}
+
+/* spawn_forked starts the child with fork, for setgroups/setgid/setuid (see above). It waits,
+ * like vfork, until the child has called execve or failed. 0, with a failure in the child in
+ * w->error, or an errno if there is no child. */
+static int spawn_forked(fl_worker *w, int in_fd, int out_fd, char **envp)
 {
     int st[2];
     if (pipe2(st, O_CLOEXEC) < 0)
         return errno;
+    child_report rep = { .shared = NULL, .status_fd = st[1] };
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* no flingd handler may run in the child */
     pid_t pid = fork();
     if (pid == 0)
-        child_exec(w, in_fd, out_fd, st[1], envp);
+        child_exec(w, in_fd, out_fd, envp, &rep);
     int err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(st[1]);
@@ -425,16 +470,8 @@ static int spawn_as_user(fl_worker *w, int in_fd, int out_fd, char **envp)
         do
             n = read(st[0], &ce, sizeof ce);
         while (n < 0 && errno == EINTR);
-        const char *argv0 = w->spec.argv[0];
-        if (n == (ssize_t)sizeof ce && ce.step == STEP_USER)
-            snprintf(w->error, sizeof w->error, "exec %s: cannot run as user %s: %s", argv0,
-                     w->spec.settings->user, strerror(ce.err));
-        else if (n == (ssize_t)sizeof ce && ce.step == STEP_GROUP)
-            snprintf(w->error, sizeof w->error, "exec %s: cannot run with group %u: %s", argv0,
-                     (unsigned)w->spec.settings->gid, strerror(ce.err));
-        else if (n == (ssize_t)sizeof ce)
-            snprintf(w->error, sizeof w->error, "exec %s: %s%s", argv0,
-                     ce.step == STEP_SETUP ? "setting up the child: " : "", strerror(ce.err));
+        if (n == (ssize_t)sizeof ce)
+            report_failure(w, &ce);
     }
     close(st[0]);
     return err;
@@ -452,8 +489,8 @@ static int start_exec(fl_worker *w)
     if ((rc = job_env(w, &envp)) < 0)
         goto fail_pipes;
     const fl_type *t = w->spec.settings;
-    int err = t && (t->user || t->group) ? spawn_as_user(w, in[0], out[1], envp)
-                                         : spawn_plain(w, in[0], out[1], envp);
+    int err = FL_WORKER_VFORK && !(t && (t->user || t->group)) ? spawn_vforked(w, in[0], out[1], envp)
+                                                              : spawn_forked(w, in[0], out[1], envp);
     env_free(envp);
     close(in[0]);
     close(out[1]);
