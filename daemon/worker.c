@@ -1,9 +1,9 @@
 /* worker.c — one attempt of one job, by handler (see worker.h).
  *
- * DESIGN. exec: a vfork'd child (safe beside the store's writer thread: it only execs) in
- * a new process group, with a clean environment (job_env) and no descriptor but 0, 1 and 2;
- * a type with user or group needs setgroups/setgid/setuid in the child, which a vfork child
- * cannot do, so only those fork (see "spawning"); both set up the child in child_exec. The
+ * DESIGN. exec: a child cloned into flingd's memory that flingd does not wait for (safe
+ * beside the store's writer thread: it makes raw system calls until it execs), in a new
+ * process group, with a clean environment (job_env) and no descriptor but 0, 1 and 2; a type
+ * with user or group forks instead (see "spawning"); both set up the child in child_main. The
  * payload is written to the child's stdin pipe by an ev_io, stdout+stderr read from
  * one pipe into a ring of the last FL_WORKER_OUTPUT_MAX bytes, exit seen by ev_child. The
  * attempt ends when the child has been reaped and its output pipe is at EOF; when the group
@@ -14,12 +14,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,20 @@ static const char *const passed_vars[] = {
     "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR",
 };
 #define FL_WORKER_DEFAULT_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
+
+/* What a child reports when it cannot become the job: the step that failed and its errno. */
+enum child_step { STEP_SETUP = 1, STEP_GROUP, STEP_USER, STEP_EXEC };
+typedef struct child_error { int step, err; } child_error;
+
+/* What a child needs until its execve (see "spawning"); all of it in the parent's memory. */
+typedef struct child_args {
+    char *const *argv;
+    char **envp;                    /* owned; freed once the child is gone (child_memory_free) */
+    const fl_type *settings;        /* user and group, or NULL */
+    int in_fd, out_fd;              /* its stdin; its stdout and stderr */
+    int status_fd;                  /* fork: the status pipe's write end; clone: -1 */
+    volatile child_error *shared;   /* clone: where it reports, read once it is reaped */
+} child_args;
 
 struct fl_worker {
     fl_worker_env env;
@@ -56,6 +71,9 @@ struct fl_worker {
     int finished;
     double started;
     char error[256];
+    child_args args;             /* exec: the child's, until it is reaped */
+    void *stack;                 /* exec, clone: the child's stack until it is reaped; owned */
+    volatile child_error ce;     /* exec, clone: the child's failure, if it had one */
 };
 
 int64_t fl_worker_job_id(const fl_worker *w) { return w->spec.job_id; }
@@ -150,6 +168,8 @@ static void exec_maybe_done(fl_worker *w)
     finish(w, ok, out, n, has_code, code);
 }
 
+static void child_reaped(fl_worker *w);
+
 static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
 {
     (void)revents;
@@ -157,6 +177,7 @@ static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
     ev_child_stop(loop, c);
     w->reaped = 1;
     w->status = c->rstatus;
+    child_reaped(w);
     /* The leader is gone: whatever it left in its group goes too, and with it the pipe's
      * last writers, so the output reaches EOF. */
     kill(-w->pid, SIGKILL);
@@ -319,92 +340,129 @@ static int job_env(const fl_worker *w, char ***out)
  * The child resets all 64 dispositions with every signal blocked, so that no flingd handler
  * ever runs in it, then unblocks them and execs.
  *
- * A plain child is started with vfork: it borrows flingd's memory and stack until its execve,
- * so nothing is copied or mapped for it (posix_spawn mapped and unmapped a stack per child,
- * and in a multi-threaded process every munmap interrupts the other cores to flush their TLBs:
- * 13% of the loop thread when running /bin/true). Until execve it makes only system calls that
- * write no memory but its stack and errno, and reports a failure in the parent's memory. setgroups, setgid and setuid are different:
- * glibc makes each a call on every thread of the process, which a vfork child must not do; so
- * a type with user or group forks, and its child reports on a close-on-exec status pipe. So
- * does every child under ThreadSanitizer, whose vfork is a fork. */
+ * A plain child is a clone of flingd that shares its memory (CLONE_VM) on a stack of its own,
+ * and flingd does not wait for it: with posix_spawn or vfork the loop thread slept until the
+ * child had called execve, a wait for the scheduler to run the child, which on a busy machine
+ * took 34% of the loop's time running /bin/true (1.1 ms per child, with perf trace). Until its
+ * execve the child touches no memory but its stack, its arguments and its report: it makes
+ * raw system calls (sys below: no errno, which is the loop thread's), never calls into libc.
+ * Its stack, environment and report stay until it is reaped, when it has certainly exec'd or
+ * exited. The loop thread puts it in its process group too, so that a kill of the group
+ * reaches it before it has got that far.
+ *
+ * setgroups, setgid and setuid have the child fork instead: a forked child is alone in its
+ * memory and reports on a close-on-exec status pipe, which flingd reads until EOF (execve)
+ * or the failure. So do all children under a sanitizer (whose runtime a memory-sharing child
+ * would run in) or on an architecture without a raw system call below. */
 
-#if defined(__SANITIZE_THREAD__)
-#define FL_WORKER_VFORK 0
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define FL_WORKER_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define FL_WORKER_VFORK 0
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define FL_WORKER_SANITIZED 1
 #endif
 #endif
-#ifndef FL_WORKER_VFORK
-#define FL_WORKER_VFORK 1
+#ifndef FL_WORKER_SANITIZED
+#define FL_WORKER_SANITIZED 0
 #endif
 
-/* What a child reports when it cannot become the job: the step that failed and its errno. */
-enum child_step { STEP_SETUP = 1, STEP_GROUP, STEP_USER, STEP_EXEC };
-typedef struct child_error { int step, err; } child_error;
+#define FL_WORKER_STACK (32 * 1024)   /* a clone child's stack: a few frames of system calls */
 
-/* Where a child reports: the parent's memory (vfork) or a status pipe on fd 3 (fork). */
-typedef struct child_report {
-    volatile child_error *shared;   /* vfork: the parent's, read once the child has exec'd or exited */
-    int status_fd;                  /* fork: the pipe's write end, else -1 */
-} child_report;
-
-__attribute__((noreturn))
-static void child_fail(const child_report *rep, enum child_step step)
+#if defined(__x86_64__)
+#define FL_WORKER_CLONE (!FL_WORKER_SANITIZED)
+/* sys makes system call n: its result, or -errno; it writes no memory. */
+static long sys(long n, long a, long b, long c, long d)
 {
-    child_error ce = { step, errno };
-    if (rep->shared) {
-        rep->shared->step = ce.step;
-        rep->shared->err = ce.err;
+    register long r10 __asm__("r10") = d;
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return ret;
+}
+#elif defined(__aarch64__)
+#define FL_WORKER_CLONE (!FL_WORKER_SANITIZED)
+static long sys(long n, long a, long b, long c, long d)
+{
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+}
+#else
+#define FL_WORKER_CLONE 0
+/* Only forked children use it here: their errno is their own. */
+static long sys(long n, long a, long b, long c, long d)
+{
+    long ret = syscall(n, a, b, c, d);
+    return ret < 0 ? -errno : ret;
+}
+#endif
+
+/* child_fail reports a failed step (rc: -errno) in the parent's memory or on the status pipe,
+ * now on fd, and exits 127. */
+__attribute__((noreturn))
+static void child_fail(const child_args *a, int fd, enum child_step step, long rc)
+{
+    child_error ce = { step, (int)-rc };
+    if (a->shared) {
+        a->shared->step = ce.step;
+        a->shared->err = ce.err;
     } else {
-        ssize_t n = write(3, &ce, sizeof ce);
-        (void)n;   /* nothing more a dying child can do */
+        (void)sys(SYS_write, fd, (long)&ce, sizeof ce, 0);   /* nothing more a dying child can do */
     }
-    _exit(127);
+    for (;;)
+        (void)sys(SYS_exit_group, 127, 0, 0, 0);
 }
 
-/* Makes from the child's descriptor to (to stays open across execve). */
-static int child_fd(int from, int to)
+/* Makes from the child's descriptor to, open across execve. 0 or -errno. */
+static long child_fd(int from, int to)
 {
-    return from == to ? fcntl(to, F_SETFD, 0) : dup2(from, to);
+    long rc = from == to ? sys(SYS_fcntl, to, F_SETFD, 0, 0) : sys(SYS_dup3, from, to, 0, 0);
+    return rc < 0 ? rc : 0;
 }
 
-/* child_exec runs in the child of a multi-threaded process, forked or vforked: async-signal-safe
- * calls only (argv and envp were built before). Stdin from in_fd, stdout and stderr to out_fd,
- * the status pipe (fork) on 3, every other descriptor closed, its own process group, then the
- * type's group and user (fork only), every signal at its default, none blocked, execve. */
+/* child_main runs in the child, cloned or forked, until execve: raw system calls only (see
+ * above). Stdin from in_fd, stdout and stderr to out_fd, the status pipe (fork) on 3, every
+ * other descriptor closed, its own process group, the type's group and user, every signal at
+ * its default and none blocked. */
 __attribute__((noreturn))
-static void child_exec(const fl_worker *w, int in_fd, int out_fd, char **envp, const child_report *rep)
+static void child_main(const child_args *a)
 {
-    const fl_type *t = w->spec.settings;
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &dfl, NULL);   /* fails, harmlessly, for SIGKILL, SIGSTOP and glibc's own */
-    if (setpgid(0, 0) < 0 || child_fd(in_fd, 0) < 0 || child_fd(out_fd, 1) < 0 || child_fd(out_fd, 2) < 0)
-        child_fail(rep, STEP_SETUP);
-    int keep = 3;
-    if (rep->status_fd >= 0) {
-        if (dup2(rep->status_fd, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
-            child_fail(rep, STEP_SETUP);
-        keep = 4;
+    const fl_type *t = a->settings;
+    static const unsigned long ksa[4];   /* the kernel's sigaction: SIG_DFL, no flags, empty mask */
+    static const unsigned long kmask;    /* the kernel's sigset_t: empty */
+    int fd = a->status_fd;   /* where a failure is reported: 3 once it is moved there */
+    long rc;
+    for (int sig = 1; sig <= 64; sig++)
+        (void)sys(SYS_rt_sigaction, sig, (long)ksa, 0, sizeof kmask);   /* EINVAL for SIGKILL, SIGSTOP */
+    if ((rc = sys(SYS_setpgid, 0, 0, 0, 0)) < 0 || (rc = child_fd(a->in_fd, 0)) < 0 ||
+        (rc = child_fd(a->out_fd, 1)) < 0 || (rc = child_fd(a->out_fd, 2)) < 0)
+        child_fail(a, fd, STEP_SETUP, rc);
+    if (fd >= 0) {
+        if ((rc = sys(SYS_dup3, fd, 3, O_CLOEXEC, 0)) < 0)
+            child_fail(a, fd, STEP_SETUP, rc);
+        fd = 3;
     }
     /* flingd's sockets, libcurl's, and whatever flingd itself inherited */
-    if (close_range((unsigned)keep, ~0U, 0) < 0)
-        child_fail(rep, STEP_SETUP);
+    if ((rc = sys(SYS_close_range, fd == 3 ? 4 : 3, ~0U, 0, 0)) < 0)
+        child_fail(a, fd, STEP_SETUP, rc);
     if (t && (t->user || t->group)) {
         /* Group first: once the uid is dropped, the group cannot change any more. */
-        if (setgroups(1, &t->gid) < 0 || setgid(t->gid) < 0)
-            child_fail(rep, STEP_GROUP);
-        if (t->user && setuid(t->uid) < 0)
-            child_fail(rep, STEP_USER);
+        if ((rc = sys(SYS_setgroups, 1, (long)&t->gid, 0, 0)) < 0 || (rc = sys(SYS_setgid, t->gid, 0, 0, 0)) < 0)
+            child_fail(a, fd, STEP_GROUP, rc);
+        if (t->user && (rc = sys(SYS_setuid, t->uid, 0, 0, 0)) < 0)
+            child_fail(a, fd, STEP_USER, rc);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(w->spec.argv[0], w->spec.argv, envp);
-    child_fail(rep, STEP_EXEC);
+    (void)sys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&kmask, 0, sizeof kmask);
+    rc = sys(SYS_execve, (long)a->argv[0], (long)a->argv, (long)a->envp, 0);
+    child_fail(a, fd, STEP_EXEC, rc);
+}
+
+static int clone_main(void *arg)
+{
+    child_main(arg);
 }
 
 /* report_failure says in w->error why the child could not become the job (it exits 127). */
@@ -422,79 +480,79 @@ static void report_failure(fl_worker *w, const child_error *ce)
                  ce->step == STEP_SETUP ? "setting up the child: " : "", strerror(ce->err));
 }
 
-/* spawn_vforked starts the child with vfork (see above); it returns once the child has called
- * execve or exited. 0, with a failure in the child in w->error, or an errno if there is no child. */
-static int spawn_vforked(fl_worker *w, int in_fd, int out_fd, char **envp)
+/* child_memory_free frees what the child shared: only once it is gone, or was never made. */
+static void child_memory_free(fl_worker *w)
 {
-    volatile child_error shared = { 0, 0 };
-    child_report rep = { .shared = &shared, .status_fd = -1 };
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);   /* no flingd handler may run in the child */
-    pid_t pid = vfork();
-    if (pid == 0)
-        child_exec(w, in_fd, out_fd, envp, &rep);
-    int err = pid < 0 ? errno : 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pid > 0) {
-        w->pid = pid;
-        child_error ce = { shared.step, shared.err };
-        if (ce.step)
-            report_failure(w, &ce);
-    }
-    return err;
+    free(w->stack);
+    w->stack = NULL;
+    env_free(w->args.envp);
+    w->args.envp = NULL;
 }
 
-/* spawn_forked starts the child with fork, for setgroups/setgid/setuid (see above). It waits,
- * like vfork, until the child has called execve or failed. 0, with a failure in the child in
- * w->error, or an errno if there is no child. */
-static int spawn_forked(fl_worker *w, int in_fd, int out_fd, char **envp)
+/* The child is reaped: it has exec'd, or exited after reporting why it could not. */
+static void child_reaped(fl_worker *w)
 {
-    int st[2];
-    if (pipe2(st, O_CLOEXEC) < 0)
+    child_error ce = { w->ce.step, w->ce.err };
+    if (ce.step)
+        report_failure(w, &ce);
+    child_memory_free(w);
+}
+
+/* spawn starts w's child (w->args set but the report's end), cloned or forked (see above).
+ * 0, with w->pid (and a forked child's failure in w->error), or an errno if there is no child. */
+static int spawn(fl_worker *w)
+{
+    const fl_type *t = w->spec.settings;
+    int cloned = FL_WORKER_CLONE && !(t && (t->user || t->group));
+    int st[2] = { -1, -1 };
+    if (cloned && !(w->stack = malloc(FL_WORKER_STACK)))
+        return ENOMEM;
+    if (!cloned && pipe2(st, O_CLOEXEC) < 0)
         return errno;
-    child_report rep = { .shared = NULL, .status_fd = st[1] };
+    w->args.shared = cloned ? &w->ce : NULL;
+    w->args.status_fd = st[1];
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* no flingd handler may run in the child */
-    pid_t pid = fork();
+    pid_t pid = cloned ? clone(clone_main, (char *)w->stack + FL_WORKER_STACK, CLONE_VM | SIGCHLD, &w->args)
+                       : fork();
     if (pid == 0)
-        child_exec(w, in_fd, out_fd, envp, &rep);
+        child_main(&w->args);
     int err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(st[1]);
-    if (pid > 0) {
+    if (pid > 0)
         w->pid = pid;
+    if (cloned && pid > 0)
+        setpgid(pid, pid);   /* the child does it too; whichever is second fails, harmlessly */
+    if (!cloned) {
+        close(st[1]);
         child_error ce;
-        ssize_t n;
-        do
-            n = read(st[0], &ce, sizeof ce);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = 0;
+        while (pid > 0 && (n = read(st[0], &ce, sizeof ce)) < 0 && errno == EINTR)
+            ;
         if (n == (ssize_t)sizeof ce)
             report_failure(w, &ce);
+        close(st[0]);
     }
-    close(st[0]);
     return err;
 }
 
 static int start_exec(fl_worker *w)
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 };
-    char **envp = NULL;
     int rc = 0;
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
         rc = -errno;
         goto fail_pipes;
     }
-    if ((rc = job_env(w, &envp)) < 0)
+    w->args = (child_args){ .argv = w->spec.argv, .settings = w->spec.settings, .in_fd = in[0], .out_fd = out[1] };
+    if ((rc = job_env(w, &w->args.envp)) < 0)
         goto fail_pipes;
-    const fl_type *t = w->spec.settings;
-    int err = FL_WORKER_VFORK && !(t && (t->user || t->group)) ? spawn_vforked(w, in[0], out[1], envp)
-                                                              : spawn_forked(w, in[0], out[1], envp);
-    env_free(envp);
+    int err = spawn(w);
     close(in[0]);
     close(out[1]);
     if (err) {
+        child_memory_free(w);
         close(in[1]);
         close(out[0]);
         snprintf(w->error, sizeof w->error, "exec %s: %s", w->spec.argv[0], strerror(err));
@@ -646,6 +704,9 @@ void fl_worker_abandon(fl_worker *w)
     if (w->http)
         fl_webhook_cancel(w->http);
     stop_watchers(w);
+    if (w->stack)
+        return;   /* a cloned child may not have died yet, on its stack and w->args: left for the exit */
+    child_memory_free(w);
     free(w);
 }
 
