@@ -233,56 +233,61 @@ static void in_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- the child's environment */
 
+/* The child's environment is gathered as (name, value) pairs borrowed from where they live,
+ * then written out in one allocation: the NULL-terminated array and its strings after it. */
+typedef struct env_var {
+    const char *name;            /* name_len bytes, not NUL-terminated when from "NAME=value" */
+    size_t name_len;
+    const char *value;
+} env_var;
+
+#define FL_WORKER_ENV_SMALL 32   /* variables held without an allocation */
+
 typedef struct env_list {
-    char **v;                    /* "NAME=value", NULL-terminated once done */
+    env_var *v;                  /* small, or allocated once it outgrew it */
     size_t n, cap;
     int rc;                      /* 0, or -ENOMEM: the list is incomplete */
+    env_var small[FL_WORKER_ENV_SMALL];
 } env_list;
 
-static void env_free(char **v)
+/* env_put sets name (name_len bytes) to value (both borrowed until env_build) in e, in place
+ * of an earlier one of that name. */
+static void env_put(env_list *e, const char *name, size_t name_len, const char *value)
 {
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* env_put sets var ("NAME=value", taken over; NULL after a failed allocation) in e, in place of
- * an earlier NAME. */
-static void env_put(env_list *e, char *var)
-{
-    if (!var)
-        e->rc = -ENOMEM;
-    if (e->rc) {
-        free(var);
-        return;
-    }
-    size_t name = strcspn(var, "=") + 1;
     for (size_t i = 0; i < e->n; i++) {
-        if (strncmp(e->v[i], var, name) == 0) {
-            free(e->v[i]);
-            e->v[i] = var;
+        if (e->v[i].name_len == name_len && memcmp(e->v[i].name, name, name_len) == 0) {
+            e->v[i].value = value;
             return;
         }
     }
-    if (e->n + 1 >= e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 32;
-        char **grown = realloc(e->v, cap * sizeof *grown);
+    if (e->rc)
+        return;
+    if (e->n == e->cap) {
+        size_t cap = 2 * e->cap;
+        env_var *grown = malloc(cap * sizeof *grown);
         if (!grown) {
-            free(var);
             e->rc = -ENOMEM;
             return;
         }
+        memcpy(grown, e->v, e->n * sizeof *grown);
+        if (e->v != e->small)
+            free(e->v);
         e->v = grown;
         e->cap = cap;
     }
-    e->v[e->n++] = var;
-    e->v[e->n] = NULL;
+    e->v[e->n++] = (env_var){ name, name_len, value };
 }
 
 static void env_set(env_list *e, const char *name, const char *value)
 {
-    char *var;
-    env_put(e, asprintf(&var, "%s=%s", name, value) < 0 ? NULL : var);
+    env_put(e, name, strlen(name), value);
+}
+
+/* env_var_set sets a "NAME=value" string of the config. */
+static void env_var_set(env_list *e, const char *var)
+{
+    size_t name_len = strcspn(var, "=");
+    env_put(e, var, name_len, var[name_len] ? var + name_len + 1 : "");
 }
 
 /* env_pass copies name from flingd's environment, if it is set there. */
@@ -293,19 +298,49 @@ static void env_pass(env_list *e, const char *name)
         env_set(e, name, value);
 }
 
+/* env_build writes e out as the child's envp (one allocation: free it with free) and frees
+ * e's own. 0 or -ENOMEM. */
+static int env_build(env_list *e, char ***out)
+{
+    size_t bytes = (e->n + 1) * sizeof(char *);
+    for (size_t i = 0; i < e->n; i++)
+        bytes += e->v[i].name_len + strlen(e->v[i].value) + 2;
+    char **envp = e->rc ? NULL : malloc(bytes);
+    if (envp) {
+        char *p = (char *)(envp + e->n + 1);
+        for (size_t i = 0; i < e->n; i++) {
+            size_t value_len = strlen(e->v[i].value);
+            envp[i] = p;
+            memcpy(p, e->v[i].name, e->v[i].name_len);
+            p += e->v[i].name_len;
+            *p++ = '=';
+            memcpy(p, e->v[i].value, value_len + 1);
+            p += value_len + 1;
+        }
+        envp[e->n] = NULL;
+    }
+    if (e->v != e->small)
+        free(e->v);
+    if (!envp)
+        return -ENOMEM;
+    *out = envp;
+    return 0;
+}
+
 /* job_env builds the child's whole environment: passed_vars from flingd's, the user's HOME,
  * USER and LOGNAME when the settings run as one, their env_pass and env, and last the job's
- * FLING_* (which the config cannot set). Free with env_free. */
+ * FLING_* (which the config cannot set). Free with free. */
 static int job_env(const fl_worker *w, char ***out)
 {
     static const fl_type none;
     const fl_type *t = w->spec.settings ? w->spec.settings : &none;
-    env_list e = { 0 };
-    char num[32];
+    env_list e = { .cap = FL_WORKER_ENV_SMALL };
+    e.v = e.small;
+    char id[32], attempt[32];
     for (size_t i = 0; i < sizeof passed_vars / sizeof passed_vars[0]; i++)
         env_pass(&e, passed_vars[i]);
     if (!getenv("PATH"))
-        env_put(&e, strdup(FL_WORKER_DEFAULT_PATH));
+        env_var_set(&e, FL_WORKER_DEFAULT_PATH);
     if (t->user) {
         env_set(&e, "HOME", t->user_home);
         env_set(&e, "USER", t->user);
@@ -314,22 +349,17 @@ static int job_env(const fl_worker *w, char ***out)
     for (size_t i = 0; t->env_pass && t->env_pass[i]; i++)
         env_pass(&e, t->env_pass[i]);
     for (size_t i = 0; t->env && t->env[i]; i++)
-        env_put(&e, strdup(t->env[i]));
-    snprintf(num, sizeof num, "%lld", (long long)w->spec.job_id);
-    env_set(&e, "FLING_JOB_ID", num);
+        env_var_set(&e, t->env[i]);
+    snprintf(id, sizeof id, "%lld", (long long)w->spec.job_id);
+    env_set(&e, "FLING_JOB_ID", id);
     env_set(&e, "FLING_JOB_TYPE", w->spec.job_type);
-    snprintf(num, sizeof num, "%d", w->spec.attempt);
-    env_set(&e, "FLING_ATTEMPT", num);
+    snprintf(attempt, sizeof attempt, "%d", w->spec.attempt);
+    env_set(&e, "FLING_ATTEMPT", attempt);
     if (w->spec.traceparent)
         env_set(&e, "TRACEPARENT", w->spec.traceparent);
     if (w->spec.tracestate)
         env_set(&e, "TRACESTATE", w->spec.tracestate);
-    if (e.rc < 0) {
-        env_free(e.v);
-        return e.rc;
-    }
-    *out = e.v;
-    return 0;
+    return env_build(&e, out);
 }
 
 /* ---- spawning
@@ -367,6 +397,26 @@ static int job_env(const fl_worker *w, char ***out)
 #endif
 
 #define FL_WORKER_STACK (32 * 1024)   /* a clone child's stack: a few frames of system calls */
+#define FL_WORKER_STACKS_KEPT 64      /* reaped children's stacks kept for the next ones */
+
+/* Stacks of reaped clone children, for the next ones: a 32 KiB malloc and free per child
+ * (large chunks: glibc sorts and merges them) stood out in the loop thread's profile. Loop
+ * thread only, like every worker. */
+static void *stacks_kept[FL_WORKER_STACKS_KEPT];
+static int n_stacks_kept;
+
+static void *stack_get(void)
+{
+    return n_stacks_kept ? stacks_kept[--n_stacks_kept] : malloc(FL_WORKER_STACK);
+}
+
+static void stack_put(void *stack)
+{
+    if (stack && n_stacks_kept < FL_WORKER_STACKS_KEPT)
+        stacks_kept[n_stacks_kept++] = stack;
+    else
+        free(stack);
+}
 
 #if defined(__x86_64__)
 #define FL_WORKER_CLONE (!FL_WORKER_SANITIZED)
@@ -483,9 +533,9 @@ static void report_failure(fl_worker *w, const child_error *ce)
 /* child_memory_free frees what the child shared: only once it is gone, or was never made. */
 static void child_memory_free(fl_worker *w)
 {
-    free(w->stack);
+    stack_put(w->stack);
     w->stack = NULL;
-    env_free(w->args.envp);
+    free(w->args.envp);
     w->args.envp = NULL;
 }
 
@@ -505,7 +555,7 @@ static int spawn(fl_worker *w)
     const fl_type *t = w->spec.settings;
     int cloned = FL_WORKER_CLONE && !(t && (t->user || t->group));
     int st[2] = { -1, -1 };
-    if (cloned && !(w->stack = malloc(FL_WORKER_STACK)))
+    if (cloned && !(w->stack = stack_get()))
         return ENOMEM;
     if (!cloned && pipe2(st, O_CLOEXEC) < 0)
         return errno;
