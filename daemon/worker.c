@@ -1,9 +1,9 @@
 /* worker.c — one attempt of one job, by handler (see worker.h).
  *
- * DESIGN. exec: posix_spawn (vfork-based in glibc, safe beside the store's writer thread) into
- * a new process group, with a clean environment (job_env) and no descriptor but 0, 1 and 2;
- * a type with user or group needs setgroups/setgid/setuid in the child, which posix_spawn
- * cannot do, so only those fork and set up the child themselves (spawn_as_user). The
+ * DESIGN. exec: a child cloned into flingd's memory that flingd does not wait for (safe
+ * beside the store's writer thread: it makes raw system calls until it execs), in a new
+ * process group, with a clean environment (job_env) and no descriptor but 0, 1 and 2; a type
+ * with user or group forks instead (see "spawning"); both set up the child in child_main. The
  * payload is written to the child's stdin pipe by an ev_io, stdout+stderr read from
  * one pipe into a ring of the last FL_WORKER_OUTPUT_MAX bytes, exit seen by ev_child. The
  * attempt ends when the child has been reaped and its output pipe is at EOF; when the group
@@ -14,13 +14,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +34,20 @@ static const char *const passed_vars[] = {
     "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR",
 };
 #define FL_WORKER_DEFAULT_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
+
+/* What a child reports when it cannot become the job: the step that failed and its errno. */
+enum child_step { STEP_SETUP = 1, STEP_GROUP, STEP_USER, STEP_EXEC };
+typedef struct child_error { int step, err; } child_error;
+
+/* What a child needs until its execve (see "spawning"); all of it in the parent's memory. */
+typedef struct child_args {
+    char *const *argv;
+    char **envp;                    /* owned; freed once the child is gone (child_memory_free) */
+    const fl_type *settings;        /* user and group, or NULL */
+    int in_fd, out_fd;              /* its stdin; its stdout and stderr */
+    int status_fd;                  /* fork: the status pipe's write end; clone: -1 */
+    volatile child_error *shared;   /* clone: where it reports, read once it is reaped */
+} child_args;
 
 struct fl_worker {
     fl_worker_env env;
@@ -57,6 +71,9 @@ struct fl_worker {
     int finished;
     double started;
     char error[256];
+    child_args args;             /* exec: the child's, until it is reaped */
+    void *stack;                 /* exec, clone: the child's stack until it is reaped; owned */
+    volatile child_error ce;     /* exec, clone: the child's failure, if it had one */
 };
 
 int64_t fl_worker_job_id(const fl_worker *w) { return w->spec.job_id; }
@@ -151,6 +168,8 @@ static void exec_maybe_done(fl_worker *w)
     finish(w, ok, out, n, has_code, code);
 }
 
+static void child_reaped(fl_worker *w);
+
 static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
 {
     (void)revents;
@@ -158,6 +177,7 @@ static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
     ev_child_stop(loop, c);
     w->reaped = 1;
     w->status = c->rstatus;
+    child_reaped(w);
     /* The leader is gone: whatever it left in its group goes too, and with it the pipe's
      * last writers, so the output reaches EOF. */
     kill(-w->pid, SIGKILL);
@@ -213,56 +233,61 @@ static void in_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- the child's environment */
 
+/* The child's environment is gathered as (name, value) pairs borrowed from where they live,
+ * then written out in one allocation: the NULL-terminated array and its strings after it. */
+typedef struct env_var {
+    const char *name;            /* name_len bytes, not NUL-terminated when from "NAME=value" */
+    size_t name_len;
+    const char *value;
+} env_var;
+
+#define FL_WORKER_ENV_SMALL 32   /* variables held without an allocation */
+
 typedef struct env_list {
-    char **v;                    /* "NAME=value", NULL-terminated once done */
+    env_var *v;                  /* small, or allocated once it outgrew it */
     size_t n, cap;
     int rc;                      /* 0, or -ENOMEM: the list is incomplete */
+    env_var small[FL_WORKER_ENV_SMALL];
 } env_list;
 
-static void env_free(char **v)
+/* env_put sets name (name_len bytes) to value (both borrowed until env_build) in e, in place
+ * of an earlier one of that name. */
+static void env_put(env_list *e, const char *name, size_t name_len, const char *value)
 {
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* env_put sets var ("NAME=value", taken over; NULL after a failed allocation) in e, in place of
- * an earlier NAME. */
-static void env_put(env_list *e, char *var)
-{
-    if (!var)
-        e->rc = -ENOMEM;
-    if (e->rc) {
-        free(var);
-        return;
-    }
-    size_t name = strcspn(var, "=") + 1;
     for (size_t i = 0; i < e->n; i++) {
-        if (strncmp(e->v[i], var, name) == 0) {
-            free(e->v[i]);
-            e->v[i] = var;
+        if (e->v[i].name_len == name_len && memcmp(e->v[i].name, name, name_len) == 0) {
+            e->v[i].value = value;
             return;
         }
     }
-    if (e->n + 1 >= e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 32;
-        char **grown = realloc(e->v, cap * sizeof *grown);
+    if (e->rc)
+        return;
+    if (e->n == e->cap) {
+        size_t cap = 2 * e->cap;
+        env_var *grown = malloc(cap * sizeof *grown);
         if (!grown) {
-            free(var);
             e->rc = -ENOMEM;
             return;
         }
+        memcpy(grown, e->v, e->n * sizeof *grown);
+        if (e->v != e->small)
+            free(e->v);
         e->v = grown;
         e->cap = cap;
     }
-    e->v[e->n++] = var;
-    e->v[e->n] = NULL;
+    e->v[e->n++] = (env_var){ name, name_len, value };
 }
 
 static void env_set(env_list *e, const char *name, const char *value)
 {
-    char *var;
-    env_put(e, asprintf(&var, "%s=%s", name, value) < 0 ? NULL : var);
+    env_put(e, name, strlen(name), value);
+}
+
+/* env_var_set sets a "NAME=value" string of the config. */
+static void env_var_set(env_list *e, const char *var)
+{
+    size_t name_len = strcspn(var, "=");
+    env_put(e, var, name_len, var[name_len] ? var + name_len + 1 : "");
 }
 
 /* env_pass copies name from flingd's environment, if it is set there. */
@@ -273,19 +298,49 @@ static void env_pass(env_list *e, const char *name)
         env_set(e, name, value);
 }
 
+/* env_build writes e out as the child's envp (one allocation: free it with free) and frees
+ * e's own. 0 or -ENOMEM. */
+static int env_build(env_list *e, char ***out)
+{
+    size_t bytes = (e->n + 1) * sizeof(char *);
+    for (size_t i = 0; i < e->n; i++)
+        bytes += e->v[i].name_len + strlen(e->v[i].value) + 2;
+    char **envp = e->rc ? NULL : malloc(bytes);
+    if (envp) {
+        char *p = (char *)(envp + e->n + 1);
+        for (size_t i = 0; i < e->n; i++) {
+            size_t value_len = strlen(e->v[i].value);
+            envp[i] = p;
+            memcpy(p, e->v[i].name, e->v[i].name_len);
+            p += e->v[i].name_len;
+            *p++ = '=';
+            memcpy(p, e->v[i].value, value_len + 1);
+            p += value_len + 1;
+        }
+        envp[e->n] = NULL;
+    }
+    if (e->v != e->small)
+        free(e->v);
+    if (!envp)
+        return -ENOMEM;
+    *out = envp;
+    return 0;
+}
+
 /* job_env builds the child's whole environment: passed_vars from flingd's, the user's HOME,
  * USER and LOGNAME when the settings run as one, their env_pass and env, and last the job's
- * FLING_* (which the config cannot set). Free with env_free. */
+ * FLING_* (which the config cannot set). Free with free. */
 static int job_env(const fl_worker *w, char ***out)
 {
     static const fl_type none;
     const fl_type *t = w->spec.settings ? w->spec.settings : &none;
-    env_list e = { 0 };
-    char num[32];
+    env_list e = { .cap = FL_WORKER_ENV_SMALL };
+    e.v = e.small;
+    char id[32], attempt[32];
     for (size_t i = 0; i < sizeof passed_vars / sizeof passed_vars[0]; i++)
         env_pass(&e, passed_vars[i]);
     if (!getenv("PATH"))
-        env_put(&e, strdup(FL_WORKER_DEFAULT_PATH));
+        env_var_set(&e, FL_WORKER_DEFAULT_PATH);
     if (t->user) {
         env_set(&e, "HOME", t->user_home);
         env_set(&e, "USER", t->user);
@@ -294,22 +349,17 @@ static int job_env(const fl_worker *w, char ***out)
     for (size_t i = 0; t->env_pass && t->env_pass[i]; i++)
         env_pass(&e, t->env_pass[i]);
     for (size_t i = 0; t->env && t->env[i]; i++)
-        env_put(&e, strdup(t->env[i]));
-    snprintf(num, sizeof num, "%lld", (long long)w->spec.job_id);
-    env_set(&e, "FLING_JOB_ID", num);
+        env_var_set(&e, t->env[i]);
+    snprintf(id, sizeof id, "%lld", (long long)w->spec.job_id);
+    env_set(&e, "FLING_JOB_ID", id);
     env_set(&e, "FLING_JOB_TYPE", w->spec.job_type);
-    snprintf(num, sizeof num, "%d", w->spec.attempt);
-    env_set(&e, "FLING_ATTEMPT", num);
+    snprintf(attempt, sizeof attempt, "%d", w->spec.attempt);
+    env_set(&e, "FLING_ATTEMPT", attempt);
     if (w->spec.traceparent)
         env_set(&e, "TRACEPARENT", w->spec.traceparent);
     if (w->spec.tracestate)
         env_set(&e, "TRACESTATE", w->spec.tracestate);
-    if (e.rc < 0) {
-        env_free(e.v);
-        return e.rc;
-    }
-    *out = e.v;
-    return 0;
+    return env_build(&e, out);
 }
 
 /* ---- spawning
@@ -317,147 +367,242 @@ static int job_env(const fl_worker *w, char ***out)
  * A child starts with every signal at its default and none blocked: flingd ignores SIGPIPE,
  * libev blocks and handles SIGCHLD, SIGTERM and SIGINT, and flingd may itself have inherited
  * ignored signals (a shell's `&` ignores SIGINT and SIGQUIT); a job must see none of that.
- * All signals, not only those: glibc's posix_spawn child visits every signal anyway, setting
- * each one in the default set and querying, then setting, each one outside it, so a full set
- * is its cheapest form (64 rt_sigaction calls; {SIGPIPE, SIGTERM, SIGINT, SIGCHLD} took 117). */
+ * The child resets all 64 dispositions with every signal blocked, so that no flingd handler
+ * ever runs in it, then unblocks them and execs.
+ *
+ * A plain child is a clone of flingd that shares its memory (CLONE_VM) on a stack of its own,
+ * and flingd does not wait for it: with posix_spawn or vfork the loop thread slept until the
+ * child had called execve, a wait for the scheduler to run the child, which on a busy machine
+ * took 34% of the loop's time running /bin/true (1.1 ms per child, with perf trace). Until its
+ * execve the child touches no memory but its stack, its arguments and its report: it makes
+ * raw system calls (sys below: no errno, which is the loop thread's), never calls into libc.
+ * Its stack, environment and report stay until it is reaped, when it has certainly exec'd or
+ * exited. The loop thread puts it in its process group too, so that a kill of the group
+ * reaches it before it has got that far.
+ *
+ * setgroups, setgid and setuid have the child fork instead: a forked child is alone in its
+ * memory and reports on a close-on-exec status pipe, which flingd reads until EOF (execve)
+ * or the failure. So do all children under a sanitizer (whose runtime a memory-sharing child
+ * would run in) or on an architecture without a raw system call below. */
 
-/* spawn_plain starts the child with posix_spawn: stdin from in_fd, stdout and stderr to out_fd,
- * every other descriptor closed, its own process group, no signal blocked. 0 or an errno. */
-static int spawn_plain(fl_worker *w, int in_fd, int out_fd, char **envp)
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define FL_WORKER_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define FL_WORKER_SANITIZED 1
+#endif
+#endif
+#ifndef FL_WORKER_SANITIZED
+#define FL_WORKER_SANITIZED 0
+#endif
+
+#define FL_WORKER_STACK (32 * 1024)   /* a clone child's stack: a few frames of system calls */
+#define FL_WORKER_STACKS_KEPT 64      /* reaped children's stacks kept for the next ones */
+
+/* Stacks of reaped clone children, for the next ones: a 32 KiB malloc and free per child
+ * (large chunks: glibc sorts and merges them) stood out in the loop thread's profile. Loop
+ * thread only, like every worker. */
+static void *stacks_kept[FL_WORKER_STACKS_KEPT];
+static int n_stacks_kept;
+
+static void *stack_get(void)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, dflt;
-    sigemptyset(&none);
-    sigfillset(&dflt);
-    int err = posix_spawn_file_actions_init(&fa);
-    if (err)
-        return err;
-    err = posix_spawnattr_init(&attr);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
-    if (!err)   /* flingd's sockets, libcurl's, and whatever flingd itself inherited */
-        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!err)
-        err = posix_spawnattr_setsigmask(&attr, &none);
-    if (!err)
-        err = posix_spawnattr_setsigdefault(&attr, &dflt);
-    if (!err)
-        err = posix_spawnattr_setpgroup(&attr, 0);
-    if (!err)
-        err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                  POSIX_SPAWN_SETSIGDEF);
-    if (!err)
-        err = posix_spawn(&w->pid, w->spec.argv[0], &fa, &attr, w->spec.argv, envp);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return err;
+    return n_stacks_kept ? stacks_kept[--n_stacks_kept] : malloc(FL_WORKER_STACK);
 }
 
-/* What a forked child reports on its status pipe when it cannot become the job. */
-enum child_step { STEP_SETUP, STEP_GROUP, STEP_USER, STEP_EXEC };
-typedef struct child_error { int step, err; } child_error;
-
-__attribute__((noreturn))
-static void child_fail(int fd, enum child_step step)
+static void stack_put(void *stack)
 {
-    child_error ce = { step, errno };
-    ssize_t n = write(fd, &ce, sizeof ce);
-    (void)n;   /* nothing more a dying child can do */
-    _exit(127);
+    if (stack && n_stacks_kept < FL_WORKER_STACKS_KEPT)
+        stacks_kept[n_stacks_kept++] = stack;
+    else
+        free(stack);
 }
 
-/* child_exec runs in the forked child of a multi-threaded process: async-signal-safe calls only
- * (argv and envp were built before the fork). status_fd is close-on-exec: it reaches EOF when
- * execve succeeds; before that a failure is written to it. */
+#if defined(__x86_64__)
+#define FL_WORKER_CLONE (!FL_WORKER_SANITIZED)
+/* sys makes system call n: its result, or -errno; it writes no memory. */
+static long sys(long n, long a, long b, long c, long d)
+{
+    register long r10 __asm__("r10") = d;
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return ret;
+}
+#elif defined(__aarch64__)
+#define FL_WORKER_CLONE (!FL_WORKER_SANITIZED)
+static long sys(long n, long a, long b, long c, long d)
+{
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+}
+#else
+#define FL_WORKER_CLONE 0
+/* Only forked children use it here: their errno is their own. */
+static long sys(long n, long a, long b, long c, long d)
+{
+    long ret = syscall(n, a, b, c, d);
+    return ret < 0 ? -errno : ret;
+}
+#endif
+
+/* child_fail reports a failed step (rc: -errno) in the parent's memory or on the status pipe,
+ * now on fd, and exits 127. */
 __attribute__((noreturn))
-static void child_exec(const fl_worker *w, int in_fd, int out_fd, int status_fd, char **envp)
+static void child_fail(const child_args *a, int fd, enum child_step step, long rc)
+{
+    child_error ce = { step, (int)-rc };
+    if (a->shared) {
+        a->shared->step = ce.step;
+        a->shared->err = ce.err;
+    } else {
+        (void)sys(SYS_write, fd, (long)&ce, sizeof ce, 0);   /* nothing more a dying child can do */
+    }
+    for (;;)
+        (void)sys(SYS_exit_group, 127, 0, 0, 0);
+}
+
+/* Makes from the child's descriptor to, open across execve. 0 or -errno. */
+static long child_fd(int from, int to)
+{
+    long rc = from == to ? sys(SYS_fcntl, to, F_SETFD, 0, 0) : sys(SYS_dup3, from, to, 0, 0);
+    return rc < 0 ? rc : 0;
+}
+
+/* child_main runs in the child, cloned or forked, until execve: raw system calls only (see
+ * above). Stdin from in_fd, stdout and stderr to out_fd, the status pipe (fork) on 3, every
+ * other descriptor closed, its own process group, the type's group and user, every signal at
+ * its default and none blocked. */
+__attribute__((noreturn))
+static void child_main(const child_args *a)
+{
+    const fl_type *t = a->settings;
+    static const unsigned long ksa[4];   /* the kernel's sigaction: SIG_DFL, no flags, empty mask */
+    static const unsigned long kmask;    /* the kernel's sigset_t: empty */
+    int fd = a->status_fd;   /* where a failure is reported: 3 once it is moved there */
+    long rc;
+    for (int sig = 1; sig <= 64; sig++)
+        (void)sys(SYS_rt_sigaction, sig, (long)ksa, 0, sizeof kmask);   /* EINVAL for SIGKILL, SIGSTOP */
+    if ((rc = sys(SYS_setpgid, 0, 0, 0, 0)) < 0 || (rc = child_fd(a->in_fd, 0)) < 0 ||
+        (rc = child_fd(a->out_fd, 1)) < 0 || (rc = child_fd(a->out_fd, 2)) < 0)
+        child_fail(a, fd, STEP_SETUP, rc);
+    if (fd >= 0) {
+        if ((rc = sys(SYS_dup3, fd, 3, O_CLOEXEC, 0)) < 0)
+            child_fail(a, fd, STEP_SETUP, rc);
+        fd = 3;
+    }
+    /* flingd's sockets, libcurl's, and whatever flingd itself inherited */
+    if ((rc = sys(SYS_close_range, fd == 3 ? 4 : 3, ~0U, 0, 0)) < 0)
+        child_fail(a, fd, STEP_SETUP, rc);
+    if (t && (t->user || t->group)) {
+        /* Group first: once the uid is dropped, the group cannot change any more. */
+        if ((rc = sys(SYS_setgroups, 1, (long)&t->gid, 0, 0)) < 0 || (rc = sys(SYS_setgid, t->gid, 0, 0, 0)) < 0)
+            child_fail(a, fd, STEP_GROUP, rc);
+        if (t->user && (rc = sys(SYS_setuid, t->uid, 0, 0, 0)) < 0)
+            child_fail(a, fd, STEP_USER, rc);
+    }
+    (void)sys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&kmask, 0, sizeof kmask);
+    rc = sys(SYS_execve, (long)a->argv[0], (long)a->argv, (long)a->envp, 0);
+    child_fail(a, fd, STEP_EXEC, rc);
+}
+
+static int clone_main(void *arg)
+{
+    child_main(arg);
+}
+
+/* report_failure says in w->error why the child could not become the job (it exits 127). */
+static void report_failure(fl_worker *w, const child_error *ce)
+{
+    const char *argv0 = w->spec.argv[0];
+    if (ce->step == STEP_USER)
+        snprintf(w->error, sizeof w->error, "exec %s: cannot run as user %s: %s", argv0,
+                 w->spec.settings->user, strerror(ce->err));
+    else if (ce->step == STEP_GROUP)
+        snprintf(w->error, sizeof w->error, "exec %s: cannot run with group %u: %s", argv0,
+                 (unsigned)w->spec.settings->gid, strerror(ce->err));
+    else
+        snprintf(w->error, sizeof w->error, "exec %s: %s%s", argv0,
+                 ce->step == STEP_SETUP ? "setting up the child: " : "", strerror(ce->err));
+}
+
+/* child_memory_free frees what the child shared: only once it is gone, or was never made. */
+static void child_memory_free(fl_worker *w)
+{
+    stack_put(w->stack);
+    w->stack = NULL;
+    free(w->args.envp);
+    w->args.envp = NULL;
+}
+
+/* The child is reaped: it has exec'd, or exited after reporting why it could not. */
+static void child_reaped(fl_worker *w)
+{
+    child_error ce = { w->ce.step, w->ce.err };
+    if (ce.step)
+        report_failure(w, &ce);
+    child_memory_free(w);
+}
+
+/* spawn starts w's child (w->args set but the report's end), cloned or forked (see above).
+ * 0, with w->pid (and a forked child's failure in w->error), or an errno if there is no child. */
+static int spawn(fl_worker *w)
 {
     const fl_type *t = w->spec.settings;
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &dfl, NULL);   /* fails, harmlessly, for SIGKILL, SIGSTOP and glibc's own */
-    if (setpgid(0, 0) < 0 || dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0 ||
-        dup2(status_fd, 3) < 0)
-        child_fail(status_fd, STEP_SETUP);
-    if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 || close_range(4, ~0U, 0) < 0)
-        child_fail(3, STEP_SETUP);
-    /* Group first: once the uid is dropped, the group cannot change any more. */
-    if (setgroups(1, &t->gid) < 0 || setgid(t->gid) < 0)
-        child_fail(3, STEP_GROUP);
-    if (t->user && setuid(t->uid) < 0)
-        child_fail(3, STEP_USER);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(w->spec.argv[0], w->spec.argv, envp);
-    child_fail(3, STEP_EXEC);
-}
-
-/* spawn_as_user starts the child like spawn_plain, but under the type's user and group, and
- * without supplementary groups. It waits (like posix_spawn does) until the child has called
- * execve; a failure in the child before that is in w->error, and the child exits 127. 0, or
- * an errno if there is no child. */
-static int spawn_as_user(fl_worker *w, int in_fd, int out_fd, char **envp)
-{
-    int st[2];
-    if (pipe2(st, O_CLOEXEC) < 0)
+    int cloned = FL_WORKER_CLONE && !(t && (t->user || t->group));
+    int st[2] = { -1, -1 };
+    if (cloned && !(w->stack = stack_get()))
+        return ENOMEM;
+    if (!cloned && pipe2(st, O_CLOEXEC) < 0)
         return errno;
+    w->args.shared = cloned ? &w->ce : NULL;
+    w->args.status_fd = st[1];
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* no flingd handler may run in the child */
-    pid_t pid = fork();
+    pid_t pid = cloned ? clone(clone_main, (char *)w->stack + FL_WORKER_STACK, CLONE_VM | SIGCHLD, &w->args)
+                       : fork();
     if (pid == 0)
-        child_exec(w, in_fd, out_fd, st[1], envp);
+        child_main(&w->args);
     int err = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(st[1]);
-    if (pid > 0) {
+    if (pid > 0)
         w->pid = pid;
+    if (cloned && pid > 0)
+        setpgid(pid, pid);   /* the child does it too; whichever is second fails, harmlessly */
+    if (!cloned) {
+        close(st[1]);
         child_error ce;
-        ssize_t n;
-        do
-            n = read(st[0], &ce, sizeof ce);
-        while (n < 0 && errno == EINTR);
-        const char *argv0 = w->spec.argv[0];
-        if (n == (ssize_t)sizeof ce && ce.step == STEP_USER)
-            snprintf(w->error, sizeof w->error, "exec %s: cannot run as user %s: %s", argv0,
-                     w->spec.settings->user, strerror(ce.err));
-        else if (n == (ssize_t)sizeof ce && ce.step == STEP_GROUP)
-            snprintf(w->error, sizeof w->error, "exec %s: cannot run with group %u: %s", argv0,
-                     (unsigned)w->spec.settings->gid, strerror(ce.err));
-        else if (n == (ssize_t)sizeof ce)
-            snprintf(w->error, sizeof w->error, "exec %s: %s%s", argv0,
-                     ce.step == STEP_SETUP ? "setting up the child: " : "", strerror(ce.err));
+        ssize_t n = 0;
+        while (pid > 0 && (n = read(st[0], &ce, sizeof ce)) < 0 && errno == EINTR)
+            ;
+        if (n == (ssize_t)sizeof ce)
+            report_failure(w, &ce);
+        close(st[0]);
     }
-    close(st[0]);
     return err;
 }
 
 static int start_exec(fl_worker *w)
 {
     int in[2] = { -1, -1 }, out[2] = { -1, -1 };
-    char **envp = NULL;
     int rc = 0;
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
         rc = -errno;
         goto fail_pipes;
     }
-    if ((rc = job_env(w, &envp)) < 0)
+    w->args = (child_args){ .argv = w->spec.argv, .settings = w->spec.settings, .in_fd = in[0], .out_fd = out[1] };
+    if ((rc = job_env(w, &w->args.envp)) < 0)
         goto fail_pipes;
-    const fl_type *t = w->spec.settings;
-    int err = t && (t->user || t->group) ? spawn_as_user(w, in[0], out[1], envp)
-                                         : spawn_plain(w, in[0], out[1], envp);
-    env_free(envp);
+    int err = spawn(w);
     close(in[0]);
     close(out[1]);
     if (err) {
+        child_memory_free(w);
         close(in[1]);
         close(out[0]);
         snprintf(w->error, sizeof w->error, "exec %s: %s", w->spec.argv[0], strerror(err));
@@ -609,6 +754,9 @@ void fl_worker_abandon(fl_worker *w)
     if (w->http)
         fl_webhook_cancel(w->http);
     stop_watchers(w);
+    if (w->stack)
+        return;   /* a cloned child may not have died yet, on its stack and w->args: left for the exit */
+    child_memory_free(w);
     free(w);
 }
 

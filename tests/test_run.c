@@ -1,7 +1,8 @@
 /* test_run.c — running jobs with a real flingd: exec success and failure with output kept,
- * time limits (TIMEOUT bit, process group gone, 3 with a departed client), retries then failed,
- * delay and priority order, cancel of queued and running jobs, kill -9 while jobs run, the
- * SIGTERM drain, and an outcome written again after a real disk-full (a tiny tmpfs, as root). */
+ * a command that cannot be executed, the child's signals at their defaults, time limits
+ * (TIMEOUT bit, process group gone, 3 with a departed client), retries then failed, delay
+ * and priority order, cancel of queued and running jobs, kill -9 while jobs run, the SIGTERM
+ * drain, and an outcome written again after a real disk-full (a tiny tmpfs, as root). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -50,6 +51,8 @@ static int setup(void **state)
              "timeout = 0.5\nmax_attempts = 1\n"
              "[type.order]\nhandler = exec\ncommand = /bin/sh -c 'read x; [ \"$x\" = block ] && sleep 1; echo \"$x\" >> \"$0\"' %s/order.txt\n"
              "concurrency = 1\n"
+             "[type.missing]\nhandler = exec\ncommand = /nonexistent/cmd\nmax_attempts = 1\n"
+             "[type.sigs]\nhandler = exec\ncommand = /bin/sh -c 'exec grep -E \"^Sig(Blk|Ign)\" /proc/self/status'\n"
              "[type.nap]\nhandler = sleep\n"
              "[type.quick]\nhandler = noop\n"
              "[type.hook]\nhandler = http\nurl = %s\nmax_attempts = 1\n",
@@ -87,6 +90,33 @@ static void exec_success_keeps_output(void **state)
     assert_non_null(strstr(str(job, "output"), "oops"));
     assert_non_null(str(job, "started_at"));
     assert_non_null(str(job, "finished_at"));
+    json_decref(job);
+}
+
+/* A command that cannot be executed fails its attempt with execve's reason, and no exit code. */
+static void exec_failure_is_reported(void **state)
+{
+    (void)state;
+    char id[24];
+    submit(&D, "missing", "", NULL, id);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
+    assert_string_equal(str(job, "state"), "failed");
+    assert_string_equal(str(job, "error"), "exec /nonexistent/cmd: No such file or directory");
+    json_t *code = json_object_get(job, "exit_code");
+    assert_true(!code || json_is_null(code));
+    json_decref(job);
+}
+
+/* A child starts with no signal blocked or ignored, though flingd ignores SIGPIPE and spawns
+ * with every signal blocked. */
+static void exec_child_has_default_signals(void **state)
+{
+    (void)state;
+    char id[24];
+    submit(&D, "sigs", "", NULL, id);
+    json_t *job = flh_wait_terminal(&D, id, 10000);
+    assert_string_equal(str(job, "state"), "succeeded");
+    assert_string_equal(str(job, "output"), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
     json_decref(job);
 }
 
@@ -463,6 +493,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exec_success_keeps_output),
+        cmocka_unit_test(exec_failure_is_reported),
+        cmocka_unit_test(exec_child_has_default_signals),
         cmocka_unit_test(retries_then_failed),
         cmocka_unit_test(metrics_by_type),
         cmocka_unit_test(timeout_sets_bit_2_and_kills_the_group),

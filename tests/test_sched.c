@@ -3,7 +3,8 @@
  * their attempt counted, until the slot frees. A cancel of such a job ends it cancelled and it
  * never runs; a graceful stop hands them back to the queue (their attempt counted once) and the
  * next start runs them; a paused type starts none of its queued jobs; after kill -9, recovery
- * re-queues them and they run.
+ * re-queues them and they run. Last, in this process: a slot is free before its outcome commits
+ * (see "slots and outcomes").
  *
  * The type's job appends its id to `ran` and ends, unless the file `gate` exists: then it
  * writes its id and pid to `blocked` and sleeps, holding the only slot. With the gate set, the
@@ -20,9 +21,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <sqlite3.h>
 
+#include "config.h"
 #include "harness.h"
+#include "job.h"
+#include "sched.h"
+#include "store.h"
 
 #define N_JOBS 2000
 #define BATCH 100          /* requests pipelined per send */
@@ -202,11 +208,12 @@ static int claimed_ahead(long skip, long *ids)
     return n;
 }
 
-/* The state and attempts of job id, read from the database file of a stopped daemon. */
-static void db_row(long id, char *state, size_t cap, int *attempts)
+/* The state and attempts of job id, read from the database file path by a connection of its
+ * own (the daemon's stopped, or its writer held). */
+static void db_row(const char *path, long id, char *state, size_t cap, int *attempts)
 {
     sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(D.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT state, attempts FROM jobs WHERE id = ?1", -1, &q, NULL),
                      SQLITE_OK);
@@ -245,7 +252,7 @@ static void expect_rows(const long *ids, int n, const char *state, int attempts)
     char row_state[16];
     int row_attempts;
     for (int i = 0; i < n; i++) {
-        db_row(ids[i], row_state, sizeof row_state, &row_attempts);
+        db_row(D.db, ids[i], row_state, sizeof row_state, &row_attempts);
         assert_string_equal(row_state, state);
         assert_int_equal(row_attempts, attempts);
         assert_int_equal(runs_of(ids[i]), 0);
@@ -315,7 +322,7 @@ static void graceful_stop_hands_claimed_jobs_back(void **state)
     expect_rows(ready, n, "queued", 1);
     char row_state[16];
     int attempts;
-    db_row(blocker, row_state, sizeof row_state, &attempts);
+    db_row(D.db, blocker, row_state, sizeof row_state, &attempts);
     assert_string_equal(row_state, "queued");
     assert_int_equal(attempts, 1);
     restart_runs_them_all(ready, n, blocker);
@@ -361,6 +368,294 @@ static void kill9_with_claimed_jobs_then_all_run(void **state)
     restart_runs_them_all(ready, n, blocker);
 }
 
+/* ---------------------------------------------------------------- slots and outcomes
+ *
+ * An exec attempt's slot is free when its child exits, not when its outcome commits: the
+ * scheduler, a real SQLite store and real children in this process, with the store's writer
+ * held (fl_store_hold) so that no FINISH can commit. Jobs claimed ahead then still run one
+ * after the other in the type's one slot, never two at once, each once, while the store shows
+ * them all running; once the writer goes on they all succeed, each attempt counted once. And
+ * a crash (kill -9) while those outcomes wait loses nothing: the restart's recovery puts every
+ * one of those jobs back in the queue, to run again (at least once). The type's command
+ * appends "start ID" and "end ID" to a file around a 10 ms nap. */
+
+#define N_WARM 12      /* short attempts first, so the type claims ahead of its one slot */
+#define N_HELD 3       /* submitted in one commit, then run with the writer held */
+#define WAIT_S 20.0    /* the longest any wait here takes before the test fails */
+
+typedef struct world {
+    char dir[64], db[96], ran[96], conf[96];
+    fl_config cfg;
+    struct ev_loop *loop;
+    ev_async reaped;
+    fl_store *store;
+    fl_sched *sched;
+} world;
+
+static void notify(void *arg)
+{
+    world *w = arg;
+    ev_async_send(w->loop, &w->reaped);
+}
+
+static void due(const fl_job *job, void *arg)
+{
+    world *w = arg;
+    if (w->sched)
+        fl_sched_committed(w->sched, job);
+}
+
+static void reap_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    world *w = a->data;
+    fl_store_reap(w->store);
+}
+
+static void nothing(void *arg) { (void)arg; }
+
+/* Writes the config of a new world in a new directory. */
+static void make_world(world *w)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->dir, sizeof w->dir, "/tmp/flingslots.XXXXXX");
+    assert_non_null(mkdtemp(w->dir));
+    snprintf(w->db, sizeof w->db, "%s/fling.db", w->dir);
+    snprintf(w->ran, sizeof w->ran, "%s/ran", w->dir);
+    snprintf(w->conf, sizeof w->conf, "%s/flingd.conf", w->dir);
+    FILE *f = fopen(w->conf, "w");
+    assert_non_null(f);
+    fprintf(f, "[store]\npath = %s\n[workers]\ncount = 8\n"
+               "[type.one]\nhandler = exec\nconcurrency = 1\n"
+               "command = /bin/sh -c 'echo start $FLING_JOB_ID >> \"$0\"; sleep 0.01; "
+               "echo end $FLING_JOB_ID >> \"$0\"' %s\n",
+            w->db, w->ran);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Starts the world of w's directory as a flingd start would: store, recovery, scheduler.
+ * Returns how many jobs the recovery re-queued. */
+static int open_world(world *w)
+{
+    char err[256] = "";
+    assert_int_equal(fl_config_init(&w->cfg), 0);
+    assert_int_equal(fl_config_load(&w->cfg, w->conf, err, sizeof err), 0);
+    w->loop = ev_default_loop(0);   /* ev_child watches children only there */
+    ev_async_init(&w->reaped, reap_cb);
+    w->reaped.data = w;
+    ev_async_start(w->loop, &w->reaped);
+    const fl_store_options so = { .path = w->db, .durability_full = 1 };
+    const fl_store_hooks hooks = { .notify = notify, .on_due = due, .udata = w };
+    assert_int_equal(fl_store_open(&w->store, &so, &hooks, err, sizeof err), 0);
+    int recovered = fl_store_recover(w->store);
+    assert_true(recovered >= 0);
+    assert_int_equal(fl_sched_new(&w->sched, w->loop, &w->cfg, w->store, NULL, nothing, w), 0);
+    return recovered;
+}
+
+/* Stops the scheduler (nothing may be running), closes the store. */
+static void close_world(world *w)
+{
+    fl_sched_stop(w->sched);
+    fl_store_close(w->store);
+    fl_sched_free(w->sched);
+    w->sched = NULL;
+    ev_async_stop(w->loop, &w->reaped);
+    fl_config_free(&w->cfg);
+}
+
+static void remove_world(const world *w)
+{
+    char path[128];
+    static const char *const files[] = { "fling.db", "fling.db-wal", "fling.db-shm", "ran", "flingd.conf" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", w->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(w->dir);
+}
+
+static void submitted(fl_store_op *op)
+{
+    assert_int_equal(op->result, 0);
+    fl_job_free(op->u.submit.job);
+    free(op);
+}
+
+/* Pushes n SUBMITs of type one; with the writer held they share one commit. */
+static void submit(world *w, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fl_job_sizes sz = { .type = 3, .callback = FL_JOB_ABSENT, .idem_key = FL_JOB_ABSENT,
+                            .error = FL_JOB_ABSENT, .output = FL_JOB_ABSENT, .payload = 0,
+                            .previous_error = FL_JOB_ABSENT, .content_type = FL_JOB_ABSENT,
+                            .traceparent = FL_JOB_ABSENT, .tracestate = FL_JOB_ABSENT };
+        fl_job *job = fl_job_new(&sz);
+        fl_store_op *op = calloc(1, sizeof *op);
+        assert_non_null(job);
+        assert_non_null(op);
+        memcpy(job->type, "one", 3);
+        job->state = FL_STATE_QUEUED;
+        job->max_attempts = 3;
+        job->timeout = 30;
+        job->created_at = job->run_at = fl_job_now_ms();
+        fl_store_submit(w->store, op, job, submitted, w);
+    }
+}
+
+/* The lines of the ran file, at most max, each "start ID" or "end ID" as +ID or -ID. */
+static int ran_lines(const world *w, long *out, int max)
+{
+    FILE *f = fopen(w->ran, "r");
+    int n = 0;
+    char word[8];
+    long id;
+    while (f && n < max && fscanf(f, "%7s %ld", word, &id) == 2)
+        out[n++] = strcmp(word, "start") == 0 ? id : -id;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Runs the loop until done(w, arg) says so, failing after WAIT_S seconds. */
+static void run_until(world *w, int (*done)(world *, long), long arg)
+{
+    double deadline = ev_time() + WAIT_S;
+    while (!done(w, arg)) {
+        assert_true(ev_time() < deadline);
+        ev_run(w->loop, EVRUN_ONCE | EVRUN_NOWAIT);
+        usleep(1000);
+    }
+}
+
+static int lines_at_least(world *w, long n)
+{
+    long l[4 * (N_WARM + N_HELD)];
+    return ran_lines(w, l, (int)(sizeof l / sizeof l[0])) >= n;
+}
+
+static int running_at_most(world *w, long n)
+{
+    fl_sched_stats st;
+    fl_sched_stats_get(w->sched, &st);
+    return (long)st.running <= n;
+}
+
+static int attempts_at_least(world *w, long n)
+{
+    fl_sched_stats st;
+    fl_sched_stats_get(w->sched, &st);
+    return (long)st.attempts >= n;
+}
+
+static int succeeded_at_least(world *w, long n)
+{
+    fl_sched_stats st;
+    fl_sched_stats_get(w->sched, &st);
+    return (long)st.succeeded >= n && fl_sched_idle(w->sched);
+}
+
+static void expect_row(const world *w, long id, const char *state, int attempts)
+{
+    char got[32];
+    int a;
+    db_row(w->db, id, got, sizeof got, &a);
+    assert_string_equal(got, state);
+    assert_int_equal(a, attempts);
+}
+
+/* Warms the type up (N_WARM short attempts), submits N_HELD jobs in one commit and waits for
+ * their claim to start the first; then holds the writer (that attempt's end is not reaped
+ * yet: a child's exit is seen in a later loop iteration than its start) and runs the loop
+ * until all N_HELD have ended. Returns the held jobs' ids in ids; the writer is left held. */
+static void run_held(world *w, long *ids)
+{
+    submit(w, N_WARM);
+    run_until(w, succeeded_at_least, N_WARM);
+    fl_store_hold(w->store, 1);
+    submit(w, N_HELD);
+    fl_store_hold(w->store, 0);
+    run_until(w, attempts_at_least, N_WARM + 1);
+    fl_store_hold(w->store, 1);
+    run_until(w, lines_at_least, 2 * (N_WARM + N_HELD));
+    run_until(w, running_at_most, 0);   /* the last one's exit reaped */
+    long l[2 * (N_WARM + N_HELD)];
+    assert_int_equal(ran_lines(w, l, 2 * (N_WARM + N_HELD)), 2 * (N_WARM + N_HELD));
+    /* One slot: every start is followed by its own end before the next start. */
+    for (int i = 0; i < N_WARM + N_HELD; i++) {
+        assert_true(l[2 * i] > 0);
+        assert_int_equal(l[2 * i + 1], -l[2 * i]);
+    }
+    for (int i = 0; i < N_HELD; i++)
+        ids[i] = l[2 * (N_WARM + i)];
+}
+
+/* The held jobs ran one after the other in the one slot while no outcome could commit. */
+static void slot_is_free_before_the_outcome_commits(void **state)
+{
+    (void)state;
+    world w;
+    long ids[N_HELD];
+    make_world(&w);
+    assert_int_equal(open_world(&w), 0);
+    run_held(&w, ids);
+    assert_false(fl_sched_idle(w.sched));   /* their outcomes wait for the writer */
+    for (int i = 0; i < N_HELD; i++)
+        expect_row(&w, ids[i], "running", 1);
+    fl_store_hold(w.store, 0);
+    run_until(&w, succeeded_at_least, N_WARM + N_HELD);
+    for (int i = 0; i < N_HELD; i++)
+        expect_row(&w, ids[i], "succeeded", 1);
+    long l[4 * (N_WARM + N_HELD)];
+    assert_int_equal(ran_lines(&w, l, (int)(sizeof l / sizeof l[0])), 2 * (N_WARM + N_HELD));   /* each once */
+    close_world(&w);
+    remove_world(&w);
+}
+
+/* kill -9 while the held jobs' outcomes wait: the next start re-queues them, their attempt
+ * counted, and runs each of them again. */
+static void crash_before_the_outcomes_commit_loses_nothing(void **state)
+{
+    (void)state;
+    int fds[2];
+    world w;
+    long ids[N_HELD];
+    make_world(&w);
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {   /* the daemon that crashes */
+        close(fds[0]);
+        ev_loop_fork(ev_default_loop(0));
+        assert_int_equal(open_world(&w), 0);
+        run_held(&w, ids);
+        if (write(fds[1], ids, sizeof ids) != (ssize_t)sizeof ids)
+            _exit(2);
+        pause();   /* killed here, the outcomes still held */
+        _exit(3);
+    }
+    close(fds[1]);
+    ssize_t n = read(fds[0], ids, sizeof ids);
+    close(fds[0]);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(n, (ssize_t)sizeof ids);
+    for (int i = 0; i < N_HELD; i++)
+        expect_row(&w, ids[i], "running", 1);
+    assert_int_equal(open_world(&w), N_HELD);
+    for (int i = 0; i < N_HELD; i++)
+        expect_row(&w, ids[i], "queued", 1);
+    run_until(&w, succeeded_at_least, N_HELD);
+    for (int i = 0; i < N_HELD; i++)
+        expect_row(&w, ids[i], "succeeded", 2);
+    long l[4 * (N_WARM + N_HELD)];
+    assert_int_equal(ran_lines(&w, l, (int)(sizeof l / sizeof l[0])), 2 * (N_WARM + 2 * N_HELD));
+    close_world(&w);
+    remove_world(&w);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -369,6 +664,8 @@ int main(void)
         cmocka_unit_test(graceful_stop_hands_claimed_jobs_back),
         cmocka_unit_test(pause_starts_nothing_queued),
         cmocka_unit_test(kill9_with_claimed_jobs_then_all_run),
+        cmocka_unit_test(slot_is_free_before_the_outcome_commits),
+        cmocka_unit_test(crash_before_the_outcomes_commit_loses_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
