@@ -79,8 +79,12 @@ enum stmt_id {
 };
 
 /* A PRUNE batch: ?1 = finished before (ms), ?2 = at most this many. The state test repeats
- * the WHERE of the partial index jobs_finished (008), so that the index serves it. */
-#define PRUNE_BATCH "SELECT id FROM jobs WHERE (state = 'succeeded' OR state = 'failed'" \
+ * the WHERE of the partial index jobs_finished (008), so that the index can serve it, and
+ * INDEXED BY makes it the one that does: without statistics the planner preferred jobs_state
+ * for the states and sorted, reading every finished row (5,000,000 of them: seconds with the
+ * writer held, at each batch, even with nothing old enough to delete). */
+#define PRUNE_BATCH "SELECT id FROM jobs INDEXED BY jobs_finished WHERE (state = 'succeeded'" \
+                    " OR state = 'failed'" \
                     " OR state = 'cancelled') AND finished_at < ?1 ORDER BY finished_at, id LIMIT ?2"
 
 /* Partial indexes are used only when the query repeats their WHERE literally, so the states
