@@ -63,6 +63,9 @@ static void render_shared(outbuf *b, const fl_metrics *m, const fl_metrics_gauge
            g->pg_notifications);
     metric(b, "fling_pg_remote_changes_total", "counter", "Job changes committed by other nodes, heard here.",
            m->remote_changes);
+    metric(b, "fling_pg_remote_skipped_total", "counter",
+           "Other nodes' changes not read: no Redis mirror, no event stream and no attached client followed the job.",
+           m->remote_skipped);
     metric(b, "fling_pg_remote_reads_total", "counter",
            "Rows read to report other nodes' changes (changes heard during a read are folded into it).",
            m->remote_reads);

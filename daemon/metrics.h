@@ -32,9 +32,10 @@ typedef struct fl_metrics {
     size_t streams_open;              /* a gauge: GET /v1/events streams subscribed (kept by events.c) */
     uint64_t streams_dropped;         /* event streams ended as too slow */
     uint64_t jobs_pruned;             /* finished jobs deleted by retention or POST /v1/prune */
-    /* A shared database: other nodes' changes heard, rows read to report them (remote.c), jobs
-     * stopped here for a cancel on another node (server.c). */
-    uint64_t remote_changes, remote_reads, remote_stops;
+    /* A shared database: other nodes' changes heard, skipped (nothing here followed the job),
+     * rows read to report them (remote.c), jobs stopped here for a cancel on another node
+     * (server.c). */
+    uint64_t remote_changes, remote_skipped, remote_reads, remote_stops;
     fl_metrics_reason refused[FL_M_REASONS];   /* refused requests by error code */
 } fl_metrics;
 

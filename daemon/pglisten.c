@@ -17,6 +17,7 @@ struct fl_pglisten {
     char listen_sql[256];          /* LISTEN a; LISTEN b; ... */
     PGconn *conn;                  /* NULL while waiting to connect again */
     int connecting;                /* PQconnectPoll has not finished */
+    int listen_sent;               /* LISTEN was sent and has not answered yet */
     int events;                    /* what the connection waits for: 1 = read, 2 = write */
     int down;                      /* the loss was logged; say when it is back */
     int gen;                       /* + 1 for every new connection (its fd may be reused) */
@@ -29,6 +30,7 @@ static void lost(fl_pglisten *l, const char *why)
         fl_log(LOG_ERR, "store: the PostgreSQL listener %s: %s; other nodes' jobs wait until it is back", why,
                l->conn ? PQerrorMessage(l->conn) : "out of memory");
     l->down = 1;
+    l->listen_sent = 0;
     PQfinish(l->conn);
     l->conn = NULL;
     l->retry_at = fl_job_now_ms() + FL_PGLISTEN_RETRY_MS;
@@ -47,31 +49,53 @@ static void start(fl_pglisten *l)
 }
 
 /* poll_connect advances the connect; once it is done, sends LISTEN (its reply is read with
- * the notifications): 1 when the connection is listening, else 0. */
-static int poll_connect(fl_pglisten *l)
+ * the notifications). */
+static void poll_connect(fl_pglisten *l)
 {
     switch (PQconnectPoll(l->conn)) {
     case PGRES_POLLING_READING:
         l->events = 1;
-        return 0;
+        return;
     case PGRES_POLLING_WRITING:
         l->events = 2;
-        return 0;
+        return;
     case PGRES_POLLING_OK:
         break;
     default:
         lost(l, "cannot connect");
-        return 0;
+        return;
     }
     l->connecting = 0;
     l->events = 1;
     if (PQsetnonblocking(l->conn, 1) < 0 || !PQsendQuery(l->conn, l->listen_sql) || PQflush(l->conn) != 0) {
         lost(l, "cannot LISTEN");
-        return 0;
+        return;
     }
+    l->listen_sent = 1;
     if (l->down)
         fl_log(LOG_NOTICE, "store: the PostgreSQL listener is connected again");
     l->down = 0;
+}
+
+/* read_replies reads the replies of LISTEN: 1 once they all came and the connection listens
+ * (LISTEN takes effect when it commits: a read made after that misses nothing its
+ * notifications would not tell), 0 while they are still to come or long done, -1 when one
+ * failed (the connection is dropped). */
+static int read_replies(fl_pglisten *l)
+{
+    PGresult *r;
+
+    while (!PQisBusy(l->conn) && (r = PQgetResult(l->conn))) {
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            lost(l, "cannot LISTEN");
+            return -1;
+        }
+    }
+    if (!l->listen_sent || PQisBusy(l->conn))
+        return 0;
+    l->listen_sent = 0;
     return 1;
 }
 
@@ -122,7 +146,7 @@ int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events)
 void fl_pglisten_wake(fl_pglisten *l, fl_pglisten_fn heard, void *arg)
 {
     PGnotify *n;
-    PGresult *r;
+    int rc;
 
     if (!l->conn) {
         if (fl_job_now_ms() >= l->retry_at)
@@ -131,16 +155,17 @@ void fl_pglisten_wake(fl_pglisten *l, fl_pglisten_fn heard, void *arg)
             return;
     }
     if (l->connecting) {
-        if (poll_connect(l))
-            heard(NULL, NULL, arg);
+        poll_connect(l);
         return;
     }
     if (!PQconsumeInput(l->conn)) {
         lost(l, "lost its connection");
         return;
     }
-    while (!PQisBusy(l->conn) && (r = PQgetResult(l->conn)))
-        PQclear(r);   /* LISTEN's own replies */
+    if ((rc = read_replies(l)) < 0)
+        return;
+    if (rc)
+        heard(NULL, NULL, arg);
     while ((n = PQnotifies(l->conn))) {
         heard(n->relname, n->extra, arg);
         PQfreemem(n);

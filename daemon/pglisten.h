@@ -31,8 +31,9 @@ int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events);
 int fl_pglisten_up(const fl_pglisten *l);
 
 /* What fl_pglisten_wake calls for each notification (channel and payload borrowed for the
- * call), and with both NULL once a new connection listens: anything may have been notified
- * while it was away. */
+ * call), and with both NULL once a new connection listens (its LISTEN answered, so what is
+ * committed from then on is notified to it): anything may have been notified while it was
+ * away. */
 typedef void (*fl_pglisten_fn)(const char *channel, const char *payload, void *arg);
 
 /* fl_pglisten_wake runs when the fd is ready and on a timer: it goes on connecting, or reads

@@ -21,6 +21,7 @@ typedef struct remote_job {
     fl_store_event ev;          /* the last change heard */
     int reading;                /* in a batch under way */
     int again;                  /* a change was heard while it was read: read once more */
+    int refresh;                /* no change heard, only read again for its waiters */
 } remote_job;
 
 /* One read under way: the ids of up to FL_REMOTE_BATCH jobs. */
@@ -34,13 +35,13 @@ typedef struct remote_batch {
 struct fl_remote {
     fl_store *store;
     fl_metrics *metrics;
-    fl_remote_fn report;
-    void *arg;
+    fl_remote_hooks hooks;
     fl_list waiting;            /* remote_job.link: heard, to read at the next flush */
     fl_list buckets[FL_REMOTE_BUCKETS];
+    int64_t skipped[FL_REMOTE_SKIP_MEMORY];   /* the ids of skipped changes, by their low bits */
 };
 
-int fl_remote_new(fl_remote **out, fl_store *store, fl_metrics *metrics, fl_remote_fn report, void *arg)
+int fl_remote_new(fl_remote **out, fl_store *store, fl_metrics *metrics, const fl_remote_hooks *hooks)
 {
     fl_remote *r = calloc(1, sizeof *r);
 
@@ -49,8 +50,7 @@ int fl_remote_new(fl_remote **out, fl_store *store, fl_metrics *metrics, fl_remo
         return -ENOMEM;
     r->store = store;
     r->metrics = metrics;
-    r->report = report;
-    r->arg = arg;
+    r->hooks = *hooks;
     fl_list_init(&r->waiting);
     for (size_t i = 0; i < FL_REMOTE_BUCKETS; i++)
         fl_list_init(&r->buckets[i]);
@@ -112,8 +112,10 @@ static void read_done(fl_store_op *op)
     fl_list_each(n, tmp, &b->jobs) {
         remote_job *j = fl_list_entry(n, remote_job, link);
         const fl_job *row = op->result ? NULL : row_of(op->u.get.jobs, op->u.get.n_jobs, j->id);
-        if (row)
-            r->report(row, j->ev, r->arg);
+        if (row && j->refresh)
+            r->hooks.refreshed(row, r->hooks.arg);
+        else if (row)
+            r->hooks.report(row, j->ev, r->hooks.arg);
         if (!j->again || op->result) {
             drop(j);
             continue;
@@ -127,6 +129,22 @@ static void read_done(fl_store_op *op)
     fl_remote_flush(r);
 }
 
+/* enqueue makes job id wait for the next flush. */
+static void enqueue(fl_remote *r, int64_t id, fl_store_event ev, int refresh)
+{
+    remote_job *j = calloc(1, sizeof *j);
+
+    if (!j) {
+        fl_log(LOG_WARNING, "job %lld: out of memory to read another node's change; not reported here", (long long)id);
+        return;
+    }
+    j->id = id;
+    j->ev = ev;
+    j->refresh = refresh;
+    fl_list_push_tail(bucket(r, id), &j->node);
+    fl_list_push_tail(&r->waiting, &j->link);
+}
+
 void fl_remote_changed(fl_remote *r, int64_t id, fl_store_event ev)
 {
     remote_job *j = find(r, id);
@@ -134,17 +152,37 @@ void fl_remote_changed(fl_remote *r, int64_t id, fl_store_event ev)
     r->metrics->remote_changes++;
     if (j) {
         j->ev = ev;
+        j->refresh = 0;
         j->again |= j->reading;   /* waiting: folded into the read to come */
         return;
     }
-    if (!(j = calloc(1, sizeof *j))) {
-        fl_log(LOG_WARNING, "job %lld: out of memory to read another node's change; not reported here", (long long)id);
+    if (!r->hooks.follows(id, r->hooks.arg)) {
+        r->skipped[(uint64_t)id & (FL_REMOTE_SKIP_MEMORY - 1)] = id;
+        r->metrics->remote_skipped++;
         return;
     }
-    j->id = id;
-    j->ev = ev;
-    fl_list_push_tail(bucket(r, id), &j->node);
-    fl_list_push_tail(&r->waiting, &j->link);
+    enqueue(r, id, ev, 0);
+}
+
+void fl_remote_refresh(fl_remote *r, int64_t id)
+{
+    remote_job *j = find(r, id);
+
+    if (j)
+        j->again |= j->reading;   /* a read to come is reported to its waiters too */
+    else
+        enqueue(r, id, FL_STORE_EV_SUBMITTED, 1);
+}
+
+void fl_remote_submitted(fl_remote *r, int64_t id)
+{
+    int64_t *slot = &r->skipped[(uint64_t)id & (FL_REMOTE_SKIP_MEMORY - 1)];
+
+    if (*slot != id)
+        return;
+    *slot = 0;
+    fl_remote_refresh(r, id);
+    fl_remote_flush(r);
 }
 
 void fl_remote_flush(fl_remote *r)

@@ -164,6 +164,8 @@ static void store_changed(const fl_job *job, fl_store_event ev, void *arg)
     tell_followers(job, ev, arg);
     if (srv->callbacks)
         fl_callbacks_job_changed(srv->callbacks, job);
+    if (ev == FL_STORE_EV_SUBMITTED && srv->remote)
+        fl_remote_submitted(srv->remote, job->id);   /* its client may attach now */
 }
 
 /* The store's on_due: a job waits to run (after a submit, a retry, a requeue). The scheduler
@@ -287,6 +289,36 @@ static void remote_changed(int64_t id, fl_store_event ev, void *arg)
         fl_remote_changed(srv->remote, id, ev);
 }
 
+/* Whether anything here follows job id, so that another node's change of it is worth a read:
+ * the mirror writes every job, an event stream may want any, an attached client its own. */
+static int remote_follows(int64_t id, void *arg)
+{
+    fl_server *srv = arg;
+    return srv->mirror || srv->metrics.streams_open || fl_wait_has(srv->wait, id);
+}
+
+/* A job read again for the clients attached to it (not a change: nothing else hears of it). */
+static void remote_refreshed(const fl_job *job, void *arg)
+{
+    fl_server *srv = arg;
+    fl_wait_job_changed(srv->wait, job);
+}
+
+static void refresh_waited(int64_t id, void *arg)
+{
+    fl_remote_refresh(arg, id);
+}
+
+/* The listener listens again after it was away: the jobs clients here wait on may have ended
+ * on another node meanwhile, unheard. They are read again in the wake's one read. The event
+ * streams and the mirror are not caught up (docs/scaling.md). */
+static void remote_back(void *arg)
+{
+    fl_server *srv = arg;
+    if (srv->remote)
+        fl_wait_each(srv->wait, refresh_waited, srv->remote);
+}
+
 /* store_rewatch points store_io at the listener's socket and events, after each wake. The
  * watchers do not keep the loop alive (unref'd): a stop ends with ev_break. */
 static void store_rewatch(fl_server *srv)
@@ -313,7 +345,8 @@ static void store_rewatch(fl_server *srv)
 /* store_listen lets the listener read what arrived (or go on connecting), then re-aims store_io. */
 static void store_listen(fl_server *srv)
 {
-    const fl_store_remote r = { .due = remote_due, .stop = remote_stop, .changed = remote_changed, .arg = srv };
+    const fl_store_remote r = { .due = remote_due, .stop = remote_stop, .changed = remote_changed, .arg = srv,
+                                .back = remote_back };
     fl_store_wake(srv->store, &r);
     if (srv->remote)
         fl_remote_flush(srv->remote);   /* what this wake heard, in one read */
@@ -341,7 +374,9 @@ static int start_store_watch(fl_server *srv)
     int fd, events, gen;
     if (fl_store_watch(srv->store, &fd, &events, &gen) < 0)
         return 0;
-    if (fl_remote_new(&srv->remote, srv->store, &srv->metrics, tell_followers, srv) < 0)
+    const fl_remote_hooks hooks = { .report = tell_followers, .follows = remote_follows,
+                                    .refreshed = remote_refreshed, .arg = srv };
+    if (fl_remote_new(&srv->remote, srv->store, &srv->metrics, &hooks) < 0)
         return -ENOMEM;
     ev_init(&srv->store_io, store_io_cb);
     srv->store_io.data = srv;

@@ -1897,6 +1897,8 @@ static void heard(const char *channel, const char *payload, void *arg)
     if (!channel) {
         if (h->r->due)
             h->r->due(NULL, h->r->arg);
+        if (h->r->back)
+            h->r->back(h->r->arg);
     } else if (strcmp(channel, FL_PG_CHANNEL) == 0) {
         heard_due(h, payload);
     } else if (strcmp(channel, FL_PG_CANCEL_CHANNEL) == 0) {

@@ -142,6 +142,22 @@ void fl_wait_job_changed(fl_wait *w, const fl_job *job)
     }
 }
 
+int fl_wait_has(const fl_wait *w, int64_t id)
+{
+    fl_list *pos, *tmp;
+    fl_list_each(pos, tmp, &w->waiters)
+        if (fl_list_entry(pos, fl_req, wait_node)->id == id)
+            return 1;
+    return 0;
+}
+
+void fl_wait_each(const fl_wait *w, void (*fn)(int64_t id, void *arg), void *arg)
+{
+    fl_list *pos, *tmp;
+    fl_list_each(pos, tmp, &w->waiters)
+        fn(fl_list_entry(pos, fl_req, wait_node)->id, arg);
+}
+
 void fl_wait_client_gone(fl_wait *w, fl_req *req)
 {
     if (!req->waiting)

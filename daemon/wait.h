@@ -26,6 +26,12 @@ void fl_wait_begin(fl_wait *w, fl_req *req, const fl_job *job);
 /* fl_wait_job_changed answers the requests waiting for job once it is terminal. */
 void fl_wait_job_changed(fl_wait *w, const fl_job *job);
 
+/* fl_wait_has tells whether a request waits for job id (1) or none does (0). */
+int fl_wait_has(const fl_wait *w, int64_t id);
+
+/* fl_wait_each calls fn(id, arg) for the job of every waiting request (an id once per request). */
+void fl_wait_each(const fl_wait *w, void (*fn)(int64_t id, void *arg), void *arg);
+
 /* fl_wait_client_gone applies the Fling-On-Disconnect choice of req, a waiting request whose
  * client closed or reset the connection, and answers it (a request that does not wait is left
  * alone). */

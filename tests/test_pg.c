@@ -4,7 +4,8 @@
  * restart re-queues its own orphans and no other node's; a server restart under load (503
  * while it is away, reconnection without help, every acked job ends); a cancel through one
  * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
- * following a job another runs; [store] connections readers (1, 2 and 3 of them) serving
+ * following a job another runs; a node that follows nothing reading none of the other's
+ * changes, and a client attached across the loss of its node's listener; [store] connections readers (1, 2 and 3 of them) serving
  * reads while every writer waits on a lock, and reconnecting after a server restart; the
  * configuration's errors. Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
@@ -665,6 +666,120 @@ static void test_changes_across_nodes(void **state)
     flh_redis_stop(&redis);
 }
 
+/* wait_metric polls metric name of d until it reaches at least want or secs pass: the last value. */
+static long wait_metric(const flh_daemon *d, const char *name, long want, double secs)
+{
+    long v = -1;
+    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
+        if ((v = flh_metric(d, name)) >= want)
+            break;
+    return v;
+}
+
+/* A node that follows nothing (no mirror, no event stream, no attached client) reads none of
+ * the other node's changes: it counts them skipped. An event stream opened on it then gets
+ * the other node's changes from then on, a client attached to it gets its 200 when the job
+ * ends on the other node, and once both are gone the node skips again. */
+static void test_changes_nobody_follows(void **state)
+{
+    (void)state;
+    flh_daemon a, b, *busy, *idle;
+    const char *idle_name;
+    char db[64], id[32];
+    static const char reads[] = "fling_pg_remote_reads_total", skipped[] = "fling_pg_remote_skipped_total";
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);   /* the busy node only follows */
+    assert_int_equal(flh_metric(busy, reads), 0);
+    long skipped0 = flh_metric(busy, skipped);
+    assert_true(skipped0 >= 0);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
+        json_t *job = flh_wait_terminal(idle, id, 10000);
+        assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+        json_decref(job);
+    }
+    /* submitted, started, succeeded: three changes a job, committed by the idle node */
+    assert_true(wait_metric(busy, skipped, skipped0 + 60, 10) >= skipped0 + 60);
+    assert_int_equal(flh_metric(busy, reads), 0);
+    assert_int_equal(flh_metric(busy, "fling_pg_remote_changes_total"), flh_metric(busy, skipped));
+
+    int fd = flh_connect_tcp(busy->port);
+    static const char get[] = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_true(fd >= 0);
+    assert_int_equal(flh_send_all(fd, get, sizeof get - 1), 0);
+    assert_int_equal(wait_metric(busy, "fling_event_streams_open", 1, 10), 1);
+    assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
+    assert_true(sse_until(fd, "succeeded", id, 10));
+    close(fd);
+    long streamed = flh_metric(busy, reads);
+    assert_true(streamed >= 1);
+    for (double end = flh_now() + 10; flh_now() < end && flh_metric(busy, "fling_event_streams_open"); usleep(20000))
+        ;
+    assert_int_equal(flh_metric(busy, "fling_event_streams_open"), 0);
+
+    /* attached on the busy node, run on the idle one (a noop may end before the busy node reaps
+     * its own submit: its skipped change is read again then) */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(submit(busy, "noop", "x", "Prefer: wait=10\r\n", id, sizeof id), 200);
+    long attached = flh_metric(busy, reads);
+    assert_true(attached > streamed);
+
+    long skipped1 = flh_metric(busy, skipped);
+    assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
+    json_decref(flh_wait_terminal(idle, id, 10000));
+    assert_true(wait_metric(busy, skipped, skipped1 + 3, 10) >= skipped1 + 3);
+    assert_int_equal(flh_metric(busy, reads), attached);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
+/* A client attached to a node whose listener is away while its job ends on another node gets
+ * its 200 as soon as the listener is back, not when its wait runs out: the node reads the jobs
+ * its clients wait on again. The listeners are kept away by refusing new connections to the
+ * database (the connections already open go on) and ending theirs. */
+static void test_attached_across_listener_loss(void **state)
+{
+    (void)state;
+    flh_daemon a, b, *busy, *idle;
+    const char *idle_name;
+    char db[64], id[32], run_id[32], sql[240], reply[4096];
+
+    start_two(&a, &b, db, sizeof db, "[workers]\ncount = 1\n");
+    busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
+    int fd = flh_connect_tcp(busy->port);
+    size_t len;
+    char *req = flh_submit_req("t", "3", 1, "Prefer: wait=30\r\n", &len);
+    assert_true(fd >= 0 && req);
+    assert_int_equal(flh_send_all(fd, req, len), 0);
+    free(req);
+    snprintf(sql, sizeof sql, "SELECT max(id) FROM jobs WHERE state = 'running' AND owner = '%s'", idle_name);
+    long run = -1;
+    for (double end = flh_now() + 10; flh_now() < end && (run = flh_pg_query_long(pg, db, sql)) <= 0; usleep(20000))
+        ;
+    assert_true(run > 0);
+    snprintf(run_id, sizeof run_id, "%ld", run);
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+    assert_int_equal(flh_pg_exec(pg, "postgres", sql), 0);
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND query LIKE 'LISTEN%%'", db);
+    assert_int_equal(flh_pg_query_long(pg, "postgres", sql), 2);
+    json_t *job = flh_wait_terminal(idle, run_id, 10000);   /* ends while no listener hears */
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    json_decref(job);
+    usleep(300000);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+    assert_int_equal(flh_pg_exec(pg, "postgres", sql), 0);
+    double t0 = flh_now();
+    assert_int_equal(flh_read_reply(fd, reply, sizeof reply, 15000), 200);
+    assert_true(flh_now() - t0 < 5);
+    assert_non_null(strstr(reply, "\"state\":\"succeeded\""));
+    close(fd);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
 /* readers_of counts the reader connections ([store] connections) open on database db. */
 static long readers_of(const char *db)
 {
@@ -865,6 +980,8 @@ int main(void)
         cmocka_unit_test(test_cancel_across_nodes),
         cmocka_unit_test(test_cancel_of_dead_nodes_job),
         cmocka_unit_test(test_changes_across_nodes),
+        cmocka_unit_test(test_changes_nobody_follows),
+        cmocka_unit_test(test_attached_across_listener_loss),
         cmocka_unit_test(test_readers_across_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
