@@ -43,10 +43,12 @@ extern const int fl_migrations_count;
 /* The VFS that gives a commit's WAL frames one write (see "one write per commit"). */
 #define FL_WAL_VFS "fl-wal"
 
-/* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
+/* The columns of a job row in read_job's order; CLAIM and a GET of the payload add the
+ * payload (C_PAYLOAD, the subquery JOB_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
                  "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type, traceparent, tracestate"
+#define JOB_PAYLOAD "(SELECT data FROM job_payloads WHERE job_payloads.id = jobs.id)"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
@@ -69,7 +71,7 @@ enum stmt_id {
     ST_IDEM_FIND, ST_INSERT, ST_INSERT_PAYLOAD, ST_GET,
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
     ST_CANCEL, ST_SET_STATUS,
-    ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_CLAIM_READ, ST_NEXT_SCHEDULED,
+    ST_GET_WITH_PAYLOAD, ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_NEXT_SCHEDULED,
     ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
@@ -106,18 +108,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " AND id < ?1 ORDER BY id DESC LIMIT ?2",
     [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?3 WHERE id = ?1",
     [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2, updated_at = ?3 WHERE id = ?1",
-    [ST_CLAIM_QUEUED] = "SELECT id, priority, run_at FROM jobs"
+    [ST_GET_WITH_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = ?1",
+    /* The candidates come with their whole row: the one seek that finds a job also reads
+     * it, and a claim writes each job it takes with one UPDATE and reads it no more. */
+    [ST_CLAIM_QUEUED] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs"
                         " WHERE type = ?1 AND state = 'queued'"
                         " ORDER BY priority DESC, id LIMIT ?2",
-    [ST_CLAIM_DUE] = "SELECT id, priority, run_at FROM jobs"
+    [ST_CLAIM_DUE] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs"
                      " WHERE type = ?1 AND state = 'scheduled' AND run_at <= ?2"
                      " ORDER BY priority DESC, id LIMIT ?3",
     /* Not UPDATE ... RETURNING: SQLite stages returned rows in a temporary table, which
      * made a claim some 20% slower than the plain UPDATE and SELECT. */
     [ST_CLAIM_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
                       " started_at = ?2, updated_at = ?3, owner = ?4 WHERE id = ?1",
-    [ST_CLAIM_READ] = "SELECT " JOB_COLS ", (SELECT data FROM job_payloads"
-                      " WHERE job_payloads.id = jobs.id) FROM jobs WHERE id = ?1",
     [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = ?1 AND state = 'scheduled'"
                           " ORDER BY run_at LIMIT 1",
     [ST_FINISH] = "UPDATE jobs SET state = ?2, status = status | ?3, exit_code = ?4,"
@@ -170,6 +173,9 @@ typedef struct file_id { dev_t dev; ino_t ino; } file_id;
 typedef struct watched_file { char *path; file_id id; } watched_file;
 enum { W_DB, W_WAL, W_COUNT };
 
+/* A job this connection has running (see "the jobs running here"); id 0 = an empty slot. */
+typedef struct running_slot { int64_t id; fl_job *job; } running_slot;
+
 typedef struct sql_store {
     sqlite3 *db;                   /* used by one thread at a time: open/recover, then the writer */
     watched_file files[W_COUNT];   /* as opened; an id of 0 was not there then, not checked */
@@ -177,6 +183,8 @@ typedef struct sql_store {
     sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
     int64_t now;                   /* the clock of the group being run (updated_at) */
     const char *node;              /* the owner claims record; the engine's, borrowed */
+    running_slot *running;         /* RUNNING_SLOTS of them, n_running used; each job owned */
+    size_t n_running;
 } sql_store;
 
 
@@ -339,7 +347,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
  * a negative errno. */
 static int load_row(sql_store *s, int64_t id, int with_payload, fl_job **out)
 {
-    sqlite3_stmt *st = s->st[with_payload ? ST_CLAIM_READ : ST_GET];
+    sqlite3_stmt *st = s->st[with_payload ? ST_GET_WITH_PAYLOAD : ST_GET];
     int rc, found = 0;
 
     *out = NULL;
@@ -365,6 +373,88 @@ static int load_job(sql_store *s, int64_t id, fl_job **out)
 
 
 static int load_deliveries(sql_store *s, fl_store_op *op);
+
+/* ---- the jobs running here ------------------------------------------------------------
+ * A FINISH answers with its job's row as its UPDATE left it. Every write to a running row is
+ * this connection's: the CLAIM that made it running, SET_STATUS, and the FINISH that ends the
+ * attempt (CANCEL, RETRY and PRUNE leave running rows alone, recovery runs before the first
+ * claim, and the file is this daemon's alone). So the row each claimed job had stays known
+ * until its FINISH, and is kept here by id, without the payload, error and output (which every
+ * FINISH replaces). A FINISH whose outcome has no error and no output (a success, mostly)
+ * patches that row and returns it instead of reading it again; any other reads it as before,
+ * as does a job not kept: the table was full (open addressing, at most half used), or a
+ * rollback forgot them all (what the group changed is undone, and with it what it kept). */
+
+#define RUNNING_SLOTS 4096   /* a power of two */
+
+static size_t running_home(int64_t id)
+{
+    return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15u) >> 52) & (RUNNING_SLOTS - 1);
+}
+
+/* running_find returns the slot of id, or the empty one where it would go. */
+static size_t running_find(const sql_store *s, int64_t id)
+{
+    size_t i = running_home(id);
+
+    while (s->running[i].id && s->running[i].id != id)
+        i = (i + 1) & (RUNNING_SLOTS - 1);
+    return i;
+}
+
+/* running_take removes job id and returns it (the caller's), or NULL if it is not kept.
+ * Entries after it that probed past its slot move back into the gap. */
+static fl_job *running_take(sql_store *s, int64_t id)
+{
+    size_t i = running_find(s, id), j = i, home;
+    fl_job *job = s->running[i].job;
+
+    if (!s->running[i].id)
+        return NULL;
+    s->running[i] = (running_slot){ 0, NULL };
+    s->n_running--;
+    for (;;) {
+        j = (j + 1) & (RUNNING_SLOTS - 1);
+        if (!s->running[j].id)
+            break;
+        home = running_home(s->running[j].id);
+        if (((j - home) & (RUNNING_SLOTS - 1)) >= ((j - i) & (RUNNING_SLOTS - 1))) {
+            s->running[i] = s->running[j];
+            s->running[j] = (running_slot){ 0, NULL };
+            i = j;
+        }
+    }
+    return job;
+}
+
+/* running_keep keeps a copy of job, which a claim just made running. Out of room or of memory
+ * it keeps nothing: its FINISH reads the row. */
+static void running_keep(sql_store *s, const fl_job *job)
+{
+    size_t bytes, i;
+    fl_job *copy;
+
+    fl_job_free(running_take(s, job->id));
+    if (s->n_running >= RUNNING_SLOTS / 2 || !(copy = fl_job_copy(job, &bytes)))
+        return;
+    copy->error = NULL;
+    copy->output = NULL;
+    copy->output_len = 0;
+    i = running_find(s, job->id);
+    s->running[i] = (running_slot){ job->id, copy };
+    s->n_running++;
+}
+
+static void running_forget(sql_store *s)
+{
+    for (size_t i = 0; s->n_running && i < RUNNING_SLOTS; i++) {
+        if (!s->running[i].id)
+            continue;
+        fl_job_free(s->running[i].job);
+        s->running[i] = (running_slot){ 0, NULL };
+        s->n_running--;
+    }
+}
 
 /* ---- operations -------------------------------------------------------------------------
  * Each run_* returns 0 or the negative errno that fails the whole group; what the op found
@@ -533,6 +623,7 @@ static int sq_set_status(void *b, fl_store_op *op)
     sql_store *s = b;
     sqlite3_stmt *st = s->st[ST_SET_STATUS];
     fl_job *job;
+    size_t i;
     int rc = load_job(s, op->u.set_status.id, &job);
 
     if (rc <= 0) {
@@ -553,58 +644,75 @@ static int sq_set_status(void *b, fl_store_op *op)
     job->status |= op->u.set_status.bits;
     job->updated_at = s->now;
     op->u.set_status.changed = 1;
+    i = running_find(s, job->id);
+    if (s->running[i].id) {
+        s->running[i].job->status = job->status;
+        s->running[i].job->updated_at = job->updated_at;
+    }
     return 0;
 }
 
-/* A job that CLAIM may pick, in claim order: higher priority first, then lower id. */
-typedef struct claim_cand { int64_t id, priority, run_at; } claim_cand;
+/* A job that CLAIM may pick, in claim order: higher priority first, then lower id; job is its
+ * row with its payload (owned; NULL for the queued one fetched past the limit, which only
+ * tells whether more wait and when). */
+typedef struct claim_cand { int64_t id, priority, run_at; fl_job *job; } claim_cand;
 
 static int cand_before(const claim_cand *a, const claim_cand *b)
 {
     return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
 }
 
-/* fetch_cands reads (id, priority, run_at) rows of a bound claim query into c[0..*n). */
-static int fetch_cands(sqlite3_stmt *st, claim_cand *c, size_t *n)
+static void cands_free(claim_cand *c, size_t n)
 {
-    int rc;
+    for (size_t i = 0; i < n; i++)
+        fl_job_free(c[i].job);
+}
+
+/* fetch_cands reads the rows of a bound claim query into c[0..*n), the first `rows` of them
+ * as jobs (the rest: id, priority and run_at only). */
+static int fetch_cands(sqlite3_stmt *st, size_t rows, claim_cand *c, size_t *n)
+{
+    int rc, step_rc;
 
     *n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        c[*n].id = sqlite3_column_int64(st, 0);
-        c[*n].priority = sqlite3_column_int64(st, 1);
-        c[*n].run_at = sqlite3_column_int64(st, 2);
+    rc = 0;
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        c[*n].id = sqlite3_column_int64(st, C_ID);
+        c[*n].priority = sqlite3_column_int64(st, C_PRIORITY);
+        c[*n].run_at = sqlite3_column_int64(st, C_RUN_AT);
+        c[*n].job = NULL;
+        if (*n < rows && (rc = read_job(st, 1, &c[*n].job)))
+            break;
         (*n)++;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+    if (rc)
+        return rc;
+    return step_rc == SQLITE_DONE ? 0 : rc_errno(step_rc);
 }
 
-/* take_job marks job id running and appends it, with its payload, to the claim's jobs. */
-static int take_job(sql_store *s, fl_store_op *op, int64_t id)
+/* take_job marks c's job running and moves it to the end of the claim's jobs, as the UPDATE
+ * left its row. */
+static int take_job(sql_store *s, fl_store_op *op, claim_cand *c)
 {
     sqlite3_stmt *st = s->st[ST_CLAIM_TAKE];
+    fl_job *job = c->job;
     int rc;
 
-    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
+    if (sqlite3_bind_int64(st, 1, c->id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
         sqlite3_bind_int64(st, 3, s->now) || sqlite3_bind_text(st, 4, s->node, -1, SQLITE_STATIC))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
         return rc;
-    st = s->st[ST_CLAIM_READ];
-    if (sqlite3_bind_int64(st, 1, id))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        rc = read_job(st, 1, &op->u.claim.jobs[op->u.claim.n]);
-        if (rc == 0)
-            op->u.claim.n++;
-    } else {
-        rc = rc == SQLITE_DONE ? 0 : rc_errno(rc);
-    }
-    sqlite3_reset(st);
-    return rc;
+    job->state = FL_STATE_RUNNING;
+    job->attempts++;
+    job->started_at = op->u.claim.now;
+    job->updated_at = s->now;
+    op->u.claim.jobs[op->u.claim.n++] = job;
+    c->job = NULL;
+    running_keep(s, job);
+    return 0;
 }
 
 /* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
@@ -624,17 +732,18 @@ static int next_scheduled(sql_store *s, const char *type, int64_t *out)
 }
 
 /* claim_pick merges the queued and the due candidates (each in claim order) into the first
- * `limit` ids; *left_run_at is the smallest run_at of the queued ones left behind, or 0. */
-static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, size_t nd,
-                         size_t limit, int64_t *ids, int64_t *left_run_at)
+ * `limit` (picked, pointers into q and d); *left_run_at is the smallest run_at of the queued
+ * ones left behind, or 0. */
+static size_t claim_pick(claim_cand *q, size_t nq, claim_cand *d, size_t nd, size_t limit,
+                         claim_cand **picked, int64_t *left_run_at)
 {
     size_t qi = 0, di = 0, n = 0;
 
     while (n < limit && (qi < nq || di < nd)) {
         if (di == nd || (qi < nq && cand_before(&q[qi], &d[di])))
-            ids[n++] = q[qi++].id;
+            picked[n++] = &q[qi++];
         else
-            ids[n++] = d[di++].id;
+            picked[n++] = &d[di++];
     }
     *left_run_at = 0;
     for (; qi < nq; qi++)
@@ -646,43 +755,55 @@ static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, si
 /* A queued job may run whatever its run_at, a scheduled one once run_at <= now. Queued and
  * due-scheduled candidates come from two partial indexes, each already in claim order, and
  * are merged here, so a claim reads O(limit) index entries however large the backlog. The
- * due ones are sorted by SQLite, but only those due, which is few unless workers fall behind.
+ * due ones are sorted by SQLite (a temporary b-tree, whose set-up costs more than the rest of
+ * a small claim), but only those due, which is few unless workers fall behind; and only when
+ * the earliest scheduled job says one is due.
  * next_run_at: a queued job left behind is due at once, so the fetched ones (one more than
- * the limit) stand for all queued; the scheduled index gives the earliest of the others. */
+ * the limit) stand for all queued; the scheduled index gives the earliest of the others, and
+ * that is the one read before the claim unless the claim took scheduled jobs. */
 static int sq_claim(void *b, fl_store_op *op)
 {
     sql_store *s = b;
     sqlite3_stmt *stq = s->st[ST_CLAIM_QUEUED], *std = s->st[ST_CLAIM_DUE];
-    size_t limit, nq, nd, n, i;
-    int64_t left_run_at, sched_run_at, *ids;
-    claim_cand *cand;
-    int rc;
+    size_t limit, nq = 0, nd = 0, n, i, took_due = 0;
+    int64_t left_run_at = 0, sched_run_at = 0;
+    claim_cand *cand, **picked;
+    int rc, due;
 
     limit = op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX
                                                    : (size_t)op->u.claim.limit;
     cand = malloc((2 * limit + 1) * sizeof(*cand));
-    ids = malloc(limit * sizeof(*ids));
+    picked = malloc(limit * sizeof(*picked));
     op->u.claim.jobs = calloc(limit, sizeof(*op->u.claim.jobs));
-    rc = cand && ids && op->u.claim.jobs ? 0 : -ENOMEM;
-    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
-                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
-                sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
-                sqlite3_bind_int64(std, 2, op->u.claim.now) ||
-                sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))
-        rc = db_errno(s);
-    if (!rc)
-        rc = fetch_cands(stq, cand, &nq);
-    if (!rc)
-        rc = fetch_cands(std, cand + limit + 1, &nd);
-    if (!rc) {
-        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, ids, &left_run_at);
-        for (i = 0; i < n && !rc; i++)
-            rc = take_job(s, op, ids[i]);
-    }
+    rc = cand && picked && op->u.claim.jobs ? 0 : -ENOMEM;
     if (!rc)
         rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
+    due = sched_run_at && sched_run_at <= op->u.claim.now;
+    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
+                (due && (sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                         sqlite3_bind_int64(std, 2, op->u.claim.now) ||
+                         sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))))
+        rc = db_errno(s);
+    if (!rc)
+        rc = fetch_cands(stq, limit, cand, &nq);
+    if (!rc && due)
+        rc = fetch_cands(std, limit, cand + limit + 1, &nd);
+    if (!rc) {
+        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, picked, &left_run_at);
+        for (i = 0; i < n && !rc; i++) {
+            took_due += picked[i] >= cand + limit + 1;
+            rc = take_job(s, op, picked[i]);
+        }
+    }
+    if (!rc && took_due)
+        rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
+    if (cand) {
+        cands_free(cand, nq);
+        cands_free(cand + limit + 1, nd);
+    }
     free(cand);
-    free(ids);
+    free(picked);
     if (rc)
         return rc;
     op->u.claim.next_run_at = left_run_at;
@@ -695,11 +816,27 @@ static int sq_claim(void *b, fl_store_op *op)
     return 0;
 }
 
+/* finished_row turns job, the row a claim left (without error and output), into the row
+ * ST_FINISH makes of it with outcome o (no error, no output) at now. */
+static void finished_row(fl_job *job, const fl_store_outcome *o, int64_t now)
+{
+    job->state = o->state;
+    job->status |= o->status_bits;
+    job->has_exit_code = o->has_exit_code;
+    job->exit_code = o->has_exit_code ? o->exit_code : 0;
+    if (o->state == FL_STATE_SCHEDULED)
+        job->run_at = o->run_at;
+    if (fl_proto_state_terminal(o->state))
+        job->finished_at = o->finished_at;
+    job->updated_at = now;
+}
+
 static int sq_finish(void *b, fl_store_op *op)
 {
     sql_store *s = b;
     sqlite3_stmt *st = s->st[ST_FINISH];
     fl_state state = op->u.finish.o.state;
+    fl_job *ran;
     int rc, terminal;
 
     terminal = fl_proto_state_terminal(state);
@@ -716,10 +853,18 @@ static int sq_finish(void *b, fl_store_op *op)
     rc = step_done(st);
     if (rc)
         return rc;
+    ran = running_take(s, op->u.finish.id);
     if (sqlite3_changes(s->db) == 0) {
+        fl_job_free(ran);
         op->answer = FL_STORE_NOT_FOUND;
         return 0;
     }
+    if (ran && !op->u.finish.o.error && !op->u.finish.o.output) {
+        finished_row(ran, &op->u.finish.o, s->now);
+        op->u.finish.job = ran;
+        return 0;
+    }
+    fl_job_free(ran);
     rc = load_job(s, op->u.finish.id, &op->u.finish.job);
     return rc < 0 ? rc : 0;
 }
@@ -1641,6 +1786,9 @@ static void destroy(sql_store *s)
     sqlite3_close(s->db);
     for (i = 0; i < W_COUNT; i++)
         free(s->files[i].path);
+    if (s->running)
+        running_forget(s);
+    free(s->running);
     free(s);
 }
 
@@ -1720,6 +1868,12 @@ static int sq_open(void **out, const fl_store_options *opt, const char *node, ch
         return -ENOMEM;
     }
     s->node = node;
+    s->running = calloc(RUNNING_SLOTS, sizeof(*s->running));
+    if (!s->running) {
+        free(s);
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     rc = make_parent_dir(opt->path, err, errlen);
     if (!rc)
         rc = open_db(s, opt->path, opt->durability_full, err, errlen);
@@ -1780,13 +1934,15 @@ static int sq_commit(void *b)
     return step_done(s->st[ST_COMMIT]);
 }
 
-/* A failed COMMIT may or may not have ended the transaction already. */
+/* A failed COMMIT may or may not have ended the transaction already. What the group kept of
+ * its claims, or took for its finishes, may be wrong now: forget every running job. */
 static void sq_rollback(void *b)
 {
     sql_store *s = b;
 
     if (!sqlite3_get_autocommit(s->db))
         step_done(s->st[ST_ROLLBACK]);
+    running_forget(s);
 }
 
 const fl_store_backend fl_store_sqlite = {
