@@ -85,6 +85,19 @@ enum stmt_id {
 #define PRUNE_BATCH "SELECT id FROM jobs WHERE (state = 'succeeded' OR state = 'failed'" \
                     " OR state = 'cancelled') AND finished_at < ?1 ORDER BY finished_at, id LIMIT ?2"
 
+/* A SUBMIT's two rows; submit_many puts up to 2^MANY_SIZES of them in one statement each. */
+#define INSERT_JOBS "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms," \
+                    " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent," \
+                    " tracestate) VALUES "
+#define INSERT_JOB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define INSERT_JOB_PARAMS 14
+#define INSERT_PAYLOADS "INSERT INTO job_payloads (id, data) VALUES "
+#define INSERT_PAYLOAD_ROW "(?, ?)"
+#define INSERT_PAYLOAD_PARAMS 2
+/* Statements of 2, 4, ... 2^MANY_SIZES rows: a run of SUBMITs costs one statement per size in
+ * its length's binary digits instead of two per job. */
+#define MANY_SIZES 5
+
 /* Partial indexes are used only when the query repeats their WHERE literally, so the states
  * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
  * ?2 = row limit, ?3 = state, ?4 = type. */
@@ -94,10 +107,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
                      " WHERE type = ?1 AND idem_key = ?2",
-    [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent,"
-                  " tracestate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
+    [ST_INSERT] = INSERT_JOBS INSERT_JOB_ROW,
+    [ST_INSERT_PAYLOAD] = INSERT_PAYLOADS INSERT_PAYLOAD_ROW,
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
     [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND id < ?1"
@@ -181,6 +192,8 @@ typedef struct sql_store {
     watched_file files[W_COUNT];   /* as opened; an id of 0 was not there then, not checked */
     int lost;                      /* a file was deleted or replaced; every group fails */
     sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
+    /* many_jobs[m], many_payloads[m]: the INSERTs of 2 << m rows, prepared once at open */
+    sqlite3_stmt *many_jobs[MANY_SIZES], *many_payloads[MANY_SIZES];
     int64_t now;                   /* the clock of the group being run (updated_at) */
     const char *node;              /* the owner claims record; the engine's, borrowed */
     running_slot *running;         /* RUNNING_SLOTS of them, n_running used; each job owned */
@@ -488,6 +501,33 @@ static int find_duplicate(sql_store *s, fl_job *job)
     return found;
 }
 
+/* bind_job binds job's columns to the INSERT_JOB_ROW after parameter `at`. */
+static int bind_job(sqlite3_stmt *st, int at, const fl_job *job, int64_t now)
+{
+    return sqlite3_bind_text(st, at + 1, job->type, -1, SQLITE_STATIC) ||
+           sqlite3_bind_text(st, at + 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
+           sqlite3_bind_int(st, at + 3, job->status) ||
+           sqlite3_bind_int(st, at + 4, job->max_attempts) ||
+           sqlite3_bind_int(st, at + 5, job->priority) ||
+           sqlite3_bind_int64(st, at + 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
+           sqlite3_bind_int64(st, at + 7, job->created_at) ||
+           sqlite3_bind_int64(st, at + 8, job->run_at) ||
+           bind_opt_text(st, at + 9, job->idem_key) ||
+           bind_opt_text(st, at + 10, job->callback) ||
+           sqlite3_bind_int64(st, at + 11, now) ||
+           bind_opt_text(st, at + 12, job->content_type) ||
+           bind_opt_text(st, at + 13, job->traceparent) ||
+           bind_opt_text(st, at + 14, job->tracestate);
+}
+
+/* bind_payload binds job's id and payload to the INSERT_PAYLOAD_ROW after parameter `at`. */
+static int bind_payload(sqlite3_stmt *st, int at, const fl_job *job)
+{
+    return sqlite3_bind_int64(st, at + 1, job->id) ||
+           (job->payload ? sqlite3_bind_blob64(st, at + 2, job->payload, job->payload_len, SQLITE_STATIC)
+                         : sqlite3_bind_zeroblob(st, at + 2, 0)); /* no payload is an empty one */
+}
+
 static int sq_submit(void *b, fl_store_op *op)
 {
     sql_store *s = b;
@@ -504,20 +544,7 @@ static int sq_submit(void *b, fl_store_op *op)
             return 0;
         }
     }
-    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
-        sqlite3_bind_int(st, 3, job->status) ||
-        sqlite3_bind_int(st, 4, job->max_attempts) ||
-        sqlite3_bind_int(st, 5, job->priority) ||
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
-        sqlite3_bind_int64(st, 7, job->created_at) ||
-        sqlite3_bind_int64(st, 8, job->run_at) ||
-        bind_opt_text(st, 9, job->idem_key) ||
-        bind_opt_text(st, 10, job->callback) ||
-        sqlite3_bind_int64(st, 11, s->now) ||
-        bind_opt_text(st, 12, job->content_type) ||
-        bind_opt_text(st, 13, job->traceparent) ||
-        bind_opt_text(st, 14, job->tracestate))
+    if (bind_job(st, 0, job, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
@@ -525,11 +552,62 @@ static int sq_submit(void *b, fl_store_op *op)
     job->id = sqlite3_last_insert_rowid(s->db);
     job->updated_at = s->now;
     st = s->st[ST_INSERT_PAYLOAD];
-    if (sqlite3_bind_int64(st, 1, job->id) ||
-        (job->payload ? sqlite3_bind_blob64(st, 2, job->payload, job->payload_len, SQLITE_STATIC)
-                      : sqlite3_bind_zeroblob(st, 2, 0))) /* no payload is an empty one */
+    if (bind_payload(st, 0, job))
         return db_errno(s);
     return step_done(st);
+}
+
+/* insert_rows inserts the jobs of ops[0 .. 2 << m), none with an Idempotency-Key, with one
+ * statement per table. An INSERT gives the rows of its VALUES consecutive ids in their order
+ * (each the largest yet plus one, AUTOINCREMENT), the last one being last_insert_rowid. */
+static int insert_rows(sql_store *s, fl_store_op **ops, int m)
+{
+    sqlite3_stmt *st = s->many_jobs[m];
+    size_t rows = (size_t)2 << m, i;
+    int64_t last;
+    int rc;
+
+    for (i = 0; i < rows; i++)
+        if (bind_job(st, (int)i * INSERT_JOB_PARAMS, ops[i]->u.submit.job, s->now))
+            return db_errno(s);
+    if ((rc = step_done(st)))
+        return rc;
+    last = sqlite3_last_insert_rowid(s->db);
+    st = s->many_payloads[m];
+    for (i = 0; i < rows; i++) {
+        fl_job *job = ops[i]->u.submit.job;
+        job->id = last - (int64_t)(rows - 1 - i);
+        job->updated_at = s->now;
+        if (bind_payload(st, (int)i * INSERT_PAYLOAD_PARAMS, job))
+            return db_errno(s);
+    }
+    return step_done(st);
+}
+
+/* A run of SUBMITs: the jobs without an Idempotency-Key that follow one another go in by
+ * insert_rows, as many rows at once as the largest statement that fits; a keyed job (which
+ * looks for its duplicate first, among those just inserted too) and a lone one by sq_submit.
+ * So ids grow in op order, as submit gives them one by one. */
+static int sq_submit_many(void *b, fl_store_op **ops, size_t n)
+{
+    sql_store *s = b;
+    size_t i = 0, run;
+    int m, rc = 0;
+
+    while (i < n && !rc) {
+        for (run = 0; i + run < n && run < ((size_t)2 << (MANY_SIZES - 1)) &&
+                      !ops[i + run]->u.submit.job->idem_key; run++)
+            ;
+        if (run < 2) {
+            rc = sq_submit(s, ops[i++]);
+            continue;
+        }
+        for (m = MANY_SIZES - 1; ((size_t)2 << m) > run; m--)
+            ;
+        rc = insert_rows(s, ops + i, m);
+        i += (size_t)2 << m;
+    }
+    return rc;
 }
 
 static int sq_get(void *b, fl_store_op *op)
@@ -1762,19 +1840,55 @@ static int migrate(sql_store *s, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+static int prepare(sql_store *s, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
+{
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+
+    if (rc == SQLITE_OK)
+        return 0;
+    fl_store_errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
+    return rc_errno(rc);
+}
+
+/* prepare_rows prepares head followed by `rows` copies of row, comma-separated. */
+static int prepare_rows(sql_store *s, const char *head, const char *row, size_t rows,
+                        sqlite3_stmt **out, char *err, size_t errlen)
+{
+    size_t hl = strlen(head), rl = strlen(row), i;
+    char *sql = malloc(hl + rows * (rl + 1) + 1), *p;
+    int rc;
+
+    if (!sql) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(sql, head, hl);
+    p = sql + hl;
+    for (i = 0; i < rows; i++) {
+        if (i)
+            *p++ = ',';
+        memcpy(p, row, rl);
+        p += rl;
+    }
+    *p = '\0';
+    rc = prepare(s, sql, out, err, errlen);
+    free(sql);
+    return rc;
+}
+
 static int prepare_all(sql_store *s, char *err, size_t errlen)
 {
-    int i, rc;
+    int i, rc = 0;
 
-    for (i = 0; i < ST_COUNT; i++) {
-        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                                NULL);
-        if (rc != SQLITE_OK) {
-            fl_store_errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
-            return rc_errno(rc);
-        }
+    for (i = 0; i < ST_COUNT && !rc; i++)
+        rc = prepare(s, stmt_sql[i], &s->st[i], err, errlen);
+    for (i = 0; i < MANY_SIZES && !rc; i++) {
+        rc = prepare_rows(s, INSERT_JOBS, INSERT_JOB_ROW, (size_t)2 << i, &s->many_jobs[i], err, errlen);
+        if (!rc)
+            rc = prepare_rows(s, INSERT_PAYLOADS, INSERT_PAYLOAD_ROW, (size_t)2 << i,
+                              &s->many_payloads[i], err, errlen);
     }
-    return 0;
+    return rc;
 }
 
 static void destroy(sql_store *s)
@@ -1783,6 +1897,10 @@ static void destroy(sql_store *s)
 
     for (i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    for (i = 0; i < MANY_SIZES; i++) {
+        sqlite3_finalize(s->many_jobs[i]);
+        sqlite3_finalize(s->many_payloads[i]);
+    }
     sqlite3_close(s->db);
     for (i = 0; i < W_COUNT; i++)
         free(s->files[i].path);
@@ -1955,6 +2073,7 @@ const fl_store_backend fl_store_sqlite = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .submit = sq_submit,
+    .submit_many = sq_submit_many,
     .get = sq_get,
     .list = sq_list,
     .cancel = sq_cancel,

@@ -1310,6 +1310,61 @@ static void test_cork_makes_one_group(void **state)
     fl_job_free(job);
 }
 
+/* Submits that share a group go in as runs of rows: each op gets its own id, growing in op
+ * order with no gap, its own payload, and a key already taken in the run is a duplicate. */
+static void test_submits_in_one_group(void **state)
+{
+    enum { N = 24 };
+    harness *h = *state;
+    spec sp = { .type = "many", .state = FL_STATE_QUEUED };
+    char payloads[N][8];
+    fl_job *jobs[N];
+    fl_store_op ops[N], get;
+    int64_t last = 0;
+    size_t i;
+
+    fl_store_hold(h->store, 1);
+    for (i = 0; i < N; i++) {
+        /* keyed: op 7 and op 11 (the same key: a duplicate of op 7) */
+        sp.key = i == 7 || i == 11 ? "A" : NULL;
+        sp.payload_len = (size_t)snprintf(payloads[i], sizeof payloads[i], "p%zu", i);
+        sp.payload = i == 3 ? NULL : payloads[i];
+        jobs[i] = make_job(&sp);
+        submit_op(&ops[i], jobs[i]);
+        fl_store_push(h->store, &ops[i]);
+    }
+    fl_store_hold(h->store, 0);
+    settle(h);
+    for (i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        if (i == 11) {
+            assert_int_equal(ops[i].answer, FL_STORE_DUPLICATE);
+            assert_int_equal(jobs[i]->id, jobs[7]->id);
+            continue;
+        }
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        if (last)
+            assert_int_equal(jobs[i]->id, last + 1);
+        last = jobs[i]->id;
+        memset(&get, 0, sizeof get);
+        get.kind = FL_STORE_GET;
+        get.u.get.id = jobs[i]->id;
+        get.u.get.with_payload = 1;
+        run(h, &get);
+        assert_int_equal(get.answer, FL_STORE_OK);
+        assert_int_equal(get.u.get.job->payload_len, i == 3 ? 0 : strlen(payloads[i]));
+        if (i != 3)
+            assert_memory_equal(get.u.get.job->payload, payloads[i], strlen(payloads[i]));
+        assert_string_equal(get.u.get.job->type, "many");
+        assert_int_equal(get.u.get.job->updated_at, jobs[i]->updated_at);
+        fl_job_free(get.u.get.job);
+    }
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), N - 1);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), N - 1);
+    for (i = 0; i < N; i++)
+        fl_job_free(jobs[i]);
+}
+
 static void test_op_error_fails_alone(void **state)
 {
     harness *h = *state;
@@ -1957,6 +2012,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cork_makes_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_op_error_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submits_in_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_error_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
