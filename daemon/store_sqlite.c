@@ -43,10 +43,12 @@ extern const int fl_migrations_count;
 /* The VFS that gives a commit's WAL frames one write (see "one write per commit"). */
 #define FL_WAL_VFS "fl-wal"
 
-/* The columns of a job row in read_job's order; CLAIM adds the payload (C_PAYLOAD). */
+/* The columns of a job row in read_job's order; CLAIM and a GET of the payload add the
+ * payload (C_PAYLOAD, the subquery JOB_PAYLOAD). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
                  "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type, traceparent, tracestate"
+#define JOB_PAYLOAD "(SELECT data FROM job_payloads WHERE job_payloads.id = jobs.id)"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
@@ -69,7 +71,7 @@ enum stmt_id {
     ST_IDEM_FIND, ST_INSERT, ST_INSERT_PAYLOAD, ST_GET,
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
     ST_CANCEL, ST_SET_STATUS,
-    ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_CLAIM_READ, ST_NEXT_SCHEDULED,
+    ST_GET_WITH_PAYLOAD, ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_NEXT_SCHEDULED,
     ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
@@ -87,6 +89,19 @@ enum stmt_id {
                     " OR state = 'failed'" \
                     " OR state = 'cancelled') AND finished_at < ?1 ORDER BY finished_at, id LIMIT ?2"
 
+/* A SUBMIT's two rows; submit_many puts up to 2^MANY_SIZES of them in one statement each. */
+#define INSERT_JOBS "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms," \
+                    " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent," \
+                    " tracestate) VALUES "
+#define INSERT_JOB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define INSERT_JOB_PARAMS 14
+#define INSERT_PAYLOADS "INSERT INTO job_payloads (id, data) VALUES "
+#define INSERT_PAYLOAD_ROW "(?, ?)"
+#define INSERT_PAYLOAD_PARAMS 2
+/* Statements of 2, 4, ... 2^MANY_SIZES rows: a run of SUBMITs costs one statement per size in
+ * its length's binary digits instead of two per job. */
+#define MANY_SIZES 5
+
 /* Partial indexes are used only when the query repeats their WHERE literally, so the states
  * in claim queries are literals, not parameters. In every LIST variant ?1 = ids below,
  * ?2 = row limit, ?3 = state, ?4 = type. */
@@ -96,10 +111,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
                      " WHERE type = ?1 AND idem_key = ?2",
-    [ST_INSERT] = "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms,"
-                  " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent,"
-                  " tracestate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    [ST_INSERT_PAYLOAD] = "INSERT INTO job_payloads (id, data) VALUES (?1, ?2)",
+    [ST_INSERT] = INSERT_JOBS INSERT_JOB_ROW,
+    [ST_INSERT_PAYLOAD] = INSERT_PAYLOADS INSERT_PAYLOAD_ROW,
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
     [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND id < ?1"
@@ -110,18 +123,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " AND id < ?1 ORDER BY id DESC LIMIT ?2",
     [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?3 WHERE id = ?1",
     [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2, updated_at = ?3 WHERE id = ?1",
-    [ST_CLAIM_QUEUED] = "SELECT id, priority, run_at FROM jobs"
+    [ST_GET_WITH_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = ?1",
+    /* The candidates come with their whole row: the one seek that finds a job also reads
+     * it, and a claim writes each job it takes with one UPDATE and reads it no more. */
+    [ST_CLAIM_QUEUED] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs"
                         " WHERE type = ?1 AND state = 'queued'"
                         " ORDER BY priority DESC, id LIMIT ?2",
-    [ST_CLAIM_DUE] = "SELECT id, priority, run_at FROM jobs"
+    [ST_CLAIM_DUE] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs"
                      " WHERE type = ?1 AND state = 'scheduled' AND run_at <= ?2"
                      " ORDER BY priority DESC, id LIMIT ?3",
     /* Not UPDATE ... RETURNING: SQLite stages returned rows in a temporary table, which
      * made a claim some 20% slower than the plain UPDATE and SELECT. */
     [ST_CLAIM_TAKE] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
                       " started_at = ?2, updated_at = ?3, owner = ?4 WHERE id = ?1",
-    [ST_CLAIM_READ] = "SELECT " JOB_COLS ", (SELECT data FROM job_payloads"
-                      " WHERE job_payloads.id = jobs.id) FROM jobs WHERE id = ?1",
     [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = ?1 AND state = 'scheduled'"
                           " ORDER BY run_at LIMIT 1",
     [ST_FINISH] = "UPDATE jobs SET state = ?2, status = status | ?3, exit_code = ?4,"
@@ -174,13 +188,20 @@ typedef struct file_id { dev_t dev; ino_t ino; } file_id;
 typedef struct watched_file { char *path; file_id id; } watched_file;
 enum { W_DB, W_WAL, W_COUNT };
 
+/* A job this connection has running (see "the jobs running here"); id 0 = an empty slot. */
+typedef struct running_slot { int64_t id; fl_job *job; } running_slot;
+
 typedef struct sql_store {
     sqlite3 *db;                   /* used by one thread at a time: open/recover, then the writer */
     watched_file files[W_COUNT];   /* as opened; an id of 0 was not there then, not checked */
     int lost;                      /* a file was deleted or replaced; every group fails */
     sqlite3_stmt *st[ST_COUNT];    /* prepared once at open */
+    /* many_jobs[m], many_payloads[m]: the INSERTs of 2 << m rows, prepared once at open */
+    sqlite3_stmt *many_jobs[MANY_SIZES], *many_payloads[MANY_SIZES];
     int64_t now;                   /* the clock of the group being run (updated_at) */
     const char *node;              /* the owner claims record; the engine's, borrowed */
+    running_slot *running;         /* RUNNING_SLOTS of them, n_running used; each job owned */
+    size_t n_running;
 } sql_store;
 
 
@@ -343,7 +364,7 @@ static int read_job(sqlite3_stmt *st, int with_payload, fl_job **out)
  * a negative errno. */
 static int load_row(sql_store *s, int64_t id, int with_payload, fl_job **out)
 {
-    sqlite3_stmt *st = s->st[with_payload ? ST_CLAIM_READ : ST_GET];
+    sqlite3_stmt *st = s->st[with_payload ? ST_GET_WITH_PAYLOAD : ST_GET];
     int rc, found = 0;
 
     *out = NULL;
@@ -369,6 +390,88 @@ static int load_job(sql_store *s, int64_t id, fl_job **out)
 
 
 static int load_deliveries(sql_store *s, fl_store_op *op);
+
+/* ---- the jobs running here ------------------------------------------------------------
+ * A FINISH answers with its job's row as its UPDATE left it. Every write to a running row is
+ * this connection's: the CLAIM that made it running, SET_STATUS, and the FINISH that ends the
+ * attempt (CANCEL, RETRY and PRUNE leave running rows alone, recovery runs before the first
+ * claim, and the file is this daemon's alone). So the row each claimed job had stays known
+ * until its FINISH, and is kept here by id, without the payload, error and output (which every
+ * FINISH replaces). A FINISH whose outcome has no error and no output (a success, mostly)
+ * patches that row and returns it instead of reading it again; any other reads it as before,
+ * as does a job not kept: the table was full (open addressing, at most half used), or a
+ * rollback forgot them all (what the group changed is undone, and with it what it kept). */
+
+#define RUNNING_SLOTS 4096   /* a power of two */
+
+static size_t running_home(int64_t id)
+{
+    return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15u) >> 52) & (RUNNING_SLOTS - 1);
+}
+
+/* running_find returns the slot of id, or the empty one where it would go. */
+static size_t running_find(const sql_store *s, int64_t id)
+{
+    size_t i = running_home(id);
+
+    while (s->running[i].id && s->running[i].id != id)
+        i = (i + 1) & (RUNNING_SLOTS - 1);
+    return i;
+}
+
+/* running_take removes job id and returns it (the caller's), or NULL if it is not kept.
+ * Entries after it that probed past its slot move back into the gap. */
+static fl_job *running_take(sql_store *s, int64_t id)
+{
+    size_t i = running_find(s, id), j = i, home;
+    fl_job *job = s->running[i].job;
+
+    if (!s->running[i].id)
+        return NULL;
+    s->running[i] = (running_slot){ 0, NULL };
+    s->n_running--;
+    for (;;) {
+        j = (j + 1) & (RUNNING_SLOTS - 1);
+        if (!s->running[j].id)
+            break;
+        home = running_home(s->running[j].id);
+        if (((j - home) & (RUNNING_SLOTS - 1)) >= ((j - i) & (RUNNING_SLOTS - 1))) {
+            s->running[i] = s->running[j];
+            s->running[j] = (running_slot){ 0, NULL };
+            i = j;
+        }
+    }
+    return job;
+}
+
+/* running_keep keeps a copy of job, which a claim just made running. Out of room or of memory
+ * it keeps nothing: its FINISH reads the row. */
+static void running_keep(sql_store *s, const fl_job *job)
+{
+    size_t bytes, i;
+    fl_job *copy;
+
+    fl_job_free(running_take(s, job->id));
+    if (s->n_running >= RUNNING_SLOTS / 2 || !(copy = fl_job_copy(job, &bytes)))
+        return;
+    copy->error = NULL;
+    copy->output = NULL;
+    copy->output_len = 0;
+    i = running_find(s, job->id);
+    s->running[i] = (running_slot){ job->id, copy };
+    s->n_running++;
+}
+
+static void running_forget(sql_store *s)
+{
+    for (size_t i = 0; s->n_running && i < RUNNING_SLOTS; i++) {
+        if (!s->running[i].id)
+            continue;
+        fl_job_free(s->running[i].job);
+        s->running[i] = (running_slot){ 0, NULL };
+        s->n_running--;
+    }
+}
 
 /* ---- operations -------------------------------------------------------------------------
  * Each run_* returns 0 or the negative errno that fails the whole group; what the op found
@@ -402,6 +505,33 @@ static int find_duplicate(sql_store *s, fl_job *job)
     return found;
 }
 
+/* bind_job binds job's columns to the INSERT_JOB_ROW after parameter `at`. */
+static int bind_job(sqlite3_stmt *st, int at, const fl_job *job, int64_t now)
+{
+    return sqlite3_bind_text(st, at + 1, job->type, -1, SQLITE_STATIC) ||
+           sqlite3_bind_text(st, at + 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
+           sqlite3_bind_int(st, at + 3, job->status) ||
+           sqlite3_bind_int(st, at + 4, job->max_attempts) ||
+           sqlite3_bind_int(st, at + 5, job->priority) ||
+           sqlite3_bind_int64(st, at + 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
+           sqlite3_bind_int64(st, at + 7, job->created_at) ||
+           sqlite3_bind_int64(st, at + 8, job->run_at) ||
+           bind_opt_text(st, at + 9, job->idem_key) ||
+           bind_opt_text(st, at + 10, job->callback) ||
+           sqlite3_bind_int64(st, at + 11, now) ||
+           bind_opt_text(st, at + 12, job->content_type) ||
+           bind_opt_text(st, at + 13, job->traceparent) ||
+           bind_opt_text(st, at + 14, job->tracestate);
+}
+
+/* bind_payload binds job's id and payload to the INSERT_PAYLOAD_ROW after parameter `at`. */
+static int bind_payload(sqlite3_stmt *st, int at, const fl_job *job)
+{
+    return sqlite3_bind_int64(st, at + 1, job->id) ||
+           (job->payload ? sqlite3_bind_blob64(st, at + 2, job->payload, job->payload_len, SQLITE_STATIC)
+                         : sqlite3_bind_zeroblob(st, at + 2, 0)); /* no payload is an empty one */
+}
+
 static int sq_submit(void *b, fl_store_op *op)
 {
     sql_store *s = b;
@@ -418,20 +548,7 @@ static int sq_submit(void *b, fl_store_op *op)
             return 0;
         }
     }
-    if (sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC) ||
-        sqlite3_bind_text(st, 2, fl_proto_state_name(job->state), -1, SQLITE_STATIC) ||
-        sqlite3_bind_int(st, 3, job->status) ||
-        sqlite3_bind_int(st, 4, job->max_attempts) ||
-        sqlite3_bind_int(st, 5, job->priority) ||
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)(job->timeout * 1000.0 + 0.5)) ||
-        sqlite3_bind_int64(st, 7, job->created_at) ||
-        sqlite3_bind_int64(st, 8, job->run_at) ||
-        bind_opt_text(st, 9, job->idem_key) ||
-        bind_opt_text(st, 10, job->callback) ||
-        sqlite3_bind_int64(st, 11, s->now) ||
-        bind_opt_text(st, 12, job->content_type) ||
-        bind_opt_text(st, 13, job->traceparent) ||
-        bind_opt_text(st, 14, job->tracestate))
+    if (bind_job(st, 0, job, s->now))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
@@ -439,11 +556,62 @@ static int sq_submit(void *b, fl_store_op *op)
     job->id = sqlite3_last_insert_rowid(s->db);
     job->updated_at = s->now;
     st = s->st[ST_INSERT_PAYLOAD];
-    if (sqlite3_bind_int64(st, 1, job->id) ||
-        (job->payload ? sqlite3_bind_blob64(st, 2, job->payload, job->payload_len, SQLITE_STATIC)
-                      : sqlite3_bind_zeroblob(st, 2, 0))) /* no payload is an empty one */
+    if (bind_payload(st, 0, job))
         return db_errno(s);
     return step_done(st);
+}
+
+/* insert_rows inserts the jobs of ops[0 .. 2 << m), none with an Idempotency-Key, with one
+ * statement per table. An INSERT gives the rows of its VALUES consecutive ids in their order
+ * (each the largest yet plus one, AUTOINCREMENT), the last one being last_insert_rowid. */
+static int insert_rows(sql_store *s, fl_store_op **ops, int m)
+{
+    sqlite3_stmt *st = s->many_jobs[m];
+    size_t rows = (size_t)2 << m, i;
+    int64_t last;
+    int rc;
+
+    for (i = 0; i < rows; i++)
+        if (bind_job(st, (int)i * INSERT_JOB_PARAMS, ops[i]->u.submit.job, s->now))
+            return db_errno(s);
+    if ((rc = step_done(st)))
+        return rc;
+    last = sqlite3_last_insert_rowid(s->db);
+    st = s->many_payloads[m];
+    for (i = 0; i < rows; i++) {
+        fl_job *job = ops[i]->u.submit.job;
+        job->id = last - (int64_t)(rows - 1 - i);
+        job->updated_at = s->now;
+        if (bind_payload(st, (int)i * INSERT_PAYLOAD_PARAMS, job))
+            return db_errno(s);
+    }
+    return step_done(st);
+}
+
+/* A run of SUBMITs: the jobs without an Idempotency-Key that follow one another go in by
+ * insert_rows, as many rows at once as the largest statement that fits; a keyed job (which
+ * looks for its duplicate first, among those just inserted too) and a lone one by sq_submit.
+ * So ids grow in op order, as submit gives them one by one. */
+static int sq_submit_many(void *b, fl_store_op **ops, size_t n)
+{
+    sql_store *s = b;
+    size_t i = 0, run;
+    int m, rc = 0;
+
+    while (i < n && !rc) {
+        for (run = 0; i + run < n && run < ((size_t)2 << (MANY_SIZES - 1)) &&
+                      !ops[i + run]->u.submit.job->idem_key; run++)
+            ;
+        if (run < 2) {
+            rc = sq_submit(s, ops[i++]);
+            continue;
+        }
+        for (m = MANY_SIZES - 1; ((size_t)2 << m) > run; m--)
+            ;
+        rc = insert_rows(s, ops + i, m);
+        i += (size_t)2 << m;
+    }
+    return rc;
 }
 
 static int sq_get(void *b, fl_store_op *op)
@@ -537,6 +705,7 @@ static int sq_set_status(void *b, fl_store_op *op)
     sql_store *s = b;
     sqlite3_stmt *st = s->st[ST_SET_STATUS];
     fl_job *job;
+    size_t i;
     int rc = load_job(s, op->u.set_status.id, &job);
 
     if (rc <= 0) {
@@ -557,58 +726,75 @@ static int sq_set_status(void *b, fl_store_op *op)
     job->status |= op->u.set_status.bits;
     job->updated_at = s->now;
     op->u.set_status.changed = 1;
+    i = running_find(s, job->id);
+    if (s->running[i].id) {
+        s->running[i].job->status = job->status;
+        s->running[i].job->updated_at = job->updated_at;
+    }
     return 0;
 }
 
-/* A job that CLAIM may pick, in claim order: higher priority first, then lower id. */
-typedef struct claim_cand { int64_t id, priority, run_at; } claim_cand;
+/* A job that CLAIM may pick, in claim order: higher priority first, then lower id; job is its
+ * row with its payload (owned; NULL for the queued one fetched past the limit, which only
+ * tells whether more wait and when). */
+typedef struct claim_cand { int64_t id, priority, run_at; fl_job *job; } claim_cand;
 
 static int cand_before(const claim_cand *a, const claim_cand *b)
 {
     return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
 }
 
-/* fetch_cands reads (id, priority, run_at) rows of a bound claim query into c[0..*n). */
-static int fetch_cands(sqlite3_stmt *st, claim_cand *c, size_t *n)
+static void cands_free(claim_cand *c, size_t n)
 {
-    int rc;
+    for (size_t i = 0; i < n; i++)
+        fl_job_free(c[i].job);
+}
+
+/* fetch_cands reads the rows of a bound claim query into c[0..*n), the first `rows` of them
+ * as jobs (the rest: id, priority and run_at only). */
+static int fetch_cands(sqlite3_stmt *st, size_t rows, claim_cand *c, size_t *n)
+{
+    int rc, step_rc;
 
     *n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        c[*n].id = sqlite3_column_int64(st, 0);
-        c[*n].priority = sqlite3_column_int64(st, 1);
-        c[*n].run_at = sqlite3_column_int64(st, 2);
+    rc = 0;
+    while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+        c[*n].id = sqlite3_column_int64(st, C_ID);
+        c[*n].priority = sqlite3_column_int64(st, C_PRIORITY);
+        c[*n].run_at = sqlite3_column_int64(st, C_RUN_AT);
+        c[*n].job = NULL;
+        if (*n < rows && (rc = read_job(st, 1, &c[*n].job)))
+            break;
         (*n)++;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : rc_errno(rc);
+    if (rc)
+        return rc;
+    return step_rc == SQLITE_DONE ? 0 : rc_errno(step_rc);
 }
 
-/* take_job marks job id running and appends it, with its payload, to the claim's jobs. */
-static int take_job(sql_store *s, fl_store_op *op, int64_t id)
+/* take_job marks c's job running and moves it to the end of the claim's jobs, as the UPDATE
+ * left its row. */
+static int take_job(sql_store *s, fl_store_op *op, claim_cand *c)
 {
     sqlite3_stmt *st = s->st[ST_CLAIM_TAKE];
+    fl_job *job = c->job;
     int rc;
 
-    if (sqlite3_bind_int64(st, 1, id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
+    if (sqlite3_bind_int64(st, 1, c->id) || sqlite3_bind_int64(st, 2, op->u.claim.now) ||
         sqlite3_bind_int64(st, 3, s->now) || sqlite3_bind_text(st, 4, s->node, -1, SQLITE_STATIC))
         return db_errno(s);
     rc = step_done(st);
     if (rc)
         return rc;
-    st = s->st[ST_CLAIM_READ];
-    if (sqlite3_bind_int64(st, 1, id))
-        return db_errno(s);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        rc = read_job(st, 1, &op->u.claim.jobs[op->u.claim.n]);
-        if (rc == 0)
-            op->u.claim.n++;
-    } else {
-        rc = rc == SQLITE_DONE ? 0 : rc_errno(rc);
-    }
-    sqlite3_reset(st);
-    return rc;
+    job->state = FL_STATE_RUNNING;
+    job->attempts++;
+    job->started_at = op->u.claim.now;
+    job->updated_at = s->now;
+    op->u.claim.jobs[op->u.claim.n++] = job;
+    c->job = NULL;
+    running_keep(s, job);
+    return 0;
 }
 
 /* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
@@ -628,17 +814,18 @@ static int next_scheduled(sql_store *s, const char *type, int64_t *out)
 }
 
 /* claim_pick merges the queued and the due candidates (each in claim order) into the first
- * `limit` ids; *left_run_at is the smallest run_at of the queued ones left behind, or 0. */
-static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, size_t nd,
-                         size_t limit, int64_t *ids, int64_t *left_run_at)
+ * `limit` (picked, pointers into q and d); *left_run_at is the smallest run_at of the queued
+ * ones left behind, or 0. */
+static size_t claim_pick(claim_cand *q, size_t nq, claim_cand *d, size_t nd, size_t limit,
+                         claim_cand **picked, int64_t *left_run_at)
 {
     size_t qi = 0, di = 0, n = 0;
 
     while (n < limit && (qi < nq || di < nd)) {
         if (di == nd || (qi < nq && cand_before(&q[qi], &d[di])))
-            ids[n++] = q[qi++].id;
+            picked[n++] = &q[qi++];
         else
-            ids[n++] = d[di++].id;
+            picked[n++] = &d[di++];
     }
     *left_run_at = 0;
     for (; qi < nq; qi++)
@@ -650,43 +837,55 @@ static size_t claim_pick(const claim_cand *q, size_t nq, const claim_cand *d, si
 /* A queued job may run whatever its run_at, a scheduled one once run_at <= now. Queued and
  * due-scheduled candidates come from two partial indexes, each already in claim order, and
  * are merged here, so a claim reads O(limit) index entries however large the backlog. The
- * due ones are sorted by SQLite, but only those due, which is few unless workers fall behind.
+ * due ones are sorted by SQLite (a temporary b-tree, whose set-up costs more than the rest of
+ * a small claim), but only those due, which is few unless workers fall behind; and only when
+ * the earliest scheduled job says one is due.
  * next_run_at: a queued job left behind is due at once, so the fetched ones (one more than
- * the limit) stand for all queued; the scheduled index gives the earliest of the others. */
+ * the limit) stand for all queued; the scheduled index gives the earliest of the others, and
+ * that is the one read before the claim unless the claim took scheduled jobs. */
 static int sq_claim(void *b, fl_store_op *op)
 {
     sql_store *s = b;
     sqlite3_stmt *stq = s->st[ST_CLAIM_QUEUED], *std = s->st[ST_CLAIM_DUE];
-    size_t limit, nq, nd, n, i;
-    int64_t left_run_at, sched_run_at, *ids;
-    claim_cand *cand;
-    int rc;
+    size_t limit, nq = 0, nd = 0, n, i, took_due = 0;
+    int64_t left_run_at = 0, sched_run_at = 0;
+    claim_cand *cand, **picked;
+    int rc, due;
 
     limit = op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX
                                                    : (size_t)op->u.claim.limit;
     cand = malloc((2 * limit + 1) * sizeof(*cand));
-    ids = malloc(limit * sizeof(*ids));
+    picked = malloc(limit * sizeof(*picked));
     op->u.claim.jobs = calloc(limit, sizeof(*op->u.claim.jobs));
-    rc = cand && ids && op->u.claim.jobs ? 0 : -ENOMEM;
-    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
-                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
-                sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
-                sqlite3_bind_int64(std, 2, op->u.claim.now) ||
-                sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))
-        rc = db_errno(s);
-    if (!rc)
-        rc = fetch_cands(stq, cand, &nq);
-    if (!rc)
-        rc = fetch_cands(std, cand + limit + 1, &nd);
-    if (!rc) {
-        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, ids, &left_run_at);
-        for (i = 0; i < n && !rc; i++)
-            rc = take_job(s, op, ids[i]);
-    }
+    rc = cand && picked && op->u.claim.jobs ? 0 : -ENOMEM;
     if (!rc)
         rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
+    due = sched_run_at && sched_run_at <= op->u.claim.now;
+    if (!rc && (sqlite3_bind_text(stq, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                sqlite3_bind_int64(stq, 2, (sqlite3_int64)limit + 1) ||
+                (due && (sqlite3_bind_text(std, 1, op->u.claim.type, -1, SQLITE_STATIC) ||
+                         sqlite3_bind_int64(std, 2, op->u.claim.now) ||
+                         sqlite3_bind_int64(std, 3, (sqlite3_int64)limit)))))
+        rc = db_errno(s);
+    if (!rc)
+        rc = fetch_cands(stq, limit, cand, &nq);
+    if (!rc && due)
+        rc = fetch_cands(std, limit, cand + limit + 1, &nd);
+    if (!rc) {
+        n = claim_pick(cand, nq, cand + limit + 1, nd, limit, picked, &left_run_at);
+        for (i = 0; i < n && !rc; i++) {
+            took_due += picked[i] >= cand + limit + 1;
+            rc = take_job(s, op, picked[i]);
+        }
+    }
+    if (!rc && took_due)
+        rc = next_scheduled(s, op->u.claim.type, &sched_run_at);
+    if (cand) {
+        cands_free(cand, nq);
+        cands_free(cand + limit + 1, nd);
+    }
     free(cand);
-    free(ids);
+    free(picked);
     if (rc)
         return rc;
     op->u.claim.next_run_at = left_run_at;
@@ -699,11 +898,27 @@ static int sq_claim(void *b, fl_store_op *op)
     return 0;
 }
 
+/* finished_row turns job, the row a claim left (without error and output), into the row
+ * ST_FINISH makes of it with outcome o (no error, no output) at now. */
+static void finished_row(fl_job *job, const fl_store_outcome *o, int64_t now)
+{
+    job->state = o->state;
+    job->status |= o->status_bits;
+    job->has_exit_code = o->has_exit_code;
+    job->exit_code = o->has_exit_code ? o->exit_code : 0;
+    if (o->state == FL_STATE_SCHEDULED)
+        job->run_at = o->run_at;
+    if (fl_proto_state_terminal(o->state))
+        job->finished_at = o->finished_at;
+    job->updated_at = now;
+}
+
 static int sq_finish(void *b, fl_store_op *op)
 {
     sql_store *s = b;
     sqlite3_stmt *st = s->st[ST_FINISH];
     fl_state state = op->u.finish.o.state;
+    fl_job *ran;
     int rc, terminal;
 
     terminal = fl_proto_state_terminal(state);
@@ -720,10 +935,18 @@ static int sq_finish(void *b, fl_store_op *op)
     rc = step_done(st);
     if (rc)
         return rc;
+    ran = running_take(s, op->u.finish.id);
     if (sqlite3_changes(s->db) == 0) {
+        fl_job_free(ran);
         op->answer = FL_STORE_NOT_FOUND;
         return 0;
     }
+    if (ran && !op->u.finish.o.error && !op->u.finish.o.output) {
+        finished_row(ran, &op->u.finish.o, s->now);
+        op->u.finish.job = ran;
+        return 0;
+    }
+    fl_job_free(ran);
     rc = load_job(s, op->u.finish.id, &op->u.finish.job);
     return rc < 0 ? rc : 0;
 }
@@ -1621,19 +1844,55 @@ static int migrate(sql_store *s, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+static int prepare(sql_store *s, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
+{
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+
+    if (rc == SQLITE_OK)
+        return 0;
+    fl_store_errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
+    return rc_errno(rc);
+}
+
+/* prepare_rows prepares head followed by `rows` copies of row, comma-separated. */
+static int prepare_rows(sql_store *s, const char *head, const char *row, size_t rows,
+                        sqlite3_stmt **out, char *err, size_t errlen)
+{
+    size_t hl = strlen(head), rl = strlen(row), i;
+    char *sql = malloc(hl + rows * (rl + 1) + 1), *p;
+    int rc;
+
+    if (!sql) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(sql, head, hl);
+    p = sql + hl;
+    for (i = 0; i < rows; i++) {
+        if (i)
+            *p++ = ',';
+        memcpy(p, row, rl);
+        p += rl;
+    }
+    *p = '\0';
+    rc = prepare(s, sql, out, err, errlen);
+    free(sql);
+    return rc;
+}
+
 static int prepare_all(sql_store *s, char *err, size_t errlen)
 {
-    int i, rc;
+    int i, rc = 0;
 
-    for (i = 0; i < ST_COUNT; i++) {
-        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                                NULL);
-        if (rc != SQLITE_OK) {
-            fl_store_errf(err, errlen, "cannot prepare a statement: %s", sqlite3_errmsg(s->db));
-            return rc_errno(rc);
-        }
+    for (i = 0; i < ST_COUNT && !rc; i++)
+        rc = prepare(s, stmt_sql[i], &s->st[i], err, errlen);
+    for (i = 0; i < MANY_SIZES && !rc; i++) {
+        rc = prepare_rows(s, INSERT_JOBS, INSERT_JOB_ROW, (size_t)2 << i, &s->many_jobs[i], err, errlen);
+        if (!rc)
+            rc = prepare_rows(s, INSERT_PAYLOADS, INSERT_PAYLOAD_ROW, (size_t)2 << i,
+                              &s->many_payloads[i], err, errlen);
     }
-    return 0;
+    return rc;
 }
 
 static void destroy(sql_store *s)
@@ -1642,9 +1901,16 @@ static void destroy(sql_store *s)
 
     for (i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    for (i = 0; i < MANY_SIZES; i++) {
+        sqlite3_finalize(s->many_jobs[i]);
+        sqlite3_finalize(s->many_payloads[i]);
+    }
     sqlite3_close(s->db);
     for (i = 0; i < W_COUNT; i++)
         free(s->files[i].path);
+    if (s->running)
+        running_forget(s);
+    free(s->running);
     free(s);
 }
 
@@ -1724,6 +1990,12 @@ static int sq_open(void **out, const fl_store_options *opt, const char *node, ch
         return -ENOMEM;
     }
     s->node = node;
+    s->running = calloc(RUNNING_SLOTS, sizeof(*s->running));
+    if (!s->running) {
+        free(s);
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     rc = make_parent_dir(opt->path, err, errlen);
     if (!rc)
         rc = open_db(s, opt->path, opt->durability_full, err, errlen);
@@ -1784,13 +2056,15 @@ static int sq_commit(void *b)
     return step_done(s->st[ST_COMMIT]);
 }
 
-/* A failed COMMIT may or may not have ended the transaction already. */
+/* A failed COMMIT may or may not have ended the transaction already. What the group kept of
+ * its claims, or took for its finishes, may be wrong now: forget every running job. */
 static void sq_rollback(void *b)
 {
     sql_store *s = b;
 
     if (!sqlite3_get_autocommit(s->db))
         step_done(s->st[ST_ROLLBACK]);
+    running_forget(s);
 }
 
 const fl_store_backend fl_store_sqlite = {
@@ -1803,6 +2077,7 @@ const fl_store_backend fl_store_sqlite = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .submit = sq_submit,
+    .submit_many = sq_submit_many,
     .get = sq_get,
     .list = sq_list,
     .cancel = sq_cancel,

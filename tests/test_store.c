@@ -1113,6 +1113,136 @@ static void test_finish(void **state)
     assert_int_equal(op.result, -EINVAL);
 }
 
+/* A part of a job (a string, or output bytes) is the same in both: both absent, or equal. */
+static void assert_same_part(const char *a, const char *b, size_t alen, size_t blen)
+{
+    assert_int_equal(a == NULL, b == NULL);
+    assert_int_equal(alen, blen);
+    if (a)
+        assert_memory_equal(a, b, alen);
+}
+
+static void assert_same_str(const char *a, const char *b)
+{
+    assert_same_part(a, b, a ? strlen(a) : 0, b ? strlen(b) : 0);
+}
+
+/* finish_row runs a FINISH of id into state (o's other fields from *o) and checks that the
+ * row it answers is the row a GET reads afterwards, field by field. */
+static void finish_row(harness *h, int64_t id, const fl_store_outcome *o)
+{
+    fl_store_op op;
+    fl_job *got, *row;
+    int calls = 0;
+
+    finish_op(&op, id, o->state);
+    op.u.finish.o = *o;
+    op.cb = count_cb;
+    op.udata = &calls;
+    fl_store_push(h->store, &op);
+    settle(h);
+    assert_int_equal(calls, 1);
+    assert_int_equal(op.result, 0);
+    assert_int_equal(op.answer, FL_STORE_OK);
+    row = op.u.finish.job;
+    assert_non_null(row);
+    got = get_ok(h, id);
+    assert_int_equal(row->id, got->id);
+    assert_int_equal(row->state, got->state);
+    assert_int_equal(row->status, got->status);
+    assert_int_equal(row->attempts, got->attempts);
+    assert_int_equal(row->max_attempts, got->max_attempts);
+    assert_int_equal(row->priority, got->priority);
+    assert_true(row->timeout == got->timeout);
+    assert_int_equal(row->created_at, got->created_at);
+    assert_int_equal(row->run_at, got->run_at);
+    assert_int_equal(row->started_at, got->started_at);
+    assert_int_equal(row->finished_at, got->finished_at);
+    assert_int_equal(row->updated_at, got->updated_at);
+    assert_int_equal(row->has_exit_code, got->has_exit_code);
+    assert_int_equal(row->exit_code, got->exit_code);
+    assert_int_equal(row->retried, got->retried);
+    assert_int_equal(row->previous_attempts, got->previous_attempts);
+    assert_same_str(row->type, got->type);
+    assert_same_str(row->callback, got->callback);
+    assert_same_str(row->idem_key, got->idem_key);
+    assert_same_str(row->error, got->error);
+    assert_same_part(row->output, got->output, row->output_len, got->output_len);
+    assert_same_str(row->previous_error, got->previous_error);
+    assert_same_str(row->content_type, got->content_type);
+    assert_same_str(row->traceparent, got->traceparent);
+    assert_same_str(row->tracestate, got->tracestate);
+    assert_null(row->payload);
+    fl_job_free(got);
+    fl_job_free(row);
+}
+
+/* A FINISH answers with the row it wrote, whether it knew the row from the claim (a success
+ * without output) or read it: after a status bit added while running, a retry, a requeue, and
+ * a group rolled back between the claim and the finish. */
+static void test_finish_answers_its_row(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "r", .key = "k1", .callback = "http://127.0.0.1:9/cb", .payload = "pp",
+                .payload_len = 2, .priority = 5, .state = FL_STATE_QUEUED, .run_at = NOW - 10 };
+    int64_t a = submit(h, &sp), b, c;
+    fl_store_outcome ok = { .state = FL_STATE_SUCCEEDED, .has_exit_code = 1, .finished_at = NOW + 50 };
+    fl_store_outcome failed = { .state = FL_STATE_FAILED, .error = "exit status 3", .has_exit_code = 1,
+                                .exit_code = 3, .output = "out", .output_len = 3, .finished_at = NOW + 60 };
+    fl_store_outcome later = { .state = FL_STATE_SCHEDULED, .status_bits = FL_STATUS_TIMEOUT,
+                               .run_at = NOW + 1000 };
+    fl_store_outcome back = { .state = FL_STATE_QUEUED, .run_at = NOW + 7 };
+    fl_store_op op = { .kind = FL_STORE_SET_STATUS };
+
+    sp.key = NULL;
+    sp.priority = 0;
+    b = submit(h, &sp);
+    c = submit(h, &sp);
+    expect_claim(h, "r", 2, NOW, (int64_t[]){ a, b }, 2, NOW - 10);
+    op.u.set_status.id = a;
+    op.u.set_status.bits = FL_STATUS_ABORTED;
+    run(h, &op);
+    assert_int_equal(op.u.set_status.changed, 1);
+    finish_row(h, a, &ok);
+
+    /* b fails with an error and output, is retried, and runs twice more. */
+    finish_row(h, b, &failed);
+    memset(&op, 0, sizeof(op));
+    op.kind = FL_STORE_RETRY;
+    op.u.retry.id = b;
+    op.u.retry.now = NOW + 70;
+    run(h, &op);
+    assert_int_equal(op.answer, FL_STORE_OK);
+    fl_job_free(op.u.retry.job);
+    expect_claim(h, "r", 1, NOW + 80, &b, 1, NOW - 10);
+    finish_row(h, b, &later);
+    expect_claim(h, "r", 1, NOW + 1000, &b, 1, NOW - 10);
+    finish_row(h, b, &back);
+
+    /* b is claimed again, then a finish of it fails with its group: the next one still
+     * answers its row. A claim in a failed group took nothing. */
+    expect_claim(h, "r", 1, NOW + 1001, &b, 1, NOW - 10);
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    finish_op(&op, b, FL_STATE_SUCCEEDED);
+    op.u.finish.o = ok;
+    run(h, &op);
+    assert_int_equal(op.result, -ENOSPC);
+    finish_row(h, b, &ok);
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    claim(h, &op, "r", 1, NOW + 1002);
+    assert_int_equal(op.result, -ENOSPC);
+    expect_claim(h, "r", 1, NOW + 1003, &c, 1, 0);
+    /* A status bit of a failed group is not in the row either. */
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    memset(&op, 0, sizeof(op));
+    op.kind = FL_STORE_SET_STATUS;
+    op.u.set_status.id = c;
+    op.u.set_status.bits = FL_STATUS_TIMEOUT;
+    run(h, &op);
+    assert_int_equal(op.result, -ENOSPC);
+    finish_row(h, c, &ok);
+}
+
 static void test_recover(void **state)
 {
     harness *h = *state;
@@ -1178,6 +1308,61 @@ static void test_cork_makes_one_group(void **state)
     assert_int_equal(cl.u.claim.jobs[0]->id, job->id);
     fl_store_list_free(cl.u.claim.jobs, cl.u.claim.n);
     fl_job_free(job);
+}
+
+/* Submits that share a group go in as runs of rows: each op gets its own id, growing in op
+ * order with no gap, its own payload, and a key already taken in the run is a duplicate. */
+static void test_submits_in_one_group(void **state)
+{
+    enum { N = 24 };
+    harness *h = *state;
+    spec sp = { .type = "many", .state = FL_STATE_QUEUED };
+    char payloads[N][8];
+    fl_job *jobs[N];
+    fl_store_op ops[N], get;
+    int64_t last = 0;
+    size_t i;
+
+    fl_store_hold(h->store, 1);
+    for (i = 0; i < N; i++) {
+        /* keyed: op 7 and op 11 (the same key: a duplicate of op 7) */
+        sp.key = i == 7 || i == 11 ? "A" : NULL;
+        sp.payload_len = (size_t)snprintf(payloads[i], sizeof payloads[i], "p%zu", i);
+        sp.payload = i == 3 ? NULL : payloads[i];
+        jobs[i] = make_job(&sp);
+        submit_op(&ops[i], jobs[i]);
+        fl_store_push(h->store, &ops[i]);
+    }
+    fl_store_hold(h->store, 0);
+    settle(h);
+    for (i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        if (i == 11) {
+            assert_int_equal(ops[i].answer, FL_STORE_DUPLICATE);
+            assert_int_equal(jobs[i]->id, jobs[7]->id);
+            continue;
+        }
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        if (last)
+            assert_int_equal(jobs[i]->id, last + 1);
+        last = jobs[i]->id;
+        memset(&get, 0, sizeof get);
+        get.kind = FL_STORE_GET;
+        get.u.get.id = jobs[i]->id;
+        get.u.get.with_payload = 1;
+        run(h, &get);
+        assert_int_equal(get.answer, FL_STORE_OK);
+        assert_int_equal(get.u.get.job->payload_len, i == 3 ? 0 : strlen(payloads[i]));
+        if (i != 3)
+            assert_memory_equal(get.u.get.job->payload, payloads[i], strlen(payloads[i]));
+        assert_string_equal(get.u.get.job->type, "many");
+        assert_int_equal(get.u.get.job->updated_at, jobs[i]->updated_at);
+        fl_job_free(get.u.get.job);
+    }
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), N - 1);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), N - 1);
+    for (i = 0; i < N; i++)
+        fl_job_free(jobs[i]);
 }
 
 static void test_op_error_fails_alone(void **state)
@@ -1839,10 +2024,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_queued_not_yet_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_answers_its_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cork_makes_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_op_error_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submits_in_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_error_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_pushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
