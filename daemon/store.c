@@ -537,6 +537,23 @@ static int group_writes(const fl_store_op *ops)
     return 0;
 }
 
+/* hand_done appends the ops first .. last (linked through next) to the done list for
+ * fl_store_reap and wakes the loop: called under mu, it releases mu around the notify and
+ * returns holding it again. The writer's groups and the readers' reads both end here. */
+static void hand_done(fl_store *s, fl_store_op *first, fl_store_op *last)
+{
+    if (s->done_tail)
+        s->done_tail->next = first;
+    else
+        s->done = first;
+    s->done_tail = last;
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->hooks.notify)
+        s->hooks.notify(s->hooks.udata);
+    pthread_mutex_lock(&s->mu);
+}
+
 static void *writer_main(void *arg)
 {
     fl_store *s = arg;
@@ -572,11 +589,6 @@ static void *writer_main(void *arg)
         rc = run_group(s, ops, fault);
 
         pthread_mutex_lock(&s->mu);
-        if (s->done_tail)
-            s->done_tail->next = ops;
-        else
-            s->done = ops;
-        s->done_tail = last;
         if (rc) {
             s->stats.failed_commits++;
         } else {
@@ -585,11 +597,7 @@ static void *writer_main(void *arg)
         }
         if (writes)
             s->stats.failing = rc;
-        pthread_cond_broadcast(&s->done_cv);
-        pthread_mutex_unlock(&s->mu);
-        if (s->hooks.notify)
-            s->hooks.notify(s->hooks.udata);
-        pthread_mutex_lock(&s->mu);
+        hand_done(s, ops, last);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -630,18 +638,6 @@ static void run_read(fl_store *s, void *conn, fl_store_op *op)
         fail_op(op, rc);
 }
 
-/* finished hands op to the done list for fl_store_reap; under mu. */
-static void finished(fl_store *s, fl_store_op *op)
-{
-    op->next = NULL;
-    if (s->done_tail)
-        s->done_tail->next = op;
-    else
-        s->done = op;
-    s->done_tail = op;
-    pthread_cond_broadcast(&s->done_cv);
-}
-
 static void *reader_main(void *arg)
 {
     store_reader *rd = arg;
@@ -660,11 +656,8 @@ static void *reader_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         run_read(s, rd->conn, op);
         pthread_mutex_lock(&s->mu);
-        finished(s, op);
-        pthread_mutex_unlock(&s->mu);
-        if (s->hooks.notify)
-            s->hooks.notify(s->hooks.udata);
-        pthread_mutex_lock(&s->mu);
+        op->next = NULL;
+        hand_done(s, op, op);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -784,11 +777,10 @@ void fl_store_get_many(fl_store *s, fl_store_op *op, const int64_t *ids, size_t 
     op->result = err;
     op->after = 1;   /* nothing to wait for */
     s->outstanding++;
+    op->next = NULL;
     pthread_mutex_lock(&s->mu);
-    finished(s, op);
+    hand_done(s, op, op);
     pthread_mutex_unlock(&s->mu);
-    if (s->hooks.notify)
-        s->hooks.notify(s->hooks.udata);
 }
 
 int fl_store_readers(const fl_store *s)
