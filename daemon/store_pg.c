@@ -246,12 +246,25 @@ static const char *const stmt_sql[ST_N] = {
     [ST_DELIVERY_RECOVER] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner = $1",
     /* $1 = now, $2 = this node: what nodes that are gone left running goes back to the queue
      * (the interrupted attempt counts), and every node hears of it. */
-    [ST_ORPHANS] = "WITH o AS (SELECT id FROM jobs WHERE state = 'running' AND owner <> $2 AND NOT "
-                   NODE_ALIVE("jobs.owner") " FOR UPDATE SKIP LOCKED)"
+    /* g holds the attempts that were orphans when the statement began; each is locked and
+     * re-queued only if its row still holds that owner and attempt. Had g's test been the
+     * locking query's own, a row changed after the statement's snapshot would be re-checked
+     * by PostgreSQL against its quals but not against the anti-join with pg_locks: a job
+     * re-queued and claimed meanwhile by a live node was re-queued under it (measured: a
+     * 400,000-row sweep, a live node's claim committed mid-scan, re-queued). */
+    [ST_ORPHANS] = "WITH g AS MATERIALIZED (SELECT id, owner, attempts FROM jobs WHERE state = 'running'"
+                   " AND owner <> $2 AND NOT " NODE_ALIVE("jobs.owner") "),"
+                   " o AS (SELECT jobs.id FROM jobs JOIN g USING (id) WHERE jobs.state = 'running'"
+                   " AND jobs.owner = g.owner AND jobs.attempts = g.attempts FOR UPDATE OF jobs SKIP LOCKED)"
                    " UPDATE jobs SET state = 'queued', updated_at = $1 FROM o WHERE jobs.id = o.id"
                    " RETURNING jobs.id, pg_notify('" FL_PG_CHANNEL "', type || ' ')",
-    [ST_DELIVERY_ORPHANS] = "UPDATE deliveries SET inflight = false WHERE inflight AND owner <> $1 AND NOT "
-                            NODE_ALIVE("deliveries.owner"),
+    /* As ST_ORPHANS, for the deliveries taken by nodes that are gone. */
+    [ST_DELIVERY_ORPHANS] = "WITH g AS MATERIALIZED (SELECT id, owner, attempts FROM deliveries WHERE inflight"
+                            " AND owner <> $1 AND NOT " NODE_ALIVE("deliveries.owner") "),"
+                            " o AS (SELECT deliveries.id FROM deliveries JOIN g USING (id) WHERE inflight"
+                            " AND deliveries.owner = g.owner AND deliveries.attempts = g.attempts"
+                            " FOR UPDATE OF deliveries SKIP LOCKED)"
+                            " UPDATE deliveries SET inflight = false FROM o WHERE deliveries.id = o.id",
     /* The job is locked by ST_LOCK; a live owner other than this node is told to stop it. */
     [ST_CANCEL_STOP] = "SELECT pg_notify('" FL_PG_CANCEL_CHANNEL "', id || ' ' || owner) FROM jobs"
                        " WHERE id = $1 AND state = 'running' AND owner <> $2 AND " NODE_ALIVE("jobs.owner"),

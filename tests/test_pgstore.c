@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "harness_pg.h"
 #include "store.h"
@@ -353,6 +354,72 @@ static void test_group_of_finishes(void **state)
     free_jobs(jobs, N);
 }
 
+/* pg_long runs a one-value query on c: the value, or -1. */
+static long pg_long(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+
+    PQclear(r);
+    return v;
+}
+
+/* A sweep re-queues the jobs a gone node left running, but not one that a live node re-queued
+ * and claimed again after the sweep's statement began: 100,000 orphans keep the sweep busy
+ * long enough for a second session, holding a live node's lock, to move the last of them to
+ * its node and a new attempt, as a claim would; that job is still running there after. */
+static void test_sweep_spares_a_claimed_orphan(void **state)
+{
+    harness *h = *state;
+    enum { ORPHANS = 100000 };
+    char url[160], sql[256];
+    fl_store_op claim;
+    fl_store_stats before, after;
+    long last, moved = -1;
+    int64_t deadline = fl_job_now_ms() + WAIT_MS;
+    PGconn *live;
+
+    snprintf(sql, sizeof sql, "INSERT INTO jobs (type, state, max_attempts, timeout_ms, created_at, run_at, owner,"
+             " attempts) SELECT 'o', 'running', 3, 0, 0, 0, 'gone', 1 FROM generate_series(1, %d)", ORPHANS);
+    assert_int_equal(flh_pg_exec(h->pg, h->db, sql), 0);
+    last = query(h, "SELECT max(id) FROM jobs");
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    live = PQconnectdb(url);
+    assert_int_equal(PQstatus(live), CONNECTION_OK);
+    assert_int_equal(pg_long(live, "SELECT count(pg_advisory_lock(1718382183, hashtext('live')))"), 1);
+
+    fl_store_stats_get(h->store, &before);
+    memset(&claim, 0, sizeof claim);
+    claim.kind = FL_STORE_CLAIM;
+    claim.u.claim.type = "none";
+    claim.u.claim.limit = 1;
+    claim.u.claim.now = NOW;
+    fl_store_push(h->store, &claim);
+    /* the sweep's statement is running, so its snapshot is taken: the live node takes the job */
+    while (moved < 0 && fl_store_pending(h->store) && fl_job_now_ms() < deadline) {
+        if (pg_long(live, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_locks%'"
+                          " AND pid <> pg_backend_pid()") > 0) {
+            snprintf(sql, sizeof sql, "WITH m AS (UPDATE jobs SET owner = 'live', attempts = 2 WHERE id = %ld"
+                     " AND state = 'running' AND owner = 'gone' RETURNING 1) SELECT count(*) FROM m", last);
+            moved = pg_long(live, sql);
+        }
+        fl_store_reap(h->store);
+    }
+    settle(h);
+    assert_int_equal(claim.result, 0);
+    assert_int_equal(claim.u.claim.n, 0);
+    if (moved != 1) {
+        PQfinish(live);
+        skip();   /* the sweep was over before this session saw it run: nothing was tested */
+    }
+    fl_store_stats_get(h->store, &after);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE id = %ld AND state = 'running' AND owner = 'live'"
+                              " AND attempts = 2", last), 1);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE state = 'queued' AND owner = 'gone'"), ORPHANS - 1);
+    assert_int_equal(after.orphans - before.orphans, ORPHANS - 1);
+    PQfinish(live);
+}
+
 int main(void)
 {
     if (!flh_pg_available()) {
@@ -365,6 +432,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
