@@ -309,6 +309,7 @@ static void record(fl_sched *s, const run *r, const fl_outcome *o)
         .output_len = output_len,
         .run_at = state == FL_STATE_SCHEDULED ? run_at : state == FL_STATE_QUEUED ? now_ms() : 0,
         .finished_at = fl_proto_state_terminal(state) ? now_ms() : 0,
+        .attempt = r->job->attempts,
     };
     s->finishing++;
     fl_store_finish(s->store, &f->op, r->job->id, &out, finish_done, f);

@@ -108,6 +108,8 @@ typedef struct fl_store_outcome {
     int has_exit_code; int exit_code;
     const char *error; const char *output; size_t output_len;
     int64_t run_at; int64_t finished_at;
+    int attempt;   /* the attempt it ends (the job's attempts as claimed): on a shared database an
+                    * outcome of any other attempt is fenced (dropped), even on the same node */
 } fl_store_outcome;
 
 /* The committed changes of a job that the store reports (fl_store_hooks.on_change). */

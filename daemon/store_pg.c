@@ -194,18 +194,19 @@ static const char *const stmt_sql[ST_N] = {
     [ST_FINISH] = "UPDATE jobs SET state = $2, status = status | $3, exit_code = $4, error = $5,"
                   " output = $6, run_at = coalesce($7::bigint, run_at),"
                   " finished_at = coalesce($8::bigint, finished_at), updated_at = $9 WHERE id = $1"
-                  " AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ", CASE WHEN $2 = 'queued' THEN"
+                  " AND state = 'running' AND owner = $10 AND attempts = $11 RETURNING " JOB_COLS ", CASE WHEN $2 = 'queued' THEN"
                   " pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END",
     /* A run of FINISHes as ST_FINISH does each (see finish_col), the row of each op that
      * wrote followed by its op's number; an op with no row was fenced. */
     [ST_FINISH_MANY] = "WITH u AS (SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::bytea[],"
-                       " $6::bytea[], $7::int8[], $8::int8[]) WITH ORDINALITY AS u(f_id, f_state, f_bits, f_exit,"
-                       " f_error, f_output, f_run_at, f_finished_at, f_ord))"
+                       " $6::bytea[], $7::int8[], $8::int8[], $9::int8[]) WITH ORDINALITY AS u(f_id, f_state, f_bits,"
+                       " f_exit, f_error, f_output, f_run_at, f_finished_at, f_attempt, f_ord))"
                        " UPDATE jobs SET state = f_state, status = status | f_bits, exit_code = f_exit, error = f_error,"
                        " output = f_output, run_at = coalesce(f_run_at, run_at),"
-                       " finished_at = coalesce(f_finished_at, finished_at), updated_at = $9 FROM u"
-                       " WHERE jobs.id = f_id AND state = 'running' AND owner = $10 RETURNING " JOB_COLS ","
-                       " CASE WHEN f_state = 'queued' THEN pg_notify('" FL_PG_CHANNEL "', type || ' ' || $10::text) END,"
+                       " finished_at = coalesce(f_finished_at, finished_at), updated_at = $10 FROM u"
+                       " WHERE jobs.id = f_id AND state = 'running' AND owner = $11 AND attempts = f_attempt"
+                       " RETURNING " JOB_COLS ","
+                       " CASE WHEN f_state = 'queued' THEN pg_notify('" FL_PG_CHANNEL "', type || ' ' || $11::text) END,"
                        " f_ord",
     [ST_CHANGED] = "SELECT " JOB_COLS " FROM jobs WHERE id > $1 AND (updated_at >= $2"
                    " OR state IN ('queued', 'scheduled', 'running')) ORDER BY id LIMIT $3",
@@ -296,7 +297,7 @@ enum batch_col {
 };
 /* The columns of ST_FINISH_MANY; they fit in the arrays of ST_INSERT_MANY's. */
 enum finish_col {
-    F_ID, F_STATE, F_BITS, F_EXIT_CODE, F_ERROR, F_OUTPUT, F_RUN_AT, F_FINISHED_AT, F_N
+    F_ID, F_STATE, F_BITS, F_EXIT_CODE, F_ERROR, F_OUTPUT, F_RUN_AT, F_FINISHED_AT, F_ATTEMPT, F_N
 };
 /* ST_FINISH_MANY's op number, after JOB_COLS and the notification. */
 #define C_FINISH_ORD (C_PAYLOAD + 1)
@@ -1321,9 +1322,10 @@ static int fence(pg_store *s, fl_store_op *op)
     if (rc <= 0)
         return rc;
     uint64_t n = atomic_fetch_add_explicit(&s->fenced, 1, memory_order_relaxed) + 1;
-    fl_log(LOG_WARNING, "job %lld: outcome %s of node %s dropped: the job is %s (attempt %d), no longer this"
-           " node's attempt (%llu fenced so far)", (long long)job->id, fl_proto_state_name(op->u.finish.o.state),
-           s->node, fl_proto_state_name(job->state), job->attempts, (unsigned long long)n);
+    fl_log(LOG_WARNING, "job %lld: outcome %s of attempt %d on node %s dropped: the job is %s (attempt %d),"
+           " no longer this node's attempt (%llu fenced so far)", (long long)job->id,
+           fl_proto_state_name(op->u.finish.o.state), op->u.finish.o.attempt, s->node,
+           fl_proto_state_name(job->state), job->attempts, (unsigned long long)n);
     fl_job_free(job);
     return 0;
 }
@@ -1347,6 +1349,7 @@ static int pg_finish(void *b, fl_store_op *op)
     arg_opt_int(&a, terminal, o->finished_at);
     arg_int(&a, s->now);
     arg_text(&a, s->node);
+    arg_int(&a, o->attempt);
     if ((rc = run(s, ST_FINISH, &a, &r)))
         return rc;
     if (PQntuples(r) == 0) {
@@ -1362,7 +1365,8 @@ static int pg_finish(void *b, fl_store_op *op)
 /* finish_args fills the columns of ops into s->batch and a, ST_FINISH_MANY's parameters. */
 static int finish_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
 {
-    static const uint32_t oid[F_N] = { OID_INT8, OID_TEXT, OID_INT8, OID_INT8, OID_BYTEA, OID_BYTEA, OID_INT8, OID_INT8 };
+    static const uint32_t oid[F_N] = { OID_INT8, OID_TEXT, OID_INT8, OID_INT8, OID_BYTEA, OID_BYTEA, OID_INT8, OID_INT8,
+                                       OID_INT8 };
     pg_array *c = s->batch;
     int rc = 0;
 
@@ -1378,6 +1382,7 @@ static int finish_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
         arr_elem(&c[F_OUTPUT], o->output, o->output_len);
         arr_opt_int(&c[F_RUN_AT], o->state == FL_STATE_SCHEDULED, o->run_at);
         arr_opt_int(&c[F_FINISHED_AT], fl_proto_state_terminal(o->state), o->finished_at);
+        arr_int(&c[F_ATTEMPT], o->attempt);
     }
     for (int i = 0; i < F_N && !rc; i++)
         if (!(rc = arr_end(&c[i])))

@@ -285,6 +285,7 @@ static void push_finish(harness *h, fl_store_op *op, int64_t id, fl_state state,
     op->u.finish.o.output = output;
     op->u.finish.o.output_len = output ? strlen(output) : 0;
     op->u.finish.o.finished_at = NOW + 1;
+    op->u.finish.o.attempt = 1;
     fl_store_push(h->store, op);
 }
 
@@ -352,6 +353,46 @@ static void test_group_of_finishes(void **state)
                            (long long)jobs[3]->id), 1);
     assert_int_equal(query(h, "SELECT count(*) FROM deliveries"), 1);
     free_jobs(jobs, N);
+}
+
+/* An outcome of an earlier attempt is fenced even on the node that runs the newer one (its
+ * session was gone, the job re-queued by another node, claimed back here while the first
+ * child still ran): only the attempt the job is in writes its outcome. */
+static void test_old_attempt_fenced(void **state)
+{
+    harness *h = *state;
+    fl_job *job = make_job("w", NULL, "x", NULL);
+    fl_store_op sub, claim, fin;
+
+    run_group(h, &job, &sub, 1);
+    memset(&claim, 0, sizeof claim);
+    claim.kind = FL_STORE_CLAIM;
+    claim.u.claim.type = "w";
+    claim.u.claim.limit = 1;
+    claim.u.claim.now = NOW;
+    fl_store_push(h->store, &claim);
+    settle(h);
+    assert_int_equal(claim.u.claim.n, 1);
+    assert_int_equal(claim.u.claim.jobs[0]->attempts, 1);
+    fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
+    assert_int_equal(flh_pg_exec(h->pg, h->db, "UPDATE jobs SET attempts = 2"), 0);
+
+    push_finish(h, &fin, job->id, FL_STATE_FAILED, "late", NULL);   /* attempt 1 */
+    settle(h);
+    assert_int_equal(fin.result, 0);
+    assert_int_equal(fin.answer, FL_STORE_NOT_FOUND);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE state = 'running' AND attempts = 2"), 1);
+
+    fl_store_hold(h->store, 1);   /* the op is the writer's only once released */
+    push_finish(h, &fin, job->id, FL_STATE_SUCCEEDED, NULL, "second");
+    fin.u.finish.o.attempt = 2;
+    fl_store_hold(h->store, 0);
+    settle(h);
+    assert_int_equal(fin.result, 0);
+    assert_int_equal(fin.answer, FL_STORE_OK);
+    fl_job_free(fin.u.finish.job);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND output = 'second'"), 1);
+    fl_job_free(job);
 }
 
 /* pg_long runs a one-value query on c: the value, or -1. */
@@ -432,6 +473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_attempt_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
