@@ -757,7 +757,7 @@ static void pause_done(fl_store_op *op)
         return;
     }
     fl_sched_set_paused(req->http->env.sched, req->list_type, req->pause);
-    fl_store_count_jobs(req->http->env.store, &req->op, 1, types_done, req);
+    fl_store_count_committed(req->http->env.store, &req->op, 1, types_done, req);
 }
 
 /* 200 while flingd takes jobs; 503 while it stops or while the store's writes fail. */

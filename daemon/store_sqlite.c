@@ -67,7 +67,7 @@ enum {
 /* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
  * Separate statements rather than "(?3 IS NULL OR state = ?3)", which no index can serve. */
 enum stmt_id {
-    ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+    ST_BEGIN, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
     ST_IDEM_FIND, ST_INSERT, ST_INSERT_PAYLOAD, ST_GET,
     ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
     ST_CANCEL, ST_SET_STATUS,
@@ -107,6 +107,7 @@ enum stmt_id {
  * ?2 = row limit, ?3 = state, ?4 = type. */
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_BEGIN_READ] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_IDEM_FIND] = "SELECT id, state, created_at, run_at FROM jobs"
@@ -200,6 +201,7 @@ typedef struct sql_store {
     sqlite3_stmt *many_jobs[MANY_SIZES], *many_payloads[MANY_SIZES];
     int64_t now;                   /* the clock of the group being run (updated_at) */
     const char *node;              /* the owner claims record; the engine's, borrowed */
+    int full;                      /* durability = full: the connection is on FL_WAL_VFS */
     running_slot *running;         /* RUNNING_SLOTS of them, n_running used; each job owned */
     size_t n_running;
 } sql_store;
@@ -614,9 +616,44 @@ static int sq_submit_many(void *b, fl_store_op **ops, size_t n)
     return rc;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* get_many reads the jobs of get.ids (see fl_store_get_many), by id, one lookup each. */
+static int get_many(sql_store *s, fl_store_op *op)
+{
+    size_t n = op->u.get.n_ids;
+    int64_t *ids = malloc(n * sizeof *ids);
+    fl_job **jobs = calloc(n, sizeof *jobs);
+    int rc = ids && jobs ? 0 : -ENOMEM;
+
+    if (!rc) {
+        memcpy(ids, op->u.get.ids, n * sizeof *ids);
+        qsort(ids, n, sizeof *ids, cmp_id);
+    }
+    for (size_t i = 0; i < n && rc >= 0; i++)
+        if ((i == 0 || ids[i] != ids[i - 1]) && (rc = load_job(s, ids[i], &jobs[op->u.get.n_jobs])) > 0)
+            op->u.get.n_jobs++;
+    free(ids);
+    if (rc < 0 || !op->u.get.n_jobs) {
+        fl_store_list_free(jobs, op->u.get.n_jobs);
+        op->u.get.n_jobs = 0;
+        jobs = NULL;
+    }
+    op->u.get.jobs = jobs;
+    return rc < 0 ? rc : 0;
+}
+
 static int sq_get(void *b, fl_store_op *op)
 {
     sql_store *s = b;
+
+    if (op->u.get.ids)
+        return get_many(s, op);
     int rc = load_row(s, op->u.get.id, op->u.get.with_payload, &op->u.get.job);
 
     if (rc < 0)
@@ -1976,6 +2013,20 @@ static void sqlite_global_config(void)
                " a frame at a time");
 }
 
+/* ready_or_destroy ends an open that got to rc: with its statements prepared into *out, or
+ * with s freed. */
+static int ready_or_destroy(sql_store *s, int rc, void **out, char *err, size_t errlen)
+{
+    if (!rc)
+        rc = prepare_all(s, err, errlen);
+    if (rc) {
+        destroy(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
 static int sq_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -1990,6 +2041,7 @@ static int sq_open(void **out, const fl_store_options *opt, const char *node, ch
         return -ENOMEM;
     }
     s->node = node;
+    s->full = opt->durability_full;
     s->running = calloc(RUNNING_SLOTS, sizeof(*s->running));
     if (!s->running) {
         free(s);
@@ -2005,14 +2057,7 @@ static int sq_open(void **out, const fl_store_options *opt, const char *node, ch
         rc = migrate(s, opt->path, err, errlen);
     if (!rc)
         rc = watch_files(s, err, errlen);
-    if (!rc)
-        rc = prepare_all(s, err, errlen);
-    if (rc) {
-        destroy(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return ready_or_destroy(s, rc, out, err, errlen);
 }
 
 static void sq_close(void *b)
@@ -2067,6 +2112,66 @@ static void sq_rollback(void *b)
     running_forget(s);
 }
 
+/* ---- readers (store.c's reader threads: one thread per reader) ----------------------------
+ * A reader is a connection of its own on the same file, which WAL lets read what is committed
+ * while the writer writes: a count of millions of rows (/v1/types) or a page of GET /v1/jobs
+ * no longer holds the writer's group commits. query_only, and a page cache of its own, smaller
+ * than the writer's: it reads, it keeps no hot index pages for claims. Its temporary files
+ * (the sort of a count's GROUP BY: a row per job) stay files, so that memory stays bounded. */
+#define FL_STORE_READER_CACHE_KIB 4096
+
+static int sq_reader_open(void *b, void **out, char *err, size_t errlen)
+{
+    sql_store *w = b, *s = calloc(1, sizeof *s);
+    char sql[128];
+    int rc;
+
+    *out = NULL;
+    if (!s) {
+        fl_store_errf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (!w->files[W_DB].path) {
+        free(s);
+        fl_store_errf(err, errlen, "a reader needs the database's path");
+        return -EINVAL;
+    }
+    s->node = w->node;
+    s->full = w->full;
+    snprintf(sql, sizeof sql, "PRAGMA query_only = 1; PRAGMA cache_size = -%d; PRAGMA temp_store = FILE",
+             FL_STORE_READER_CACHE_KIB);
+    rc = open_db(s, w->files[W_DB].path, s->full, err, errlen);
+    if (!rc) {
+        sqlite3_busy_timeout(s->db, FL_STORE_BUSY_MS);
+        rc = exec_sql(s, sql, "cannot configure a reader", err, errlen);
+    }
+    return ready_or_destroy(s, rc, out, err, errlen);
+}
+
+/* sq_reader_run runs a read in one read transaction: a GET and its deliveries are one snapshot. */
+static int sq_reader_run(void *reader, fl_store_op *op)
+{
+    sql_store *s = reader;
+    int rc = step_done(s->st[ST_BEGIN_READ]);
+
+    if (rc)
+        return rc;
+    switch (op->kind) {
+    case FL_STORE_GET: rc = sq_get(s, op); break;
+    case FL_STORE_LIST: rc = sq_list(s, op); break;
+    case FL_STORE_COUNT: rc = sq_count(s, op); break;
+    case FL_STORE_CHANGED: rc = sq_changed(s, op); break;
+    default: rc = -EINVAL;
+    }
+    step_done(s->st[ST_ROLLBACK]);   /* it wrote nothing: ending it releases the snapshot */
+    return rc;
+}
+
+static void sq_reader_close(void *reader)
+{
+    destroy(reader);
+}
+
 const fl_store_backend fl_store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -2093,4 +2198,7 @@ const fl_store_backend fl_store_sqlite = {
     .prune = sq_prune,
     .last_key = sq_last_key,
     .add_delivery = sq_add_delivery,
+    .reader_open = sq_reader_open,
+    .reader_run = sq_reader_run,
+    .reader_close = sq_reader_close,
 };

@@ -46,6 +46,7 @@ typedef struct harness {
     unsigned notified;           /* under mu: notify() calls so far */
     void (*on_change)(const fl_job *job, fl_store_event ev, void *udata);   /* at open */
     char events[EVENTS_LEN];     /* record_event: "id:name " for each event, in order */
+    int readers;                 /* reader threads at open (0: every read on the writer) */
 } harness;
 
 /* ---- harness ------------------------------------------------------------------------- */
@@ -62,7 +63,7 @@ static void notify_cb(void *arg)
 
 static int open_store(harness *h, char *err)
 {
-    const fl_store_options opt = { .path = h->path, .durability_full = 1 };
+    const fl_store_options opt = { .path = h->path, .durability_full = 1, .readers = h->readers };
     const fl_store_hooks hooks = { .notify = notify_cb, .on_change = h->on_change, .udata = h };
 
     return fl_store_open(&h->store, &opt, &hooks, err, ERR_LEN);
@@ -2004,6 +2005,65 @@ static void test_events(void **state)
     expect_events(h, "cb ");
 }
 
+/* With readers, the reads that need only what is committed are answered while the writer is
+ * held in the middle of a group: a GET with its deliveries, a page, the counts (which do not
+ * see the held submit); a batch GET (ordered after the writer's earlier ops) comes once the
+ * group is done, found ids in order, each once. */
+static void test_reads_beside_the_writer(void **state)
+{
+    harness *h = *state;
+    spec sp = { .type = "r", .payload = "p", .payload_len = 1, .state = FL_STATE_QUEUED };
+    fl_store_op held, g, l, c, many;
+    fl_store_query q = { .limit = 10 };
+    fl_job *job = make_job(&sp);
+    int64_t ids[3], wanted[4];
+    int got = 0, batch = 0;
+
+    h->readers = 2;
+    reopen(h);
+    assert_int_equal(fl_store_readers(h->store), 2);
+    for (int i = 0; i < 3; i++)
+        ids[i] = submit(h, &sp);
+
+    fl_store_hold(h->store, 1);
+    submit_op(&held, job);
+    fl_store_push(h->store, &held);
+    fl_store_get_committed(h->store, &g, ids[1], count_cb, &got);
+    fl_store_list_committed(h->store, &l, &q, count_cb, &got);
+    fl_store_count_committed(h->store, &c, 1, count_cb, &got);
+    wanted[0] = ids[2], wanted[1] = 999, wanted[2] = ids[0], wanted[3] = ids[2];
+    fl_store_get_many(h->store, &many, wanted, 4, count_cb, &batch);
+    for (int64_t deadline = fl_job_now_ms() + WAIT_MS; got < 3; usleep(2000)) {
+        assert_true(fl_job_now_ms() < deadline);
+        fl_store_reap(h->store);
+    }
+    assert_int_equal(batch, 0);
+    assert_int_equal(g.result, 0);
+    assert_int_equal(g.answer, FL_STORE_OK);
+    assert_int_equal(g.u.get.job->id, ids[1]);
+    assert_int_equal(l.result, 0);
+    assert_int_equal(l.u.list.n, 3);
+    assert_int_equal(l.u.list.jobs[0]->id, ids[2]);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(c.u.count.n, 1);
+    assert_int_equal(c.u.count.rows[0].n, 3);
+
+    fl_store_hold(h->store, 0);
+    settle(h);
+    assert_int_equal(held.result, 0);
+    assert_int_equal(batch, 1);
+    assert_int_equal(many.result, 0);
+    assert_int_equal(many.u.get.n_jobs, 2);
+    assert_int_equal(many.u.get.jobs[0]->id, ids[0]);
+    assert_int_equal(many.u.get.jobs[1]->id, ids[2]);
+    fl_store_list_free(many.u.get.jobs, many.u.get.n_jobs);
+    fl_job_free(g.u.get.job);
+    fl_store_deliveries_free(g.u.get.deliveries, g.u.get.n_deliveries);
+    fl_store_list_free(l.u.list.jobs, l.u.list.n);
+    free(c.u.count.rows);
+    fl_job_free(job);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2028,6 +2088,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_fails_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cork_makes_one_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_beside_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_op_error_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submits_in_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_error_fails_group, setup, teardown),
