@@ -608,6 +608,15 @@ long flh_metric(const flh_daemon *d, const char *name)
     return v;
 }
 
+long flh_wait_metric(const flh_daemon *d, const char *name, long want, double secs)
+{
+    long v = -1;
+    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
+        if ((v = flh_metric(d, name)) >= want)
+            break;
+    return v;
+}
+
 /* ---- redis-server ---- */
 
 /* flh_free_port asks the kernel for a free 127.0.0.1 port by binding port 0. */

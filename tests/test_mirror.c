@@ -63,23 +63,13 @@ static void submit(const char *type, const char *payload, char id[24])
     fling_client_free(c);
 }
 
-/* wait_metric polls /metrics until name has value want; returns the last value seen. */
-static long wait_metric(const char *name, long want)
-{
-    long v = -1;
-    for (double end = flh_now() + WAIT_MS / 1000.0; flh_now() < end; usleep(20000))
-        if ((v = flh_metric(&D, name)) == want)
-            break;
-    return v;
-}
-
 /* start_mirrored starts a redis-server without a password and a flingd mirroring into it, and
  * waits until the mirror is connected. */
 static void start_mirrored(void)
 {
     assert_int_equal(flh_redis_start(&R, NULL), 0);
     start_daemon(R.url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    assert_int_equal(flh_wait_metric(&D, "fling_redis_connected", 1, WAIT_MS / 1000.0), 1);
 }
 
 /* redis_do runs one command on a fresh connection to R (database 0) and drops its reply. */
@@ -347,13 +337,13 @@ static void db_number_password_user_and_unix_socket(void **state)
     char url[256];
     snprintf(url, sizeof url, "redis://:pw@127.0.0.1:%d/3", R.port);
     start_daemon(url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    assert_int_equal(flh_wait_metric(&D, "fling_redis_connected", 1, WAIT_MS / 1000.0), 1);
     one_job_mirrored(3, "fling:");
     assert_int_equal(flh_stop(&D), 0);
 
     snprintf(url, sizeof url, "unix:%s?db=5&password=pw", R.sock);
     start_daemon(url, "other:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    assert_int_equal(flh_wait_metric(&D, "fling_redis_connected", 1, WAIT_MS / 1000.0), 1);
     one_job_mirrored(5, "other:");
     assert_int_equal(flh_log_count(&D, "redis: mirroring to unix:"), 1);
     assert_int_equal(flh_stop(&D), 0);
@@ -368,7 +358,7 @@ static void db_number_password_user_and_unix_socket(void **state)
     redisFree(c);
     snprintf(url, sizeof url, "redis://bob:bobpw@127.0.0.1:%d/2", R.port);
     start_daemon(url, "fling:");
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    assert_int_equal(flh_wait_metric(&D, "fling_redis_connected", 1, WAIT_MS / 1000.0), 1);
     one_job_mirrored(2, "fling:");
 }
 
@@ -405,7 +395,7 @@ static void script_flush_is_repaired(void **state)
     redis_do("SCRIPT FLUSH");
     one_job_mirrored(0, "fling:");
     assert_int_equal(flh_log_count(&D, "redis: the mirror script is gone"), 1);
-    assert_int_equal(wait_metric("fling_redis_connected", 1), 1);
+    assert_int_equal(flh_wait_metric(&D, "fling_redis_connected", 1, WAIT_MS / 1000.0), 1);
 }
 
 /* A Redis that stops answering while connected (SIGSTOP: no RST, as in a partition) is declared

@@ -391,16 +391,6 @@ static void run_jobs(const flh_daemon *d, int n)
     }
 }
 
-/* Polls the metric until it reaches want or timeout_s passes: its last value. */
-static long wait_metric(const flh_daemon *d, const char *name, long want, double timeout_s)
-{
-    double end = flh_now() + timeout_s;
-    long v;
-    while ((v = flh_metric(d, name)) != want && flh_now() < end)
-        usleep(50000);
-    return v;
-}
-
 /* Jobs that finished longer ago than [store] retention go, with their payloads and
  * deliveries; the others stay, and ids are not handed out again. */
 static void retention_deletes_old_jobs(void **state)
@@ -412,7 +402,7 @@ static void retention_deletes_old_jobs(void **state)
     assert_int_equal(flh_kill(&d, SIGTERM), 0);
     sql(&d, "UPDATE jobs SET finished_at = finished_at - 7200000 WHERE id <= 2");
     assert_int_equal(flh_restart(&d), 0);
-    assert_int_equal(wait_metric(&d, "fling_jobs_pruned_total", 2, 10.0), 2);
+    assert_int_equal(flh_wait_metric(&d, "fling_jobs_pruned_total", 2, 10.0), 2);
     assert_int_equal(flh_http(&d, "GET", "/v1/jobs/1", NULL), 404);
     assert_int_equal(flh_http(&d, "GET", "/v1/jobs/2/payload", NULL), 404);
     assert_int_equal(flh_http(&d, "GET", "/v1/jobs/3", NULL), 200);

@@ -666,16 +666,6 @@ static void test_changes_across_nodes(void **state)
     flh_redis_stop(&redis);
 }
 
-/* wait_metric polls metric name of d until it reaches at least want or secs pass: the last value. */
-static long wait_metric(const flh_daemon *d, const char *name, long want, double secs)
-{
-    long v = -1;
-    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
-        if ((v = flh_metric(d, name)) >= want)
-            break;
-    return v;
-}
-
 /* A node that follows nothing (no mirror, no event stream, no attached client) reads none of
  * the other node's changes: it counts them skipped. An event stream opened on it then gets
  * the other node's changes from then on, a client attached to it gets its 200 when the job
@@ -700,7 +690,7 @@ static void test_changes_nobody_follows(void **state)
         json_decref(job);
     }
     /* submitted, started, succeeded: three changes a job, committed by the idle node */
-    assert_true(wait_metric(busy, skipped, skipped0 + 60, 10) >= skipped0 + 60);
+    assert_true(flh_wait_metric(busy, skipped, skipped0 + 60, 10) >= skipped0 + 60);
     assert_int_equal(flh_metric(busy, reads), 0);
     assert_int_equal(flh_metric(busy, "fling_pg_remote_changes_total"), flh_metric(busy, skipped));
 
@@ -708,7 +698,7 @@ static void test_changes_nobody_follows(void **state)
     static const char get[] = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     assert_true(fd >= 0);
     assert_int_equal(flh_send_all(fd, get, sizeof get - 1), 0);
-    assert_int_equal(wait_metric(busy, "fling_event_streams_open", 1, 10), 1);
+    assert_int_equal(flh_wait_metric(busy, "fling_event_streams_open", 1, 10), 1);
     assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
     assert_true(sse_until(fd, "succeeded", id, 10));
     close(fd);
@@ -728,7 +718,7 @@ static void test_changes_nobody_follows(void **state)
     long skipped1 = flh_metric(busy, skipped);
     assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
     json_decref(flh_wait_terminal(idle, id, 10000));
-    assert_true(wait_metric(busy, skipped, skipped1 + 3, 10) >= skipped1 + 3);
+    assert_true(flh_wait_metric(busy, skipped, skipped1 + 3, 10) >= skipped1 + 3);
     assert_int_equal(flh_metric(busy, reads), attached);
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
