@@ -252,7 +252,9 @@ typedef struct fl_store_options {
     int durability_full;
     const char *node;
     int readers;          /* reader connections (threads) of a backend that has them ([store]
-                           * connections; PostgreSQL); 0 = none: every read on the writer */
+                           * connections); 0 = none: every read on the writer */
+    int statement_ms;     /* PostgreSQL: how long a statement may take ([store]
+                           * statement_timeout); 0 = the default, 30 s */
 } fl_store_options;
 
 /* The owner recorded by the claims of a single-node daemon. */

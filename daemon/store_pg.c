@@ -30,10 +30,12 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +96,10 @@ extern const int fl_pg_migrations_count;
 /* Keepalives probe only an idle connection: a statement sent just before the partition sits
  * unacknowledged, retransmitted for the kernel's ~15 minutes. This bounds that too (ms). */
 #define FL_PG_TCP_USER_TIMEOUT "25000"
+/* [store] statement_timeout unless set (ms): the server's own limit on a statement, and, this
+ * much later, the loop's on a wait for an answer (see "a server that stops answering"). */
+#define FL_PG_STATEMENT_MS 30000
+#define FL_PG_GUARD_SLACK_MS 2000
 /* Seconds a connection attempt may take unless the url says otherwise: the writer waits for
  * it, and submits get 503s meanwhile rather than hang. */
 #define FL_PG_CONNECT_TIMEOUT "5"
@@ -340,6 +346,13 @@ typedef struct pg_store {
     /* A reader (pg_reader_open) is a pg_store of its own connection, with no listener and no
      * lock, that counts its round trips in the writer's: parent. NULL for the writer's. */
     struct pg_store *parent;
+    struct pg_store *readers;      /* the writer's: its readers, linked by next (loop thread) */
+    struct pg_store *next;
+    int statement_ms;              /* [store] statement_timeout */
+    /* The wait for the server that this connection's thread is in, if any (see guard_begin). */
+    pthread_mutex_t guard_mu;
+    int guard_fd;                  /* under guard_mu: the socket waited on, -1 when none */
+    uint64_t guard_since;          /* under guard_mu: since when (mono_ns) */
 } pg_store;
 
 /* ---- parameters ------------------------------------------------------------------------ */
@@ -551,6 +564,59 @@ static void timed(pg_store *s, uint64_t t0)
     atomic_fetch_add_explicit(&s->round_trip_ns, mono_ns() - t0, memory_order_relaxed);
 }
 
+/* ---- a server that stops answering -----------------------------------------------------
+ * A PostgreSQL that is frozen (SIGSTOP, a VM paused, a hung disk under the kernel's TCP stack)
+ * keeps its connections: the kernel acknowledges each statement and answers the keepalives,
+ * so neither keepalives nor tcp_user_timeout notice, and the writer would wait for its result
+ * for ever with every submit behind it. So each thread marks its waits for the server
+ * (guard_begin/guard_end), and the loop, at each wake of the listener (about once a second),
+ * shuts the socket of a wait older than statement_timeout plus FL_PG_GUARD_SLACK_MS: the call
+ * then fails as on a lost connection (a group's submits answer 503) and the connection is
+ * made again. The server's own statement_timeout, the same value, ends a statement that is
+ * only slow (a lock held by another session) with an error first; the socket is shut only
+ * when the server does not answer at all. */
+
+static void guard_begin(pg_store *s)
+{
+    pthread_mutex_lock(&s->guard_mu);
+    s->guard_fd = PQsocket(s->conn);
+    s->guard_since = mono_ns();
+    pthread_mutex_unlock(&s->guard_mu);
+}
+
+static void guard_end(pg_store *s)
+{
+    pthread_mutex_lock(&s->guard_mu);
+    s->guard_fd = -1;
+    pthread_mutex_unlock(&s->guard_mu);
+}
+
+/* guard_check (loop thread) shuts the socket s has waited on for longer than limit_ns. The
+ * socket cannot be closed meanwhile: s's thread ends its wait under guard_mu first. The clock
+ * is read under it too, never before a wait that began since. */
+static void guard_check(pg_store *s, uint64_t limit_ns)
+{
+    pthread_mutex_lock(&s->guard_mu);
+    uint64_t now = mono_ns();
+    if (s->guard_fd >= 0 && now - s->guard_since > limit_ns) {
+        fl_log(LOG_ERR, "store%s: PostgreSQL has not answered for %.1f s; closing the connection",
+               s->parent ? " reader" : "", (double)(now - s->guard_since) / 1e9);
+        shutdown(s->guard_fd, SHUT_RDWR);
+        s->guard_fd = -1;
+    }
+    pthread_mutex_unlock(&s->guard_mu);
+}
+
+/* guard_all checks the writer's wait and each reader's. */
+static void guard_all(pg_store *w)
+{
+    uint64_t limit = (uint64_t)(w->statement_ms + FL_PG_GUARD_SLACK_MS) * 1000000u;
+
+    guard_check(w, limit);
+    for (pg_store *r = w->readers; r; r = r->next)
+        guard_check(r, limit);
+}
+
 /* begun_exec sends the group's BEGIN and then statement name in one round trip (pipeline
  * mode): the statement's result, BEGIN's if that failed, or NULL if the connection did. A
  * group of submits is then two round trips, its statement and its COMMIT, not three. */
@@ -600,11 +666,13 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
     uint64_t t0 = mono_ns();
 
     snprintf(name, sizeof name, "s%d", (int)id);
+    guard_begin(s);
     if (s->begin_due)
         r = begun_exec(s, name, a);
     else
         r = PQexecPrepared(s->conn, name, a ? a->n : 0, a ? a->v : NULL, a ? a->len : NULL,
                            a ? a->fmt : NULL, 1);
+    guard_end(s);
     timed(s, t0);
     st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -623,10 +691,14 @@ static int run(pg_store *s, enum stmt_id id, const pg_args *a, PGresult **out)
 static int exec_text(pg_store *s, const char *sql, const char *what)
 {
     uint64_t t0 = mono_ns();
-    PGresult *r = PQexec(s->conn, sql);
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    PGresult *r;
+    ExecStatusType st;
     int rc = 0;
 
+    guard_begin(s);
+    r = PQexec(s->conn, sql);
+    guard_end(s);
+    st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     timed(s, t0);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         rc = result_errno(s, r, what);
@@ -1731,14 +1803,19 @@ static int connect_db(pg_store *s, char *err, size_t errlen)
  * server (not of flingd) may lose the last commits. */
 static int set_up(pg_store *s, char *err, size_t errlen)
 {
-    int rc = exec_text(s, s->durability_full ? "SET synchronous_commit = on" : "SET synchronous_commit = off",
-                       "setting synchronous_commit");
+    char sql[96];
+    int rc;
 
+    snprintf(sql, sizeof sql, "SET synchronous_commit = %s; SET statement_timeout = %d",
+             s->durability_full ? "on" : "off", s->statement_ms);
+    rc = exec_text(s, sql, "setting synchronous_commit and statement_timeout");
     for (int i = 0; i < ST_N && !rc; i++) {
         char name[8];
         PGresult *r;
         snprintf(name, sizeof name, "s%d", i);
+        guard_begin(s);
         r = PQprepare(s->conn, name, stmt_sql[i], 0, NULL);
+        guard_end(s);
         if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
             fl_store_errf(err, errlen, "cannot prepare a statement: %s",
                           r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn));
@@ -1773,9 +1850,13 @@ static int say_hello(pg_store *s)
 static int lock_node(pg_store *s)
 {
     const char *v[1] = { s->node };
-    PGresult *r = PQexecParams(s->conn, "SELECT pg_try_advisory_lock(" FL_PG_NODE_LOCK ", hashtext($1))", 1, NULL, v,
-                               NULL, NULL, 0);
+    PGresult *r;
     int rc;
+
+    guard_begin(s);
+    r = PQexecParams(s->conn, "SELECT pg_try_advisory_lock(" FL_PG_NODE_LOCK ", hashtext($1))", 1, NULL, v, NULL,
+                     NULL, 0);
+    guard_end(s);
 
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         rc = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? 0 : -EBUSY;
@@ -1931,6 +2012,7 @@ static void pg_wake(void *b, const fl_store_remote *r)
     pg_store *s = b;
     pg_hearing h = { s, r };
 
+    guard_all(s);
     fl_pglisten_wake(s->listen, heard, &h);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
@@ -1953,8 +2035,24 @@ static int pg_shared_stats(void *b, fl_store_stats *out)
     return fl_pglisten_up(s->listen);
 }
 
+/* pg_new allocates a store of url with no connection yet, or NULL (out of memory). */
+static pg_store *pg_new(const char *url)
+{
+    pg_store *s = calloc(1, sizeof *s);
+
+    if (!s || !(s->url = strdup(url)) || pthread_mutex_init(&s->guard_mu, NULL)) {
+        if (s)
+            free(s->url);
+        free(s);
+        return NULL;
+    }
+    s->guard_fd = -1;
+    return s;
+}
+
 static void destroy(pg_store *s)
 {
+    pthread_mutex_destroy(&s->guard_mu);
     fl_pglisten_free(s->listen);
     for (int i = 0; i < B_N; i++)
         free(s->batch[i].p);
@@ -1974,14 +2072,13 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         fl_store_errf(err, errlen, "[store] backend = postgres needs [store] url");
         return -EINVAL;
     }
-    s = calloc(1, sizeof *s);
-    if (!s || !(s->url = strdup(opt->url))) {
-        free(s);
+    if (!(s = pg_new(opt->url))) {
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     s->node = node;
     s->durability_full = opt->durability_full;
+    s->statement_ms = opt->statement_ms > 0 ? opt->statement_ms : FL_PG_STATEMENT_MS;
     s->conn_vals[0] = FL_PG_CONNECT_TIMEOUT;
     s->conn_vals[1] = FL_PG_KEEPALIVE_IDLE;
     s->conn_vals[2] = FL_PG_KEEPALIVE_INTERVAL;
@@ -2145,18 +2242,18 @@ static int pg_check_url(const char *url, char *why, size_t len)
 
 static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
 {
-    pg_store *w = b, *s = calloc(1, sizeof *s);
+    pg_store *w = b, *s = pg_new(w->url);
     int rc;
 
     *out = NULL;
-    if (!s || !(s->url = strdup(w->url))) {
-        free(s);
+    if (!s) {
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     s->parent = w;
     s->node = w->node;
     s->durability_full = w->durability_full;
+    s->statement_ms = w->statement_ms;
     memcpy(s->conn_vals, w->conn_vals, sizeof s->conn_vals);
     s->conn_vals[CV_APP] = "flingd reader";   /* pg_stat_activity tells the readers from the writer */
     s->conn_vals[CV_URL] = s->url;
@@ -2167,6 +2264,8 @@ static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
         destroy(s);
         return rc;
     }
+    s->next = w->readers;
+    w->readers = s;
     *out = s;
     return 0;
 }
@@ -2207,7 +2306,13 @@ static int pg_reader_run(void *reader, fl_store_op *op)
 
 static void pg_reader_close(void *reader)
 {
-    destroy(reader);
+    pg_store *s = reader, **p = &s->parent->readers;
+
+    while (*p && *p != s)
+        p = &(*p)->next;
+    if (*p)
+        *p = s->next;
+    destroy(s);
 }
 
 const fl_store_backend fl_store_pg = {

@@ -582,6 +582,41 @@ static void test_cancel_of_dead_nodes_job(void **state)
     flh_rmdir(busy->dir);
 }
 
+/* A server that stops answering (its writer's backend frozen with SIGSTOP: the kernel still
+ * acknowledges the statement) is cut off after statement_timeout plus the slack: the submit
+ * waiting for it answers 503 instead of hanging. Once the backend runs again it sees its
+ * client gone and ends, the node's lock with it, and the node takes submits again. */
+static void test_frozen_server_answers_503(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    char db[64], conf[1024], sql[300];
+    int status = 0;
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    node_conf(conf, sizeof conf, db, "f", "[store]\nstatement_timeout = 1\n");
+    assert_int_equal(flh_start(&d, conf), 0);
+    assert_int_equal(submit(&d, "noop", "", NULL, NULL, 0), 202);
+    /* the writer's backend: the session that holds the node's lock */
+    snprintf(sql, sizeof sql, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 1718382183"
+             " AND objid = (hashtext('f')::bigint & 4294967295)::oid");
+    long pid = flh_pg_query_long(pg, db, sql);
+    assert_true(pid > 0);
+    assert_int_equal(kill((pid_t)pid, SIGSTOP), 0);
+    double t0 = flh_now();
+    status = submit(&d, "noop", "", NULL, NULL, 0);   /* the client gives up after 10 s */
+    double took = flh_now() - t0;
+    kill((pid_t)pid, SIGCONT);
+    assert_int_equal(status, 503);
+    assert_true(took < 8);
+    assert_true(flh_log_count(&d, "PostgreSQL has not answered") >= 1);
+    status = 0;
+    for (double end = flh_now() + 20; flh_now() < end && status != 202; usleep(200000))
+        status = submit(&d, "noop", "", NULL, NULL, 0);
+    assert_int_equal(status, 202);
+    assert_int_equal(flh_stop(&d), 0);
+}
+
 /* sse_until reads the event stream on fd until a frame of event for job id arrived, or secs pass:
  * 1 if it did. */
 static int sse_until(int fd, const char *event, const char *id, double secs)
@@ -967,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
         cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_frozen_server_answers_503),
         cmocka_unit_test(test_cancel_across_nodes),
         cmocka_unit_test(test_cancel_of_dead_nodes_job),
         cmocka_unit_test(test_changes_across_nodes),
