@@ -215,6 +215,41 @@ static void test_failed_group(void **state)
 
 /* An op whose data the server refuses (a Content-Type that is not UTF-8) fails alone with
  * -EINVAL, as it would on its own; the others of its run commit, in op order. */
+/* One group of submits none of which has a key (the statement without ON CONFLICT): each
+ * job its own id in op order, with its own payload, type and Content-Type; one statement and
+ * the COMMIT. */
+static void test_group_of_fresh_submits(void **state)
+{
+    harness *h = *state;
+    enum { N = 10 };
+    fl_job *first = make_job("a", NULL, "first", NULL), *jobs[N];
+    fl_store_op op, ops[N];
+    fl_store_stats before, after;
+    char payload[8];
+
+    run_group(h, &first, &op, 1);   /* and the first group looks up which other nodes are live */
+    assert_int_equal(op.result, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(payload, sizeof payload, "f%d", i);
+        jobs[i] = make_job(i % 3 ? "a" : "b", NULL, payload, i % 2 ? "text/plain" : NULL);
+    }
+    fl_store_stats_get(h->store, &before);
+    run_group(h, jobs, ops, N);
+    fl_store_stats_get(h->store, &after);
+    assert_int_equal(after.round_trips - before.round_trips, 2);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        assert_true(i == 0 || jobs[i]->id > jobs[i - 1]->id);
+        assert_int_equal(query(h, "SELECT count(*) FROM jobs JOIN job_payloads USING (id) WHERE id = %lld"
+                                  " AND data = 'f%d' AND type = '%s' AND content_type IS %s AND state = 'queued'",
+                               (long long)jobs[i]->id, i, i % 3 ? "a" : "b", i % 2 ? "NOT NULL" : "NULL"), 1);
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs"), 1 + N);
+    free_jobs(jobs, N);
+    fl_job_free(first);
+}
+
 static void test_bad_op_fails_alone(void **state)
 {
     harness *h = *state;
@@ -469,6 +504,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_of_submits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_of_fresh_submits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
