@@ -307,6 +307,64 @@ static void test_large_payloads(void **state)
     free_jobs(jobs, N);
 }
 
+/* claim_of claims up to limit jobs of type at NOW and returns how many it took (their ids in
+ * ids, in the order the claim answered). */
+static size_t claim_of(harness *h, const char *type, int limit, int64_t *ids)
+{
+    fl_store_op claim;
+    size_t n;
+
+    memset(&claim, 0, sizeof claim);
+    claim.kind = FL_STORE_CLAIM;
+    claim.u.claim.type = type;
+    claim.u.claim.limit = limit;
+    claim.u.claim.now = NOW;
+    fl_store_push(h->store, &claim);
+    settle(h);
+    assert_int_equal(claim.result, 0);
+    n = claim.u.claim.n;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = claim.u.claim.jobs[i]->id;
+    fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
+    return n;
+}
+
+/* A claim takes queued jobs and scheduled ones due by now together, highest priority first,
+ * then oldest, up to its limit; a due job it did not take (locked by it all the same) is the
+ * next claim's, and one not yet due stays scheduled. */
+static void test_claim_order(void **state)
+{
+    harness *h = *state;
+    enum { N = 6 };
+    static const int prio[N] = { 0, 5, 9, 10, 5, 1 };
+    fl_job *jobs[N];
+    fl_store_op ops[N];
+    int64_t ids[N];
+
+    for (int i = 0; i < N; i++) {
+        jobs[i] = make_job("o", NULL, "x", NULL);
+        jobs[i]->priority = prio[i];
+        if (i == 2 || i == 3 || i == 5) {   /* 2 and 5 due, 3 later */
+            jobs[i]->state = FL_STATE_SCHEDULED;
+            jobs[i]->run_at = i == 3 ? NOW + 60000 : NOW - 1000;
+        }
+    }
+    run_group(h, jobs, ops, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ops[i].result, 0);
+    assert_int_equal(claim_of(h, "o", 3, ids), 3);
+    assert_int_equal(ids[0], jobs[2]->id);
+    assert_int_equal(ids[1], jobs[1]->id);
+    assert_int_equal(ids[2], jobs[4]->id);
+    assert_int_equal(claim_of(h, "o", 10, ids), 2);
+    assert_int_equal(ids[0], jobs[5]->id);
+    assert_int_equal(ids[1], jobs[0]->id);
+    assert_int_equal(claim_of(h, "o", 10, ids), 0);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE id = %lld AND state = 'scheduled'",
+                           (long long)jobs[3]->id), 1);
+    free_jobs(jobs, N);
+}
+
 /* push_finish queues a FINISH of job id into state (with an error and an output if given). */
 static void push_finish(harness *h, fl_store_op *op, int64_t id, fl_state state, const char *error, const char *output)
 {
@@ -508,6 +566,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_attempt_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
