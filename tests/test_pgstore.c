@@ -215,6 +215,41 @@ static void test_failed_group(void **state)
 
 /* An op whose data the server refuses (a Content-Type that is not UTF-8) fails alone with
  * -EINVAL, as it would on its own; the others of its run commit, in op order. */
+/* One group of submits none of which has a key (the statement without ON CONFLICT): each
+ * job its own id in op order, with its own payload, type and Content-Type; one statement and
+ * the COMMIT. */
+static void test_group_of_fresh_submits(void **state)
+{
+    harness *h = *state;
+    enum { N = 10 };
+    fl_job *first = make_job("a", NULL, "first", NULL), *jobs[N];
+    fl_store_op op, ops[N];
+    fl_store_stats before, after;
+    char payload[8];
+
+    run_group(h, &first, &op, 1);   /* and the first group looks up which other nodes are live */
+    assert_int_equal(op.result, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(payload, sizeof payload, "f%d", i);
+        jobs[i] = make_job(i % 3 ? "a" : "b", NULL, payload, i % 2 ? "text/plain" : NULL);
+    }
+    fl_store_stats_get(h->store, &before);
+    run_group(h, jobs, ops, N);
+    fl_store_stats_get(h->store, &after);
+    assert_int_equal(after.round_trips - before.round_trips, 2);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        assert_true(i == 0 || jobs[i]->id > jobs[i - 1]->id);
+        assert_int_equal(query(h, "SELECT count(*) FROM jobs JOIN job_payloads USING (id) WHERE id = %lld"
+                                  " AND data = 'f%d' AND type = '%s' AND content_type IS %s AND state = 'queued'",
+                               (long long)jobs[i]->id, i, i % 3 ? "a" : "b", i % 2 ? "NOT NULL" : "NULL"), 1);
+    }
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs"), 1 + N);
+    free_jobs(jobs, N);
+    fl_job_free(first);
+}
+
 static void test_bad_op_fails_alone(void **state)
 {
     harness *h = *state;
@@ -269,6 +304,64 @@ static void test_large_payloads(void **state)
         assert_int_equal(query(h, "SELECT count(*) FROM job_payloads WHERE id = %lld AND length(data) = %d"
                                   " AND substr(data, %d, 1) = '%c'", (long long)jobs[i]->id, SIZE, SIZE, 'a' + i), 1);
     }
+    free_jobs(jobs, N);
+}
+
+/* claim_of claims up to limit jobs of type at NOW and returns how many it took (their ids in
+ * ids, in the order the claim answered). */
+static size_t claim_of(harness *h, const char *type, int limit, int64_t *ids)
+{
+    fl_store_op claim;
+    size_t n;
+
+    memset(&claim, 0, sizeof claim);
+    claim.kind = FL_STORE_CLAIM;
+    claim.u.claim.type = type;
+    claim.u.claim.limit = limit;
+    claim.u.claim.now = NOW;
+    fl_store_push(h->store, &claim);
+    settle(h);
+    assert_int_equal(claim.result, 0);
+    n = claim.u.claim.n;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = claim.u.claim.jobs[i]->id;
+    fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
+    return n;
+}
+
+/* A claim takes queued jobs and scheduled ones due by now together, highest priority first,
+ * then oldest, up to its limit; a due job it did not take (locked by it all the same) is the
+ * next claim's, and one not yet due stays scheduled. */
+static void test_claim_order(void **state)
+{
+    harness *h = *state;
+    enum { N = 6 };
+    static const int prio[N] = { 0, 5, 9, 10, 5, 1 };
+    fl_job *jobs[N];
+    fl_store_op ops[N];
+    int64_t ids[N];
+
+    for (int i = 0; i < N; i++) {
+        jobs[i] = make_job("o", NULL, "x", NULL);
+        jobs[i]->priority = prio[i];
+        if (i == 2 || i == 3 || i == 5) {   /* 2 and 5 due, 3 later */
+            jobs[i]->state = FL_STATE_SCHEDULED;
+            jobs[i]->run_at = i == 3 ? NOW + 60000 : NOW - 1000;
+        }
+    }
+    run_group(h, jobs, ops, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ops[i].result, 0);
+    assert_int_equal(claim_of(h, "o", 3, ids), 3);
+    assert_int_equal(ids[0], jobs[2]->id);
+    assert_int_equal(ids[1], jobs[1]->id);
+    assert_int_equal(ids[2], jobs[4]->id);
+    assert_int_equal(claim_of(h, "o", 10, ids), 2);
+    assert_int_equal(ids[0], jobs[5]->id);
+    assert_int_equal(ids[1], jobs[0]->id);
+    assert_int_equal(claim_of(h, "o", 10, ids), 0);
+    assert_int_equal(query(h, "SELECT count(*) FROM jobs WHERE id = %lld AND state = 'scheduled'",
+                           (long long)jobs[3]->id), 1);
     free_jobs(jobs, N);
 }
 
@@ -469,9 +562,11 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_of_submits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_of_fresh_submits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_op_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_attempt_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
