@@ -605,9 +605,7 @@ static void *writer_main(void *arg)
 
 /* ---- threads ------------------------------------------------------------------------- */
 
-/* spawn starts a store thread with every signal blocked, so that SIGCHLD, SIGTERM and the rest
- * always reach the loop thread, which is the one that handles them. 0 or a negative errno. */
-static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+int fl_store_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 {
     sigset_t all, old;
     int rc;
@@ -681,7 +679,7 @@ static int start_readers(fl_store *s, int n, char *err, size_t errlen)
         rd->s = s;
         if ((rc = s->be->reader_open(s->b, &rd->conn, err, errlen)))
             break;
-        if ((rc = spawn(&rd->thread, reader_main, rd)))
+        if ((rc = fl_store_spawn(&rd->thread, reader_main, rd)))
             fl_store_errf(err, errlen, "cannot start a store reader thread: %s", strerror(-rc));
         rd->started = !rc;
     }
@@ -809,7 +807,7 @@ static int init_sync(fl_store *s)
 
 static int start_writer(fl_store *s, char *err, size_t errlen)
 {
-    int rc = spawn(&s->writer, writer_main, s);
+    int rc = fl_store_spawn(&s->writer, writer_main, s);
 
     if (rc) {
         fl_store_errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));

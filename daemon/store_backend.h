@@ -12,6 +12,7 @@
 #ifndef FL_STORE_BACKEND_H
 #define FL_STORE_BACKEND_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,6 +93,11 @@ typedef struct fl_store_backend {
  * waits: cancel it), FL_STORE_RUNNING or FL_STORE_ENDED (leave it unchanged). The same for
  * every backend. */
 fl_store_answer fl_store_cancel_answer(fl_state state);
+
+/* fl_store_spawn starts a store thread (the engine's, or a backend's own) with every signal
+ * blocked, so that SIGCHLD, SIGTERM and the rest always reach the loop thread, which is the
+ * one that handles them. 0 or a negative errno. */
+int fl_store_spawn(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* fl_store_errf writes the one-line reason of a failed open into err (errlen bytes; NULL or 0
  * = no reason wanted). */
