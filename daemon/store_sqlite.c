@@ -2020,9 +2020,9 @@ static int open_db(sql_store *s, const char *path, int durability_full, char *er
  * that group's writer copies the pages into the database file and syncs it, and every submit
  * waiting for the group waits with it (measured at 19k acked jobs/s: 7 checkpoints a second,
  * the database file's sync alone 0.8-2.4 ms each; they made the ack p99 at 16 connections).
- * Here the writer's commit hook wakes a
- * thread of this backend's at each 1,000 new pages, which checkpoints on a connection of its
- * own (PASSIVE: it never waits for the writer or a reader). Under a steady load such a
+ * Here the writer's commit hook wakes a thread of this backend's at each 1,000 new pages,
+ * which checkpoints on a connection of its own (PASSIVE: it never waits for the writer or a
+ * reader). Under a steady load such a
  * checkpoint never gets through the whole WAL (the writer adds frames meanwhile) and SQLite
  * starts the WAL over only after one did, so at FL_STORE_WAL_MAX_PAGES the writer runs one
  * itself between two groups, as SQLite would: one stall where there were four. Each checkpoint

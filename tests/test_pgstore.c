@@ -307,6 +307,17 @@ static void test_large_payloads(void **state)
     free_jobs(jobs, N);
 }
 
+/* push_claim queues a CLAIM of up to limit jobs of type at NOW into op. */
+static void push_claim(harness *h, fl_store_op *op, const char *type, int limit)
+{
+    memset(op, 0, sizeof *op);
+    op->kind = FL_STORE_CLAIM;
+    op->u.claim.type = type;
+    op->u.claim.limit = limit;
+    op->u.claim.now = NOW;
+    fl_store_push(h->store, op);
+}
+
 /* claim_of claims up to limit jobs of type at NOW and returns how many it took (their ids in
  * ids, in the order the claim answered). */
 static size_t claim_of(harness *h, const char *type, int limit, int64_t *ids)
@@ -314,12 +325,7 @@ static size_t claim_of(harness *h, const char *type, int limit, int64_t *ids)
     fl_store_op claim;
     size_t n;
 
-    memset(&claim, 0, sizeof claim);
-    claim.kind = FL_STORE_CLAIM;
-    claim.u.claim.type = type;
-    claim.u.claim.limit = limit;
-    claim.u.claim.now = NOW;
-    fl_store_push(h->store, &claim);
+    push_claim(h, &claim, type, limit);
     settle(h);
     assert_int_equal(claim.result, 0);
     n = claim.u.claim.n;
@@ -399,12 +405,7 @@ static void test_group_of_finishes(void **state)
     run_group(h, jobs, ops, N);
     assert_int_equal(flh_pg_exec(h->pg, h->db, "UPDATE jobs SET callback = 'http://127.0.0.1:9/cb' WHERE id = "
                                  "(SELECT min(id) + 3 FROM jobs)"), 0);
-    memset(&claim, 0, sizeof claim);
-    claim.kind = FL_STORE_CLAIM;
-    claim.u.claim.type = "w";
-    claim.u.claim.limit = 10;
-    claim.u.claim.now = NOW;
-    fl_store_push(h->store, &claim);
+    push_claim(h, &claim, "w", 10);
     settle(h);
     assert_int_equal(claim.result, 0);
     assert_int_equal(claim.u.claim.n, N - 1);
@@ -458,12 +459,7 @@ static void test_old_attempt_fenced(void **state)
     fl_store_op sub, claim, fin;
 
     run_group(h, &job, &sub, 1);
-    memset(&claim, 0, sizeof claim);
-    claim.kind = FL_STORE_CLAIM;
-    claim.u.claim.type = "w";
-    claim.u.claim.limit = 1;
-    claim.u.claim.now = NOW;
-    fl_store_push(h->store, &claim);
+    push_claim(h, &claim, "w", 1);
     settle(h);
     assert_int_equal(claim.u.claim.n, 1);
     assert_int_equal(claim.u.claim.jobs[0]->attempts, 1);
@@ -523,12 +519,7 @@ static void test_sweep_spares_a_claimed_orphan(void **state)
     assert_int_equal(pg_long(live, "SELECT count(pg_advisory_lock(1718382183, hashtext('live')))"), 1);
 
     fl_store_stats_get(h->store, &before);
-    memset(&claim, 0, sizeof claim);
-    claim.kind = FL_STORE_CLAIM;
-    claim.u.claim.type = "none";
-    claim.u.claim.limit = 1;
-    claim.u.claim.now = NOW;
-    fl_store_push(h->store, &claim);
+    push_claim(h, &claim, "none", 1);
     /* the sweep's statement is running, so its snapshot is taken: the live node takes the job */
     while (moved < 0 && fl_store_pending(h->store) && fl_job_now_ms() < deadline) {
         if (pg_long(live, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_locks%'"
