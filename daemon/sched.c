@@ -98,6 +98,7 @@ struct fl_sched {
     size_t n_types;
     int running;
     int reserved;            /* slots of claims in flight */
+    int claims;              /* CLAIM ops in flight: one may reserve no slot (it only claims ahead) */
     int finishing;           /* FINISH ops pushed, not yet reaped */
     int rewriting;           /* outcomes whose write failed, until one commits: their slots stay busy */
     int stopping;
@@ -417,6 +418,7 @@ static void claim_done(fl_store_op *op)
     sched_type *st = op->udata;
     fl_sched *s = st->s;
     st->claiming = 0;
+    s->claims--;
     s->reserved -= st->claim_slots;
     /* Slots this claim reserved but did not fill are free again for types left waiting. */
     fl_pump_kick(&s->pump);
@@ -424,6 +426,7 @@ static void claim_done(fl_store_op *op)
         fl_log(LOG_ERR, "type %s: claiming jobs failed: %s; retrying in %.0f s", st->type->name,
                strerror(-op->result), FL_SCHED_RETRY_CLAIM);
         note_run_at(st, now_ms() + (int64_t)(FL_SCHED_RETRY_CLAIM * 1000));
+        s->progress(s->arg);   /* a stop may have waited for this claim */
         return;
     }
     /* A pause applied before this claim was reaped was pushed, and so committed, before it: the
@@ -476,6 +479,7 @@ static void push_claim(fl_sched *s, sched_type *st, int n, int ahead)
 {
     st->dirty = 0;
     st->claiming = 1;
+    s->claims++;
     st->claim_slots = n;
     st->claim_limit = n + ahead - st->n_ready;
     st->pace = st->ended;
@@ -701,7 +705,9 @@ void fl_sched_stop(fl_sched *s)
 
 int fl_sched_idle(const fl_sched *s)
 {
-    return s->running == 0 && s->finishing == 0 && s->reserved == 0;
+    /* A claim in flight holds the stop: its callback needs the scheduler, and the jobs it
+     * claims go back to the queue (FINISH ops) before the loop may end. */
+    return s->running == 0 && s->finishing == 0 && s->claims == 0;
 }
 
 void fl_sched_stats_get(const fl_sched *s, fl_sched_stats *out)

@@ -63,8 +63,8 @@ void fl_sched_set_paused(fl_sched *s, const char *type, int paused);
  * ends is dropped, and the next start's recovery re-queues its job (the attempt counted). */
 void fl_sched_stop(fl_sched *s);
 
-/* fl_sched_idle returns 1 when nothing runs and no outcome write is in flight (an outcome
- * waiting on its back-off after a failed write does not hold a stop). */
+/* fl_sched_idle returns 1 when nothing runs and no claim or outcome write is in flight (an
+ * outcome waiting on its back-off after a failed write does not hold a stop). */
 int fl_sched_idle(const fl_sched *s);
 
 /* Counters for /metrics. */

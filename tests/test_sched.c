@@ -4,7 +4,7 @@
  * never runs; a graceful stop hands them back to the queue (their attempt counted once) and the
  * next start runs them; a paused type starts none of its queued jobs; after kill -9, recovery
  * re-queues them and they run. Last, in this process: a slot is free before its outcome commits
- * (see "slots and outcomes").
+ * (see "slots and outcomes"), and a stop waits for a claim that holds no slot.
  *
  * The type's job appends its id to `ran` and ends, unless the file `gate` exists: then it
  * writes its id and pid to `blocked` and sleeps, holding the only slot. With the gate set, the
@@ -390,6 +390,8 @@ typedef struct world {
     ev_async reaped;
     fl_store *store;
     fl_sched *sched;
+    int progress_calls;        /* the scheduler's progress calls since the count was reset */
+    int first_idle_call;       /* of those, the first that found it idle (0: none yet) */
 } world;
 
 static void notify(void *arg)
@@ -413,10 +415,18 @@ static void reap_cb(struct ev_loop *loop, ev_async *a, int revents)
     fl_store_reap(w->store);
 }
 
-static void nothing(void *arg) { (void)arg; }
+/* The scheduler's progress call: a stop waits for the first that finds it idle. */
+static void progressed(void *arg)
+{
+    world *w = arg;
+    w->progress_calls++;
+    if (!w->first_idle_call && w->sched && fl_sched_idle(w->sched))
+        w->first_idle_call = w->progress_calls;
+}
 
-/* Writes the config of a new world in a new directory. */
-static void make_world(world *w)
+/* Writes the config of a new world in a new directory: [workers] count is workers, and the
+ * text first_type (a type's section, or "") comes before type one's. */
+static void make_world_of(world *w, int workers, const char *first_type)
 {
     memset(w, 0, sizeof *w);
     snprintf(w->dir, sizeof w->dir, "/tmp/flingslots.XXXXXX");
@@ -426,12 +436,17 @@ static void make_world(world *w)
     snprintf(w->conf, sizeof w->conf, "%s/flingd.conf", w->dir);
     FILE *f = fopen(w->conf, "w");
     assert_non_null(f);
-    fprintf(f, "[store]\npath = %s\n[workers]\ncount = 8\n"
+    fprintf(f, "[store]\npath = %s\n[workers]\ncount = %d\n%s"
                "[type.one]\nhandler = exec\nconcurrency = 1\n"
                "command = /bin/sh -c 'echo start $FLING_JOB_ID >> \"$0\"; sleep 0.01; "
                "echo end $FLING_JOB_ID >> \"$0\"' %s\n",
-            w->db, w->ran);
+            w->db, workers, first_type, w->ran);
     assert_int_equal(fclose(f), 0);
+}
+
+static void make_world(world *w)
+{
+    make_world_of(w, 8, "");
 }
 
 /* Starts the world of w's directory as a flingd start would: store, recovery, scheduler.
@@ -450,7 +465,7 @@ static int open_world(world *w)
     assert_int_equal(fl_store_open(&w->store, &so, &hooks, err, sizeof err), 0);
     int recovered = fl_store_recover(w->store);
     assert_true(recovered >= 0);
-    assert_int_equal(fl_sched_new(&w->sched, w->loop, &w->cfg, w->store, NULL, nothing, w), 0);
+    assert_int_equal(fl_sched_new(&w->sched, w->loop, &w->cfg, w->store, NULL, progressed, w), 0);
     return recovered;
 }
 
@@ -656,6 +671,33 @@ static void crash_before_the_outcomes_commit_loses_nothing(void **state)
     remove_world(&w);
 }
 
+static int progress_calls_at_least(world *w, long n) { return w->progress_calls >= n; }
+
+/* Type first, listed before type one, takes the one worker's slot with its claim; type one,
+ * warm and so claiming ahead, then claims with no slot of its own. A stop must wait for that
+ * claim too: when the claim before it is reaped the scheduler is not idle yet (flingd once
+ * ended its loop there, freed the scheduler and crashed reaping the second claim). */
+static void a_claim_without_a_slot_holds_a_stop(void **state)
+{
+    (void)state;
+    world w;
+    make_world_of(&w, 1, "[type.first]\nhandler = noop\n");
+    assert_int_equal(open_world(&w), 0);
+    submit(&w, N_WARM);
+    run_until(&w, succeeded_at_least, N_WARM);
+    fl_store_hold(w.store, 1);
+    fl_sched_committed(w.sched, &(fl_job){ .type = "first", .state = FL_STATE_QUEUED });
+    fl_sched_committed(w.sched, &(fl_job){ .type = "one", .state = FL_STATE_QUEUED });
+    ev_run(w.loop, EVRUN_ONCE | EVRUN_NOWAIT);   /* the pump pushes both claims, in that order */
+    w.progress_calls = w.first_idle_call = 0;
+    fl_sched_stop(w.sched);
+    fl_store_hold(w.store, 0);
+    run_until(&w, progress_calls_at_least, 2);
+    assert_int_equal(w.first_idle_call, 2);   /* idle only once type one's claim is reaped */
+    close_world(&w);
+    remove_world(&w);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -666,6 +708,7 @@ int main(void)
         cmocka_unit_test(kill9_with_claimed_jobs_then_all_run),
         cmocka_unit_test(slot_is_free_before_the_outcome_commits),
         cmocka_unit_test(crash_before_the_outcomes_commit_loses_nothing),
+        cmocka_unit_test(a_claim_without_a_slot_holds_a_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
