@@ -79,6 +79,7 @@ typedef struct finish_op finish_op;
 typedef struct pause_load {
     fl_store_op op;
     fl_sched *s;
+    int again;               /* not the start's read: what changed is applied as a pause or resume */
 } pause_load;
 
 typedef struct run {
@@ -109,7 +110,8 @@ struct fl_sched {
     ev_timer grace;
     fl_sched_stats stats;
     uint64_t rng;            /* the back-off's jitter */
-    pause_load *loading;     /* the paused types are being read: nothing is claimed yet */
+    pause_load *loading;     /* the paused types are being read: nothing is claimed meanwhile */
+    int paused_read;         /* they were read once: a later read applies what changed */
     ev_timer load_retry;     /* after a failed read of the paused types */
 };
 
@@ -519,6 +521,21 @@ static void load_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     load_paused(w->data);
 }
 
+/* apply_paused makes the types listed (n of them) the paused ones: at start quietly, after
+ * that as any pause or resume is applied (logged; a resume claims). */
+static void apply_paused(fl_sched *s, const char (*types)[FL_TYPE_NAME_MAX + 1], size_t n, int again)
+{
+    for (size_t t = 0; t < s->n_types; t++) {
+        int listed = 0;
+        for (size_t i = 0; i < n && !listed; i++)
+            listed = strcmp(types[i], s->types[t].type->name) == 0;
+        if (again)
+            fl_sched_set_paused(s, s->types[t].type->name, listed);
+        else
+            s->types[t].paused = listed;
+    }
+}
+
 static void paused_loaded(fl_store_op *op)
 {
     pause_load *l = (pause_load *)op;
@@ -531,11 +548,8 @@ static void paused_loaded(fl_store_op *op)
         ev_timer_set(&s->load_retry, FL_SCHED_RETRY_CLAIM, 0.);
         ev_timer_start(s->loop, &s->load_retry);
     } else if (s && op->result == 0) {
-        for (size_t i = 0; i < op->u.pause.n; i++) {
-            sched_type *st = type_of(s, op->u.pause.types[i]);
-            if (st)
-                st->paused = 1;
-        }
+        apply_paused(s, (const char (*)[FL_TYPE_NAME_MAX + 1])op->u.pause.types, op->u.pause.n, l->again);
+        s->paused_read = 1;
         fl_pump_kick(&s->pump);
     }
     free(op->u.pause.types);
@@ -555,8 +569,15 @@ static void load_paused(fl_sched *s)
         return;
     }
     l->s = s;
+    l->again = s->paused_read;
     s->loading = l;
     fl_store_pause(s->store, &l->op, NULL, 0, paused_loaded, l);
+}
+
+void fl_sched_reload_paused(fl_sched *s)
+{
+    if (!s->stopping && !s->loading)
+        load_paused(s);
 }
 
 int fl_sched_paused(const fl_sched *s, const char *type)

@@ -57,6 +57,11 @@ int fl_sched_paused(const fl_sched *s, const char *type);
  * paused type starts no new attempt (those running go on); a resumed one claims at once. */
 void fl_sched_set_paused(fl_sched *s, const char *type, int paused);
 
+/* fl_sched_reload_paused reads the paused types from the store again and applies what changed
+ * (another node's pauses and resumes, unheard while a shared database's listener was away).
+ * A no-op while stopping or while a read is under way. */
+void fl_sched_reload_paused(fl_sched *s);
+
 /* fl_sched_stop starts a graceful stop: no new attempts; running ones get shutdown_grace
  * seconds, then are stopped and handed back to the queue (their attempt counted). Outcomes
  * waiting to be written again get one more write at once; one still unwritten when the loop

@@ -309,14 +309,25 @@ static void refresh_waited(int64_t id, void *arg)
     fl_remote_refresh(arg, id);
 }
 
+/* A pause or resume committed on another node applies here as well. */
+static void remote_paused(const char *type, int paused, void *arg)
+{
+    fl_server *srv = arg;
+    if (srv->sched)
+        fl_sched_set_paused(srv->sched, type, paused);
+}
+
 /* The listener listens again after it was away: the jobs clients here wait on may have ended
- * on another node meanwhile, unheard. They are read again in the wake's one read. The event
- * streams and the mirror are not caught up (docs/scaling.md). */
+ * on another node meanwhile, unheard. They are read again in the wake's one read, and the
+ * paused types once more. The event streams and the mirror are not caught up
+ * (docs/scaling.md). */
 static void remote_back(void *arg)
 {
     fl_server *srv = arg;
     if (srv->remote)
         fl_wait_each(srv->wait, refresh_waited, srv->remote);
+    if (srv->sched)
+        fl_sched_reload_paused(srv->sched);
 }
 
 /* store_rewatch points store_io at the listener's socket and events, after each wake. The
@@ -346,7 +357,7 @@ static void store_rewatch(fl_server *srv)
 static void store_listen(fl_server *srv)
 {
     const fl_store_remote r = { .due = remote_due, .stop = remote_stop, .changed = remote_changed, .arg = srv,
-                                .back = remote_back };
+                                .back = remote_back, .paused = remote_paused };
     fl_store_wake(srv->store, &r);
     if (srv->remote)
         fl_remote_flush(srv->remote);   /* what this wake heard, in one read */

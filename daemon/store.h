@@ -298,7 +298,8 @@ int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_ho
  * loop thread, each with arg: due(type) for a type another node made due (NULL: any may be,
  * the listener was away); stop(id) for a job running on this node that a CANCEL on another
  * node found running; changed(id, ev) for each change of a job another node committed, in
- * commit order (the row is not sent: read it); back() once the listener listens again after
+ * commit order (the row is not sent: read it); paused(type, 1 or 0) for a pause or resume
+ * another node committed (type borrowed for the call); back() once the listener listens again after
  * it was away (also at its first connection): nothing committed meanwhile was heard, anything
  * committed from then on will be. Any may be NULL. */
 typedef struct fl_store_remote {
@@ -307,6 +308,7 @@ typedef struct fl_store_remote {
     void (*changed)(int64_t id, fl_store_event ev, void *arg);
     void *arg;
     void (*back)(void *arg);
+    void (*paused)(const char *type, int paused, void *arg);
 } fl_store_remote;
 
 /* A shared database: other nodes commit too. fl_store_watch says what the loop should watch

@@ -62,6 +62,11 @@ extern const int fl_pg_migrations_count;
  * fl_store_event. They read the rows and report them to their attached clients, event streams
  * and mirror. A big group sends several, each below PostgreSQL's 8000-byte payload limit. */
 #define FL_PG_CHANGED_CHANNEL "fling_changed"
+/* A pause or resume tells the other nodes, "TYPE 1 NODE" or "TYPE 0 NODE": their schedulers
+ * apply it as their own (GET /v1/types, and a resume claims at once). A claim reads the
+ * paused_types table itself, so one that runs before a node hears of the pause still claims
+ * nothing of the type; a node whose listener was away reads the table again when it is back. */
+#define FL_PG_PAUSE_CHANNEL "fling_pause"
 #define FL_PG_CHANGES_MAX 7900
 /* No node hears them while it is alone: a group notifies its changes only while another
  * node's lock is held, which the writer looks up at most this often (ms). A node that takes
@@ -214,11 +219,15 @@ static const char *const stmt_sql[ST_N] = {
                  " ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED),"
                  " s AS (SELECT id, priority FROM jobs WHERE type = $1 AND state = 'scheduled' AND run_at <= $2"
                  " ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED),"
-                 " c AS (SELECT id FROM (SELECT * FROM q UNION ALL SELECT * FROM s) k ORDER BY priority DESC, id LIMIT $3)"
+                 " c AS (SELECT id FROM (SELECT * FROM q UNION ALL SELECT * FROM s) k"
+                 " WHERE NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = $1)"
+                 " ORDER BY priority DESC, id LIMIT $3)"
                  " UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = $2,"
                  " updated_at = $4, owner = $5 FROM c WHERE jobs.id = c.id"
                  " RETURNING " JOB_COLS ", " JOB_PAYLOAD,
+    /* None while the type is paused: its claims would take nothing at that time either. */
     [ST_NEXT_SCHEDULED] = "SELECT run_at FROM jobs WHERE type = $1 AND state = 'scheduled'"
+                          " AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = $1)"
                           " ORDER BY run_at LIMIT 1",
     [ST_FINISH] = "UPDATE jobs SET state = $2, status = status | $3, exit_code = $4, error = $5,"
                   " output = $6, run_at = coalesce($7::bigint, run_at),"
@@ -253,8 +262,12 @@ static const char *const stmt_sql[ST_N] = {
     [ST_DELIVERY_DONE] = "UPDATE deliveries SET state = $2, inflight = false, next_at = $3,"
                          " last_status = $4, last_error = $5 WHERE id = $1",
     [ST_DELIVERY_OF_JOB] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE job_id = $1 ORDER BY id",
-    [ST_PAUSE_ADD] = "INSERT INTO paused_types (type, paused_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = $1",
+    /* $3 (or $2) is the pause's notification, NULL while no other node may hear it; a pause
+     * that changes nothing notifies nothing. */
+    [ST_PAUSE_ADD] = "INSERT INTO paused_types (type, paused_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                     " RETURNING CASE WHEN $3::text IS NOT NULL THEN pg_notify('" FL_PG_PAUSE_CHANNEL "', $3) END",
+    [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = $1"
+                     " RETURNING CASE WHEN $2::text IS NOT NULL THEN pg_notify('" FL_PG_PAUSE_CHANNEL "', $2) END",
     [ST_PAUSE_READ] = "SELECT type FROM paused_types ORDER BY type",
     [ST_RETRY] = "UPDATE jobs SET state = 'queued', retried = retried + 1,"
                  " previous_attempts = previous_attempts + attempts,"
@@ -1745,11 +1758,18 @@ static int pg_pause(void *b, fl_store_op *op)
 
     if (type) {
         pg_args a = { 0 };
+        char note[FL_TYPE_NAME_MAX + 300];
+        int others;
+        if ((rc = others_live(s, &others)))
+            return rc;
+        snprintf(note, sizeof note, "%s %d %s", type, op->u.pause.paused ? 1 : 0, s->node);
         arg_text(&a, type);
         if (op->u.pause.paused)
             arg_int(&a, s->now);
-        if ((rc = run(s, op->u.pause.paused ? ST_PAUSE_ADD : ST_PAUSE_DEL, &a, NULL)))
+        arg_text(&a, others ? note : NULL);
+        if ((rc = run(s, op->u.pause.paused ? ST_PAUSE_ADD : ST_PAUSE_DEL, &a, &r)))
             return rc;
+        PQclear(r);
     }
     if ((rc = run(s, ST_PAUSE_READ, NULL, &r)))
         return rc;
@@ -2013,6 +2033,20 @@ static void heard_due(const pg_hearing *h, const char *payload)
     h->r->due(type, h->r->arg);
 }
 
+/* heard_pause: "TYPE P NODE", unless this node sent it (its scheduler applied it already). */
+static void heard_pause(const pg_hearing *h, const char *payload)
+{
+    char type[FL_TYPE_NAME_MAX + 1];
+    const char *sp = strchr(payload, ' ');
+
+    if (!h->r->paused || !sp || (size_t)(sp - payload) > FL_TYPE_NAME_MAX || (sp[1] != '0' && sp[1] != '1') ||
+        sp[2] != ' ' || strcmp(sp + 3, h->s->node) == 0)
+        return;
+    memcpy(type, payload, (size_t)(sp - payload));
+    type[sp - payload] = '\0';
+    h->r->paused(type, sp[1] == '1', h->r->arg);
+}
+
 /* heard_cancel: "ID OWNER", for this node only. */
 static void heard_cancel(const pg_hearing *h, const char *payload)
 {
@@ -2067,6 +2101,8 @@ static void heard(const char *channel, const char *payload, void *arg)
         heard_due(h, payload);
     } else if (strcmp(channel, FL_PG_CANCEL_CHANNEL) == 0) {
         heard_cancel(h, payload);
+    } else if (strcmp(channel, FL_PG_PAUSE_CHANNEL) == 0) {
+        heard_pause(h, payload);
     } else if (strcmp(channel, FL_PG_CHANGED_CHANNEL) == 0) {
         heard_changed(h, payload);
     }
@@ -2128,7 +2164,8 @@ static void destroy(pg_store *s)
 
 static int pg_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
 {
-    static const char *const channels[] = { FL_PG_CHANNEL, FL_PG_CANCEL_CHANNEL, FL_PG_CHANGED_CHANNEL, NULL };
+    static const char *const channels[] = { FL_PG_CHANNEL, FL_PG_CANCEL_CHANNEL, FL_PG_CHANGED_CHANNEL,
+                                            FL_PG_PAUSE_CHANNEL, NULL };
     pg_store *s;
     int rc;
 

@@ -982,6 +982,63 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(err, "connections"));
 }
 
+/* paused_on returns d's "paused" for type from GET /v1/types: 1, 0, or -1 if not there. */
+static int paused_on(const flh_daemon *d, const char *type)
+{
+    json_t *body = NULL, *t;
+    size_t i;
+    int v = -1;
+
+    if (flh_http(d, "GET", "/v1/types", &body) == 200)
+        json_array_foreach(json_object_get(body, "types"), i, t)
+            if (json_is_string(json_object_get(t, "name")) &&
+                strcmp(json_string_value(json_object_get(t, "name")), type) == 0)
+                v = json_is_true(json_object_get(t, "paused"));
+    json_decref(body);
+    return v;
+}
+
+static int wait_paused(const flh_daemon *d, const char *type, int want, double secs)
+{
+    int v = -1;
+    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
+        if ((v = paused_on(d, type)) == want)
+            break;
+    return v;
+}
+
+/* A pause through one node pauses the type on every node, as a pause on one SQLite node does:
+ * the other node's GET /v1/types says so within moments, a job submitted to it waits queued,
+ * and a resume there runs it. A node whose listener was away when a pause committed reads the
+ * paused types again once it listens again. */
+static void test_pause_applies_to_every_node(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id[32], sql[256];
+
+    start_two(&a, &b, db, sizeof db, "");
+    assert_int_equal(flh_http(&a, "POST", "/v1/types/noop/pause", NULL), 200);
+    assert_int_equal(wait_paused(&b, "noop", 1, 5), 1);
+    assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);
+    usleep(500 * 1000);   /* neither node may start it meanwhile */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'queued' AND attempts = 0", id);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
+    assert_int_equal(flh_http(&b, "POST", "/v1/types/noop/resume", NULL), 200);
+    assert_int_equal(wait_paused(&a, "noop", 0, 5), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded'", id);
+    assert_int_equal(wait_query(db, sql, 1, 10), 1);
+
+    /* Both listeners cut: they listen again a second later, after this pause committed. */
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND query LIKE 'LISTEN%%'", db);
+    assert_int_equal(flh_pg_query_long(pg, db, sql), 2);
+    assert_int_equal(flh_http(&a, "POST", "/v1/types/noop/pause", NULL), 200);
+    assert_int_equal(wait_paused(&b, "noop", 1, 10), 1);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+}
+
 int main(void)
 {
     if (!flh_pg_available()) {
@@ -1005,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_frozen_server_answers_503),
         cmocka_unit_test(test_cancel_across_nodes),
         cmocka_unit_test(test_cancel_of_dead_nodes_job),
+        cmocka_unit_test(test_pause_applies_to_every_node),
         cmocka_unit_test(test_changes_across_nodes),
         cmocka_unit_test(test_changes_nobody_follows),
         cmocka_unit_test(test_attached_across_listener_loss),
