@@ -431,10 +431,9 @@ static void claim_done(fl_store_op *op)
         s->progress(s->arg);   /* a stop may have waited for this claim */
         return;
     }
-    /* A pause applied before this claim was reaped was pushed, and so committed, before it: the
-     * claim ran on a paused type, and a paused type starts nothing that was queued when its
-     * pause committed. Those, like the ones claimed during a stop, go back untouched but
-     * counted. */
+    /* A claim reads the store's pause itself and takes nothing once it committed. Jobs it
+     * took before a pause that this node applied since (another node's, heard meanwhile) go
+     * back untouched but counted, like the ones claimed during a stop. */
     int back = s->stopping || st->paused;
     if (back && op->u.claim.n)
         fl_log(LOG_INFO, "type %s: %zu job(s) claimed while %s; back in the queue (their attempt counted)",

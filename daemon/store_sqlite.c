@@ -83,7 +83,7 @@ enum stmt_id {
     ST_FINISH, ST_RECOVER, ST_CHANGED,
     ST_DELIVERY_ADD, ST_DELIVERY_DUE, ST_DELIVERY_TAKE, ST_DELIVERY_READ, ST_DELIVERY_NEXT,
     ST_DELIVERY_DONE, ST_DELIVERY_OF_JOB, ST_DELIVERY_RECOVER,
-    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_RETRY,
+    ST_PAUSE_ADD, ST_PAUSE_DEL, ST_PAUSE_READ, ST_PAUSED_ONE, ST_RETRY,
     ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS, ST_LAST_KEY,
     ST_COUNT
 };
@@ -173,6 +173,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PAUSE_ADD] = "INSERT OR IGNORE INTO paused_types (type, paused_at) VALUES (?1, ?2)",
     [ST_PAUSE_DEL] = "DELETE FROM paused_types WHERE type = ?1",
     [ST_PAUSE_READ] = "SELECT type FROM paused_types ORDER BY type",
+    [ST_PAUSED_ONE] = "SELECT 1 FROM paused_types WHERE type = ?1",
     [ST_RETRY] = "UPDATE jobs SET state = 'queued', retried = retried + 1,"
                  " previous_attempts = previous_attempts + attempts,"
                  " previous_error = coalesce(error, previous_error), attempts = 0, error = NULL,"
@@ -845,10 +846,11 @@ static int take_job(sql_store *s, fl_store_op *op, claim_cand *c)
     return 0;
 }
 
-/* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
-static int next_scheduled(sql_store *s, const char *type, int64_t *out)
+/* type_value runs statement id on type and returns the first column of its first row (0 if
+ * none) in *out. */
+static int type_value(sql_store *s, int id, const char *type, int64_t *out)
 {
-    sqlite3_stmt *st = s->st[ST_NEXT_SCHEDULED];
+    sqlite3_stmt *st = s->st[id];
     int rc;
 
     *out = 0;
@@ -859,6 +861,12 @@ static int next_scheduled(sql_store *s, const char *type, int64_t *out)
         *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc_errno(rc);
+}
+
+/* next_scheduled returns the earliest run_at of type's scheduled jobs (0 if none) in *out. */
+static int next_scheduled(sql_store *s, const char *type, int64_t *out)
+{
+    return type_value(s, ST_NEXT_SCHEDULED, type, out);
 }
 
 /* claim_pick merges the queued and the due candidates (each in claim order) into the first
@@ -896,9 +904,13 @@ static int sq_claim(void *b, fl_store_op *op)
     sql_store *s = b;
     sqlite3_stmt *stq = s->st[ST_CLAIM_QUEUED], *std = s->st[ST_CLAIM_DUE];
     size_t limit, nq = 0, nd = 0, n, i, took_due = 0;
-    int64_t left_run_at = 0, sched_run_at = 0;
+    int64_t left_run_at = 0, sched_run_at = 0, paused;
     claim_cand *cand, **picked;
     int rc, due;
+
+    /* A claim after a pause committed takes nothing of the type (and waits for no run_at). */
+    if ((rc = type_value(s, ST_PAUSED_ONE, op->u.claim.type, &paused)) || paused)
+        return rc;
 
     limit = op->u.claim.limit > FL_STORE_CLAIM_MAX ? FL_STORE_CLAIM_MAX
                                                    : (size_t)op->u.claim.limit;
