@@ -69,6 +69,11 @@ static void render_shared(outbuf *b, const fl_metrics *m, const fl_metrics_gauge
     metric(b, "fling_pg_remote_reads_total", "counter",
            "Rows read to report other nodes' changes (changes heard during a read are folded into it).",
            m->remote_reads);
+    metric(b, "fling_pg_following", "gauge",
+           "1 while this node follows other nodes' changes (a Redis mirror, an event stream or an attached client).",
+           (uint64_t)g->pg_following);
+    metric(b, "fling_pg_followed", "gauge",
+           "1 while another node follows this node's changes: its commits notify them.", (uint64_t)g->pg_followed);
     metric(b, "fling_pg_remote_stops_total", "counter", "Jobs stopped here for a cancel asked on another node.",
            m->remote_stops);
     metric(b, "fling_pg_fenced_outcomes_total", "counter",

@@ -57,6 +57,7 @@ typedef struct fl_metrics_gauges {
     int has_shared;
     uint64_t pg_claimed, pg_fenced, pg_orphans, pg_notifications, pg_round_trips;
     double pg_round_trip_seconds;
+    int pg_following, pg_followed;
 } fl_metrics_gauges;
 
 /* Attempt durations, in seconds: the upper bounds of the histogram buckets (+Inf implied). */

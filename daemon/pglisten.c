@@ -18,7 +18,8 @@ struct fl_pglisten {
     PGconn *conn;                  /* NULL while waiting to connect again */
     int connecting;                /* PQconnectPoll has not finished */
     int listen_sent;               /* LISTEN was sent and has not answered yet */
-    int events;                    /* what the connection waits for: 1 = read, 2 = write */
+    int query_sent;                /* a query (LISTEN or fl_pglisten_notify's) has not answered yet */
+    int events;                    /* what the connection waits for: 1 = read, 2 = write, 3 = both */
     int down;                      /* the loss was logged; say when it is back */
     int gen;                       /* + 1 for every new connection (its fd may be reused) */
     int64_t retry_at;              /* ms: when to connect again */
@@ -31,6 +32,7 @@ static void lost(fl_pglisten *l, const char *why)
                l->conn ? PQerrorMessage(l->conn) : "out of memory");
     l->down = 1;
     l->listen_sent = 0;
+    l->query_sent = 0;
     PQfinish(l->conn);
     l->conn = NULL;
     l->retry_at = fl_job_now_ms() + FL_PGLISTEN_RETRY_MS;
@@ -71,7 +73,7 @@ static void poll_connect(fl_pglisten *l)
         lost(l, "cannot LISTEN");
         return;
     }
-    l->listen_sent = 1;
+    l->listen_sent = l->query_sent = 1;
     if (l->down)
         fl_log(LOG_NOTICE, "store: the PostgreSQL listener is connected again");
     l->down = 0;
@@ -86,14 +88,17 @@ static int read_replies(fl_pglisten *l)
     PGresult *r;
 
     while (!PQisBusy(l->conn) && (r = PQgetResult(l->conn))) {
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        ExecStatusType st = PQresultStatus(r);
         PQclear(r);
-        if (!ok) {
-            lost(l, "cannot LISTEN");
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            lost(l, l->listen_sent ? "cannot LISTEN" : "cannot NOTIFY");
             return -1;
         }
     }
-    if (!l->listen_sent || PQisBusy(l->conn))
+    if (PQisBusy(l->conn))
+        return 0;
+    l->query_sent = 0;
+    if (!l->listen_sent)
         return 0;
     l->listen_sent = 0;
     return 1;
@@ -131,6 +136,33 @@ void fl_pglisten_free(fl_pglisten *l)
     free(l);
 }
 
+/* flush sends what libpq still holds of a query: 0 when all is sent (then only reads are
+ * waited for), 1 while some is left (writes too), -1 when the connection failed (dropped). */
+static int flush(fl_pglisten *l)
+{
+    int rc = PQflush(l->conn);
+
+    if (rc < 0)
+        lost(l, "lost its connection");
+    else
+        l->events = rc ? 3 : 1;
+    return rc;
+}
+
+int fl_pglisten_notify(fl_pglisten *l, const char *channel, const char *payload)
+{
+    const char *vals[2] = { channel, payload };
+
+    if (!l->conn || l->connecting || l->query_sent)
+        return -EAGAIN;
+    if (!PQsendQueryParams(l->conn, "SELECT pg_notify($1, $2)", 2, NULL, vals, NULL, NULL, 0)) {
+        lost(l, "cannot NOTIFY");
+        return -EIO;
+    }
+    l->query_sent = 1;
+    return flush(l) < 0 ? -EIO : 0;
+}
+
 int fl_pglisten_up(const fl_pglisten *l)
 {
     return !l->down;
@@ -158,6 +190,8 @@ void fl_pglisten_wake(fl_pglisten *l, fl_pglisten_fn heard, void *arg)
         poll_connect(l);
         return;
     }
+    if (l->events & 2 && flush(l) < 0)
+        return;
     if (!PQconsumeInput(l->conn)) {
         lost(l, "lost its connection");
         return;

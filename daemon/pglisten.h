@@ -21,8 +21,8 @@ int fl_pglisten_new(fl_pglisten **out, const char *const *keys, const char *cons
 /* fl_pglisten_free closes the connection; NULL is a no-op. */
 void fl_pglisten_free(fl_pglisten *l);
 
-/* fl_pglisten_watch sets *fd (-1 while waiting to connect again) and *events (1 read, 2 write)
- * to wait for, and returns a generation that changes with each new connection (a new
+/* fl_pglisten_watch sets *fd (-1 while waiting to connect again) and *events (1 read, 2 write,
+ * 3 both while a query is not yet all sent) to wait for, and returns a generation that changes with each new connection (a new
  * connection may reuse the old fd's number). */
 int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events);
 
@@ -35,6 +35,12 @@ int fl_pglisten_up(const fl_pglisten *l);
  * committed from then on is notified to it): anything may have been notified while it was
  * away. */
 typedef void (*fl_pglisten_fn)(const char *channel, const char *payload, void *arg);
+
+/* fl_pglisten_notify sends pg_notify(channel, payload) (both copied) on the connection, to be
+ * committed by the server on its own: 0 once sent, -EAGAIN while the connection is not
+ * listening or still busy with an earlier query (try again at a later wake), -EIO if sending
+ * failed (the connection is dropped and made again). */
+int fl_pglisten_notify(fl_pglisten *l, const char *channel, const char *payload);
 
 /* fl_pglisten_wake runs when the fd is ready and on a timer: it goes on connecting, or reads
  * what arrived and calls heard for each notification, or connects again once the retry time

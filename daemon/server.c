@@ -45,6 +45,15 @@ typedef struct hook_table {
  * among them) to be acknowledged: Redis answers in milliseconds when it is there at all. */
 #define FL_STOP_MIRROR_MAX 1.0
 
+/* On a shared database a node follows the other nodes' changes (fl_store_follow) while it has
+ * a mirror, an event stream open or a client attached to a job, and this long after the last
+ * attached client: a burst of attached submits does not start and stop following each time. */
+#define FL_FOLLOW_LINGER 30.0
+/* When following starts for an attached client, the other nodes hear of it a moment later: a
+ * job that ended on one of them meanwhile was not notified. The attached jobs are read again
+ * this long after following started, when every node has heard. */
+#define FL_FOLLOW_SETTLE 0.5
+
 struct fl_server {
     struct ev_loop *loop;
     fl_config *cfg;                /* borrowed from main for the server's life; reloads change it */
@@ -71,7 +80,11 @@ struct fl_server {
     ev_io store_io;                /* a shared database's listener (fl_store_watch), if any */
     ev_timer store_tick;           /* wakes that listener once a second: reconnects, safety net */
     int store_gen;                 /* the listener fd's generation that store_io watches */
-    int store_watching;            /* store_io and store_tick were set up */
+    int store_watching;            /* store_io, store_tick and follow_check were set up */
+    ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
+    ev_timer follow_settle;        /* reads the attached jobs again once following settled */
+    int following;                 /* what fl_store_follow was last told */
+    ev_tstamp follow_until;        /* following lingers until then after the last attached client */
     fl_remote *remote;             /* other nodes' changes as events; NULL for SQLite */
     fl_listener *tcp;              /* NULL until started */
     fl_listener *unix_sock;        /* NULL without [server] unix */
@@ -309,12 +322,15 @@ static void refresh_waited(int64_t id, void *arg)
     fl_remote_refresh(arg, id);
 }
 
-/* A pause or resume committed on another node applies here as well. */
+/* A pause or resume committed on another node applies here as well, at once, and the store
+ * reads the paused types again for itself (a paused type's submits wake no node). */
 static void remote_paused(const char *type, int paused, void *arg)
 {
     fl_server *srv = arg;
-    if (srv->sched)
-        fl_sched_set_paused(srv->sched, type, paused);
+    if (!srv->sched)
+        return;
+    fl_sched_set_paused(srv->sched, type, paused);
+    fl_sched_reload_paused(srv->sched);
 }
 
 /* The listener listens again after it was away: the jobs clients here wait on may have ended
@@ -328,6 +344,36 @@ static void remote_back(void *arg)
         fl_wait_each(srv->wait, refresh_waited, srv->remote);
     if (srv->sched)
         fl_sched_reload_paused(srv->sched);
+}
+
+static void follow_settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_server *srv = w->data;
+    fl_wait_each(srv->wait, refresh_waited, srv->remote);
+    fl_remote_flush(srv->remote);
+}
+
+/* follow_check_cb tells the store whether this node follows the other nodes' changes: a
+ * mirror and open event streams follow them all, attached clients their jobs (and for
+ * FL_FOLLOW_LINGER after the last one). */
+static void follow_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    fl_server *srv = w->data;
+    int attached = fl_wait_any(srv->wait);
+    if (attached)
+        srv->follow_until = ev_now(loop) + FL_FOLLOW_LINGER;
+    int want = srv->mirror || srv->metrics.streams_open || ev_now(loop) < srv->follow_until;
+    if (want == srv->following)
+        return;
+    srv->following = want;
+    fl_store_follow(srv->store, want);
+    if (want && attached && !ev_is_active(&srv->follow_settle)) {
+        ev_timer_set(&srv->follow_settle, FL_FOLLOW_SETTLE, 0.);
+        ev_timer_start(loop, &srv->follow_settle);
+    }
 }
 
 /* store_rewatch points store_io at the listener's socket and events, after each wake. The
@@ -395,6 +441,12 @@ static int start_store_watch(fl_server *srv)
     srv->store_tick.data = srv;
     ev_timer_start(srv->loop, &srv->store_tick);
     ev_unref(srv->loop);
+    ev_prepare_init(&srv->follow_check, follow_check_cb);
+    srv->follow_check.data = srv;
+    ev_prepare_start(srv->loop, &srv->follow_check);
+    ev_unref(srv->loop);
+    ev_timer_init(&srv->follow_settle, follow_settle_cb, 0., 0.);
+    srv->follow_settle.data = srv;
     srv->store_watching = 1;
     store_rewatch(srv);
     return 0;
@@ -406,6 +458,9 @@ static void stop_store_watch(fl_server *srv)
         return;
     ev_ref(srv->loop);
     ev_timer_stop(srv->loop, &srv->store_tick);
+    ev_ref(srv->loop);
+    ev_prepare_stop(srv->loop, &srv->follow_check);
+    ev_timer_stop(srv->loop, &srv->follow_settle);
     if (ev_is_active(&srv->store_io)) {
         ev_ref(srv->loop);
         ev_io_stop(srv->loop, &srv->store_io);

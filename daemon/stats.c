@@ -31,7 +31,7 @@ static void gauges(const fl_stats *st, fl_metrics_gauges *g)
         .cancelled = sc.cancelled, .retried = sc.retried, .timed_out = sc.timed_out, .requeued = sc.requeued,
         .has_shared = ss.shared, .pg_claimed = ss.claimed, .pg_fenced = ss.fenced, .pg_orphans = ss.orphans,
         .pg_notifications = ss.notifications, .pg_round_trips = ss.round_trips,
-        .pg_round_trip_seconds = ss.round_trip_seconds,
+        .pg_round_trip_seconds = ss.round_trip_seconds, .pg_following = ss.following, .pg_followed = ss.followed,
     };
     if (st->mirror) {
         fl_mirror_stats ms;

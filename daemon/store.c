@@ -890,6 +890,12 @@ void fl_store_wake(fl_store *s, const fl_store_remote *r)
         s->be->wake(s->b, r);
 }
 
+void fl_store_follow(fl_store *s, int on)
+{
+    if (s->be->follow)
+        s->be->follow(s->b, on);
+}
+
 int fl_store_recover(fl_store *s)
 {
     /* The writer owns the connection while it has work; nothing unreaped means it is idle. */

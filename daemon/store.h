@@ -320,6 +320,11 @@ typedef struct fl_store_remote {
 int fl_store_watch(fl_store *s, int *fd, int *events, int *gen);
 void fl_store_wake(fl_store *s, const fl_store_remote *r);
 
+/* fl_store_follow says whether this node follows the other nodes' changes (1: something here
+ * reads them, fl_store_remote.changed) or no longer (0): a shared database's nodes notify
+ * their changes only while some node follows. A no-op for SQLite. Loop thread only. */
+void fl_store_follow(fl_store *s, int on);
+
 /* fl_store_set_hooks gives the store the type hooks of add-deliveries (fn(arg, type, abort));
  * fn must be callable from the writer thread (it reads the immutable config). Before any push. */
 void fl_store_set_hooks(fl_store *s, fl_store_hook_fn fn, const void *arg);
@@ -433,13 +438,16 @@ size_t fl_store_pending(const fl_store *s);
  * A shared database (PostgreSQL) sets shared = 1 and the counters of this node: jobs it
  * claimed, its outcomes fenced (dropped: no longer its attempt), the jobs of gone nodes it
  * re-queued, notifications heard from other nodes, and the statements it sent with their
- * total time waiting for the server (round trips). All 0 for SQLite. */
+ * total time waiting for the server (round trips); following (this node follows the others'
+ * changes) and followed (another node said it follows them: this node's groups notify their
+ * changes). All 0 for SQLite. */
 typedef struct fl_store_stats {
     uint64_t commits, ops, failed_commits;
     int failing;
     int shared;
     uint64_t claimed, fenced, orphans, notifications, round_trips;
     double round_trip_seconds;
+    int following, followed;
 } fl_store_stats;
 void fl_store_stats_get(fl_store *s, fl_store_stats *out);
 

@@ -74,6 +74,9 @@ typedef struct fl_store_backend {
      * fl_store_remote in store.h). */
     int (*watch)(void *b, int *fd, int *events);
     void (*wake)(void *b, const fl_store_remote *r);
+    /* follow (NULL with watch): this node follows the other nodes' changes from now on (1) or
+     * no longer (0); loop thread. */
+    void (*follow)(void *b, int on);
     /* shared_stats (NULL with watch) fills the shared-database fields of *out (see
      * fl_store_stats) and returns 1 while the listener is connected, else 0. Loop thread. */
     int (*shared_stats)(void *b, fl_store_stats *out);

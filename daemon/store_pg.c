@@ -68,6 +68,18 @@ extern const int fl_pg_migrations_count;
  * nothing of the type; a node whose listener was away reads the table again when it is back. */
 #define FL_PG_PAUSE_CHANNEL "fling_pause"
 #define FL_PG_CHANGES_MAX 7900
+/* Only a node that follows other nodes' changes reads them: one with a Redis mirror, an event
+ * stream open, or a client attached to a job (see server.c). It says so on this channel,
+ * "NODE 1 A", when it starts following and every FL_PG_FOLLOW_EVERY_MS while it follows; a
+ * group notifies its changes only if some node said so in the last FL_PG_FOLLOW_TTL_MS. A
+ * node whose listener is (back) listening asks with A = 1 ("NODE 0 1" if it follows nothing
+ * itself): every node that follows says so again at once, so a node that starts after a
+ * follower does not wait for its next turn. Nodes that follow nothing cost no notification at
+ * each commit (PostgreSQL wakes every listening backend of the database for each notifying
+ * commit, the sender's own included). */
+#define FL_PG_FOLLOW_CHANNEL "fling_follow"
+#define FL_PG_FOLLOW_EVERY_MS 2000
+#define FL_PG_FOLLOW_TTL_MS (3 * FL_PG_FOLLOW_EVERY_MS)
 /* No node hears them while it is alone: a group notifies its changes only while another
  * node's lock is held, which the writer looks up at most this often (ms). A node that takes
  * its lock says so at once ("NODE" alone on FL_PG_CHANGED_CHANNEL), and every node that
@@ -369,16 +381,23 @@ typedef struct pg_store {
     atomic_uint_least64_t round_trips;   /* statements sent */
     atomic_uint_least64_t round_trip_ns; /* their total wait for the server */
     const char *conn_vals[8];      /* libpq's values for conn_keys: the url's last */
+    const char *listen_vals[8];    /* the same for the listener, under an application_name of its own */
     pg_array batch[B_N];           /* writer: the columns of a run of ops (ST_*_MANY) */
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
+    char (*paused)[FL_TYPE_NAME_MAX + 1];   /* writer: the paused types as its last PAUSE read them */
+    size_t n_paused;
     int64_t others_at;             /* writer: when others was looked up (ms; 0 = never) */
     atomic_int hello;              /* set by the loop: another node spoke; others = 1 now */
+    atomic_int_least64_t followed_until;   /* set by the loop: until when (ms) a node follows */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
     uint64_t notifications;        /* notifications heard */
+    int following;                 /* this node follows the others' changes (pg_follow) */
+    int64_t follow_said_at;        /* ms: when it last said so (0: say it at the next chance) */
+    int follow_ask;                /* the listener is back: ask the followers to speak up */
     /* A reader (pg_reader_open) is a pg_store of its own connection, with no listener and no
      * lock, that counts its round trips in the writer's: parent. NULL for the writer's. */
     struct pg_store *parent;
@@ -944,14 +963,26 @@ static int others_live(pg_store *s, int *out)
     return 0;
 }
 
-/* arg_waker passes the node name that signs a submit's wake-ups (FL_PG_CHANNEL), or NULL
- * while no other node may hear them (see FL_PG_OTHERS_MS): this node's own listener would only
- * drop them, after the server signalled it and sent them over. */
-static int arg_waker(pg_store *s, pg_args *a)
+/* type_wakes: a submit of type wakes the other nodes unless type is paused (as this node
+ * last read it: a resume committed elsewhere since is read again once its notification is
+ * heard, and the other nodes claim on that resume and on their safety net). */
+static int type_wakes(const pg_store *s, const char *type)
 {
-    int rc, others;
+    for (size_t i = 0; i < s->n_paused; i++)
+        if (strcmp(s->paused[i], type) == 0)
+            return 0;
+    return 1;
+}
 
-    if ((rc = others_live(s, &others)))
+/* arg_waker passes the node name that signs a submit's wake-ups (FL_PG_CHANNEL), or NULL if
+ * the submits wake no one (wakes = 0: every one of their types is paused) or while no other
+ * node may hear them (see FL_PG_OTHERS_MS): this node's own listener would only drop them,
+ * after the server signalled it and sent them over. */
+static int arg_waker(pg_store *s, pg_args *a, int wakes)
+{
+    int rc, others = 0;
+
+    if (wakes && (rc = others_live(s, &others)))
         return rc;
     arg_text(a, others ? s->node : NULL);
     return 0;
@@ -967,6 +998,8 @@ static int flush_changes(pg_store *s, int commit)
 
     if (s->changes_len && (rc = others_live(s, &others)))
         return rc;
+    if (others && fl_job_now_ms() >= atomic_load(&s->followed_until))
+        others = 0;   /* live, but none follows: nobody would read them */
     if (!others) {
         s->changes_len = 0;
         return commit ? exec_text(s, "COMMIT", "COMMIT") : 0;
@@ -1039,7 +1072,7 @@ static int pg_submit(void *b, fl_store_op *op)
     arg_text(&a, job->traceparent);
     arg_text(&a, job->tracestate);
     arg_bytes(&a, job->payload, job->payload_len);
-    if ((rc = arg_waker(s, &a)) || (rc = run(s, ST_INSERT, &a, &r)))
+    if ((rc = arg_waker(s, &a, type_wakes(s, job->type))) || (rc = run(s, ST_INSERT, &a, &r)))
         return rc;
     if (PQntuples(r) == 0) {   /* ON CONFLICT: a job of that type has the key */
         PQclear(r);
@@ -1056,12 +1089,13 @@ static int pg_submit(void *b, fl_store_op *op)
 static int batch_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
 {
     pg_array *c = s->batch;
-    int rc = 0;
+    int rc = 0, wakes = 0;
 
     for (int i = 0; i < B_N; i++)
         arr_start(&c[i], i == B_PAYLOAD ? OID_BYTEA : i >= B_STATUS && i <= B_RUN_AT ? OID_INT8 : OID_TEXT);
     for (size_t i = 0; i < n; i++) {
         const fl_job *job = ops[i]->u.submit.job;
+        wakes = wakes || type_wakes(s, job->type);
         arr_text(&c[B_TYPE], job->type);
         arr_text(&c[B_STATE], fl_proto_state_name(job->state));
         arr_int(&c[B_STATUS], job->status);
@@ -1081,7 +1115,7 @@ static int batch_args(pg_store *s, fl_store_op **ops, size_t n, pg_args *a)
         if (!(rc = arr_end(&c[i])))
             arg_bytes(a, c[i].p, c[i].len);
     arg_int(a, s->now);
-    return rc ? rc : arg_waker(s, a);
+    return rc ? rc : arg_waker(s, a, wakes);
 }
 
 /* fresh_answers gives each of ops its id from the rows of ST_INSERT_FRESH r: "id, op number". */
@@ -1749,6 +1783,21 @@ static int pg_delivery_done(void *b, fl_store_op *op)
     return 0;
 }
 
+/* remember_paused keeps a copy of the n paused types for type_wakes: 0 or -ENOMEM. */
+static int remember_paused(pg_store *s, const char (*types)[FL_TYPE_NAME_MAX + 1], size_t n)
+{
+    char (*copy)[FL_TYPE_NAME_MAX + 1] = NULL;
+
+    if (n && !(copy = malloc(n * sizeof *copy)))
+        return -ENOMEM;
+    if (n)
+        memcpy(copy, types, n * sizeof *copy);
+    free(s->paused);
+    s->paused = copy;
+    s->n_paused = n;
+    return 0;
+}
+
 static int pg_pause(void *b, fl_store_op *op)
 {
     pg_store *s = b;
@@ -1781,7 +1830,7 @@ static int pg_pause(void *b, fl_store_op *op)
     for (int i = 0; i < rows; i++)
         snprintf(op->u.pause.types[op->u.pause.n++], sizeof *op->u.pause.types, "%s", PQgetvalue(r, i, 0));
     PQclear(r);
-    return 0;
+    return remember_paused(s, (const char (*)[FL_TYPE_NAME_MAX + 1])op->u.pause.types, op->u.pause.n);
 }
 
 static int pg_retry(void *b, fl_store_op *op)
@@ -2047,6 +2096,22 @@ static void heard_pause(const pg_hearing *h, const char *payload)
     h->r->paused(type, sp[1] == '1', h->r->arg);
 }
 
+/* heard_follow: "NODE F A" from another node: it follows this one's changes (F = 1), and it
+ * asks the followers to say so (A = 1). */
+static void heard_follow(const pg_hearing *h, const char *payload)
+{
+    size_t len = strlen(payload), node = strlen(h->s->node);
+
+    if (len < 5 || payload[len - 4] != ' ' || payload[len - 2] != ' ' ||
+        (len - 4 == node && memcmp(payload, h->s->node, node) == 0))
+        return;
+    if (payload[len - 3] == '1')
+        atomic_store(&h->s->followed_until, fl_job_now_ms() + FL_PG_FOLLOW_TTL_MS);
+    if (payload[len - 1] == '1')
+        h->s->follow_said_at = 0;
+    atomic_store(&h->s->hello, 1);
+}
+
 /* heard_cancel: "ID OWNER", for this node only. */
 static void heard_cancel(const pg_hearing *h, const char *payload)
 {
@@ -2093,6 +2158,8 @@ static void heard(const char *channel, const char *payload, void *arg)
     if (channel)
         h->s->notifications++;
     if (!channel) {
+        h->s->follow_said_at = 0;   /* say it again: it went unheard while the listener was away */
+        h->s->follow_ask = 1;
         if (h->r->due)
             h->r->due(NULL, h->r->arg);
         if (h->r->back)
@@ -2105,7 +2172,36 @@ static void heard(const char *channel, const char *payload, void *arg)
         heard_pause(h, payload);
     } else if (strcmp(channel, FL_PG_CHANGED_CHANNEL) == 0) {
         heard_changed(h, payload);
+    } else if (strcmp(channel, FL_PG_FOLLOW_CHANNEL) == 0) {
+        heard_follow(h, payload);
     }
+}
+
+/* say_follow tells the other nodes that this one follows their changes, if it does and has
+ * not said so for FL_PG_FOLLOW_EVERY_MS, and asks theirs if its listener is back; a listener
+ * not ready to send is asked again at the next wake. */
+static void say_follow(pg_store *s)
+{
+    int64_t now = fl_job_now_ms();
+    char note[160];
+
+    if (!s->follow_ask && !(s->following && now - s->follow_said_at >= FL_PG_FOLLOW_EVERY_MS))
+        return;
+    snprintf(note, sizeof note, "%s %d %d", s->node, s->following, s->follow_ask);
+    if (fl_pglisten_notify(s->listen, FL_PG_FOLLOW_CHANNEL, note) == 0) {
+        s->follow_said_at = now;
+        s->follow_ask = 0;
+    }
+}
+
+static void pg_follow(void *b, int on)
+{
+    pg_store *s = b;
+
+    if (on && !s->following)
+        s->follow_said_at = 0;
+    s->following = on;
+    say_follow(s);
 }
 
 static void pg_wake(void *b, const fl_store_remote *r)
@@ -2115,6 +2211,7 @@ static void pg_wake(void *b, const fl_store_remote *r)
 
     guard_all(s);
     fl_pglisten_wake(s->listen, heard, &h);
+    say_follow(s);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
         s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
@@ -2133,6 +2230,8 @@ static int pg_shared_stats(void *b, fl_store_stats *out)
     out->round_trips = atomic_load_explicit(&s->round_trips, memory_order_relaxed);
     out->round_trip_seconds = (double)atomic_load_explicit(&s->round_trip_ns, memory_order_relaxed) / 1e9;
     out->notifications = s->notifications;
+    out->following = s->following;
+    out->followed = fl_job_now_ms() < atomic_load(&s->followed_until);
     return fl_pglisten_up(s->listen);
 }
 
@@ -2157,6 +2256,7 @@ static void destroy(pg_store *s)
     fl_pglisten_free(s->listen);
     for (int i = 0; i < B_N; i++)
         free(s->batch[i].p);
+    free(s->paused);
     PQfinish(s->conn);
     free(s->url);
     free(s);
@@ -2165,7 +2265,7 @@ static void destroy(pg_store *s)
 static int pg_open(void **out, const fl_store_options *opt, const char *node, char *err, size_t errlen)
 {
     static const char *const channels[] = { FL_PG_CHANNEL, FL_PG_CANCEL_CHANNEL, FL_PG_CHANGED_CHANNEL,
-                                            FL_PG_PAUSE_CHANNEL, NULL };
+                                            FL_PG_PAUSE_CHANNEL, FL_PG_FOLLOW_CHANNEL, NULL };
     pg_store *s;
     int rc;
 
@@ -2204,7 +2304,9 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         destroy(s);
         return rc;
     }
-    if (fl_pglisten_new(&s->listen, conn_keys, s->conn_vals, channels) < 0) {
+    memcpy(s->listen_vals, s->conn_vals, sizeof s->listen_vals);
+    s->listen_vals[CV_APP] = "flingd listener";
+    if (fl_pglisten_new(&s->listen, conn_keys, s->listen_vals, channels) < 0) {
         destroy(s);
         fl_store_errf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -2422,6 +2524,7 @@ const fl_store_backend fl_store_pg = {
     .check_url = pg_check_url,
     .watch = pg_watch,
     .wake = pg_wake,
+    .follow = pg_follow,
     .shared_stats = pg_shared_stats,
     .open = pg_open,
     .close = pg_close,

@@ -151,6 +151,11 @@ int fl_wait_has(const fl_wait *w, int64_t id)
     return 0;
 }
 
+int fl_wait_any(const fl_wait *w)
+{
+    return !fl_list_empty(&w->waiters);
+}
+
 void fl_wait_each(const fl_wait *w, void (*fn)(int64_t id, void *arg), void *arg)
 {
     fl_list *pos, *tmp;

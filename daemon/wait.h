@@ -29,6 +29,9 @@ void fl_wait_job_changed(fl_wait *w, const fl_job *job);
 /* fl_wait_has tells whether a request waits for job id (1) or none does (0). */
 int fl_wait_has(const fl_wait *w, int64_t id);
 
+/* fl_wait_any tells whether any request waits (1) or none does (0). */
+int fl_wait_any(const fl_wait *w);
+
 /* fl_wait_each calls fn(id, arg) for the job of every waiting request (an id once per request). */
 void fl_wait_each(const fl_wait *w, void (*fn)(int64_t id, void *arg), void *arg);
 
