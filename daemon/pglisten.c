@@ -19,6 +19,7 @@ struct fl_pglisten {
     int connecting;                /* PQconnectPoll has not finished */
     int listen_sent;               /* LISTEN was sent and has not answered yet */
     int query_sent;                /* a query (LISTEN or fl_pglisten_notify's) has not answered yet */
+    int listening;                 /* this connection's LISTEN was answered */
     int events;                    /* what the connection waits for: 1 = read, 2 = write, 3 = both */
     int down;                      /* the loss was logged; say when it is back */
     int gen;                       /* + 1 for every new connection (its fd may be reused) */
@@ -33,6 +34,7 @@ static void lost(fl_pglisten *l, const char *why)
     l->down = 1;
     l->listen_sent = 0;
     l->query_sent = 0;
+    l->listening = 0;
     PQfinish(l->conn);
     l->conn = NULL;
     l->retry_at = fl_job_now_ms() + FL_PGLISTEN_RETRY_MS;
@@ -101,6 +103,7 @@ static int read_replies(fl_pglisten *l)
     if (!l->listen_sent)
         return 0;
     l->listen_sent = 0;
+    l->listening = 1;
     return 1;
 }
 
@@ -161,6 +164,11 @@ int fl_pglisten_notify(fl_pglisten *l, const char *channel, const char *payload)
     }
     l->query_sent = 1;
     return flush(l) < 0 ? -EIO : 0;
+}
+
+int fl_pglisten_listening(const fl_pglisten *l)
+{
+    return l->listening;
 }
 
 int fl_pglisten_up(const fl_pglisten *l)

@@ -26,6 +26,9 @@ void fl_pglisten_free(fl_pglisten *l);
  * connection may reuse the old fd's number). */
 int fl_pglisten_watch(const fl_pglisten *l, int *fd, int *events);
 
+/* fl_pglisten_listening returns 1 while the connection listens (its LISTEN answered), else 0. */
+int fl_pglisten_listening(const fl_pglisten *l);
+
 /* fl_pglisten_up returns 0 from a lost connection or a failed attempt until a new connection
  * listens, else 1 (also while the first attempt is under way). */
 int fl_pglisten_up(const fl_pglisten *l);

@@ -110,8 +110,9 @@ struct fl_sched {
     ev_timer grace;
     fl_sched_stats stats;
     uint64_t rng;            /* the back-off's jitter */
-    pause_load *loading;     /* the paused types are being read: nothing is claimed meanwhile */
+    pause_load *loading;     /* the paused types are being read (the start's read: nothing is claimed meanwhile) */
     int paused_read;         /* they were read once: a later read applies what changed */
+    int read_again;          /* a read was asked for while one was under way: its result may be older */
     ev_timer load_retry;     /* after a failed read of the paused types */
 };
 
@@ -492,7 +493,7 @@ static void push_claim(fl_sched *s, sched_type *st, int n, int ahead)
 static void pump_cb(void *udata, int woke)
 {
     fl_sched *s = udata;
-    if (s->stopping || s->loading)
+    if (s->stopping || !s->paused_read)
         return;
     if (woke)
         wake_due(s);
@@ -542,8 +543,10 @@ static void paused_loaded(fl_store_op *op)
     if (s)
         s->loading = NULL;
     if (s && op->result < 0 && !s->stopping) {
-        fl_log(LOG_ERR, "scheduler: reading the paused types failed: %s; no job starts until it works "
-                        "(retrying in %.0f s)", strerror(-op->result), FL_SCHED_RETRY_CLAIM);
+        fl_log(LOG_ERR, "scheduler: reading the paused types failed: %s; %s (retrying in %.0f s)",
+               strerror(-op->result), s->paused_read ? "other nodes' pauses may be missed" : "no job starts until it works",
+               FL_SCHED_RETRY_CLAIM);
+        s->read_again = 0;
         ev_timer_set(&s->load_retry, FL_SCHED_RETRY_CLAIM, 0.);
         ev_timer_start(s->loop, &s->load_retry);
     } else if (s && op->result == 0) {
@@ -553,6 +556,10 @@ static void paused_loaded(fl_store_op *op)
     }
     free(op->u.pause.types);
     free(l);
+    if (s && s->read_again && !s->stopping) {
+        s->read_again = 0;
+        load_paused(s);
+    }
     if (s)
         s->progress(s->arg);
 }
@@ -575,7 +582,11 @@ static void load_paused(fl_sched *s)
 
 void fl_sched_reload_paused(fl_sched *s)
 {
-    if (!s->stopping && !s->loading)
+    if (s->stopping || ev_is_active(&s->load_retry))
+        return;   /* the retry reads them anew */
+    if (s->loading)
+        s->read_again = 1;
+    else
         load_paused(s);
 }
 
@@ -649,7 +660,7 @@ void fl_sched_submitting(fl_sched *s, const char *type)
 {
     sched_type *st = type_of(s, type);
     /* A type with jobs claimed ahead, or without a free slot, claims as its pump decides. */
-    if (!st || s->stopping || s->loading || st->paused || st->claiming || st->n_ready)
+    if (!st || s->stopping || !s->paused_read || st->paused || st->claiming || st->n_ready)
         return;
     int n = free_slots(s, st);
     if (n > 0)

@@ -58,8 +58,9 @@ int fl_sched_paused(const fl_sched *s, const char *type);
 void fl_sched_set_paused(fl_sched *s, const char *type, int paused);
 
 /* fl_sched_reload_paused reads the paused types from the store again and applies what changed
- * (another node's pauses and resumes, unheard while a shared database's listener was away).
- * A no-op while stopping or while a read is under way. */
+ * (another node's pauses and resumes, unheard while a shared database's listener was away);
+ * asked while a read is under way, it reads once more after it. Claims go on meanwhile. A
+ * no-op while stopping. */
 void fl_sched_reload_paused(fl_sched *s);
 
 /* fl_sched_stop starts a graceful stop: no new attempts; running ones get shutdown_grace

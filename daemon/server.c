@@ -337,6 +337,8 @@ static void remote_paused(const char *type, int paused, void *arg)
  * on another node meanwhile, unheard. They are read again in the wake's one read, and the
  * paused types once more. The event streams and the mirror are not caught up
  * (docs/scaling.md). */
+static void follow_settle_later(fl_server *srv);
+
 static void remote_back(void *arg)
 {
     fl_server *srv = arg;
@@ -344,6 +346,18 @@ static void remote_back(void *arg)
         fl_wait_each(srv->wait, refresh_waited, srv->remote);
     if (srv->sched)
         fl_sched_reload_paused(srv->sched);
+    follow_settle_later(srv);   /* and once more when the followers heard it ask (see below) */
+}
+
+static void store_rewatch(fl_server *srv);
+
+/* follow_settle_later reads the attached jobs again FL_FOLLOW_SETTLE from now, if there are. */
+static void follow_settle_later(fl_server *srv)
+{
+    if (!fl_wait_any(srv->wait) || ev_is_active(&srv->follow_settle))
+        return;
+    ev_timer_set(&srv->follow_settle, FL_FOLLOW_SETTLE, 0.);
+    ev_timer_start(srv->loop, &srv->follow_settle);
 }
 
 static void follow_settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -370,10 +384,9 @@ static void follow_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         return;
     srv->following = want;
     fl_store_follow(srv->store, want);
-    if (want && attached && !ev_is_active(&srv->follow_settle)) {
-        ev_timer_set(&srv->follow_settle, FL_FOLLOW_SETTLE, 0.);
-        ev_timer_start(loop, &srv->follow_settle);
-    }
+    store_rewatch(srv);   /* saying so may have left the listener a write to finish */
+    if (want)
+        follow_settle_later(srv);
 }
 
 /* store_rewatch points store_io at the listener's socket and events, after each wake. The

@@ -2151,6 +2151,14 @@ static void heard_changed(const pg_hearing *h, const char *payload)
         fl_log(LOG_WARNING, "store: a change notification that is not \"NODE ID:EV ...\" ignored from: %.40s", p);
 }
 
+/* hear_nothing_yet keeps this node's changes notified while it cannot hear whether any node
+ * follows them: its listener is not listening, or listens again since less than a TTL (the
+ * followers' answers to its ask are on their way). */
+static void hear_nothing_yet(pg_store *s)
+{
+    atomic_store(&s->followed_until, fl_job_now_ms() + FL_PG_FOLLOW_TTL_MS);
+}
+
 static void heard(const char *channel, const char *payload, void *arg)
 {
     const pg_hearing *h = arg;
@@ -2160,6 +2168,7 @@ static void heard(const char *channel, const char *payload, void *arg)
     if (!channel) {
         h->s->follow_said_at = 0;   /* say it again: it went unheard while the listener was away */
         h->s->follow_ask = 1;
+        hear_nothing_yet(h->s);
         if (h->r->due)
             h->r->due(NULL, h->r->arg);
         if (h->r->back)
@@ -2211,6 +2220,8 @@ static void pg_wake(void *b, const fl_store_remote *r)
 
     guard_all(s);
     fl_pglisten_wake(s->listen, heard, &h);
+    if (!fl_pglisten_listening(s->listen))
+        hear_nothing_yet(s);
     say_follow(s);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
@@ -2304,6 +2315,7 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         destroy(s);
         return rc;
     }
+    hear_nothing_yet(s);
     memcpy(s->listen_vals, s->conn_vals, sizeof s->listen_vals);
     s->listen_vals[CV_APP] = "flingd listener";
     if (fl_pglisten_new(&s->listen, conn_keys, s->listen_vals, channels) < 0) {
