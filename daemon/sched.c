@@ -79,7 +79,6 @@ typedef struct finish_op finish_op;
 typedef struct pause_load {
     fl_store_op op;
     fl_sched *s;
-    int again;               /* not the start's read: what changed is applied as a pause or resume */
 } pause_load;
 
 typedef struct run {
@@ -110,8 +109,8 @@ struct fl_sched {
     ev_timer grace;
     fl_sched_stats stats;
     uint64_t rng;            /* the back-off's jitter */
-    pause_load *loading;     /* the paused types are being read (the start's read: nothing is claimed meanwhile) */
-    int paused_read;         /* they were read once: a later read applies what changed */
+    pause_load *loading;     /* the paused types are being read (one read at a time) */
+    int paused_read;         /* they were read once: nothing is claimed before; a later read applies what changed */
     int read_again;          /* a read was asked for while one was under way: its result may be older */
     ev_timer load_retry;     /* after a failed read of the paused types */
 };
@@ -550,7 +549,7 @@ static void paused_loaded(fl_store_op *op)
         ev_timer_set(&s->load_retry, FL_SCHED_RETRY_CLAIM, 0.);
         ev_timer_start(s->loop, &s->load_retry);
     } else if (s && op->result == 0) {
-        apply_paused(s, (const char (*)[FL_TYPE_NAME_MAX + 1])op->u.pause.types, op->u.pause.n, l->again);
+        apply_paused(s, (const char (*)[FL_TYPE_NAME_MAX + 1])op->u.pause.types, op->u.pause.n, s->paused_read);
         s->paused_read = 1;
         fl_pump_kick(&s->pump);
     }
@@ -575,7 +574,6 @@ static void load_paused(fl_sched *s)
         return;
     }
     l->s = s;
-    l->again = s->paused_read;
     s->loading = l;
     fl_store_pause(s->store, &l->op, NULL, 0, paused_loaded, l);
 }

@@ -322,6 +322,12 @@ static void refresh_waited(int64_t id, void *arg)
     fl_remote_refresh(arg, id);
 }
 
+/* reread_attached has the jobs that clients here wait on read again at the next flush. */
+static void reread_attached(fl_server *srv)
+{
+    fl_wait_each(srv->wait, refresh_waited, srv->remote);
+}
+
 /* A pause or resume committed on another node applies here as well, at once, and the store
  * reads the paused types again for itself (a paused type's submits wake no node). */
 static void remote_paused(const char *type, int paused, void *arg)
@@ -343,7 +349,7 @@ static void remote_back(void *arg)
 {
     fl_server *srv = arg;
     if (srv->remote)
-        fl_wait_each(srv->wait, refresh_waited, srv->remote);
+        reread_attached(srv);
     if (srv->sched)
         fl_sched_reload_paused(srv->sched);
     follow_settle_later(srv);   /* and once more when the followers heard it ask (see below) */
@@ -365,7 +371,7 @@ static void follow_settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     fl_server *srv = w->data;
-    fl_wait_each(srv->wait, refresh_waited, srv->remote);
+    reread_attached(srv);
     fl_remote_flush(srv->remote);
 }
 

@@ -2069,31 +2069,46 @@ typedef struct pg_hearing {
     const fl_store_remote *r;
 } pg_hearing;
 
+/* payload_type copies the type that starts payload ("TYPE ...") into type: the rest after
+ * the space, or NULL if there is no space or the type is too long. */
+static const char *payload_type(const char *payload, char type[FL_TYPE_NAME_MAX + 1])
+{
+    const char *sp = strchr(payload, ' ');
+
+    if (!sp || (size_t)(sp - payload) > FL_TYPE_NAME_MAX)
+        return NULL;
+    memcpy(type, payload, (size_t)(sp - payload));
+    type[sp - payload] = '\0';
+    return sp + 1;
+}
+
 /* heard_due: "TYPE NODE" (NODE empty for a sweep's re-queue), unless this node sent it. */
 static void heard_due(const pg_hearing *h, const char *payload)
 {
     char type[FL_TYPE_NAME_MAX + 1];
-    const char *sp = strchr(payload, ' ');
+    const char *node = payload_type(payload, type);
 
-    if (!h->r->due || !sp || (size_t)(sp - payload) > FL_TYPE_NAME_MAX || strcmp(sp + 1, h->s->node) == 0)
-        return;
-    memcpy(type, payload, (size_t)(sp - payload));
-    type[sp - payload] = '\0';
-    h->r->due(type, h->r->arg);
+    if (h->r->due && node && strcmp(node, h->s->node) != 0)
+        h->r->due(type, h->r->arg);
 }
 
 /* heard_pause: "TYPE P NODE", unless this node sent it (its scheduler applied it already). */
 static void heard_pause(const pg_hearing *h, const char *payload)
 {
     char type[FL_TYPE_NAME_MAX + 1];
-    const char *sp = strchr(payload, ' ');
+    const char *p = payload_type(payload, type);
 
-    if (!h->r->paused || !sp || (size_t)(sp - payload) > FL_TYPE_NAME_MAX || (sp[1] != '0' && sp[1] != '1') ||
-        sp[2] != ' ' || strcmp(sp + 3, h->s->node) == 0)
-        return;
-    memcpy(type, payload, (size_t)(sp - payload));
-    type[sp - payload] = '\0';
-    h->r->paused(type, sp[1] == '1', h->r->arg);
+    if (h->r->paused && p && (p[0] == '0' || p[0] == '1') && p[1] == ' ' && strcmp(p + 2, h->s->node) != 0)
+        h->r->paused(type, p[0] == '1', h->r->arg);
+}
+
+/* notify_changes_awhile makes this node's groups notify their changes for FL_PG_FOLLOW_TTL_MS
+ * from now: another node said it follows them, or this node cannot tell yet whether any does
+ * (its listener is not listening, or listens again since less than that: the followers'
+ * answers to its ask are on their way). */
+static void notify_changes_awhile(pg_store *s)
+{
+    atomic_store(&s->followed_until, fl_job_now_ms() + FL_PG_FOLLOW_TTL_MS);
 }
 
 /* heard_follow: "NODE F A" from another node: it follows this one's changes (F = 1), and it
@@ -2106,7 +2121,7 @@ static void heard_follow(const pg_hearing *h, const char *payload)
         (len - 4 == node && memcmp(payload, h->s->node, node) == 0))
         return;
     if (payload[len - 3] == '1')
-        atomic_store(&h->s->followed_until, fl_job_now_ms() + FL_PG_FOLLOW_TTL_MS);
+        notify_changes_awhile(h->s);
     if (payload[len - 1] == '1')
         h->s->follow_said_at = 0;
     atomic_store(&h->s->hello, 1);
@@ -2151,14 +2166,6 @@ static void heard_changed(const pg_hearing *h, const char *payload)
         fl_log(LOG_WARNING, "store: a change notification that is not \"NODE ID:EV ...\" ignored from: %.40s", p);
 }
 
-/* hear_nothing_yet keeps this node's changes notified while it cannot hear whether any node
- * follows them: its listener is not listening, or listens again since less than a TTL (the
- * followers' answers to its ask are on their way). */
-static void hear_nothing_yet(pg_store *s)
-{
-    atomic_store(&s->followed_until, fl_job_now_ms() + FL_PG_FOLLOW_TTL_MS);
-}
-
 static void heard(const char *channel, const char *payload, void *arg)
 {
     const pg_hearing *h = arg;
@@ -2168,7 +2175,7 @@ static void heard(const char *channel, const char *payload, void *arg)
     if (!channel) {
         h->s->follow_said_at = 0;   /* say it again: it went unheard while the listener was away */
         h->s->follow_ask = 1;
-        hear_nothing_yet(h->s);
+        notify_changes_awhile(h->s);
         if (h->r->due)
             h->r->due(NULL, h->r->arg);
         if (h->r->back)
@@ -2221,7 +2228,7 @@ static void pg_wake(void *b, const fl_store_remote *r)
     guard_all(s);
     fl_pglisten_wake(s->listen, heard, &h);
     if (!fl_pglisten_listening(s->listen))
-        hear_nothing_yet(s);
+        notify_changes_awhile(s);
     say_follow(s);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     if (fl_job_now_ms() >= s->due_at) {
@@ -2315,7 +2322,7 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         destroy(s);
         return rc;
     }
-    hear_nothing_yet(s);
+    notify_changes_awhile(s);
     memcpy(s->listen_vals, s->conn_vals, sizeof s->listen_vals);
     s->listen_vals[CV_APP] = "flingd listener";
     if (fl_pglisten_new(&s->listen, conn_keys, s->listen_vals, channels) < 0) {

@@ -608,13 +608,24 @@ long flh_metric(const flh_daemon *d, const char *name)
     return v;
 }
 
-long flh_wait_metric(const flh_daemon *d, const char *name, long want, double secs)
+/* wait_metric polls until the metric reaches want from below (up = 1) or from above (up = 0). */
+static long wait_metric(const flh_daemon *d, const char *name, long want, double secs, int up)
 {
     long v = -1;
     for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
-        if ((v = flh_metric(d, name)) >= want)
+        if ((v = flh_metric(d, name)) >= 0 && (up ? v >= want : v <= want))
             break;
     return v;
+}
+
+long flh_wait_metric(const flh_daemon *d, const char *name, long want, double secs)
+{
+    return wait_metric(d, name, want, secs, 1);
+}
+
+long flh_wait_metric_down(const flh_daemon *d, const char *name, long want, double secs)
+{
+    return wait_metric(d, name, want, secs, 0);
 }
 
 /* ---- redis-server ---- */

@@ -75,6 +75,8 @@ long flh_each_job(const flh_daemon *d, const char *type, void (*fn)(json_t *job,
 long flh_metric(const flh_daemon *d, const char *name);
 /* flh_wait_metric polls metric name of d until it is at least want or secs pass: its last value. */
 long flh_wait_metric(const flh_daemon *d, const char *name, long want, double secs);
+/* flh_wait_metric_down: the same until it is at most want (and present). */
+long flh_wait_metric_down(const flh_daemon *d, const char *name, long want, double secs);
 /* flh_wait_count polls flh_count_jobs until it reaches want or timeout_ms passes; returns the last count. */
 long flh_wait_count(const flh_daemon *d, const char *type, long want, int timeout_ms, long *aborted);
 

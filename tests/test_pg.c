@@ -701,16 +701,6 @@ static void test_changes_across_nodes(void **state)
     flh_redis_stop(&redis);
 }
 
-/* wait_metric_down polls d's metric name until it is at most want or secs pass: the last value. */
-static long wait_metric_down(const flh_daemon *d, const char *name, long want, double secs)
-{
-    long v = -1;
-    for (double end = flh_now() + secs; flh_now() < end; usleep(20000))
-        if ((v = flh_metric(d, name)) >= 0 && v <= want)
-            break;
-    return v;
-}
-
 /* A node that follows nothing (no mirror, no event stream, no attached client) is sent none of
  * the other node's changes: the other node's commits notify nothing. An event stream opened on
  * it makes it follow, the other node hears so and notifies, and the stream gets its changes
@@ -730,7 +720,7 @@ static void test_changes_nobody_follows(void **state)
     busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);   /* the busy node only follows */
     assert_int_equal(flh_metric(busy, "fling_pg_following"), 0);
     /* a node notifies its changes for 6 s after its listener listens, until it knows better */
-    assert_int_equal(wait_metric_down(idle, "fling_pg_followed", 0, 10), 0);
+    assert_int_equal(flh_wait_metric_down(idle, "fling_pg_followed", 0, 10), 0);
     long heard0 = flh_metric(busy, heard);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
@@ -751,9 +741,9 @@ static void test_changes_nobody_follows(void **state)
     assert_true(sse_until(fd, "succeeded", id, 10));
     close(fd);
     assert_true(flh_metric(busy, reads) >= 1);
-    assert_int_equal(wait_metric_down(busy, "fling_event_streams_open", 0, 10), 0);
-    assert_int_equal(wait_metric_down(busy, "fling_pg_following", 0, 5), 0);
-    assert_int_equal(wait_metric_down(idle, "fling_pg_followed", 0, 10), 0);
+    assert_int_equal(flh_wait_metric_down(busy, "fling_event_streams_open", 0, 10), 0);
+    assert_int_equal(flh_wait_metric_down(busy, "fling_pg_following", 0, 5), 0);
+    assert_int_equal(flh_wait_metric_down(idle, "fling_pg_followed", 0, 10), 0);
     long heard1 = flh_metric(busy, heard);
     assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
     json_decref(flh_wait_terminal(idle, id, 10000));
@@ -1031,7 +1021,7 @@ static void test_pause_applies_to_every_node(void **state)
     start_two(&a, &b, db, sizeof db, "");
     assert_int_equal(flh_http(&a, "POST", "/v1/types/noop/pause", NULL), 200);
     assert_int_equal(wait_paused(&b, "noop", 1, 5), 1);
-    assert_int_equal(wait_metric_down(&a, "fling_pg_followed", 0, 10), 0);   /* see nobody_follows */
+    assert_int_equal(flh_wait_metric_down(&a, "fling_pg_followed", 0, 10), 0);   /* see nobody_follows */
     long heard = flh_metric(&b, "fling_pg_notifications_total");
     for (int i = 0; i < 5; i++)   /* a paused type's submits wake no node (and nobody follows) */
         assert_int_equal(submit(&a, "noop", "x", NULL, NULL, 0), 202);
