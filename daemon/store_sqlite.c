@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -1358,16 +1359,22 @@ static int load_deliveries(sql_store *s, fl_store_op *op)
 
 /* ---- the files under the database ------------------------------------------------------ */
 
-/* path_id stats path into *id: 0, 0 with a zero id if nothing is there, or a negative errno. */
+/* path_id reads the device and inode at path into *id: 0, 0 with a zero id if nothing is
+ * there, or a negative errno. It asks statx for the inode alone: a stat that reads the
+ * timestamps makes Linux (6.13 on, "multigrain" timestamps) give the file's next write a fresh
+ * fine-grained ctime, and on ext4 that turns the commit's fdatasync into two synchronous
+ * writes (the inode after the data). Measured on ext4, 20 KB commits: with a stat between
+ * them 4.8k/s, 80 us CPU and 3 context switches per commit; with this statx or none 7.1k/s,
+ * 53 us and 2. */
 static int path_id(const char *path, file_id *id)
 {
-    struct stat st;
+    struct statx stx;
 
     id->dev = 0;
     id->ino = 0;
-    if (stat(path, &st) == 0) {
-        id->dev = st.st_dev;
-        id->ino = st.st_ino;
+    if (statx(AT_FDCWD, path, 0, STATX_INO, &stx) == 0) {
+        id->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        id->ino = stx.stx_ino;
         return 0;
     }
     return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
