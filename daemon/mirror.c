@@ -114,6 +114,7 @@ struct fl_mirror {
 
     fl_list inflight;               /* fl_mirror_cmd, oldest first */
     int has_lost;                   /* a change missed Redis since the last catch-up began */
+    int catching_up;                /* from catchup_begin to catchup_done on this connection */
     int64_t lost_since;             /* the oldest such change's updated_at */
 
     /* Catch-up: one store op at a time (CHANGED pages, then COUNT). */
@@ -149,18 +150,26 @@ static void outage(fl_mirror *m, int level, const char *fmt, ...)
     fl_log(level, "redis: %s (mirror writes are dropped until it is back; retrying)", msg);
 }
 
-/* note_lost remembers a change that did not reach Redis, for the next catch-up's start. */
-static void note_lost(fl_mirror *m, int64_t updated_at)
+/* lost_from remembers that the changes from updated_at on may be missing from Redis, for the
+ * next catch-up's start. */
+static void lost_from(fl_mirror *m, int64_t updated_at)
 {
-    m->dropped++;
     if (!m->has_lost || updated_at < m->lost_since)
         m->lost_since = updated_at;
     m->has_lost = 1;
 }
 
+/* note_lost counts a change that did not reach Redis and remembers it. */
+static void note_lost(fl_mirror *m, int64_t updated_at)
+{
+    m->dropped++;
+    lost_from(m, updated_at);
+}
+
 static void retry_later(fl_mirror *m)
 {
     m->state = FL_MIRROR_DOWN;
+    m->catching_up = 0;
     ev_timer_stop(m->loop, &m->connect_timer);
     ev_timer_stop(m->loop, &m->reply_timer);
     if (m->stopping)
@@ -353,6 +362,7 @@ static void catchup_begin(fl_mirror *m, int64_t watermark)
     if (m->has_lost && m->lost_since < since)
         since = m->lost_since;
     m->has_lost = 0;
+    m->catching_up = 1;
     m->sync_since = since - FL_MIRROR_CLOCK_SLACK_MS;
     m->sync_after = 0;
     m->sync_jobs = 0;
@@ -373,6 +383,11 @@ static void catchup_next(fl_mirror *m)
  * keep backing off quietly instead of reconnecting and logging ten times a second. */
 static void catchup_done(fl_mirror *m)
 {
+    m->catching_up = 0;
+    if (m->has_lost && !m->stopping) {   /* fl_mirror_catch_up asked for more meanwhile */
+        catchup_begin(m, m->lost_since);
+        return;
+    }
     ev_now_update(m->loop);
     double took = ev_now(m->loop) - m->sync_started;
     if (m->outage_logged)
@@ -662,6 +677,13 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
 int fl_mirror_idle(const fl_mirror *m)
 {
     return fl_list_empty(&m->inflight);
+}
+
+void fl_mirror_catch_up(fl_mirror *m, int64_t since)
+{
+    lost_from(m, since);
+    if (m->state == FL_MIRROR_UP && !m->catching_up && !m->stopping)
+        catchup_begin(m, m->lost_since);
 }
 
 void fl_mirror_stop(fl_mirror *m)

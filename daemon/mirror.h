@@ -47,6 +47,12 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
  * Redis is not connected. Call in commit order. */
 void fl_mirror_job_changed(fl_mirror *m, const fl_job *job, const char *event);
 
+/* fl_mirror_catch_up: the changes committed since (wall clock, ms) may not all have been
+ * reported (another node's, while this node did not hear of them): the mirror re-applies every
+ * job changed since then, as after a reconnect, now if it is connected and not catching up
+ * already, else right after. */
+void fl_mirror_catch_up(fl_mirror *m, int64_t since);
+
 /* fl_mirror_idle returns 1 when no change waits for Redis's answer. */
 int fl_mirror_idle(const fl_mirror *m);
 

@@ -340,14 +340,16 @@ static void remote_paused(const char *type, int paused, void *arg)
 }
 
 /* The listener listens again after it was away: the jobs clients here wait on may have ended
- * on another node meanwhile, unheard. They are read again in the wake's one read, and the
- * paused types once more. The event streams and the mirror are not caught up
- * (docs/scaling.md). */
+ * on another node meanwhile, unheard. They are read again in the wake's one read, the paused
+ * types once more, and the Redis mirror catches up with the jobs changed since the listener
+ * was last seen listening. The event streams are not caught up (docs/scaling.md). */
 static void follow_settle_later(fl_server *srv);
 
-static void remote_back(void *arg)
+static void remote_back(int64_t since, void *arg)
 {
     fl_server *srv = arg;
+    if (srv->mirror)
+        fl_mirror_catch_up(srv->mirror, since);
     if (srv->remote)
         reread_attached(srv);
     if (srv->sched)

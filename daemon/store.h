@@ -299,15 +299,16 @@ int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_ho
  * the listener was away); stop(id) for a job running on this node that a CANCEL on another
  * node found running; changed(id, ev) for each change of a job another node committed, in
  * commit order (the row is not sent: read it); paused(type, 1 or 0) for a pause or resume
- * another node committed (type borrowed for the call); back() once the listener listens again after
- * it was away (also at its first connection): nothing committed meanwhile was heard, anything
- * committed from then on will be. Any may be NULL. */
+ * another node committed (type borrowed for the call); back(since) once the listener listens again
+ * after it was away (also at its first connection): nothing committed meanwhile was heard,
+ * anything committed from then on will be; since (wall clock, ms) is when it was last seen
+ * listening before (the store's open for the first connection). Any may be NULL. */
 typedef struct fl_store_remote {
     void (*due)(const char *type, void *arg);
     void (*stop)(int64_t id, void *arg);
     void (*changed)(int64_t id, fl_store_event ev, void *arg);
     void *arg;
-    void (*back)(void *arg);
+    void (*back)(int64_t since, void *arg);
     void (*paused)(const char *type, int paused, void *arg);
 } fl_store_remote;
 

@@ -394,6 +394,7 @@ typedef struct pg_store {
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
     int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
+    int64_t listened_at;           /* ms: the last wake that found the listener listening (or the open) */
     uint64_t notifications;        /* notifications heard */
     int following;                 /* this node follows the others' changes (pg_follow) */
     int64_t follow_said_at;        /* ms: when it last said so (0: say it at the next chance) */
@@ -2179,7 +2180,7 @@ static void heard(const char *channel, const char *payload, void *arg)
         if (h->r->due)
             h->r->due(NULL, h->r->arg);
         if (h->r->back)
-            h->r->back(h->r->arg);
+            h->r->back(h->s->listened_at, h->r->arg);
     } else if (strcmp(channel, FL_PG_CHANNEL) == 0) {
         heard_due(h, payload);
     } else if (strcmp(channel, FL_PG_CANCEL_CHANNEL) == 0) {
@@ -2226,6 +2227,8 @@ static void pg_wake(void *b, const fl_store_remote *r)
     pg_hearing h = { s, r };
 
     guard_all(s);
+    if (fl_pglisten_listening(s->listen))
+        s->listened_at = fl_job_now_ms();   /* what was committed before it has been heard */
     fl_pglisten_wake(s->listen, heard, &h);
     if (!fl_pglisten_listening(s->listen))
         notify_changes_awhile(s);
@@ -2265,6 +2268,7 @@ static pg_store *pg_new(const char *url)
         return NULL;
     }
     s->guard_fd = -1;
+    s->listened_at = fl_job_now_ms();
     return s;
 }
 

@@ -5,7 +5,7 @@
  * while it is away, reconnection without help, every acked job ends); a cancel through one
  * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
  * following a job another runs; a node that follows nothing reading none of the other's
- * changes, and a client attached across the loss of its node's listener; [store] connections readers (1, 2 and 3 of them) serving
+ * changes, and a client attached (or a Redis mirror) across the loss of its node's listener; [store] connections readers (1, 2 and 3 of them) serving
  * reads while every writer waits on a lock, and reconnecting after a server restart; the
  * configuration's errors. Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
@@ -649,26 +649,50 @@ static int sse_until(int fd, const char *event, const char *id, double secs)
     return 0;
 }
 
+/* mirrored_as waits up to secs for Redis (c) to hold state in key's hash: 1 once it does. */
+static int mirrored_as(redisContext *c, const char *key, const char *state, double secs)
+{
+    int ok = 0;
+
+    for (double end = flh_now() + secs; !ok; usleep(50000)) {
+        redisReply *r = redisCommand(c, "HGET %s state", key);
+        ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, state) == 0;
+        freeReplyObject(r);
+        if (flh_now() >= end)
+            break;
+    }
+    return ok;
+}
+
+/* start_mirrored starts a Redis server and two nodes a and b of one slot each on a new
+ * database (its name into db), each mirroring to it under a prefix of its own (ma:, mb:), so
+ * that what one node's mirror wrote is told apart. */
+static void start_mirrored(flh_daemon *a, flh_daemon *b, flh_redis *redis, char *db, size_t len)
+{
+    char ca[1024], cb[1024], more[512];
+
+    assert_int_equal(flh_redis_start(redis, NULL), 0);
+    assert_int_equal(flh_pg_create_db(pg, db, len), 0);
+    snprintf(more, sizeof more, "[workers]\ncount = 1\n[redis]\nurl = %s\nprefix = ma:\n", redis->url);
+    node_conf(ca, sizeof ca, db, "a", more);
+    snprintf(more, sizeof more, "[workers]\ncount = 1\n[redis]\nurl = %s\nprefix = mb:\n", redis->url);
+    node_conf(cb, sizeof cb, db, "b", more);
+    assert_int_equal(flh_start(a, ca), 0);
+    assert_int_equal(flh_start(b, cb), 0);
+}
+
 /* A job that runs on the idle node, followed from the busy one: a client attached to its submit
  * (Prefer: wait) gets its 200 when it ends there, the busy node's event stream carries its
- * start and end, and the busy node's Redis mirror says succeeded. Each node mirrors under a
- * prefix of its own, so what the busy node's mirror wrote is told apart. */
+ * start and end, and the busy node's Redis mirror says succeeded. */
 static void test_changes_across_nodes(void **state)
 {
     (void)state;
     flh_daemon a, b, *busy, *idle;
     flh_redis redis;
     const char *idle_name;
-    char db[64], id[32], sql[200], ca[1024], cb[1024], more[512], key[80];
+    char db[64], id[32], sql[200], key[80];
 
-    assert_int_equal(flh_redis_start(&redis, NULL), 0);
-    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
-    snprintf(more, sizeof more, "[workers]\ncount = 1\n[redis]\nurl = %s\nprefix = ma:\n", redis.url);
-    node_conf(ca, sizeof ca, db, "a", more);
-    snprintf(more, sizeof more, "[workers]\ncount = 1\n[redis]\nurl = %s\nprefix = mb:\n", redis.url);
-    node_conf(cb, sizeof cb, db, "b", more);
-    assert_int_equal(flh_start(&a, ca), 0);
-    assert_int_equal(flh_start(&b, cb), 0);
+    start_mirrored(&a, &b, &redis, db, sizeof db);
     busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
 
     int fd = flh_connect_tcp(busy->port);
@@ -685,14 +709,8 @@ static void test_changes_across_nodes(void **state)
     redisContext *c = flh_redis_connect(&redis, 0);
     assert_non_null(c);
     snprintf(key, sizeof key, "%sjob:%s", busy == &a ? "ma:" : "mb:", id);
-    int mirrored = 0;
-    for (double end = flh_now() + 10; flh_now() < end && !mirrored; usleep(50000)) {
-        redisReply *r = redisCommand(c, "HGET %s state", key);
-        mirrored = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "succeeded") == 0;
-        freeReplyObject(r);
-    }
+    assert_true(mirrored_as(c, key, "succeeded", 10));
     redisFree(c);
-    assert_true(mirrored);
     /* the idle node started and ended the job: two changes at least, read at least once */
     assert_true(flh_metric(busy, "fling_pg_remote_changes_total") >= 2);
     assert_true(flh_metric(busy, "fling_pg_remote_reads_total") >= 1);
@@ -760,6 +778,32 @@ static void test_changes_nobody_follows(void **state)
     assert_int_equal(flh_stop(&b), 0);
 }
 
+/* end_unheard keeps both nodes' listeners away (new connections to database db refused, the
+ * listeners' ended; the connections already open go on) while job run_id ends, successfully,
+ * on node idle; listeners_back lets them connect again. */
+static void end_unheard(const char *db, flh_daemon *idle, const char *run_id)
+{
+    char sql[240];
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+    assert_int_equal(flh_pg_exec(pg, "postgres", sql), 0);
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND application_name = 'flingd listener'", db);
+    assert_int_equal(flh_pg_query_long(pg, "postgres", sql), 2);
+    json_t *job = flh_wait_terminal(idle, run_id, 10000);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
+    json_decref(job);
+    usleep(300000);
+}
+
+static void listeners_back(const char *db)
+{
+    char sql[120];
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+    assert_int_equal(flh_pg_exec(pg, "postgres", sql), 0);
+}
+
 /* A client attached to a node whose listener is away while its job ends on another node gets
  * its 200 as soon as the listener is back, not when its wait runs out: the node reads the jobs
  * its clients wait on again. The listeners are kept away by refusing new connections to the
@@ -786,17 +830,8 @@ static void test_attached_across_listener_loss(void **state)
     assert_true(run > 0);
     snprintf(run_id, sizeof run_id, "%ld", run);
 
-    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
-    assert_int_equal(flh_pg_exec(pg, "postgres", sql), 0);
-    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-             " WHERE datname = '%s' AND application_name = 'flingd listener'", db);
-    assert_int_equal(flh_pg_query_long(pg, "postgres", sql), 2);
-    json_t *job = flh_wait_terminal(idle, run_id, 10000);   /* ends while no listener hears */
-    assert_string_equal(json_string_value(json_object_get(job, "state")), "succeeded");
-    json_decref(job);
-    usleep(300000);
-    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
-    assert_int_equal(flh_pg_exec(pg, "postgres", sql), 0);
+    end_unheard(db, idle, run_id);
+    listeners_back(db);
     double t0 = flh_now();
     assert_int_equal(flh_read_reply(fd, reply, sizeof reply, 15000), 200);
     assert_true(flh_now() - t0 < 5);
@@ -804,6 +839,39 @@ static void test_attached_across_listener_loss(void **state)
     close(fd);
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
+}
+
+/* A node's Redis mirror whose listener was away while a job ended on another node: the job's
+ * hash still says running then (the change went unheard), and says succeeded within seconds
+ * of the listener being back, the mirror having caught up from the store. */
+static void test_mirror_across_listener_loss(void **state)
+{
+    (void)state;
+    flh_daemon a, b, *busy, *idle;
+    flh_redis redis;
+    const char *idle_name;
+    char db[64], id[32], run_id[32], key[80];
+
+    start_mirrored(&a, &b, &redis, db, sizeof db);
+    busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
+    assert_int_equal(submit(busy, "t", "3", NULL, run_id, sizeof run_id), 202);   /* runs on the idle node */
+    redisContext *c = flh_redis_connect(&redis, 0);
+    assert_non_null(c);
+    snprintf(key, sizeof key, "%sjob:%s", busy == &a ? "ma:" : "mb:", run_id);
+    assert_true(mirrored_as(c, key, "running", 10));
+
+    end_unheard(db, idle, run_id);
+    assert_true(mirrored_as(c, key, "running", 0));   /* unheard */
+    listeners_back(db);
+    assert_true(mirrored_as(c, key, "succeeded", 5));
+    redisReply *r = redisCommand(c, "HGET %scounts running", busy == &a ? "ma:" : "mb:");
+    assert_true(r && r->type == REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "1");   /* the minute of sleep alone: the counts were reset too */
+    freeReplyObject(r);
+    redisFree(c);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
+    flh_redis_stop(&redis);
 }
 
 /* readers_of counts the reader connections ([store] connections) open on database db. */
@@ -1074,6 +1142,7 @@ int main(void)
         cmocka_unit_test(test_changes_across_nodes),
         cmocka_unit_test(test_changes_nobody_follows),
         cmocka_unit_test(test_attached_across_listener_loss),
+        cmocka_unit_test(test_mirror_across_listener_loss),
         cmocka_unit_test(test_readers_across_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
