@@ -13,7 +13,7 @@
 typedef struct ev_rec {
     uint64_t seq;
     fl_state state;
-    const char *event;           /* the change's name (static) */
+    const char *event;           /* the change's name (static); NULL: a gap comment (fl_events_gap) */
     fl_job *job;                 /* a copy of the job after the change, until the frame is made */
     char *frame;                 /* NULL until made; then job is NULL */
     size_t len;                  /* bytes the ring counts: the job copy's, then the frame's */
@@ -63,7 +63,8 @@ static ev_rec *rec_at(const fl_events *e, uint64_t seq)
 
 static int matches(const fl_events_sub *sub, const ev_rec *r)
 {
-    return (!sub->type[0] || strcmp(sub->type, r->type) == 0) && (!sub->states || (sub->states & (1u << r->state)));
+    return !r->event ||
+           ((!sub->type[0] || strcmp(sub->type, r->type) == 0) && (!sub->states || (sub->states & (1u << r->state))));
 }
 
 static void drop(fl_events *e, fl_events_sub *sub, const char *why)
@@ -186,9 +187,41 @@ static void trim(fl_events *e)
         evict(e);
 }
 
+/* gap_new makes a gap comment's record: its frame from the start, no job, every filter's. */
+static ev_rec *gap_new(uint64_t seq, const char *why)
+{
+    ev_rec *r = malloc(sizeof *r + 1);
+    int n = snprintf(NULL, 0, ": gap: %s\n\n", why);
+    if (!r || n < 0 || !(r->frame = malloc((size_t)n + 1))) {
+        free(r);
+        return NULL;
+    }
+    snprintf(r->frame, (size_t)n + 1, ": gap: %s\n\n", why);
+    r->seq = seq;
+    r->state = FL_STATE_QUEUED;
+    r->event = NULL;
+    r->job = NULL;
+    r->len = (size_t)n;
+    r->type[0] = '\0';
+    return r;
+}
+
+static void append(fl_events *e, ev_rec *r);
+
 void fl_events_publish(fl_events *e, const fl_job *job, const char *event)
 {
-    ev_rec *r = rec_new(e->next_seq, job, event);
+    append(e, rec_new(e->next_seq, job, event));
+}
+
+void fl_events_gap(fl_events *e, const char *why)
+{
+    append(e, gap_new(e->next_seq, why));
+}
+
+/* append adds r (NULL: it could not be made) as the newest event and feeds it to the
+ * subscribers that are caught up. */
+static void append(fl_events *e, ev_rec *r)
+{
     if (!r) {
         /* Nothing to replay it from: every stream would silently miss it, so end them all and
          * let their clients resume (from the ring) rather than go on with a hole. */

@@ -62,6 +62,12 @@ int fl_events_new(fl_events **out, struct ev_loop *loop, size_t budget, fl_metri
  * to the subscribers that are caught up; one that cannot take it is dropped. */
 void fl_events_publish(fl_events *e, const fl_job *job, const char *event);
 
+/* fl_events_gap records the comment ": gap: WHY" (why: one line, copied) in the event's place:
+ * every stream gets it there, whatever its filter, live or replayed after a Last-Event-ID. It
+ * says that changes of that time are missing (another node's, not heard here) and that the
+ * client should reread what it needs. It takes an event id of its own, like an event. */
+void fl_events_gap(fl_events *e, const char *why);
+
 /* fl_events_sub_init readies sub (unlinked, no filter). */
 void fl_events_sub_init(fl_events_sub *sub);
 

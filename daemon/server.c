@@ -84,6 +84,8 @@ struct fl_server {
     ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
     ev_timer follow_settle;        /* reads the attached jobs again once following settled */
     int following;                 /* what fl_store_follow was last told */
+    int read_all;                  /* a mirror or a stream had every change of other nodes read */
+    int listened;                  /* the store's listener listened once (remote_back) */
     ev_tstamp follow_until;        /* following lingers until then after the last attached client */
     fl_remote *remote;             /* other nodes' changes as events; NULL for SQLite */
     fl_listener *tcp;              /* NULL until started */
@@ -342,12 +344,17 @@ static void remote_paused(const char *type, int paused, void *arg)
 /* The listener listens again after it was away: the jobs clients here wait on may have ended
  * on another node meanwhile, unheard. They are read again in the wake's one read, the paused
  * types once more, and the Redis mirror catches up with the jobs changed since the listener
- * was last seen listening. The event streams are not caught up (docs/scaling.md). */
+ * was last seen listening. The event streams are told, with a gap comment in their place
+ * (docs/scaling.md); nothing was missed before the first connection. */
 static void follow_settle_later(fl_server *srv);
 
 static void remote_back(int64_t since, void *arg)
 {
     fl_server *srv = arg;
+    if (srv->listened && srv->events)
+        fl_events_gap(srv->events, "other nodes' changes while this node's listener was away were not heard;"
+                      " reread what you need (GET /v1/jobs)");
+    srv->listened = 1;
     if (srv->mirror)
         fl_mirror_catch_up(srv->mirror, since);
     if (srv->remote)
@@ -388,6 +395,14 @@ static void follow_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     if (attached)
         srv->follow_until = ev_now(loop) + FL_FOLLOW_LINGER;
     int want = srv->mirror || srv->metrics.streams_open || ev_now(loop) < srv->follow_until;
+    /* Without a mirror or a stream, the other nodes' changes are not read here (only those of
+     * attached jobs): a stream resumed later (Last-Event-ID) from before here replays through
+     * this comment. */
+    int all = srv->mirror || srv->metrics.streams_open;
+    if (srv->remote && srv->events && srv->read_all && !all)
+        fl_events_gap(srv->events, "other nodes' changes from here until a stream or a mirror follows them"
+                      " on this node again are missing; reread what you need (GET /v1/jobs)");
+    srv->read_all = all;
     if (want == srv->following)
         return;
     srv->following = want;

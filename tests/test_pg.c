@@ -5,7 +5,8 @@
  * while it is away, reconnection without help, every acked job ends); a cancel through one
  * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
  * following a job another runs; a node that follows nothing reading none of the other's
- * changes, and a client attached (or a Redis mirror) across the loss of its node's listener; [store] connections readers (1, 2 and 3 of them) serving
+ * changes, a client attached (or a Redis mirror) across the loss of its node's listener, and
+ * the gap comments of event streams that missed other nodes' changes; [store] connections readers (1, 2 and 3 of them) serving
  * reads while every writer waits on a lock, and reconnecting after a server restart; the
  * configuration's errors. Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
@@ -617,16 +618,13 @@ static void test_frozen_server_answers_503(void **state)
     assert_int_equal(flh_stop(&d), 0);
 }
 
-/* sse_until reads the event stream on fd until a frame of event for job id arrived, or secs pass:
- * 1 if it did. */
-static int sse_until(int fd, const char *event, const char *id, double secs)
+/* sse_read reads the event stream on fd until found says what arrived (buf, a string) holds
+ * what it looks for, or secs pass: 1 if it did. */
+static int sse_read(int fd, int (*found)(const char *buf, void *arg), void *arg, double secs)
 {
     static char buf[1 << 16];
     size_t len = 0;
-    char ev_line[64], id_field[48];
 
-    snprintf(ev_line, sizeof ev_line, "event: %s\n", event);
-    snprintf(id_field, sizeof id_field, "\"id\":\"%s\"", id);
     for (double end = flh_now() + secs; flh_now() < end;) {
         struct pollfd p = { fd, POLLIN, 0 };
         if (poll(&p, 1, 100) < 0)
@@ -640,13 +638,66 @@ static int sse_until(int fd, const char *event, const char *id, double secs)
             return 0;
         len += (size_t)k;
         buf[len] = '\0';
-        for (char *f = strstr(buf, ev_line); f; f = strstr(f + 1, ev_line)) {
-            char *frame_end = strstr(f, "\n\n");
-            if (frame_end && memmem(f, (size_t)(frame_end - f), id_field, strlen(id_field)))
-                return 1;
-        }
+        if (found(buf, arg))
+            return 1;
     }
     return 0;
+}
+
+/* A frame of one event of one job, and the event id it came with (into seq). */
+typedef struct frame_want {
+    char ev_line[64], id_field[48];
+    char seq[32];
+} frame_want;
+
+static int frame_found(const char *buf, void *arg)
+{
+    frame_want *w = arg;
+
+    for (const char *f = strstr(buf, w->ev_line); f; f = strstr(f + 1, w->ev_line)) {
+        const char *frame_end = strstr(f, "\n\n");
+        if (!frame_end || !memmem(f, (size_t)(frame_end - f), w->id_field, strlen(w->id_field)))
+            continue;
+        const char *head = f;   /* the frame's "id: SEQ" line is the one before */
+        while (head > buf && !(head - buf >= 2 && head[-1] == '\n' && head[-2] == '\n'))
+            head--;
+        if (sscanf(head, "id: %31[0-9]", w->seq) != 1)
+            w->seq[0] = '\0';
+        return 1;
+    }
+    return 0;
+}
+
+static int text_found(const char *buf, void *arg)
+{
+    return strstr(buf, arg) != NULL;
+}
+
+/* sse_until reads the event stream on fd until a frame of event for job id arrived, or secs
+ * pass: 1 if it did, with its event id into seq (seqlen bytes; NULL: not wanted). */
+static int sse_until(int fd, const char *event, const char *id, double secs, char *seq, size_t seqlen)
+{
+    frame_want w;
+
+    snprintf(w.ev_line, sizeof w.ev_line, "event: %s\n", event);
+    snprintf(w.id_field, sizeof w.id_field, "\"id\":\"%s\"", id);
+    int ok = sse_read(fd, frame_found, &w, secs);
+    if (ok && seq)
+        snprintf(seq, seqlen, "%s", w.seq);
+    return ok;
+}
+
+/* open_stream opens GET /v1/events on d, resuming after event id last (NULL: from now): the fd. */
+static int open_stream(flh_daemon *d, const char *last)
+{
+    char get[200];
+    int fd = flh_connect_tcp(d->port);
+    int n = snprintf(get, sizeof get, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
+                     last ? "Last-Event-ID: " : "", last ? last : "", last ? "\r\n" : "");
+
+    assert_true(fd >= 0);
+    assert_int_equal(flh_send_all(fd, get, (size_t)n), 0);
+    return fd;
 }
 
 /* mirrored_as waits up to secs for Redis (c) to hold state in key's hash: 1 once it does. */
@@ -695,15 +746,12 @@ static void test_changes_across_nodes(void **state)
     start_mirrored(&a, &b, &redis, db, sizeof db);
     busy_and_idle(&a, &b, db, &busy, &idle, &idle_name, id, sizeof id);
 
-    int fd = flh_connect_tcp(busy->port);
-    static const char get[] = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    assert_true(fd >= 0);
-    assert_int_equal(flh_send_all(fd, get, sizeof get - 1), 0);
+    int fd = open_stream(busy, NULL);
     assert_int_equal(submit(busy, "t", "0.5", "Prefer: wait=20\r\n", id, sizeof id), 200);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded' AND owner = '%s'", id,
              idle_name);
     assert_int_equal(flh_pg_query_long(pg, db, sql), 1);
-    assert_true(sse_until(fd, "succeeded", id, 10));
+    assert_true(sse_until(fd, "succeeded", id, 10, NULL, 0));
     close(fd);
 
     redisContext *c = flh_redis_connect(&redis, 0);
@@ -748,15 +796,12 @@ static void test_changes_nobody_follows(void **state)
     assert_int_equal(flh_metric(busy, heard), heard0);
     assert_int_equal(flh_metric(busy, reads), 0);
 
-    int fd = flh_connect_tcp(busy->port);
-    static const char get[] = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    assert_true(fd >= 0);
-    assert_int_equal(flh_send_all(fd, get, sizeof get - 1), 0);
+    int fd = open_stream(busy, NULL);
     assert_int_equal(flh_wait_metric(busy, "fling_event_streams_open", 1, 10), 1);
     assert_int_equal(flh_wait_metric(busy, "fling_pg_following", 1, 5), 1);
     assert_int_equal(flh_wait_metric(idle, "fling_pg_followed", 1, 5), 1);
     assert_int_equal(submit(idle, "noop", "x", NULL, id, sizeof id), 202);
-    assert_true(sse_until(fd, "succeeded", id, 10));
+    assert_true(sse_until(fd, "succeeded", id, 10, NULL, 0));
     close(fd);
     assert_true(flh_metric(busy, reads) >= 1);
     assert_int_equal(flh_wait_metric_down(busy, "fling_event_streams_open", 0, 10), 0);
@@ -872,6 +917,44 @@ static void test_mirror_across_listener_loss(void **state)
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
     flh_redis_stop(&redis);
+}
+
+/* An event stream is told when it misses other nodes' changes, with a gap comment in their
+ * place: one open while its node's listener was away gets it once the listener is back; one
+ * resumed (Last-Event-ID) from before a time when no stream was open on its node, and the
+ * node so did not read the other nodes' changes, gets it in its replay. */
+static void test_stream_gaps(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    char db[64], id[32], seq[32], sql[240];
+
+    start_two(&a, &b, db, sizeof db, "");
+    int fd = open_stream(&a, NULL);
+    assert_int_equal(flh_wait_metric(&a, "fling_pg_following", 1, 10), 1);
+    assert_int_equal(flh_wait_metric(&b, "fling_pg_followed", 1, 5), 1);
+    assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);
+    assert_true(sse_until(fd, "succeeded", id, 10, seq, sizeof seq));
+    assert_true(seq[0]);
+
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND application_name = 'flingd listener'", db);
+    assert_int_equal(flh_pg_query_long(pg, "postgres", sql), 2);
+    assert_true(sse_read(fd, text_found, ": gap: other nodes' changes while this node's listener was away", 10));
+    close(fd);
+    assert_int_equal(flh_wait_metric_down(&a, "fling_event_streams_open", 0, 10), 0);
+    assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);   /* not read on a */
+    json_decref(flh_wait_terminal(&b, id, 10000));
+
+    fd = open_stream(&a, seq);
+    assert_true(sse_read(fd, text_found, ": gap: other nodes' changes from here until a stream", 5));
+    close(fd);
+    fd = open_stream(&a, NULL);   /* a stream from now on has no gap to be told of */
+    assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);
+    assert_false(sse_read(fd, text_found, ": gap:", 2));
+    close(fd);
+    assert_int_equal(flh_stop(&a), 0);
+    assert_int_equal(flh_stop(&b), 0);
 }
 
 /* readers_of counts the reader connections ([store] connections) open on database db. */
@@ -1143,6 +1226,7 @@ int main(void)
         cmocka_unit_test(test_changes_nobody_follows),
         cmocka_unit_test(test_attached_across_listener_loss),
         cmocka_unit_test(test_mirror_across_listener_loss),
+        cmocka_unit_test(test_stream_gaps),
         cmocka_unit_test(test_readers_across_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
