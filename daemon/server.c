@@ -345,7 +345,10 @@ static void remote_paused(const char *type, int paused, void *arg)
  * on another node meanwhile, unheard. They are read again in the wake's one read, the paused
  * types once more, and the Redis mirror catches up with the jobs changed since the listener
  * was last seen listening. The event streams are told, with a gap comment in their place
- * (docs/scaling.md); nothing was missed before the first connection. */
+ * (docs/scaling.md). Not at the first connection: a catch-up then would publish every job
+ * changed since the start once more as "sync", and the mirror's own catch-up at its connection
+ * covers the start but for the moment between that catch-up's read and this first LISTEN
+ * (docs/scaling.md). */
 static void follow_settle_later(fl_server *srv);
 
 static void remote_back(int64_t since, void *arg)
@@ -354,9 +357,9 @@ static void remote_back(int64_t since, void *arg)
     if (srv->listened && srv->events)
         fl_events_gap(srv->events, "other nodes' changes while this node's listener was away were not heard;"
                       " reread what you need (GET /v1/jobs)");
-    srv->listened = 1;
-    if (srv->mirror)
+    if (srv->listened && srv->mirror)
         fl_mirror_catch_up(srv->mirror, since);
+    srv->listened = 1;
     if (srv->remote)
         reread_attached(srv);
     if (srv->sched)
