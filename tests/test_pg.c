@@ -658,8 +658,8 @@ static int frame_found(const char *buf, void *arg)
         const char *frame_end = strstr(f, "\n\n");
         if (!frame_end || !memmem(f, (size_t)(frame_end - f), w->id_field, strlen(w->id_field)))
             continue;
-        const char *head = f;   /* the frame's "id: SEQ" line is the one before */
-        while (head > buf && !(head - buf >= 2 && head[-1] == '\n' && head[-2] == '\n'))
+        const char *head = f > buf ? f - 1 : f;   /* the frame's "id: SEQ" line is the one before */
+        while (head > buf && head[-1] != '\n')
             head--;
         if (sscanf(head, "id: %31[0-9]", w->seq) != 1)
             w->seq[0] = '\0';
