@@ -84,7 +84,7 @@ struct fl_server {
     ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
     ev_timer follow_settle;        /* reads the attached jobs again once following settled */
     int following;                 /* what fl_store_follow was last told */
-    int read_all;                  /* a mirror or a stream had every change of other nodes read */
+    int read_all;                  /* reads_every_change, as follow_check_cb last saw it */
     int listened;                  /* the store's listener listened once (remote_back) */
     ev_tstamp follow_until;        /* following lingers until then after the last attached client */
     fl_remote *remote;             /* other nodes' changes as events; NULL for SQLite */
@@ -304,12 +304,19 @@ static void remote_changed(int64_t id, fl_store_event ev, void *arg)
         fl_remote_changed(srv->remote, id, ev);
 }
 
+/* Whether every change another node makes is read here: the mirror writes every job, an event
+ * stream may want any. */
+static int reads_every_change(const fl_server *srv)
+{
+    return srv->mirror || srv->metrics.streams_open;
+}
+
 /* Whether anything here follows job id, so that another node's change of it is worth a read:
- * the mirror writes every job, an event stream may want any, an attached client its own. */
+ * every job (reads_every_change), or an attached client's own. */
 static int remote_follows(int64_t id, void *arg)
 {
     fl_server *srv = arg;
-    return srv->mirror || srv->metrics.streams_open || fl_wait_has(srv->wait, id);
+    return reads_every_change(srv) || fl_wait_has(srv->wait, id);
 }
 
 /* A job read again for the clients attached to it (not a change: nothing else hears of it). */
@@ -354,11 +361,13 @@ static void follow_settle_later(fl_server *srv);
 static void remote_back(int64_t since, void *arg)
 {
     fl_server *srv = arg;
-    if (srv->listened && srv->events)
-        fl_events_gap(srv->events, "other nodes' changes while this node's listener was away were not heard;"
-                      " reread what you need (GET /v1/jobs)");
-    if (srv->listened && srv->mirror)
-        fl_mirror_catch_up(srv->mirror, since);
+    if (srv->listened) {
+        if (srv->events)
+            fl_events_gap(srv->events, "other nodes' changes while this node's listener was away were not heard;"
+                          " reread what you need (GET /v1/jobs)");
+        if (srv->mirror)
+            fl_mirror_catch_up(srv->mirror, since);
+    }
     srv->listened = 1;
     if (srv->remote)
         reread_attached(srv);
@@ -397,11 +406,10 @@ static void follow_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     int attached = fl_wait_any(srv->wait);
     if (attached)
         srv->follow_until = ev_now(loop) + FL_FOLLOW_LINGER;
-    int want = srv->mirror || srv->metrics.streams_open || ev_now(loop) < srv->follow_until;
+    int all = reads_every_change(srv), want = all || ev_now(loop) < srv->follow_until;
     /* Without a mirror or a stream, the other nodes' changes are not read here (only those of
      * attached jobs): a stream resumed later (Last-Event-ID) from before here replays through
      * this comment. */
-    int all = srv->mirror || srv->metrics.streams_open;
     if (srv->remote && srv->events && srv->read_all && !all)
         fl_events_gap(srv->events, "other nodes' changes from here until a stream or a mirror follows them"
                       " on this node again are missing; reread what you need (GET /v1/jobs)");
