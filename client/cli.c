@@ -784,6 +784,19 @@ static int stream_open(const cli *c, stream *s, const char *type, const sigset_t
     return 0;
 }
 
+/* A comment the daemon puts where the stream misses changes (docs/protocol.md, "Gaps"). */
+#define GAP_COMMENT ": gap: "
+#define GAP_SHOWN 400   /* the daemon's are about 150 bytes */
+
+/* report_gap tells the user on stderr, one line, that the events printed do not hold every
+ * change from here: what the daemon says is missing. */
+static void report_gap(const char *why)
+{
+    char text[GAP_SHOWN + 1];
+    one_line(why, strcspn(why, "\n"), text, GAP_SHOWN);
+    fprintf(stderr, "fling: watch: gap: %s\n", text);
+}
+
 /* Prints the frames of the stream until count lines (0: no limit) or a stop signal. */
 static int follow_stream(const cli *c, stream *s, const sigset_t *wait_mask, const char *type, long count)
 {
@@ -803,7 +816,9 @@ static int follow_stream(const cli *c, stream *s, const sigset_t *wait_mask, con
         /* Our daemon writes one data line per event; comments (": ping") have none. */
         char *data = strncmp(s->buf, "data: ", 6) == 0 ? s->buf : strstr(s->buf, "\ndata: ");
         int rv = 0;
-        if (data) {
+        if (strncmp(s->buf, GAP_COMMENT, sizeof GAP_COMMENT - 1) == 0)
+            report_gap(s->buf + sizeof GAP_COMMENT - 1);
+        else if (data) {
             data += data == s->buf ? 6 : 7;
             size_t len = strcspn(data, "\n");
             rv = print_event(c, data, len, type, as_json);

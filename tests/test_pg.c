@@ -920,7 +920,8 @@ static void test_mirror_across_listener_loss(void **state)
 }
 
 /* An event stream is told when it misses other nodes' changes, with a gap comment in their
- * place: one open while its node's listener was away gets it once the listener is back; one
+ * place: one open while its node's listener was away gets it once the listener is back (and
+ * `fling watch` says so in one line on stderr, and goes on); one
  * resumed (Last-Event-ID) from before a time when no stream was open on its node, and the
  * node so did not read the other nodes' changes, gets it in its replay. */
 static void test_stream_gaps(void **state)
@@ -936,11 +937,24 @@ static void test_stream_gaps(void **state)
     assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);
     assert_true(sse_until(fd, "succeeded", id, 10, seq, sizeof seq));
     assert_true(seq[0]);
+    char *watch[] = { "fling", "watch", "--url", a.url, "--count", "1", NULL };
+    flh_child ch;
+    flh_cli r;
+    assert_int_equal(flh_cli_spawn(&ch, watch, NULL), 0);
+    assert_int_equal(flh_wait_metric(&a, "fling_event_streams_open", 2, 10), 2);
 
     snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
              " WHERE datname = '%s' AND application_name = 'flingd listener'", db);
     assert_int_equal(flh_pg_query_long(pg, "postgres", sql), 2);
     assert_true(sse_read(fd, text_found, ": gap: other nodes' changes while this node's listener was away", 10));
+    /* fling watch says so on stderr and goes on: the next event is its --count 1 */
+    assert_int_equal(flh_wait_metric(&b, "fling_pg_followed", 1, 10), 1);
+    assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);
+    assert_int_equal(flh_cli_finish(&ch, &r, 10000), 0);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, id));
+    assert_non_null(strstr(r.err, "fling: watch: gap: other nodes' changes while this node's listener was away"));
+    assert_string_equal(strchr(r.err, '\n'), "\n");   /* that one line alone */
     close(fd);
     assert_int_equal(flh_wait_metric_down(&a, "fling_event_streams_open", 0, 10), 0);
     assert_int_equal(submit(&b, "noop", "x", NULL, id, sizeof id), 202);   /* not read on a */
