@@ -363,13 +363,19 @@ enum finish_col {
 #define FL_PG_BATCH_BYTES (16u << 20)
 #define FL_PG_BATCH_KEEP (1u << 20)
 
+/* A list of paused types (type_wakes): types[n], or NULL if n is 0. */
+typedef struct pg_paused {
+    char (*types)[FL_TYPE_NAME_MAX + 1];
+    size_t n;
+} pg_paused;
+
 typedef struct pg_store {
     PGconn *conn;                  /* used by one thread at a time: open/recover, then the writer */
     char *url;                     /* [store] url, as given */
     const char *node;              /* the owner claims record; the engine's, borrowed */
     int durability_full;
     int ready;                     /* conn is set up: settings made, statements prepared */
-    int begin_due;                 /* writer: the group's BEGIN goes with its first statement */
+    const char *begin_due;         /* the transaction's BEGIN, sent with its first statement; NULL: none */
     int down;                      /* the connection was lost and is not back yet (logged once) */
     char last_state[6];            /* SQLSTATE of the last error logged, to log an outage once */
     int64_t now;                   /* the clock of the group being run */
@@ -386,18 +392,19 @@ typedef struct pg_store {
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
-    char (*paused)[FL_TYPE_NAME_MAX + 1];   /* writer: the paused types as its last PAUSE read them */
-    size_t n_paused;
-    int64_t others_at;             /* writer: when others was looked up (ms; 0 = never) */
+    pg_paused paused;              /* writer: the paused types as the last committed PAUSE read them */
+    pg_paused group_paused;        /* writer: as this group's PAUSE read them, until it commits */
+    int group_paused_read;         /* this group ran a PAUSE: group_paused holds its list */
+    int64_t others_at;             /* writer: when others was looked up (mono_ms; 0 = never) */
     atomic_int hello;              /* set by the loop: another node spoke; others = 1 now */
-    atomic_int_least64_t followed_until;   /* set by the loop: until when (ms) a node follows */
+    atomic_int_least64_t followed_until;   /* set by the loop: until when (mono_ms) a node follows */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
-    int64_t due_at;                /* ms: when to tell the scheduler again that any type may be due */
+    int64_t due_at;                /* mono_ms: when to tell the scheduler again that any type may be due */
     int64_t listened_at;           /* ms: the last wake that found the listener listening (or the open) */
     uint64_t notifications;        /* notifications heard */
     int following;                 /* this node follows the others' changes (pg_follow) */
-    int64_t follow_said_at;        /* ms: when it last said so (0: say it at the next chance) */
+    int64_t follow_said_at;        /* mono_ms: when it last said so (0: say it at the next chance) */
     int follow_ask;                /* the listener is back: ask the followers to speak up */
     /* A reader (pg_reader_open) is a pg_store of its own connection, with no listener and no
      * lock, that counts its round trips in the writer's: parent. NULL for the writer's. */
@@ -611,6 +618,13 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* mono_ms: the time for intervals measured on this node alone, which a change of the wall clock
+ * must not stretch or cut (fl_job_now_ms is for times compared with other nodes' rows). */
+static int64_t mono_ms(void)
+{
+    return (int64_t)(mono_ns() / 1000000u);
+}
+
 /* timed counts one round trip that started at t0 (mono_ns). */
 static void timed(pg_store *s, uint64_t t0)
 {
@@ -724,12 +738,12 @@ static PGresult *piped(pg_store *s, const char *before, const char *name, const 
 static int run_then(pg_store *s, enum stmt_id id, const pg_args *a, int commit, PGresult **out)
 {
     char name[8];
-    const char *before = s->begin_due ? "BEGIN" : NULL, *after = commit ? "COMMIT" : NULL;
+    const char *before = s->begin_due, *after = commit ? "COMMIT" : NULL;
     PGresult *r;
     uint64_t t0 = mono_ns();
 
     snprintf(name, sizeof name, "s%d", (int)id);
-    s->begin_due = 0;
+    s->begin_due = NULL;
     guard_begin(s);
     if (before || after)
         r = piped(s, before, name, a, after);
@@ -949,15 +963,17 @@ static int others_live(pg_store *s, int *out)
     PGresult *r;
     int rc;
 
+    int64_t now = mono_ms();
+
     if (atomic_exchange(&s->hello, 0)) {
         s->others = 1;
-        s->others_at = s->now;
-    } else if (!s->others_at || s->now - s->others_at >= FL_PG_OTHERS_MS) {
+        s->others_at = now;
+    } else if (!s->others_at || now - s->others_at >= FL_PG_OTHERS_MS) {
         arg_text(&a, s->node);
         if ((rc = run(s, ST_OTHERS, &a, &r)))
             return rc;
         s->others = col_int(r, 0, 0) > 0;
-        s->others_at = s->now;
+        s->others_at = now;
         PQclear(r);
     }
     *out = s->others;
@@ -969,8 +985,10 @@ static int others_live(pg_store *s, int *out)
  * heard, and the other nodes claim on that resume and on their safety net). */
 static int type_wakes(const pg_store *s, const char *type)
 {
-    for (size_t i = 0; i < s->n_paused; i++)
-        if (strcmp(s->paused[i], type) == 0)
+    const pg_paused *p = s->group_paused_read ? &s->group_paused : &s->paused;
+
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->types[i], type) == 0)
             return 0;
     return 1;
 }
@@ -999,7 +1017,7 @@ static int flush_changes(pg_store *s, int commit)
 
     if (s->changes_len && (rc = others_live(s, &others)))
         return rc;
-    if (others && fl_job_now_ms() >= atomic_load(&s->followed_until))
+    if (others && mono_ms() >= atomic_load(&s->followed_until))
         others = 0;   /* live, but none follows: nobody would read them */
     if (!others) {
         s->changes_len = 0;
@@ -1272,7 +1290,7 @@ static int pg_get(void *b, fl_store_op *op)
     if (with_payload)
         return 0;
     arg_int(&a, op->u.get.id);
-    if ((rc = run(s, ST_DELIVERY_OF_JOB, &a, &r)))
+    if ((rc = run_then(s, ST_DELIVERY_OF_JOB, &a, s->parent != NULL, &r)))
         return rc;
     rc = read_deliveries(r, &op->u.get.deliveries, &op->u.get.n_deliveries);
     PQclear(r);
@@ -1784,7 +1802,8 @@ static int pg_delivery_done(void *b, fl_store_op *op)
     return 0;
 }
 
-/* remember_paused keeps a copy of the n paused types for type_wakes: 0 or -ENOMEM. */
+/* remember_paused keeps a copy of the n paused types a PAUSE read for type_wakes, for the
+ * rest of the group, and after it only if it commits: 0 or -ENOMEM. */
 static int remember_paused(pg_store *s, const char (*types)[FL_TYPE_NAME_MAX + 1], size_t n)
 {
     char (*copy)[FL_TYPE_NAME_MAX + 1] = NULL;
@@ -1793,10 +1812,23 @@ static int remember_paused(pg_store *s, const char (*types)[FL_TYPE_NAME_MAX + 1
         return -ENOMEM;
     if (n)
         memcpy(copy, types, n * sizeof *copy);
-    free(s->paused);
-    s->paused = copy;
-    s->n_paused = n;
+    free(s->group_paused.types);
+    s->group_paused = (pg_paused){ copy, n };
+    s->group_paused_read = 1;
     return 0;
+}
+
+/* paused_end ends the group's own list of paused types: kept if it committed, else dropped. */
+static void paused_end(pg_store *s, int committed)
+{
+    if (committed && s->group_paused_read) {
+        free(s->paused.types);
+        s->paused = s->group_paused;
+    } else {
+        free(s->group_paused.types);
+    }
+    s->group_paused = (pg_paused){ NULL, 0 };
+    s->group_paused_read = 0;
 }
 
 static int pg_pause(void *b, fl_store_op *op)
@@ -2109,7 +2141,7 @@ static void heard_pause(const pg_hearing *h, const char *payload)
  * answers to its ask are on their way). */
 static void notify_changes_awhile(pg_store *s)
 {
-    atomic_store(&s->followed_until, fl_job_now_ms() + FL_PG_FOLLOW_TTL_MS);
+    atomic_store(&s->followed_until, mono_ms() + FL_PG_FOLLOW_TTL_MS);
 }
 
 /* heard_follow: "NODE F A" from another node: it follows this one's changes (F = 1), and it
@@ -2199,10 +2231,10 @@ static void heard(const char *channel, const char *payload, void *arg)
  * not ready to send is asked again at the next wake. */
 static void say_follow(pg_store *s)
 {
-    int64_t now = fl_job_now_ms();
+    int64_t now = mono_ms();
     char note[160];
 
-    if (!s->follow_ask && !(s->following && now - s->follow_said_at >= FL_PG_FOLLOW_EVERY_MS))
+    if (!s->follow_ask && !(s->following && (!s->follow_said_at || now - s->follow_said_at >= FL_PG_FOLLOW_EVERY_MS)))
         return;
     snprintf(note, sizeof note, "%s %d %d", s->node, s->following, s->follow_ask);
     if (fl_pglisten_notify(s->listen, FL_PG_FOLLOW_CHANNEL, note) == 0) {
@@ -2234,8 +2266,8 @@ static void pg_wake(void *b, const fl_store_remote *r)
         notify_changes_awhile(s);
     say_follow(s);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
-    if (fl_job_now_ms() >= s->due_at) {
-        s->due_at = fl_job_now_ms() + FL_PG_SWEEP_MS;
+    if (mono_ms() >= s->due_at) {
+        s->due_at = mono_ms() + FL_PG_SWEEP_MS;
         if (r->due)
             r->due(NULL, r->arg);
     }
@@ -2252,7 +2284,7 @@ static int pg_shared_stats(void *b, fl_store_stats *out)
     out->round_trip_seconds = (double)atomic_load_explicit(&s->round_trip_ns, memory_order_relaxed) / 1e9;
     out->notifications = s->notifications;
     out->following = s->following;
-    out->followed = fl_job_now_ms() < atomic_load(&s->followed_until);
+    out->followed = mono_ms() < atomic_load(&s->followed_until);
     return fl_pglisten_up(s->listen);
 }
 
@@ -2278,7 +2310,8 @@ static void destroy(pg_store *s)
     fl_pglisten_free(s->listen);
     for (int i = 0; i < B_N; i++)
         free(s->batch[i].p);
-    free(s->paused);
+    paused_end(s, 0);
+    free(s->paused.types);
     PQfinish(s->conn);
     free(s->url);
     free(s);
@@ -2413,7 +2446,7 @@ static int pg_begin(void *b, int64_t now)
 
     s->now = now;
     s->changes_len = 0;
-    s->begin_due = !rc;
+    s->begin_due = rc ? NULL : "BEGIN";
     return rc;
 }
 
@@ -2430,11 +2463,12 @@ static int pg_commit(void *b)
     int rc = 0;
 
     if (s->begin_due)
-        s->begin_due = 0;   /* no statement ran: no transaction to commit, no change to notify */
+        s->begin_due = NULL;   /* no statement ran: no transaction to commit, no change to notify */
     else
         rc = flush_changes(s, 1);
     if (!rc)
         s->last_state[0] = '\0';
+    paused_end(s, !rc);
     return rc;
 }
 
@@ -2443,7 +2477,8 @@ static void pg_rollback(void *b)
 {
     pg_store *s = b;
 
-    s->begin_due = 0;
+    s->begin_due = NULL;
+    paused_end(s, 0);
     if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
         exec_text(s, "ROLLBACK", "ROLLBACK");
 }
@@ -2513,8 +2548,23 @@ static int reader_connect(pg_store *s)
     return 0;
 }
 
-/* pg_reader_run: each read is one statement (two for a GET with its deliveries), each in its
- * own snapshot of what is committed. */
+/* reader_get reads a job and its deliveries in one snapshot: a read-only transaction whose
+ * BEGIN goes with the job's statement and COMMIT with the deliveries' (two round trips, as
+ * two statements alone). A job not found, or a failure, ends it with a ROLLBACK. */
+static int reader_get(pg_store *s, fl_store_op *op)
+{
+    int rc;
+
+    if (op->u.get.ids || op->u.get.with_payload)
+        return pg_get(s, op);   /* one statement */
+    s->begin_due = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    rc = pg_get(s, op);
+    pg_rollback(s);   /* only if still open */
+    return rc;
+}
+
+/* pg_reader_run: each read is one statement in its own snapshot of what is committed, but a
+ * GET with its deliveries (reader_get). */
 static int pg_reader_run(void *reader, fl_store_op *op)
 {
     pg_store *s = reader;
@@ -2523,7 +2573,7 @@ static int pg_reader_run(void *reader, fl_store_op *op)
     if (rc)
         return rc;
     switch (op->kind) {
-    case FL_STORE_GET: return pg_get(s, op);
+    case FL_STORE_GET: return reader_get(s, op);
     case FL_STORE_LIST: return pg_list(s, op);
     case FL_STORE_COUNT: return pg_count(s, op);
     case FL_STORE_CHANGED: return pg_changed(s, op);

@@ -5,8 +5,11 @@
  * op of the same group answered as a duplicate with that job; a job finished twice in one
  * group, or not running, fenced; a group that fails fails every op and leaves no row; an op
  * whose data the server refuses fails alone; large payloads cut a run into several
- * statements. Skipped (77) when the server binaries are not installed. */
+ * statements. Around the group: a submit wakes the other nodes unless a committed pause says
+ * its type is paused; a reader's GET reads the job and its deliveries in one snapshot.
+ * Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -545,6 +548,135 @@ static void test_sweep_spares_a_claimed_orphan(void **state)
     PQfinish(live);
 }
 
+/* next_wake waits up to secs for a notification on c (LISTENing): 1 with its payload in buf,
+ * 0 if none came. */
+static int next_wake(PGconn *c, char *buf, size_t len, double secs)
+{
+    int64_t deadline = fl_job_now_ms() + (int64_t)(secs * 1000);
+
+    while (fl_job_now_ms() < deadline) {
+        PGnotify *n;
+        struct pollfd p = { PQsocket(c), POLLIN, 0 };
+        if (!PQconsumeInput(c))
+            return 0;
+        if ((n = PQnotifies(c))) {
+            snprintf(buf, len, "%s", n->extra);
+            PQfreemem(n);
+            return 1;
+        }
+        poll(&p, 1, 50);
+    }
+    return 0;
+}
+
+/* push_pause pauses type in a group of its own and waits for its answer: the op's result. */
+static int push_pause(harness *h, const char *type)
+{
+    fl_store_op op;
+
+    memset(&op, 0, sizeof op);
+    fl_store_pause(h->store, &op, type, 1, NULL, NULL);
+    settle(h);
+    free(op.u.pause.types);
+    return op.result;
+}
+
+/* A submit wakes the other nodes unless its type is paused as the writer last committed it: a
+ * pause whose group failed (rolled back, the type not paused) leaves the type's submits waking
+ * them; one that committed stops them. Another node is live (a session holds its lock), and a
+ * session LISTENs where the wakes go. */
+static void test_wakes_follow_committed_pauses(void **state)
+{
+    harness *h = *state;
+    char url[160], wake[128];
+    PGconn *live, *ear;
+    fl_job *job;
+    fl_store_op op;
+
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    live = PQconnectdb(url);
+    ear = PQconnectdb(url);
+    assert_int_equal(PQstatus(live), CONNECTION_OK);
+    assert_int_equal(PQstatus(ear), CONNECTION_OK);
+    assert_int_equal(pg_long(live, "SELECT count(pg_advisory_lock(1718382183, hashtext('live')))"), 1);
+    PQclear(PQexec(ear, "LISTEN fling_due"));
+
+    fl_store_inject_fault(h->store, -ENOSPC, 1);
+    assert_int_equal(push_pause(h, "p"), -ENOSPC);
+    assert_int_equal(query(h, "SELECT count(*) FROM paused_types"), 0);
+    job = make_job("p", NULL, "x", NULL);
+    run_group(h, &job, &op, 1);
+    assert_int_equal(op.answer, FL_STORE_OK);
+    fl_job_free(job);
+    assert_int_equal(next_wake(ear, wake, sizeof wake, 5), 1);
+    assert_string_equal(wake, "p s");
+
+    assert_int_equal(push_pause(h, "p"), 0);
+    const char *types[] = { "p", "q" };
+    for (int i = 0; i < 2; i++) {
+        job = make_job(types[i], NULL, "x", NULL);
+        run_group(h, &job, &op, 1);
+        assert_int_equal(op.answer, FL_STORE_OK);
+        fl_job_free(job);
+    }
+    assert_int_equal(next_wake(ear, wake, sizeof wake, 5), 1);
+    assert_string_equal(wake, "q s");   /* the first: p's submit woke no one */
+    PQfinish(ear);
+    PQfinish(live);
+}
+
+/* A reader's GET reads a job and its deliveries in one snapshot. The test's session holds the
+ * deliveries table, so that the reader's second statement (the deliveries) waits after its
+ * first (the job) has run, and meanwhile finishes the job and adds its delivery: the GET
+ * still answers the job as it was, without the delivery, not a queued job with the delivery
+ * of its end. */
+static void test_reader_get_one_snapshot(void **state)
+{
+    harness *h = *state;
+    char url[160], err[256] = "", sql[320];
+    fl_job *job = make_job("g", NULL, "x", NULL);
+    fl_store_op sub, get;
+    PGconn *locker;
+    int64_t deadline = fl_job_now_ms() + WAIT_MS;
+
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    fl_store_close(h->store);
+    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s",
+                                   .readers = 1 };
+    assert_int_equal(fl_store_open(&h->store, &opt, NULL, err, sizeof err), 0);
+    assert_int_equal(fl_store_readers(h->store), 1);
+    run_group(h, &job, &sub, 1);
+    assert_int_equal(sub.answer, FL_STORE_OK);
+
+    locker = PQconnectdb(url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    PQclear(PQexec(locker, "LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE"));
+    memset(&get, 0, sizeof get);
+    fl_store_get_committed(h->store, &get, job->id, NULL, NULL);
+    while (pg_long(locker, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd reader'"
+                           " AND wait_event_type = 'Lock'") != 1) {
+        assert_true(fl_job_now_ms() < deadline);
+        usleep(2000);
+    }
+    snprintf(sql, sizeof sql, "UPDATE jobs SET state = 'succeeded' WHERE id = %lld", (long long)job->id);
+    PQclear(PQexec(locker, sql));
+    snprintf(sql, sizeof sql, "INSERT INTO deliveries (job_id, event, target, created_at, next_at)"
+             " VALUES (%lld, 'complete', 'http://127.0.0.1:9/', 0, 0)", (long long)job->id);
+    PQclear(PQexec(locker, sql));
+    PQclear(PQexec(locker, "COMMIT"));
+    settle(h);
+    assert_int_equal(get.result, 0);
+    assert_int_equal(get.answer, FL_STORE_OK);
+    assert_int_equal(get.u.get.job->state, FL_STATE_QUEUED);
+    assert_int_equal(get.u.get.n_deliveries, 0);
+    assert_int_equal(query(h, "SELECT count(*) FROM deliveries"), 1);
+    fl_job_free(get.u.get.job);
+    fl_store_deliveries_free(get.u.get.deliveries, get.u.get.n_deliveries);
+    PQfinish(locker);
+    fl_job_free(job);
+}
+
 int main(void)
 {
     if (!flh_pg_available()) {
@@ -561,6 +693,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_of_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_attempt_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wakes_follow_committed_pauses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_get_one_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
