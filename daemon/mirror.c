@@ -44,21 +44,26 @@
  * output buffer (under 1 KiB per job) however long the outage was. */
 #define FL_MIRROR_PAGE 500
 #define FL_MIRROR_KEY_MAX FL_PROTO_REDIS_KEY_MAX
-/* EVALSHA sha numkeys, 3 keys, 5 plain ARGV, then the field/value pairs of the job's hash. */
-#define FL_MIRROR_ARGC_HEAD 11
+/* EVALSHA sha numkeys, 3 keys, 6 plain ARGV, then the field/value pairs of the job's hash. */
+#define FL_MIRROR_ARGC_HEAD 12
 #define FL_MIRROR_ARGC (FL_MIRROR_ARGC_HEAD + 2 * FL_PROTO_REDIS_FIELDS)
 
 /* KEYS: the job's hash, {prefix}counts, {prefix}mirror. ARGV: the new state, the TTL in seconds
- * (0 = not terminal: PERSIST), the channel, the event JSON, updated_at in ms, then the hash's
- * field/value pairs. Counts move only when the hash's old state differs from the new one, so
- * applying the same change twice leaves them right; synced_at only ever rises. */
+ * (0 = not terminal: PERSIST), the channel, the event JSON, updated_at in ms, for a catch-up's
+ * write the hash's updated_at field ("" for a change), then the hash's field/value pairs.
+ * Counts move only when the hash's old state differs from the new one, so applying the same
+ * change twice leaves them right; synced_at only ever rises. A catch-up's write that finds the
+ * hash already holding that state at that updated_at changes nothing and publishes nothing
+ * (0): the catch-up tells of the jobs the mirror had missed, not of every job it read. */
 static const char mirror_script[] =
     "local old = redis.call('HGET', KEYS[1], '" FL_PROTO_RF_STATE "')\n"
+    "if ARGV[6] ~= '' and old == ARGV[1] and"
+    " redis.call('HGET', KEYS[1], '" FL_PROTO_RF_UPDATED_AT "') == ARGV[6] then return 0 end\n"
     "if old ~= ARGV[1] then\n"
     "  if old then redis.call('HINCRBY', KEYS[2], old, -1) end\n"
     "  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], unpack(ARGV, 6))\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 7))\n"
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1])\n"
     "else redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
     "redis.call('PUBLISH', ARGV[3], ARGV[4])\n"
@@ -88,6 +93,7 @@ typedef struct fl_mirror_cmd {
     int64_t updated_at;     /* the change's updated_at (ms) */
     int is_change;          /* 0 for the count reset's EXEC */
     int last_of_page;       /* the last change of a catch-up page: its reply fetches the next page */
+    int is_sync;            /* a catch-up's write: its reply says whether the hash was behind */
 } fl_mirror_cmd;
 
 struct fl_mirror {
@@ -123,7 +129,7 @@ struct fl_mirror {
     unsigned op_session;            /* the session op was pushed for */
     int catchup_waiting;            /* this session's catch-up waits for a stale op to come back */
     int64_t sync_since, sync_after;
-    size_t sync_jobs;
+    size_t sync_jobs, sync_applied;   /* jobs a catch-up read, and wrote because Redis was behind */
     double sync_started;
 
     uint64_t errors, dropped, writes;
@@ -241,6 +247,8 @@ static void write_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
     } else {
         m->writes++;
+        if (c->is_sync && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+            m->sync_applied++;
         if (current && c->last_of_page)
             catchup_next(m);
         else if (current && !c->is_change)
@@ -308,8 +316,10 @@ static int send_change(fl_mirror *m, const fl_job *job, const char *event, int l
         [FL_PROTO_REDIS_F_EXIT_CODE] = exit_code,
         [FL_PROTO_REDIS_F_ERROR] = str_field(o, FL_PROTO_RF_ERROR),
     };
+    c->is_sync = strcmp(event, FL_PROTO_EVENT_SYNC) == 0;
     const char *argv[FL_MIRROR_ARGC] = {
         "EVALSHA", m->sha, "3", key, counts, mirror, state, ttl, channel, json, updated_ms,
+        c->is_sync ? value[FL_PROTO_REDIS_F_UPDATED_AT] : "",
     };
     for (int f = 0; f < FL_PROTO_REDIS_FIELDS; f++) {
         argv[FL_MIRROR_ARGC_HEAD + 2 * f] = fl_proto_redis_fields[f].name;
@@ -365,7 +375,7 @@ static void catchup_begin(fl_mirror *m, int64_t watermark)
     m->catching_up = 1;
     m->sync_since = since - FL_MIRROR_CLOCK_SLACK_MS;
     m->sync_after = 0;
-    m->sync_jobs = 0;
+    m->sync_jobs = m->sync_applied = 0;
     m->sync_started = ev_now(m->loop);
     /* The store cannot take an op back: a catch-up of a lost connection may still be in it. */
     m->catchup_waiting = m->op_busy;
@@ -391,11 +401,11 @@ static void catchup_done(fl_mirror *m)
     ev_now_update(m->loop);
     double took = ev_now(m->loop) - m->sync_started;
     if (m->outage_logged)
-        fl_log(LOG_INFO, "redis: %s is back; mirror in sync (%zu job(s) re-applied in %.3f s)", m->where,
-               m->sync_jobs, took);
+        fl_log(LOG_INFO, "redis: %s is back; mirror in sync (%zu job(s) read, %zu re-applied, in %.3f s)",
+               m->where, m->sync_jobs, m->sync_applied, took);
     else
-        fl_log(LOG_INFO, "redis: mirror in sync with the store (%zu job(s) re-applied in %.3f s)", m->sync_jobs,
-               took);
+        fl_log(LOG_INFO, "redis: mirror in sync with the store (%zu job(s) read, %zu re-applied, in %.3f s)",
+               m->sync_jobs, m->sync_applied, took);
     m->outage_logged = 0;
     m->retries = 0;
 }
