@@ -49,16 +49,22 @@
 #define FL_MIRROR_ARGC (FL_MIRROR_ARGC_HEAD + 2 * FL_PROTO_REDIS_FIELDS)
 
 /* KEYS: the job's hash, {prefix}counts, {prefix}mirror. ARGV: the new state, the TTL in seconds
- * (0 = not terminal: PERSIST), the channel, the event JSON, updated_at in ms, for a catch-up's
- * write the hash's updated_at field ("" for a change), then the hash's field/value pairs.
- * Counts move only when the hash's old state differs from the new one, so applying the same
- * change twice leaves them right; synced_at only ever rises. A catch-up's write that finds the
- * hash already holding that state at that updated_at changes nothing and publishes nothing
- * (0): the catch-up tells of the jobs the mirror had missed, not of every job it read. */
+ * (0 = not terminal: PERSIST), the channel, the event JSON, updated_at in ms, "1" for a
+ * catch-up's write ("" for a change), then the hash's field/value pairs. Counts move only when
+ * the hash's old state differs from the new one, so applying the same change twice leaves them
+ * right; synced_at only ever rises. A catch-up's write that finds every field of the hash as
+ * it would write it changes nothing and publishes nothing (0): the catch-up tells of the jobs
+ * the mirror had missed, not of every job it read. */
 static const char mirror_script[] =
+    "if ARGV[6] ~= '' then\n"
+    "  local names = {}\n"
+    "  for i = 7, #ARGV, 2 do names[#names + 1] = ARGV[i] end\n"
+    "  local cur = redis.call('HMGET', KEYS[1], unpack(names))\n"
+    "  local same = true\n"
+    "  for i = 1, #names do if cur[i] ~= ARGV[6 + 2 * i] then same = false break end end\n"
+    "  if same then return 0 end\n"
+    "end\n"
     "local old = redis.call('HGET', KEYS[1], '" FL_PROTO_RF_STATE "')\n"
-    "if ARGV[6] ~= '' and old == ARGV[1] and"
-    " redis.call('HGET', KEYS[1], '" FL_PROTO_RF_UPDATED_AT "') == ARGV[6] then return 0 end\n"
     "if old ~= ARGV[1] then\n"
     "  if old then redis.call('HINCRBY', KEYS[2], old, -1) end\n"
     "  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
@@ -319,7 +325,7 @@ static int send_change(fl_mirror *m, const fl_job *job, const char *event, int l
     c->is_sync = strcmp(event, FL_PROTO_EVENT_SYNC) == 0;
     const char *argv[FL_MIRROR_ARGC] = {
         "EVALSHA", m->sha, "3", key, counts, mirror, state, ttl, channel, json, updated_ms,
-        c->is_sync ? value[FL_PROTO_REDIS_F_UPDATED_AT] : "",
+        c->is_sync ? "1" : "",
     };
     for (int f = 0; f < FL_PROTO_REDIS_FIELDS; f++) {
         argv[FL_MIRROR_ARGC_HEAD + 2 * f] = fl_proto_redis_fields[f].name;

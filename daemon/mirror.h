@@ -8,7 +8,7 @@
  * connection (the first one too) first brings the mirror up to date from the store: it pages
  * through the jobs changed since the watermark {prefix}mirror synced_at (minus clock slack)
  * re-applying with the same script each that Redis does not hold as it is (the script leaves
- * a hash at that state and updated_at alone, and publishes nothing for it), then overwrites
+ * a hash whose every field already matches alone, and publishes nothing for it), then overwrites
  * {prefix}counts with the store's absolute counts. Live changes keep flowing meanwhile; the store reaps its ops in push order
  * and Redis runs one connection's commands in order, so nothing older overwrites anything newer.
  * The script reads the hash's old state before it moves the counts, which makes re-applying a

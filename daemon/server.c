@@ -83,8 +83,6 @@ struct fl_server {
     int store_watching;            /* store_io, store_tick and follow_check were set up */
     ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
     ev_timer follow_settle;        /* reads the attached jobs again once following settled */
-    int settle_mirror;             /* ... and catches the mirror up from settle_since then */
-    int64_t settle_since;
     int following;                 /* what fl_store_follow was last told */
     int read_all;                  /* reads_every_change, as follow_check_cb last saw it */
     int listened;                  /* the store's listener listened once (remote_back) */
@@ -354,10 +352,9 @@ static void remote_paused(const char *type, int paused, void *arg)
  * on another node meanwhile, unheard. They are read again in the wake's one read, the paused
  * types once more, and the Redis mirror catches up with the jobs changed since the listener
  * was last seen listening. The event streams are told, with a gap comment in their place
- * (docs/scaling.md). At the first LISTEN there is no gap to tell, but the mirror's own
- * catch-up at its connection may have read before it, and the other nodes notify this one's
- * changes only once they heard it follows: the mirror catches up once more from the start
- * when following settled (a catch-up writes and publishes only the jobs Redis is behind on). */
+ * (docs/scaling.md). Not at the first connection: the mirror's own catch-up at its connection
+ * covers the start but for the moment between that catch-up's read and this first LISTEN
+ * (docs/scaling.md), and a second one at every start would scan the jobs table once more. */
 static void follow_settle_later(fl_server *srv);
 
 static void remote_back(int64_t since, void *arg)
@@ -369,9 +366,6 @@ static void remote_back(int64_t since, void *arg)
                           " reread what you need (GET /v1/jobs)");
         if (srv->mirror)
             fl_mirror_catch_up(srv->mirror, since);
-    } else if (srv->mirror) {
-        srv->settle_mirror = 1;
-        srv->settle_since = since;
     }
     srv->listened = 1;
     if (srv->remote)
@@ -383,11 +377,10 @@ static void remote_back(int64_t since, void *arg)
 
 static void store_rewatch(fl_server *srv);
 
-/* follow_settle_later reads the attached jobs again FL_FOLLOW_SETTLE from now, if there are,
- * and catches the mirror up then if remote_back asked. */
+/* follow_settle_later reads the attached jobs again FL_FOLLOW_SETTLE from now, if there are. */
 static void follow_settle_later(fl_server *srv)
 {
-    if ((!fl_wait_any(srv->wait) && !srv->settle_mirror) || ev_is_active(&srv->follow_settle))
+    if (!fl_wait_any(srv->wait) || ev_is_active(&srv->follow_settle))
         return;
     ev_timer_set(&srv->follow_settle, FL_FOLLOW_SETTLE, 0.);
     ev_timer_start(srv->loop, &srv->follow_settle);
@@ -400,9 +393,6 @@ static void follow_settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     fl_server *srv = w->data;
     reread_attached(srv);
     fl_remote_flush(srv->remote);
-    if (srv->settle_mirror && srv->mirror)
-        fl_mirror_catch_up(srv->mirror, srv->settle_since);
-    srv->settle_mirror = 0;
 }
 
 /* follow_check_cb tells the store whether this node follows the other nodes' changes: a

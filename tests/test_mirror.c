@@ -166,17 +166,25 @@ static const char *jstr(json_t *o, const char *k)
     return s ? s : "";
 }
 
+/* start_watched starts a mirrored daemon, a connection subscribed to fling:events (*sub) and
+ * a plain one (*c) to R. */
+static void start_watched(redisContext **sub, redisContext **c)
+{
+    start_mirrored();
+    *sub = flh_redis_connect(&R, 0);
+    *c = flh_redis_connect(&R, 0);
+    assert_non_null(*sub);
+    assert_non_null(*c);
+    redisReply *rep = redisCommand(*sub, "SUBSCRIBE fling:events");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+}
+
 static void hash_counts_and_events_follow_a_job(void **state)
 {
     (void)state;
-    start_mirrored();
-
-    redisContext *sub = flh_redis_connect(&R, 0), *c = flh_redis_connect(&R, 0);
-    assert_non_null(sub);
-    assert_non_null(c);
-    redisReply *rep = redisCommand(sub, "SUBSCRIBE fling:events");
-    assert_non_null(rep);
-    freeReplyObject(rep);
+    redisContext *sub, *c;
+    start_watched(&sub, &c);
 
     char id[24], key[64], v[64];
     submit("t", "1", id);   /* the built-in sleep: a second in state running */
@@ -398,6 +406,56 @@ static void script_flush_is_repaired(void **state)
     assert_int_equal(flh_wait_metric(&D, "fling_redis_connected", 1, WAIT_MS / 1000.0), 1);
 }
 
+/* wait_lines waits (bounded) until D's log holds n lines with s; returns how many it holds. */
+static int wait_lines(const char *s, int n)
+{
+    int got = 0;
+    for (double end = flh_now() + WAIT_MS / 1000.0; flh_now() < end && (got = flh_log_count(&D, s)) < n; usleep(20000))
+        ;
+    return got;
+}
+
+/* A catch-up writes back only the hashes that differ from the store, with a "sync" event each:
+ * after a reconnection that missed nothing it writes nothing and publishes nothing; a hash
+ * changed behind its back (same state, another status) is written back. */
+static void catch_up_writes_only_what_differs(void **state)
+{
+    (void)state;
+    redisContext *sub, *c;
+    redisReply *rep;
+    start_watched(&sub, &c);
+    char id[24], key[64], v[32];
+    submit("t", "6", id);   /* running for the whole test: every catch-up reads it */
+    snprintf(key, sizeof key, "fling:job:%s", id);
+    json_t *ev = next_event(sub);
+    assert_string_equal(jstr(ev, "event"), "submitted");
+    json_decref(ev);
+    ev = next_event(sub);
+    assert_string_equal(jstr(ev, "event"), "started");
+    json_decref(ev);
+
+    assert_int_equal(wait_lines(", 0 re-applied", 1), 1);   /* the first connection's */
+    rep = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");   /* the mirror's connection */
+    freeReplyObject(rep);
+    assert_int_equal(wait_lines(", 0 re-applied", 2), 2);
+    assert_int_equal(flh_log_count(&D, "(1 job(s) read, 0 re-applied"), 1);
+
+    rep = redisCommand(c, "HSET %s status 99", key);
+    freeReplyObject(rep);
+    rep = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+    freeReplyObject(rep);
+    assert_int_equal(wait_lines("(1 job(s) read, 1 re-applied", 1), 1);
+    assert_true(hget(c, key, "status", v, sizeof v));
+    assert_string_equal(v, "0");
+    ev = next_event(sub);   /* the first since "started": the catch-up before published nothing */
+    assert_string_equal(jstr(ev, "id"), id);
+    assert_string_equal(jstr(ev, "event"), "sync");
+    assert_string_equal(jstr(ev, "state"), "running");
+    json_decref(ev);
+    redisFree(sub);
+    redisFree(c);
+}
+
 /* A Redis that stops answering while connected (SIGSTOP: no RST, as in a partition) is declared
  * dead after the reply timeout; once it answers again the mirror catches up. */
 static void frozen_redis_is_dropped_then_repaired(void **state)
@@ -513,6 +571,7 @@ int main(void)
         cmocka_unit_test_teardown(db_number_password_user_and_unix_socket, teardown),
         cmocka_unit_test_teardown(silent_server_times_out, teardown),
         cmocka_unit_test_teardown(script_flush_is_repaired, teardown),
+        cmocka_unit_test_teardown(catch_up_writes_only_what_differs, teardown),
         cmocka_unit_test_teardown(frozen_redis_is_dropped_then_repaired, teardown),
         cmocka_unit_test_teardown(failing_writes_back_off_quietly, teardown),
     };
