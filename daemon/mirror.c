@@ -122,6 +122,9 @@ struct fl_mirror {
     int retries;                    /* connects failed in a row: the back-off's attempt */
     int outage_logged;              /* a failure was logged: quiet until the mirror is in sync again */
     int ever_connected;
+    int hold;                       /* fl_mirror_hold_catch_up: a connection's catch-up waits */
+    int held;                       /* ... and one waits now, from held_watermark */
+    int64_t held_watermark;
     int stopping;
 
     fl_list inflight;               /* fl_mirror_cmd, oldest first */
@@ -503,8 +506,14 @@ static void handshake_done(fl_mirror *m, int64_t watermark)
     if (!m->ever_connected)
         fl_log(LOG_INFO, "redis: mirroring to %s", m->where);
     m->ever_connected = 1;
-    if (!m->stopping)
-        catchup_begin(m, watermark);
+    if (m->stopping)
+        return;
+    if (m->hold) {
+        m->held = 1;
+        m->held_watermark = watermark;
+        return;
+    }
+    catchup_begin(m, watermark);
 }
 
 /* handshake_cb is the reply to one handshake step; the watermark's reply completes it. */
@@ -693,6 +702,23 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
 int fl_mirror_idle(const fl_mirror *m)
 {
     return fl_list_empty(&m->inflight);
+}
+
+void fl_mirror_hold_catch_up(fl_mirror *m)
+{
+    m->hold = 1;
+}
+
+void fl_mirror_release_catch_up(fl_mirror *m)
+{
+    m->hold = 0;
+    if (!m->held)
+        return;
+    m->held = 0;
+    if (m->state == FL_MIRROR_UP && !m->stopping && !m->catching_up)
+        catchup_begin(m, m->held_watermark);
+    else if (m->state == FL_MIRROR_UP && !m->stopping)
+        lost_from(m, m->held_watermark);   /* a catch-up runs: the held one follows it */
 }
 
 void fl_mirror_catch_up(fl_mirror *m, int64_t since)

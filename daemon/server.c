@@ -53,6 +53,9 @@ typedef struct hook_table {
  * job that ended on one of them meanwhile was not notified. The attached jobs are read again
  * this long after following started, when every node has heard. */
 #define FL_FOLLOW_SETTLE 0.5
+/* A mirror's first catch-up on a shared database waits for the listener's first LISTEN and
+ * FL_FOLLOW_SETTLE after it; at most this long if the listener cannot listen. */
+#define FL_MIRROR_HOLD_MAX 5.0
 
 struct fl_server {
     struct ev_loop *loop;
@@ -83,6 +86,7 @@ struct fl_server {
     int store_watching;            /* store_io, store_tick and follow_check were set up */
     ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
     ev_timer follow_settle;        /* reads the attached jobs again once following settled */
+    ev_timer mirror_hold;          /* releases the mirror's first catch-up (FL_MIRROR_HOLD_MAX) */
     int following;                 /* what fl_store_follow was last told */
     int read_all;                  /* reads_every_change, as follow_check_cb last saw it */
     int listened;                  /* the store's listener listened once (remote_back) */
@@ -352,9 +356,8 @@ static void remote_paused(const char *type, int paused, void *arg)
  * on another node meanwhile, unheard. They are read again in the wake's one read, the paused
  * types once more, and the Redis mirror catches up with the jobs changed since the listener
  * was last seen listening. The event streams are told, with a gap comment in their place
- * (docs/scaling.md). Not at the first connection: the mirror's own catch-up at its connection
- * covers the start but for the moment between that catch-up's read and this first LISTEN
- * (docs/scaling.md), and a second one at every start would scan the jobs table once more. */
+ * (docs/scaling.md). Not at the first LISTEN: the mirror's first catch-up waited for it, and
+ * reads once following has settled (mirror_hold). */
 static void follow_settle_later(fl_server *srv);
 
 static void remote_back(int64_t since, void *arg)
@@ -366,6 +369,10 @@ static void remote_back(int64_t since, void *arg)
                           " reread what you need (GET /v1/jobs)");
         if (srv->mirror)
             fl_mirror_catch_up(srv->mirror, since);
+    } else if (ev_is_active(&srv->mirror_hold)) {
+        ev_timer_stop(srv->loop, &srv->mirror_hold);
+        ev_timer_set(&srv->mirror_hold, FL_FOLLOW_SETTLE, 0.);
+        ev_timer_start(srv->loop, &srv->mirror_hold);
     }
     srv->listened = 1;
     if (srv->remote)
@@ -376,6 +383,14 @@ static void remote_back(int64_t since, void *arg)
 }
 
 static void store_rewatch(fl_server *srv);
+
+static void mirror_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fl_server *srv = w->data;
+    fl_mirror_release_catch_up(srv->mirror);
+}
 
 /* follow_settle_later reads the attached jobs again FL_FOLLOW_SETTLE from now, if there are. */
 static void follow_settle_later(fl_server *srv)
@@ -493,6 +508,12 @@ static int start_store_watch(fl_server *srv)
     ev_unref(srv->loop);
     ev_timer_init(&srv->follow_settle, follow_settle_cb, 0., 0.);
     srv->follow_settle.data = srv;
+    ev_timer_init(&srv->mirror_hold, mirror_hold_cb, FL_MIRROR_HOLD_MAX, 0.);
+    srv->mirror_hold.data = srv;
+    if (srv->mirror) {   /* its handshake completes on the loop, after this */
+        fl_mirror_hold_catch_up(srv->mirror);
+        ev_timer_start(srv->loop, &srv->mirror_hold);
+    }
     srv->store_watching = 1;
     store_rewatch(srv);
     return 0;
@@ -507,6 +528,7 @@ static void stop_store_watch(fl_server *srv)
     ev_ref(srv->loop);
     ev_prepare_stop(srv->loop, &srv->follow_check);
     ev_timer_stop(srv->loop, &srv->follow_settle);
+    ev_timer_stop(srv->loop, &srv->mirror_hold);
     if (ev_is_active(&srv->store_io)) {
         ev_ref(srv->loop);
         ev_io_stop(srv->loop, &srv->store_io);
