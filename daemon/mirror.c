@@ -122,9 +122,8 @@ struct fl_mirror {
     int retries;                    /* connects failed in a row: the back-off's attempt */
     int outage_logged;              /* a failure was logged: quiet until the mirror is in sync again */
     int ever_connected;
-    int hold;                       /* fl_mirror_hold_catch_up: a connection's catch-up waits */
-    int held;                       /* ... and one waits now, from held_watermark */
-    int64_t held_watermark;
+    int hold;                       /* fl_mirror_hold_catch_up: a connection's catch-up waits (as a
+                                     * loss from its watermark on) for fl_mirror_release_catch_up */
     int stopping;
 
     fl_list inflight;               /* fl_mirror_cmd, oldest first */
@@ -375,9 +374,14 @@ static void push_op(fl_mirror *m, fl_store_kind kind)
 /* catchup_begin starts bringing the mirror up to date after a handshake: from the watermark
  * (0 = Redis has none: everything a reader could still see, i.e. the retention) or from the
  * oldest change this daemon knows it lost, whichever is earlier, minus the clock slack. */
+static int64_t watermark_since(const fl_mirror *m, int64_t watermark)
+{
+    return watermark > 0 ? watermark : fl_job_now_ms() - (int64_t)m->retention * 1000;
+}
+
 static void catchup_begin(fl_mirror *m, int64_t watermark)
 {
-    int64_t since = watermark > 0 ? watermark : fl_job_now_ms() - (int64_t)m->retention * 1000;
+    int64_t since = watermark_since(m, watermark);
     if (m->has_lost && m->lost_since < since)
         since = m->lost_since;
     m->has_lost = 0;
@@ -508,9 +512,8 @@ static void handshake_done(fl_mirror *m, int64_t watermark)
     m->ever_connected = 1;
     if (m->stopping)
         return;
-    if (m->hold) {
-        m->held = 1;
-        m->held_watermark = watermark;
+    if (m->hold) {   /* the earliest of every held connection's, until the release */
+        lost_from(m, watermark_since(m, watermark));
         return;
     }
     catchup_begin(m, watermark);
@@ -709,16 +712,13 @@ void fl_mirror_hold_catch_up(fl_mirror *m)
     m->hold = 1;
 }
 
+/* The held range stays a loss (lost_from): a catch-up under way takes it next, and one of a
+ * later connection takes it in. */
 void fl_mirror_release_catch_up(fl_mirror *m)
 {
     m->hold = 0;
-    if (!m->held)
-        return;
-    m->held = 0;
-    if (m->state == FL_MIRROR_UP && !m->stopping && !m->catching_up)
-        catchup_begin(m, m->held_watermark);
-    else if (m->state == FL_MIRROR_UP && !m->stopping)
-        lost_from(m, m->held_watermark);   /* a catch-up runs: the held one follows it */
+    if (m->has_lost && m->state == FL_MIRROR_UP && !m->stopping && !m->catching_up)
+        catchup_begin(m, m->lost_since);
 }
 
 void fl_mirror_catch_up(fl_mirror *m, int64_t since)
