@@ -712,20 +712,25 @@ void fl_mirror_hold_catch_up(fl_mirror *m)
     m->hold = 1;
 }
 
-/* The held range stays a loss (lost_from): a catch-up under way takes it next, and one of a
- * later connection takes it in. */
+/* catch_up_lost starts a catch-up of what may be missing (lost_from) now, unless it is held,
+ * one runs already (catchup_done takes the loss next) or the mirror is down (the next
+ * connection's catch-up takes it in). */
+static void catch_up_lost(fl_mirror *m)
+{
+    if (m->has_lost && !m->hold && m->state == FL_MIRROR_UP && !m->catching_up && !m->stopping)
+        catchup_begin(m, m->lost_since);
+}
+
 void fl_mirror_release_catch_up(fl_mirror *m)
 {
     m->hold = 0;
-    if (m->has_lost && m->state == FL_MIRROR_UP && !m->stopping && !m->catching_up)
-        catchup_begin(m, m->lost_since);
+    catch_up_lost(m);
 }
 
 void fl_mirror_catch_up(fl_mirror *m, int64_t since)
 {
     lost_from(m, since);
-    if (m->state == FL_MIRROR_UP && !m->catching_up && !m->stopping)
-        catchup_begin(m, m->lost_since);
+    catch_up_lost(m);
 }
 
 void fl_mirror_stop(fl_mirror *m)

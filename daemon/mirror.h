@@ -48,7 +48,7 @@ int fl_mirror_new(fl_mirror **out, struct ev_loop *loop, fl_store *store, const 
  * Redis is not connected. Call in commit order. */
 void fl_mirror_job_changed(fl_mirror *m, const fl_job *job, const char *event);
 
-/* fl_mirror_hold_catch_up makes the catch-up that starts each connection wait for
+/* fl_mirror_hold_catch_up makes every catch-up (a connection's, fl_mirror_catch_up's) wait for
  * fl_mirror_release_catch_up; changes are mirrored meanwhile. On a database that other nodes
  * share, a catch-up read before this node hears their changes would miss those committed
  * between its read and that moment. */
@@ -57,8 +57,8 @@ void fl_mirror_release_catch_up(fl_mirror *m);
 
 /* fl_mirror_catch_up: the changes committed since (wall clock, ms) may not all have been
  * reported (another node's, while this node did not hear of them): the mirror re-applies every
- * job changed since then, as after a reconnect, now if it is connected and not catching up
- * already, else right after. */
+ * job changed since then, as after a reconnect, now if it is connected, not catching up already
+ * and not held, else right after. */
 void fl_mirror_catch_up(fl_mirror *m, int64_t since);
 
 /* fl_mirror_idle returns 1 when no change waits for Redis's answer. */

@@ -86,9 +86,7 @@ struct fl_server {
     int store_watching;            /* store_io, store_tick and follow_check were set up */
     ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
     ev_timer follow_settle;        /* reads the attached jobs again once following settled */
-    ev_timer mirror_hold;          /* releases the mirror's first catch-up (FL_MIRROR_HOLD_MAX) */
-    int hold_late;                 /* the first LISTEN came after that: catch up from hold_since */
-    int64_t hold_since;
+    ev_timer mirror_hold;          /* releases the mirror's held catch-up (FL_MIRROR_HOLD_MAX) */
     int following;                 /* what fl_store_follow was last told */
     int read_all;                  /* reads_every_change, as follow_check_cb last saw it */
     int listened;                  /* the store's listener listened once (remote_back) */
@@ -373,8 +371,8 @@ static void remote_back(int64_t since, void *arg)
             fl_mirror_catch_up(srv->mirror, since);
     } else if (srv->mirror) {
         if (!ev_is_active(&srv->mirror_hold)) {   /* released already: it read too early */
-            srv->hold_late = 1;
-            srv->hold_since = since;
+            fl_mirror_hold_catch_up(srv->mirror);
+            fl_mirror_catch_up(srv->mirror, since);
         }
         ev_timer_stop(srv->loop, &srv->mirror_hold);
         ev_timer_set(&srv->mirror_hold, FL_FOLLOW_SETTLE, 0.);
@@ -395,11 +393,7 @@ static void mirror_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     fl_server *srv = w->data;
-    if (srv->hold_late)
-        fl_mirror_catch_up(srv->mirror, srv->hold_since);
-    else
-        fl_mirror_release_catch_up(srv->mirror);
-    srv->hold_late = 0;
+    fl_mirror_release_catch_up(srv->mirror);
 }
 
 /* follow_settle_later reads the attached jobs again FL_FOLLOW_SETTLE from now, if there are. */

@@ -2266,8 +2266,9 @@ static void pg_wake(void *b, const fl_store_remote *r)
         notify_changes_awhile(s);
     say_follow(s);
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
-    if (mono_ms() >= s->due_at) {
-        s->due_at = mono_ms() + FL_PG_SWEEP_MS;
+    int64_t now = mono_ms();
+    if (now >= s->due_at) {
+        s->due_at = now + FL_PG_SWEEP_MS;
         if (r->due)
             r->due(NULL, r->arg);
     }
