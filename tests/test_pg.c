@@ -732,6 +732,14 @@ static void start_mirrored(flh_daemon *a, flh_daemon *b, flh_redis *redis, char 
     assert_int_equal(flh_start(b, cb), 0);
 }
 
+/* stop_mirrored stops the two nodes and the Redis server of start_mirrored (or the like). */
+static void stop_mirrored(flh_daemon *a, flh_daemon *b, flh_redis *redis)
+{
+    assert_int_equal(flh_stop(a), 0);
+    assert_int_equal(flh_stop(b), 0);
+    flh_redis_stop(redis);
+}
+
 /* A job that runs on the idle node, followed from the busy one: a client attached to its submit
  * (Prefer: wait) gets its 200 when it ends there, the busy node's event stream carries its
  * start and end, and the busy node's Redis mirror says succeeded. */
@@ -762,9 +770,7 @@ static void test_changes_across_nodes(void **state)
     /* the idle node started and ended the job: two changes at least, read at least once */
     assert_true(flh_metric(busy, "fling_pg_remote_changes_total") >= 2);
     assert_true(flh_metric(busy, "fling_pg_remote_reads_total") >= 1);
-    assert_int_equal(flh_stop(&a), 0);
-    assert_int_equal(flh_stop(&b), 0);
-    flh_redis_stop(&redis);
+    stop_mirrored(&a, &b, &redis);
 }
 
 /* A node that follows nothing (no mirror, no event stream, no attached client) is sent none of
@@ -914,9 +920,7 @@ static void test_mirror_across_listener_loss(void **state)
     assert_string_equal(r->str, "1");   /* the minute of sleep alone: the counts were reset too */
     freeReplyObject(r);
     redisFree(c);
-    assert_int_equal(flh_stop(&a), 0);
-    assert_int_equal(flh_stop(&b), 0);
-    flh_redis_stop(&redis);
+    stop_mirrored(&a, &b, &redis);
 }
 
 /* On a shared database a node's mirror catches up once its listener listens and the other
@@ -947,9 +951,7 @@ static void test_mirror_catches_up_after_listen(void **state)
              " FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS t) AS now WHERE id = %s", moved);
     assert_int_equal(flh_pg_exec(pg, db, sql), 0);
     if (flh_now() - started > 0.4) {   /* too slow here to change it before the settle */
-        assert_int_equal(flh_stop(&a), 0);
-        assert_int_equal(flh_stop(&b), 0);
-        flh_redis_stop(&redis);
+        stop_mirrored(&a, &b, &redis);
         skip();
     }
     redisContext *c = flh_redis_connect(&redis, 0);
@@ -960,9 +962,7 @@ static void test_mirror_catches_up_after_listen(void **state)
     assert_true(mirrored_as(c, key, "queued", 0));
     assert_int_equal(flh_log_count(&a, "mirror in sync with the store (2 job(s) read, 2 re-applied"), 1);
     redisFree(c);
-    assert_int_equal(flh_stop(&a), 0);
-    assert_int_equal(flh_stop(&b), 0);
-    flh_redis_stop(&redis);
+    stop_mirrored(&a, &b, &redis);
 }
 
 /* An event stream is told when it misses other nodes' changes, with a gap comment in their
