@@ -137,6 +137,8 @@ typedef struct key_spec {
 #define DEFAULT_STORE_RETENTION (7 * 86400L)
 /* [store] connections: PostgreSQL readers beside the writer's connection. */
 #define DEFAULT_STORE_CONNECTIONS 2
+/* [store] writers: PostgreSQL writer connections (a second runs plain submits beside the first). */
+#define DEFAULT_STORE_WRITERS 2
 /* [store] statement_timeout: seconds a PostgreSQL statement may take. */
 #define DEFAULT_STORE_STATEMENT_TIMEOUT 30.0
 
@@ -166,6 +168,7 @@ static const key_spec keys[] = {
     {SEC_STORE, "retention", V_DURATION, CFG(store_retention), 0, 0},
     {SEC_STORE, "connections", V_INT, CFG(store_connections), 1, 64},
     {SEC_STORE, "statement_timeout", V_SECONDS, CFG(store_statement_timeout), 0, 3600},
+    {SEC_STORE, "writers", V_INT, CFG(store_writers), 1, 2},
     {SEC_WORKERS, "count", V_INT, CFG(workers), 1, 1024},
     {SEC_WORKERS, "shutdown_grace", V_SECONDS0, CFG(shutdown_grace), 0, SECONDS_MAX},
     {SEC_REDIS, "url", V_REDIS_URL, CFG(redis_url), 0, 0},
@@ -1338,6 +1341,7 @@ int fl_config_init(fl_config *c)
     c->store_retention = DEFAULT_STORE_RETENTION;
     c->store_connections = DEFAULT_STORE_CONNECTIONS;
     c->store_statement_timeout = DEFAULT_STORE_STATEMENT_TIMEOUT;
+    c->store_writers = DEFAULT_STORE_WRITERS;
     c->workers = DEFAULT_WORKERS;
     c->shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
     c->redis_retention = DEFAULT_RETENTION;

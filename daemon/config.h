@@ -84,6 +84,7 @@ typedef struct fl_config {
     char *store_node;       /* this node's name in a shared database; NULL = hostname:port */
     int store_connections;  /* reader connections beside the writer's; default 2 */
     double store_statement_timeout;   /* PostgreSQL: seconds a statement may take; default 30 */
+    int store_writers;      /* PostgreSQL: writer connections, 1 or 2; default 2 */
     int durability_full;    /* 1 = full (fsync every commit, default), 0 = normal */
     long store_retention;   /* seconds a finished job is kept; 0 = for ever; default 7 days */
     /* [workers] */

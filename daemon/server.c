@@ -567,7 +567,8 @@ static int open_store(fl_server *srv, char *err, size_t errlen)
                                   .durability_full = cfg->durability_full,
                                   .node = node_name(cfg, node, sizeof node),
                                   .readers = cfg->store_connections,
-                                  .statement_ms = (int)(cfg->store_statement_timeout * 1000) };
+                                  .statement_ms = (int)(cfg->store_statement_timeout * 1000),
+                                  .writers = cfg->store_writers };
     const fl_store_hooks hooks = { .notify = store_notify, .on_change = store_changed, .on_due = store_due,
                                    .udata = srv };
     int rc;

@@ -3,14 +3,16 @@
  * deliveries a terminal state creates, and the change events. The rows themselves are the
  * backend's (store_backend.h; store_sqlite.c), picked by name at open.
  *
- * DESIGN. The loop thread appends ops to `pending` under `mu` and signals `work_cv`. The writer
+ * DESIGN. The loop thread appends ops to `pending` under `mu` and signals a writer. The writer
  * takes the whole pending list, releases the mutex, and runs the group in one backend
  * transaction (begin, each op, check_alive, commit; a backend with submit_many / finish_many
  * gets each run of consecutive SUBMITs / FINISHes in one call); it never holds the mutex
  * while the backend works, so the loop can keep pushing during a commit (those ops form the
  * next group).
  * It then appends the group to `done`, signals `done_cv` (for fl_store_close) and calls
- * notify(). fl_store_reap detaches the done list under the mutex and, without it, handles the
+ * notify(). A backend with a second writer connection (PostgreSQL) runs a second writer
+ * thread for groups of plain SUBMITs while the first is busy (see store_writer), so one
+ * group's statements run while the other's COMMIT waits for its flush. fl_store_reap detaches the done list under the mutex and, without it, handles the
  * ops one by one: the events of what the op committed, then its callback, so a callback may
  * push again. An error of the store (disk full, I/O, a lost file) rolls the whole group back
  * and gives every op of it the same errno: a caller never sees half a group, and a listener
@@ -47,18 +49,42 @@ static const fl_store_backend *const backends[] = { &fl_store_sqlite };
 #define BACKEND_NAMES "sqlite"
 #endif
 
+/* One writer: a thread and the backend connection its groups run on. The first runs any group
+ * on s->b. A second (a backend with writer_open, fl_store_options.writers = 2) runs, on a
+ * connection of its own, only a group of SUBMITs without an Idempotency-Key, taken while the
+ * first is busy with another group: its rows are new, no earlier group's writes matter to it
+ * and none of its rows is what another group's op waits for, so it may commit before or after
+ * the first's. While it has a group in flight the first starts only another such group, so
+ * every other op still sees every group taken before it committed (a CLAIM sees the jobs of
+ * the SUBMITs pushed before it); and groups reach `done` in the order they were taken (one
+ * done early is parked until the one before it is handed), so reaping stays in push order. */
+typedef struct store_writer {
+    struct fl_store *s;
+    void *b;                       /* the backend connection it writes on */
+    pthread_t thread;
+    int started;
+    pthread_cond_t cv;             /* under mu: it may take the pending ops (may_take), or stop */
+    int cv_ready;
+    int busy;                      /* under mu: running a group */
+    uint64_t seq;                  /* under mu: the number of the group it runs or has parked */
+    fl_store_op *parked, *parked_tail;   /* under mu: its group, done before the one before it */
+    int op_fault_err;              /* its thread only: fl_store_inject_op_fault's, for its group */
+    fl_store_kind op_fault_kind;
+} store_writer;
+
 struct fl_store {
     const fl_store_backend *be;
     void *b;                       /* the backend's state: open and recover, then the writer's */
     char *node;                    /* the owner this daemon's claims record */
     fl_store_hooks hooks;
-    pthread_t writer;
-    int writer_started;
+    struct store_writer writers[2];
+    int n_writers;                 /* 1, or 2 with a backend's second writer (see store_writer) */
     int sync_ready;                /* mu and the condition variables are initialised */
     pthread_mutex_t mu;            /* guards every field down to `stats` */
-    pthread_cond_t work_cv;        /* writer: pending ops, hold released, or stop */
     pthread_cond_t done_cv;        /* fl_store_close: a group is done */
     fl_store_op *pending, *pending_tail;
+    int pending_mixed;             /* pending holds an op the second writer may not run */
+    uint64_t taken, handed;        /* groups taken by the writers, and handed to `done` */
     fl_store_op *done, *done_tail;
     int stop;
     int hold;                      /* fl_store_hold: start no new group */
@@ -66,7 +92,6 @@ struct fl_store {
     int fault_err, fault_count;    /* fl_store_inject_fault */
     int op_fault_err;              /* fl_store_inject_op_fault: 0, or the error ... */
     fl_store_kind op_fault_kind;   /* ... the next op of this kind gets */
-    int w_op_fault_err;            /* writer thread only: the same, taken for the running group */
     fl_store_stats stats;
     fl_store_hook_fn hook;         /* a type's on_complete/on_abort; called on the writer */
     const void *hook_arg;
@@ -195,15 +220,16 @@ static int op_valid(const fl_store_op *op)
 /* add_deliveries hands the backend the callbacks of job's terminal state, in the transaction
  * that commits that state: the job's own Fling-Callback URL and its type's hook. The policy
  * lives here so that every backend creates the same deliveries. */
-static int add_deliveries(fl_store *s, const fl_job *job)
+static int add_deliveries(store_writer *w, const fl_job *job)
 {
+    fl_store *s = w->s;
     int abort = job->state != FL_STATE_SUCCEEDED, rc = 0;
     const char *hook = s->hook && job->type ? s->hook(s->hook_arg, job->type, abort) : NULL;
 
     if (job->callback)
-        rc = s->be->add_delivery(s->b, job->id, abort, job->callback);
+        rc = s->be->add_delivery(w->b, job->id, abort, job->callback);
     if (!rc && hook)
-        rc = s->be->add_delivery(s->b, job->id, abort, hook);
+        rc = s->be->add_delivery(w->b, job->id, abort, hook);
     return rc;
 }
 
@@ -219,9 +245,10 @@ static const fl_job *ended_job(const fl_store_op *op)
     return NULL;
 }
 
-static int run_op(fl_store *s, fl_store_op *op)
+static int run_op(store_writer *w, fl_store_op *op)
 {
-    const fl_store_backend *be = s->be;
+    const fl_store_backend *be = w->s->be;
+    void *b = w->b;
     const fl_job *ended;
     int rc = 0;
 
@@ -229,30 +256,30 @@ static int run_op(fl_store *s, fl_store_op *op)
         op->result = -EINVAL;
         return 0;
     }
-    if (s->w_op_fault_err && op->kind == s->op_fault_kind) {
-        rc = s->w_op_fault_err;
-        s->w_op_fault_err = 0;
+    if (w->op_fault_err && op->kind == w->op_fault_kind) {
+        rc = w->op_fault_err;
+        w->op_fault_err = 0;
         return rc;
     }
     switch (op->kind) {
-    case FL_STORE_SUBMIT: rc = be->submit(s->b, op); break;
-    case FL_STORE_GET: rc = be->get(s->b, op); break;
-    case FL_STORE_LIST: rc = be->list(s->b, op); break;
-    case FL_STORE_CANCEL: rc = be->cancel(s->b, op); break;
-    case FL_STORE_SET_STATUS: rc = be->set_status(s->b, op); break;
-    case FL_STORE_CLAIM: rc = be->claim(s->b, op); break;
-    case FL_STORE_FINISH: rc = be->finish(s->b, op); break;
-    case FL_STORE_COUNT: rc = be->count(s->b, op); break;
-    case FL_STORE_CHANGED: rc = be->changed(s->b, op); break;
-    case FL_STORE_DELIVERY_TAKE: rc = be->delivery_take(s->b, op); break;
-    case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(s->b, op); break;
-    case FL_STORE_PAUSE: rc = be->pause(s->b, op); break;
-    case FL_STORE_RETRY: rc = be->retry(s->b, op); break;
-    case FL_STORE_PRUNE: rc = be->prune(s->b, op); break;
-    case FL_STORE_LAST_KEY: rc = be->last_key(s->b, op); break;
+    case FL_STORE_SUBMIT: rc = be->submit(b, op); break;
+    case FL_STORE_GET: rc = be->get(b, op); break;
+    case FL_STORE_LIST: rc = be->list(b, op); break;
+    case FL_STORE_CANCEL: rc = be->cancel(b, op); break;
+    case FL_STORE_SET_STATUS: rc = be->set_status(b, op); break;
+    case FL_STORE_CLAIM: rc = be->claim(b, op); break;
+    case FL_STORE_FINISH: rc = be->finish(b, op); break;
+    case FL_STORE_COUNT: rc = be->count(b, op); break;
+    case FL_STORE_CHANGED: rc = be->changed(b, op); break;
+    case FL_STORE_DELIVERY_TAKE: rc = be->delivery_take(b, op); break;
+    case FL_STORE_DELIVERY_DONE: rc = be->delivery_done(b, op); break;
+    case FL_STORE_PAUSE: rc = be->pause(b, op); break;
+    case FL_STORE_RETRY: rc = be->retry(b, op); break;
+    case FL_STORE_PRUNE: rc = be->prune(b, op); break;
+    case FL_STORE_LAST_KEY: rc = be->last_key(b, op); break;
     }
     if (!rc && (ended = ended_job(op)))
-        rc = add_deliveries(s, ended);
+        rc = add_deliveries(w, ended);
     return rc;
 }
 
@@ -416,16 +443,16 @@ static many_fn batch_fn(const fl_store_backend *be, fl_store_kind kind)
  * one call of the backend's batch_fn, adds the deliveries of the jobs they ended, and moves
  * *at past them: 0, or the error that fails the group. A run of fewer than two, or one an
  * injected op fault is waiting for, is left to run_op (*at stays). */
-static int run_batch(fl_store *s, fl_store_op **at)
+static int run_batch(store_writer *w, fl_store_op **at)
 {
     fl_store_kind kind = (*at)->kind;
-    many_fn many = batch_fn(s->be, kind);
+    many_fn many = batch_fn(w->s->be, kind);
     fl_store_op *batch[BATCH_MAX], *op;
     const fl_job *ended;
     size_t n = 0;
     int rc;
 
-    if (!many || (s->w_op_fault_err && s->op_fault_kind == kind))
+    if (!many || (w->op_fault_err && w->op_fault_kind == kind))
         return 0;
     for (op = *at; op && op->kind == kind && n < BATCH_MAX; op = op->next) {
         if (op->alone)
@@ -438,32 +465,33 @@ static int run_batch(fl_store *s, fl_store_op **at)
     if (n < 2)
         return 0;
     *at = op;
-    rc = many(s->b, batch, n);
+    rc = many(w->b, batch, n);
     for (size_t i = 0; i < n && !rc; i++)
         if ((ended = ended_job(batch[i])))
-            rc = add_deliveries(s, ended);
+            rc = add_deliveries(w, ended);
     return rc;
 }
 
 /* run_once runs the ops not failed alone in one transaction: 0 if committed, else the error,
  * with *culprit the op that raised it (NULL if the group as a whole failed, or a batch did:
  * then *in_batch is 1). batch: hand runs of SUBMITs and FINISHes to the backend at once. */
-static int run_once(fl_store *s, fl_store_op *ops, int fault, int batch, fl_store_op **culprit, int *in_batch)
+static int run_once(store_writer *w, fl_store_op *ops, int fault, int batch, fl_store_op **culprit, int *in_batch)
 {
+    const fl_store_backend *be = w->s->be;
     fl_store_op *op, *at;
     int rc;
 
     *culprit = NULL;
     *in_batch = 0;
-    rc = s->be->begin(s->b, fl_job_now_ms());
+    rc = be->begin(w->b, fl_job_now_ms());
     for (op = ops; op && !rc;) {
         at = op;
-        if (batch && (rc = run_batch(s, &at))) {
+        if (batch && (rc = run_batch(w, &at))) {
             *in_batch = 1;
         } else if (at != op) {
             op = at;   /* ran a batch: go on after it */
         } else {
-            if (!op->alone && (rc = run_op(s, op)))
+            if (!op->alone && (rc = run_op(w, op)))
                 *culprit = op;
             op = op->next;
         }
@@ -471,17 +499,17 @@ static int run_once(fl_store *s, fl_store_op *ops, int fault, int batch, fl_stor
     if (!rc)
         rc = fault;
     if (!rc)
-        rc = s->be->check_alive(s->b);
+        rc = be->check_alive(w->b);
     if (!rc)
-        rc = s->be->commit(s->b);
+        rc = be->commit(w->b);
     if (rc)
-        s->be->rollback(s->b);
+        be->rollback(w->b);
     return rc;
 }
 
 /* run_group runs ops in one transaction: 0 if committed (ops failed alone have their error),
  * else the errno every op now has. */
-static int run_group(fl_store *s, fl_store_op *ops, int fault)
+static int run_group(store_writer *w, fl_store_op *ops, int fault)
 {
     fl_store_op *op, *culprit;
     int rc, batch = 1, in_batch;
@@ -490,7 +518,7 @@ static int run_group(fl_store *s, fl_store_op *ops, int fault)
         op->alone = 0;
         clear_outputs(op);
     }
-    while ((rc = run_once(s, ops, fault, batch, &culprit, &in_batch)) && (culprit || in_batch) && op_error(rc)) {
+    while ((rc = run_once(w, ops, fault, batch, &culprit, &in_batch)) && (culprit || in_batch) && op_error(rc)) {
         for (op = ops; op != culprit; op = op->next)
             if (!op->alone)
                 fail_op(op, 0);   /* undone by the rollback: run again */
@@ -554,39 +582,107 @@ static void hand_done(fl_store *s, fl_store_op *first, fl_store_op *last)
     pthread_mutex_lock(&s->mu);
 }
 
+/* runs_beside: whether op may run on the second writer (see store_writer). */
+static int runs_beside(const fl_store_op *op)
+{
+    return op->kind == FL_STORE_SUBMIT && op->u.submit.job && !op->u.submit.job->idem_key;
+}
+
+/* may_take: whether writer w may take the pending ops as its group now (under mu). */
+static int may_take(const fl_store *s, const store_writer *w)
+{
+    const store_writer *other = &s->writers[w == s->writers];
+
+    if (!s->pending || s->hold || s->corked_ops || w->parked)
+        return 0;
+    if (s->n_writers < 2)
+        return 1;
+    if (w == s->writers)
+        return !other->busy || !s->pending_mixed;
+    return other->busy && !s->pending_mixed;
+}
+
+/* writer_to_wake: the idle writer that may take the pending ops now, if any (under mu). */
+static pthread_cond_t *writer_to_wake(fl_store *s)
+{
+    for (int i = 0; i < s->n_writers; i++)
+        if (!s->writers[i].busy && may_take(s, &s->writers[i]))
+            return &s->writers[i].cv;
+    return NULL;
+}
+
+/* wake_writers tells every writer to look again: hold released, or stopping (under mu). */
+static void wake_writers(fl_store *s)
+{
+    for (int i = 0; i < s->n_writers; i++)
+        pthread_cond_signal(&s->writers[i].cv);
+}
+
+/* hand_in_order hands each parked group whose turn it is to `done` (under mu). */
+static void hand_in_order(fl_store *s)
+{
+    for (int i = 0; i < s->n_writers;) {
+        store_writer *w = &s->writers[i];
+        if (!w->parked || w->seq != s->handed) {
+            i++;
+            continue;
+        }
+        fl_store_op *first = w->parked, *last = w->parked_tail;
+        w->parked = w->parked_tail = NULL;
+        s->handed++;
+        hand_done(s, first, last);   /* releases mu for a moment: look at both again */
+        i = 0;
+    }
+}
+
+/* take_group makes the pending ops w's group (under mu, may_take): the faults injected for it. */
+static fl_store_op *take_group(fl_store *s, store_writer *w, fl_store_op **last, int *fault)
+{
+    fl_store_op *ops = s->pending;
+
+    *last = s->pending_tail;
+    s->pending = s->pending_tail = NULL;
+    s->pending_mixed = 0;
+    w->busy = 1;
+    w->seq = s->taken++;
+    *fault = 0;
+    if (s->fault_count > 0) {
+        s->fault_count--;
+        *fault = s->fault_err;
+    }
+    if (s->op_fault_err) {
+        w->op_fault_err = s->op_fault_err;
+        w->op_fault_kind = s->op_fault_kind;
+        s->op_fault_err = 0;
+    }
+    return ops;
+}
+
 static void *writer_main(void *arg)
 {
-    fl_store *s = arg;
+    store_writer *w = arg;
+    fl_store *s = w->s;
     fl_store_op *ops, *last, *op;
+    pthread_cond_t *other;
     uint64_t n;
     int fault, rc, writes;
 
-    pthread_setname_np(pthread_self(), "fl-store");   /* for ps, top and /proc/PID/task */
+    /* for ps, top and /proc/PID/task */
+    pthread_setname_np(pthread_self(), w == s->writers ? "fl-store" : "fl-store2");
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->stop && (!s->pending || s->hold || s->corked_ops))
-            pthread_cond_wait(&s->work_cv, &s->mu);
-        if (!s->pending)
+        while (!s->stop && !may_take(s, w))
+            pthread_cond_wait(&w->cv, &s->mu);
+        if (!may_take(s, w))
             break; /* stopping, and every op has been run */
-        ops = s->pending;
-        last = s->pending_tail;
-        s->pending = s->pending_tail = NULL;
-        fault = 0;
-        if (s->fault_count > 0) {
-            s->fault_count--;
-            fault = s->fault_err;
-        }
-        if (s->op_fault_err) {
-            s->w_op_fault_err = s->op_fault_err;
-            s->op_fault_err = 0;
-        }
+        ops = take_group(s, w, &last, &fault);
         pthread_mutex_unlock(&s->mu);
 
         n = 0;
         for (op = ops; op; op = op->next)
             n++;
         writes = group_writes(ops);
-        rc = run_group(s, ops, fault);
+        rc = run_group(w, ops, fault);
 
         pthread_mutex_lock(&s->mu);
         if (rc) {
@@ -597,7 +693,14 @@ static void *writer_main(void *arg)
         }
         if (writes)
             s->stats.failing = rc;
-        hand_done(s, ops, last);
+        w->busy = 0;
+        w->parked = ops;
+        w->parked_tail = last;
+        hand_in_order(s);
+        /* The other may have waited for this one: for its turn to hand, or to run ops that
+         * must see this group. */
+        if ((other = writer_to_wake(s)) && other != &w->cv)
+            pthread_cond_signal(other);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -792,12 +895,7 @@ static int init_sync(fl_store *s)
 {
     if (pthread_mutex_init(&s->mu, NULL))
         return -ENOMEM;
-    if (pthread_cond_init(&s->work_cv, NULL)) {
-        pthread_mutex_destroy(&s->mu);
-        return -ENOMEM;
-    }
     if (pthread_cond_init(&s->done_cv, NULL)) {
-        pthread_cond_destroy(&s->work_cv);
         pthread_mutex_destroy(&s->mu);
         return -ENOMEM;
     }
@@ -805,28 +903,68 @@ static int init_sync(fl_store *s)
     return 0;
 }
 
-static int start_writer(fl_store *s, char *err, size_t errlen)
+/* start_writers starts the first writer on s->b and, if want is 2 and the backend has
+ * writer_open, a second on a connection of its own (threads "fl-store", "fl-store2"). */
+static int start_writers(fl_store *s, int want, char *err, size_t errlen)
 {
-    int rc = fl_store_spawn(&s->writer, writer_main, s);
+    int rc = 0;
 
-    if (rc) {
-        fl_store_errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
-        return rc;
+    for (int i = 0; i < (want >= 2 && s->be->writer_open ? 2 : 1) && !rc; i++) {
+        store_writer *w = &s->writers[i];
+        w->s = s;
+        w->b = s->b;
+        if (pthread_cond_init(&w->cv, NULL)) {
+            fl_store_errf(err, errlen, "cannot initialise the store's locks");
+            return -ENOMEM;
+        }
+        w->cv_ready = 1;
+        s->n_writers = i + 1;
+        if (i && (rc = s->be->writer_open(s->b, &w->b, err, errlen))) {
+            w->b = NULL;
+            break;
+        }
+        if ((rc = fl_store_spawn(&w->thread, writer_main, w)))
+            fl_store_errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
+        w->started = !rc;
     }
-    s->writer_started = 1;
-    return 0;
+    return rc;
+}
+
+/* stop_writers ends the writer threads (no op is left: fl_store_close reaped them all) and
+ * closes the second's connection. */
+static void stop_writers(fl_store *s)
+{
+    if (!s->sync_ready)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    wake_writers(s);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_writers; i++) {
+        store_writer *w = &s->writers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        w->started = 0;
+        if (i && w->b)
+            s->be->writer_close(w->b);
+        w->b = NULL;
+        if (w->cv_ready)
+            pthread_cond_destroy(&w->cv);
+        w->cv_ready = 0;
+    }
+    s->n_writers = 0;
 }
 
 static void stop_readers(fl_store *s);
 
 static void destroy(fl_store *s)
 {
+    stop_writers(s);
     stop_readers(s);
     if (s->b)
         s->be->close(s->b);
     if (s->sync_ready) {
         pthread_cond_destroy(&s->done_cv);
-        pthread_cond_destroy(&s->work_cv);
         pthread_mutex_destroy(&s->mu);
     }
     free(s->node);
@@ -864,7 +1002,7 @@ int fl_store_open(fl_store **out, const fl_store_options *opt, const fl_store_ho
     if (!rc)
         rc = start_readers(s, opt->readers, err, errlen);
     if (!rc)
-        rc = start_writer(s, err, errlen);
+        rc = start_writers(s, opt->writers, err, errlen);
     if (rc)
         goto fail;
     *out = s;
@@ -898,7 +1036,7 @@ void fl_store_follow(fl_store *s, int on)
 
 int fl_store_recover(fl_store *s)
 {
-    /* The writer owns the connection while it has work; nothing unreaped means it is idle. */
+    /* The writers own the connections while they have work; nothing unreaped means they are idle. */
     if (s->outstanding)
         return -EBUSY;
     return s->be->recover(s->b, s->node, fl_job_now_ms());
@@ -1150,7 +1288,7 @@ static void emit(fl_store *s, const fl_store_op *op)
 
 void fl_store_push(fl_store *s, fl_store_op *op)
 {
-    int wake = !s->corked;
+    pthread_cond_t *wake = NULL;
 
     op->next = NULL;
     op->after = 0;
@@ -1162,15 +1300,19 @@ void fl_store_push(fl_store *s, fl_store_op *op)
     else
         s->pending = op;
     s->pending_tail = op;
+    if (!runs_beside(op))
+        s->pending_mixed = 1;
     if (s->corked) {
         s->corked = 2;
         s->corked_ops = 1;   /* a writer between two groups must not take half of what is corked */
+    } else {
+        wake = writer_to_wake(s);
     }
     pthread_mutex_unlock(&s->mu);
     /* After the unlock: a writer woken while the mutex is still held would only go back to
      * sleep on it, and be woken a second time by the unlock. */
     if (wake)
-        pthread_cond_signal(&s->work_cv);
+        pthread_cond_signal(wake);
 }
 
 void fl_store_cork(fl_store *s)
@@ -1184,10 +1326,13 @@ void fl_store_uncork(fl_store *s)
     s->corked = 0;
     if (!pushed)
         return;
+    pthread_cond_t *wake;
     pthread_mutex_lock(&s->mu);
     s->corked_ops = 0;
+    wake = writer_to_wake(s);
     pthread_mutex_unlock(&s->mu);
-    pthread_cond_signal(&s->work_cv);   /* after the unlock, as in fl_store_push */
+    if (wake)
+        pthread_cond_signal(wake);   /* after the unlock, as in fl_store_push */
 }
 
 /* reap_one emits the events of op and runs its callback; a writer's op then lets the reads
@@ -1279,7 +1424,7 @@ void fl_store_close(fl_store *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->hold = 0;
-    pthread_cond_signal(&s->work_cv);
+    wake_writers(s);
     pthread_mutex_unlock(&s->mu);
     /* Callbacks run here may push more; keep going until nothing is left. */
     while (s->outstanding > 0) {
@@ -1289,12 +1434,6 @@ void fl_store_close(fl_store *s)
         pthread_mutex_unlock(&s->mu);
         fl_store_reap(s);
     }
-    pthread_mutex_lock(&s->mu);
-    s->stop = 1;
-    pthread_cond_signal(&s->work_cv);
-    pthread_mutex_unlock(&s->mu);
-    if (s->writer_started)
-        pthread_join(s->writer, NULL);
     destroy(s);
 }
 
@@ -1318,7 +1457,7 @@ void fl_store_hold(fl_store *s, int hold)
 {
     pthread_mutex_lock(&s->mu);
     s->hold = hold;
-    pthread_cond_signal(&s->work_cv);
+    wake_writers(s);
     pthread_mutex_unlock(&s->mu);
 }
 

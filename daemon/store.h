@@ -255,6 +255,8 @@ typedef struct fl_store_options {
                            * connections); 0 = none: every read on the writer */
     int statement_ms;     /* PostgreSQL: how long a statement may take ([store]
                            * statement_timeout); 0 = the default, 30 s */
+    int writers;          /* 2: a second writer connection beside the first, for a backend
+                           * that has one ([store] writers); else one writer */
 } fl_store_options;
 
 /* The owner recorded by the claims of a single-node daemon. */

@@ -4,8 +4,8 @@
  * events; a backend only keeps rows: store_sqlite.c in SQLite, store_pg.c in PostgreSQL.
  *
  * Every function runs on one thread at a time: open, recover and close on the loop thread
- * while the writer is not running, the readers' as said at reader_open, the rest on the
- * writer thread. Each op function runs inside
+ * while the writers are not running, the readers' as said at reader_open, a second writer's
+ * as said at writer_open, the rest on the writer thread. Each op function runs inside
  * begin ... commit, gets an op the engine has already validated, and returns 0 or the negative
  * errno that fails (and rolls back) the whole group; what it found goes to op->answer, its
  * outputs to op->u (the engine frees them if the group fails). */
@@ -90,6 +90,14 @@ typedef struct fl_store_backend {
     int (*reader_open)(void *b, void **out, char *err, size_t errlen);
     int (*reader_run)(void *reader, fl_store_op *op);
     void (*reader_close)(void *reader);
+    /* A second writer (both NULL for a backend with one): writer_open opens one more
+     * connection beside b's (loop thread, at open, before the writers run), on which the
+     * engine runs groups of SUBMITs without an Idempotency-Key while b's runs another group:
+     * begin, submit, submit_many, check_alive, commit and rollback get it in place of b, on
+     * the second writer's thread. 0 and *out, or a negative errno with the reason in err.
+     * writer_close frees it after that thread ended, before close(b). */
+    int (*writer_open)(void *b, void **out, char *err, size_t errlen);
+    void (*writer_close)(void *writer);
 } fl_store_backend;
 
 /* fl_store_cancel_answer is what a CANCEL answers for a job found in state: FL_STORE_OK (it

@@ -392,7 +392,9 @@ typedef struct pg_store {
     char changes[FL_PG_CHANGES_MAX + 32];   /* writer: this group's changes, to notify */
     size_t changes_len;            /* 0: none yet in this group */
     int others;                    /* writer: another node's lock was held at others_at */
-    pg_paused paused;              /* writer: the paused types as the last committed PAUSE read them */
+    pg_paused paused;              /* writer: the paused types as the last committed PAUSE read them
+                                    * (written under paused_mu: a second writer reads it) */
+    pthread_mutex_t paused_mu;
     pg_paused group_paused;        /* writer: as this group's PAUSE read them, until it commits */
     int group_paused_read;         /* this group ran a PAUSE: group_paused holds its list */
     int64_t others_at;             /* writer: when others was looked up (mono_ms; 0 = never) */
@@ -406,11 +408,14 @@ typedef struct pg_store {
     int following;                 /* this node follows the others' changes (pg_follow) */
     int64_t follow_said_at;        /* mono_ms: when it last said so (0: say it at the next chance) */
     int follow_ask;                /* the listener is back: ask the followers to speak up */
-    /* A reader (pg_reader_open) is a pg_store of its own connection, with no listener and no
-     * lock, that counts its round trips in the writer's: parent. NULL for the writer's. */
+    /* A reader (pg_reader_open) or a second writer (pg_writer_open) is a pg_store of its own
+     * connection, with no listener and no lock, that counts its round trips in the writer's:
+     * parent, whose paused types and followers it goes by. NULL for the writer's. */
     struct pg_store *parent;
-    struct pg_store *readers;      /* the writer's: its readers, linked by next (loop thread) */
+    struct pg_store *readers;      /* the writer's: its readers and second writer, linked by next
+                                    * (loop thread) */
     struct pg_store *next;
+    const char *role;              /* what the log calls this connection: "store", "store reader" */
     int statement_ms;              /* [store] statement_timeout */
     /* The wait for the server that this connection's thread is in, if any (see guard_begin). */
     pthread_mutex_t guard_mu;
@@ -669,8 +674,8 @@ static void guard_check(pg_store *s, uint64_t limit_ns)
     pthread_mutex_lock(&s->guard_mu);
     uint64_t now = mono_ns();
     if (s->guard_fd >= 0 && now - s->guard_since > limit_ns) {
-        fl_log(LOG_ERR, "store%s: PostgreSQL has not answered for %.1f s; closing the connection",
-               s->parent ? " reader" : "", (double)(now - s->guard_since) / 1e9);
+        fl_log(LOG_ERR, "%s: PostgreSQL has not answered for %.1f s; closing the connection",
+               s->role, (double)(now - s->guard_since) / 1e9);
         shutdown(s->guard_fd, SHUT_RDWR);
         s->guard_fd = -1;
     }
@@ -983,14 +988,25 @@ static int others_live(pg_store *s, int *out)
 /* type_wakes: a submit of type wakes the other nodes unless type is paused (as this node
  * last read it: a resume committed elsewhere since is read again once its notification is
  * heard, and the other nodes claim on that resume and on their safety net). */
-static int type_wakes(const pg_store *s, const char *type)
+static int paused_in(const pg_paused *p, const char *type)
 {
-    const pg_paused *p = s->group_paused_read ? &s->group_paused : &s->paused;
-
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->types[i], type) == 0)
-            return 0;
-    return 1;
+            return 1;
+    return 0;
+}
+
+static int type_wakes(pg_store *s, const char *type)
+{
+    pg_store *w = s->parent;
+    int paused;
+
+    if (!w)
+        return !paused_in(s->group_paused_read ? &s->group_paused : &s->paused, type);
+    pthread_mutex_lock(&w->paused_mu);   /* a second writer's submit: the writer's list */
+    paused = paused_in(&w->paused, type);
+    pthread_mutex_unlock(&w->paused_mu);
+    return !paused;
 }
 
 /* arg_waker passes the node name that signs a submit's wake-ups (FL_PG_CHANNEL), or NULL if
@@ -1017,7 +1033,7 @@ static int flush_changes(pg_store *s, int commit)
 
     if (s->changes_len && (rc = others_live(s, &others)))
         return rc;
-    if (others && mono_ms() >= atomic_load(&s->followed_until))
+    if (others && mono_ms() >= atomic_load(&(s->parent ? s->parent : s)->followed_until))
         others = 0;   /* live, but none follows: nobody would read them */
     if (!others) {
         s->changes_len = 0;
@@ -1822,8 +1838,10 @@ static int remember_paused(pg_store *s, const char (*types)[FL_TYPE_NAME_MAX + 1
 static void paused_end(pg_store *s, int committed)
 {
     if (committed && s->group_paused_read) {
+        pthread_mutex_lock(&s->paused_mu);
         free(s->paused.types);
         s->paused = s->group_paused;
+        pthread_mutex_unlock(&s->paused_mu);
     } else {
         free(s->group_paused.types);
     }
@@ -2144,6 +2162,14 @@ static void notify_changes_awhile(pg_store *s)
     atomic_store(&s->followed_until, mono_ms() + FL_PG_FOLLOW_TTL_MS);
 }
 
+/* heard_other: another node is live; the writers notify it from their next group on. */
+static void heard_other(pg_store *s)
+{
+    atomic_store(&s->hello, 1);
+    for (pg_store *c = s->readers; c; c = c->next)
+        atomic_store(&c->hello, 1);   /* a second writer's; a reader never looks */
+}
+
 /* heard_follow: "NODE F A" from another node: it follows this one's changes (F = 1), and it
  * asks the followers to say so (A = 1). */
 static void heard_follow(const pg_hearing *h, const char *payload)
@@ -2157,7 +2183,7 @@ static void heard_follow(const pg_hearing *h, const char *payload)
         notify_changes_awhile(h->s);
     if (payload[len - 1] == '1')
         h->s->follow_said_at = 0;
-    atomic_store(&h->s->hello, 1);
+    heard_other(h->s);
 }
 
 /* heard_cancel: "ID OWNER", for this node only. */
@@ -2179,7 +2205,7 @@ static void heard_changed(const pg_hearing *h, const char *payload)
 
     if ((p ? (size_t)(p - payload) : strlen(payload)) == len && memcmp(payload, h->s->node, len) == 0)
         return;
-    atomic_store(&h->s->hello, 1);   /* another node is live: notify it from the next group on */
+    heard_other(h->s);   /* another node is live: notify it from the next group on */
     if (!h->r->changed || !p)
         return;
     while (*p == ' ') {
@@ -2300,6 +2326,13 @@ static pg_store *pg_new(const char *url)
         free(s);
         return NULL;
     }
+    if (pthread_mutex_init(&s->paused_mu, NULL)) {
+        pthread_mutex_destroy(&s->guard_mu);
+        free(s->url);
+        free(s);
+        return NULL;
+    }
+    s->role = "store";
     s->guard_fd = -1;
     s->listened_at = fl_job_now_ms();
     return s;
@@ -2308,6 +2341,7 @@ static pg_store *pg_new(const char *url)
 static void destroy(pg_store *s)
 {
     pthread_mutex_destroy(&s->guard_mu);
+    pthread_mutex_destroy(&s->paused_mu);
     fl_pglisten_free(s->listen);
     for (int i = 0; i < B_N; i++)
         free(s->batch[i].p);
@@ -2440,10 +2474,12 @@ static int reconnect(pg_store *s)
     return 0;
 }
 
+static int side_connect(pg_store *s);
+
 static int pg_begin(void *b, int64_t now)
 {
     pg_store *s = b;
-    int rc = reconnect(s);
+    int rc = s->parent ? side_connect(s) : reconnect(s);
 
     s->now = now;
     s->changes_len = 0;
@@ -2503,7 +2539,9 @@ static int pg_check_url(const char *url, char *why, size_t len)
 
 /* ---- readers (store.c's reader threads: one thread per reader) ---------------------------- */
 
-static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
+/* open_side opens a connection beside the writer's b, for a reader or a second writer: the
+ * role names it in the log, app in pg_stat_activity. */
+static int open_side(void *b, void **out, const char *role, const char *app, char *err, size_t errlen)
 {
     pg_store *w = b, *s = pg_new(w->url);
     int rc;
@@ -2518,7 +2556,8 @@ static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
     s->durability_full = w->durability_full;
     s->statement_ms = w->statement_ms;
     memcpy(s->conn_vals, w->conn_vals, sizeof s->conn_vals);
-    s->conn_vals[CV_APP] = "flingd reader";   /* pg_stat_activity tells the readers from the writer */
+    s->role = role;
+    s->conn_vals[CV_APP] = app;   /* pg_stat_activity tells the readers from the writers */
     s->conn_vals[CV_URL] = s->url;
     rc = connect_db(s, err, errlen);
     if (!rc)
@@ -2533,17 +2572,29 @@ static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
     return 0;
 }
 
-/* reader_connect brings a reader's lost connection back before a read: -ENOTCONN while the
- * server is away (the read fails, as a group does; the next one tries again). A reader holds
- * no lock: it only reads what is committed. */
-static int reader_connect(pg_store *s)
+static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
 {
-    int rc = connect_again(s, "store reader");
+    return open_side(b, out, "store reader", "flingd reader", err, errlen);
+}
+
+/* A second writer runs only submits (store.c), which need no lock: a submit is durable once
+ * its group commits, whoever holds the node's lock. */
+static int pg_writer_open(void *b, void **out, char *err, size_t errlen)
+{
+    return open_side(b, out, "store writer", "flingd writer", err, errlen);
+}
+
+/* side_connect brings a reader's or a second writer's lost connection back before a read or a
+ * group: -ENOTCONN while the server is away (the read or the group fails; the next one tries
+ * again). Neither holds a lock: a reader only reads what is committed. */
+static int side_connect(pg_store *s)
+{
+    int rc = connect_again(s, s->role);
 
     if (rc <= 0)
         return rc;
     if (s->down)
-        fl_log(LOG_NOTICE, "store reader: connected to PostgreSQL again");
+        fl_log(LOG_NOTICE, "%s: connected to PostgreSQL again", s->role);
     s->down = 0;
     s->last_state[0] = '\0';
     return 0;
@@ -2569,7 +2620,7 @@ static int reader_get(pg_store *s, fl_store_op *op)
 static int pg_reader_run(void *reader, fl_store_op *op)
 {
     pg_store *s = reader;
-    int rc = reader_connect(s);
+    int rc = side_connect(s);
 
     if (rc)
         return rc;
@@ -2582,7 +2633,8 @@ static int pg_reader_run(void *reader, fl_store_op *op)
     }
 }
 
-static void pg_reader_close(void *reader)
+/* pg_side_close frees a reader or a second writer. */
+static void pg_side_close(void *reader)
 {
     pg_store *s = reader, **p = &s->parent->readers;
 
@@ -2627,5 +2679,7 @@ const fl_store_backend fl_store_pg = {
     .add_delivery = pg_add_delivery,
     .reader_open = pg_reader_open,
     .reader_run = pg_reader_run,
-    .reader_close = pg_reader_close,
+    .reader_close = pg_side_close,
+    .writer_open = pg_writer_open,
+    .writer_close = pg_side_close,
 };

@@ -525,8 +525,8 @@ static void test_sweep_spares_a_claimed_orphan(void **state)
     push_claim(h, &claim, "none", 1);
     /* the sweep's statement is running, so its snapshot is taken: the live node takes the job */
     while (moved < 0 && fl_store_pending(h->store) && fl_job_now_ms() < deadline) {
-        if (pg_long(live, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_locks%'"
-                          " AND pid <> pg_backend_pid()") > 0) {
+        if (pg_long(live, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                          " AND state = 'active' AND query LIKE '%pg_locks%' AND pid <> pg_backend_pid()") > 0) {
             snprintf(sql, sizeof sql, "WITH m AS (UPDATE jobs SET owner = 'live', attempts = 2 WHERE id = %ld"
                      " AND state = 'running' AND owner = 'gone' RETURNING 1) SELECT count(*) FROM m", last);
             moved = pg_long(live, sql);
@@ -630,35 +630,52 @@ static void test_wakes_follow_committed_pauses(void **state)
  * first (the job) has run, and meanwhile finishes the job and adds its delivery: the GET
  * still answers the job as it was, without the delivery, not a queued job with the delivery
  * of its end. */
-static void test_reader_get_one_snapshot(void **state)
+/* reopen opens h's store again with readers and writers (fl_store_options) and returns a
+ * session of the test's own on its database. */
+static PGconn *reopen(harness *h, int readers, int writers)
 {
-    harness *h = *state;
-    char url[160], err[256] = "", sql[320];
-    fl_job *job = make_job("g", NULL, "x", NULL);
-    fl_store_op sub, get;
-    PGconn *locker;
-    int64_t deadline = fl_job_now_ms() + WAIT_MS;
+    char url[160], err[256] = "";
+    PGconn *c;
 
     flh_pg_url(h->pg, h->db, url, sizeof url);
     fl_store_close(h->store);
     const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s",
-                                   .readers = 1 };
+                                   .readers = readers, .writers = writers };
     assert_int_equal(fl_store_open(&h->store, &opt, NULL, err, sizeof err), 0);
-    assert_int_equal(fl_store_readers(h->store), 1);
+    assert_int_equal(fl_store_readers(h->store), readers);
+    c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    return c;
+}
+
+/* wait_long waits until sql, run on c, answers want; fails the test after WAIT_MS. */
+static void wait_long(PGconn *c, const char *sql, long want)
+{
+    int64_t deadline = fl_job_now_ms() + WAIT_MS;
+
+    while (pg_long(c, sql) != want) {
+        assert_true(fl_job_now_ms() < deadline);
+        usleep(2000);
+    }
+}
+
+static void test_reader_get_one_snapshot(void **state)
+{
+    harness *h = *state;
+    char sql[320];
+    fl_job *job = make_job("g", NULL, "x", NULL);
+    fl_store_op sub, get;
+    PGconn *locker = reopen(h, 1, 1);
+
     run_group(h, &job, &sub, 1);
     assert_int_equal(sub.answer, FL_STORE_OK);
 
-    locker = PQconnectdb(url);
-    assert_int_equal(PQstatus(locker), CONNECTION_OK);
     PQclear(PQexec(locker, "BEGIN"));
     PQclear(PQexec(locker, "LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE"));
     memset(&get, 0, sizeof get);
     fl_store_get_committed(h->store, &get, job->id, NULL, NULL);
-    while (pg_long(locker, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd reader'"
-                           " AND wait_event_type = 'Lock'") != 1) {
-        assert_true(fl_job_now_ms() < deadline);
-        usleep(2000);
-    }
+    wait_long(locker, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd reader'"
+                      " AND datname = current_database() AND wait_event_type = 'Lock'", 1);
     snprintf(sql, sizeof sql, "UPDATE jobs SET state = 'succeeded' WHERE id = %lld", (long long)job->id);
     PQclear(PQexec(locker, sql));
     snprintf(sql, sizeof sql, "INSERT INTO deliveries (job_id, event, target, created_at, next_at)"
@@ -675,6 +692,74 @@ static void test_reader_get_one_snapshot(void **state)
     fl_store_deliveries_free(get.u.get.deliveries, get.u.get.n_deliveries);
     PQfinish(locker);
     fl_job_free(job);
+}
+
+/* The order the ops of test_second_writer reached their callbacks in: each its udata. */
+static int reaped[16], n_reaped;
+
+static void note_reaped(fl_store_op *op)
+{
+    if (n_reaped < 16)
+        reaped[n_reaped++] = (int)(intptr_t)op->udata;
+}
+
+/* With a second writer, plain submits commit while the first writer's group waits (here a
+ * cancel, on a row the test holds), and still reach their callbacks after it, in push order;
+ * a claim pushed after them is the first writer's and sees their jobs. */
+static void test_second_writer(void **state)
+{
+    harness *h = *state;
+    enum { N = 5 };
+    fl_job *held = make_job("w", NULL, "held", NULL), *jobs[N];
+    fl_store_op sub, cancel, ops[N], claim;
+    char sql[160], url[160];
+    PGconn *locker = reopen(h, 0, 2), *other;
+
+    run_group(h, &held, &sub, 1);
+    assert_int_equal(sub.answer, FL_STORE_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE id = %lld FOR UPDATE", (long long)held->id);
+    assert_int_equal(pg_long(locker, sql), held->id);
+    n_reaped = 0;
+    memset(&cancel, 0, sizeof cancel);
+    fl_store_cancel(h->store, &cancel, held->id, NOW, note_reaped, (void *)(intptr_t)0);
+    wait_long(locker, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd'"
+                      " AND datname = current_database() AND wait_event_type = 'Lock'", 1);
+    fl_store_cork(h->store);   /* one group (a writer parks one group at most) */
+    for (int i = 0; i < N; i++) {
+        jobs[i] = make_job("w", NULL, "beside", NULL);
+        fl_store_submit(h->store, &ops[i], jobs[i], note_reaped, (void *)(intptr_t)(i + 1));
+    }
+    fl_store_uncork(h->store);
+    /* another session sees them committed while the cancel still waits */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE type = 'w' AND state = 'queued' AND id > %lld",
+             (long long)held->id);
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    other = PQconnectdb(url);
+    wait_long(other, sql, N);
+    assert_int_equal(pg_long(other, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd'"
+                                   " AND datname = current_database() AND wait_event_type = 'Lock'"), 1);
+    /* a claim is the first writer's: it waits for the cancel, and sees the submits */
+    memset(&claim, 0, sizeof claim);
+    fl_store_claim(h->store, &claim, "w", 10, NOW, note_reaped, (void *)(intptr_t)(N + 1));
+    fl_store_reap(h->store);
+    assert_int_equal(n_reaped, 0);   /* parked behind the cancel's group */
+    PQclear(PQexec(locker, "COMMIT"));
+    settle(h);
+    assert_int_equal(n_reaped, N + 2);
+    for (int i = 0; i < N + 2; i++)
+        assert_int_equal(reaped[i], i);
+    assert_int_equal(cancel.answer, FL_STORE_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+    assert_int_equal(claim.result, 0);
+    assert_int_equal(claim.u.claim.n, N);
+    fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
+    fl_job_free(cancel.u.cancel.job);
+    PQfinish(other);
+    PQfinish(locker);
+    free_jobs(jobs, N);
+    fl_job_free(held);
 }
 
 int main(void)
@@ -695,6 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wakes_follow_committed_pauses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_get_one_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
