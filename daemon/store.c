@@ -442,8 +442,11 @@ static many_fn batch_fn(const fl_store_backend *be, fl_store_kind kind)
 /* run_batch runs the ops of one kind that follow one another from *at (not failed alone) in
  * one call of the backend's batch_fn, adds the deliveries of the jobs they ended, and moves
  * *at past them: 0, or the error that fails the group. A run of fewer than two, or one an
- * injected op fault is waiting for, is left to run_op (*at stays). */
-static int run_batch(store_writer *w, fl_store_op **at)
+ * injected op fault is waiting for, is left to run_op (*at stays). may_commit: nothing ran
+ * before it in this transaction and nothing may fail the group after it, so a run of SUBMITs
+ * that ends the group goes to the backend's submit_commit, which sets *committed if it
+ * committed the group too. */
+static int run_batch(store_writer *w, fl_store_op **at, int may_commit, int *committed)
 {
     fl_store_kind kind = (*at)->kind;
     many_fn many = batch_fn(w->s->be, kind);
@@ -465,6 +468,11 @@ static int run_batch(store_writer *w, fl_store_op **at)
     if (n < 2)
         return 0;
     *at = op;
+    if (may_commit && !op && kind == FL_STORE_SUBMIT && w->s->be->submit_commit) {
+        rc = w->s->be->submit_commit(w->b, batch, n);
+        *committed = rc == 1;
+        return rc < 0 ? rc : 0;
+    }
     rc = many(w->b, batch, n);
     for (size_t i = 0; i < n && !rc; i++)
         if ((ended = ended_job(batch[i])))
@@ -479,28 +487,32 @@ static int run_once(store_writer *w, fl_store_op *ops, int fault, int batch, fl_
 {
     const fl_store_backend *be = w->s->be;
     fl_store_op *op, *at;
-    int rc;
+    int rc, ran = 0, committed = 0;
 
     *culprit = NULL;
     *in_batch = 0;
     rc = be->begin(w->b, fl_job_now_ms());
     for (op = ops; op && !rc;) {
         at = op;
-        if (batch && (rc = run_batch(w, &at))) {
+        if (batch && (rc = run_batch(w, &at, !fault && !ran, &committed))) {
             *in_batch = 1;
         } else if (at != op) {
             op = at;   /* ran a batch: go on after it */
+            ran = 1;
         } else {
-            if (!op->alone && (rc = run_op(w, op)))
-                *culprit = op;
+            if (!op->alone) {
+                ran = 1;
+                if ((rc = run_op(w, op)))
+                    *culprit = op;
+            }
             op = op->next;
         }
     }
     if (!rc)
         rc = fault;
-    if (!rc)
+    if (!rc && !committed)
         rc = be->check_alive(w->b);
-    if (!rc)
+    if (!rc && !committed)
         rc = be->commit(w->b);
     if (rc)
         be->rollback(w->b);

@@ -46,6 +46,11 @@ typedef struct fl_store_backend {
      * ops took it. An error fails the group; one of an op's own data (-EINVAL, -E2BIG, -EEXIST,
      * -ERANGE) does not name the op, so the engine runs the group again op by op to find it. */
     int (*submit_many)(void *b, fl_store_op **ops, size_t n);
+    /* submit_commit (NULL: none) is submit_many for a run that is the whole group, with nothing
+     * left that could fail the group after it: the backend may COMMIT in the same round trip
+     * as its statement. 1 if it committed (the engine then neither checks nor commits), 0 if
+     * it left the transaction open, or the error that fails the group (nothing committed). */
+    int (*submit_commit)(void *b, fl_store_op **ops, size_t n);
     /* finish_many (NULL: finish for each) is the same for a run of FINISHes: each op the
      * answer and the job finish would give it; the engine adds the deliveries afterwards. */
     int (*finish_many)(void *b, fl_store_op **ops, size_t n);

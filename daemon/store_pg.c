@@ -703,7 +703,8 @@ static int result_ok(const PGresult *r)
  * group's BEGIN, its COMMIT) in one round trip (pipeline mode, one sync): the first failed
  * result (a failure skips the rest: a COMMIT after a failed statement never runs), else the
  * statement's, or NULL if the connection failed. A group of submits is then two round trips,
- * its statement and its COMMIT, not three; the changes a group notifies go with its COMMIT. */
+ * its statement and its COMMIT, not three (one with both: pg_submit_commit); the changes a
+ * group notifies go with its COMMIT. */
 static PGresult *piped(pg_store *s, const char *before, const char *name, const pg_args *a, const char *after)
 {
     PGresult *r, *got = NULL;
@@ -1026,15 +1027,24 @@ static int arg_waker(pg_store *s, pg_args *a, int wakes)
 /* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
  * if another node may hear them, and then COMMITs if commit (in the same round trip when it
  * notifies): 0 or a negative errno. */
+/* followed sets *out to whether another node follows this one's changes now: live, and it
+ * said so lately (nobody else would read them). */
+static int followed(pg_store *s, int *out)
+{
+    int rc = others_live(s, out);
+
+    if (!rc && *out && mono_ms() >= atomic_load(&(s->parent ? s->parent : s)->followed_until))
+        *out = 0;
+    return rc;
+}
+
 static int flush_changes(pg_store *s, int commit)
 {
     pg_args a = { 0 };
     int rc, others = 0;
 
-    if (s->changes_len && (rc = others_live(s, &others)))
+    if (s->changes_len && (rc = followed(s, &others)))
         return rc;
-    if (others && mono_ms() >= atomic_load(&(s->parent ? s->parent : s)->followed_until))
-        others = 0;   /* live, but none follows: nobody would read them */
     if (!others) {
         s->changes_len = 0;
         return commit ? exec_text(s, "COMMIT", "COMMIT") : 0;
@@ -1193,14 +1203,16 @@ static int has_key(fl_store_op **ops, size_t n)
     return 0;
 }
 
-/* submit_chunk inserts ops in one statement and gives each its answer. */
-static int submit_chunk(pg_store *s, fl_store_op **ops, size_t n)
+/* submit_then inserts ops in one statement, COMMITs in its round trip if commit, and gives
+ * each op its answer. */
+static int submit_then(pg_store *s, fl_store_op **ops, size_t n, int commit)
 {
     pg_args a = { 0 };
     PGresult *r;
     int rc, keyed = has_key(ops, n);
 
-    if ((rc = batch_args(s, ops, n, &a)) || (rc = run(s, keyed ? ST_INSERT_MANY : ST_INSERT_FRESH, &a, &r)))
+    if ((rc = batch_args(s, ops, n, &a)) ||
+        (rc = run_then(s, keyed ? ST_INSERT_MANY : ST_INSERT_FRESH, &a, commit, &r)))
         return rc;
     if (PQntuples(r) != (int)n)
         rc = -EIO;
@@ -1208,6 +1220,11 @@ static int submit_chunk(pg_store *s, fl_store_op **ops, size_t n)
         rc = keyed ? keyed_answers(s, ops, n, r) : fresh_answers(s, ops, n, r);
     PQclear(r);
     return rc;
+}
+
+static int submit_chunk(pg_store *s, fl_store_op **ops, size_t n)
+{
+    return submit_then(s, ops, n, 0);
 }
 
 
@@ -1688,6 +1705,28 @@ static int run_chunks(pg_store *s, fl_store_op **ops, size_t n, int (*chunk)(pg_
 static int pg_submit_many(void *b, fl_store_op **ops, size_t n)
 {
     return run_chunks(b, ops, n, submit_chunk);
+}
+
+/* pg_submit_commit: a group of submits without a key that fit in one statement, whose changes
+ * no node follows (nothing to notify before the COMMIT), COMMITs in the statement's round
+ * trip: one round trip for the group instead of two. */
+static int pg_submit_commit(void *b, fl_store_op **ops, size_t n)
+{
+    pg_store *s = b;
+    int rc, others = 0;
+
+    if (has_key(ops, n) || chunk_end(ops, 0, n) != n)
+        return pg_submit_many(b, ops, n);
+    if ((rc = followed(s, &others)))
+        return rc;
+    if (others)
+        return pg_submit_many(b, ops, n);
+    rc = submit_then(s, ops, n, 1);
+    s->changes_len = 0;   /* noted by the answers; nobody follows them */
+    if (rc)
+        return rc;
+    s->last_state[0] = '\0';   /* as pg_commit (no PAUSE ran: the group is these submits) */
+    return 1;
 }
 
 static int pg_finish_many(void *b, fl_store_op **ops, size_t n)
@@ -2661,6 +2700,7 @@ const fl_store_backend fl_store_pg = {
     .rollback = pg_rollback,
     .submit = pg_submit,
     .submit_many = pg_submit_many,
+    .submit_commit = pg_submit_commit,
     .get = pg_get,
     .list = pg_list,
     .cancel = pg_cancel,
