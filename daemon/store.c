@@ -52,12 +52,14 @@ static const fl_store_backend *const backends[] = { &fl_store_sqlite };
 /* One writer: a thread and the backend connection its groups run on. The first runs any group
  * on s->b. A second (a backend with writer_open, fl_store_options.writers = 2) runs, on a
  * connection of its own, only a group of SUBMITs without an Idempotency-Key, taken while the
- * first is busy with another group: its rows are new, no earlier group's writes matter to it
- * and none of its rows is what another group's op waits for, so it may commit before or after
- * the first's. While it has a group in flight the first starts only another such group, so
- * every other op still sees every group taken before it committed (a CLAIM sees the jobs of
- * the SUBMITs pushed before it); and groups reach `done` in the order they were taken (one
- * done early is parked until the one before it is handed), so reaping stays in push order. */
+ * first is busy with a group that reads no set of jobs (see scans_jobs): its rows are new, no
+ * earlier group's writes matter to it and none of its rows is what another group's op waits
+ * for, so it may commit before or after the first's, and no op pushed before it can see them
+ * (a CLAIM of the first's group never claims a job submitted after it). While it has a group
+ * in flight the first starts only another such group, so every other op still sees every
+ * group taken before it committed (a CLAIM sees the jobs of the SUBMITs pushed before it); and
+ * groups reach `done` in the order they were taken (one done early is parked until the one
+ * before it is handed), so reaping stays in push order. */
 typedef struct store_writer {
     struct fl_store *s;
     void *b;                       /* the backend connection it writes on */
@@ -66,9 +68,11 @@ typedef struct store_writer {
     pthread_cond_t cv;             /* under mu: it may take the pending ops (may_take), or stop */
     int cv_ready;
     int busy;                      /* under mu: running a group */
+    int scans;                     /* under mu: that group holds an op of scans_jobs */
+    int failing;                   /* under mu: its last group with writes failed (see stats) */
     uint64_t seq;                  /* under mu: the number of the group it runs or has parked */
     fl_store_op *parked, *parked_tail;   /* under mu: its group, done before the one before it */
-    int op_fault_err;              /* its thread only: fl_store_inject_op_fault's, for its group */
+    int op_fault_err;              /* the first's thread only: fl_store_inject_op_fault's */
     fl_store_kind op_fault_kind;
 } store_writer;
 
@@ -84,6 +88,7 @@ struct fl_store {
     pthread_cond_t done_cv;        /* fl_store_close: a group is done */
     fl_store_op *pending, *pending_tail;
     int pending_mixed;             /* pending holds an op the second writer may not run */
+    int pending_scans;             /* pending holds an op of scans_jobs */
     uint64_t taken, handed;        /* groups taken by the writers, and handed to `done` */
     fl_store_op *done, *done_tail;
     int stop;
@@ -594,6 +599,32 @@ static void hand_done(fl_store *s, fl_store_op *first, fl_store_op *last)
     pthread_mutex_lock(&s->mu);
 }
 
+/* note_failing records the outcome of w's group that wrote (under mu). A group the first
+ * commits also clears an idle second's failure: the store writes again, and the second's next
+ * group connects again. */
+static void note_failing(fl_store *s, store_writer *w, int rc)
+{
+    w->failing = rc;
+    if (!rc && w == s->writers && s->n_writers > 1 && !s->writers[1].busy)
+        s->writers[1].failing = 0;
+}
+
+/* scans_jobs: whether op reads a set of jobs, which a second writer's jobs must not join
+ * while it runs (see store_writer). Ops by id are not: no client knows the id of a job whose
+ * submit was not yet answered. */
+static int scans_jobs(const fl_store_op *op)
+{
+    switch (op->kind) {
+    case FL_STORE_CLAIM:
+    case FL_STORE_LIST:
+    case FL_STORE_COUNT:
+    case FL_STORE_CHANGED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* runs_beside: whether op may run on the second writer (see store_writer). */
 static int runs_beside(const fl_store_op *op)
 {
@@ -611,7 +642,7 @@ static int may_take(const fl_store *s, const store_writer *w)
         return 1;
     if (w == s->writers)
         return !other->busy || !s->pending_mixed;
-    return other->busy && !s->pending_mixed;
+    return other->busy && !other->scans && !s->pending_mixed;
 }
 
 /* writer_to_wake: the idle writer that may take the pending ops now, if any (under mu). */
@@ -654,7 +685,8 @@ static fl_store_op *take_group(fl_store *s, store_writer *w, fl_store_op **last,
 
     *last = s->pending_tail;
     s->pending = s->pending_tail = NULL;
-    s->pending_mixed = 0;
+    w->scans = s->pending_scans;
+    s->pending_mixed = s->pending_scans = 0;
     w->busy = 1;
     w->seq = s->taken++;
     *fault = 0;
@@ -662,7 +694,7 @@ static fl_store_op *take_group(fl_store *s, store_writer *w, fl_store_op **last,
         s->fault_count--;
         *fault = s->fault_err;
     }
-    if (s->op_fault_err) {
+    if (s->op_fault_err && w == s->writers) {   /* the second may never run an op of its kind */
         w->op_fault_err = s->op_fault_err;
         w->op_fault_kind = s->op_fault_kind;
         s->op_fault_err = 0;
@@ -704,8 +736,8 @@ static void *writer_main(void *arg)
             s->stats.ops += n;
         }
         if (writes)
-            s->stats.failing = rc;
-        w->busy = 0;
+            note_failing(s, w, rc);
+        w->busy = w->scans = 0;
         w->parked = ops;
         w->parked_tail = last;
         hand_in_order(s);
@@ -919,6 +951,7 @@ static int init_sync(fl_store *s)
  * writer_open, a second on a connection of its own (threads "fl-store", "fl-store2"). */
 static int start_writers(fl_store *s, int want, char *err, size_t errlen)
 {
+    char why[256];
     int rc = 0;
 
     for (int i = 0; i < (want >= 2 && s->be->writer_open ? 2 : 1) && !rc; i++) {
@@ -930,11 +963,17 @@ static int start_writers(fl_store *s, int want, char *err, size_t errlen)
             return -ENOMEM;
         }
         w->cv_ready = 1;
-        s->n_writers = i + 1;
-        if (i && (rc = s->be->writer_open(s->b, &w->b, err, errlen))) {
+        if (i && (rc = s->be->writer_open(s->b, &w->b, why, sizeof why))) {
+            /* a tight max_connections, say: the node works, a little slower */
+            fl_log(LOG_WARNING, "store: no second writer (%s); every group runs on one", why);
             w->b = NULL;
-            break;
+            pthread_cond_destroy(&w->cv);
+            w->cv_ready = 0;
+            return 0;
         }
+        pthread_mutex_lock(&s->mu);   /* the first writer's thread may be looking */
+        s->n_writers = i + 1;
+        pthread_mutex_unlock(&s->mu);
         if ((rc = fl_store_spawn(&w->thread, writer_main, w)))
             fl_store_errf(err, errlen, "cannot start the store's writer thread: %s", strerror(-rc));
         w->started = !rc;
@@ -1314,6 +1353,8 @@ void fl_store_push(fl_store *s, fl_store_op *op)
     s->pending_tail = op;
     if (!runs_beside(op))
         s->pending_mixed = 1;
+    if (scans_jobs(op))
+        s->pending_scans = 1;
     if (s->corked) {
         s->corked = 2;
         s->corked_ops = 1;   /* a writer between two groups must not take half of what is corked */
@@ -1411,6 +1452,8 @@ void fl_store_stats_get(fl_store *s, fl_store_stats *out)
 {
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
+    for (int i = 0; i < s->n_writers && !out->failing; i++)
+        out->failing = s->writers[i].failing;
     pthread_mutex_unlock(&s->mu);
     if (s->be->shared_stats) {
         out->shared = 1;

@@ -399,6 +399,8 @@ typedef struct pg_store {
     int group_paused_read;         /* this group ran a PAUSE: group_paused holds its list */
     int64_t others_at;             /* writer: when others was looked up (mono_ms; 0 = never) */
     atomic_int hello;              /* set by the loop: another node spoke; others = 1 now */
+    atomic_int unlocked;           /* set by the writer: the node's lock may not be held (its
+                                    * session was lost): a second writer acks nothing either */
     atomic_int_least64_t followed_until;   /* set by the loop: until when (mono_ms) a node follows */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
@@ -416,6 +418,7 @@ typedef struct pg_store {
                                     * (loop thread) */
     struct pg_store *next;
     const char *role;              /* what the log calls this connection: "store", "store reader" */
+    int writes;                    /* a second writer's connection (not a reader's) */
     int statement_ms;              /* [store] statement_timeout */
     /* The wait for the server that this connection's thread is in, if any (see guard_begin). */
     pthread_mutex_t guard_mu;
@@ -1219,6 +1222,9 @@ static int submit_then(pg_store *s, fl_store_op **ops, size_t n, int commit)
     else
         rc = keyed ? keyed_answers(s, ops, n, r) : fresh_answers(s, ops, n, r);
     PQclear(r);
+    if (rc && commit)   /* not an ack without its id: a client that sends again gets a copy */
+        fl_log(LOG_ERR, "store: %zu job(s) committed, but the server's answer could not be read (%s):"
+               " they are stored and will run; their submits fail", n, strerror(-rc));
     return rc;
 }
 
@@ -2493,9 +2499,11 @@ static int connect_again(pg_store *s, const char *who)
 /* reconnect brings a lost connection back before a group: -ENOTCONN while the server is away. */
 static int reconnect(pg_store *s)
 {
-    int rc = connect_again(s, "store");
+    int rc;
 
-    if (rc <= 0)
+    if (!s->ready || PQstatus(s->conn) != CONNECTION_OK)
+        atomic_store(&s->unlocked, 1);   /* the session went, and the lock with it */
+    if ((rc = connect_again(s, "store")) <= 0)
         return rc;
     /* Claim nothing, ack nothing, until this node holds its lock again: meanwhile its running
      * jobs are other nodes' to re-queue, and its late outcomes will be fenced. */
@@ -2508,6 +2516,7 @@ static int reconnect(pg_store *s)
     }
     if (s->down)
         fl_log(LOG_NOTICE, "store: connected to PostgreSQL again");
+    atomic_store(&s->unlocked, 0);
     s->down = 0;
     s->last_state[0] = '\0';
     return 0;
@@ -2616,19 +2625,29 @@ static int pg_reader_open(void *b, void **out, char *err, size_t errlen)
     return open_side(b, out, "store reader", "flingd reader", err, errlen);
 }
 
-/* A second writer runs only submits (store.c), which need no lock: a submit is durable once
- * its group commits, whoever holds the node's lock. */
+/* A second writer runs only submits (store.c), which need no lock to be durable; it still
+ * commits none while the node's lock is not held (side_connect), so that a node whose session
+ * is gone answers every submit 503 (docs/scaling.md). */
 static int pg_writer_open(void *b, void **out, char *err, size_t errlen)
 {
-    return open_side(b, out, "store writer", "flingd writer", err, errlen);
+    int rc = open_side(b, out, "store writer", "flingd writer", err, errlen);
+
+    if (!rc)
+        ((pg_store *)*out)->writes = 1;
+    return rc;
 }
 
 /* side_connect brings a reader's or a second writer's lost connection back before a read or a
  * group: -ENOTCONN while the server is away (the read or the group fails; the next one tries
- * again). Neither holds a lock: a reader only reads what is committed. */
+ * again). Neither holds a lock: a reader only reads what is committed; a writer waits, failing
+ * its groups, while the first writer has not got the node's lock back. */
 static int side_connect(pg_store *s)
 {
-    int rc = connect_again(s, s->role);
+    int rc;
+
+    if (s->writes && atomic_load(&s->parent->unlocked))
+        return -ENOTCONN;
+    rc = connect_again(s, s->role);
 
     if (rc <= 0)
         return rc;

@@ -1,7 +1,8 @@
 /* test_pg.c — the PostgreSQL store backend with real flingd nodes on one real PostgreSQL 15
  * server (tests/harness_pg.h): migrations applied once by ten nodes starting at once; an
  * Idempotency-Key shared by the nodes; every job of several nodes run exactly once; a node's
- * restart re-queues its own orphans and no other node's; a server restart under load (503
+ * restart re-queues its own orphans and no other node's; a node whose lock another session
+ * took acking nothing; a server restart under load (503
  * while it is away, reconnection without help, every acked job ends); a cancel through one
  * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
  * following a job another runs; a node that follows nothing reading none of the other's
@@ -425,6 +426,73 @@ static void test_terminated_session_is_fenced(void **state)
     assert_int_equal(wait_query(db, sql, 1, 1), 1);   /* still the second attempt's record */
     assert_int_equal(flh_stop(&a), 0);
     assert_int_equal(flh_stop(&b), 0);
+}
+
+/* burst sends n submits of type, each on its own connection, gap_us apart, and counts the
+ * answers with status want. */
+static int burst(const flh_daemon *d, const char *type, int n, int gap_us, int want)
+{
+    int fd[32], got = 0;
+    size_t len;
+    char *req = flh_submit_req(type, "", 0, NULL, &len), reply[4096];
+
+    assert_non_null(req);
+    assert_true(n <= 32);
+    for (int i = 0; i < n; i++) {
+        fd[i] = flh_connect_tcp(d->port);
+        assert_true(fd[i] >= 0);
+        assert_int_equal(flh_send_all(fd[i], req, len), 0);
+        usleep(gap_us);
+    }
+    for (int i = 0; i < n; i++) {
+        got += flh_read_reply(fd[i], reply, sizeof reply, 10000) == want;
+        close(fd[i]);
+    }
+    free(req);
+    return got;
+}
+
+/* A node whose session is gone while another session holds its lock acks nothing: bursts of
+ * plain submits (which its second writer could commit on a session that still works) all
+ * answer 503 and leave no row; once the lock is free again, the node takes it back and acks. */
+static void test_lockless_node_acks_nothing(void **state)
+{
+    (void)state;
+    flh_daemon d;
+    char db[64], conf[512], url[160], id[32], sql[400];
+    PGconn *thief;
+    long held = 0;
+
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    node_conf(conf, sizeof conf, db, "n", NULL);
+    assert_int_equal(flh_start(&d, conf), 0);
+    assert_int_equal(submit(&d, "noop", "", NULL, id, sizeof id), 202);
+    flh_pg_url(pg, db, url, sizeof url);
+    thief = PQconnectdb(url);
+    assert_int_equal(PQstatus(thief), CONNECTION_OK);
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+             " AND classid = 1718382183 AND objid = (hashtext('n')::bigint & 4294967295)::oid");
+    /* take the node's lock between its session's end and its reconnection */
+    for (int tries = 0; tries < 20 && !held; tries++) {
+        flh_pg_query_long(pg, db, sql);
+        for (double end = flh_now() + 0.5; flh_now() < end && !held; usleep(1000)) {
+            PGresult *r = PQexec(thief, "SELECT pg_try_advisory_lock(1718382183, hashtext('n'))");
+            held = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+            PQclear(r);
+        }
+    }
+    assert_true(held);
+    /* a few milliseconds apart: most arrive while the first writer is busy reconnecting */
+    for (int round = 0; round < 10; round++)
+        assert_int_equal(burst(&d, "noop", 16, 2000, 503), 16);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs"), 1);
+    PQfinish(thief);   /* the lock is free again */
+    int st = 0;
+    for (double end = flh_now() + 20; flh_now() < end && st != 202; usleep(100000))
+        st = submit(&d, "noop", "", NULL, id, sizeof id);
+    assert_int_equal(st, 202);
+    assert_int_equal(burst(&d, "noop", 16, 0, 202), 16);
+    assert_int_equal(flh_stop(&d), 0);
 }
 
 /* The server restarted under load: submits answer 503 while it is away (never a 202 that was
@@ -1284,6 +1352,7 @@ int main(void)
         cmocka_unit_test(test_claim_batch_in_priority_order),
         cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
         cmocka_unit_test(test_terminated_session_is_fenced),
+        cmocka_unit_test(test_lockless_node_acks_nothing),
         cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_frozen_server_answers_503),
         cmocka_unit_test(test_cancel_across_nodes),

@@ -6,7 +6,8 @@
  * group, or not running, fenced; a group that fails fails every op and leaves no row; an op
  * whose data the server refuses fails alone; large payloads cut a run into several
  * statements. Around the group: a submit wakes the other nodes unless a committed pause says
- * its type is paused; a reader's GET reads the job and its deliveries in one snapshot.
+ * its type is paused; a reader's GET reads the job and its deliveries in one snapshot; a
+ * second writer commits plain submits beside the first's group, but never beside a claim.
  * Skipped (77) when the server binaries are not installed. */
 #include <errno.h>
 #include <poll.h>
@@ -703,6 +704,40 @@ static void note_reaped(fl_store_op *op)
         reaped[n_reaped++] = (int)(intptr_t)op->udata;
 }
 
+/* hold_row reopens h's store with two writers, commits job and returns a session of the
+ * test's own holding its row lock: a cancel of it waits until that session commits. */
+static PGconn *hold_row(harness *h, fl_job *job)
+{
+    fl_store_op sub;
+    char sql[160];
+    PGconn *locker = reopen(h, 0, 2);
+
+    run_group(h, &job, &sub, 1);
+    assert_int_equal(sub.answer, FL_STORE_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE id = %lld FOR UPDATE", (long long)job->id);
+    assert_int_equal(pg_long(locker, sql), job->id);
+    return locker;
+}
+
+/* waits_on_lock waits until the first writer's session waits on a lock. */
+static void waits_on_lock(PGconn *c)
+{
+    wait_long(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd'"
+                 " AND datname = current_database() AND wait_event_type = 'Lock'", 1);
+}
+
+/* release_in_order ends the lock of hold_row and waits for every op: n of them, which must
+ * reach their callbacks in the order of their udata 0 .. n - 1. */
+static void release_in_order(harness *h, PGconn *locker, int n)
+{
+    PQclear(PQexec(locker, "COMMIT"));
+    settle(h);
+    assert_int_equal(n_reaped, n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(reaped[i], i);
+}
+
 /* With a second writer, plain submits commit while the first writer's group waits (here a
  * cancel, on a row the test holds), and still reach their callbacks after it, in push order;
  * a claim pushed after them is the first writer's and sees their jobs. */
@@ -711,20 +746,14 @@ static void test_second_writer(void **state)
     harness *h = *state;
     enum { N = 5 };
     fl_job *held = make_job("w", NULL, "held", NULL), *jobs[N];
-    fl_store_op sub, cancel, ops[N], claim;
+    fl_store_op cancel, ops[N], claim;
     char sql[160], url[160];
-    PGconn *locker = reopen(h, 0, 2), *other;
+    PGconn *locker = hold_row(h, held), *other;
 
-    run_group(h, &held, &sub, 1);
-    assert_int_equal(sub.answer, FL_STORE_OK);
-    PQclear(PQexec(locker, "BEGIN"));
-    snprintf(sql, sizeof sql, "SELECT id FROM jobs WHERE id = %lld FOR UPDATE", (long long)held->id);
-    assert_int_equal(pg_long(locker, sql), held->id);
     n_reaped = 0;
     memset(&cancel, 0, sizeof cancel);
     fl_store_cancel(h->store, &cancel, held->id, NOW, note_reaped, (void *)(intptr_t)0);
-    wait_long(locker, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd'"
-                      " AND datname = current_database() AND wait_event_type = 'Lock'", 1);
+    waits_on_lock(locker);
     fl_store_cork(h->store);   /* one group (a writer parks one group at most) */
     for (int i = 0; i < N; i++) {
         jobs[i] = make_job("w", NULL, "beside", NULL);
@@ -744,11 +773,7 @@ static void test_second_writer(void **state)
     fl_store_claim(h->store, &claim, "w", 10, NOW, note_reaped, (void *)(intptr_t)(N + 1));
     fl_store_reap(h->store);
     assert_int_equal(n_reaped, 0);   /* parked behind the cancel's group */
-    PQclear(PQexec(locker, "COMMIT"));
-    settle(h);
-    assert_int_equal(n_reaped, N + 2);
-    for (int i = 0; i < N + 2; i++)
-        assert_int_equal(reaped[i], i);
+    release_in_order(h, locker, N + 2);
     assert_int_equal(cancel.answer, FL_STORE_OK);
     for (int i = 0; i < N; i++)
         assert_int_equal(ops[i].answer, FL_STORE_OK);
@@ -757,6 +782,50 @@ static void test_second_writer(void **state)
     fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
     fl_job_free(cancel.u.cancel.job);
     PQfinish(other);
+    PQfinish(locker);
+    free_jobs(jobs, N);
+    fl_job_free(held);
+}
+
+/* A claim in the first writer's group must not see jobs submitted after it: while that group
+ * waits (its cancel, on a row the test holds), the second writer leaves the plain submits
+ * pushed meanwhile alone; they commit after it, and the claim took none of them. */
+static void test_second_writer_spares_a_claim(void **state)
+{
+    harness *h = *state;
+    enum { N = 5 };
+    fl_job *held = make_job("v", NULL, "held", NULL), *jobs[N];
+    fl_store_op cancel, claim, ops[N];
+    char sql[160];
+    PGconn *locker = hold_row(h, held);
+
+    n_reaped = 0;
+    memset(&cancel, 0, sizeof cancel);
+    memset(&claim, 0, sizeof claim);
+    fl_store_cork(h->store);   /* the cancel and the claim: one group */
+    fl_store_cancel(h->store, &cancel, held->id, NOW, note_reaped, (void *)(intptr_t)0);
+    fl_store_claim(h->store, &claim, "v", 10, NOW, note_reaped, (void *)(intptr_t)1);
+    fl_store_uncork(h->store);
+    waits_on_lock(locker);
+    fl_store_cork(h->store);
+    for (int i = 0; i < N; i++) {
+        jobs[i] = make_job("v", NULL, "after", NULL);
+        fl_store_submit(h->store, &ops[i], jobs[i], note_reaped, (void *)(intptr_t)(i + 2));
+    }
+    fl_store_uncork(h->store);
+    usleep(300 * 1000);   /* time for a second writer to commit them, were it allowed to */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id > %lld", (long long)held->id);
+    assert_int_equal(pg_long(locker, sql), 0);
+    release_in_order(h, locker, N + 2);
+    assert_int_equal(cancel.answer, FL_STORE_OK);
+    assert_int_equal(claim.result, 0);
+    assert_int_equal(claim.u.claim.n, 0);   /* the held job was cancelled first */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ops[i].answer, FL_STORE_OK);
+        assert_true(jobs[i]->id > held->id);
+    }
+    fl_store_list_free(claim.u.claim.jobs, claim.u.claim.n);
+    fl_job_free(cancel.u.cancel.job);
     PQfinish(locker);
     free_jobs(jobs, N);
     fl_job_free(held);
@@ -781,6 +850,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wakes_follow_committed_pauses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_get_one_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_writer_spares_a_claim, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
