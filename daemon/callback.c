@@ -409,6 +409,11 @@ void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job)
         mark_dirty(cb);
 }
 
+void fl_callbacks_due(fl_callbacks *cb)
+{
+    mark_dirty(cb);
+}
+
 void fl_callbacks_stop(fl_callbacks *cb)
 {
     cb->stopping = 1;

@@ -47,6 +47,11 @@ int fl_callbacks_new(fl_callbacks **out, struct ev_loop *loop, const fl_config *
  * deliveries, a status change completes the body of an attempt that waits for it. */
 void fl_callbacks_job_changed(fl_callbacks *cb, const fl_job *job);
 
+/* fl_callbacks_due tells the deliverer that deliveries may be due which no change of this node
+ * announced: on a shared database, those a node that is gone left in flight (freed by a
+ * sweep, see store_pg.c) or never took. It takes again soon. */
+void fl_callbacks_due(fl_callbacks *cb);
+
 /* fl_callbacks_stop starts no new attempt (graceful stop); those in flight go on. */
 void fl_callbacks_stop(fl_callbacks *cb);
 

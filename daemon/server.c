@@ -279,6 +279,9 @@ static const char *writer_hook(const void *arg, const char *type, int abort)
 static void remote_due(const char *type, void *arg)
 {
     fl_server *srv = arg;
+    /* Any type (the slow safety net): the deliveries of nodes that are gone too. */
+    if (!type && srv->callbacks)
+        fl_callbacks_due(srv->callbacks);
     if (!srv->sched)
         return;
     for (size_t i = 0; i < srv->cfg->n_types; i++) {

@@ -4,7 +4,7 @@
  * restart re-queues its own orphans and no other node's; a node whose lock another session
  * took acking nothing; a server restart under load (503
  * while it is away, reconnection without help, every acked job ends); a cancel through one
- * node of a job another runs; an attached wait, an event stream and a Redis mirror on one node
+ * node of a job another runs; callbacks delivered with a node killed meanwhile; an attached wait, an event stream and a Redis mirror on one node
  * following a job another runs; a node that follows nothing reading none of the other's
  * changes, a client attached (or a Redis mirror) across the loss of its node's listener, and
  * the gap comments of event streams that missed other nodes' changes; [store] connections readers (1, 2 and 3 of them) serving
@@ -31,6 +31,7 @@
 #include "fling.h"
 #include "harness.h"
 #include "harness_pg.h"
+#include "receiver.h"
 
 static flh_pg *pg;
 
@@ -392,6 +393,77 @@ static void test_killed_node_jobs_run_elsewhere(void **state)
     for (int i = 1; i < N; i++)
         assert_int_equal(flh_stop(&d[i]), 0);
     flh_rmdir(d[0].dir);
+}
+
+/* delivered_ids counts, for each job id below max, the complete callbacks r received for it
+ * (their body is the job's JSON): how many ids have at least one, and into *dups how many
+ * deliveries were a second or later one. */
+static int delivered_ids(flr_receiver *r, int *counts, int max, long *dups)
+{
+    int ids = 0;
+
+    memset(counts, 0, sizeof *counts * (size_t)max);
+    *dups = 0;
+    for (size_t i = 0; i < flr_count(r); i++) {
+        const flr_request *q = flr_get(r, i);
+        json_t *job = q ? json_loads(q->body, 0, NULL) : NULL;
+        long id = job ? atol(json_string_value(json_object_get(job, "id")) ?: "0") : 0;
+        json_decref(job);
+        if (id <= 0 || id >= max)
+            continue;
+        ids += counts[id] == 0;
+        *dups += counts[id] > 0;
+        counts[id]++;
+    }
+    return ids;
+}
+
+/* Callbacks on three nodes: each job's Fling-Callback is delivered by the node that ended
+ * it. One node killed (-9) with deliveries in flight (the receiver answers slowly) leaves
+ * them, and its running jobs, to the others: every job gets its callback, and every delivery
+ * row ends delivered. Deliveries are at least once: a node killed between the receiver's
+ * answer and its commit leaves one to be sent again; the duplicates are counted, printed,
+ * and bounded by what the killed node had in flight. */
+static void test_callbacks_across_nodes(void **state)
+{
+    (void)state;
+    enum { N = 3, JOBS = 300, MAX_ID = 4 * JOBS };
+    static int counts[MAX_ID];
+    flh_daemon d[N];
+    flr_receiver *r = flr_start();
+    char db[64], more[256], hdr[160], id[32];
+    char *url;
+    long dups = 0;
+    int ids = 0;
+
+    assert_non_null(r);
+    url = flr_url(r, "/done");
+    snprintf(more, sizeof more, "[callbacks]\nallow = http://127.0.0.1:%d\nbackoff = 0.1\nbackoff_max = 0.2\n"
+             "concurrency = 8\n[workers]\ncount = 4\n", flr_port(r));
+    snprintf(hdr, sizeof hdr, "Fling-Callback: %s\r\n", url);
+    flr_set_delay(r, 0.05);
+    assert_int_equal(flh_pg_create_db(pg, db, sizeof db), 0);
+    start_nodes(d, N, db, 'c', more);
+    for (int i = 0; i < JOBS; i++)
+        assert_int_equal(submit(&d[i % N], "noop", "", hdr, id, sizeof id), 202);
+    assert_int_equal(flr_wait(r, JOBS / 10, 30000), 0);
+    flh_kill(&d[0], SIGKILL);
+    for (double end = flh_now() + 60; flh_now() < end && ids < JOBS; usleep(100000))
+        ids = delivered_ids(r, counts, MAX_ID, &dups);
+    assert_int_equal(ids, JOBS);
+    assert_int_equal(wait_query(db, "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND NOT inflight",
+                                JOBS, 30), JOBS);
+    assert_int_equal(flh_pg_query_long(pg, db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'"), JOBS);
+    ids = delivered_ids(r, counts, MAX_ID, &dups);
+    printf("callbacks across nodes: %d jobs, %zu deliveries, %ld duplicate(s) after the kill\n", ids, flr_count(r),
+           dups);
+    /* a node has at most [callbacks] concurrency (8 here) in flight */
+    assert_true(dups <= 8);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(flh_stop(&d[i]), 0);
+    flh_rmdir(d[0].dir);
+    free(url);
+    flr_stop(r);
 }
 
 /* A node whose session the server ended (pg_terminate_backend) while its job runs: another
@@ -1351,6 +1423,7 @@ int main(void)
         cmocka_unit_test(test_priority_across_nodes),
         cmocka_unit_test(test_claim_batch_in_priority_order),
         cmocka_unit_test(test_killed_node_jobs_run_elsewhere),
+        cmocka_unit_test(test_callbacks_across_nodes),
         cmocka_unit_test(test_terminated_session_is_fenced),
         cmocka_unit_test(test_lockless_node_acks_nothing),
         cmocka_unit_test(test_server_restart),
