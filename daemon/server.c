@@ -82,6 +82,8 @@ struct fl_server {
     ev_async store_done;           /* the store's writer thread wakes the loop with it */
     ev_io store_io;                /* a shared database's listener (fl_store_watch), if any */
     ev_timer store_tick;           /* wakes that listener once a second: reconnects, safety net */
+    fl_store_op sweep;             /* the safety net's sweep (remote_due) ... */
+    int sweeping;                  /* ... while it is pushed */
     int store_gen;                 /* the listener fd's generation that store_io watches */
     int store_watching;            /* store_io, store_tick and follow_check were set up */
     ev_prepare follow_check;       /* before each sleep: does this node follow the others now? */
@@ -274,14 +276,10 @@ static const char *writer_hook(const void *arg, const char *type, int abort)
     return NULL;
 }
 
-/* A type another node made due (NULL: any may be): the scheduler claims as after a commit
- * of this node's own. */
-static void remote_due(const char *type, void *arg)
+/* types_due: type (NULL: every type) may have due jobs: the scheduler claims as after a
+ * commit of this node's own. */
+static void types_due(fl_server *srv, const char *type)
 {
-    fl_server *srv = arg;
-    /* Any type (the slow safety net): the deliveries of nodes that are gone too. */
-    if (!type && srv->callbacks)
-        fl_callbacks_due(srv->callbacks);
     if (!srv->sched)
         return;
     for (size_t i = 0; i < srv->cfg->n_types; i++) {
@@ -291,6 +289,37 @@ static void remote_due(const char *type, void *arg)
         fl_job due = { .type = t->name, .state = FL_STATE_QUEUED };
         fl_sched_committed(srv->sched, &due);
     }
+}
+
+static void sweep_done(fl_store_op *op)
+{
+    fl_server *srv = op->udata;
+
+    srv->sweeping = 0;
+    if (!srv->sched || op->result < 0)
+        return;   /* tearing down; or the store failed, which the ops that need it report */
+    if (op->u.sweep.jobs)
+        types_due(srv, NULL);
+    if (op->u.sweep.deliveries && srv->callbacks)
+        fl_callbacks_due(srv->callbacks);
+}
+
+/* A type another node made due (NULL: any may be, the slow safety net once a second, which
+ * also sweeps: the jobs of nodes that are gone run again even while every slot here is busy,
+ * and their deliveries, and those they never took, are taken). */
+static void remote_due(const char *type, void *arg)
+{
+    fl_server *srv = arg;
+
+    if (!type && !srv->stopping && srv->sched) {
+        if (!srv->sweeping) {
+            srv->sweeping = 1;
+            fl_store_sweep(srv->store, &srv->sweep, sweep_done, srv);
+        }
+        if (srv->callbacks)
+            fl_callbacks_due(srv->callbacks);
+    }
+    types_due(srv, type);
 }
 
 /* A CANCEL on another node found a job running here: stop it as this node's DELETE would. Not

@@ -208,6 +208,8 @@ static int op_valid(const fl_store_op *op)
         return (unsigned)op->u.done.state <= FL_DELIVERY_FAILED;
     case FL_STORE_LAST_KEY:
         return op->u.last_key.type && op->u.last_key.prefix && op->u.last_key.prefix[0];
+    case FL_STORE_SWEEP:
+        return 1;
     case FL_STORE_PRUNE:
         return op->u.prune.limit >= 1 && op->u.prune.limit <= FL_STORE_PAGE_MAX && op->u.prune.before >= 0;
     case FL_STORE_PAUSE:
@@ -282,6 +284,7 @@ static int run_op(store_writer *w, fl_store_op *op)
     case FL_STORE_RETRY: rc = be->retry(b, op); break;
     case FL_STORE_PRUNE: rc = be->prune(b, op); break;
     case FL_STORE_LAST_KEY: rc = be->last_key(b, op); break;
+    case FL_STORE_SWEEP: rc = be->sweep ? be->sweep(b, op) : 0; break;
     }
     if (!rc && (ended = ended_job(op)))
         rc = add_deliveries(w, ended);
@@ -350,6 +353,9 @@ static void clear_outputs(fl_store_op *op)
     case FL_STORE_PRUNE:
         op->u.prune.n = 0;
         break;
+    case FL_STORE_SWEEP:
+        op->u.sweep.jobs = op->u.sweep.deliveries = 0;
+        break;
     case FL_STORE_LAST_KEY:
         op->u.last_key.key = NULL;
         break;
@@ -402,6 +408,7 @@ static void fail_op(fl_store_op *op, int err)
         fl_job_free(op->u.retry.job);
         break;
     case FL_STORE_PRUNE:
+    case FL_STORE_SWEEP:
         break;
     case FL_STORE_LAST_KEY:
         free(op->u.last_key.key);
@@ -419,7 +426,7 @@ static const char *kind_name(fl_store_kind kind)
         [FL_STORE_FINISH] = "finish", [FL_STORE_COUNT] = "count", [FL_STORE_CHANGED] = "changed",
         [FL_STORE_DELIVERY_TAKE] = "delivery-take", [FL_STORE_DELIVERY_DONE] = "delivery-done",
         [FL_STORE_PAUSE] = "pause", [FL_STORE_RETRY] = "retry", [FL_STORE_PRUNE] = "prune",
-        [FL_STORE_LAST_KEY] = "last-key",
+        [FL_STORE_LAST_KEY] = "last-key", [FL_STORE_SWEEP] = "sweep",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "unknown";
 }
@@ -1235,6 +1242,12 @@ void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_
     op->u.prune.before = before;
     op->u.prune.limit = limit;
     start(s, op, FL_STORE_PRUNE, cb, udata);
+}
+
+void fl_store_sweep(fl_store *s, fl_store_op *op, fl_store_cb cb, void *udata)
+{
+    memset(op, 0, sizeof *op);
+    start(s, op, FL_STORE_SWEEP, cb, udata);
 }
 
 void fl_store_last_key(fl_store *s, fl_store_op *op, const char *type, const char *prefix, fl_store_cb cb,

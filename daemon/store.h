@@ -57,7 +57,8 @@ typedef enum fl_store_kind {
     FL_STORE_PAUSE,          /* pause or resume a type; returns the paused types */
     FL_STORE_RETRY,          /* failed/cancelled -> queued again, with a new attempt budget */
     FL_STORE_PRUNE,          /* delete a batch of jobs finished before a time */
-    FL_STORE_LAST_KEY        /* the greatest Idempotency-Key of a type with a prefix */
+    FL_STORE_LAST_KEY,       /* the greatest Idempotency-Key of a type with a prefix */
+    FL_STORE_SWEEP           /* shared database: re-queue what nodes that are gone left in flight */
 } fl_store_kind;
 
 typedef enum fl_delivery_state { FL_DELIVERY_PENDING, FL_DELIVERY_DELIVERED, FL_DELIVERY_FAILED } fl_delivery_state;
@@ -237,6 +238,12 @@ struct fl_store_op {
         /* in: type, prefix (borrowed, non-empty). out: key = the greatest idem_key of a job
          *     of type that starts with prefix (caller frees with free()), or NULL if none. */
         struct { const char *type; const char *prefix; char *key; } last_key;
+        /* in: nothing. On a shared database, the jobs left running and the deliveries left in
+         *     flight by nodes whose lock is free go back to the queue (a CLAIM sweeps too, at
+         *     most once a second); the other nodes are notified. Nothing on SQLite, whose one
+         *     node recovers its own at start.
+         * out: jobs, deliveries = how many went back. */
+        struct { size_t jobs, deliveries; } sweep;
     } u;
 };
 
@@ -404,6 +411,11 @@ void fl_store_retry(fl_store *s, fl_store_op *op, int64_t id, int64_t now, fl_st
 
 /* fl_store_prune deletes up to limit jobs finished before `before` (ms). */
 void fl_store_prune(fl_store *s, fl_store_op *op, int64_t before, int limit, fl_store_cb cb, void *udata);
+
+/* fl_store_sweep re-queues what nodes that are gone left in flight, on a shared database: run
+ * about once a second, so that their jobs run again even while every node's slots are busy
+ * (a claim sweeps too, but a node without a free slot claims nothing). */
+void fl_store_sweep(fl_store *s, fl_store_op *op, fl_store_cb cb, void *udata);
 
 /* fl_store_last_key finds the greatest Idempotency-Key of type starting with prefix (both
  * borrowed until cb): how a periodic type learns the last slot it enqueued. */

@@ -68,6 +68,7 @@ typedef struct fl_store_backend {
     int (*retry)(void *b, fl_store_op *op);
     int (*prune)(void *b, fl_store_op *op);
     int (*last_key)(void *b, fl_store_op *op);
+    int (*sweep)(void *b, fl_store_op *op);   /* NULL: nobody else writes (FL_STORE_SWEEP) */
     /* add_delivery inserts one pending delivery of job_id's terminal event (abort 0 =
      * "complete", 1 = "abort") to target (borrowed), due now. The engine decides which. */
     int (*add_delivery)(void *b, int64_t job_id, int abort, const char *target);

@@ -1490,22 +1490,25 @@ static int next_scheduled(pg_store *s, const char *type, int64_t *out)
 }
 
 /* sweep re-queues the jobs, and frees the deliveries, that nodes which are gone left in
- * flight, at most once per FL_PG_SWEEP_MS; the claim that runs it may take them at once. */
-static int sweep(pg_store *s)
+ * flight (how many into *jobs, *deliveries): for a claim, which may take them at once, at most
+ * once per FL_PG_SWEEP_MS; always for a SWEEP, which the loop pushes about that often. */
+static int sweep(pg_store *s, int claim, size_t *jobs, size_t *deliveries)
 {
     pg_args a = { 0 }, d = { 0 };
     PGresult *r;
     long n;
     int rc;
 
-    if (s->now - s->swept_at < FL_PG_SWEEP_MS)
+    *jobs = *deliveries = 0;
+    if (claim && s->now - s->swept_at < FL_PG_SWEEP_MS)
         return 0;
     s->swept_at = s->now;
     arg_int(&a, s->now);
     arg_text(&a, s->node);
     if ((rc = run(s, ST_ORPHANS, &a, &r)))
         return rc;
-    if ((n = PQntuples(r))) {
+    *jobs = (size_t)(n = PQntuples(r));
+    if (n) {
         fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
         atomic_fetch_add_explicit(&s->orphans, (uint64_t)n, memory_order_relaxed);
     }
@@ -1517,10 +1520,16 @@ static int sweep(pg_store *s)
     arg_text(&d, s->node);
     if ((rc = run(s, ST_DELIVERY_ORPHANS, &d, &r)))
         return rc;
-    if ((n = changes(r)))
+    *deliveries = (size_t)(n = changes(r));
+    if (n)
         fl_log(LOG_WARNING, "store: %ld callback delivery(ies) in flight on nodes that are gone due again", n);
     PQclear(r);
     return 0;
+}
+
+static int pg_sweep(void *b, fl_store_op *op)
+{
+    return sweep(b, 0, &op->u.sweep.jobs, &op->u.sweep.deliveries);
 }
 
 static int pg_claim(void *b, fl_store_op *op)
@@ -1528,9 +1537,10 @@ static int pg_claim(void *b, fl_store_op *op)
     pg_store *s = b;
     pg_args a = { 0 };
     PGresult *r;
+    size_t jobs, deliveries;   /* any node's free slot may take them: the notification says so */
     int rc;
 
-    if ((rc = sweep(s)))
+    if ((rc = sweep(s, 1, &jobs, &deliveries)))
         return rc;
 
     arg_text(&a, op->u.claim.type);
@@ -2339,7 +2349,9 @@ static void pg_wake(void *b, const fl_store_remote *r)
     /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
     int64_t now = mono_ms();
     if (now >= s->due_at) {
-        s->due_at = now + FL_PG_SWEEP_MS;
+        /* half: the loop's 1 s tick then fires it whatever its phase against the other wakes
+         * (a dead node's jobs go back within 1.5 s, not 2) */
+        s->due_at = now + FL_PG_SWEEP_MS / 2;
         if (r->due)
             r->due(NULL, r->arg);
     }
@@ -2734,6 +2746,7 @@ const fl_store_backend fl_store_pg = {
     .pause = pg_pause,
     .retry = pg_retry,
     .prune = pg_prune,
+    .sweep = pg_sweep,
     .last_key = pg_last_key,
     .add_delivery = pg_add_delivery,
     .reader_open = pg_reader_open,
