@@ -299,14 +299,14 @@ static void sweep_done(fl_store_op *op)
     if (!srv->sched || op->result < 0)
         return;   /* tearing down; or the store failed, which the ops that need it report */
     if (op->u.sweep.jobs)
-        types_due(srv, NULL);
+        types_due(srv, NULL);   /* its notification would say so too, unless the listener is away */
     if (op->u.sweep.deliveries && srv->callbacks)
         fl_callbacks_due(srv->callbacks);
 }
 
-/* A type another node made due (NULL: any may be, the slow safety net once a second, which
- * also sweeps: the jobs of nodes that are gone run again even while every slot here is busy,
- * and their deliveries, and those they never took, are taken). */
+/* A type another node made due (NULL: any may be: the listener was away, or the slow safety
+ * net of store_tick_cb, which also sweeps: the jobs of nodes that are gone run again even
+ * while every slot here is busy, and their deliveries, and those they never took, are taken). */
 static void remote_due(const char *type, void *arg)
 {
     fl_server *srv = arg;
@@ -514,11 +514,14 @@ static void store_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     store_listen(w->data);
 }
 
+/* Once a second: the listener reconnects if it must, and the slow safety net runs (a lost
+ * notification; the jobs and deliveries of nodes that are gone: remote_due). */
 static void store_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     store_listen(w->data);
+    remote_due(NULL, w->data);
 }
 
 /* start_store_watch wires a shared database's listener to the loop; nothing for SQLite.

@@ -567,7 +567,10 @@ static int run_group(store_writer *w, fl_store_op *ops, int fault)
 
 /* ---- the writer thread ----------------------------------------------------------------- */
 
-/* group_writes tells whether any op of the group changes rows (see fl_store_stats.failing). */
+/* group_writes tells, once the group ran, whether any op of it changes rows (see
+ * fl_store_stats.failing). A SWEEP or a TAKE, which the loop pushes every second, writes only
+ * if it found rows: one that found none commits even on a full disk, and must not say that the
+ * store writes again. */
 static int group_writes(const fl_store_op *ops)
 {
     for (const fl_store_op *op = ops; op; op = op->next) {
@@ -577,6 +580,14 @@ static int group_writes(const fl_store_op *ops)
         case FL_STORE_COUNT:
         case FL_STORE_CHANGED:
         case FL_STORE_LAST_KEY:
+            break;
+        case FL_STORE_SWEEP:
+            if (op->u.sweep.jobs || op->u.sweep.deliveries)
+                return 1;
+            break;
+        case FL_STORE_DELIVERY_TAKE:
+            if (op->u.take.n)
+                return 1;
             break;
         case FL_STORE_PAUSE:
             if (op->u.pause.type)
@@ -701,7 +712,7 @@ static fl_store_op *take_group(fl_store *s, store_writer *w, fl_store_op **last,
         s->fault_count--;
         *fault = s->fault_err;
     }
-    if (s->op_fault_err && w == s->writers) {   /* the second may never run an op of its kind */
+    if (s->op_fault_err && w == s->writers) {   /* the second may never run one of its kind */
         w->op_fault_err = s->op_fault_err;
         w->op_fault_kind = s->op_fault_kind;
         s->op_fault_err = 0;
@@ -732,8 +743,8 @@ static void *writer_main(void *arg)
         n = 0;
         for (op = ops; op; op = op->next)
             n++;
-        writes = group_writes(ops);
         rc = run_group(w, ops, fault);
+        writes = group_writes(ops);
 
         pthread_mutex_lock(&s->mu);
         if (rc) {

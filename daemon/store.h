@@ -486,8 +486,9 @@ void fl_store_close(fl_store *s);
  * (e.g. -ENOSPC for SQLITE_FULL) and are rolled back. */
 void fl_store_inject_fault(fl_store *s, int err, int count);
 
-/* Fault seam for tests: the next op of kind fails in the backend with err, as a constraint or
- * a too-big value would make it fail (an op-level error: see fl_store_op.result). */
+/* Fault seam for tests: the next op of kind that the first writer runs fails in the backend
+ * with err, as a constraint or a too-big value would make it fail (an op-level error: see
+ * fl_store_op.result). */
 void fl_store_inject_op_fault(fl_store *s, fl_store_kind kind, int err);
 
 /* Test seam: while hold is 1 the writer starts no new group, so every op pushed meanwhile

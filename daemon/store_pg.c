@@ -21,8 +21,9 @@
  * once per type and statement, and only while another node is live),
  * whose listener (a second connection, the loop thread's) wakes their schedulers. The
  * writer's session holds the node's advisory lock, so the server itself says which nodes are
- * gone: a claim re-queues their running jobs (sweep), and a FINISH writes only where the job
- * is still running under this node's name (fence). No lease and no timer decide it.
+ * gone: a SWEEP (about once a second) and a claim re-queue their running jobs (sweep), and a
+ * FINISH writes only where the job is still running under this node's name (fence). No lease
+ * and no timer decide it.
  *
  * Longer than ~900 lines for the reason store_sqlite.c gives: each statement sits beside the
  * code that binds and reads it. */
@@ -97,8 +98,8 @@ extern const int fl_pg_migrations_count;
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"     \
     " AND l.classid = " FL_PG_NODE_LOCK " AND l.objsubid = 2"                                 \
     " AND l.objid = (hashtext(" owner ")::bigint & 4294967295)::oid)"
-/* How often a node looks for the orphans of nodes that are gone, and tells its scheduler that
- * any type may have due jobs (a notification lost while its listener was away): ms. */
+/* How often at most a claim also looks for the orphans of nodes that are gone (the loop's
+ * SWEEP, once a second, looks regardless): ms. */
 #define FL_PG_SWEEP_MS 1000
 /* How long a starting node waits for its name's lock, held by its own previous session until
  * the server notices that session's end. */
@@ -404,7 +405,6 @@ typedef struct pg_store {
     atomic_int_least64_t followed_until;   /* set by the loop: until when (mono_ms) a node follows */
     /* Loop thread only (open, watch, wake, close), never the writer's. */
     fl_pglisten *listen;           /* LISTEN fling_due on a connection of its own */
-    int64_t due_at;                /* mono_ms: when to tell the scheduler again that any type may be due */
     int64_t listened_at;           /* ms: the last wake that found the listener listening (or the open) */
     uint64_t notifications;        /* notifications heard */
     int following;                 /* this node follows the others' changes (pg_follow) */
@@ -606,6 +606,8 @@ static int result_errno(pg_store *s, const PGresult *r, const char *what)
             fl_log(LOG_ERR, "store: lost the PostgreSQL connection (%s): %s", what,
                    msg ? msg : PQerrorMessage(s->conn));
         s->down = 1;
+        if (!s->parent)
+            atomic_store(&s->unlocked, 1);   /* the node's lock went with the session */
         return err;
     }
     if (op_error(err) || strcmp(s->last_state, st ? st : "") != 0)
@@ -2346,15 +2348,6 @@ static void pg_wake(void *b, const fl_store_remote *r)
     if (!fl_pglisten_listening(s->listen))
         notify_changes_awhile(s);
     say_follow(s);
-    /* The slow safety net: a lost notification, and the sweep for orphans (run by a claim). */
-    int64_t now = mono_ms();
-    if (now >= s->due_at) {
-        /* half: the loop's 1 s tick then fires it whatever its phase against the other wakes
-         * (a dead node's jobs go back within 1.5 s, not 2) */
-        s->due_at = now + FL_PG_SWEEP_MS / 2;
-        if (r->due)
-            r->due(NULL, r->arg);
-    }
 }
 
 static int pg_shared_stats(void *b, fl_store_stats *out)
@@ -2551,7 +2544,11 @@ static int pg_check_alive(void *b)
 {
     pg_store *s = b;
 
-    return PQstatus(s->conn) == CONNECTION_OK ? 0 : -ENOTCONN;
+    if (PQstatus(s->conn) == CONNECTION_OK)
+        return 0;
+    if (!s->parent)
+        atomic_store(&s->unlocked, 1);
+    return -ENOTCONN;
 }
 
 static int pg_commit(void *b)
