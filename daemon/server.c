@@ -296,12 +296,19 @@ static void sweep_done(fl_store_op *op)
     fl_server *srv = op->udata;
 
     srv->sweeping = 0;
-    if (!srv->sched || op->result < 0)
-        return;   /* tearing down; or the store failed, which the ops that need it report */
-    if (op->u.sweep.jobs)
-        types_due(srv, NULL);   /* its notification would say so too, unless the listener is away */
-    if (op->u.sweep.deliveries && srv->callbacks)
-        fl_callbacks_due(srv->callbacks);
+    if (srv->sched && op->result == 0) {   /* else tearing down, or the store failed (its other ops say) */
+        if (op->u.sweep.jobs)
+            types_due(srv, NULL);   /* its notification would say so too, unless the listener is away */
+        if (op->u.sweep.deliveries && srv->callbacks)
+            fl_callbacks_due(srv->callbacks);
+        /* The other nodes hear of the re-queued jobs from its notification, this one from
+         * here: its mirror, streams and attached clients, as for another node's change. */
+        for (size_t i = 0; i < op->u.sweep.jobs && srv->remote; i++)
+            fl_remote_changed(srv->remote, op->u.sweep.ids[i], FL_STORE_EV_REQUEUED);
+        if (op->u.sweep.jobs && srv->remote)
+            fl_remote_flush(srv->remote);
+    }
+    free(op->u.sweep.ids);
 }
 
 /* A type another node made due (NULL: any may be: the listener was away, or the slow safety

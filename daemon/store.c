@@ -354,6 +354,7 @@ static void clear_outputs(fl_store_op *op)
         op->u.prune.n = 0;
         break;
     case FL_STORE_SWEEP:
+        op->u.sweep.ids = NULL;
         op->u.sweep.jobs = op->u.sweep.deliveries = 0;
         break;
     case FL_STORE_LAST_KEY:
@@ -408,7 +409,9 @@ static void fail_op(fl_store_op *op, int err)
         fl_job_free(op->u.retry.job);
         break;
     case FL_STORE_PRUNE:
+        break;
     case FL_STORE_SWEEP:
+        free(op->u.sweep.ids);
         break;
     case FL_STORE_LAST_KEY:
         free(op->u.last_key.key);

@@ -242,8 +242,9 @@ struct fl_store_op {
          *     flight by nodes whose lock is free go back to the queue (a CLAIM sweeps too, at
          *     most once a second); the other nodes are notified. Nothing on SQLite, whose one
          *     node recovers its own at start.
-         * out: jobs, deliveries = how many went back. */
-        struct { size_t jobs, deliveries; } sweep;
+         * out: ids = the jobs that went back (jobs of them; caller frees with free()),
+         *      deliveries = how many deliveries did. */
+        struct { int64_t *ids; size_t jobs, deliveries; } sweep;
     } u;
 };
 

@@ -1492,9 +1492,10 @@ static int next_scheduled(pg_store *s, const char *type, int64_t *out)
 }
 
 /* sweep re-queues the jobs, and frees the deliveries, that nodes which are gone left in
- * flight (how many into *jobs, *deliveries): for a claim, which may take them at once, at most
- * once per FL_PG_SWEEP_MS; always for a SWEEP, which the loop pushes about that often. */
-static int sweep(pg_store *s, int claim, size_t *jobs, size_t *deliveries)
+ * flight (how many into *jobs, *deliveries; the jobs' ids into *ids, malloc'd, if ids is not
+ * NULL): for a claim, which may take them at once, at most once per FL_PG_SWEEP_MS; always
+ * for a SWEEP, which the loop pushes about that often. */
+static int sweep(pg_store *s, int claim, int64_t **ids, size_t *jobs, size_t *deliveries)
 {
     pg_args a = { 0 }, d = { 0 };
     PGresult *r;
@@ -1514,8 +1515,13 @@ static int sweep(pg_store *s, int claim, size_t *jobs, size_t *deliveries)
         fl_log(LOG_WARNING, "store: %ld job(s) left running by nodes that are gone re-queued", n);
         atomic_fetch_add_explicit(&s->orphans, (uint64_t)n, memory_order_relaxed);
     }
-    for (long i = 0; i < n && !rc; i++)
+    if (ids && n && !(*ids = malloc(sizeof **ids * (size_t)n)))
+        rc = -ENOMEM;
+    for (long i = 0; i < n && !rc; i++) {
         rc = note_change(s, col_int(r, (int)i, 0), FL_STORE_EV_REQUEUED);
+        if (ids)
+            (*ids)[i] = col_int(r, (int)i, 0);
+    }
     PQclear(r);
     if (rc)
         return rc;
@@ -1531,7 +1537,7 @@ static int sweep(pg_store *s, int claim, size_t *jobs, size_t *deliveries)
 
 static int pg_sweep(void *b, fl_store_op *op)
 {
-    return sweep(b, 0, &op->u.sweep.jobs, &op->u.sweep.deliveries);
+    return sweep(b, 0, &op->u.sweep.ids, &op->u.sweep.jobs, &op->u.sweep.deliveries);
 }
 
 static int pg_claim(void *b, fl_store_op *op)
@@ -1542,7 +1548,7 @@ static int pg_claim(void *b, fl_store_op *op)
     size_t jobs, deliveries;   /* any node's free slot may take them: the notification says so */
     int rc;
 
-    if ((rc = sweep(s, 1, &jobs, &deliveries)))
+    if ((rc = sweep(s, 1, NULL, &jobs, &deliveries)))
         return rc;
 
     arg_text(&a, op->u.claim.type);

@@ -945,6 +945,35 @@ static void test_changes_across_nodes(void **state)
     stop_mirrored(&a, &b, &redis);
 }
 
+/* The node whose sweep re-queues a killed node's job tells its own Redis mirror so: the other
+ * nodes hear it from the sweep's notification, the sweeping node does not hear its own. Both
+ * nodes' one slot is busy, so the job stays queued for seconds before it runs again. */
+static void test_mirror_hears_its_own_sweep(void **state)
+{
+    (void)state;
+    flh_daemon a, b;
+    flh_redis redis;
+    char db[64], id[32], sql[200], key[80];
+
+    start_mirrored(&a, &b, &redis, db, sizeof db);
+    assert_int_equal(submit(&a, "t", "6", NULL, id, sizeof id), 202);
+    assert_int_equal(submit(&a, "t", "6", NULL, id, sizeof id), 202);
+    assert_int_equal(wait_query(db, "SELECT count(DISTINCT owner) FROM jobs WHERE state = 'running'", 2, 10), 2);
+    snprintf(id, sizeof id, "%ld", flh_pg_query_long(pg, db, "SELECT id FROM jobs WHERE owner = 'a'"));
+    redisContext *c = flh_redis_connect(&redis, 0);
+    assert_non_null(c);
+    snprintf(key, sizeof key, "mb:job:%s", id);
+    assert_true(mirrored_as(c, key, "running", 10));
+    flh_kill(&a, SIGKILL);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'queued'", id);
+    assert_int_equal(wait_query(db, sql, 1, 4), 1);
+    assert_true(mirrored_as(c, key, "queued", 4));   /* b's slot frees only after 6 s */
+    redisFree(c);
+    assert_int_equal(flh_stop(&b), 0);
+    flh_redis_stop(&redis);
+    flh_rmdir(a.dir);
+}
+
 /* A node that follows nothing (no mirror, no event stream, no attached client) is sent none of
  * the other node's changes: the other node's commits notify nothing. An event stream opened on
  * it makes it follow, the other node hears so and notifies, and the stream gets its changes
@@ -1464,6 +1493,7 @@ int main(void)
         cmocka_unit_test(test_cancel_of_dead_nodes_job),
         cmocka_unit_test(test_pause_applies_to_every_node),
         cmocka_unit_test(test_changes_across_nodes),
+        cmocka_unit_test(test_mirror_hears_its_own_sweep),
         cmocka_unit_test(test_changes_nobody_follows),
         cmocka_unit_test(test_attached_across_listener_loss),
         cmocka_unit_test(test_mirror_across_listener_loss),
