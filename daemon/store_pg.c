@@ -991,9 +991,7 @@ static int others_live(pg_store *s, int *out)
     return 0;
 }
 
-/* type_wakes: a submit of type wakes the other nodes unless type is paused (as this node
- * last read it: a resume committed elsewhere since is read again once its notification is
- * heard, and the other nodes claim on that resume and on their safety net). */
+/* paused_in: whether type is in the paused list p. */
 static int paused_in(const pg_paused *p, const char *type)
 {
     for (size_t i = 0; i < p->n; i++)
@@ -1002,6 +1000,9 @@ static int paused_in(const pg_paused *p, const char *type)
     return 0;
 }
 
+/* type_wakes: a submit of type wakes the other nodes unless type is paused (as this node
+ * last read it: a resume committed elsewhere since is read again once its notification is
+ * heard, and the other nodes claim on that resume and on their safety net). */
 static int type_wakes(pg_store *s, const char *type)
 {
     pg_store *w = s->parent;
@@ -1029,9 +1030,6 @@ static int arg_waker(pg_store *s, pg_args *a, int wakes)
     return 0;
 }
 
-/* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
- * if another node may hear them, and then COMMITs if commit (in the same round trip when it
- * notifies): 0 or a negative errno. */
 /* followed sets *out to whether another node follows this one's changes now: live, and it
  * said so lately (nobody else would read them). */
 static int followed(pg_store *s, int *out)
@@ -1043,6 +1041,9 @@ static int followed(pg_store *s, int *out)
     return rc;
 }
 
+/* flush_changes notifies the changes noted so far in this group (see FL_PG_CHANGED_CHANNEL),
+ * if another node may hear them, and then COMMITs if commit (in the same round trip when it
+ * notifies): 0 or a negative errno. */
 static int flush_changes(pg_store *s, int commit)
 {
     pg_args a = { 0 };
