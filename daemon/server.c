@@ -296,17 +296,14 @@ static void sweep_done(fl_store_op *op)
     fl_server *srv = op->udata;
 
     srv->sweeping = 0;
-    if (srv->sched && op->result == 0) {   /* else tearing down, or the store failed (its other ops say) */
-        if (op->u.sweep.jobs)
-            types_due(srv, NULL);   /* its notification would say so too, unless the listener is away */
-        if (op->u.sweep.deliveries && srv->callbacks)
-            fl_callbacks_due(srv->callbacks);
-        /* The other nodes hear of the re-queued jobs from its notification, this one from
-         * here: its mirror, streams and attached clients, as for another node's change. */
-        for (size_t i = 0; i < op->u.sweep.jobs && srv->remote; i++)
+    /* The scheduler and the deliverer need no word: remote_due pushed their claims and take
+     * after this op, so they see what it freed. The other nodes hear of the re-queued jobs
+     * from its notification, this one from here: its mirror, streams and attached clients,
+     * as for another node's change. Not while tearing down, nor if the store failed. */
+    if (srv->sched && op->result == 0 && op->u.sweep.jobs && srv->remote) {
+        for (size_t i = 0; i < op->u.sweep.jobs; i++)
             fl_remote_changed(srv->remote, op->u.sweep.ids[i], FL_STORE_EV_REQUEUED);
-        if (op->u.sweep.jobs && srv->remote)
-            fl_remote_flush(srv->remote);
+        fl_remote_flush(srv->remote);
     }
     free(op->u.sweep.ids);
 }
