@@ -477,23 +477,32 @@ static void test_callbacks_across_nodes(void **state)
     flr_stop(r);
 }
 
+/* end_session ends the session that holds node's lock on db (pg_terminate_backend): how many
+ * it ended. */
+static long end_session(const char *db, const char *node)
+{
+    char sql[300];
+
+    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+             " AND classid = 1718382183 AND objid = (hashtext('%s')::bigint & 4294967295)::oid", node);
+    return flh_pg_query_long(pg, db, sql);
+}
+
 /* steal_lock ends the session that holds node's lock on db (pg_terminate_backend) and takes
  * the lock on a session of the test's own before the node connects again: the returned
  * session, whose PQfinish frees it. */
 static PGconn *steal_lock(const char *db, const char *node)
 {
-    char url[160], sql[300], take[120];
+    char url[160], take[120];
     PGconn *thief;
     int held = 0;
 
     flh_pg_url(pg, db, url, sizeof url);
     thief = PQconnectdb(url);
     assert_int_equal(PQstatus(thief), CONNECTION_OK);
-    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
-             " AND classid = 1718382183 AND objid = (hashtext('%s')::bigint & 4294967295)::oid", node);
     snprintf(take, sizeof take, "SELECT pg_try_advisory_lock(1718382183, hashtext('%s'))", node);
     for (int tries = 0; tries < 20 && !held; tries++) {
-        flh_pg_query_long(pg, db, sql);
+        end_session(db, node);
         for (double end = flh_now() + 0.5; flh_now() < end && !held; usleep(1000)) {
             PGresult *r = PQexec(thief, take);
             held = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
@@ -524,10 +533,7 @@ static void test_terminated_session_is_fenced(void **state)
     const char *first = on_a ? "a" : "b", *second = on_a ? "b" : "a";
     flh_daemon *first_d = on_a ? &a : &b;
     assert_int_equal(kill(first_d->pid, SIGSTOP), 0);
-    /* the session holding the first node's lock is its writer's */
-    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
-             " AND classid = 1718382183 AND objid = (hashtext('%s')::bigint & 4294967295)::oid", first);
-    long ended = flh_pg_query_long(pg, db, sql);
+    long ended = end_session(db, first);   /* its writer's: the session holding its lock */
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE id = %s AND state = 'succeeded' AND owner = '%s'"
              " AND attempts = 2", id, second);
     long rerun = ended == 1 ? wait_query(db, sql, 1, 30) : 0;
