@@ -130,13 +130,21 @@ static long type_count(const char *state)
     return n;
 }
 
-/* Polls until type fast has want jobs in state (or 60 s pass); returns the last count. */
+/* Polls until type fast has want jobs in state, or the count stalls; returns the last count. */
 static long wait_count(const char *state, long want)
 {
-    long n = -1;
-    for (double end = flh_now() + 60; flh_now() < end; usleep(20000))
+    long n = -1, seen = -2;
+
+    /* Gives up only on a stall (the count unchanged for 60 s), not after a fixed time: under
+     * ASan the 2,000 jobs of one slot take about a minute on two cores, and more when loaded. */
+    for (double stall = flh_now() + 60; flh_now() < stall; usleep(20000)) {
         if ((n = type_count(state)) == want)
             break;
+        if (n != seen) {
+            seen = n;
+            stall = flh_now() + 60;
+        }
+    }
     return n;
 }
 
