@@ -9,6 +9,7 @@
  * and call back and forth. Banners divide the sections. */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/sockios.h>
 #include <llhttp.h>
@@ -100,7 +101,9 @@ struct fl_conn {
     fl_conn_state state;
     int fd;
     int is_unix;
-    char peer[64];
+    struct sockaddr_storage peer_addr;   /* from accept (peer_len 0: unknown) */
+    socklen_t peer_len;
+    char peer[64];                  /* its name for logs, made by conn_peer ("" until then) */
     ev_io rio, wio;
     ev_timer deadline;              /* read deadline, idle timeout, linger bound */
     ev_timer verdict;               /* delivery checks of sent 202s */
@@ -152,6 +155,38 @@ static void raise_state(fl_conn *c, fl_conn_state s)
 {
     if (c->state < s)
         c->state = s;
+}
+
+/* A peer's name for a log line, in out: "unix", "ADDR:PORT", or "?" when unknown. */
+static const char *peer_name(const struct sockaddr_storage *ss, socklen_t len, int is_unix, char *out,
+                             size_t outsz)
+{
+    char host[INET6_ADDRSTRLEN];
+    const void *addr = NULL;
+    int port = 0;
+    if (is_unix)
+        return strcpy(out, "unix");
+    if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        addr = &a->sin_addr;
+        port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        addr = &a->sin6_addr;
+        port = ntohs(a->sin6_port);
+    }
+    if (!addr || !inet_ntop(ss->ss_family, addr, host, sizeof host))
+        return strcpy(out, "?");
+    snprintf(out, outsz, "%s:%d", host, port);
+    return out;
+}
+
+/* c's peer name, formatted by the first log line that needs it: most connections log none. */
+static const char *conn_peer(fl_conn *c)
+{
+    if (!c->peer[0])
+        peer_name(&c->peer_addr, c->peer_len, c->is_unix, c->peer, sizeof c->peer);
+    return c->peer;
 }
 
 static int peer_closed(const fl_conn *c) { return c->eof || c->state == FL_CONN_GONE; }
@@ -454,7 +489,7 @@ static void log_refused(fl_conn *c, const conn_req *r)
     const char *code = req->err_code ? req->err_code : "out_of_memory";
     fl_metrics_refused(c->cs->metrics, code);
     if (fl_log_allow(&c->cs->refused_log, "refused requests"))
-        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", c->peer,
+        fl_log(LOG_WARNING, "peer %s: %s %s refused with %d %s: %s", conn_peer(c),
                r->target[0] ? llhttp_method_name((llhttp_method_t)r->method) : "-",
                r->target[0] ? r->target : "-", req->resp_status, code,
                req->err_status ? req->err_msg : "out of memory for the reply");
@@ -472,7 +507,7 @@ static void take_replies(fl_conn *c)
         if (c->state == FL_CONN_GONE) {
             drop_reply(c->cs, r);
         } else if (out_append(c, req->resp, req->resp_len) < 0) {
-            fl_log(LOG_ERR, "peer %s: out of memory for a reply; closing", c->peer);
+            fl_log(LOG_ERR, "peer %s: out of memory for a reply; closing", conn_peer(c));
             drop_reply(c->cs, r);
             conn_gone(c);
         } else if (req->ack_id && ack_push(c, c->sent + (c->out_len - c->out_off), req->ack_id) < 0) {
@@ -578,7 +613,7 @@ static void stream_end(fl_req *req, const char *why)
 {
     fl_conn *c = conn_req_of(req)->conn;
     if (fl_log_allow(&c->cs->stream_log, "closed event streams"))
-        fl_log(LOG_WARNING, "peer %s: event stream closed: %s", c->peer, why);
+        fl_log(LOG_WARNING, "peer %s: event stream closed: %s", conn_peer(c), why);
     stream_close(c);
     conn_gone(c);
     ev_feed_event(c->cs->loop, &c->wio, EV_WRITE);
@@ -811,7 +846,7 @@ static void keep_rest(fl_conn *c, const char *data, size_t len)
 {
     char *r = malloc(len);
     if (!r) {
-        fl_log(LOG_ERR, "peer %s: out of memory holding pipelined input; closing", c->peer);
+        fl_log(LOG_ERR, "peer %s: out of memory holding pipelined input; closing", conn_peer(c));
         conn_gone(c);
         return;
     }
@@ -887,7 +922,7 @@ static void drop_partial(fl_conn *c, const char *why)
     if (!c->in_message)
         return;
     c->cs->metrics->requests_truncated++;
-    fl_log(LOG_INFO, "peer %s: request cut short (%s); nothing enqueued", c->peer, why);
+    fl_log(LOG_INFO, "peer %s: request cut short (%s); nothing enqueued", conn_peer(c), why);
     req_free(c->cur);
     c->cur = NULL;
     c->in_message = 0;
@@ -977,7 +1012,7 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     acks_check(c);
     if (c->out_off < c->out_len) {
         /* Its replies never left: the 202s among them were not delivered. */
-        fl_log(LOG_WARNING, "peer %s: took none of %zu reply bytes for %gs; closing", c->peer,
+        fl_log(LOG_WARNING, "peer %s: took none of %zu reply bytes for %gs; closing", conn_peer(c),
                c->out_len - c->out_off, c->cs->cfg->idle_timeout);
         conn_gone(c);
     }
@@ -1125,17 +1160,27 @@ static void conn_close(fl_conn *c)
     cs->on_closed(cs->arg);
 }
 
-int fl_conn_new(fl_conns *cs, int fd, int is_unix, const char *peer)
+int fl_conn_new(fl_conns *cs, int fd, int is_unix, const struct sockaddr *peer, socklen_t peer_len)
 {
+    struct sockaddr_storage ss = { 0 };
+    if (!peer || peer_len > sizeof ss)
+        peer_len = 0;
+    else
+        memcpy(&ss, peer, peer_len);
     fl_conn *c = calloc(1, sizeof *c);
     if (!c) {
+        char name[64];
         close(fd);
+        cs->metrics->connections_refused++;
+        fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed",
+               peer_name(&ss, peer_len, is_unix, name, sizeof name));
         return -ENOMEM;
     }
     c->cs = cs;
     c->fd = fd;
     c->is_unix = is_unix;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->peer_addr = ss;
+    c->peer_len = peer_len;
     fl_list_init(&c->q);
     llhttp_settings_init(&c->settings);
     c->settings.on_message_begin = on_message_begin;

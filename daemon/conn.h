@@ -17,6 +17,7 @@
 #ifndef FL_CONN_H
 #define FL_CONN_H
 
+#include <sys/socket.h>
 #include <ev.h>
 #include "ack.h"
 #include "config.h"
@@ -32,9 +33,11 @@ typedef struct fl_conns fl_conns;
 int fl_conns_new(fl_conns **out, struct ev_loop *loop, const fl_config *cfg, fl_metrics *metrics, fl_http *http,
                  fl_ack *ack, void (*on_closed)(void *arg), void *arg);
 
-/* fl_conn_new takes fd (an accepted, non-blocking socket) and starts serving it in cs; 0, or a
- * negative errno (fd is closed then). peer is copied, for logs. */
-int fl_conn_new(fl_conns *cs, int fd, int is_unix, const char *peer);
+/* fl_conn_new takes fd (an accepted, non-blocking socket) and starts serving it in cs; 0, or
+ * -ENOMEM (fd is closed then, the refusal counted and logged). peer (peer_len bytes, from
+ * accept; NULL if unknown) is copied, and named in logs: it is formatted only when a log line
+ * needs it, which on a fire-and-forget connection is almost never. */
+int fl_conn_new(fl_conns *cs, int fd, int is_unix, const struct sockaddr *peer, socklen_t peer_len);
 
 /* fl_conns_reclaim makes room at max_connections (or out of descriptors) by closing the
  * connection that costs its client least: an idle keep-alive one (HTTP lets a server close

@@ -31,26 +31,6 @@ struct fl_listener {
     fl_log_limit full_log;     /* the log budget of "the connection table is full" */
 };
 
-static void peer_name(const struct sockaddr_storage *ss, int is_unix, char *out, size_t outsz)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (is_unix) {
-        snprintf(out, outsz, "unix");
-        return;
-    }
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        port = ntohs(a->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        port = ntohs(a->sin6_port);
-    }
-    snprintf(out, outsz, "%s:%d", host, port);
-}
-
 static void watch(fl_listener *l)
 {
     if (!ev_is_active(&l->retry))
@@ -120,12 +100,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             fl_log(LOG_WARNING, "accept: %s", strerror(errno));
             return;
         }
-        char peer[64];
-        peer_name(&ss, l->is_unix, peer, sizeof peer);
-        if (fl_conn_new(env->conns, fd, l->is_unix, peer) < 0) {
-            env->metrics->connections_refused++;
-            fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed", peer);
-        }
+        fl_conn_new(env->conns, fd, l->is_unix, (const struct sockaddr *)&ss, len);
     }
 }
 

@@ -766,9 +766,9 @@ int fl_server_stopping(const fl_server *srv) { return srv->stopping; }
 
 int fl_server_port(const fl_server *srv) { return srv->port; }
 
-int fl_server_adopt(fl_server *srv, int fd, int is_unix, const char *peer)
+int fl_server_adopt(fl_server *srv, int fd, int is_unix)
 {
-    return fl_conn_new(srv->conns, fd, is_unix, peer);
+    return fl_conn_new(srv->conns, fd, is_unix, NULL, 0);
 }
 
 const fl_metrics *fl_server_metrics(const fl_server *srv) { return &srv->metrics; }

@@ -41,8 +41,9 @@ int fl_server_stopping(const fl_server *srv);
 int fl_server_port(const fl_server *srv);
 
 /* fl_server_adopt serves fd, an already connected non-blocking socket, as if the listener had
- * accepted it (peer is copied, for logs). 0, or a negative errno (fd is closed then). */
-int fl_server_adopt(fl_server *srv, int fd, int is_unix, const char *peer);
+ * accepted it (its logs name the peer "unix", or "?" over TCP). 0, or a negative errno (fd is
+ * closed then). */
+int fl_server_adopt(fl_server *srv, int fd, int is_unix);
 
 /* fl_server_metrics returns the server's counters (read-only; valid for its life). */
 const fl_metrics *fl_server_metrics(const fl_server *srv);

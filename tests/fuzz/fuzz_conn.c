@@ -153,7 +153,7 @@ static int open_pair(void)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
-    if (fl_server_adopt(fz.srv, sv[0], 1, "fuzz") < 0) {
+    if (fl_server_adopt(fz.srv, sv[0], 1) < 0) {
         close(sv[1]);
         return -1;
     }
