@@ -1,7 +1,6 @@
 /* listen.c — listening sockets and the accept loop. */
 #include "listen.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
