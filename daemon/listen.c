@@ -99,7 +99,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             fl_log(LOG_WARNING, "accept: %s", strerror(errno));
             return;
         }
-        fl_conn_new(env->conns, fd, l->is_unix, (const struct sockaddr *)&ss, len);
+        /* A refusal (out of memory) is counted and logged by fl_conn_new. */
+        (void)fl_conn_new(env->conns, fd, l->is_unix, (const struct sockaddr *)&ss, len);
     }
 }
 

@@ -394,9 +394,8 @@ static size_t tcp_wmem_max(void)
  * (0, and all of it arrives once the server reads, though the client closed long before),
  * one of twice the client's largest send buffer cannot (FLING_ESEND when the io timeout
  * passes): for it the server's receive buffer is set small, which also stops the kernel
- * growing it.
- * Either way fling_fire returns within its bound. (A fixed 64 MiB did not fit either, but
- * its page faults alone took 0.7 s here, and 2.2 s to over 3 under TSan.) */
+ * growing it. Either way fling_fire returns within its bound. (A fixed 64 MiB did not fit
+ * either, but its page faults alone took 0.7 s here, and 2.2 s to over 3 under TSan.) */
 static void test_fire_to_server_that_does_not_read(void **state)
 {
     (void)state;

@@ -136,7 +136,7 @@ static long wait_count(const char *state, long want)
     long n = -1, seen = -2;
 
     /* Gives up only on a stall (the count unchanged for 60 s), not after a fixed time: under
-     * ASan the 800 jobs of one slot take about 30 s on two cores, and more when loaded. */
+     * ASan the 800 jobs of one slot take under a minute on two cores, more when loaded. */
     for (double stall = flh_now() + 60; flh_now() < stall; usleep(20000)) {
         if ((n = type_count(state)) == want)
             break;
@@ -160,15 +160,20 @@ static long ran_ids(long *ids, long max)
     return n;
 }
 
-/* How many attempts of job id started. */
-static int runs_of(long id)
+/* How many of the n ids are id. */
+static int count_of(const long *ids, long n, long id)
 {
-    static long ids[4 * N_JOBS];
-    long n = ran_ids(ids, 4 * N_JOBS);
     int count = 0;
     for (long i = 0; i < n; i++)
         count += ids[i] == id;
     return count;
+}
+
+/* How many attempts of job id started. */
+static int runs_of(long id)
+{
+    static long ids[4 * N_JOBS];
+    return count_of(ids, ran_ids(ids, 4 * N_JOBS), id);
 }
 
 /* Waits until at least min jobs have run, then sets the gate and waits for the job it blocks;
@@ -194,15 +199,6 @@ static long block_the_slot(long min)
     return id;
 }
 
-/* Whether id is among the n ids in ran. */
-static int has_run(const long *ran, long n, long id)
-{
-    for (long i = 0; i < n; i++)
-        if (ran[i] == id)
-            return 1;
-    return 0;
-}
-
 /* The ids of the jobs of type fast the store has `running` that never started; waits until
  * there is at least one (the scheduler claims ahead while the slot is held). Returns how many.
  * A job that started is left out: the blocked one, and the one before it, whose slot freed
@@ -221,7 +217,7 @@ static int claimed_ahead(long *ids)
         n = 0;
         json_array_foreach(json_object_get(body, "jobs"), i, j) {
             long id = strtol(json_string_value(json_object_get(j, "id")), NULL, 10);
-            if (!has_run(ran, n_ran, id) && n < MAX_READY)
+            if (!count_of(ran, n_ran, id) && n < MAX_READY)
                 ids[n++] = id;
         }
         json_decref(body);
