@@ -101,8 +101,7 @@ struct fl_conn {
     fl_conn_state state;
     int fd;
     int is_unix;
-    struct sockaddr_storage peer_addr;   /* from accept (peer_len 0: unknown) */
-    socklen_t peer_len;
+    struct sockaddr_storage peer_addr;   /* from accept; all zero (AF_UNSPEC) if unknown */
     char peer[64];                  /* its name for logs, made by conn_peer ("" until then) */
     ev_io rio, wio;
     ev_timer deadline;              /* read deadline, idle timeout, linger bound */
@@ -158,19 +157,18 @@ static void raise_state(fl_conn *c, fl_conn_state s)
 }
 
 /* A peer's name for a log line, in out: "unix", "ADDR:PORT", or "?" when unknown. */
-static const char *peer_name(const struct sockaddr_storage *ss, socklen_t len, int is_unix, char *out,
-                             size_t outsz)
+static const char *peer_name(const struct sockaddr_storage *ss, int is_unix, char *out, size_t outsz)
 {
     char host[INET6_ADDRSTRLEN];
     const void *addr = NULL;
     int port = 0;
     if (is_unix)
         return strcpy(out, "unix");
-    if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         addr = &a->sin_addr;
         port = ntohs(a->sin_port);
-    } else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+    } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         addr = &a->sin6_addr;
         port = ntohs(a->sin6_port);
@@ -185,7 +183,7 @@ static const char *peer_name(const struct sockaddr_storage *ss, socklen_t len, i
 static const char *conn_peer(fl_conn *c)
 {
     if (!c->peer[0])
-        peer_name(&c->peer_addr, c->peer_len, c->is_unix, c->peer, sizeof c->peer);
+        peer_name(&c->peer_addr, c->is_unix, c->peer, sizeof c->peer);
     return c->peer;
 }
 
@@ -1163,24 +1161,21 @@ static void conn_close(fl_conn *c)
 int fl_conn_new(fl_conns *cs, int fd, int is_unix, const struct sockaddr *peer, socklen_t peer_len)
 {
     struct sockaddr_storage ss = { 0 };
-    if (!peer || peer_len > sizeof ss)
-        peer_len = 0;
-    else
-        memcpy(&ss, peer, peer_len);
+    if (peer)
+        memcpy(&ss, peer, peer_len < sizeof ss ? peer_len : sizeof ss);
     fl_conn *c = calloc(1, sizeof *c);
     if (!c) {
         char name[64];
         close(fd);
         cs->metrics->connections_refused++;
         fl_log(LOG_WARNING, "peer %s: out of memory for a connection; closed",
-               peer_name(&ss, peer_len, is_unix, name, sizeof name));
+               peer_name(&ss, is_unix, name, sizeof name));
         return -ENOMEM;
     }
     c->cs = cs;
     c->fd = fd;
     c->is_unix = is_unix;
     c->peer_addr = ss;
-    c->peer_len = peer_len;
     fl_list_init(&c->q);
     llhttp_settings_init(&c->settings);
     c->settings.on_message_begin = on_message_begin;
