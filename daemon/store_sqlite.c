@@ -98,13 +98,16 @@ enum stmt_id {
                     " OR state = 'failed'" \
                     " OR state = 'cancelled') AND finished_at < ?1 ORDER BY finished_at, id LIMIT ?2"
 
-/* A SUBMIT's two rows; submit_many puts up to 2^MANY_SIZES of them in one statement each. */
-#define INSERT_JOBS "INSERT INTO jobs (type, state, status, max_attempts, priority, timeout_ms," \
+/* A SUBMIT's two rows; submit_many puts up to 2^MANY_SIZES of them in one statement each.
+ * OR FAIL: a statement of many rows that may ABORT on a constraint keeps a statement journal,
+ * a copy of every page it touches (two 1 KiB allocations per row here), to undo its own rows
+ * alone. The writer never needs that: a failed op rolls its whole group back (store.c). */
+#define INSERT_JOBS "INSERT OR FAIL INTO jobs (type, state, status, max_attempts, priority, timeout_ms," \
                     " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent," \
                     " tracestate) VALUES "
 #define INSERT_JOB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define INSERT_JOB_PARAMS 14
-#define INSERT_PAYLOADS "INSERT INTO job_payloads (id, data) VALUES "
+#define INSERT_PAYLOADS "INSERT OR FAIL INTO job_payloads (id, data) VALUES "
 #define INSERT_PAYLOAD_ROW "(?, ?)"
 #define INSERT_PAYLOAD_PARAMS 2
 /* Statements of 2, 4, ... 2^MANY_SIZES rows: a run of SUBMITs costs one statement per size in
