@@ -1267,8 +1267,6 @@ static void test_recover(void **state)
     expect_claim(h, "r", 3, NOW, (int64_t[]){ a, b, c }, 3, 0);
 }
 
-/* An op whose own data fails (a constraint, a value too big) fails alone: the rest of its group
- * is committed without it, so one bad op cannot turn the submits beside it into 503s. */
 /* A SUBMIT and the CLAIM pushed behind it while corked are one group, so one commit, even with
  * the writer idle and time passing between the two pushes; the claim takes the job the submit
  * wrote in the same transaction. */
@@ -1366,6 +1364,8 @@ static void test_submits_in_one_group(void **state)
         fl_job_free(jobs[i]);
 }
 
+/* An op whose own data fails (a constraint, a value too big) fails alone: the rest of its group
+ * is committed without it, so one bad op cannot turn the submits beside it into 503s. */
 static void test_op_error_fails_alone(void **state)
 {
     harness *h = *state;
