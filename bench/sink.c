@@ -8,6 +8,8 @@
  *          loop handed it since its last flush to --file (written over in a 16 MiB ring, as a
  *          WAL is reused), fdatasyncs, and hands the replies back (ev_async). What this costs
  *          beyond http is the least that flingd's two threads cost beyond it, without a database.
+ *          A client that closes after its requests (fire-and-forget) is closed once their 202s
+ *          went, as flingd does.
  *   write: fsync without the fdatasync: what durability = normal must do at least.
  *   fire:  accept, read until EOF, close: the connect-write-close ceiling of fire-and-forget.
  * Listens on 127.0.0.1 port 0 (and on --unix PATH), writes {"pid":P,"port":N} to --ready-file
@@ -51,6 +53,8 @@ typedef struct sink_conn {
     unsigned long staged;         /* fsync, write: whole requests of this read, not yet handed */
     unsigned long flushing;       /* fsync, write: in batches handed to the writer, not yet back */
     int closed;                   /* fsync, write: its socket is closed; freed once flushing is 0 */
+    int eof;                      /* fsync, write: the client is done sending; closed once its
+                                   * last reply went (what flingd does for a fire-and-forget one) */
 } sink_conn;
 
 enum { MODE_HTTP, MODE_FSYNC, MODE_WRITE, MODE_FIRE };
@@ -233,6 +237,7 @@ static int ring_open(const char *path)
 
 static void conn_close(struct ev_loop *loop, sink_conn *c);
 static int conn_flush(struct ev_loop *loop, sink_conn *c);
+static int conn_done(const sink_conn *c);
 
 /* done_cb (ev_async, the writer flushed): the replies of those requests may go. */
 static void done_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -254,7 +259,7 @@ static void done_cb(struct ev_loop *loop, ev_async *w, int revents)
                 continue;
             }
             c->owed += b->ents[i].n;
-            if (conn_flush(loop, c) < 0)
+            if (conn_flush(loop, c) < 0 || conn_done(c))
                 conn_close(loop, c);
         }
         batch_free(b);
@@ -271,6 +276,12 @@ static void conn_close(struct ev_loop *loop, sink_conn *c)
     c->closed = 1;
     if (!c->flushing)
         free(c);   /* else the last batch back that names it frees it */
+}
+
+/* conn_done: whether c, at EOF, has nothing left to flush or send. */
+static int conn_done(const sink_conn *c)
+{
+    return c->eof && !c->flushing && !c->owed;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -303,11 +314,12 @@ static int conn_flush(struct ev_loop *loop, sink_conn *c)
             c->owed--;
         }
     }
-    int want = EV_READ | (c->owed ? EV_WRITE : 0);
-    if ((c->io.events & (EV_READ | EV_WRITE)) != want) {
+    int want = (c->eof ? 0 : EV_READ) | (c->owed ? EV_WRITE : 0);
+    if ((c->io.events & (EV_READ | EV_WRITE)) != want || !want) {
         ev_io_stop(loop, &c->io);
         ev_io_set(&c->io, c->io.fd, want);
-        ev_io_start(loop, &c->io);
+        if (want)
+            ev_io_start(loop, &c->io);
     }
     return 0;
 }
@@ -316,7 +328,7 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     sink_conn *c = (sink_conn *)w;
     char buf[READ_CHUNK];
-    if ((revents & EV_WRITE) && conn_flush(loop, c) < 0) {
+    if ((revents & EV_WRITE) && (conn_flush(loop, c) < 0 || conn_done(c))) {
         conn_close(loop, c);
         return;
     }
@@ -328,6 +340,10 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         if (n < 0 && errno == EAGAIN)
             break;
+        if (n == 0 && THREADED(mode) && (c->staged || c->flushing)) {
+            c->eof = 1;   /* its replies go once flushed, then it closes */
+            break;
+        }
         if (n <= 0 || (mode != MODE_FIRE && llhttp_execute(&c->parser, buf, (size_t)n) != HPE_OK)) {
             conn_close(loop, c);  /* EOF, error, or a request we cannot parse */
             return;
@@ -335,7 +351,8 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
         if ((size_t)n < sizeof buf)
             break;  /* the socket is drained: save the recv that would say EAGAIN */
     }
-    if ((THREADED(mode) && hand(c) < 0) || (mode != MODE_FIRE && conn_flush(loop, c) < 0))
+    if ((THREADED(mode) && hand(c) < 0) || (mode != MODE_FIRE && conn_flush(loop, c) < 0) ||
+        conn_done(c))
         conn_close(loop, c);
 }
 
