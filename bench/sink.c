@@ -17,9 +17,8 @@
  *
  * DESIGN: one loop thread, one libev loop, one ev_io per connection; a connection owns its parser
  * and counts the replies it owes, so pipelined requests are answered in order. In fsync and write
- * modes each
- * read's requests go to the writer at once, as flingd pushes its ops, and the writer takes every
- * batch queued when it wakes: one flush for all of them. */
+ * modes each read's requests go to the writer at once, as flingd pushes its ops, and the writer
+ * takes every batch queued when it wakes: one flush for all of them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ev.h>
@@ -62,7 +61,7 @@ enum { MODE_HTTP, MODE_FSYNC, MODE_WRITE, MODE_FIRE };
 static int mode = MODE_HTTP;
 static llhttp_settings_t settings;
 
-/* ---- fsync and write modes: the batches between the loop and the writer --------------------------- */
+/* ---- fsync and write modes: the batches between the loop and the writer ---------------- */
 
 #define RING_BYTES (16u << 20)
 
@@ -92,6 +91,8 @@ static struct {
     struct ev_loop *loop;
 } fs = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
+/* grow makes *p, an array of *cap elements of size bytes, hold at least need: 0, or -1 out of
+ * memory (*p untouched). */
 static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap)
@@ -107,6 +108,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
+/* gathering: the batch this read's bodies and requests go into (NULL out of memory). */
 static batch *gathering(void)
 {
     if (!fs.gathering)
@@ -443,8 +445,8 @@ int main(int argc, char **argv)
         { "ready-file", required_argument, 0, 'r' }, { "file", required_argument, 0, 'f' },
         { 0, 0, 0, 0 }
     };
-    static const char *const modes[] = { [MODE_HTTP] = "http", [MODE_FSYNC] = "fsync", [MODE_WRITE] = "write",
-                                         [MODE_FIRE] = "fire" };
+    static const char *const modes[] = { [MODE_HTTP] = "http", [MODE_FSYNC] = "fsync",
+                                         [MODE_WRITE] = "write", [MODE_FIRE] = "fire" };
     const char *unix_path = NULL, *ready = NULL, *file = NULL;
     int ch, m = -1;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -464,7 +466,8 @@ int main(int argc, char **argv)
             break;
     }
     if (ch != -1 || optind != argc || THREADED(mode) != (file != NULL)) {
-        fprintf(stderr, "usage: sink [--mode http|fire|fsync|write --file PATH] [--unix PATH] [--ready-file PATH]\n");
+        fprintf(stderr, "usage: sink [--mode http|fire|fsync|write --file PATH] [--unix PATH]"
+                        " [--ready-file PATH]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
