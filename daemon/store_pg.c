@@ -2078,9 +2078,6 @@ static int set_up(pg_store *s, char *err, size_t errlen)
     return 0;
 }
 
-/* lock_node takes this node's session lock: 0, -EBUSY while another session holds it (a
- * node of the same name, or this node's previous session that the server has not yet seen
- * end), or another negative errno. */
 /* say_hello tells the live nodes that this one is (back) and follows their changes. */
 static int say_hello(pg_store *s)
 {
@@ -2096,6 +2093,9 @@ static int say_hello(pg_store *s)
     return 0;
 }
 
+/* lock_node takes this node's session lock: 0, -EBUSY while another session holds it (a
+ * node of the same name, or this node's previous session that the server has not yet seen
+ * end), or another negative errno. */
 static int lock_node(pg_store *s)
 {
     const char *v[1] = { s->node };
@@ -2113,6 +2113,17 @@ static int lock_node(pg_store *s)
         rc = result_errno(s, r, "taking the node lock");
     PQclear(r);
     return rc ? rc : say_hello(s);
+}
+
+/* lock_node_waiting tries lock_node for up to FL_PG_LOCK_WAIT_MS: a restarted node's previous
+ * session may take the server a moment to end. At start only, before the loop runs. */
+static int lock_node_waiting(pg_store *s)
+{
+    int rc;
+
+    for (int waited = 0; (rc = lock_node(s)) == -EBUSY && waited < FL_PG_LOCK_WAIT_MS; waited += 200)
+        usleep(200 * 1000);
+    return rc;
 }
 
 /* schema_version reads the number of migrations applied (0 on a new database). */
@@ -2442,8 +2453,8 @@ static int pg_open(void **out, const fl_store_options *opt, const char *node, ch
         rc = migrate(s, err, errlen);
     if (!rc)
         rc = set_up(s, err, errlen);
-    for (int waited = 0; !rc && (rc = lock_node(s)) == -EBUSY && waited < FL_PG_LOCK_WAIT_MS; waited += 200)
-        usleep(200 * 1000);   /* at start, before the loop runs */
+    if (!rc)
+        rc = lock_node_waiting(s);
     if (rc == -EBUSY)
         fl_store_errf(err, errlen, "node %s: another live session holds this node's lock; is a node of this"
                       " name running? ([store] node must differ per node)", node);

@@ -626,11 +626,44 @@ static void test_wakes_follow_committed_pauses(void **state)
     PQfinish(live);
 }
 
-/* A reader's GET reads a job and its deliveries in one snapshot. The test's session holds the
- * deliveries table, so that the reader's second statement (the deliveries) waits after its
- * first (the job) has run, and meanwhile finishes the job and adds its delivery: the GET
- * still answers the job as it was, without the delivery, not a queued job with the delivery
- * of its end. */
+/* A starting node waits for its name's lock while the session that holds it ends, as its own
+ * previous session does for a moment after a restart: here a session of the test's own holds
+ * it and is ended a second later, and the open that began meanwhile succeeds after that. */
+static void test_open_waits_for_the_lock(void **state)
+{
+    harness *h = *state;
+    char url[160], err[256] = "", sql[128];
+    PGconn *holder, *ender;
+    PGresult *r;
+    int64_t start;
+    int rc;
+
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    fl_store_close(h->store);
+    h->store = NULL;
+    holder = PQconnectdb(url);
+    ender = PQconnectdb(url);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    assert_int_equal(PQstatus(ender), CONNECTION_OK);
+    assert_int_equal(pg_long(holder, "SELECT count(pg_advisory_lock(1718382183, hashtext('s')))"), 1);
+    snprintf(sql, sizeof sql, "SELECT pg_sleep(1), pg_terminate_backend(%d)", PQbackendPID(holder));
+    assert_int_equal(PQsendQuery(ender, sql), 1);
+
+    start = fl_job_now_ms();
+    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s" };
+    rc = fl_store_open(&h->store, &opt, NULL, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "open: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_true(fl_job_now_ms() - start >= 900);
+    while ((r = PQgetResult(ender))) {
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+    }
+    PQfinish(ender);
+    PQfinish(holder);
+}
+
 /* reopen opens h's store again with readers and writers (fl_store_options) and returns a
  * session of the test's own on its database. */
 static PGconn *reopen(harness *h, int readers, int writers)
@@ -642,7 +675,10 @@ static PGconn *reopen(harness *h, int readers, int writers)
     fl_store_close(h->store);
     const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s",
                                    .readers = readers, .writers = writers };
-    assert_int_equal(fl_store_open(&h->store, &opt, NULL, err, sizeof err), 0);
+    int rc = fl_store_open(&h->store, &opt, NULL, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "reopen: %s\n", err);
+    assert_int_equal(rc, 0);
     assert_int_equal(fl_store_readers(h->store), readers);
     c = PQconnectdb(url);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
@@ -660,6 +696,11 @@ static void wait_long(PGconn *c, const char *sql, long want)
     }
 }
 
+/* A reader's GET reads a job and its deliveries in one snapshot. The test's session holds the
+ * deliveries table, so that the reader's second statement (the deliveries) waits after its
+ * first (the job) has run, and meanwhile finishes the job and adds its delivery: the GET
+ * still answers the job as it was, without the delivery, not a queued job with the delivery
+ * of its end. */
 static void test_reader_get_one_snapshot(void **state)
 {
     harness *h = *state;
@@ -848,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_old_attempt_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_spares_a_claimed_orphan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wakes_follow_committed_pauses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_waits_for_the_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_get_one_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_writer_spares_a_claim, setup, teardown),
