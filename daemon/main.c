@@ -229,7 +229,13 @@ int main(int argc, char **argv)
     /* a departed client is a normal outcome, never a signal (docs/protocol.md) */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    /* Signals through a signalfd: libev blocks each one it watches in this thread, and the loop
+     * reads them like any descriptor; no handler ever interrupts anything. Every thread flingd
+     * starts blocks all signals (store.c), those started later from the loop inherit its mask,
+     * and a child unblocks them all before its exec (worker.c). Under ThreadSanitizer, whose
+     * runtime defers a handler to a later point of its own, one SIGHUP in a test run was lost
+     * with the handler in place. */
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
     if (!loop) {
         fprintf(stderr, "flingd: cannot initialise the event loop\n");
         fl_config_free(&cfg);
