@@ -232,9 +232,9 @@ int main(int argc, char **argv)
     /* Signals through a signalfd: libev blocks each one it watches in this thread, and the loop
      * reads them like any descriptor; no handler ever interrupts anything. Every thread flingd
      * starts blocks all signals (store.c), those started later from the loop inherit its mask,
-     * and a child unblocks them all before its exec (worker.c). Under ThreadSanitizer, whose
-     * runtime defers a handler to a later point of its own, one SIGHUP in a test run was lost
-     * with the handler in place. */
+     * and a child unblocks them all before its exec (worker.c). With a handler, one SIGHUP of
+     * a test run under ThreadSanitizer (whose runtime runs handlers at points of its own) was
+     * never handled; a signalfd leaves no handler to run. */
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
     if (!loop) {
         fprintf(stderr, "flingd: cannot initialise the event loop\n");
