@@ -104,6 +104,8 @@ extern const int fl_pg_migrations_count;
 /* How long a starting node waits for its name's lock, held by its own previous session until
  * the server notices that session's end. */
 #define FL_PG_LOCK_WAIT_MS 10000
+/* ... asking again this often (ms). */
+#define FL_PG_LOCK_RETRY_MS 200
 
 /* TCP keepalives: a server that vanished without a word (a partition) is found out after
  * idle + interval * count seconds, instead of the kernel's two hours; the statement waiting
@@ -2121,8 +2123,9 @@ static int lock_node_waiting(pg_store *s)
 {
     int rc;
 
-    for (int waited = 0; (rc = lock_node(s)) == -EBUSY && waited < FL_PG_LOCK_WAIT_MS; waited += 200)
-        usleep(200 * 1000);
+    for (int waited = 0; (rc = lock_node(s)) == -EBUSY && waited < FL_PG_LOCK_WAIT_MS;
+         waited += FL_PG_LOCK_RETRY_MS)
+        usleep(FL_PG_LOCK_RETRY_MS * 1000);
     return rc;
 }
 

@@ -35,19 +35,30 @@ typedef struct harness {
     fl_store *store;
 } harness;
 
+/* open_store opens h's store (node s, durability full) with readers and writers
+ * (fl_store_options; 0: the defaults): fl_store_open's result, its error printed. */
+static int open_store(harness *h, int readers, int writers)
+{
+    char url[160], err[256] = "";
+
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s",
+                                   .readers = readers, .writers = writers };
+    int rc = fl_store_open(&h->store, &opt, NULL, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "open: %s\n", err);
+    return rc;
+}
+
 static int setup(void **state)
 {
     harness *h = calloc(1, sizeof *h);
-    char url[160], err[256] = "";
 
     if (!h || !(h->pg = flh_pg_shared()) || flh_pg_create_db(h->pg, h->db, sizeof h->db)) {
         free(h);
         return -1;
     }
-    flh_pg_url(h->pg, h->db, url, sizeof url);
-    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s" };
-    if (fl_store_open(&h->store, &opt, NULL, err, sizeof err)) {
-        fprintf(stderr, "open: %s\n", err);
+    if (open_store(h, 0, 0)) {
         free(h);
         return -1;
     }
@@ -632,11 +643,10 @@ static void test_wakes_follow_committed_pauses(void **state)
 static void test_open_waits_for_the_lock(void **state)
 {
     harness *h = *state;
-    char url[160], err[256] = "", sql[128];
+    char url[160], sql[128];
     PGconn *holder, *ender;
     PGresult *r;
     int64_t start;
-    int rc;
 
     flh_pg_url(h->pg, h->db, url, sizeof url);
     fl_store_close(h->store);
@@ -650,11 +660,7 @@ static void test_open_waits_for_the_lock(void **state)
     assert_int_equal(PQsendQuery(ender, sql), 1);
 
     start = fl_job_now_ms();
-    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s" };
-    rc = fl_store_open(&h->store, &opt, NULL, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "open: %s\n", err);
-    assert_int_equal(rc, 0);
+    assert_int_equal(open_store(h, 0, 0), 0);
     assert_true(fl_job_now_ms() - start >= 900);
     while ((r = PQgetResult(ender))) {
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -668,17 +674,12 @@ static void test_open_waits_for_the_lock(void **state)
  * session of the test's own on its database. */
 static PGconn *reopen(harness *h, int readers, int writers)
 {
-    char url[160], err[256] = "";
+    char url[160];
     PGconn *c;
 
     flh_pg_url(h->pg, h->db, url, sizeof url);
     fl_store_close(h->store);
-    const fl_store_options opt = { .backend = "postgres", .url = url, .durability_full = 1, .node = "s",
-                                   .readers = readers, .writers = writers };
-    int rc = fl_store_open(&h->store, &opt, NULL, err, sizeof err);
-    if (rc)
-        fprintf(stderr, "reopen: %s\n", err);
-    assert_int_equal(rc, 0);
+    assert_int_equal(open_store(h, readers, writers), 0);
     assert_int_equal(fl_store_readers(h->store), readers);
     c = PQconnectdb(url);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
