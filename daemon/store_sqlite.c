@@ -53,11 +53,11 @@ extern const int fl_migrations_count;
 #define FL_WAL_VFS "fl-wal"
 
 /* The columns of a job row in read_job's order; CLAIM and a GET of the payload add the
- * payload (C_PAYLOAD, the subquery JOB_PAYLOAD). */
+ * payload (C_PAYLOAD, JOB_PAYLOAD: the row's own, else its job_payloads row). */
 #define JOB_COLS "id, type, state, status, attempts, max_attempts, priority, timeout_ms, " \
                  "created_at, run_at, started_at, finished_at, exit_code, idem_key, "      \
                  "callback, error, output, updated_at, retried, previous_attempts, previous_error, content_type, traceparent, tracestate"
-#define JOB_PAYLOAD "(SELECT data FROM job_payloads WHERE job_payloads.id = jobs.id)"
+#define JOB_PAYLOAD "coalesce(jobs.payload, (SELECT data FROM job_payloads WHERE job_payloads.id = jobs.id))"
 enum {
     C_ID, C_TYPE, C_STATE, C_STATUS, C_ATTEMPTS, C_MAX_ATTEMPTS, C_PRIORITY, C_TIMEOUT_MS,
     C_CREATED_AT, C_RUN_AT, C_STARTED_AT, C_FINISHED_AT, C_EXIT_CODE, C_IDEM_KEY,
@@ -104,12 +104,15 @@ enum stmt_id {
  * alone. The writer never needs that: a failed op rolls its whole group back (store.c). */
 #define INSERT_JOBS "INSERT OR FAIL INTO jobs (type, state, status, max_attempts, priority, timeout_ms," \
                     " created_at, run_at, idem_key, callback, updated_at, content_type, traceparent," \
-                    " tracestate) VALUES "
-#define INSERT_JOB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-#define INSERT_JOB_PARAMS 14
+                    " tracestate, payload) VALUES "
+#define INSERT_JOB_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define INSERT_JOB_PARAMS 15
 #define INSERT_PAYLOADS "INSERT OR FAIL INTO job_payloads (id, data) VALUES "
 #define INSERT_PAYLOAD_ROW "(?, ?)"
 #define INSERT_PAYLOAD_PARAMS 2
+/* A payload of at most this many bytes is kept in its job's row, a larger one in job_payloads
+ * (see migrations/sqlite/010_inline_payload.sql). */
+#define INLINE_PAYLOAD_MAX 256
 /* Statements of 2, 4, ... 2^MANY_SIZES rows: a run of SUBMITs costs one statement per size in
  * its length's binary digits instead of two per job. */
 #define MANY_SIZES 5
@@ -523,7 +526,20 @@ static int find_duplicate(sql_store *s, fl_job *job)
     return found;
 }
 
-/* bind_job binds job's columns to the INSERT_JOB_ROW after parameter `at`. */
+static int payload_inline(const fl_job *job)
+{
+    return job->payload_len <= INLINE_PAYLOAD_MAX;
+}
+
+/* bind_blob binds job's payload, an empty one if it has none (NULL would read as "elsewhere"). */
+static int bind_blob(sqlite3_stmt *st, int i, const fl_job *job)
+{
+    return job->payload ? sqlite3_bind_blob64(st, i, job->payload, job->payload_len, SQLITE_STATIC)
+                        : sqlite3_bind_zeroblob(st, i, 0);
+}
+
+/* bind_job binds job's columns to the INSERT_JOB_ROW after parameter `at`: a small payload
+ * with them, a large one's place NULL (its job_payloads row is inserted after). */
 static int bind_job(sqlite3_stmt *st, int at, const fl_job *job, int64_t now)
 {
     return sqlite3_bind_text(st, at + 1, job->type, -1, SQLITE_STATIC) ||
@@ -539,15 +555,44 @@ static int bind_job(sqlite3_stmt *st, int at, const fl_job *job, int64_t now)
            sqlite3_bind_int64(st, at + 11, now) ||
            bind_opt_text(st, at + 12, job->content_type) ||
            bind_opt_text(st, at + 13, job->traceparent) ||
-           bind_opt_text(st, at + 14, job->tracestate);
+           bind_opt_text(st, at + 14, job->tracestate) ||
+           (payload_inline(job) ? bind_blob(st, at + 15, job) : sqlite3_bind_null(st, at + 15));
 }
 
 /* bind_payload binds job's id and payload to the INSERT_PAYLOAD_ROW after parameter `at`. */
 static int bind_payload(sqlite3_stmt *st, int at, const fl_job *job)
 {
-    return sqlite3_bind_int64(st, at + 1, job->id) ||
-           (job->payload ? sqlite3_bind_blob64(st, at + 2, job->payload, job->payload_len, SQLITE_STATIC)
-                         : sqlite3_bind_zeroblob(st, at + 2, 0)); /* no payload is an empty one */
+    return sqlite3_bind_int64(st, at + 1, job->id) || bind_blob(st, at + 2, job);
+}
+
+/* many_size: the largest m (< MANY_SIZES) whose statement of 2 << m rows fits in run >= 2. */
+static int many_size(size_t run)
+{
+    int m;
+
+    for (m = MANY_SIZES - 1; ((size_t)2 << m) > run; m--)
+        ;
+    return m;
+}
+
+/* insert_payloads inserts the job_payloads rows of jobs[0 .. n), whose ids are known: as many
+ * at once as the largest statement that fits, a lone one by itself. */
+static int insert_payloads(sql_store *s, fl_job **jobs, size_t n)
+{
+    size_t i = 0, rows, k;
+    int rc = 0;
+
+    while (i < n && !rc) {
+        int m = n - i >= 2 ? many_size(n - i) : -1;
+        sqlite3_stmt *st = m < 0 ? s->st[ST_INSERT_PAYLOAD] : s->many_payloads[m];
+        rows = m < 0 ? 1 : (size_t)2 << m;
+        for (k = 0; k < rows; k++)
+            if (bind_payload(st, (int)k * INSERT_PAYLOAD_PARAMS, jobs[i + k]))
+                return db_errno(s);
+        rc = step_done(st);
+        i += rows;
+    }
+    return rc;
 }
 
 static int sq_submit(void *b, fl_store_op *op)
@@ -573,19 +618,18 @@ static int sq_submit(void *b, fl_store_op *op)
         return rc;
     job->id = sqlite3_last_insert_rowid(s->db);
     job->updated_at = s->now;
-    st = s->st[ST_INSERT_PAYLOAD];
-    if (bind_payload(st, 0, job))
-        return db_errno(s);
-    return step_done(st);
+    return payload_inline(job) ? 0 : insert_payloads(s, &job, 1);
 }
 
 /* insert_rows inserts the jobs of ops[0 .. 2 << m), none with an Idempotency-Key, with one
- * statement per table. An INSERT gives the rows of its VALUES consecutive ids in their order
- * (each the largest yet plus one, AUTOINCREMENT), the last one being last_insert_rowid. */
+ * statement, then the job_payloads rows of the large payloads among them. An INSERT gives the
+ * rows of its VALUES consecutive ids in their order (each the largest yet plus one,
+ * AUTOINCREMENT), the last one being last_insert_rowid. */
 static int insert_rows(sql_store *s, fl_store_op **ops, int m)
 {
     sqlite3_stmt *st = s->many_jobs[m];
-    size_t rows = (size_t)2 << m, i;
+    size_t rows = (size_t)2 << m, i, n_large = 0;
+    fl_job *large[(size_t)2 << (MANY_SIZES - 1)];
     int64_t last;
     int rc;
 
@@ -595,15 +639,14 @@ static int insert_rows(sql_store *s, fl_store_op **ops, int m)
     if ((rc = step_done(st)))
         return rc;
     last = sqlite3_last_insert_rowid(s->db);
-    st = s->many_payloads[m];
     for (i = 0; i < rows; i++) {
         fl_job *job = ops[i]->u.submit.job;
         job->id = last - (int64_t)(rows - 1 - i);
         job->updated_at = s->now;
-        if (bind_payload(st, (int)i * INSERT_PAYLOAD_PARAMS, job))
-            return db_errno(s);
+        if (!payload_inline(job))
+            large[n_large++] = job;
     }
-    return step_done(st);
+    return insert_payloads(s, large, n_large);
 }
 
 /* A run of SUBMITs: the jobs without an Idempotency-Key that follow one another go in by
@@ -624,8 +667,7 @@ static int sq_submit_many(void *b, fl_store_op **ops, size_t n)
             rc = sq_submit(s, ops[i++]);
             continue;
         }
-        for (m = MANY_SIZES - 1; ((size_t)2 << m) > run; m--)
-            ;
+        m = many_size(run);
         rc = insert_rows(s, ops + i, m);
         i += (size_t)2 << m;
     }

@@ -392,6 +392,16 @@ static int sql_int(const char *path, const char *sql)
     return v;
 }
 
+/* sql_exec runs sql on the file at path (created if missing) with a connection of its own. */
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 /* ---- tests ----------------------------------------------------------------------------- */
 
 static void test_submit_reopen(void **state)
@@ -434,6 +444,36 @@ static void test_submit_reopen(void **state)
     assert_int_equal(job->payload_len, sizeof(payload) - 1);
     assert_memory_equal(job->payload, payload, sizeof(payload) - 1);
     assert_int_equal(job->attempts, 1);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+}
+
+/* A job submitted before the payload moved into its row (migration 010) has it in job_payloads
+ * and NULL in the row: a GET and a claim read it from there. */
+static void test_payload_of_an_older_job(void **state)
+{
+    static const char payload[] = "from before 010";
+    harness *h = *state;
+    spec sp = { .type = "old", .payload = payload, .payload_len = sizeof payload - 1,
+                .state = FL_STATE_QUEUED };
+    fl_store_op op = { .kind = FL_STORE_GET };
+    char sql[160];
+    int64_t id = submit(h, &sp);
+
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 0);
+    snprintf(sql, sizeof sql, "INSERT INTO job_payloads (id, data) SELECT id, payload FROM jobs"
+             " WHERE id = %lld; UPDATE jobs SET payload = NULL", (long long)id);
+    sql_exec(h->path, sql);
+    reopen(h);
+    op.u.get.id = id;
+    op.u.get.with_payload = 1;
+    run(h, &op);
+    assert_int_equal(op.answer, FL_STORE_OK);
+    assert_int_equal(op.u.get.job->payload_len, sizeof payload - 1);
+    assert_memory_equal(op.u.get.job->payload, payload, sizeof payload - 1);
+    fl_job_free(op.u.get.job);
+    claim(h, &op, "old", 1, NOW);
+    assert_int_equal(op.u.claim.n, 1);
+    assert_memory_equal(op.u.claim.jobs[0]->payload, payload, sizeof payload - 1);
     fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
 }
 
@@ -487,13 +527,10 @@ static void test_newer_version_refused(void **state)
     harness *h = *state;
     char path[PATH_LEN], sql[64], err[ERR_LEN] = "";
     fl_store *s = NULL;
-    sqlite3 *db;
 
     snprintf(path, sizeof(path), "%s/newer.db", h->dir);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", fl_migrations_count + 1);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    sql_exec(path, sql);
 
     assert_true(open_path(&s, path, err, sizeof(err)) < 0);
     assert_null(s);
@@ -1311,22 +1348,32 @@ static void test_cork_makes_one_group(void **state)
 
 /* Submits that share a group go in as runs of rows: each op gets its own id, growing in op
  * order with no gap, its own payload, and a key already taken in the run is a duplicate. */
+/* Every third payload is too large for the jobs row (store_sqlite.c keeps up to 256 bytes
+ * there), so the runs insert job_payloads rows singly and several at once. */
 static void test_submits_in_one_group(void **state)
 {
-    enum { N = 24 };
+    enum { N = 24, LARGE = 700 };
     harness *h = *state;
     spec sp = { .type = "many", .state = FL_STATE_QUEUED };
-    char payloads[N][8];
+    char payloads[N][LARGE];
+    size_t lens[N];
     fl_job *jobs[N];
     fl_store_op ops[N], get;
     int64_t last = 0;
-    size_t i;
+    size_t i, k;
 
     fl_store_hold(h->store, 1);
     for (i = 0; i < N; i++) {
         /* keyed: op 7 and op 11 (the same key: a duplicate of op 7) */
         sp.key = i == 7 || i == 11 ? "A" : NULL;
-        sp.payload_len = (size_t)snprintf(payloads[i], sizeof payloads[i], "p%zu", i);
+        if (i % 3 == 1) {
+            for (k = 0; k < LARGE; k++)
+                payloads[i][k] = (char)('a' + (i + k) % 26);
+            lens[i] = LARGE;
+        } else {
+            lens[i] = (size_t)snprintf(payloads[i], sizeof payloads[i], "p%zu", i);
+        }
+        sp.payload_len = lens[i];
         sp.payload = i == 3 ? NULL : payloads[i];
         jobs[i] = make_job(&sp);
         submit_op(&ops[i], jobs[i]);
@@ -1351,15 +1398,18 @@ static void test_submits_in_one_group(void **state)
         get.u.get.with_payload = 1;
         run(h, &get);
         assert_int_equal(get.answer, FL_STORE_OK);
-        assert_int_equal(get.u.get.job->payload_len, i == 3 ? 0 : strlen(payloads[i]));
+        assert_int_equal(get.u.get.job->payload_len, i == 3 ? 0 : lens[i]);
         if (i != 3)
-            assert_memory_equal(get.u.get.job->payload, payloads[i], strlen(payloads[i]));
+            assert_memory_equal(get.u.get.job->payload, payloads[i], lens[i]);
         assert_string_equal(get.u.get.job->type, "many");
         assert_int_equal(get.u.get.job->updated_at, jobs[i]->updated_at);
         fl_job_free(get.u.get.job);
     }
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), N - 1);
-    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), N - 1);
+    /* the large ones, each in job_payloads and none in its row */
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), N / 3);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs WHERE payload IS NULL"
+                                      " AND id IN (SELECT id FROM job_payloads)"), N / 3);
     for (i = 0; i < N; i++)
         fl_job_free(jobs[i]);
 }
@@ -1401,7 +1451,8 @@ static void test_fault_fails_group(void **state)
 {
     harness *h = *state;
     int64_t first = submit_simple(h, "echo", FL_STATE_QUEUED, 0);
-    spec sp = { .type = "echo", .key = "F", .payload = "x", .payload_len = 1,
+    static char large[1024];   /* beyond the jobs row's 256 bytes: a job_payloads row each */
+    spec sp = { .type = "echo", .key = "F", .payload = large, .payload_len = sizeof large,
                 .state = FL_STATE_QUEUED };
     fl_job *jobs[3];
     fl_store_op ops[5];
@@ -1441,7 +1492,7 @@ static void test_fault_fails_group(void **state)
     assert_int_equal(after.commits, before.commits);
     /* Nothing of the group reached the file, not even the claim's state change. */
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 1);
-    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 1);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 0);
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs WHERE state = 'queued'"), 1);
 
     /* The next group succeeds, the same jobs included. */
@@ -1456,6 +1507,7 @@ static void test_fault_fails_group(void **state)
         fl_job_free(jobs[i]);
     }
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), 4);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 3);
     fl_store_stats_get(h->store, &after);
     assert_true(after.commits > before.commits);
     assert_true(after.ops >= before.ops + 3);
@@ -1741,9 +1793,12 @@ static void test_prune(void **state)
     harness *h = *state;
     fl_store_set_hooks(h->store, test_hook, NULL);
     int64_t old_ok = submit_simple(h, "h", FL_STATE_QUEUED, NOW - 10);
-    int64_t old_failed = submit_simple(h, "k", FL_STATE_QUEUED, NOW - 10);
+    static char large[1024];   /* in job_payloads, not the row: PRUNE must delete it there */
+    spec big = { .type = "k", .payload = large, .payload_len = sizeof large, .state = FL_STATE_QUEUED,
+                 .run_at = NOW - 10 };
+    int64_t old_failed = submit(h, &big);
     int64_t old_cancelled = submit_simple(h, "h", FL_STATE_QUEUED, NOW - 10);
-    int64_t young = submit_simple(h, "k", FL_STATE_QUEUED, NOW - 10);
+    int64_t young = submit(h, &big);
     int64_t waiting = submit_simple(h, "k", FL_STATE_SCHEDULED, NOW + 100000);
     finish_at(h, old_ok, FL_STATE_SUCCEEDED, NOW - 3000);   /* on_complete: one delivery */
     finish_at(h, old_failed, FL_STATE_FAILED, NOW - 2000);
@@ -1759,12 +1814,13 @@ static void test_prune(void **state)
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM deliveries"), 1);   /* the cancel's abort */
     assert_int_equal(prune(h, NOW + 1, 10), 2);             /* fewer than the limit: done */
     assert_int_equal(prune(h, NOW + 1, 10), 0);
-    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 2);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 1);   /* young's */
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM deliveries"), 0);
     fl_job_free(get_ok(h, young));
     fl_job_free(get_ok(h, waiting));
 
     assert_int_equal(prune(h, NOW + 10000, FL_STORE_PRUNE_BATCH), 1);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), 0);
     assert_true(submit_simple(h, "k", FL_STATE_QUEUED, 0) > waiting);
     fl_store_op bad = { .kind = FL_STORE_PRUNE };
     bad.u.prune.limit = 1001;   /* over a page */
@@ -1778,13 +1834,10 @@ static void test_prune_index(void **state)
 {
     harness *h = *state;
     char err[ERR_LEN] = "";
-    sqlite3 *db;
 
     fl_store_close(h->store);
     h->store = NULL;
-    assert_int_equal(sqlite3_open_v2(h->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "DROP INDEX jobs_finished", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    sql_exec(h->path, "DROP INDEX jobs_finished");
     assert_true(open_store(h, err) < 0);
     assert_null(h->store);
     assert_non_null(strstr(err, "jobs_finished"));
@@ -2071,6 +2124,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrations_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_payload_of_an_older_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
