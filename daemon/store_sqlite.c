@@ -73,12 +73,13 @@ enum {
     D_LAST_STATUS, D_LAST_ERROR
 };
 
-/* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0).
+/* The four LIST variants are consecutive: ST_LIST + (has_state ? 1 : 0) + (type ? 2 : 0), and
+ * the queued state has its own two, ST_LIST_QUEUED + (type ? 1 : 0) (see ST_LIST_QUEUED).
  * Separate statements rather than "(?3 IS NULL OR state = ?3)", which no index can serve. */
 enum stmt_id {
     ST_BEGIN, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
     ST_IDEM_FIND, ST_INSERT, ST_INSERT_PAYLOAD, ST_GET,
-    ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE,
+    ST_LIST, ST_LIST_STATE, ST_LIST_TYPE, ST_LIST_STATE_TYPE, ST_LIST_QUEUED, ST_LIST_QUEUED_TYPE,
     ST_CANCEL, ST_SET_STATUS,
     ST_GET_WITH_PAYLOAD, ST_CLAIM_QUEUED, ST_CLAIM_DUE, ST_CLAIM_TAKE, ST_NEXT_SCHEDULED,
     ST_FINISH, ST_RECOVER, ST_CHANGED,
@@ -88,6 +89,15 @@ enum stmt_id {
     ST_PRUNE_DELIVERIES, ST_PRUNE_PAYLOADS, ST_PRUNE_JOBS, ST_LAST_KEY,
     ST_COUNT
 };
+
+/* The WHERE of the partial index jobs_state (011): every state but queued. */
+#define STATE_INDEXED "(state = 'scheduled' OR state = 'running' OR state = 'succeeded'" \
+                      " OR state = 'failed' OR state = 'cancelled')"
+/* The queued ones newest first come from jobs_queued, whose entries the subquery reads alone
+ * (one per queued job, with the type's when there is one) and sorts, keeping the page. */
+#define LIST_QUEUED(type) "SELECT " JOB_COLS " FROM jobs WHERE id IN (SELECT id FROM jobs" \
+                          " INDEXED BY jobs_queued WHERE " type "state = 'queued' AND id < ?1" \
+                          " ORDER BY id DESC LIMIT ?2) ORDER BY id DESC"
 
 /* A PRUNE batch: ?1 = finished before (ms), ?2 = at most this many. The state test repeats
  * the WHERE of the partial index jobs_finished (008), so that the index can serve it, and
@@ -131,12 +141,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_INSERT_PAYLOAD] = INSERT_PAYLOADS INSERT_PAYLOAD_ROW,
     [ST_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
     [ST_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-    [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND id < ?1"
-                      " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_STATE] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_state WHERE state = ?3"
+                      " AND " STATE_INDEXED " AND id < ?1 ORDER BY id DESC LIMIT ?2",
     [ST_LIST_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE type = ?4 AND id < ?1"
                      " ORDER BY id DESC LIMIT ?2",
-    [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs WHERE state = ?3 AND type = ?4"
-                           " AND id < ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_STATE_TYPE] = "SELECT " JOB_COLS " FROM jobs INDEXED BY jobs_state WHERE state = ?3"
+                           " AND " STATE_INDEXED " AND type = ?4 AND id < ?1"
+                           " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_QUEUED] = LIST_QUEUED(""),
+    [ST_LIST_QUEUED_TYPE] = LIST_QUEUED("type = ?4 AND "),
     [ST_CANCEL] = "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?3 WHERE id = ?1",
     [ST_SET_STATUS] = "UPDATE jobs SET status = status | ?2, updated_at = ?3 WHERE id = ?1",
     [ST_GET_WITH_PAYLOAD] = "SELECT " JOB_COLS ", " JOB_PAYLOAD " FROM jobs WHERE id = ?1",
@@ -729,9 +742,12 @@ static int sq_list(void *b, fl_store_op *op)
     sqlite3_stmt *st;
     int limit = op->u.list.q.limit, has_state = op->u.list.q.has_state;
     fl_state state = op->u.list.q.state;
+    int queued = has_state && state == FL_STATE_QUEUED, typed = op->u.list.q.type != NULL;
     int rc = 0, step_rc, more = 0;
 
-    st = s->st[ST_LIST + (has_state ? 1 : 0) + (op->u.list.q.type ? 2 : 0)];
+    if (queued)
+        has_state = 0;   /* the statement names it */
+    st = s->st[queued ? ST_LIST_QUEUED + typed : ST_LIST + (has_state ? 1 : 0) + (typed ? 2 : 0)];
     op->u.list.jobs = calloc((size_t)limit, sizeof(*op->u.list.jobs));
     if (!op->u.list.jobs)
         return -ENOMEM;
@@ -1062,10 +1078,16 @@ static int sq_count(void *b, fl_store_op *op)
     sql_store *s = b;
     sqlite3_stmt *st;
     size_t cap = 0;
+    /* The waiting and running ones by the index that holds each state (see 011): the queued
+     * from jobs_queued's entries alone. */
     const char *sql = op->u.count.all_states
         ? "SELECT type, state, count(*) FROM jobs GROUP BY type, state"
-        : "SELECT type, state, count(*) FROM jobs WHERE state = 'queued' OR state = 'scheduled'"
-          " OR state = 'running' GROUP BY type, state";
+        : "SELECT type, 'queued', count(*) FROM jobs INDEXED BY jobs_queued WHERE state = 'queued'"
+          " GROUP BY type"
+          " UNION ALL SELECT type, 'scheduled', count(*) FROM jobs INDEXED BY jobs_scheduled"
+          " WHERE state = 'scheduled' GROUP BY type"
+          " UNION ALL SELECT type, 'running', count(*) FROM jobs INDEXED BY jobs_state"
+          " WHERE state = 'running' GROUP BY type";
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_errno(s);
     int rc;

@@ -634,7 +634,7 @@ static void test_idempotency(void **state)
 static void test_list_pages(void **state)
 {
     harness *h = *state;
-    const fl_state sched = FL_STATE_SCHEDULED, running = FL_STATE_RUNNING;
+    const fl_state sched = FL_STATE_SCHEDULED, running = FL_STATE_RUNNING, queued = FL_STATE_QUEUED;
     int64_t all[25], a[13], want[10];
     size_t na = 0, i;
     fl_store_op op;
@@ -670,6 +670,22 @@ static void test_list_pages(void **state)
     expect_page(h, &running, NULL, 10, 0, NULL, 0, 0);
     expect_page(h, NULL, "nope", 10, 0, NULL, 0, 0);
     expect_page(h, NULL, NULL, 1, 2, (int64_t[]){ 1 }, 1, 0);
+
+    /* The queued ones come from jobs_queued, newest first whatever their priority. */
+    expect_page(h, &queued, NULL, 5, 0, (int64_t[]){ 25, 24, 23, 22, 20 }, 5, 20);
+    expect_page(h, &queued, NULL, 5, 20, (int64_t[]){ 19, 18, 17, 15, 14 }, 5, 14);
+    expect_page(h, &queued, "a", 4, 0, (int64_t[]){ 25, 23, 19, 17 }, 4, 17);
+    expect_page(h, &queued, "a", 4, 17, (int64_t[]){ 15, 13, 9, 7 }, 4, 7);
+    expect_page(h, &queued, "a", 4, 7, (int64_t[]){ 5, 3 }, 2, 0);
+    spec urgent = { .type = "a", .payload = "p", .payload_len = 1, .priority = 9,
+                    .state = FL_STATE_QUEUED };
+    assert_int_equal(submit(h, &urgent), 26);
+    expect_page(h, &queued, "a", 2, 0, (int64_t[]){ 26, 25 }, 2, 25);
+    claim(h, &op, "b", 2, NOW);   /* the oldest two: 2 and 4 */
+    assert_int_equal(op.u.claim.n, 2);
+    fl_store_list_free(op.u.claim.jobs, op.u.claim.n);
+    expect_page(h, &running, NULL, 10, 0, (int64_t[]){ 4, 2 }, 2, 0);
+    expect_page(h, &queued, "b", 3, 10, (int64_t[]){ 8 }, 1, 0);
 
     list_op(h, &op, NULL, NULL, 0, 0);
     assert_int_equal(op.result, -EINVAL);
@@ -839,21 +855,34 @@ static void test_count_all_states(void **state)
     int64_t id = submit_simple(h, "k", FL_STATE_QUEUED, 0);
     submit_simple(h, "k", FL_STATE_QUEUED, 0);
     cancel_waiting(h, id);
+    submit_simple(h, "k", FL_STATE_SCHEDULED, NOW + 100000);
+    submit_simple(h, "j", FL_STATE_QUEUED, 0);
+    fl_store_op claimed;
+    claim(h, &claimed, "j", 1, NOW);
+    assert_int_equal(claimed.u.claim.n, 1);
+    fl_store_list_free(claimed.u.claim.jobs, claimed.u.claim.n);
 
     for (int all = 0; all <= 1; all++) {
         fl_store_op c = { .kind = FL_STORE_COUNT };
         c.u.count.all_states = all;
         run(h, &c);
         assert_int_equal(c.result, 0);
-        int64_t queued = 0, cancelled = 0;
+        int64_t queued = 0, cancelled = 0, scheduled = 0, running = 0;
         for (size_t i = 0; i < c.u.count.n; i++) {
-            if (c.u.count.rows[i].state == FL_STATE_QUEUED)
-                queued += c.u.count.rows[i].n;
-            if (c.u.count.rows[i].state == FL_STATE_CANCELLED)
-                cancelled += c.u.count.rows[i].n;
+            const fl_store_count *r = &c.u.count.rows[i];
+            if (r->state == FL_STATE_QUEUED)
+                queued += r->n;
+            if (r->state == FL_STATE_CANCELLED)
+                cancelled += r->n;
+            if (r->state == FL_STATE_SCHEDULED && !strcmp(r->type, "k"))
+                scheduled += r->n;
+            if (r->state == FL_STATE_RUNNING && !strcmp(r->type, "j"))
+                running += r->n;
         }
         assert_int_equal(queued, 1);
         assert_int_equal(cancelled, all ? 1 : 0);
+        assert_int_equal(scheduled, 1);
+        assert_int_equal(running, 1);
         free(c.u.count.rows);
     }
 }
@@ -1347,8 +1376,8 @@ static void test_cork_makes_one_group(void **state)
 }
 
 /* Submits that share a group go in as runs of rows: each op gets its own id, growing in op
- * order with no gap, its own payload, and a key already taken in the run is a duplicate. */
-/* Every third payload is too large for the jobs row (store_sqlite.c keeps up to 256 bytes
+ * order with no gap, its own payload, and a key already taken in the run is a duplicate.
+ * Every third payload is too large for the jobs row (store_sqlite.c keeps up to 256 bytes
  * there), so the runs insert job_payloads rows singly and several at once. */
 static void test_submits_in_one_group(void **state)
 {
@@ -1406,10 +1435,12 @@ static void test_submits_in_one_group(void **state)
         fl_job_free(get.u.get.job);
     }
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs"), N - 1);
-    /* the large ones, each in job_payloads and none in its row */
+    /* the large ones each in job_payloads and not in its row, the others in their row */
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM job_payloads"), N / 3);
     assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs WHERE payload IS NULL"
                                       " AND id IN (SELECT id FROM job_payloads)"), N / 3);
+    assert_int_equal(sql_int(h->path, "SELECT count(*) FROM jobs WHERE payload IS NOT NULL"),
+                     N - 1 - N / 3);
     for (i = 0; i < N; i++)
         fl_job_free(jobs[i]);
 }
