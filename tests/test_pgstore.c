@@ -509,6 +509,28 @@ static long pg_long(PGconn *c, const char *sql)
     return v;
 }
 
+/* session opens a connection of the test's own to h's database; the caller PQfinishes it. */
+static PGconn *session(harness *h)
+{
+    char url[160];
+    PGconn *c;
+
+    flh_pg_url(h->pg, h->db, url, sizeof url);
+    c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    return c;
+}
+
+/* hold_node_lock makes c hold the lock a running node named `name` holds (store_pg.c's
+ * FL_PG_NODE_LOCK, keyed by the name's hashtext), as that node's own session would. */
+static void hold_node_lock(PGconn *c, const char *name)
+{
+    char sql[128];
+
+    snprintf(sql, sizeof sql, "SELECT count(pg_advisory_lock(1718382183, hashtext('%s')))", name);
+    assert_int_equal(pg_long(c, sql), 1);
+}
+
 /* A sweep re-queues the jobs a gone node left running, but not one that a live node re-queued
  * and claimed again after the sweep's statement began: 100,000 orphans keep the sweep busy
  * long enough for a second session, holding a live node's lock, to move the last of them to
@@ -517,7 +539,7 @@ static void test_sweep_spares_a_claimed_orphan(void **state)
 {
     harness *h = *state;
     enum { ORPHANS = 100000 };
-    char url[160], sql[256];
+    char sql[256];
     fl_store_op claim;
     fl_store_stats before, after;
     long last, moved = -1;
@@ -528,10 +550,8 @@ static void test_sweep_spares_a_claimed_orphan(void **state)
              " attempts) SELECT 'o', 'running', 3, 0, 0, 0, 'gone', 1 FROM generate_series(1, %d)", ORPHANS);
     assert_int_equal(flh_pg_exec(h->pg, h->db, sql), 0);
     last = query(h, "SELECT max(id) FROM jobs");
-    flh_pg_url(h->pg, h->db, url, sizeof url);
-    live = PQconnectdb(url);
-    assert_int_equal(PQstatus(live), CONNECTION_OK);
-    assert_int_equal(pg_long(live, "SELECT count(pg_advisory_lock(1718382183, hashtext('live')))"), 1);
+    live = session(h);
+    hold_node_lock(live, "live");
 
     fl_store_stats_get(h->store, &before);
     push_claim(h, &claim, "none", 1);
@@ -600,17 +620,12 @@ static int push_pause(harness *h, const char *type)
 static void test_wakes_follow_committed_pauses(void **state)
 {
     harness *h = *state;
-    char url[160], wake[128];
-    PGconn *live, *ear;
+    char wake[128];
+    PGconn *live = session(h), *ear = session(h);
     fl_job *job;
     fl_store_op op;
 
-    flh_pg_url(h->pg, h->db, url, sizeof url);
-    live = PQconnectdb(url);
-    ear = PQconnectdb(url);
-    assert_int_equal(PQstatus(live), CONNECTION_OK);
-    assert_int_equal(PQstatus(ear), CONNECTION_OK);
-    assert_int_equal(pg_long(live, "SELECT count(pg_advisory_lock(1718382183, hashtext('live')))"), 1);
+    hold_node_lock(live, "live");
     PQclear(PQexec(ear, "LISTEN fling_due"));
 
     fl_store_inject_fault(h->store, -ENOSPC, 1);
@@ -643,19 +658,16 @@ static void test_wakes_follow_committed_pauses(void **state)
 static void test_open_waits_for_the_lock(void **state)
 {
     harness *h = *state;
-    char url[160], sql[128];
+    char sql[128];
     PGconn *holder, *ender;
     PGresult *r;
     int64_t start;
 
-    flh_pg_url(h->pg, h->db, url, sizeof url);
     fl_store_close(h->store);
     h->store = NULL;
-    holder = PQconnectdb(url);
-    ender = PQconnectdb(url);
-    assert_int_equal(PQstatus(holder), CONNECTION_OK);
-    assert_int_equal(PQstatus(ender), CONNECTION_OK);
-    assert_int_equal(pg_long(holder, "SELECT count(pg_advisory_lock(1718382183, hashtext('s')))"), 1);
+    holder = session(h);
+    ender = session(h);
+    hold_node_lock(holder, "s");
     snprintf(sql, sizeof sql, "SELECT pg_sleep(1), pg_terminate_backend(%d)", PQbackendPID(holder));
     assert_int_equal(PQsendQuery(ender, sql), 1);
 
@@ -674,16 +686,10 @@ static void test_open_waits_for_the_lock(void **state)
  * session of the test's own on its database. */
 static PGconn *reopen(harness *h, int readers, int writers)
 {
-    char url[160];
-    PGconn *c;
-
-    flh_pg_url(h->pg, h->db, url, sizeof url);
     fl_store_close(h->store);
     assert_int_equal(open_store(h, readers, writers), 0);
     assert_int_equal(fl_store_readers(h->store), readers);
-    c = PQconnectdb(url);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    return c;
+    return session(h);
 }
 
 /* wait_long waits until sql, run on c, answers want; fails the test after WAIT_MS. */
@@ -789,7 +795,7 @@ static void test_second_writer(void **state)
     enum { N = 5 };
     fl_job *held = make_job("w", NULL, "held", NULL), *jobs[N];
     fl_store_op cancel, ops[N], claim;
-    char sql[160], url[160];
+    char sql[160];
     PGconn *locker = hold_row(h, held), *other;
 
     n_reaped = 0;
@@ -805,8 +811,7 @@ static void test_second_writer(void **state)
     /* another session sees them committed while the cancel still waits */
     snprintf(sql, sizeof sql, "SELECT count(*) FROM jobs WHERE type = 'w' AND state = 'queued' AND id > %lld",
              (long long)held->id);
-    flh_pg_url(h->pg, h->db, url, sizeof url);
-    other = PQconnectdb(url);
+    other = session(h);
     wait_long(other, sql, N);
     assert_int_equal(pg_long(other, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flingd'"
                                    " AND datname = current_database() AND wait_event_type = 'Lock'"), 1);
