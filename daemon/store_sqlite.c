@@ -740,22 +740,21 @@ static int sq_list(void *b, fl_store_op *op)
 {
     sql_store *s = b;
     sqlite3_stmt *st;
-    int limit = op->u.list.q.limit, has_state = op->u.list.q.has_state;
+    int limit = op->u.list.q.limit;
     fl_state state = op->u.list.q.state;
-    int queued = has_state && state == FL_STATE_QUEUED, typed = op->u.list.q.type != NULL;
+    int queued = op->u.list.q.has_state && state == FL_STATE_QUEUED, typed = op->u.list.q.type != NULL;
+    int by_state = op->u.list.q.has_state && !queued;   /* ?3: the queued statements name theirs */
     int rc = 0, step_rc, more = 0;
 
-    if (queued)
-        has_state = 0;   /* the statement names it */
-    st = s->st[queued ? ST_LIST_QUEUED + typed : ST_LIST + (has_state ? 1 : 0) + (typed ? 2 : 0)];
+    st = s->st[queued ? ST_LIST_QUEUED + typed : ST_LIST + by_state + (typed ? 2 : 0)];
     op->u.list.jobs = calloc((size_t)limit, sizeof(*op->u.list.jobs));
     if (!op->u.list.jobs)
         return -ENOMEM;
     /* One row more than the page tells whether another page follows. */
     if (sqlite3_bind_int64(st, 1, op->u.list.q.after ? op->u.list.q.after : INT64_MAX) ||
         sqlite3_bind_int(st, 2, limit + 1) ||
-        (has_state && sqlite3_bind_text(st, 3, fl_proto_state_name(state), -1, SQLITE_STATIC)) ||
-        (op->u.list.q.type && sqlite3_bind_text(st, 4, op->u.list.q.type, -1, SQLITE_STATIC)))
+        (by_state && sqlite3_bind_text(st, 3, fl_proto_state_name(state), -1, SQLITE_STATIC)) ||
+        (typed && sqlite3_bind_text(st, 4, op->u.list.q.type, -1, SQLITE_STATIC)))
         return db_errno(s);
     while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (op->u.list.n == (size_t)limit) {
